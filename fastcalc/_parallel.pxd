@@ -1,0 +1,1 @@
+cdef int resolve_threads(object n_threads) except -1

@@ -1,0 +1,41 @@
+"""Thread-count resolution for the ``prange`` kernels.
+
+OpenMP is optional: when the extension is built without it, ``omp_get_max_threads`` is replaced
+by a stub that reports one thread and every ``prange`` loop runs serially.
+"""
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FASTCALC_HAVE_OPENMP 1
+    #else
+    static int omp_get_max_threads(void) { return 1; }
+    #define FASTCALC_HAVE_OPENMP 0
+    #endif
+    """
+    int omp_get_max_threads() noexcept nogil
+    int FASTCALC_HAVE_OPENMP
+
+HAVE_OPENMP = bool(FASTCALC_HAVE_OPENMP)
+
+
+def max_threads():
+    """Number of threads a kernel uses when ``n_threads`` is None (1 without OpenMP)."""
+    return omp_get_max_threads()
+
+
+cdef int resolve_threads(object n_threads) except -1:
+    """Validate ``n_threads`` (None, or a positive int; -1 means all) and return a thread count."""
+    if n_threads is None or n_threads == -1:
+        return omp_get_max_threads()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int):
+        raise TypeError(f"n_threads must be a positive int, -1 or None, got {n_threads!r}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be a positive int, -1 or None, got {n_threads}")
+    return n_threads if FASTCALC_HAVE_OPENMP else 1
+
+
+def n_threads_for(n_threads):
+    """Python view of :func:`resolve_threads`, for wrappers and tests."""
+    return resolve_threads(n_threads)

@@ -1,0 +1,58 @@
+"""Compiled test functions, exposed as ``scipy.LowLevelCallable`` for tests and benchmarks.
+
+They exercise the compiled-callable path of every routine without optional dependencies
+(numba). Get one with :func:`low_level`::
+
+    >>> from fastcalc._testfunctions import low_level
+    >>> f = low_level("rosenbrock")
+    >>> f.signature
+    'double (int, double *, void *)'
+"""
+from libc.math cimport exp, sin, cos
+from scipy import LowLevelCallable
+
+
+cdef api double rosenbrock(int n, double *x, void *user_data) noexcept nogil:
+    """sum_i 100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2 (scalar field)."""
+    cdef double total = 0.0, a, b
+    cdef int i
+    for i in range(n - 1):
+        a = x[i + 1] - x[i] * x[i]
+        b = 1.0 - x[i]
+        total += 100.0 * a * a + b * b
+    return total
+
+
+cdef api double exp_sin(int n, double *x, void *user_data) noexcept nogil:
+    """exp(x[0]) * sin(x[1]) * ... (product over pairs; scalar field of n variables)."""
+    cdef double total = 0.0
+    cdef int i
+    for i in range(0, n - 1, 2):
+        total += exp(x[i]) * sin(x[i + 1])
+    return total
+
+
+cdef api int vector_field(int n, double *x, int m, double *out, void *user_data) noexcept nogil:
+    """F_i(x) = x_i^2 sin(x_{i+1}) + exp(x_{i-1}) cos(x_i), indices cyclic, m == n (else -1)."""
+    cdef int i
+    if m != n or n < 1:
+        return -1
+    for i in range(n):
+        out[i] = x[i] * x[i] * sin(x[(i + 1) % n]) + exp(x[(i - 1 + n) % n]) * cos(x[i])
+    return 0
+
+
+cdef api double nan_scalar(int n, double *x, void *user_data) noexcept nogil:
+    """Always NaN: a compiled function that fails, for status tests."""
+    return 0.0 / 0.0 if n >= 0 else 0.0
+
+
+cdef api int failing_vector(int n, double *x, int m, double *out, void *user_data) noexcept nogil:
+    """Always reports failure (returns 1)."""
+    return 1
+
+
+def low_level(name):
+    """Return the compiled test function ``name`` as a ``scipy.LowLevelCallable``."""
+    import fastcalc._testfunctions as module
+    return LowLevelCallable.from_cython(module, name)

@@ -1,0 +1,19 @@
+"""Shared fixtures: the NIST StRD data folder and reproducible random generators."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+NIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nist_strd"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261124)
+
+
+@pytest.fixture(scope="session")
+def nist_dir():
+    if not NIST_DIR.is_dir():
+        pytest.skip(f"NIST StRD data not found at {NIST_DIR} (the shared/ folder beside the checkout)")
+    return NIST_DIR

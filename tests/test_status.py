@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from fastcalc import ConvergenceError, Status
+from fastcalc._parallel import HAVE_OPENMP, max_threads, n_threads_for
+from fastcalc._status import message_of, messages_of
+
+
+def test_codes_match_the_design():
+    assert [int(s) for s in Status] == [0, 1, 2, 3, 4, 5]
+    assert issubclass(ConvergenceError, RuntimeError)
+
+
+def test_every_code_has_one_distinct_message():
+    messages = [message_of(s) for s in Status]
+    assert len(set(messages)) == len(messages)
+    assert list(messages_of(np.array([3, 0]))) == [message_of(3), message_of(0)]
+
+
+def test_thread_resolution():
+    assert n_threads_for(None) == max_threads() >= 1
+    assert n_threads_for(1) == 1
+    assert n_threads_for(2) == (2 if HAVE_OPENMP else 1)
+    with pytest.raises(ValueError, match="n_threads"):
+        n_threads_for(0)
+    with pytest.raises(TypeError, match="n_threads"):
+        n_threads_for(1.5)
