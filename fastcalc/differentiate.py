@@ -605,8 +605,185 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     return df.T.copy()
 
 
-def hessian(*a, **k):  # placeholder, implemented below in a later commit
+
+# --------------------------------------------------------------------------------------------
+# Hessian: a symmetric 2-D stencil on f values
+
+@lru_cache(maxsize=32)
+def _hessian_template(n):
+    """Terms of the second differences for the n(n+1)/2 unique entries (diagonal first).
+
+    Points: 0 = x; 1+i = x + h_i e_i; 1+n+i = x - h_i e_i; then x + h_i e_i + h_j e_j and
+    x - h_i e_i - h_j e_j for each pair i < j. With ``u = h_i e_i``, ``v = h_j e_j``:
+    ``H_ii = (f(x+u) + f(x-u) - 2 f(x)) / h_i^2`` and
+    ``H_ij = (f(x+u+v) + f(x-u-v) - f(x+u) - f(x-u) - f(x+v) - f(x-v) + 2 f(x)) / (2 h_i h_j)``,
+    both with O(h^2) truncation error.
+    """
+    upper_i, upper_j = np.triu_indices(n, 1)
+    pairs = upper_i.size
+    diagonal = np.arange(n)
+    plus, minus = 1 + diagonal, 1 + n + diagonal
+    pair = np.arange(pairs)
+    both_plus, both_minus = 1 + 2 * n + pair, 1 + 2 * n + pairs + pair
+    zeros_n, zeros_p = np.zeros(n, dtype=np.intp), np.zeros(pairs, dtype=np.intp)
+    output = np.concatenate([np.repeat(diagonal, 3), np.repeat(n + pair, 7)]).astype(np.intp)
+    point = np.concatenate([
+        np.stack([plus, minus, zeros_n], axis=1).ravel(),
+        np.stack([both_plus, both_minus, plus[upper_i], minus[upper_i], plus[upper_j],
+                  minus[upper_j], zeros_p], axis=1).ravel()]).astype(np.intp)
+    coefficient = np.concatenate([np.tile([1.0, 1.0, -2.0], n),
+                                  np.tile([1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 2.0], pairs)])
+    side = np.concatenate([np.tile(np.array([1, -1, 0], dtype=np.int8), n),
+                           np.tile(np.array([1, -1, 1, -1, 1, -1, 0], dtype=np.int8), pairs)])
+    first_index = np.concatenate([[-1], diagonal, diagonal, upper_i, upper_i]).astype(np.intp)
+    second_index = np.concatenate([[-1], np.full(2 * n, -1), upper_j, upper_j]).astype(np.intp)
+    return dict(upper_i=upper_i, upper_j=upper_j, output=output, point=point,
+                coefficient=coefficient, side=side, first_index=first_index,
+                second_index=second_index, npoints=1 + 2 * n + 2 * pairs,
+                noutputs=n + pairs)
+
+
+def _hessian_levels(function, x, h, levels, ratio, n_threads):
+    """Second differences at steps ``h * ratio**k`` (k < levels), all in one evaluation batch.
+
+    Returns ``(entries (levels, n(n+1)/2), rounding, bad, nfev)``.
+    """
+    n = x.size
+    t = _hessian_template(n)
+    ui, uj = t["upper_i"], t["upper_j"]
+    parts = []
+    for level in range(levels):
+        step = h * ratio ** level
+        up, down = (x + step), (x - step)
+        first_value = np.concatenate([[0.0], up, down, up[ui], down[ui]])
+        second_value = np.concatenate([[0.0], np.zeros(2 * n), up[uj], down[uj]])
+        scale = np.concatenate([step ** -2, 0.5 / (step[ui] * step[uj])])
+        parts.append((first_value, second_value, scale))
+    first_value, second_value, scale = (np.concatenate(c) for c in zip(*parts))
+    k, nv = t["npoints"], t["noutputs"]
+    first_index = np.tile(t["first_index"], levels)
+    second_index = np.tile(t["second_index"], levels)
+    shift = np.repeat(np.arange(levels, dtype=np.intp), t["point"].size)
+    output = np.tile(t["output"], levels) + shift * nv
+    point = np.tile(t["point"], levels) + shift * k
+    values = _values(function, x, first_index, first_value, second_index, second_value,
+                     n_threads=n_threads)
+    entries, magnitude, bad = combine(values, output, point, np.tile(t["coefficient"], levels),
+                                      np.tile(t["side"], levels), scale)
+    shape = (levels, nv)
+    return (entries.reshape(shape), _ROUNDING_ULPS * _EPS * magnitude.reshape(shape),
+            bad.reshape(shape), k * levels)
+
+
+def _symmetric(entries, n):
+    """The symmetric (n, n) matrix with the unique entries (diagonal first, then triu pairs)."""
+    t = _hessian_template(n)
+    matrix = np.empty((n, n), dtype=entries.dtype)
+    diagonal = np.arange(n)
+    matrix[diagonal, diagonal] = entries[:n]
+    matrix[t["upper_i"], t["upper_j"]] = entries[n:]
+    matrix[t["upper_j"], t["upper_i"]] = entries[n:]
+    return matrix
+
+
+def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=(),
+            vectorized=False, full_output=False, n_threads=None):
+    """Hessian matrix of a scalar field by finite differences.
+
+    Without ``grad``, the n(n+1)/2 unique entries come from a symmetric 2-D stencil on values
+    of ``f`` (``1 + n + n**2`` points for accuracy 2, all in one batch; never a Jacobian of a
+    Jacobian). Higher accuracies extrapolate the same stencil at steps ``h, 2h, 4h, 8h``. With
+    ``grad``, the Hessian is the central-difference Jacobian of ``grad``, symmetrized. The
+    result is exactly symmetric.
+
+    Parameters
+    ----------
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        Scalar field, as for :func:`gradient` (unused when ``grad`` is given, may be None).
+    x : array_like, shape (n,)
+        Point of differentiation (finite; never modified).
+    method : {"central", "richardson"}
+        ``"richardson"`` extrapolates adaptively and estimates the error.
+    accuracy : {2, 4, 6, 8}
+        Order of the truncation error for ``method="central"``.
+    step : float or array_like, optional
+        Absolute step(s) (the smallest step of the extrapolation); default relative.
+    grad : callable, scipy.LowLevelCallable or numba cfunc, optional
+        Gradient ``grad(x, *args) -> (n,)`` (vectorized: ``(n, k) -> (n, k)``; compiled: a
+        vector field with ``m = n``).
+    args, vectorized, full_output, n_threads
+        As for :func:`gradient`; ``vectorized`` applies to ``f`` or ``grad``, whichever is used.
+
+    Returns
+    -------
+    ndarray, shape (n, n), or DifferentiationResult
+        ``status`` in the result is per entry ``(n, n)``. A non-finite value at a stencil
+        point makes the entries using it NaN with status 3 (no one-sided fallback for the
+        2-D stencil; the ``grad`` path has the per-component fallback of :func:`jacobian`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import hessian
+    >>> hessian(lambda x: x[0] ** 3 * x[1], [1.0, 2.0])
+    array([[12.,  3.],
+           [ 3.,  0.]])
+    """
+    x = _check_point(x)
+    accuracy = _check_method(method, accuracy, ("central", "richardson"))
+    n = x.size
+    args = _check_args(args)
+    if grad is not None:
+        result = jacobian(grad, x, method=method, accuracy=accuracy, step=step, args=args,
+                          vectorized=vectorized, full_output=True, n_out=n,
+                          n_threads=n_threads)
+        if result.df.shape != (n, n):
+            raise ValueError(f"grad must return an array of shape ({n},), got "
+                             f"({result.df.shape[0]},)")
+        df = 0.5 * (result.df + result.df.T)
+        error = 0.5 * (result.error + result.error.T)
+        status = np.maximum(result.status[:, None], result.status[None, :])
+        nfev = result.nfev
+    else:
+        function = resolve(f, args=args, vectorized=vectorized, signatures=("scalar",))
+        richardson = method == "richardson"
+        if richardson:   # steps h, h/2, h/4, ... from a large h
+            h = np.array(_steps(x, step, "richardson", 2, 2))
+            levels, ratio = _RICHARDSON_LEVELS - 1, 0.5
+        else:            # steps h, 2h, 4h, ... from the optimal accuracy-2 step
+            h = np.array(_steps(x, step, "central", accuracy, 2))
+            levels, ratio = accuracy // 2, 2.0
+        entries, rounding, bad, nfev = _hessian_levels(function, x, h, levels, ratio, n_threads)
+        if levels == 1:
+            value, estimate = entries[0], rounding[0]
+        elif richardson:
+            value, estimate = _romberg(entries[:, :, None], rounding[:, :, None], "central")
+            value, estimate = value[:, 0], estimate[:, 0]
+        else:
+            value, estimate = _extrapolate(entries[::-1], rounding[::-1])
+        failed = np.bitwise_or.reduce(bad, axis=0) != 0
+        value = np.where(failed, np.nan, value)
+        estimate = np.where(failed, np.nan, estimate)
+        df = _symmetric(value, n)
+        error = _symmetric(estimate, n)
+        status = _symmetric(np.where(failed, Status.NON_FINITE, 0).astype(np.int8), n)
+    if full_output:
+        return _result(df, error, status, nfev)
+    return df
+
+
+def _extrapolate(estimates, rounding):
+    """Full Richardson extrapolation (powers 2, 4, ...) of estimates at steps ``h / 2**k``."""
+    table, errors = estimates, rounding
+    for column in range(estimates.shape[0] - 1):
+        factor = 4.0 ** (column + 1)
+        table = table[1:] + (table[1:] - table[:-1]) / (factor - 1.0)
+        errors = errors[1:] * (factor + 1.0) / (factor - 1.0)
+    return table[0], errors[0]
+
+
+def derivative(*a, **k):  # placeholder, implemented in a later commit
     raise NotImplementedError
 
 
-derivative = check_grad = taylor = hessian
+check_grad = taylor = derivative
