@@ -867,8 +867,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     >>> from fastcalc import derivative
     >>> np.round(derivative(np.sin, [0.0, np.pi / 3], accuracy=4), 10)
     array([1. , 0.5])
-    >>> round(derivative(np.exp, 1.0, order=2, method="richardson"), 12)
-    2.718281828459
+    >>> round(derivative(np.exp, 1.0, order=2, method="richardson"), 10)
+    2.7182818285
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
