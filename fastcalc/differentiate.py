@@ -34,7 +34,8 @@ import numpy as np
 from numpy.polynomial import Polynomial
 from scipy.optimize import OptimizeResult
 
-from ._differentiate import build_points, combine, compiled_values, stencil
+from ._differentiate import (axis_differences, build_points, combine, compiled_values,
+                             relative_steps, stencil)
 from ._evaluate import FunctionKind, resolve
 from ._status import Status, messages_of
 
@@ -88,6 +89,9 @@ def _result(df, error, status, nfev):
 
 def _check_point(x, name="x"):
     """``x`` as a finite, non-empty 1-D float64 array (read-only views are fine: never written)."""
+    if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size \
+            and x.flags.c_contiguous and np.isfinite(x.sum()):
+        return x
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -442,23 +446,34 @@ def _bounded_kinds(method, accuracy, x, h, bounds):
 def _axis_derivatives(function, x, *, method, accuracy, step, bounds, m, n_threads):
     """First derivatives along every axis: ``(df (n, m), error (n, m), status (n,), nfev, m)``."""
     n = x.size
-    components = np.arange(n, dtype=np.intp)
     richardson = method == "richardson"
     if method == "complex":
         h = _steps(x, step, "complex", 2, 1)
-        df, error, bad, nfev, m = _complex_stage(function, x, components, h, m)
+        df, error, bad, nfev, m = _complex_stage(function, x, np.arange(n, dtype=np.intp), h, m)
         h = _steps(x, None, "central", 2, 1)   # real step for the fallback
         accuracy = 2
+    elif bounds is None and not richardson:
+        # the fast path: one stencil for every component
+        if step is None:
+            h = relative_steps(x, _relative_step(method, accuracy, 1))
+        else:
+            h = _steps(x, step, method, accuracy, 1)
+        offsets, weights, _ = stencil(method, accuracy, 1)
+        df, error, bad, nfev, nbad = axis_differences(
+            function, x, h, offsets, weights, m is not None, -1 if m is None else m, n_threads,
+            _ROUNDING_ULPS * _EPS)
+        m = df.shape[1]
+        if not nbad:
+            return df, error, np.zeros(n, dtype=np.int8), nfev, m
     else:
         h = np.array(_steps(x, step, method, accuracy, 1))
         kinds = _bounded_kinds(method, 2 if richardson else accuracy, x, h, bounds)
-        df, error, bad, nfev, m = _stage(function, x, components, h, kinds, richardson,
-                                         accuracy, m, n_threads)
+        df, error, bad, nfev, m = _stage(function, x, np.arange(n, dtype=np.intp), h, kinds,
+                                         richardson, accuracy, m, n_threads)
     status = np.zeros(n, dtype=np.int8)
-    failed = np.flatnonzero(bad)
-    if failed.size:
-        nfev += _fallback(function, x, h, failed, bad, df, error, status, method, accuracy,
-                          bounds, m, n_threads)
+    if bad.any():
+        nfev += _fallback(function, x, h, np.flatnonzero(bad), bad, df, error, status, method,
+                          accuracy, bounds, m, n_threads)
     return df, error, status, nfev, m
 
 
