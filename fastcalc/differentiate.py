@@ -330,7 +330,7 @@ def _romberg(estimates, rounding, kind, order=1, base=2):
     increment = 2 if kind == "central" else 1
     powers = [base + increment * i for i in range(levels)]
     table = [estimates]
-    round_table = [rounding]
+    round_table = [2.0 * rounding]   # the magnitude sum is not a strict bound on f rounding
     best = np.full(estimates.shape[1:], np.inf)
     best_value = estimates[-1].copy()
     for column in range(levels):
