@@ -92,12 +92,12 @@ def _check_point(x, name="x"):
     if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size \
             and x.flags.c_contiguous and np.isfinite(x.sum()):
         return x
+    if np.iscomplexobj(x):
+        raise TypeError(f"{name} must be real, got a complex array")
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be real numbers, got {type(x).__name__}") from exc
-    if np.iscomplexobj(x):
-        raise TypeError(f"{name} must be real, got a complex array")
     if arr.ndim == 0:
         arr = arr.reshape(1)
     elif arr.ndim != 1:
@@ -389,7 +389,7 @@ def _complex_stage(function, x, components, h, m):
     if not np.iscomplexobj(values):
         values = values.astype(np.complex128)
     df = values.imag / h[:, None]
-    finite = np.isfinite(df).all(axis=1)
+    finite = np.isfinite(values).all(axis=1)   # a NaN real part also condemns the point
     bad = np.where(finite, 0, 3).astype(np.uint8)
     df[~finite] = np.nan
     return df, _ROUNDING_ULPS * _EPS * np.abs(df), bad, count, df.shape[1]
@@ -749,6 +749,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     n = x.size
     args = _check_args(args)
     if grad is not None:
+        grad = resolve(grad, args=args, vectorized=vectorized, signatures=("vector",),
+                       name="grad")
         result = jacobian(grad, x, method=method, accuracy=accuracy, step=step, args=args,
                           vectorized=vectorized, full_output=True, n_out=n,
                           n_threads=n_threads)
@@ -894,12 +896,12 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     if method == "complex" and order != 1:
         raise ValueError("method='complex' computes first derivatives only (order=1)")
     args = _check_args(args)
+    if np.iscomplexobj(x):
+        raise TypeError("x must be real, got a complex array")
     try:
         x_arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"x must be real numbers, got {type(x).__name__}") from exc
-    if np.iscomplexobj(x):
-        raise TypeError("x must be real, got a complex array")
     if x_arr.size == 0:
         raise ValueError("x must not be empty")
     if not np.isfinite(x_arr).all():
@@ -911,10 +913,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     if method == "complex":
         h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
                    "complex", 2, 1)
-        values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args)
-        df = np.asarray(values.imag, dtype=np.float64).ravel() / h
+        values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args).ravel()
+        df = np.asarray(values.imag, dtype=np.float64) / h
         error = _ROUNDING_ULPS * _EPS * np.abs(df)
-        bad = np.where(np.isfinite(df), 0, 3).astype(np.uint8)
+        bad = np.where(np.isfinite(values), 0, 3).astype(np.uint8)
         nfev = flat.size
         h = _steps(flat, None, "central", 2, 1)
         accuracy, method = 2, "central"
