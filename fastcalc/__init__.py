@@ -4,7 +4,8 @@ Finite-difference derivatives, Newton-Raphson at every scale, gradient descent, 
 multipliers and chi-squared fitting; SciPy is the reference every routine is tested against.
 """
 from ._status import ConvergenceError, Status
+from .roots import newton, newton_system
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceError", "Status", "__version__"]
+__all__ = ["ConvergenceError", "Status", "__version__", "newton", "newton_system"]
