@@ -4,8 +4,11 @@ Finite-difference derivatives, Newton-Raphson at every scale, gradient descent, 
 multipliers and chi-squared fitting; SciPy is the reference every routine is tested against.
 """
 from ._status import ConvergenceError, Status
+from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
+                            jacobian, taylor)
 from .roots import newton, newton_system
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceError", "Status", "__version__", "newton", "newton_system"]
+__all__ = ["ConvergenceError", "DifferentiationResult", "Status", "__version__", "check_grad",
+           "derivative", "gradient", "hessian", "jacobian", "newton", "newton_system", "taylor"]
