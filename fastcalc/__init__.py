@@ -6,8 +6,9 @@ multipliers and chi-squared fitting; SciPy is the reference every routine is tes
 from ._status import ConvergenceError, Status
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
+from .roots import newton, newton_system
 
 __version__ = "0.1.0"
 
 __all__ = ["ConvergenceError", "DifferentiationResult", "Status", "__version__", "check_grad",
-           "derivative", "gradient", "hessian", "jacobian", "taylor"]
+           "derivative", "gradient", "hessian", "jacobian", "newton", "newton_system", "taylor"]
