@@ -649,9 +649,10 @@ def lre(estimate: Any, certified: Any, digits: float = CERTIFIED_DIGITS) -> np.n
 
 
 def _outcome(params: Any, *, success: bool, status: Any = None, nit: Any = None, nfev: Any = None,
-             message: str = "", warned: bool = False) -> dict[str, Any]:
+             message: str = "", warned: bool = False, stderr: Any = None) -> dict[str, Any]:
     return {"params": np.asarray(params, dtype=float), "success": bool(success), "status": status,
-            "nit": nit, "nfev": nfev, "message": message, "warned": warned}
+            "nit": nit, "nfev": nfev, "message": message, "warned": warned,
+            "stderr": None if stderr is None else np.asarray(stderr, dtype=float)}
 
 
 def fastcalc_fitter(problem: NistProblem, p0: np.ndarray, **options: Any) -> dict[str, Any]:
@@ -668,7 +669,8 @@ def fastcalc_fitter(problem: NistProblem, p0: np.ndarray, **options: Any) -> dic
         result = fit(problem.f, problem.x, problem.y, p0=p0, **options)
     return _outcome(result.params, success=result.success, status=int(result.status),
                     nit=getattr(result, "nit", None), nfev=getattr(result, "nfev", None),
-                    message=str(getattr(result, "message", "")), warned=bool(caught))
+                    message=str(getattr(result, "message", "")), warned=bool(caught),
+                    stderr=getattr(result, "stderr", None))
 
 
 def curve_fit_fitter(problem: NistProblem, p0: np.ndarray, *, use_jac: bool = True,
@@ -686,14 +688,16 @@ def curve_fit_fitter(problem: NistProblem, p0: np.ndarray, *, use_jac: bool = Tr
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            popt, _pcov, info, message, ier = curve_fit(
+            popt, pcov, info, message, ier = curve_fit(
                 problem.f, problem.x, problem.y, p0=p0, full_output=True, **kwargs)
         except (RuntimeError, ValueError) as error:
             return _outcome(np.full(problem.nparams, np.nan), success=False, status="error",
                             message=str(error), warned=True)
     nfev = info.get("nfev") if isinstance(info, Mapping) else None
+    with np.errstate(invalid="ignore"):
+        stderr = np.sqrt(np.diag(pcov))
     return _outcome(popt, success=ier in (1, 2, 3, 4), status=int(ier), nfev=nfev,
-                    message=str(message), warned=bool(caught))
+                    message=str(message), warned=bool(caught), stderr=stderr)
 
 
 def score_all(fitter: Callable[[NistProblem, np.ndarray], Any] | None = None,
@@ -706,7 +710,7 @@ def score_all(fitter: Callable[[NistProblem, np.ndarray], Any] | None = None,
     fitter : callable, optional
         ``fitter(problem, p0)`` returning either the dictionary of :func:`fastcalc_fitter` /
         :func:`curve_fit_fitter` or an object with ``params`` (and optionally ``success``,
-        ``status``, ``nit``, ``nfev``, ``message``). Default :func:`fastcalc_fitter`. An exception
+        ``status``, ``nit``, ``nfev``, ``message``, ``stderr``). Default :func:`fastcalc_fitter`. An exception
         it raises is recorded in the row (``success=False``, ``error``), never propagated.
     problems : iterable of NistProblem, optional
         Default :func:`load_all` from ``directory``.
@@ -718,7 +722,8 @@ def score_all(fitter: Callable[[NistProblem, np.ndarray], Any] | None = None,
     -------
     list of dict
         One row per problem and start with ``fitter``, ``problem``, ``difficulty``, ``start``,
-        ``lre`` (min over parameters), ``lre_params``, ``lre_rss``, ``success``, ``status``,
+        ``lre`` (min over parameters), ``lre_params``, ``lre_rss``, ``lre_stderr`` (min over the
+        standard errors when the fitter reports them, else None), ``success``, ``status``,
         ``nit``, ``nfev``, ``message``, ``warned``, ``solved`` (``lre >= 4``), ``silent_failure``
         (reported a success without warning although ``lre < 4``), ``seconds`` and ``error``.
 
@@ -746,7 +751,8 @@ def score_all(fitter: Callable[[NistProblem, np.ndarray], Any] | None = None,
                         outcome.params, success=getattr(outcome, "success", True),
                         status=getattr(outcome, "status", None), nit=getattr(outcome, "nit", None),
                         nfev=getattr(outcome, "nfev", None),
-                        message=str(getattr(outcome, "message", "")))
+                        message=str(getattr(outcome, "message", "")),
+                        stderr=getattr(outcome, "stderr", None))
             except Exception as exc:  # recorded per problem: one failure must not stop the table
                 error = f"{type(exc).__name__}: {exc}"
                 outcome = _outcome(np.full(problem.nparams, np.nan), success=False, status="error",
@@ -760,12 +766,16 @@ def score_all(fitter: Callable[[NistProblem, np.ndarray], Any] | None = None,
             best = float(np.min(lre_params))
             with np.errstate(all="ignore"):
                 rss = problem.rss(params)
+            stderr = outcome.get("stderr")
+            lre_stderr = None
+            if stderr is not None and np.shape(stderr) == problem.certified_stderr.shape:
+                lre_stderr = float(np.min(lre(stderr, problem.certified_stderr)))
             success = bool(outcome.get("success", True))
             warned = bool(outcome.get("warned", False))
             rows.append({
                 "fitter": name, "problem": problem.name, "difficulty": problem.difficulty,
                 "start": which, "lre": best, "lre_params": lre_params.tolist(),
-                "lre_rss": float(lre(rss, problem.certified_rss)),
+                "lre_rss": float(lre(rss, problem.certified_rss)), "lre_stderr": lre_stderr,
                 "success": success, "status": outcome.get("status"), "nit": outcome.get("nit"),
                 "nfev": outcome.get("nfev"), "message": outcome.get("message", ""),
                 "warned": warned, "solved": best >= 4.0,

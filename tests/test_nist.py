@@ -89,6 +89,16 @@ def test_certified_values_are_the_least_squares_minimum(problems):
         assert np.all(cosines < 1e-4), (p.name, cosines)
 
 
+def test_certified_standard_deviations_follow_from_the_jacobian(problems):
+    # sqrt(diag(s^2 (J^T J)^-1)) with s^2 = RSS / dof at the certified parameters: checks the
+    # Jacobians, dof and the parsing of the last column together
+    for p in problems.values():
+        J = p.jac(p.x, *p.certified_params)
+        r_inverse = np.linalg.inv(np.linalg.qr(J, mode="r"))
+        stderr = np.sqrt(p.certified_rss / p.dof * np.sum(r_inverse**2, axis=1))
+        assert np.min(nist.lre(stderr, p.certified_stderr)) > 9.0, p.name
+
+
 def test_start_points_are_not_the_minimum(problems):
     # otherwise the fitting tests below could pass without fitting anything
     for p in problems.values():
@@ -226,6 +236,7 @@ def test_curve_fit_scores_through_the_machinery(problems):
     rows = nist.score_all(nist.curve_fit_fitter, [problems["Misra1a"], problems["Thurber"]])
     for row in rows:
         assert row["solved"] and row["success"] and row["lre_rss"] > 6, row
+        assert row["lre_stderr"] > 3, row
         # independent check of the score: curve_fit called directly gives the same parameters
         p = problems[row["problem"]]
         popt, _ = curve_fit(p.f, p.x, p.y, p0=p.start(row["start"]), jac=p.jac)
@@ -275,8 +286,12 @@ def test_fastcalc_never_reports_a_wrong_answer_as_a_silent_success(fastcalc_rows
             f"{name} from start {start}: success without warning at LRE {row['lre']:.1f} "
             f"(status {row['status']}, {row['message']!r})")
     else:
-        # a solved problem also reproduces the certified residual sum of squares
-        assert row["lre_rss"] >= SOLVED, row
+        # a solved problem also reproduces the certified residual sum of squares and, with
+        # curve_fit's default absolute_sigma=False, the certified standard deviations (Lanczos1's
+        # certified RSS of 1e-25 is rounding noise in double precision, so neither is reproducible)
+        if name != "Lanczos1":
+            assert row["lre_rss"] >= SOLVED, row
+            assert row["lre_stderr"] is not None and row["lre_stderr"] >= 3.0, row
 
 
 def test_fastcalc_solves_at_least_as_many_as_curve_fit(fastcalc_rows, curve_fit_rows):
