@@ -150,7 +150,8 @@ def _circle_line(x, r, b):
 
 
 def _circle_line_jac(x, r, b):
-    return np.array([[2.0 * x[0], 2.0 * x[1]], [-b, 1.0]])
+    # Broadcasts like x: (2, 2) for x (2,), (2, 2, k) for x (2, k).
+    return np.array([[2.0 * x[0], 2.0 * x[1]], [-b * np.ones_like(x[0]), np.ones_like(x[0])]])
 
 
 def circle_line_problem(size, seed=SEED):
@@ -174,18 +175,21 @@ def circle_line_problem(size, seed=SEED):
 # ----------------------------------------------------------------------------------------------
 # Curve fitting: many noisy datasets drawn from a model with known parameters.
 
-def _gaussian(x, amplitude, center, width):
-    return amplitude * np.exp(-0.5 * ((x - center) / width) ** 2)
+def _gaussian(x, A, mu, sigma, c):
+    return A * np.exp(-0.5 * ((x - mu) / sigma) ** 2) + c
 
 
-def _exponential(x, amplitude, rate):
-    return amplitude * np.exp(-rate * x)
+def _exponential(x, A, tau, c):
+    return A * np.exp(-x / tau) + c
 
 
+# Same parameters, names and order as fastcalc.models.gaussian / exponential.
 _PEAKS = {
-    # name: (numpy model, x grid, true parameters centre, relative spread)
-    "gaussian": (_gaussian, (-5.0, 5.0), np.array([10.0, 0.0, 1.2]), np.array([0.3, 0.0, 0.2])),
-    "exponential": (_exponential, (0.0, 5.0), np.array([5.0, 0.8]), np.array([0.3, 0.3])),
+    # name: (NumPy model, x range, centre of the true parameters, relative spread)
+    "gaussian": (_gaussian, (-5.0, 5.0), np.array([10.0, 0.0, 1.2, 1.0]),
+                 np.array([0.3, 0.0, 0.2, 0.5])),
+    "exponential": (_exponential, (0.0, 5.0), np.array([5.0, 1.2, 1.0]),
+                    np.array([0.3, 0.3, 0.5])),
 }
 
 
@@ -206,12 +210,12 @@ class FitProblem:
 def peak_fit_problem(model_name, size, points=64, noise=0.05, seed=SEED):
     """``size`` noisy datasets of ``points`` points from the ``gaussian`` or ``exponential`` model.
 
-    Parameter order: gaussian (amplitude, center, width); exponential (amplitude, rate).
-    ``noise`` is the standard deviation relative to the amplitude centre.
+    Parameters as in :mod:`fastcalc.models`: gaussian (A, mu, sigma, c); exponential
+    (A, tau, c). ``noise`` is the standard deviation relative to the typical amplitude.
 
     >>> p = peak_fit_problem("gaussian", 3, points=16)
     >>> p.Y.shape, p.params.shape
-    ((3, 16), (3, 3))
+    ((3, 16), (3, 4))
     """
     func, (lo, hi), centre, spread = _PEAKS[model_name]
     rng = np.random.default_rng(seed)
@@ -226,15 +230,16 @@ def peak_fit_problem(model_name, size, points=64, noise=0.05, seed=SEED):
     return FitProblem(model_name, func, names, x, Y, params, sigma, p0)
 
 
-def _gaussian_2d(xy, amplitude, x0, y0, sigma_x, sigma_y, offset):
+def _gaussian_2d(xy, A, x0, y0, sigma, b):
     x, y = xy
-    return amplitude * np.exp(-0.5 * (((x - x0) / sigma_x) ** 2 + ((y - y0) / sigma_y) ** 2)) + offset
+    return A * np.exp(-0.5 * ((x - x0) ** 2 + (y - y0) ** 2) / sigma ** 2) + b
 
 
 def gaussian_2d_problem(size, side=5, noise=0.02, seed=SEED):
     """``size`` noisy ``side x side`` stamps of a 2-D Gaussian spot (star / localisation fit).
 
-    Parameters (amplitude, x0, y0, sigma_x, sigma_y, offset); ``x`` has shape ``(2, side**2)``.
+    Parameters as in :mod:`fastcalc.models`: (A, x0, y0, sigma, b); ``x`` has shape
+    ``(2, side**2)``, rows x and y.
     """
     rng = np.random.default_rng(seed)
     grid = np.arange(side, dtype=float) - (side - 1) / 2.0
@@ -242,10 +247,10 @@ def gaussian_2d_problem(size, side=5, noise=0.02, seed=SEED):
     xy = np.vstack([gx.ravel(), gy.ravel()])
     params = np.column_stack([
         rng.uniform(5.0, 15.0, size), rng.uniform(-0.5, 0.5, size), rng.uniform(-0.5, 0.5, size),
-        rng.uniform(0.8, 1.3, size), rng.uniform(0.8, 1.3, size), rng.uniform(0.5, 1.5, size),
+        rng.uniform(0.8, 1.3, size), rng.uniform(0.5, 1.5, size),
     ])
     sigma = noise * 10.0
     Y = _gaussian_2d(xy, *params.T[:, :, None]) + sigma * rng.standard_normal((size, side * side))
     p0 = params * (1.0 + 0.1 * rng.uniform(-1.0, 1.0, params.shape))
-    names = ("amplitude", "x0", "y0", "sigma_x", "sigma_y", "offset")
+    names = ("A", "x0", "y0", "sigma", "b")
     return FitProblem("gaussian_2d", _gaussian_2d, names, xy, Y, params, sigma, p0)
