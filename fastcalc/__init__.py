@@ -4,7 +4,10 @@ Finite-difference derivatives, Newton-Raphson at every scale, gradient descent, 
 multipliers and chi-squared fitting; SciPy is the reference every routine is tested against.
 """
 from ._status import ConvergenceError, Status
+from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
+                            jacobian, taylor)
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceError", "Status", "__version__"]
+__all__ = ["ConvergenceError", "DifferentiationResult", "Status", "__version__", "check_grad",
+           "derivative", "gradient", "hessian", "jacobian", "taylor"]
