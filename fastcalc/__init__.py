@@ -3,7 +3,7 @@
 Finite-difference derivatives, Newton-Raphson at every scale, gradient descent, Lagrange
 multipliers and chi-squared fitting; SciPy is the reference every routine is tested against.
 """
-from . import models
+from . import models, nist
 from ._status import ConvergenceError, Status
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
@@ -11,4 +11,4 @@ from .differentiate import (DifferentiationResult, check_grad, derivative, gradi
 __version__ = "0.1.0"
 
 __all__ = ["ConvergenceError", "DifferentiationResult", "Status", "__version__", "check_grad",
-           "derivative", "gradient", "hessian", "jacobian", "models", "taylor"]
+           "derivative", "gradient", "hessian", "jacobian", "models", "nist", "taylor"]
