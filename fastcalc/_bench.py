@@ -32,7 +32,7 @@ SIZES = {
                  systems_subset=20, fit_n=40, fit_subset=10, fit_points=32, g2d_n=40,
                  nist_problems=2),
     "quick": dict(repeats=3, derivative_points=100_000, gradient_n=100, python_n=10,
-                  hessian_n=100, hessian_ndt_n=40, hessian_scipy_n=20, newton_n=200_000,
+                  hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=20, newton_n=200_000,
                   systems_n=20_000, systems_subset=200, fit_n=2_000, fit_subset=100,
                   fit_points=64, g2d_n=2_000, nist_problems=None),
     "full": dict(repeats=7, derivative_points=1_000_000, gradient_n=100, python_n=10,
@@ -68,6 +68,7 @@ class Bench:
         self.rows = []
         self.stream = stream
         self._cache = {}
+        self.failures = 0
 
     def progress(self, text):
         print(f"[bench] {text}", file=self.stream, flush=True)
@@ -105,7 +106,7 @@ class Bench:
             row.ratio = row.reference_s / row.fastcalc_s
         self.rows.append(row)
         if row.fastcalc_s is None:
-            self.progress(f"  {row.area}: {row.workload}: skipped ({row.note})")
+            self.progress(f"  {row.area}: {row.workload}: {row.note}")
         else:
             self.progress(f"  {row.area}: {row.workload} [{row.size}]: fastcalc "
                           f"{format_seconds(row.fastcalc_s)}, {row.reference} "
@@ -115,9 +116,26 @@ class Bench:
     def skip(self, area, workload, reason):
         self.add(BenchRow(area, workload, "-", note=f"skipped: {reason}"))
 
+    def attempt(self, area, workload, make_row):
+        """Add the row ``make_row()`` builds; a failure skips only this workload."""
+        self.progress(f"{area}: {workload} ...")
+        try:
+            row = make_row()
+        except Skip as reason:
+            self.skip(area, workload, str(reason))
+        except ImportError as exc:
+            self.skip(area, workload, f"not in this build ({exc})")
+        except NotImplementedError:
+            self.skip(area, workload, "not implemented in this build")
+        except Exception as exc:   # report and go on: one broken workload must not stop the run
+            self.failures += 1
+            self.add(BenchRow(area, workload, "-", note=f"FAILED: {type(exc).__name__}: {exc}"))
+        else:
+            self.add(row)
 
-def _missing(exc):
-    return f"not available in this build ({exc})"
+
+class Skip(Exception):
+    """A workload that cannot run here (optional package, data or routine missing)."""
 
 
 def _max_rel_error(value, exact):
@@ -140,294 +158,299 @@ def _approx_derivative():
 def bench_derivatives(bench):
     s = bench.sizes
     area = "derivatives"
-    try:
-        from fastcalc.differentiate import derivative, gradient
-    except ImportError as exc:
-        bench.skip(area, "derivative / gradient", _missing(exc))
-        return
     from scipy import differentiate
     approx_derivative = _approx_derivative()
+    metric = "max rel. error vs exact"
 
-    # Elementwise derivative over many points.
-    n_points = s["derivative_points"]
-    x = np.linspace(-3.0, 3.0, n_points)
+    def elementwise():
+        from fastcalc.differentiate import derivative
+        n_points = s["derivative_points"]
+        x = np.linspace(-3.0, 3.0, n_points)
+        f = wl.exp_sin_elementwise
+        exact = wl.exp_sin_elementwise_derivative(x)
+        t_fc, d_fc = bench.time(lambda: derivative(f, x))
+        t_sp, d_sp = bench.time(lambda: differentiate.derivative(f, x).df)
+        return BenchRow(area, "derivative exp(sin x), elementwise", f"{n_points:,} points", t_fc,
+                        "scipy.differentiate.derivative", t_sp, None, _max_rel_error(d_fc, exact),
+                        _max_rel_error(d_sp, exact), metric)
 
-    def f(t):
-        return np.exp(np.sin(t))
+    bench.attempt(area, "derivative exp(sin x), elementwise", elementwise)
 
-    exact = np.cos(x) * np.exp(np.sin(x))
-    bench.progress(f"{area}: derivative of exp(sin x) at {n_points:,} points")
-    t_fc, d_fc = bench.time(lambda: derivative(f, x))
-    t_sp, d_sp = bench.time(lambda: differentiate.derivative(f, x).df)
-    bench.add(BenchRow(area, "derivative exp(sin x), elementwise", f"{n_points:,} points",
-                       t_fc, "scipy.differentiate.derivative", t_sp, None,
-                       _max_rel_error(d_fc, exact), _max_rel_error(d_sp, exact),
-                       "max rel. error vs exact"))
-
-    # Gradient of Rosenbrock: vectorized, compiled, plain Python.
     n = s["gradient_n"]
     problem = wl.rosenbrock_problem(n)
-    bench.progress(f"{area}: gradient of Rosenbrock, n={n}")
-    t_sp, g_sp = bench.reference(("approx_derivative", n),
-                                 lambda: approx_derivative(problem.f, problem.x, method="3-point"))
-    err_sp = _max_rel_error(g_sp, problem.gradient)
-    t_fc, g_fc = bench.time(lambda: gradient(problem.f, problem.x, vectorized=True))
-    bench.add(BenchRow(area, "gradient rosenbrock, vectorized f", f"n={n}", t_fc,
-                       "approx_derivative 3-point", t_sp, None,
-                       _max_rel_error(g_fc, problem.gradient), err_sp, "max rel. error vs exact"))
+
+    def reference():
+        return bench.reference(("approx_derivative", n), lambda: approx_derivative(
+            problem.f, problem.x, method="3-point"))
+
+    def gradient_row(label, call):
+        def row():
+            from fastcalc.differentiate import gradient
+            t_sp, g_sp = reference()
+            t_fc, g_fc = bench.time(lambda: call(gradient))
+            return BenchRow(area, f"gradient rosenbrock, {label}", f"n={n}", t_fc,
+                            "approx_derivative 3-point", t_sp, None,
+                            _max_rel_error(g_fc, problem.gradient),
+                            _max_rel_error(g_sp, problem.gradient), metric)
+        bench.attempt(area, f"gradient rosenbrock, {label}", row)
+
+    gradient_row("vectorized f", lambda gradient: gradient(problem.f, problem.x, vectorized=True))
     from fastcalc._testfunctions import low_level
     compiled = low_level(problem.compiled_name)
-    t_fc, g_fc = bench.time(lambda: gradient(compiled, problem.x))
-    bench.add(BenchRow(area, "gradient rosenbrock, compiled f", f"n={n}", t_fc,
-                       "approx_derivative 3-point", t_sp, None,
-                       _max_rel_error(g_fc, problem.gradient), err_sp, "max rel. error vs exact"))
+    gradient_row("compiled f", lambda gradient: gradient(compiled, problem.x))
 
-    n = s["python_n"]
-    problem = wl.rosenbrock_problem(n)
-    t_sp, g_sp = bench.time(lambda: approx_derivative(problem.f, problem.x, method="3-point"))
-    t_fc, g_fc = bench.time(lambda: gradient(problem.f, problem.x))
-    bench.add(BenchRow(area, "gradient rosenbrock, Python f", f"n={n}", t_fc,
-                       "approx_derivative 3-point", t_sp, None,
-                       _max_rel_error(g_fc, problem.gradient),
-                       _max_rel_error(g_sp, problem.gradient), "max rel. error vs exact"))
+    def python_gradient():
+        from fastcalc.differentiate import gradient
+        n = s["python_n"]
+        small = wl.rosenbrock_problem(n)
+        t_sp, g_sp = bench.time(lambda: approx_derivative(small.f, small.x, method="3-point"))
+        t_fc, g_fc = bench.time(lambda: gradient(small.f, small.x))
+        return BenchRow(area, "gradient rosenbrock, Python f", f"n={n}", t_fc,
+                        "approx_derivative 3-point", t_sp, None,
+                        _max_rel_error(g_fc, small.gradient), _max_rel_error(g_sp, small.gradient),
+                        metric)
+
+    bench.attempt(area, "gradient rosenbrock, Python f", python_gradient)
 
 
 def bench_hessian(bench):
     s = bench.sizes
     area = "hessian"
-    try:
-        from fastcalc.differentiate import hessian
-    except ImportError as exc:
-        bench.skip(area, "hessian", _missing(exc))
-        return
     from fastcalc._testfunctions import low_level
-
     metric = "max rel. error vs exact"
-    n = s["hessian_n"]
-    n_ndt = s["hessian_ndt_n"]
-    try:
-        import numdifftools
-    except ImportError:
-        numdifftools = None
-    problem = wl.rosenbrock_problem(n)
-    compiled = low_level(problem.compiled_name)
-    bench.progress(f"{area}: Hessian of Rosenbrock, n={n}")
-    for label, call in (("vectorized f", lambda p: hessian(p.f, p.x, vectorized=True)),
-                        ("compiled f", lambda p: hessian(compiled, p.x))):
-        t_fc, h_fc = bench.time(lambda: call(problem))
-        err_fc = _max_rel_error(h_fc, problem.hessian)
-        if numdifftools is None:
-            bench.add(BenchRow(area, f"hessian rosenbrock, {label}", f"n={n}", t_fc, "-", None,
-                               None, err_fc, None, metric, "numdifftools not installed"))
-            continue
-        small = wl.rosenbrock_problem(n_ndt)
-        note = ""
-        if n_ndt != n:
-            # numdifftools is timed at a smaller n; compare fastcalc at that n too.
-            t_fc, h_fc = bench.time(lambda: call(small))
-            err_fc = _max_rel_error(h_fc, small.hessian)
-            note = f"numdifftools too slow at n={n}: both at n={n_ndt}"
-        t_ref, h_ref = bench.reference(("numdifftools", n_ndt),
-                                       lambda: numdifftools.Hessian(small.f)(small.x))
-        bench.add(BenchRow(area, f"hessian rosenbrock, {label}", f"n={n_ndt}", t_fc,
-                           "numdifftools.Hessian", t_ref, None, err_fc,
-                           _max_rel_error(h_ref, small.hessian), metric, note))
+    n, n_ndt = s["hessian_n"], s["hessian_ndt_n"]
+    compiled = low_level("rosenbrock")
 
-    n_sp = s["hessian_scipy_n"]
-    small = wl.rosenbrock_problem(n_sp)
-    from scipy import differentiate
-    t_fc, h_fc = bench.time(lambda: hessian(small.f, small.x, vectorized=True))
-    t_sp, h_sp = bench.time(lambda: differentiate.hessian(small.f, small.x).ddf)
-    bench.add(BenchRow(area, "hessian rosenbrock, vectorized f", f"n={n_sp}", t_fc,
-                       "scipy.differentiate.hessian", t_sp, None,
-                       _max_rel_error(h_fc, small.hessian), _max_rel_error(h_sp, small.hessian),
-                       metric, f"scipy.differentiate too slow at n={n}: both at n={n_sp}"
-                       if n_sp != n else ""))
+    def numdifftools_row(label, call):
+        def row():
+            from fastcalc.differentiate import hessian
+            try:
+                import numdifftools
+            except ImportError:
+                raise Skip("numdifftools not installed") from None
+            small = wl.rosenbrock_problem(n_ndt)
+            t_ref, h_ref = bench.reference(("numdifftools", n_ndt),
+                                           lambda: numdifftools.Hessian(small.f)(small.x))
+            t_fc, h_fc = bench.time(lambda: call(hessian, small))
+            note = f"numdifftools is slow at n={n}: both timed at n={n_ndt}" if n_ndt != n else ""
+            return BenchRow(area, f"hessian rosenbrock, {label}", f"n={n_ndt}", t_fc,
+                            "numdifftools.Hessian", t_ref, None,
+                            _max_rel_error(h_fc, small.hessian),
+                            _max_rel_error(h_ref, small.hessian), metric, note)
+        bench.attempt(area, f"hessian rosenbrock, {label}", row)
+
+    numdifftools_row("vectorized f", lambda hessian, p: hessian(p.f, p.x, vectorized=True))
+    numdifftools_row("compiled f", lambda hessian, p: hessian(compiled, p.x))
+
+    def scipy_row():
+        from fastcalc.differentiate import hessian
+        from scipy import differentiate
+        n_sp = s["hessian_scipy_n"]
+        small = wl.rosenbrock_problem(n_sp)
+        t_sp, h_sp = bench.time(lambda: differentiate.hessian(small.f, small.x).ddf)
+        t_fc, h_fc = bench.time(lambda: hessian(small.f, small.x, vectorized=True))
+        return BenchRow(area, "hessian rosenbrock, vectorized f", f"n={n_sp}", t_fc,
+                        "scipy.differentiate.hessian", t_sp, None,
+                        _max_rel_error(h_fc, small.hessian), _max_rel_error(h_sp, small.hessian),
+                        metric, f"scipy.differentiate.hessian is slow at n={n}: both timed at "
+                        f"n={n_sp}" if n_sp != n else "")
+
+    bench.attempt(area, "hessian rosenbrock vs scipy.differentiate", scipy_row)
 
 
 def bench_newton(bench):
     s = bench.sizes
     area = "newton"
-    try:
-        from fastcalc.roots import newton
-    except ImportError as exc:
-        bench.skip(area, "newton", _missing(exc))
-        return
     from scipy import optimize
-
     size = s["newton_n"]
     p = wl.cube_root_problem(size)
     metric = "max rel. error vs cbrt"
-    bench.progress(f"{area}: {size:,} equations x^3 = a")
-    t_sp, r_sp = bench.reference(("scipy.newton", size), lambda: optimize.newton(
-        p.f, p.x0, p.fprime, args=(p.a,)))
-    err_sp = _max_rel_error(r_sp, p.root)
-    t_fc, r_fc = bench.time(lambda: newton(p.f, p.x0, p.fprime, args=(p.a,)))
-    bench.add(BenchRow(area, "newton x^3 - a, vectorized f", f"N={size:,}", t_fc,
-                       "scipy.optimize.newton (array)", t_sp, None, _max_rel_error(r_fc, p.root),
-                       err_sp, metric))
-    compiled = _compiled_cube_root()
-    if compiled is None:
-        bench.skip(area, "newton x^3 - a, compiled f", "no compiled cube-root test function")
-        return
-    f_c, fprime_c = compiled
-    t_fc, r_fc = bench.time(lambda: newton(f_c, p.x0, fprime_c, args=(p.a,)))
-    bench.add(BenchRow(area, "newton x^3 - a, compiled f", f"N={size:,}", t_fc,
-                       "scipy.optimize.newton (array)", t_sp, None, _max_rel_error(r_fc, p.root),
-                       err_sp, metric))
 
+    def reference():
+        return bench.reference(("scipy.newton", size), lambda: optimize.newton(
+            p.f, p.x0, p.fprime, args=(p.a,)))
 
-def _compiled_cube_root():
-    """The compiled elementwise x^3 - p[0] and its derivative, if this build ships them."""
-    from fastcalc import _testfunctions
-    names = [("cube_minus", "cube_minus_prime")]
-    for f_name, fprime_name in names:
-        if hasattr(_testfunctions, "__pyx_capi__") and f_name in _testfunctions.__pyx_capi__:
-            return _testfunctions.low_level(f_name), _testfunctions.low_level(fprime_name)
-    return None
+    def vectorized():
+        from fastcalc.roots import newton
+        t_sp, r_sp = reference()
+        t_fc, r_fc = bench.time(lambda: newton(p.f, p.x0, p.fprime, args=(p.a,)))
+        return BenchRow(area, "newton x^3 = a, vectorized f", f"N={size:,}", t_fc,
+                        "scipy.optimize.newton (array)", t_sp, None, _max_rel_error(r_fc, p.root),
+                        _max_rel_error(r_sp, p.root), metric)
+
+    def compiled():
+        from fastcalc._testfunctions import low_level
+        from fastcalc.roots import newton
+        try:
+            f_c, fprime_c = low_level("cube_root_eq"), low_level("cube_root_eq_prime")
+        except (ValueError, KeyError, AttributeError):
+            raise Skip("no compiled cube-root test function in this build") from None
+        t_sp, r_sp = reference()
+        t_fc, r_fc = bench.time(lambda: newton(f_c, p.x0, fprime_c, args=(p.a,)))
+        return BenchRow(area, "newton x^3 = a, compiled f", f"N={size:,}", t_fc,
+                        "scipy.optimize.newton (array)", t_sp, None, _max_rel_error(r_fc, p.root),
+                        _max_rel_error(r_sp, p.root), metric)
+
+    bench.attempt(area, "newton x^3 = a, vectorized f", vectorized)
+    bench.attempt(area, "newton x^3 = a, compiled f", compiled)
 
 
 def bench_systems(bench):
     s = bench.sizes
     area = "systems"
-    try:
-        from fastcalc.roots import newton_system
-    except ImportError as exc:
-        bench.skip(area, "newton_system", _missing(exc))
-        return
     from scipy import optimize
-
     size, subset = s["systems_n"], s["systems_subset"]
     p = wl.circle_line_problem(size)
-    metric = "max abs. error vs exact root"
-    bench.progress(f"{area}: {size:,} 2-D systems (circle meets line)")
 
-    def scipy_loop():
-        return np.array([optimize.root(p.F, p.x0[i], args=(p.r[i], p.b[i]), jac=p.jac,
-                                       method="hybr").x for i in range(subset)])
+    def row():
+        from fastcalc.roots import newton_system
 
-    t_sub, r_sp = bench.time(scipy_loop)
-    t_sp = t_sub * size / subset
-    err_sp = float(np.max(np.abs(r_sp - p.root[:subset])))
-    note = (f"root(hybr) timed on {subset:,} of {size:,} systems and scaled; "
-            f"per system: fastcalc {{}}, SciPy {format_seconds(t_sub / subset)}")
+        def scipy_loop():
+            return np.array([optimize.root(p.F, p.x0[i], args=(p.r[i], p.b[i]), jac=p.jac,
+                                           method="hybr").x for i in range(subset)])
 
-    def vectorized_F(X, r, b):
-        return p.F(X, r, b)
+        t_sub, r_sp = bench.time(scipy_loop)
+        t_fc, res = bench.time(lambda: newton_system(p.F, p.x0, p.jac, args=(p.r, p.b),
+                                                     vectorized=True))
+        return BenchRow(area, "newton_system 2-D, vectorized F and jac", f"N={size:,}", t_fc,
+                        "scipy.optimize.root(hybr) loop", t_sub * size / subset, None,
+                        float(np.max(np.abs(res.x - p.root))),
+                        float(np.max(np.abs(r_sp - p.root[:subset]))),
+                        "max abs. error vs exact root",
+                        f"root timed on {subset:,} of {size:,} systems and scaled; per system: "
+                        f"fastcalc {format_seconds(t_fc / size)}, SciPy "
+                        f"{format_seconds(t_sub / subset)}")
 
-    t_fc, res = bench.time(lambda: newton_system(vectorized_F, p.x0, args=(p.r, p.b),
-                                                 vectorized=True))
-    x_fc = getattr(res, "x", res)
-    bench.add(BenchRow(area, "newton_system 2-D, vectorized F", f"N={size:,}", t_fc,
-                       "scipy.optimize.root loop", t_sp, None,
-                       float(np.max(np.abs(x_fc - p.root))), err_sp, metric,
-                       note.format(format_seconds(t_fc / size))))
+    bench.attempt(area, "newton_system 2-D, vectorized F and jac", row)
 
 
 def _chi2_excess(problem, params_fc, params_ref, sigma):
     """Max relative chi2 excess of each solution over the better of the two, per dataset."""
+    count = len(params_ref)
+
     def chi2(params):
         model = problem.model(problem.x, *np.asarray(params).T[:, :, None])
-        return np.nansum(((problem.Y[:len(params)] - model) / sigma) ** 2, axis=1)
+        return np.sum(((problem.Y[:count] - model) / sigma) ** 2, axis=1)
 
-    c_fc, c_ref = chi2(params_fc[:len(params_ref)]), chi2(params_ref)
+    c_fc, c_ref = chi2(params_fc[:count]), chi2(params_ref)
     best = np.fmin(c_fc, c_ref)
-    excess = lambda c: float(np.nanmax(np.where(np.isfinite(c), (c - best) / best, np.inf)))
+
+    def excess(c):
+        return float(np.max(np.where(np.isfinite(c), (c - best) / best, np.inf)))
     return excess(c_fc), excess(c_ref)
 
 
-def _curve_fit_loop(problem, subset, sigma, func=None):
+def _curve_fit_loop(problem, subset, func=None):
     from scipy.optimize import curve_fit
     func = func or problem.model
-    sigma_vec = np.full(problem.Y.shape[1], sigma)
+    sigma = np.full(problem.Y.shape[1], problem.sigma)
 
     def loop():
         out = np.full((subset, problem.params.shape[1]), np.nan)
         for i in range(subset):
             try:
-                out[i] = curve_fit(func, problem.x, problem.Y[i], p0=problem.p0[i],
-                                   sigma=sigma_vec, absolute_sigma=True)[0]
+                out[i] = curve_fit(func, problem.x, problem.Y[i], p0=problem.p0[i], sigma=sigma,
+                                   absolute_sigma=True)[0]
             except RuntimeError:   # curve_fit raises when it does not converge
                 pass
         return out
     return loop
 
 
-def _params_in_order(result, problem, model):
-    """fastcalc parameters reordered to the workload's NumPy model order."""
-    params = np.asarray(result.params)
-    names = list(getattr(model, "param_names", problem.param_names))
-    if names == list(problem.param_names):
-        return params
-    return params[:, [names.index(name) for name in problem.param_names]]
-
-
-def _fit_row(bench, area, label, problem, fit_call, model, subset):
-    size = problem.Y.shape[0]
-    sigma = problem.sigma
-    t_sub, p_ref = bench.time(_curve_fit_loop(problem, subset, sigma))
-    t_ref = t_sub * size / subset
-    t_fc, result = bench.time(fit_call)
-    p_fc = _params_in_order(result, problem, model)
-    err_fc, err_ref = _chi2_excess(problem, p_fc, p_ref, sigma)
-    ok = float(np.mean(np.asarray(result.status) == 0))
-    bench.add(BenchRow(area, label, f"N={size:,} x {problem.Y.shape[1]} pts", t_fc,
-                       "curve_fit loop", t_ref, None, err_fc, err_ref,
-                       "max rel. chi2 excess over best",
-                       f"curve_fit timed on {subset:,} of {size:,} datasets and scaled; "
-                       f"fastcalc converged {ok:.1%}"))
+def _fit_batch_row(bench, area, label, problem, fit_call, subset):
+    def row():
+        size = problem.Y.shape[0]
+        t_sub, p_ref = bench.time(_curve_fit_loop(problem, subset))
+        t_fc, result = bench.time(fit_call)
+        err_fc, err_ref = _chi2_excess(problem, np.asarray(result.params), p_ref, problem.sigma)
+        ok = float(np.mean(np.asarray(result.status) == 0))
+        return BenchRow(area, label, f"N={size:,} x {problem.Y.shape[1]} pts", t_fc,
+                        "curve_fit loop", t_sub * size / subset, None, err_fc, err_ref,
+                        "max rel. chi2 excess over the better fit",
+                        f"curve_fit timed on {subset:,} of {size:,} datasets and scaled; "
+                        f"fastcalc status 0 for {ok:.1%}")
+    bench.attempt(area, label, row)
 
 
 def bench_fitting(bench):
     s = bench.sizes
     area = "fitting"
-    try:
-        from fastcalc import models
-        from fastcalc.fitting import fit, fit_batch
-    except ImportError as exc:
-        bench.skip(area, "fit / fit_batch", _missing(exc))
-        return
     size, subset, points = s["fit_n"], s["fit_subset"], s["fit_points"]
+
+    def single():
+        from fastcalc import models
+        from fastcalc.fitting import fit
+        from scipy.optimize import curve_fit
+        problem = wl.peak_fit_problem("gaussian", 1, points=points)
+        x, y, sigma = problem.x, problem.Y[0], np.full(points, problem.sigma)
+        t_sp, p_sp = bench.time(lambda: curve_fit(problem.model, x, y, p0=problem.p0[0],
+                                                  sigma=sigma, absolute_sigma=True)[0])
+        t_fc, res = bench.time(lambda: fit(models.gaussian, x, y, sigma=sigma,
+                                           absolute_sigma=True))
+        err_fc, err_sp = _chi2_excess(problem, np.atleast_2d(res.params), np.atleast_2d(p_sp),
+                                      problem.sigma)
+        return BenchRow(area, "fit gaussian, one dataset, built-in model", f"{points} pts", t_fc,
+                        "curve_fit", t_sp, None, err_fc, err_sp,
+                        "rel. chi2 excess over the better fit",
+                        "fastcalc: no p0 (model guess); curve_fit: p0 near the truth")
+
+    bench.attempt(area, "fit gaussian, one dataset", single)
     for name in ("gaussian", "exponential"):
         problem = wl.peak_fit_problem(name, size, points=points)
-        model = models.get_model(name)
-        bench.progress(f"{area}: fit_batch {name}, {size:,} datasets of {points} points")
-        _fit_row(bench, area, f"fit_batch {name}, built-in model", problem,
-                 lambda: fit_batch(model, problem.x, problem.Y, sigma=problem.sigma,
-                                   absolute_sigma=True), model, subset)
+
+        def call(problem=problem, name=name):
+            from fastcalc import models
+            from fastcalc.fitting import fit_batch
+            return fit_batch(models.get_model(name), problem.x, problem.Y, sigma=problem.sigma,
+                             absolute_sigma=True)
+        _fit_batch_row(bench, area, f"fit_batch {name}, built-in model", problem, call, subset)
+
     problem = wl.peak_fit_problem("gaussian", size, points=points)
-    bench.progress(f"{area}: fit_batch with a Python model, {size:,} datasets")
-    _fit_row(bench, area, "fit_batch gaussian, Python model", problem,
-             lambda: fit_batch(problem.model, problem.x, problem.Y, problem.p0,
-                               sigma=problem.sigma, absolute_sigma=True), problem, subset)
+
+    def python_model():
+        from fastcalc.fitting import fit_batch
+        return fit_batch(problem.model, problem.x, problem.Y, problem.p0, sigma=problem.sigma,
+                         absolute_sigma=True)
+    _fit_batch_row(bench, area, "fit_batch gaussian, Python model", problem, python_model, subset)
 
 
 def bench_gaussian_2d(bench):
     s = bench.sizes
-    area = "gaussian_2d"
-    try:
+    problem = wl.gaussian_2d_problem(s["g2d_n"])
+
+    def call():
         from fastcalc import models
         from fastcalc.fitting import fit_batch
-    except ImportError as exc:
-        bench.skip(area, "fit_batch gaussian_2d", _missing(exc))
-        return
-    size, subset = s["g2d_n"], s["fit_subset"]
-    problem = wl.gaussian_2d_problem(size)
-    model = models.get_model("gaussian_2d")
-    bench.progress(f"{area}: fit_batch gaussian_2d, {size:,} stamps of 5x5 pixels")
-    _fit_row(bench, area, "fit_batch gaussian_2d 5x5, built-in model", problem,
-             lambda: fit_batch(model, problem.x, problem.Y, sigma=problem.sigma,
-                               absolute_sigma=True), model, subset)
+        return fit_batch(models.gaussian_2d, problem.x, problem.Y, sigma=problem.sigma,
+                         absolute_sigma=True)
+    _fit_batch_row(bench, "gaussian_2d", "fit_batch gaussian_2d 5x5 stamps, built-in model",
+                   problem, call, s["fit_subset"])
 
 
 def bench_nist(bench):
     area = "nist"
-    try:
+
+    def row():
         from fastcalc import nist
-    except ImportError as exc:
-        bench.skip(area, "NIST StRD", _missing(exc))
-        return
-    bench.skip(area, "NIST StRD", "not wired yet")
+        from fastcalc.fitting import fit  # noqa: F401  (nist.fastcalc_fitter needs it)
+        try:
+            problems = nist.load_all()
+        except FileNotFoundError as exc:
+            raise Skip(str(exc)) from None
+        if bench.sizes["nist_problems"]:
+            problems = problems[:bench.sizes["nist_problems"]]
+        fits = 2 * len(problems)
+        t_fc, rows_fc = bench.time(lambda: nist.score_all(nist.fastcalc_fitter, problems))
+        t_sp, rows_sp = bench.time(lambda: nist.score_all(nist.curve_fit_fitter, problems))
+        solved_fc = sum(r["solved"] for r in rows_fc)
+        solved_sp = sum(r["solved"] for r in rows_sp)
+        silent = sum(r["silent_failure"] for r in rows_fc)
+        return BenchRow(area, "NIST StRD nonlinear regression, both starts",
+                        f"{len(problems)} problems", t_fc, "curve_fit (lmder)", t_sp, None,
+                        solved_fc, solved_sp, f"fits with LRE >= 4 (of {fits})",
+                        f"both with analytic Jacobians; fastcalc silent failures: {silent}")
+
+    bench.attempt(area, "NIST StRD", row)
 
 
 AREAS = {
@@ -555,6 +578,7 @@ def run_bench(args):
     start = time.perf_counter()
     rows = run(areas, mode)
     print(render_table(rows, info, mode))
+    failed = sum(r.note.startswith("FAILED") for r in rows)
     print(f"[bench] done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     if args.json:
         write_json(args.json, rows, info, mode)
@@ -562,4 +586,4 @@ def run_bench(args):
     if args.plot:
         write_plot(args.plot, rows, info, mode)
         print(f"[bench] wrote {args.plot}", file=sys.stderr)
-    return 0
+    return 1 if failed else 0

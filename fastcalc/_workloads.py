@@ -15,7 +15,8 @@ import numpy as np
 
 __all__ = [
     "rosenbrock", "rosenbrock_gradient", "rosenbrock_hessian", "rosenbrock_problem",
-    "exp_sin_problem", "cube_root_problem", "circle_line_problem", "peak_fit_problem",
+    "exp_sin_problem", "exp_sin_elementwise", "exp_sin_elementwise_derivative",
+    "cube_root_problem", "circle_line_problem", "peak_fit_problem",
     "gaussian_2d_problem", "SEED",
 ]
 
@@ -95,6 +96,16 @@ def exp_sin_problem(n, seed=SEED):
     hess[i + 1, i + 1] = -e * s
     hess[i, i + 1] = hess[i + 1, i] = e * c
     return ScalarFieldProblem("exp_sin", _exp_sin, x, grad, hess, "exp_sin")
+
+
+def exp_sin_elementwise(x):
+    """``exp(sin x)`` elementwise: the function of the elementwise-derivative workload."""
+    return np.exp(np.sin(x))
+
+
+def exp_sin_elementwise_derivative(x):
+    """Exact derivative of :func:`exp_sin_elementwise`."""
+    return np.cos(x) * np.exp(np.sin(x))
 
 
 # ----------------------------------------------------------------------------------------------
