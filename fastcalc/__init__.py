@@ -7,8 +7,28 @@ from . import models, nist
 from ._status import ConvergenceError, Status
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
+from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit, polyfit
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceError", "DifferentiationResult", "Status", "__version__", "check_grad",
-           "derivative", "gradient", "hessian", "jacobian", "models", "nist", "taylor"]
+__all__ = [
+    "BatchFitResult",
+    "ConvergenceError",
+    "DifferentiationResult",
+    "FitResult",
+    "Status",
+    "__version__",
+    "check_grad",
+    "chi2",
+    "derivative",
+    "fit",
+    "fit_batch",
+    "gradient",
+    "hessian",
+    "jacobian",
+    "linear_fit",
+    "models",
+    "nist",
+    "polyfit",
+    "taylor",
+]
