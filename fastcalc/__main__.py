@@ -44,6 +44,8 @@ def build_parser():
     bench.add_argument("--json", metavar="PATH", help="also write every row as JSON to PATH")
     bench.add_argument("--plot", metavar="PATH",
                        help="also write a PNG bar chart of the speed-up ratios (needs matplotlib)")
+    bench.add_argument("--nist-dir", metavar="DIR",
+                       help="folder of NIST StRD .dat files (default: fastcalc.nist's search)")
     # Tiny sizes for the command's own tests; overrides --quick.
     bench.add_argument("--sizes", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
 

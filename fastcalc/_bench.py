@@ -62,8 +62,9 @@ class BenchRow:
 class Bench:
     """Times workloads and collects rows, printing progress to stderr."""
 
-    def __init__(self, sizes, stream=sys.stderr):
+    def __init__(self, sizes, stream=sys.stderr, nist_dir=None):
         self.sizes = sizes
+        self.nist_dir = nist_dir
         self.repeats = sizes["repeats"]
         self.rows = []
         self.stream = stream
@@ -434,7 +435,7 @@ def bench_nist(bench):
         from fastcalc import nist
         from fastcalc.fitting import fit  # noqa: F401  (nist.fastcalc_fitter needs it)
         try:
-            problems = nist.load_all()
+            problems = nist.load_all(bench.nist_dir)
         except FileNotFoundError as exc:
             raise Skip(str(exc)) from None
         if bench.sizes["nist_problems"]:
@@ -499,9 +500,9 @@ def machine_info():
     }
 
 
-def run(areas, mode, stream=sys.stderr):
+def run(areas, mode, stream=sys.stderr, nist_dir=None):
     """Run the benchmark ``areas`` (names of :data:`AREAS`) at ``mode`` sizes; return the rows."""
-    bench = Bench(SIZES[mode], stream=stream)
+    bench = Bench(SIZES[mode], stream=stream, nist_dir=nist_dir)
     with warnings.catch_warnings():
         # SciPy's array newton and curve_fit warn about non-converged elements; the error
         # columns report accuracy instead.
@@ -578,7 +579,9 @@ def run_bench(args):
     areas = args.only or list(AREAS)
     info = machine_info()
     start = time.perf_counter()
-    rows = run(areas, mode)
+    if args.nist_dir is not None and not os.path.isdir(args.nist_dir):
+        raise UsageError(f"--nist-dir {args.nist_dir}: no such directory")
+    rows = run(areas, mode, nist_dir=args.nist_dir)
     print(render_table(rows, info, mode))
     failed = sum(r.note.startswith("FAILED") for r in rows)
     print(f"[bench] done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

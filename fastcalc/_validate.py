@@ -6,6 +6,7 @@ when any check fails. A check that raises counts as a failure (the exception is 
 that this build does not contain is reported as skipped.
 """
 import math
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -16,6 +17,10 @@ from . import _workloads as wl
 from ._table import format_number, format_table
 
 __all__ = ["Check", "CHECKS", "run_checks", "run_validate"]
+
+
+class Unavailable(Exception):
+    """An area that cannot be checked here (its data or optional package is missing)."""
 
 
 @dataclass
@@ -281,7 +286,10 @@ def checks_nist(nist_dir=None):
     from fastcalc import nist
     from fastcalc.fitting import fit  # noqa: F401  (nist.fastcalc_fitter needs it)
 
-    problems = nist.load_all(nist_dir)
+    try:
+        problems = nist.load_all(nist_dir)
+    except FileNotFoundError as exc:   # the data is not shipped with the package
+        raise Unavailable(f"{exc} (or use --nist-dir)") from None
     ours = nist.score_all(nist.fastcalc_fitter, problems)
     theirs = nist.score_all(nist.curve_fit_fitter, problems)
     solved_ours = sum(r["solved"] for r in ours)
@@ -318,6 +326,9 @@ def run_checks(stream=sys.stderr, nist_dir=None):
                 break
             except ImportError as exc:
                 results.append(Check(area, "(every check)", "-", detail=f"not in this build: {exc}"))
+                break
+            except Unavailable as exc:
+                results.append(Check(area, "(every check)", "-", detail=str(exc)))
                 break
             except Exception as exc:   # the area's set-up failed: one failed row, go on
                 results.append(Check(area, "(set-up)", "-", outcome="FAIL", detail=_describe(exc)))
@@ -360,6 +371,10 @@ def render_checks(checks):
 
 def run_validate(args):
     """The ``validate`` command: print the table; exit status 1 if any check failed."""
-    checks = run_checks(nist_dir=getattr(args, "nist_dir", None))
+    nist_dir = getattr(args, "nist_dir", None)
+    if nist_dir is not None and not os.path.isdir(nist_dir):
+        from ._usage_error import UsageError
+        raise UsageError(f"--nist-dir {nist_dir}: no such directory")
+    checks = run_checks(nist_dir=nist_dir)
     print(render_checks(checks))
     return 1 if any(c.outcome == "FAIL" for c in checks) else 0
