@@ -33,12 +33,12 @@ SIZES = {
                  nist_problems=2),
     "quick": dict(repeats=3, derivative_points=100_000, gradient_n=100, python_n=10,
                   hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=20, newton_n=200_000,
-                  systems_n=20_000, systems_subset=200, fit_n=2_000, fit_subset=100,
-                  fit_points=64, g2d_n=2_000, nist_problems=None),
+                  systems_n=20_000, systems_subset=200, fit_n=10_000, fit_subset=200,
+                  fit_points=64, g2d_n=10_000, nist_problems=None),
     "full": dict(repeats=7, derivative_points=1_000_000, gradient_n=100, python_n=10,
                  hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=30, newton_n=1_000_000,
-                 systems_n=100_000, systems_subset=1_000, fit_n=20_000, fit_subset=500,
-                 fit_points=64, g2d_n=20_000, nist_problems=None),
+                 systems_n=100_000, systems_subset=1_000, fit_n=100_000, fit_subset=1_000,
+                 fit_points=64, g2d_n=100_000, nist_problems=None),
 }
 
 
@@ -553,7 +553,7 @@ def write_plot(path, rows, info, mode):
     fig, ax = plt.subplots(figsize=(10, 0.55 * len(timed) + 1.6))
     colors = ["tab:green" if q >= 1 else "tab:red" for q in ratios]
     y = np.arange(len(timed))[::-1]
-    ax.barh(y, ratios, color=colors)
+    ax.barh(y, ratios, color=colors, height=0.6)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=0.8)
