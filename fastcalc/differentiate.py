@@ -34,7 +34,8 @@ import numpy as np
 from numpy.polynomial import Polynomial
 from scipy.optimize import OptimizeResult
 
-from ._differentiate import build_points, combine, compiled_values, stencil
+from ._differentiate import (axis_differences, build_points, combine, compiled_values,
+                             relative_steps, stencil)
 from ._evaluate import FunctionKind, resolve
 from ._status import Status, messages_of
 
@@ -88,12 +89,15 @@ def _result(df, error, status, nfev):
 
 def _check_point(x, name="x"):
     """``x`` as a finite, non-empty 1-D float64 array (read-only views are fine: never written)."""
+    if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size \
+            and x.flags.c_contiguous and np.isfinite(x.sum()):
+        return x
+    if np.iscomplexobj(x):
+        raise TypeError(f"{name} must be real, got a complex array")
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be real numbers, got {type(x).__name__}") from exc
-    if np.iscomplexobj(x):
-        raise TypeError(f"{name} must be real, got a complex array")
     if arr.ndim == 0:
         arr = arr.reshape(1)
     elif arr.ndim != 1:
@@ -326,7 +330,7 @@ def _romberg(estimates, rounding, kind, order=1, base=2):
     increment = 2 if kind == "central" else 1
     powers = [base + increment * i for i in range(levels)]
     table = [estimates]
-    round_table = [rounding]
+    round_table = [2.0 * rounding]   # the magnitude sum is not a strict bound on f rounding
     best = np.full(estimates.shape[1:], np.inf)
     best_value = estimates[-1].copy()
     for column in range(levels):
@@ -385,7 +389,7 @@ def _complex_stage(function, x, components, h, m):
     if not np.iscomplexobj(values):
         values = values.astype(np.complex128)
     df = values.imag / h[:, None]
-    finite = np.isfinite(df).all(axis=1)
+    finite = np.isfinite(values).all(axis=1)   # a NaN real part also condemns the point
     bad = np.where(finite, 0, 3).astype(np.uint8)
     df[~finite] = np.nan
     return df, _ROUNDING_ULPS * _EPS * np.abs(df), bad, count, df.shape[1]
@@ -442,23 +446,34 @@ def _bounded_kinds(method, accuracy, x, h, bounds):
 def _axis_derivatives(function, x, *, method, accuracy, step, bounds, m, n_threads):
     """First derivatives along every axis: ``(df (n, m), error (n, m), status (n,), nfev, m)``."""
     n = x.size
-    components = np.arange(n, dtype=np.intp)
     richardson = method == "richardson"
     if method == "complex":
         h = _steps(x, step, "complex", 2, 1)
-        df, error, bad, nfev, m = _complex_stage(function, x, components, h, m)
+        df, error, bad, nfev, m = _complex_stage(function, x, np.arange(n, dtype=np.intp), h, m)
         h = _steps(x, None, "central", 2, 1)   # real step for the fallback
         accuracy = 2
+    elif bounds is None and not richardson:
+        # the fast path: one stencil for every component
+        if step is None:
+            h = relative_steps(x, _relative_step(method, accuracy, 1))
+        else:
+            h = _steps(x, step, method, accuracy, 1)
+        offsets, weights, _ = stencil(method, accuracy, 1)
+        df, error, bad, nfev, nbad = axis_differences(
+            function, x, h, offsets, weights, m is not None, -1 if m is None else m, n_threads,
+            _ROUNDING_ULPS * _EPS)
+        m = df.shape[1]
+        if not nbad:
+            return df, error, np.zeros(n, dtype=np.int8), nfev, m
     else:
         h = np.array(_steps(x, step, method, accuracy, 1))
         kinds = _bounded_kinds(method, 2 if richardson else accuracy, x, h, bounds)
-        df, error, bad, nfev, m = _stage(function, x, components, h, kinds, richardson,
-                                         accuracy, m, n_threads)
+        df, error, bad, nfev, m = _stage(function, x, np.arange(n, dtype=np.intp), h, kinds,
+                                         richardson, accuracy, m, n_threads)
     status = np.zeros(n, dtype=np.int8)
-    failed = np.flatnonzero(bad)
-    if failed.size:
-        nfev += _fallback(function, x, h, failed, bad, df, error, status, method, accuracy,
-                          bounds, m, n_threads)
+    if bad.any():
+        nfev += _fallback(function, x, h, np.flatnonzero(bad), bad, df, error, status, method,
+                          accuracy, bounds, m, n_threads)
     return df, error, status, nfev, m
 
 
@@ -725,7 +740,7 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     --------
     >>> import numpy as np
     >>> from fastcalc import hessian
-    >>> hessian(lambda x: x[0] ** 3 * x[1], [1.0, 2.0])
+    >>> np.round(hessian(lambda x: x[0] ** 3 * x[1], [1.0, 2.0], accuracy=4), 8)
     array([[12.,  3.],
            [ 3.,  0.]])
     """
@@ -734,6 +749,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     n = x.size
     args = _check_args(args)
     if grad is not None:
+        grad = resolve(grad, args=args, vectorized=vectorized, signatures=("vector",),
+                       name="grad")
         result = jacobian(grad, x, method=method, accuracy=accuracy, step=step, args=args,
                           vectorized=vectorized, full_output=True, n_out=n,
                           n_threads=n_threads)
@@ -782,8 +799,245 @@ def _extrapolate(estimates, rounding):
     return table[0], errors[0]
 
 
-def derivative(*a, **k):  # placeholder, implemented in a later commit
-    raise NotImplementedError
+
+# --------------------------------------------------------------------------------------------
+# elementwise derivatives, gradient check, Taylor polynomials
+
+def _call_elementwise(f, points, args, name="f"):
+    """``f(points, *args)`` checked to return one real value per point (same shape)."""
+    values = np.asarray(f(points, *args))
+    if values.shape != points.shape:
+        try:
+            values = np.broadcast_to(values, points.shape)
+        except ValueError:
+            raise ValueError(f"{name} must be elementwise: called with shape {points.shape}, "
+                             f"it returned shape {values.shape}") from None
+    if values.dtype.kind not in "fiuc b":
+        raise TypeError(f"{name} must return numbers, got dtype {values.dtype}")
+    return values
 
 
-check_grad = taylor = derivative
+def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args):
+    """Derivatives of ``f`` at every element of ``x`` with one stencil kind (one call of f).
+
+    Returns ``(df, error, bad)`` flattened, ``bad`` with the flags of ``combine``.
+    """
+    levels = _RICHARDSON_LEVELS if richardson else 1
+    base = 2 if richardson else accuracy
+    offsets, weights, _ = stencil(kind, base + (base % 2 if kind == "central" else 0), order)
+    offsets, weights = np.array(offsets), np.array(weights)
+    factors = 2.0 ** -np.arange(levels)
+    # points[level, offset, element] = x + offset * h * 2**-level
+    deltas = (factors[:, None, None] * offsets[None, :, None]) * h[None, None, :]
+    points = x[None, None, :] + deltas
+    values = _call_elementwise(f, points.reshape((-1,) + _elementwise_stage.shape),
+                               args).reshape(points.shape).real.astype(np.float64)
+    scale = (h[None, :] * factors[:, None]) ** -order
+    estimates = np.einsum("j,ljk->lk", weights, values) * scale
+    rounding = _ROUNDING_ULPS * _EPS * np.einsum("j,ljk->lk", np.abs(weights),
+                                                 np.abs(values)) * scale
+    finite = np.isfinite(values)
+    bad = np.zeros(x.size, dtype=np.uint8)
+    for mask, flag in ((offsets > 0, 1), (offsets < 0, 2), (offsets == 0, 4)):
+        if mask.any():
+            bad |= np.where((~finite[:, mask]).any(axis=(0, 1)), flag, 0).astype(np.uint8)
+    if richardson:
+        df, error = _romberg(estimates[:, :, None], rounding[:, :, None], kind)
+        return df[:, 0], error[:, 0], bad, values.size
+    return estimates[0], rounding[0], bad, values.size
+
+
+def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(),
+               full_output=False):
+    """Derivative of order 1 to 4 of an elementwise function at every element of ``x``.
+
+    ``f`` is applied elementwise (like a NumPy ufunc): all stencil points are evaluated in ONE
+    call, on an array of shape ``(points,) + x.shape``; array ``args`` broadcast against it
+    (per-element parameters).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x, *args)`` returning an array of the shape of ``x``.
+    x : float or array_like
+        Points of differentiation (finite; never modified).
+    order : {1, 2, 3, 4}
+        Order of the derivative.
+    method : {"central", "forward", "backward", "complex", "richardson"}
+        ``"complex"`` (order 1 only) needs ``f`` to accept complex input.
+    accuracy : int
+        Order of the truncation error: 2, 4, 6, 8 (central) or 1 to 4 (one-sided).
+    step : float or array_like, optional
+        Absolute step(s) broadcastable to ``x``; default ``c * max(1, |x|)``.
+    args : tuple
+        Extra arguments of ``f``.
+    full_output : bool
+        Return a :class:`DifferentiationResult` with per-element ``df``, ``error``, ``status``.
+
+    Returns
+    -------
+    float, ndarray (shape of x) or DifferentiationResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import derivative
+    >>> np.round(derivative(np.sin, [0.0, np.pi / 3], accuracy=4), 10)
+    array([1. , 0.5])
+    >>> round(derivative(np.exp, 1.0, order=2, method="richardson"), 10)
+    2.7182818285
+    """
+    if not callable(f):
+        raise TypeError(f"f must be callable, got {type(f).__name__}")
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) \
+            or not 1 <= order <= 4:
+        raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
+    accuracy = _check_method(method, accuracy)
+    if method == "complex" and order != 1:
+        raise ValueError("method='complex' computes first derivatives only (order=1)")
+    args = _check_args(args)
+    if np.iscomplexobj(x):
+        raise TypeError("x must be real, got a complex array")
+    try:
+        x_arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"x must be real numbers, got {type(x).__name__}") from exc
+    if x_arr.size == 0:
+        raise ValueError("x must not be empty")
+    if not np.isfinite(x_arr).all():
+        raise ValueError("x must be finite (no NaN or inf)")
+    shape = x_arr.shape
+    flat = x_arr.ravel()
+    _elementwise_stage.shape = shape
+    richardson = method == "richardson"
+    if method == "complex":
+        h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
+                   "complex", 2, 1)
+        values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args).ravel()
+        df = np.asarray(values.imag, dtype=np.float64) / h
+        error = _ROUNDING_ULPS * _EPS * np.abs(df)
+        bad = np.where(np.isfinite(values), 0, 3).astype(np.uint8)
+        nfev = flat.size
+        h = _steps(flat, None, "central", 2, 1)
+        accuracy, method = 2, "central"
+    else:
+        kind = "central" if richardson else method
+        h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
+                   "richardson" if richardson else kind, accuracy, order)
+        df, error, bad, nfev = _elementwise_stage(f, flat, h, kind, accuracy, order,
+                                                  richardson, args)
+    status = np.zeros(flat.size, dtype=np.int8)
+    failed = bad != 0
+    if failed.any():
+        clean_forward = (bad & 1) == 0
+        attempts = [("forward", failed & clean_forward), ("backward", failed & ~clean_forward),
+                    ("backward", failed & clean_forward), ("forward", failed & ~clean_forward)]
+        if method in ("forward", "backward"):
+            attempts = [(_OPPOSITE[method], failed)]
+        one_sided = 2 if richardson else min(accuracy, 4)
+        for kind, wanted in attempts:
+            wanted = wanted & failed
+            if not wanted.any():
+                continue
+            sub_df, sub_error, sub_bad, extra = _elementwise_stage(
+                f, flat, h, kind, one_sided, order, richardson, args)
+            nfev += extra
+            fixed = wanted & (sub_bad == 0)
+            df[fixed], error[fixed] = sub_df[fixed], sub_error[fixed]
+            failed = failed & ~fixed
+        df[failed] = np.nan
+        error[failed] = np.nan
+        status[failed] = Status.NON_FINITE
+    df, error, status = df.reshape(shape), error.reshape(shape), status.reshape(shape)
+    if full_output:
+        return _result(df[()], error[()], status, nfev)
+    return df[()] if df.ndim else float(df)
+
+
+def check_grad(f, grad, x, *, args=()):
+    """Largest discrepancy between ``grad`` and a finite-difference gradient of ``f``.
+
+    The reference is a Richardson-extrapolated central-difference gradient. The discrepancy is
+    ``max|grad(x) - g_fd| / max(|grad(x)|_max, |g_fd|_max)`` (0 when both vanish): about 1e-10
+    or less for a correct gradient, order 1 for a wrong one.
+
+    Parameters
+    ----------
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        Scalar field, as for :func:`gradient`.
+    grad : callable, scipy.LowLevelCallable or numba cfunc
+        ``grad(x, *args) -> (n,)``, or a compiled vector field with ``m = n``.
+    x : array_like, shape (n,)
+    args : tuple
+        Extra arguments of ``f`` and ``grad``.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from scipy.optimize import rosen, rosen_der
+    >>> from fastcalc import check_grad
+    >>> check_grad(rosen, rosen_der, [1.2, 0.8, -0.5]) < 1e-10
+    True
+    >>> check_grad(rosen, lambda x: 2 * rosen_der(x), [1.2, 0.8, -0.5]) > 0.4
+    True
+    """
+    x = _check_point(x)
+    args = _check_args(args)
+    gradient_function = resolve(grad, args=args, signatures=("vector",), name="grad")
+    analytic = gradient_function.vector_values(x[None, :].copy(), x.size)[0]
+    reference = gradient(f, x, method="richardson", args=args)
+    scale = max(np.max(np.abs(analytic)), np.max(np.abs(reference)))
+    if not np.isfinite(scale):
+        return float("nan")
+    if scale == 0:
+        return 0.0
+    return float(np.max(np.abs(analytic - reference)) / scale)
+
+
+def taylor(f, x0, order, *, args=()):
+    """Taylor polynomial of ``f`` about ``x0`` from finite-difference derivatives.
+
+    Parameters
+    ----------
+    f : callable
+        Elementwise function of one variable, as for :func:`derivative`.
+    x0 : float
+        Expansion point.
+    order : {0, 1, 2, 3, 4}
+        Degree of the polynomial.
+    args : tuple
+        Extra arguments of ``f``.
+
+    Returns
+    -------
+    numpy.polynomial.Polynomial
+        ``p.coef[k] = f^(k)(x0) / k!``, coefficients of powers of ``(x - x0)``; its domain is
+        shifted so that ``p(x)`` evaluates the Taylor approximation at ``x`` directly.
+        Derivatives come from Richardson extrapolation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import taylor
+    >>> p = taylor(np.exp, 0.0, 3)
+    >>> np.round(p.coef, 10)
+    array([1.        , 1.        , 0.5       , 0.16666667])
+    >>> round(float(p(0.1)), 6)
+    1.105167
+    """
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) \
+            or not 0 <= order <= 4:
+        raise ValueError(f"order must be an int from 0 to 4, got {order!r}")
+    x0 = _check_point(x0, "x0")
+    if x0.size != 1:
+        raise ValueError("x0 must be a scalar")
+    args = _check_args(args)
+    center = float(x0[0])
+    coefficients = [float(np.asarray(f(np.float64(center), *args), dtype=np.float64))]
+    for k in range(1, order + 1):
+        coefficients.append(derivative(f, center, order=k, method="richardson", args=args)
+                            / math.factorial(k))
+    return Polynomial(coefficients, domain=[center - 1.0, center + 1.0], window=[-1.0, 1.0])

@@ -1,0 +1,46 @@
+"""Stub of the compiled finite-difference kernels (fastcalc/_differentiate.pyx)."""
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+
+def stencil(kind: str, accuracy: int, order: int) -> tuple[tuple[float, ...], tuple[float, ...], float]: ...
+def build_points(
+    x: NDArray[np.float64],
+    first_index: NDArray[np.intp],
+    first_value: NDArray[np.float64],
+    second_index: NDArray[np.intp],
+    second_value: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+def compiled_values(
+    function: Any,
+    x: NDArray[np.float64],
+    first_index: NDArray[np.intp],
+    first_value: NDArray[np.float64],
+    second_index: NDArray[np.intp],
+    second_value: NDArray[np.float64],
+    m: int = ...,
+    n_threads: int | None = ...,
+) -> NDArray[np.float64]: ...
+def combine(
+    values: NDArray[np.float64],
+    output: NDArray[np.intp],
+    point: NDArray[np.intp],
+    coefficient: NDArray[np.float64],
+    side: NDArray[np.int8],
+    scale: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]]: ...
+def relative_steps(x: NDArray[np.float64], c: float) -> NDArray[np.float64]: ...
+def axis_differences(
+    function: Any,
+    x: NDArray[np.float64],
+    h: NDArray[np.float64],
+    offsets: tuple[float, ...],
+    weights: tuple[float, ...],
+    vector: bool = ...,
+    m: int = ...,
+    n_threads: int | None = ...,
+    rounding: float = ...,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8], int, int]: ...
