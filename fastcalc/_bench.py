@@ -1,0 +1,594 @@
+"""``python -m fastcalc bench``: fastcalc and SciPy timed side by side on the headline workloads.
+
+Every row times one workload with fastcalc and with its SciPy (or numdifftools) counterpart in
+the same run: the median of a few repeats, the speed-up ratio ``reference / fastcalc``, and the
+error of both against the exact answer (or against the reference when nothing is exact).
+
+A SciPy loop over many problems (``root`` per system, ``curve_fit`` per dataset) is timed on a
+subset and scaled to the full size; the row's note says so. The problems themselves come from
+:mod:`fastcalc._workloads`, shared with the ``benchmarks/`` pytest-benchmark suites.
+"""
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import _workloads as wl
+from ._table import format_number, format_seconds, format_table
+
+__all__ = ["AREAS", "SIZES", "BenchRow", "run", "machine_info", "render_table", "write_json",
+           "write_plot"]
+
+# Problem sizes per mode. "tiny" exists for the CLI's own tests (hidden option --sizes tiny).
+SIZES = {
+    "tiny": dict(repeats=1, derivative_points=1_000, gradient_n=20, python_n=6, hessian_n=10,
+                 hessian_ndt_n=10, hessian_scipy_n=6, newton_n=2_000, systems_n=200,
+                 systems_subset=20, fit_n=40, fit_subset=10, fit_points=32, g2d_n=40,
+                 nist_problems=2),
+    "quick": dict(repeats=3, derivative_points=100_000, gradient_n=100, python_n=10,
+                  hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=20, newton_n=200_000,
+                  systems_n=20_000, systems_subset=200, fit_n=10_000, fit_subset=200,
+                  fit_points=64, g2d_n=10_000, nist_problems=None),
+    "full": dict(repeats=7, derivative_points=1_000_000, gradient_n=100, python_n=10,
+                 hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=30, newton_n=1_000_000,
+                 systems_n=100_000, systems_subset=1_000, fit_n=100_000, fit_subset=1_000,
+                 fit_points=64, g2d_n=100_000, nist_problems=None),
+}
+
+
+@dataclass
+class BenchRow:
+    """One workload: fastcalc and its reference, timed in the same run."""
+
+    area: str
+    workload: str
+    size: str
+    fastcalc_s: float = None        # median seconds for the whole workload
+    reference: str = ""             # what fastcalc is compared with
+    reference_s: float = None       # median seconds (scaled from a subset when noted)
+    ratio: float = None             # reference_s / fastcalc_s: > 1 means fastcalc is faster
+    fastcalc_error: float = None
+    reference_error: float = None
+    metric: str = ""                # what the two error columns measure
+    note: str = ""                  # subset scaling, skipped parts, size differences
+
+
+class Bench:
+    """Times workloads and collects rows, printing progress to stderr."""
+
+    def __init__(self, sizes, stream=sys.stderr, nist_dir=None):
+        self.sizes = sizes
+        self.nist_dir = nist_dir
+        self.repeats = sizes["repeats"]
+        self.rows = []
+        self.stream = stream
+        self._cache = {}
+        self.failures = 0
+
+    def progress(self, text):
+        print(f"[bench] {text}", file=self.stream, flush=True)
+
+    def time(self, call):
+        """Return (median seconds, result of the last call) of ``call()``.
+
+        A fast call is warmed up once and then repeated; a slow one (> 0.5 s) is timed fewer
+        times so that full mode stays within minutes.
+        """
+        start = time.perf_counter()
+        result = call()
+        first = time.perf_counter() - start
+        if self.repeats <= 1:
+            return first, result
+        times = []
+        count = self.repeats if first < 0.5 else max(1, self.repeats // 3)
+        if first >= 0.5:
+            times.append(first)
+            count -= 1
+        for _ in range(count):
+            start = time.perf_counter()
+            result = call()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times), result
+
+    def reference(self, key, call):
+        """Time a reference once per run, even when several rows compare against it."""
+        if key not in self._cache:
+            self._cache[key] = self.time(call)
+        return self._cache[key]
+
+    def add(self, row):
+        if row.fastcalc_s and row.reference_s:
+            row.ratio = row.reference_s / row.fastcalc_s
+        self.rows.append(row)
+        if row.fastcalc_s is None:
+            self.progress(f"  {row.area}: {row.workload}: {row.note}")
+        else:
+            self.progress(f"  {row.area}: {row.workload} [{row.size}]: fastcalc "
+                          f"{format_seconds(row.fastcalc_s)}, {row.reference} "
+                          f"{format_seconds(row.reference_s)}"
+                          + (f" (x{row.ratio:.3g})" if row.ratio else ""))
+
+    def skip(self, area, workload, reason):
+        self.add(BenchRow(area, workload, "-", note=f"skipped: {reason}"))
+
+    def attempt(self, area, workload, make_row):
+        """Add the row ``make_row()`` builds; a failure skips only this workload."""
+        self.progress(f"{area}: {workload} ...")
+        try:
+            row = make_row()
+        except Skip as reason:
+            self.skip(area, workload, str(reason))
+        except ImportError as exc:
+            self.skip(area, workload, f"not in this build ({exc})")
+        except NotImplementedError:
+            self.skip(area, workload, "not implemented in this build")
+        except Exception as exc:   # report and go on: one broken workload must not stop the run
+            self.failures += 1
+            self.add(BenchRow(area, workload, "-", note=f"FAILED: {type(exc).__name__}: {exc}"))
+        else:
+            self.add(row)
+
+
+class Skip(Exception):
+    """A workload that cannot run here (optional package, data or routine missing)."""
+
+
+def _max_rel_error(value, exact):
+    value, exact = np.asarray(value, float), np.asarray(exact, float)
+    scale = np.maximum(np.abs(exact), 1.0)
+    return float(np.max(np.abs(value - exact) / scale))
+
+
+def _approx_derivative():
+    try:
+        from scipy.optimize._numdiff import approx_derivative
+    except ImportError:  # older SciPy exported it publicly
+        from scipy.optimize import approx_derivative
+    return approx_derivative
+
+
+# ----------------------------------------------------------------------------------------------
+# Areas. Each adds its rows to the Bench; a routine missing from this build gives a skipped row.
+
+def bench_derivatives(bench):
+    s = bench.sizes
+    area = "derivatives"
+    from scipy import differentiate
+    approx_derivative = _approx_derivative()
+    metric = "max rel. error vs exact"
+
+    def elementwise():
+        from fastcalc.differentiate import derivative
+        n_points = s["derivative_points"]
+        x = np.linspace(-3.0, 3.0, n_points)
+        f = wl.exp_sin_elementwise
+        exact = wl.exp_sin_elementwise_derivative(x)
+        t_fc, d_fc = bench.time(lambda: derivative(f, x))
+        t_sp, d_sp = bench.time(lambda: differentiate.derivative(f, x).df)
+        return BenchRow(area, "derivative exp(sin x), elementwise", f"{n_points:,} points", t_fc,
+                        "scipy.differentiate.derivative", t_sp, None, _max_rel_error(d_fc, exact),
+                        _max_rel_error(d_sp, exact), metric)
+
+    bench.attempt(area, "derivative exp(sin x), elementwise", elementwise)
+
+    n = s["gradient_n"]
+    problem = wl.rosenbrock_problem(n)
+
+    def reference():
+        return bench.reference(("approx_derivative", n), lambda: approx_derivative(
+            problem.f, problem.x, method="3-point"))
+
+    def gradient_row(label, call):
+        def row():
+            from fastcalc.differentiate import gradient
+            t_sp, g_sp = reference()
+            t_fc, g_fc = bench.time(lambda: call(gradient))
+            return BenchRow(area, f"gradient rosenbrock, {label}", f"n={n}", t_fc,
+                            "approx_derivative 3-point", t_sp, None,
+                            _max_rel_error(g_fc, problem.gradient),
+                            _max_rel_error(g_sp, problem.gradient), metric)
+        bench.attempt(area, f"gradient rosenbrock, {label}", row)
+
+    gradient_row("vectorized f", lambda gradient: gradient(problem.f, problem.x, vectorized=True))
+    from fastcalc._testfunctions import low_level
+    compiled = low_level(problem.compiled_name)
+    gradient_row("compiled f", lambda gradient: gradient(compiled, problem.x))
+
+    def python_gradient():
+        from fastcalc.differentiate import gradient
+        n = s["python_n"]
+        small = wl.rosenbrock_problem(n)
+        t_sp, g_sp = bench.time(lambda: approx_derivative(small.f, small.x, method="3-point"))
+        t_fc, g_fc = bench.time(lambda: gradient(small.f, small.x))
+        return BenchRow(area, "gradient rosenbrock, Python f", f"n={n}", t_fc,
+                        "approx_derivative 3-point", t_sp, None,
+                        _max_rel_error(g_fc, small.gradient), _max_rel_error(g_sp, small.gradient),
+                        metric)
+
+    bench.attempt(area, "gradient rosenbrock, Python f", python_gradient)
+
+
+def bench_hessian(bench):
+    s = bench.sizes
+    area = "hessian"
+    from fastcalc._testfunctions import low_level
+    metric = "max rel. error vs exact"
+    n, n_ndt = s["hessian_n"], s["hessian_ndt_n"]
+    compiled = low_level("rosenbrock")
+
+    def numdifftools_row(label, call):
+        def row():
+            from fastcalc.differentiate import hessian
+            try:
+                import numdifftools
+            except ImportError:
+                raise Skip("numdifftools not installed") from None
+            small = wl.rosenbrock_problem(n_ndt)
+            t_ref, h_ref = bench.reference(("numdifftools", n_ndt),
+                                           lambda: numdifftools.Hessian(small.f)(small.x))
+            t_fc, h_fc = bench.time(lambda: call(hessian, small))
+            note = f"numdifftools is slow at n={n}: both timed at n={n_ndt}" if n_ndt != n else ""
+            return BenchRow(area, f"hessian rosenbrock, {label}", f"n={n_ndt}", t_fc,
+                            "numdifftools.Hessian", t_ref, None,
+                            _max_rel_error(h_fc, small.hessian),
+                            _max_rel_error(h_ref, small.hessian), metric, note)
+        bench.attempt(area, f"hessian rosenbrock, {label}", row)
+
+    numdifftools_row("vectorized f", lambda hessian, p: hessian(p.f, p.x, vectorized=True))
+    numdifftools_row("compiled f", lambda hessian, p: hessian(compiled, p.x))
+
+    def scipy_row():
+        from fastcalc.differentiate import hessian
+        from scipy import differentiate
+        n_sp = s["hessian_scipy_n"]
+        small = wl.rosenbrock_problem(n_sp)
+        t_sp, h_sp = bench.time(lambda: differentiate.hessian(small.f, small.x).ddf)
+        t_fc, h_fc = bench.time(lambda: hessian(small.f, small.x, vectorized=True))
+        return BenchRow(area, "hessian rosenbrock, vectorized f", f"n={n_sp}", t_fc,
+                        "scipy.differentiate.hessian", t_sp, None,
+                        _max_rel_error(h_fc, small.hessian), _max_rel_error(h_sp, small.hessian),
+                        metric, f"scipy.differentiate.hessian is slow at n={n}: both timed at "
+                        f"n={n_sp}" if n_sp != n else "")
+
+    bench.attempt(area, "hessian rosenbrock vs scipy.differentiate", scipy_row)
+
+
+def bench_newton(bench):
+    s = bench.sizes
+    area = "newton"
+    from scipy import optimize
+    size = s["newton_n"]
+    p = wl.cube_root_problem(size)
+    metric = "max rel. error vs cbrt"
+
+    def reference():
+        return bench.reference(("scipy.newton", size), lambda: optimize.newton(
+            p.f, p.x0, p.fprime, args=(p.a,)))
+
+    def vectorized():
+        from fastcalc.roots import newton
+        t_sp, r_sp = reference()
+        t_fc, r_fc = bench.time(lambda: newton(p.f, p.x0, p.fprime, args=(p.a,)))
+        return BenchRow(area, "newton x^3 = a, vectorized f", f"N={size:,}", t_fc,
+                        "scipy.optimize.newton (array)", t_sp, None, _max_rel_error(r_fc, p.root),
+                        _max_rel_error(r_sp, p.root), metric)
+
+    def compiled():
+        from fastcalc._testfunctions import low_level
+        from fastcalc.roots import newton
+        try:
+            f_c, fprime_c = low_level("cube_root_eq"), low_level("cube_root_eq_prime")
+        except (ValueError, KeyError, AttributeError):
+            raise Skip("no compiled cube-root test function in this build") from None
+        t_sp, r_sp = reference()
+        t_fc, r_fc = bench.time(lambda: newton(f_c, p.x0, fprime_c, args=(p.a,)))
+        return BenchRow(area, "newton x^3 = a, compiled f", f"N={size:,}", t_fc,
+                        "scipy.optimize.newton (array)", t_sp, None, _max_rel_error(r_fc, p.root),
+                        _max_rel_error(r_sp, p.root), metric)
+
+    bench.attempt(area, "newton x^3 = a, vectorized f", vectorized)
+    bench.attempt(area, "newton x^3 = a, compiled f", compiled)
+
+
+def bench_systems(bench):
+    s = bench.sizes
+    area = "systems"
+    from scipy import optimize
+    size, subset = s["systems_n"], s["systems_subset"]
+    p = wl.circle_line_problem(size)
+
+    def row():
+        from fastcalc.roots import newton_system
+
+        def scipy_loop():
+            return np.array([optimize.root(p.F, p.x0[i], args=(p.r[i], p.b[i]), jac=p.jac,
+                                           method="hybr").x for i in range(subset)])
+
+        t_sub, r_sp = bench.time(scipy_loop)
+        t_fc, res = bench.time(lambda: newton_system(p.F, p.x0, p.jac, args=(p.r, p.b),
+                                                     vectorized=True))
+        return BenchRow(area, "newton_system 2-D, vectorized F and jac", f"N={size:,}", t_fc,
+                        "scipy.optimize.root(hybr) loop", t_sub * size / subset, None,
+                        float(np.max(np.abs(res.x - p.root))),
+                        float(np.max(np.abs(r_sp - p.root[:subset]))),
+                        "max abs. error vs exact root",
+                        f"root timed on {subset:,} of {size:,} systems and scaled; per system: "
+                        f"fastcalc {format_seconds(t_fc / size)}, SciPy "
+                        f"{format_seconds(t_sub / subset)}")
+
+    bench.attempt(area, "newton_system 2-D, vectorized F and jac", row)
+
+
+def _chi2_excess(problem, params_fc, params_ref, sigma):
+    """Max relative chi2 excess of each solution over the better of the two, per dataset."""
+    count = len(params_ref)
+
+    def chi2(params):
+        model = problem.model(problem.x, *np.asarray(params).T[:, :, None])
+        return np.sum(((problem.Y[:count] - model) / sigma) ** 2, axis=1)
+
+    c_fc, c_ref = chi2(params_fc[:count]), chi2(params_ref)
+    best = np.fmin(c_fc, c_ref)
+
+    def excess(c):
+        return float(np.max(np.where(np.isfinite(c), (c - best) / best, np.inf)))
+    return excess(c_fc), excess(c_ref)
+
+
+def _curve_fit_loop(problem, subset, func=None):
+    from scipy.optimize import curve_fit
+    func = func or problem.model
+    sigma = np.full(problem.Y.shape[1], problem.sigma)
+
+    def loop():
+        out = np.full((subset, problem.params.shape[1]), np.nan)
+        for i in range(subset):
+            try:
+                out[i] = curve_fit(func, problem.x, problem.Y[i], p0=problem.p0[i], sigma=sigma,
+                                   absolute_sigma=True)[0]
+            except RuntimeError:   # curve_fit raises when it does not converge
+                pass
+        return out
+    return loop
+
+
+def _fit_batch_row(bench, area, label, problem, fit_call, subset):
+    def row():
+        size = problem.Y.shape[0]
+        t_sub, p_ref = bench.time(_curve_fit_loop(problem, subset))
+        t_fc, result = bench.time(fit_call)
+        err_fc, err_ref = _chi2_excess(problem, np.asarray(result.params), p_ref, problem.sigma)
+        ok = float(np.mean(np.asarray(result.status) == 0))
+        return BenchRow(area, label, f"N={size:,} x {problem.Y.shape[1]} pts", t_fc,
+                        "curve_fit loop", t_sub * size / subset, None, err_fc, err_ref,
+                        "max rel. chi2 excess over the better fit",
+                        f"curve_fit timed on {subset:,} of {size:,} datasets and scaled; "
+                        f"fastcalc status 0 for {ok:.1%}")
+    bench.attempt(area, label, row)
+
+
+def bench_fitting(bench):
+    s = bench.sizes
+    area = "fitting"
+    size, subset, points = s["fit_n"], s["fit_subset"], s["fit_points"]
+
+    def single():
+        from fastcalc import models
+        from fastcalc.fitting import fit
+        from scipy.optimize import curve_fit
+        problem = wl.peak_fit_problem("gaussian", 1, points=points)
+        x, y, sigma = problem.x, problem.Y[0], np.full(points, problem.sigma)
+        t_sp, p_sp = bench.time(lambda: curve_fit(problem.model, x, y, p0=problem.p0[0],
+                                                  sigma=sigma, absolute_sigma=True)[0])
+        t_fc, res = bench.time(lambda: fit(models.gaussian, x, y, sigma=sigma,
+                                           absolute_sigma=True))
+        err_fc, err_sp = _chi2_excess(problem, np.atleast_2d(res.params), np.atleast_2d(p_sp),
+                                      problem.sigma)
+        return BenchRow(area, "fit gaussian, one dataset, built-in model", f"{points} pts", t_fc,
+                        "curve_fit", t_sp, None, err_fc, err_sp,
+                        "rel. chi2 excess over the better fit",
+                        "fastcalc: no p0 (model guess); curve_fit: p0 near the truth")
+
+    bench.attempt(area, "fit gaussian, one dataset", single)
+    for name in ("gaussian", "exponential"):
+        problem = wl.peak_fit_problem(name, size, points=points)
+
+        def call(problem=problem, name=name):
+            from fastcalc import models
+            from fastcalc.fitting import fit_batch
+            return fit_batch(models.get_model(name), problem.x, problem.Y, sigma=problem.sigma,
+                             absolute_sigma=True)
+        _fit_batch_row(bench, area, f"fit_batch {name}, built-in model", problem, call, subset)
+
+    problem = wl.peak_fit_problem("gaussian", size, points=points)
+
+    def python_model():
+        from fastcalc.fitting import fit_batch
+        return fit_batch(problem.model, problem.x, problem.Y, problem.p0, sigma=problem.sigma,
+                         absolute_sigma=True)
+    _fit_batch_row(bench, area, "fit_batch gaussian, Python model", problem, python_model, subset)
+
+
+def bench_gaussian_2d(bench):
+    s = bench.sizes
+    problem = wl.gaussian_2d_problem(s["g2d_n"])
+
+    def call():
+        from fastcalc import models
+        from fastcalc.fitting import fit_batch
+        return fit_batch(models.gaussian_2d, problem.x, problem.Y, sigma=problem.sigma,
+                         absolute_sigma=True)
+    _fit_batch_row(bench, "gaussian_2d", "fit_batch gaussian_2d 5x5 stamps, built-in model",
+                   problem, call, s["fit_subset"])
+
+
+def bench_nist(bench):
+    area = "nist"
+
+    def row():
+        from fastcalc import nist
+        from fastcalc.fitting import fit  # noqa: F401  (nist.fastcalc_fitter needs it)
+        try:
+            problems = nist.load_all(bench.nist_dir)
+        except FileNotFoundError as exc:
+            raise Skip(str(exc)) from None
+        if bench.sizes["nist_problems"]:
+            problems = problems[:bench.sizes["nist_problems"]]
+        fits = 2 * len(problems)
+        t_fc, rows_fc = bench.time(lambda: nist.score_all(nist.fastcalc_fitter, problems))
+        t_sp, rows_sp = bench.time(lambda: nist.score_all(nist.curve_fit_fitter, problems))
+        solved_fc = sum(r["solved"] for r in rows_fc)
+        solved_sp = sum(r["solved"] for r in rows_sp)
+        silent_fc = sum(r["silent_failure"] for r in rows_fc)
+        silent_sp = sum(r["silent_failure"] for r in rows_sp)
+        return BenchRow(area, "NIST StRD nonlinear regression, both starts",
+                        f"{len(problems)} problems", t_fc, "curve_fit (lmder)", t_sp, None,
+                        solved_fc, solved_sp, f"fits with LRE >= 4 (of {fits})",
+                        f"both with analytic Jacobians; success reported with LRE < 4: fastcalc "
+                        f"{silent_fc}, curve_fit {silent_sp}")
+
+    bench.attempt(area, "NIST StRD", row)
+
+
+AREAS = {
+    "derivatives": bench_derivatives,
+    "hessian": bench_hessian,
+    "newton": bench_newton,
+    "systems": bench_systems,
+    "fitting": bench_fitting,
+    "gaussian_2d": bench_gaussian_2d,
+    "nist": bench_nist,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Machine description, table, JSON and plot.
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info():
+    """Return the machine and library versions a benchmark ran with."""
+    import scipy
+
+    import fastcalc
+    from fastcalc._parallel import HAVE_OPENMP, max_threads
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "fastcalc": fastcalc.__version__,
+        "threads": max_threads(),
+        "openmp": bool(HAVE_OPENMP),
+    }
+
+
+def run(areas, mode, stream=sys.stderr, nist_dir=None):
+    """Run the benchmark ``areas`` (names of :data:`AREAS`) at ``mode`` sizes; return the rows."""
+    bench = Bench(SIZES[mode], stream=stream, nist_dir=nist_dir)
+    with warnings.catch_warnings():
+        # SciPy's array newton and curve_fit warn about non-converged elements; the error
+        # columns report accuracy instead.
+        warnings.simplefilter("ignore")
+        np_state = np.seterr(all="ignore")
+        try:
+            for area in areas:
+                bench.progress(f"area {area}")
+                AREAS[area](bench)
+        finally:
+            np.seterr(**np_state)
+    return bench.rows
+
+
+def render_table(rows, info, mode):
+    header = (f"fastcalc {info['fastcalc']} benchmark ({mode} mode): {info['cpu']}, "
+              f"{info['cores']} cores, {info['threads']} threads"
+              f"{'' if info['openmp'] else ' (no OpenMP)'}\n"
+              f"Python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}; "
+              f"times are medians; ratio = reference time / fastcalc time (> 1: fastcalc faster)")
+    table = format_table(
+        ["area", "workload", "size", "fastcalc", "reference", "ref. time", "ratio",
+         "fastcalc err", "ref. err", "error metric"],
+        [[r.area, r.workload, r.size, format_seconds(r.fastcalc_s), r.reference or "-",
+          format_seconds(r.reference_s), f"{r.ratio:.3g}x" if r.ratio else "-",
+          format_number(r.fastcalc_error), format_number(r.reference_error), r.metric or "-"]
+         for r in rows],
+        right_align=(3, 5, 6, 7, 8))
+    notes = [f"  [{i}] {r.area}: {r.workload}: {r.note}" for i, r in enumerate(rows, 1) if r.note]
+    return header + "\n\n" + table + ("\n\nnotes:\n" + "\n".join(notes) if notes else "")
+
+
+def write_json(path, rows, info, mode):
+    with open(path, "w") as out:
+        json.dump({"mode": mode, "machine": info, "rows": [asdict(r) for r in rows]}, out,
+                  indent=2)
+
+
+def write_plot(path, rows, info, mode):
+    """Write a horizontal bar chart of the speed-up ratios (log scale) to ``path`` (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timed = [r for r in rows if r.ratio]
+    labels = [f"{r.area}: {r.workload} ({r.size})\nvs {r.reference}" for r in timed]
+    ratios = [r.ratio for r in timed]
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(timed) + 1.6))
+    colors = ["tab:green" if q >= 1 else "tab:red" for q in ratios]
+    y = np.arange(len(timed))[::-1]
+    ax.barh(y, ratios, color=colors, height=0.6)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    for yi, q in zip(y, ratios):
+        ax.text(q, yi, f" {q:.3g}x", va="center", fontsize=8)
+    ax.set_xlabel("speed-up over the reference (log scale; > 1: fastcalc faster)")
+    ax.set_title(f"fastcalc {info['fastcalc']} vs SciPy ({mode}): {info['cpu']}, "
+                 f"{info['threads']} threads", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_bench(args):
+    """The ``bench`` command: run, print the table, write JSON/PNG; return the exit status."""
+    from ._usage_error import UsageError
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: pip install 'fastcalc[plot]'") from None
+    mode = args.sizes or ("quick" if args.quick else "full")
+    areas = args.only or list(AREAS)
+    info = machine_info()
+    start = time.perf_counter()
+    if args.nist_dir is not None and not os.path.isdir(args.nist_dir):
+        raise UsageError(f"--nist-dir {args.nist_dir}: no such directory")
+    rows = run(areas, mode, nist_dir=args.nist_dir)
+    print(render_table(rows, info, mode))
+    failed = sum(r.note.startswith("FAILED") for r in rows)
+    print(f"[bench] done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if args.json:
+        write_json(args.json, rows, info, mode)
+        print(f"[bench] wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        write_plot(args.plot, rows, info, mode)
+        print(f"[bench] wrote {args.plot}", file=sys.stderr)
+    return 1 if failed else 0

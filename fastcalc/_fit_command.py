@@ -1,0 +1,152 @@
+"""``python -m fastcalc fit``: fit every dataset of a file with a built-in model.
+
+The file is read by :mod:`fastcalc._datafile`; all datasets are fitted in one ``fit_batch`` call;
+the table has one row per dataset: its name, each parameter and its standard error, chi2,
+reduced chi2, status and message.
+"""
+import csv
+import re
+import sys
+
+import numpy as np
+
+from ._datafile import read_array, read_sigma, split_datasets
+from ._table import format_table
+from ._usage_error import UsageError
+
+__all__ = ["run_fit", "resolve_model", "fit_table"]
+
+
+def resolve_model(name):
+    """The built-in model called ``name`` (``polynomial<DEG>`` for a polynomial of degree DEG)."""
+    from fastcalc import models
+    match = re.fullmatch(r"poly(?:nomial)?[_:]?(\d+)", name.strip().lower())
+    try:
+        if match:
+            return models.polynomial(int(match.group(1)))
+        return models.get_model(name.strip().lower())
+    except (KeyError, ValueError, TypeError) as exc:
+        known = getattr(models, "MODEL_NAMES", None) or getattr(models, "__all__", [])
+        known = [k for k in known if k not in ("get_model", "Model", "ModelId")]
+        hint = f"; choose from {', '.join(known)}, polynomial<DEG>" if known else ""
+        raise UsageError(f"unknown model {name!r}{hint} ({exc})") from None
+
+
+def _messages(result):
+    from ._status import messages_of
+    message = getattr(result, "message", None)
+    if message is None:
+        return list(messages_of(np.asarray(result.status)))
+    return list(np.broadcast_to(np.asarray(message, dtype=object), np.shape(result.status)))
+
+
+def fit_table(result, names, param_names):
+    """Return (headers, rows of Python values) of a BatchFitResult, one row per dataset."""
+    headers = ["dataset"]
+    for p in param_names:
+        headers += [p, f"{p}_stderr"]
+    headers += ["chi2", "redchi2", "status", "message"]
+    params, stderr = np.asarray(result.params), np.asarray(result.stderr)
+    chi2, redchi2 = np.asarray(result.chi2), np.asarray(result.redchi2)
+    status, messages = np.asarray(result.status), _messages(result)
+    rows = []
+    for i, name in enumerate(names):
+        row = [name]
+        for j in range(len(param_names)):
+            row += [float(params[i, j]), float(stderr[i, j])]
+        row += [float(chi2[i]), float(redchi2[i]), int(status[i]), str(messages[i])]
+        rows.append(row)
+    return headers, rows
+
+
+def _write_csv(path, headers, rows):
+    try:
+        with open(path, "w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(headers)
+            for row in rows:
+                writer.writerow([format(c, ".17g") if isinstance(c, float) else c for c in row])
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _print_table(headers, rows):
+    text = [[format(c, ".6g") if isinstance(c, float) else str(c) for c in row] for row in rows]
+    numeric = tuple(range(1, len(headers) - 1))
+    print(format_table(headers, text, right_align=numeric))
+
+
+def _plot(path, index, name, model, x, y, sigma, params, model_name):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    keep = np.isfinite(y)
+    if sigma is not None:
+        s = np.broadcast_to(sigma, y.shape)
+        ax.errorbar(x[keep], y[keep], yerr=s[keep], fmt="o", ms=3, lw=0.8, label="data")
+    else:
+        ax.plot(x[keep], y[keep], "o", ms=3, label="data")
+    fine = np.linspace(x.min(), x.max(), max(400, 4 * x.size))
+    if np.all(np.isfinite(params)):
+        ax.plot(fine, model(fine, *params), "-", lw=1.5, label=f"{model_name} fit")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(f"dataset {index} ({name})" if name != str(index) else f"dataset {index}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_fit(args, parser=None):
+    """The ``fit`` command; returns the exit status (bad input raises UsageError)."""
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: pip install 'fastcalc[plot]'") from None
+    elif args.plot_out:
+        raise UsageError("--plot-out needs --plot N (the dataset to draw)")
+    model = resolve_model(args.model)
+    if getattr(model, "x_dim", 1) != 1:
+        raise UsageError(f"model {args.model!r} needs 2-D coordinates; the fit command handles "
+                         "1-D x only")
+    array, header = read_array(args.data)
+    x, Y, names = split_datasets(array, header, x_column=args.x_column, x_row=args.x_row,
+                                 by=args.by, path=args.data)
+    n_params = len(model.param_names)
+    if x.size < n_params:
+        raise UsageError(f"{args.data}: {x.size} points per dataset, but model {args.model!r} has "
+                         f"{n_params} parameters: need at least {n_params} points")
+    sigma = None
+    if args.sigma is not None:
+        sigma = read_sigma(args.sigma, array.shape, Y.shape, x_column=args.x_column,
+                           x_row=args.x_row, by=args.by)
+    if args.plot is not None and not 0 <= args.plot < Y.shape[0]:
+        raise UsageError(f"--plot {args.plot}: no such dataset (there are {Y.shape[0]}, "
+                         "numbered from 0)")
+
+    from fastcalc.fitting import fit_batch
+    try:
+        result = fit_batch(model, x, Y, sigma=sigma, absolute_sigma=args.absolute_sigma)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{args.data}: {exc}") from None
+
+    headers, rows = fit_table(result, names, list(model.param_names))
+    if args.out:
+        _write_csv(args.out, headers, rows)
+        ok = int(np.sum(np.asarray(result.status) == 0))
+        print(f"fitted {len(rows)} datasets with {args.model}: {ok} converged; "
+              f"wrote {args.out}", file=sys.stderr)
+    else:
+        _print_table(headers, rows)
+    if args.plot is not None:
+        path = args.plot_out or f"fit-dataset-{args.plot}.png"
+        i = args.plot
+        sigma_i = None if sigma is None else (sigma if np.ndim(sigma) < 2 else sigma[i])
+        _plot(path, i, names[i], model, x, Y[i], sigma_i, np.asarray(result.params)[i],
+              args.model)
+        print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,267 @@
+"""The benchmark problems, built once and shared by ``python -m fastcalc bench`` and ``benchmarks/``.
+
+Each builder returns plain NumPy data and functions (no timing, no fastcalc calls), together with
+the exact answer when one exists, so that the command-line benchmark and the pytest-benchmark
+suites time the same work and check it against the same reference.
+
+>>> problem = rosenbrock_problem(4)
+>>> problem.x.shape, float(problem.f(problem.x)) > 0
+((4,), True)
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+__all__ = [
+    "rosenbrock", "rosenbrock_gradient", "rosenbrock_hessian", "rosenbrock_problem",
+    "exp_sin_problem", "exp_sin_elementwise", "exp_sin_elementwise_derivative",
+    "cube_root_problem", "circle_line_problem", "peak_fit_problem",
+    "gaussian_2d_problem", "SEED",
+]
+
+SEED = 20261124
+
+
+# ----------------------------------------------------------------------------------------------
+# Scalar fields: the Rosenbrock function, its exact gradient and Hessian.
+
+def rosenbrock(x):
+    """Rosenbrock's function; ``x`` of shape ``(n,)`` gives a float, ``(n, k)`` gives ``(k,)``.
+
+    >>> float(rosenbrock(np.ones(5)))
+    0.0
+    """
+    x = np.asarray(x)
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2, axis=0)
+
+
+def rosenbrock_gradient(x):
+    """Exact gradient of :func:`rosenbrock` at ``x`` of shape ``(n,)``."""
+    x = np.asarray(x, dtype=float)
+    g = np.zeros_like(x)
+    inner = x[1:] - x[:-1] ** 2
+    g[:-1] += -400.0 * x[:-1] * inner - 2.0 * (1.0 - x[:-1])
+    g[1:] += 200.0 * inner
+    return g
+
+
+def rosenbrock_hessian(x):
+    """Exact Hessian of :func:`rosenbrock` at ``x`` of shape ``(n,)``."""
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    h = np.zeros((n, n))
+    i = np.arange(n - 1)
+    h[i, i] += 1200.0 * x[:-1] ** 2 - 400.0 * x[1:] + 2.0
+    h[i + 1, i + 1] += 200.0
+    h[i, i + 1] = h[i + 1, i] = -400.0 * x[:-1]
+    return h
+
+
+@dataclass
+class ScalarFieldProblem:
+    """A scalar field at a point, with its exact gradient and Hessian there."""
+
+    name: str
+    f: Callable               # f(x) for x (n,) -> float; also accepts (n, k) -> (k,)
+    x: np.ndarray
+    gradient: np.ndarray
+    hessian: np.ndarray
+    compiled_name: str        # name of the same function in fastcalc._testfunctions
+
+
+def rosenbrock_problem(n, seed=SEED):
+    """Rosenbrock's function of ``n`` variables at a reproducible point in [-1.5, 1.5]^n."""
+    x = np.random.default_rng(seed).uniform(-1.5, 1.5, n)
+    return ScalarFieldProblem("rosenbrock", rosenbrock, x, rosenbrock_gradient(x),
+                              rosenbrock_hessian(x), "rosenbrock")
+
+
+def _exp_sin(x):
+    x = np.asarray(x)
+    return np.sum(np.exp(x[0:-1:2]) * np.sin(x[1::2]), axis=0)
+
+
+def exp_sin_problem(n, seed=SEED):
+    """``sum exp(x[2i]) sin(x[2i+1])`` (``n`` even), the ``exp_sin`` compiled test function."""
+    if n % 2:
+        raise ValueError(f"n must be even, got {n}")
+    x = np.random.default_rng(seed).uniform(-1.0, 1.0, n)
+    e, s, c = np.exp(x[0::2]), np.sin(x[1::2]), np.cos(x[1::2])
+    grad = np.empty(n)
+    grad[0::2], grad[1::2] = e * s, e * c
+    hess = np.zeros((n, n))
+    i = np.arange(0, n, 2)
+    hess[i, i] = e * s
+    hess[i + 1, i + 1] = -e * s
+    hess[i, i + 1] = hess[i + 1, i] = e * c
+    return ScalarFieldProblem("exp_sin", _exp_sin, x, grad, hess, "exp_sin")
+
+
+def exp_sin_elementwise(x):
+    """``exp(sin x)`` elementwise: the function of the elementwise-derivative workload."""
+    return np.exp(np.sin(x))
+
+
+def exp_sin_elementwise_derivative(x):
+    """Exact derivative of :func:`exp_sin_elementwise`."""
+    return np.cos(x) * np.exp(np.sin(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# Elementwise equations: N cube roots x^3 = a.
+
+@dataclass
+class ElementwiseRootProblem:
+    """``N`` independent equations ``f(x, a) = 0`` with per-element parameters ``a``."""
+
+    f: Callable
+    fprime: Callable
+    x0: np.ndarray
+    a: np.ndarray
+    root: np.ndarray          # exact roots
+
+
+def _cube_minus(x, a):
+    return x * x * x - a
+
+
+def _cube_minus_prime(x, a):
+    return 3.0 * x * x
+
+
+def cube_root_problem(size, seed=SEED):
+    """``x^3 - a = 0`` for ``size`` values ``a`` in [1, 1000], started at ``a/3 + 1``.
+
+    >>> p = cube_root_problem(3)
+    >>> bool(np.allclose(p.f(p.root, p.a), 0.0, atol=1e-9))
+    True
+    """
+    a = np.random.default_rng(seed).uniform(1.0, 1000.0, size)
+    return ElementwiseRootProblem(_cube_minus, _cube_minus_prime, a / 3.0 + 1.0, a, np.cbrt(a))
+
+
+# ----------------------------------------------------------------------------------------------
+# Small nonlinear systems: a circle meets a line through the origin.
+
+@dataclass
+class SystemProblem:
+    """``N`` independent 2-D systems ``F(x; r, b) = 0`` with an exact root each."""
+
+    F: Callable               # F(x, r, b), x (2,) -> (2,); also x (2, k) with r, b (k,) -> (2, k)
+    jac: Callable             # jac(x, r, b), x (2,) -> (2, 2)
+    x0: np.ndarray            # (N, 2)
+    r: np.ndarray             # (N,)
+    b: np.ndarray             # (N,)
+    root: np.ndarray          # (N, 2)
+
+
+def _circle_line(x, r, b):
+    return np.array([x[0] * x[0] + x[1] * x[1] - r * r, x[1] - b * x[0]])
+
+
+def _circle_line_jac(x, r, b):
+    # Broadcasts like x: (2, 2) for x (2,), (2, 2, k) for x (2, k).
+    return np.array([[2.0 * x[0], 2.0 * x[1]], [-b * np.ones_like(x[0]), np.ones_like(x[0])]])
+
+
+def circle_line_problem(size, seed=SEED):
+    """``x^2 + y^2 = r^2``, ``y = b x`` for ``size`` pairs (r, b); the root with x > 0.
+
+    >>> p = circle_line_problem(2)
+    >>> bool(np.allclose(p.F(p.root[0], p.r[0], p.b[0]), 0.0, atol=1e-12))
+    True
+    """
+    rng = np.random.default_rng(seed)
+    r = rng.uniform(0.5, 5.0, size)
+    b = rng.uniform(-2.0, 2.0, size)
+    x_root = r / np.sqrt(1.0 + b * b)
+    root = np.column_stack([x_root, b * x_root])
+    # Start near, not at, the root: a perturbation of 30% of the radius.
+    x0 = root + 0.3 * r[:, None] * rng.uniform(-1.0, 1.0, (size, 2))
+    x0[:, 0] = np.abs(x0[:, 0]) + 0.1   # stay in the x > 0 basin
+    return SystemProblem(_circle_line, _circle_line_jac, x0, r, b, root)
+
+
+# ----------------------------------------------------------------------------------------------
+# Curve fitting: many noisy datasets drawn from a model with known parameters.
+
+def _gaussian(x, A, mu, sigma, c):
+    return A * np.exp(-0.5 * ((x - mu) / sigma) ** 2) + c
+
+
+def _exponential(x, A, tau, c):
+    return A * np.exp(-x / tau) + c
+
+
+# Same parameters, names and order as fastcalc.models.gaussian / exponential.
+_PEAKS = {
+    # name: (NumPy model, x range, centre of the true parameters, relative spread)
+    "gaussian": (_gaussian, (-5.0, 5.0), np.array([10.0, 0.0, 1.2, 1.0]),
+                 np.array([0.3, 0.0, 0.2, 0.5])),
+    "exponential": (_exponential, (0.0, 5.0), np.array([5.0, 1.2, 1.0]),
+                    np.array([0.3, 0.3, 0.5])),
+}
+
+
+@dataclass
+class FitProblem:
+    """``N`` datasets ``Y[i] = model(x, *params[i]) + noise`` with noise level ``sigma``."""
+
+    model_name: str
+    model: Callable            # plain NumPy model(x, *params) in ``param_names`` order
+    param_names: tuple
+    x: np.ndarray              # (m,) or (2, m) for gaussian_2d
+    Y: np.ndarray              # (N, m)
+    params: np.ndarray         # (N, p) true parameters
+    sigma: float
+    p0: np.ndarray = field(default=None)   # (N, p) starting values near the truth
+
+
+def peak_fit_problem(model_name, size, points=64, noise=0.05, seed=SEED):
+    """``size`` noisy datasets of ``points`` points from the ``gaussian`` or ``exponential`` model.
+
+    Parameters as in :mod:`fastcalc.models`: gaussian (A, mu, sigma, c); exponential
+    (A, tau, c). ``noise`` is the standard deviation relative to the typical amplitude.
+
+    >>> p = peak_fit_problem("gaussian", 3, points=16)
+    >>> p.Y.shape, p.params.shape
+    ((3, 16), (3, 4))
+    """
+    func, (lo, hi), centre, spread = _PEAKS[model_name]
+    rng = np.random.default_rng(seed)
+    x = np.linspace(lo, hi, points)
+    params = centre * (1.0 + spread * rng.uniform(-1.0, 1.0, (size, centre.size)))
+    if model_name == "gaussian":
+        params[:, 1] = rng.uniform(-1.0, 1.0, size)    # centres: absolute, not relative
+    sigma = noise * centre[0]
+    Y = func(x, *params.T[:, :, None]) + sigma * rng.standard_normal((size, points))
+    p0 = params * (1.0 + 0.1 * rng.uniform(-1.0, 1.0, params.shape))
+    names = tuple(func.__code__.co_varnames[1:func.__code__.co_argcount])
+    return FitProblem(model_name, func, names, x, Y, params, sigma, p0)
+
+
+def _gaussian_2d(xy, A, x0, y0, sigma, b):
+    x, y = xy
+    return A * np.exp(-0.5 * ((x - x0) ** 2 + (y - y0) ** 2) / sigma ** 2) + b
+
+
+def gaussian_2d_problem(size, side=5, noise=0.02, seed=SEED):
+    """``size`` noisy ``side x side`` stamps of a 2-D Gaussian spot (star / localisation fit).
+
+    Parameters as in :mod:`fastcalc.models`: (A, x0, y0, sigma, b); ``x`` has shape
+    ``(2, side**2)``, rows x and y.
+    """
+    rng = np.random.default_rng(seed)
+    grid = np.arange(side, dtype=float) - (side - 1) / 2.0
+    gx, gy = np.meshgrid(grid, grid)
+    xy = np.vstack([gx.ravel(), gy.ravel()])
+    params = np.column_stack([
+        rng.uniform(5.0, 15.0, size), rng.uniform(-0.5, 0.5, size), rng.uniform(-0.5, 0.5, size),
+        rng.uniform(0.8, 1.3, size), rng.uniform(0.5, 1.5, size),
+    ])
+    sigma = noise * 10.0
+    Y = _gaussian_2d(xy, *params.T[:, :, None]) + sigma * rng.standard_normal((size, side * side))
+    p0 = params * (1.0 + 0.1 * rng.uniform(-1.0, 1.0, params.shape))
+    names = ("A", "x0", "y0", "sigma", "b")
+    return FitProblem("gaussian_2d", _gaussian_2d, names, xy, Y, params, sigma, p0)
