@@ -57,6 +57,8 @@ import numpy as np
 try:
     import dask
     import dask.array as da
+    import dask.local
+    import dask.threaded
     from dask.base import tokenize
 except ImportError as exc:  # pragma: no cover - exercised only without dask installed
     raise ImportError("fastcalc.dask requires dask; install it with "
@@ -150,13 +152,16 @@ class _ThisProcessOnly:
     def build(self):
         return self.function
 
-    def __reduce__(self):
-        raise TypeError(
+    def error(self):
+        return TypeError(
             f"fastcalc.dask: {self.name} is a compiled callable ({type(self.function).__name__}), "
             "which holds a C pointer and cannot be sent to another process. Describe it with "
             "fastcalc.dask.compiled(factory, *args) so each worker builds it, e.g. "
             "compiled(scipy.LowLevelCallable.from_cython, module, 'name'), or use the threaded "
-            "scheduler.")
+            "or synchronous scheduler.")
+
+    def __reduce__(self):
+        raise self.error()
 
     def __dask_tokenize__(self):
         return ("fastcalc.dask.this-process", id(self.function))
@@ -169,6 +174,10 @@ def _portable(value, name):
     if _is_compiled_object(value):
         return _ThisProcessOnly(value, name)
     return value
+
+
+def _process_bound(*values):
+    return [v for v in values if isinstance(v, _ThisProcessOnly)]
 
 
 def _local(value):
@@ -221,13 +230,26 @@ def _as_dask(value, name, chunks):
     return da.from_array(array, chunks=chunks)
 
 
+_IN_PROCESS_SCHEDULERS = (dask.threaded.get, dask.local.get_sync)
+
+
 class _LazyBatchResult:
     """Common behaviour of the lazy results: fields are Dask arrays; compute() gathers them."""
 
-    _fields = {}
-
-    def __init__(self, fields):
+    def __init__(self, fields, process_bound=()):
         self._arrays = dict(fields)
+        # compiled callables that only work in this process (_ThisProcessOnly)
+        self._process_bound = tuple(process_bound)
+
+    def _check_scheduler(self, compute_kwargs):
+        """Fail early, with the clear message, when compiled callables would be pickled."""
+        if not self._process_bound:
+            return
+        scheduler = dask.base.get_scheduler(scheduler=compute_kwargs.get("scheduler"),
+                                            get=compute_kwargs.get("get"),
+                                            collections=list(self._arrays.values()))
+        if scheduler not in _IN_PROCESS_SCHEDULERS:
+            raise self._process_bound[0].error()
 
     def __getattr__(self, name):
         arrays = self.__dict__.get("_arrays", {})
@@ -244,13 +266,15 @@ class _LazyBatchResult:
         return tuple(self._arrays)
 
     def _gather(self, **compute_kwargs):
+        self._check_scheduler(compute_kwargs)
         values = dask.compute(*self._arrays.values(), **compute_kwargs)
         return dict(zip(self._arrays, values))
 
     def persist(self, **compute_kwargs):
         """Compute every field and keep it in (cluster) memory; returns a new lazy result."""
+        self._check_scheduler(compute_kwargs)
         values = dask.persist(*self._arrays.values(), **compute_kwargs)
-        return type(self)(dict(zip(self._arrays, values)))
+        return type(self)(dict(zip(self._arrays, values)), self._process_bound)
 
     def __repr__(self):
         status = self._arrays["status"]
@@ -271,16 +295,17 @@ def _batch_input(value, name, shared_ndim, rows, letters):
         return [None, None]
     n_total = sum(rows)
     if not isinstance(value, da.Array):
-        array = np.asarray(value)
-        if array.ndim != shared_ndim + 1:
-            return [array, None]       # shared by every chunk; the in-memory routine checks it
-        value = da.from_array(array, chunks=(rows,) + (-1,) * shared_ndim)
+        value = np.asarray(value)
+        if value.ndim != shared_ndim + 1:
+            return [value, None]       # shared by every chunk; the in-memory routine checks it
     if value.ndim == shared_ndim + 1:
         if value.shape[0] != n_total:
             raise ValueError(f"{name} has {value.shape[0]} rows but there are {n_total} "
                              f"datasets; give {name} with {shared_ndim} dimension(s) (shared) "
                              f"or one row per dataset")
-        value = value.rechunk((rows,) + (-1,) * shared_ndim)
+        chunks = (rows,) + (-1,) * shared_ndim
+        value = value.rechunk(chunks) if isinstance(value, da.Array) else \
+            da.from_array(value, chunks=chunks)
         return [value, "i" + "".join(next(letters) for _ in range(shared_ndim))]
     value = value.rechunk(-1)
     return [value, "".join(next(letters) for _ in range(value.ndim))]
@@ -431,11 +456,12 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     inputs += _batch_input(sigma, "sigma", 1, rows, letters)
     inputs += _batch_input(p0, "p0", 1, rows, letters)
     specs = _fit_field_specs(_model_nparams(model, p0), Y.shape[1])
+    model = _portable(model, "model")
     blocks = da.blockwise(
         _fit_block, "i", *inputs, dtype=object, meta=np.empty((0,), dtype=object),
-        concatenate=True, token="fastcalc-fit-batch", model=_portable(model, "model"),
+        concatenate=True, token="fastcalc-fit-batch", model=model,
         options=dict(kwargs, n_threads=n_threads), names=tuple(specs))
-    return DaskBatchFitResult(_field_arrays(blocks, specs, 1))
+    return DaskBatchFitResult(_field_arrays(blocks, specs, 1), _process_bound(model))
 
 
 class _ArraySlot:
@@ -483,38 +509,46 @@ def _newton_block(x0, *blocks, f, fprime, fprime2, args_layout, bracket_layout, 
 def _newton_field_specs():
     return {
         "x": _FieldSpec(np.float64),
-        "converged": _FieldSpec(np.bool_),
-        "status": _FieldSpec(np.int64),
-        "nit": _FieldSpec(np.int64),
-        "nfev": _FieldSpec(np.int64),
         "fun": _FieldSpec(np.float64),
+        "status": _FieldSpec(np.intp),
+        "converged": _FieldSpec(np.bool_),
+        "nit": _FieldSpec(np.intp),
+        "nfev": _FieldSpec(np.intp),
+        "message": _FieldSpec(object),
     }
 
 
 class DaskNewtonResult(_LazyBatchResult):
     """Lazy result of :func:`fastcalc.dask.newton`: the fields of the in-memory batch result
-    (``x``, ``converged``, ``status``, ``nit``, ``nfev``, ``fun``), each a Dask array shaped like
-    ``x0``. ``root`` and ``success`` are aliases of ``x`` and ``converged``. ``compute()``
-    returns the in-memory result."""
+    (``x``, ``fun``, ``status``, ``converged``, ``nit``, ``nfev``, ``message``), each a Dask
+    array shaped like ``x0``; ``root`` and ``success`` are aliases of ``x`` and ``converged``.
+    ``compute()`` returns the in-memory ``scipy.optimize.OptimizeResult``."""
 
     @property
     def root(self):
+        """Alias of ``x``."""
         return self._arrays["x"]
 
     @property
     def success(self):
+        """Alias of ``converged``."""
         return self._arrays["converged"]
 
     def compute(self, **compute_kwargs):
-        """Run the graph and return the in-memory batch Newton result.
+        """Run the graph and return the in-memory result, as ``fastcalc.newton(...,
+        full_output=True)`` gives it.
 
         Keyword arguments (``scheduler=``, ``num_workers=``...) are passed to ``dask.compute``.
         """
-        from fastcalc.roots import NewtonResult
-        return NewtonResult(**self._gather(**compute_kwargs))
+        from scipy.optimize import OptimizeResult
+        values = self._gather(**compute_kwargs)
+        return OptimizeResult(x=values["x"], root=values["x"], fun=values["fun"],
+                              status=values["status"], converged=values["converged"],
+                              success=values["converged"], nit=values["nit"],
+                              nfev=values["nfev"], message=values["message"])
 
 
-def newton(f, x0, fprime=None, *, args=(), fprime2=None, bracket=None, **kwargs):
+def newton(f, x0, fprime=None, *, args=(), fprime2=None, bracket=None, n_threads=1, **kwargs):
     """Solve ``f(x, *args) = 0`` for every element of a Dask array ``x0``, one chunk per call.
 
     The lazy counterpart of the elementwise batch :func:`fastcalc.newton` (always with its full
@@ -537,8 +571,11 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, bracket=None, **kwargs)
         broadcast to ``x0``'s shape and split like ``x0``. Scalars are shared.
     bracket : (lower, upper), optional
         Safeguarding bracket; each bound a scalar or an array per element like ``args``.
+    n_threads : int or None, default 1
+        Threads used by each chunk's kernel (compiled functions); see :func:`fit_batch`.
     **kwargs
-        Passed to :func:`fastcalc.newton` (``tol``, ``rtol``, ``maxiter``...).
+        Passed to :func:`fastcalc.newton` (``tol``, ``rtol``, ``ftol``, ``maxiter``, ``method``).
+        ``full_output`` is ignored: the lazy result always carries every field.
 
     Returns
     -------
@@ -588,10 +625,12 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, bracket=None, **kwargs)
             bracket_layout.append(item)
             inputs += extra
     specs = _newton_field_specs()
+    f, fprime, fprime2 = (_portable(v, name) for v, name in
+                          ((f, "f"), (fprime, "fprime"), (fprime2, "fprime2")))
     blocks = da.blockwise(
         _newton_block, index, *inputs, dtype=object, meta=np.empty((0,) * x0.ndim, dtype=object),
-        token="fastcalc-newton", f=_portable(f, "f"), fprime=_portable(fprime, "fprime"),
-        fprime2=_portable(fprime2, "fprime2"), args_layout=tuple(args_layout),
+        token="fastcalc-newton", f=f, fprime=fprime, fprime2=fprime2,
+        args_layout=tuple(args_layout),
         bracket_layout=None if bracket_layout is None else tuple(bracket_layout),
-        options=kwargs, names=tuple(specs))
-    return DaskNewtonResult(_field_arrays(blocks, specs, x0.ndim))
+        options=dict(kwargs, n_threads=n_threads), names=tuple(specs))
+    return DaskNewtonResult(_field_arrays(blocks, specs, x0.ndim), _process_bound(f, fprime, fprime2))
