@@ -5,7 +5,32 @@ multipliers and chi-squared fitting; SciPy is the reference every routine is tes
 """
 from . import models
 from ._status import ConvergenceError, Status
+from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
+                            jacobian, taylor)
+from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit, polyfit
+from .roots import newton, newton_system
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceError", "Status", "__version__", "models"]
+__all__ = [
+    "BatchFitResult",
+    "ConvergenceError",
+    "DifferentiationResult",
+    "FitResult",
+    "Status",
+    "__version__",
+    "check_grad",
+    "chi2",
+    "derivative",
+    "fit",
+    "fit_batch",
+    "gradient",
+    "hessian",
+    "jacobian",
+    "linear_fit",
+    "models",
+    "newton",
+    "newton_system",
+    "polyfit",
+    "taylor",
+]

@@ -37,10 +37,16 @@ from ._models import ModelId
 __all__ = [
     "Model",
     "ModelId",
+    "exponential",
     "gaussian",
+    "gaussian_2d",
     "get_model",
     "line",
+    "logistic",
+    "lorentzian",
     "polynomial",
+    "power_law",
+    "sine",
 ]
 
 
@@ -254,8 +260,17 @@ class Model:
 
 
 line = Model("line", ModelId.LINE, ("a", "b"), "a + b*x")
+exponential = Model("exponential", ModelId.EXPONENTIAL, ("A", "tau", "c"), "A*exp(-x/tau) + c")
 gaussian = Model("gaussian", ModelId.GAUSSIAN, ("A", "mu", "sigma", "c"),
                  "A*exp(-(x - mu)**2/(2*sigma**2)) + c")
+lorentzian = Model("lorentzian", ModelId.LORENTZIAN, ("A", "x0", "gamma", "c"),
+                   "A*gamma**2/((x - x0)**2 + gamma**2) + c")
+logistic = Model("logistic", ModelId.LOGISTIC, ("L", "x0", "k", "c"),
+                 "L/(1 + exp(-k*(x - x0))) + c")
+power_law = Model("power_law", ModelId.POWER_LAW, ("A", "k"), "A*x**k")
+sine = Model("sine", ModelId.SINE, ("A", "omega", "phi", "c"), "A*sin(omega*x + phi) + c")
+gaussian_2d = Model("gaussian_2d", ModelId.GAUSSIAN_2D, ("A", "x0", "y0", "sigma", "b"),
+                    "A*exp(-((x - x0)**2 + (y - y0)**2)/(2*sigma**2)) + b")
 
 
 def polynomial(deg):
@@ -289,8 +304,15 @@ def polynomial(deg):
                  tuple(f"c{k}" for k in range(deg + 1)), " + ".join(terms))
 
 
-_FIXED_MODELS = {m.name: m for m in (line, gaussian)}
-_ALIASES = {"gauss": "gaussian", "linear": "line", "straight_line": "line"}
+_FIXED_MODELS = {m.name: m for m in (line, exponential, gaussian, lorentzian, logistic,
+                                     power_law, sine, gaussian_2d)}
+_ALIASES = {
+    "gauss": "gaussian", "normal": "gaussian", "linear": "line", "straight_line": "line",
+    "exp": "exponential", "decay": "exponential", "lorentz": "lorentzian",
+    "cauchy": "lorentzian", "sigmoid": "logistic", "powerlaw": "power_law", "power": "power_law",
+    "sin": "sine", "sinusoid": "sine", "gaussian2d": "gaussian_2d", "gauss2d": "gaussian_2d",
+    "gauss_2d": "gaussian_2d",
+}
 
 
 def get_model(name):

@@ -38,6 +38,38 @@ CASES = {
         models.gaussian, lambda x, A, mu, s, c: A * np.exp(-(x - mu) ** 2 / (2 * s**2)) + c,
         x_range(-10, 10), lambda r: [r.choice([-1, 1]) * r.uniform(1, 5), r.uniform(-5, 5),
                                      r.uniform(0.5, 3), r.uniform(-2, 2)], None),
+    "exponential": (
+        models.exponential, lambda x, A, tau, c: A * np.exp(-x / tau) + c, x_range(0, 10),
+        lambda r: [r.choice([-1, 1]) * r.uniform(1, 5),
+                   r.choice([-1, 1, 1]) * r.uniform(0.7, 8), r.uniform(-2, 2)], None),
+    "lorentzian": (
+        models.lorentzian, lambda x, A, x0, g, c: A * g**2 / ((x - x0) ** 2 + g**2) + c,
+        x_range(-10, 10), lambda r: [r.choice([-1, 1]) * r.uniform(1, 5), r.uniform(-4, 4),
+                                     r.uniform(0.5, 2.5), r.uniform(-2, 2)], None),
+    "logistic": (
+        models.logistic, lambda x, L, x0, k, c: L / (1 + np.exp(-k * (x - x0))) + c,
+        x_range(-10, 10), lambda r: [r.choice([-1, 1]) * r.uniform(1, 5), r.uniform(-4, 4),
+                                     r.uniform(0.5, 4), r.uniform(-2, 2)], None),
+    "power_law": (
+        models.power_law, lambda x, A, k: A * x**k, x_range(0.5, 20),
+        lambda r: [r.choice([-1, 1]) * r.uniform(0.5, 5), r.uniform(-2, 2)], None),
+    "sine": (
+        models.sine, lambda x, A, w, phi, c: A * np.sin(w * x + phi) + c, x_range(0, 10),
+        lambda r: [r.uniform(1, 5), r.uniform(0.8, 5), r.uniform(-np.pi, np.pi),
+                   r.uniform(-2, 2)], None),
+    "gaussian_2d": (
+        models.gaussian_2d,
+        lambda xy, A, x0, y0, s, b: A * np.exp(-((xy[0] - x0) ** 2 + (xy[1] - y0) ** 2)
+                                               / (2 * s**2)) + b,
+        grid_2d(-2, 2, 5), lambda r: [r.choice([-1, 1]) * r.uniform(2, 10), r.uniform(-0.7, 0.7),
+                                      r.uniform(-0.7, 0.7), r.uniform(0.7, 1.5),
+                                      r.uniform(0, 2)], None),
+    "gaussian_2d_large": (
+        models.gaussian_2d,
+        lambda xy, A, x0, y0, s, b: A * np.exp(-((xy[0] - x0) ** 2 + (xy[1] - y0) ** 2)
+                                               / (2 * s**2)) + b,
+        grid_2d(0, 30, 31), lambda r: [r.uniform(2, 10), r.uniform(8, 22), r.uniform(8, 22),
+                                       r.uniform(1, 6), r.uniform(0, 2)], None),
 }
 
 
@@ -164,6 +196,14 @@ def canonical(name, p):
     p = np.array(p, dtype=float)
     if name in ("gaussian", "lorentzian"):
         p[2] = abs(p[2])
+    elif name.startswith("gaussian_2d"):
+        p[3] = abs(p[3])
+    elif name == "sine":
+        if p[0] < 0:                      # -A sin(t) = A sin(t + pi)
+            p[0], p[2] = -p[0], p[2] + np.pi
+        p[2] = np.angle(np.exp(1j * p[2]))
+    elif name == "logistic" and p[2] < 0:  # L s(-z) + c = -L s(z) + (c + L)
+        p[0], p[2], p[3] = -p[0], -p[2], p[3] + p[0]
     return p
 
 
@@ -180,6 +220,8 @@ def test_guess_then_curve_fit_recovers_true_parameters(name, noise):
         p0, popt, pcov = fit_from_guess(model, x, y)
         stderr = np.sqrt(np.diag(pcov))
         error = np.abs(canonical(name, popt) - canonical(name, p_true))
+        if name == "sine":
+            error[2] = abs(np.angle(np.exp(1j * error[2])))
         # in the right basin: within 6 standard errors of the truth (plus a rounding floor)
         assert np.all(error <= 6 * stderr + 1e-8 * (1 + np.abs(p_true))), (
             f"{name} seed {seed} noise {noise}: p_true {p_true}, p0 {p0}, popt {popt}, "

@@ -1,0 +1,410 @@
+"""Kernels of the finite-difference calculus: stencil coefficients, point evaluation, combination.
+
+A finite-difference *plan* is described by flat arrays so that one set of kernels serves
+gradients, Jacobians, Hessians and elementwise derivatives:
+
+* a table of ``K`` points, each the base point ``x`` with at most two coordinates replaced:
+  coordinate ``first_index[p]`` (``-1``: none) set to ``first_value[p]`` and coordinate
+  ``second_index[p]`` set to ``second_value[p]``;
+* a list of terms ``(output, point, coefficient, side)``: output ``v`` is
+  ``scale[v] * sum(coefficient * f(point))``; ``side`` (+1, -1, 0) records which side of ``x`` the
+  point lies on, so that the caller can choose a one-sided fallback stencil.
+
+Python callables are evaluated on the materialized ``(K, n)`` point matrix (one call when
+vectorized); compiled callables perturb a per-thread copy of ``x`` in a ``nogil`` loop instead.
+"""
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+cimport numpy as cnp
+from cython.parallel cimport parallel, prange
+from libc.math cimport fabs, isfinite, NAN
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from cpython.float cimport PyFloat_Check, PyFloat_AS_DOUBLE
+
+from fastcalc._evaluate cimport UserFunction, scalar_field_t, vector_field_t, COMPILED
+from fastcalc._parallel cimport resolve_threads
+
+cnp.import_array()
+
+# Below this many coordinate-evaluations a compiled plan runs on one thread: thread start-up
+# would cost more than it saves.
+cdef Py_ssize_t _PARALLEL_WORK = 200000
+# Largest first-derivative stencil (central, accuracy 8) fits with room to spare.
+DEF _MAX_STENCIL = 16
+
+
+@lru_cache(maxsize=None)
+def stencil(str kind, int accuracy, int order):
+    """Offsets and weights of a finite-difference stencil, exact (computed once, then cached).
+
+    Parameters
+    ----------
+    kind : {"central", "forward", "backward"}
+    accuracy : int
+        Order of the truncation error (even for central stencils).
+    order : int
+        Order of the derivative.
+
+    Returns
+    -------
+    offsets, weights : tuple of float
+        ``f^(order)(x) ~= sum(w * f(x + s*h)) / h**order``; zero weights are dropped.
+    truncation : float
+        ``|sum(w * s**(order+accuracy))| / (order+accuracy)!``, the leading error coefficient.
+    """
+    cdef int half, i, j, size
+    if kind == "central":
+        half = (order + 1) // 2 - 1 + accuracy // 2
+        offsets = list(range(-half, half + 1))
+    elif kind == "forward":
+        offsets = list(range(0, order + accuracy))
+    elif kind == "backward":
+        offsets = list(range(-(order + accuracy) + 1, 1))
+    else:
+        raise ValueError(f"unknown stencil kind {kind!r}")
+    size = len(offsets)
+    # Solve the Vandermonde system sum_j w_j s_j^i / i! = [i == order] exactly.
+    matrix = [[Fraction(s) ** i for s in offsets] + [Fraction(_factorial(i) if i == order else 0)]
+              for i in range(size)]
+    for i in range(size):
+        pivot = next(r for r in range(i, size) if matrix[r][i] != 0)
+        matrix[i], matrix[pivot] = matrix[pivot], matrix[i]
+        for r in range(size):
+            if r != i and matrix[r][i] != 0:
+                factor = matrix[r][i] / matrix[i][i]
+                matrix[r] = [a - factor * b for a, b in zip(matrix[r], matrix[i])]
+    weights = [matrix[i][size] / matrix[i][i] for i in range(size)]
+    power = order + accuracy
+    truncation = abs(sum(w * Fraction(s) ** power for s, w in zip(offsets, weights)))
+    if truncation == 0:   # symmetric stencils gain one order for free
+        truncation = abs(sum(w * Fraction(s) ** (power + 1) for s, w in zip(offsets, weights)))
+        power += 1
+    kept = [(float(s), float(w)) for s, w in zip(offsets, weights) if w != 0]
+    return (tuple(s for s, _ in kept), tuple(w for _, w in kept),
+            float(truncation) / _factorial(power))
+
+
+def _factorial(int k):
+    cdef long result = 1
+    for i in range(2, k + 1):
+        result *= i
+    return result
+
+
+def build_points(const double[::1] x, const cnp.intp_t[::1] first_index,
+                 const double[::1] first_value, const cnp.intp_t[::1] second_index,
+                 const double[::1] second_value):
+    """The ``(K, n)`` matrix of plan points (one row per point)."""
+    cdef Py_ssize_t n = x.shape[0], k = first_index.shape[0], p
+    points = np.empty((k, n), dtype=np.float64)
+    cdef double[:, ::1] out = points
+    with nogil:
+        for p in range(k):
+            memcpy(&out[p, 0], &x[0], n * sizeof(double))
+            if first_index[p] >= 0:
+                out[p, first_index[p]] = first_value[p]
+            if second_index[p] >= 0:
+                out[p, second_index[p]] = second_value[p]
+    return points
+
+
+cdef inline void _perturb(double *work, const cnp.intp_t[::1] first_index,
+                          const double[::1] first_value, const cnp.intp_t[::1] second_index,
+                          const double[::1] second_value, Py_ssize_t p) noexcept nogil:
+    if first_index[p] >= 0:
+        work[first_index[p]] = first_value[p]
+    if second_index[p] >= 0:
+        work[second_index[p]] = second_value[p]
+
+
+cdef inline void _restore(double *work, const double[::1] x, const cnp.intp_t[::1] first_index,
+                          const cnp.intp_t[::1] second_index, Py_ssize_t p) noexcept nogil:
+    if first_index[p] >= 0:
+        work[first_index[p]] = x[first_index[p]]
+    if second_index[p] >= 0:
+        work[second_index[p]] = x[second_index[p]]
+
+
+def compiled_values(UserFunction function, const double[::1] x,
+                    const cnp.intp_t[::1] first_index, const double[::1] first_value,
+                    const cnp.intp_t[::1] second_index, const double[::1] second_value,
+                    int m=-1, n_threads=None):
+    """Values of a compiled scalar (``m == -1``) or vector field at every plan point.
+
+    Each thread perturbs its own copy of ``x`` (at most two coordinates per point) and restores
+    it, so no point matrix is built. Returns ``(K,)`` for a scalar field, ``(K, m)`` otherwise; a
+    vector field that reports failure gives a row of NaN.
+    """
+    if function.kind != COMPILED:
+        raise TypeError("compiled_values needs a compiled callable")
+    cdef Py_ssize_t n = x.shape[0], k = first_index.shape[0], p, i
+    cdef int threads = resolve_threads(n_threads)
+    cdef bint vector = function.signature == "vector"
+    cdef int width = m if vector else 1
+    if vector and m < 0:
+        raise ValueError(f"{function.name}: the output size of a compiled vector field must be given")
+    if k * n < _PARALLEL_WORK:
+        threads = 1
+    values = np.empty((k, width), dtype=np.float64)
+    cdef double[:, ::1] out = values
+    cdef scalar_field_t scalar_fn = <scalar_field_t>function.c_function
+    cdef vector_field_t vector_fn = <vector_field_t>function.c_function
+    cdef void *user_data = function.user_data
+    cdef double *work
+    cdef double *row
+    if k == 0:
+        return values if vector else values[:, 0]
+    with nogil, parallel(num_threads=threads):
+        work = <double*>malloc(n * sizeof(double))
+        if work != NULL:
+            memcpy(work, &x[0], n * sizeof(double))
+        for p in prange(k, schedule="static"):
+            row = &out[p, 0] if width > 0 else NULL
+            if work == NULL:
+                for i in range(width):
+                    row[i] = NAN
+                continue
+            _perturb(work, first_index, first_value, second_index, second_value, p)
+            if vector:
+                if vector_fn(<int>n, work, width, row, user_data) != 0:
+                    for i in range(width):
+                        row[i] = NAN
+            else:
+                row[0] = scalar_fn(<int>n, work, user_data)
+            _restore(work, x, first_index, second_index, p)
+        free(work)
+    return values if vector else values[:, 0]
+
+
+def combine(const double[:, ::1] values, const cnp.intp_t[::1] output,
+            const cnp.intp_t[::1] point, const double[::1] coefficient,
+            const signed char[::1] side, const double[::1] scale):
+    """Weighted sums of point values: the finite differences of a plan.
+
+    Returns
+    -------
+    result : (V, m) ndarray
+        ``scale[v] * sum(coefficient * values[point])`` over the terms of output ``v``.
+    magnitude : (V, m) ndarray
+        ``|scale[v]| * sum(|coefficient * values[point]|)``, the size of the cancelling terms
+        (times the machine epsilon, an estimate of the rounding error).
+    bad : (V,) uint8 ndarray
+        Bit flags of non-finite values among the terms of ``v``: 1 on the positive side, 2 on the
+        negative side, 4 at ``x`` itself.
+    """
+    cdef Py_ssize_t nv = scale.shape[0], m = values.shape[1], nt = output.shape[0], t, j, v, p
+    result_arr = np.zeros((nv, m), dtype=np.float64)
+    magnitude_arr = np.zeros((nv, m), dtype=np.float64)
+    bad_arr = np.zeros(nv, dtype=np.uint8)
+    cdef double[:, ::1] result = result_arr
+    cdef double[:, ::1] magnitude = magnitude_arr
+    cdef unsigned char[::1] bad = bad_arr
+    cdef double c, value
+    with nogil:
+        for t in range(nt):
+            v = output[t]
+            p = point[t]
+            c = coefficient[t]
+            for j in range(m):
+                value = values[p, j]
+                if not isfinite(value):
+                    bad[v] |= 1 if side[t] > 0 else (2 if side[t] < 0 else 4)
+                result[v, j] += c * value
+                magnitude[v, j] += fabs(c * value)
+        for v in range(nv):
+            for j in range(m):
+                result[v, j] *= scale[v]
+                magnitude[v, j] *= fabs(scale[v])
+    return result_arr, magnitude_arr, bad_arr
+
+
+def relative_steps(const double[::1] x, double c):
+    """Steps ``c * max(1, |x|)`` rounded so that ``(x + h) - x == h`` exactly."""
+    cdef Py_ssize_t n = x.shape[0], i
+    steps = np.empty(n, dtype=np.float64)
+    cdef double[::1] h = steps
+    cdef double step, shifted
+    for i in range(n):
+        step = c * (fabs(x[i]) if fabs(x[i]) > 1.0 else 1.0)
+        shifted = x[i] + step
+        step = shifted - x[i]
+        h[i] = step
+    return steps
+
+
+def axis_differences(UserFunction function, const double[::1] x, const double[::1] h,
+                     tuple offsets, tuple weights, bint vector=False, int m=-1,
+                     n_threads=None, double rounding=0.0):
+    """One stencil along every axis: the fast path of gradients and Jacobians.
+
+    ``df[j] = sum_k weights[k] * f(x + offsets[k] * h[j] * e_j) / h[j]`` for a scalar field, or
+    a vector field (``vector``) with ``m`` outputs (``-1``: infer, Python callables only).
+    Python callables get the ``(K, n)`` point matrix (one call when vectorized); compiled ones
+    perturb a copy of ``x`` per point in a ``nogil`` loop.
+
+    Returns ``(df (n, m), error (n, m), bad (n,), nfev, nbad)``: ``error`` is ``rounding`` times
+    the magnitude of the terms, ``bad`` the flags of :func:`combine`, ``nbad`` the number of
+    components with a non-finite value.
+    """
+    cdef Py_ssize_t n = x.shape[0], s = len(offsets), j, k, p, i, row, nbad = 0
+    cdef Py_ssize_t moved = 0, center = -1, npoints
+    cdef double off[_MAX_STENCIL]
+    cdef double wts[_MAX_STENCIL]
+    if s > _MAX_STENCIL:
+        raise ValueError("stencil too large")
+    for k in range(s):
+        off[k] = offsets[k]
+        wts[k] = weights[k]
+        if off[k] == 0.0:
+            center = k
+        else:
+            moved += 1
+    npoints = n * moved + (1 if center >= 0 else 0)
+    cdef bint scalar = not vector
+    if function.kind == COMPILED:
+        scalar = function.signature == "scalar"
+        if not scalar and m < 0:
+            raise ValueError(f"{function.name}: the output size of a compiled vector field "
+                             "must be given")
+    cdef double *points
+    cdef double *xp = <double*>&x[0]
+    cdef const double *hp = &h[0]
+    cdef cnp.ndarray values_arr
+    if function.kind == COMPILED:
+        values_arr = compiled_axis_values(function, x, h, off, s, center, npoints,
+                                          -1 if scalar else m, n_threads)
+    else:
+        points_arr = cnp.PyArray_EMPTY(2, [npoints, n], cnp.NPY_DOUBLE, 0)
+        points = <double*>cnp.PyArray_DATA(points_arr)
+        with nogil:
+            row = 0
+            if center >= 0:
+                memcpy(points, xp, n * sizeof(double))
+                row = 1
+            for j in range(n):
+                for k in range(s):
+                    if k == center:
+                        continue
+                    memcpy(points + row * n, xp, n * sizeof(double))
+                    points[row * n + j] = xp[j] + off[k] * hp[j]
+                    row += 1
+        if scalar and function.kind == 0:
+            values_arr = _python_scalar_values(function, points_arr)
+        elif scalar:
+            values_arr = function.scalar_values(points_arr).reshape(npoints, 1)
+        else:
+            values_arr = np.ascontiguousarray(function.vector_values(points_arr, m))
+    cdef Py_ssize_t width = values_arr.shape[1]
+    cdef const double *values = <double*>cnp.PyArray_DATA(values_arr)
+    df_arr = cnp.PyArray_ZEROS(2, [n, width], cnp.NPY_DOUBLE, 0)
+    error_arr = cnp.PyArray_ZEROS(2, [n, width], cnp.NPY_DOUBLE, 0)
+    bad_arr = cnp.PyArray_ZEROS(1, [n], cnp.NPY_UINT8, 0)
+    cdef double *df = <double*>cnp.PyArray_DATA(df_arr)
+    cdef double *error = <double*>cnp.PyArray_DATA(error_arr)
+    cdef unsigned char *bad = <unsigned char*>cnp.PyArray_DATA(bad_arr)
+    cdef double value, term, inverse
+    with nogil:
+        for j in range(n):
+            row = (1 if center >= 0 else 0) + j * moved
+            inverse = 1.0 / hp[j]
+            for k in range(s):
+                p = 0 if k == center else row
+                if k != center:
+                    row += 1
+                for i in range(width):
+                    value = values[p * width + i]
+                    if not isfinite(value):
+                        bad[j] |= 1 if off[k] > 0 else (2 if off[k] < 0 else 4)
+                    term = wts[k] * value
+                    df[j * width + i] += term
+                    error[j * width + i] += fabs(term)
+            for i in range(width):
+                df[j * width + i] *= inverse
+                error[j * width + i] *= inverse * rounding
+            if bad[j]:
+                nbad += 1
+    return df_arr, error_arr, bad_arr, npoints, nbad
+
+
+cdef cnp.ndarray _python_scalar_values(UserFunction function, cnp.ndarray points):
+    """Per-point calls of a Python scalar field, with the least overhead per call."""
+    cdef Py_ssize_t k = points.shape[0], p
+    out_arr = cnp.PyArray_EMPTY(2, [k, 1], cnp.NPY_DOUBLE, 0)
+    cdef double *out = <double*>cnp.PyArray_DATA(out_arr)
+    cdef object f = function.function
+    cdef tuple args = function.args
+    cdef list rows = list(points)
+    for p in range(k):
+        value = f(rows[p], *args) if args else f(rows[p])
+        if PyFloat_Check(value):
+            out[p] = PyFloat_AS_DOUBLE(value)
+        else:
+            out[p] = _real_scalar(value, function.name)
+    return out_arr
+
+
+cdef double _real_scalar(object value, str name) except? -1.0:
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise ValueError(f"{name} must return a scalar, got an array of shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must return a real number, got {value!r}")
+    return float(arr.reshape(()))
+
+
+cdef cnp.ndarray compiled_axis_values(UserFunction function, const double[::1] x,
+                                      const double[::1] h, const double *off, Py_ssize_t s,
+                                      Py_ssize_t center, Py_ssize_t npoints, int m,
+                                      object n_threads):
+    """Values of a compiled field at the axis-stencil points, in the order of axis_differences."""
+    cdef Py_ssize_t n = x.shape[0], j, k, i, row, moved
+    cdef int threads = resolve_threads(n_threads)
+    cdef bint vector = m >= 0
+    cdef int width = m if vector else 1
+    moved = s - (1 if center >= 0 else 0)
+    values_arr = np.empty((npoints, width), dtype=np.float64)
+    cdef double[:, ::1] values = values_arr
+    cdef scalar_field_t scalar_fn = <scalar_field_t>function.c_function
+    cdef vector_field_t vector_fn = <vector_field_t>function.c_function
+    cdef void *user_data = function.user_data
+    cdef double *work = NULL
+    cdef double *out_row = NULL
+    if npoints * n < _PARALLEL_WORK:
+        threads = 1
+    with nogil:
+        if center >= 0:
+            out_row = &values[0, 0] if width > 0 else NULL
+            if vector:
+                if vector_fn(<int>n, <double*>&x[0], width, out_row, user_data) != 0:
+                    for i in range(width):
+                        out_row[i] = NAN
+            else:
+                out_row[0] = scalar_fn(<int>n, <double*>&x[0], user_data)
+    with nogil, parallel(num_threads=threads):
+        work = <double*>malloc(n * sizeof(double))
+        if work != NULL:
+            memcpy(work, &x[0], n * sizeof(double))
+        for j in prange(n, schedule="static"):
+            row = (1 if center >= 0 else 0) + j * moved
+            for k in range(s):
+                if k == center:
+                    continue
+                out_row = &values[row, 0] if width > 0 else NULL
+                row = row + 1
+                if work == NULL:
+                    for i in range(width):
+                        out_row[i] = NAN
+                    continue
+                work[j] = x[j] + off[k] * h[j]
+                if vector:
+                    if vector_fn(<int>n, work, width, out_row, user_data) != 0:
+                        for i in range(width):
+                            out_row[i] = NAN
+                else:
+                    out_row[0] = scalar_fn(<int>n, work, user_data)
+                work[j] = x[j]
+        free(work)
+    return values_arr

@@ -1,0 +1,1041 @@
+"""Finite-difference calculus: derivatives, gradients, Jacobians, Hessians, Taylor polynomials.
+
+Every routine builds a *plan* (the points to evaluate and the weights that combine their values),
+evaluates the user function on all points at once (one call for a vectorized function, a ``nogil``
+loop for a compiled one) and combines the values in a compiled kernel
+(:mod:`fastcalc._differentiate`).
+
+Methods
+-------
+``"central"``
+    Central differences, ``accuracy`` 2, 4, 6 or 8 (order of the truncation error).
+``"forward"``, ``"backward"``
+    One-sided differences, ``accuracy`` 1 to 4.
+``"complex"``
+    Complex step ``Im f(x + ih) / h``: first derivatives exact to rounding. ``f`` must accept
+    complex input; compiled callables cannot (they are real by signature).
+``"richardson"``
+    Central differences at the steps ``h, h/2, h/4, ...`` extrapolated (Romberg); the reported
+    error estimate comes from the extrapolation table plus the rounding error.
+
+Steps are relative by default, ``h = c * max(1, |x|)`` with ``c`` minimizing truncation plus
+rounding error of the stencil, and are made exactly representable (``(x + h) - x == h``).
+``step=`` gives absolute steps (for ``"richardson"``: the largest step).
+
+A component whose stencil meets a non-finite value is recomputed with one-sided stencils of the
+same accuracy (the side without the bad value first); only if those fail too is it NaN with
+status 3 (:class:`fastcalc.Status` ``NON_FINITE``). ``bounds=(lb, ub)`` keeps every evaluation
+inside by switching components near a bound to a one-sided stencil.
+"""
+import math
+from functools import lru_cache
+
+import numpy as np
+from numpy.polynomial import Polynomial
+from scipy.optimize import OptimizeResult
+
+from ._differentiate import (axis_differences, build_points, combine, compiled_values,
+                             relative_steps, stencil)
+from ._evaluate import FunctionKind, resolve
+from ._status import Status, messages_of
+
+__all__ = ["DifferentiationResult", "check_grad", "derivative", "gradient", "hessian",
+           "jacobian", "taylor"]
+
+_EPS = np.finfo(np.float64).eps
+_ACCURACIES = {"central": (2, 4, 6, 8), "forward": (1, 2, 3, 4), "backward": (1, 2, 3, 4)}
+_METHODS = ("central", "forward", "backward", "complex", "richardson")
+_OPPOSITE = {"forward": "backward", "backward": "forward"}
+# Richardson: number of halvings of the step, and the largest step (relative) per derivative order.
+_RICHARDSON_LEVELS = 6
+_RICHARDSON_STEP = {1: 2.0 ** -3, 2: 2.0 ** -2, 3: 2.0 ** -1, 4: 2.0 ** -1}
+_COMPLEX_STEP = 1e-100
+# Safety factor on Richardson's error estimate (the extrapolation difference underestimates the
+# error when the table has not reached its asymptotic regime) and function-rounding allowance.
+_RICHARDSON_SAFETY = 4.0
+_ROUNDING_ULPS = 4.0
+
+
+class DifferentiationResult(OptimizeResult):
+    """Result of a finite-difference routine called with ``full_output=True``.
+
+    Attributes
+    ----------
+    df : ndarray
+        The derivative (gradient, Jacobian, Hessian).
+    error : ndarray
+        Error estimate of each entry (truncation + rounding for ``"richardson"``; the rounding
+        error for the other methods, whose truncation error is not measured).
+    status : ndarray of int
+        Per component: 0 success, 3 a non-finite value that no stencil could avoid.
+    success : bool
+        True when every status is 0.
+    nfev : int
+        Number of function evaluations (points; a vectorized call counts its columns).
+    message : str
+        Message of the worst status.
+    """
+
+
+def _result(df, error, status, nfev):
+    status = np.asarray(status, dtype=np.int8)
+    worst = int(status.max()) if status.size else 0
+    return DifferentiationResult(df=df, error=error, status=status, success=worst == 0,
+                                 nfev=int(nfev), message=str(messages_of(worst)))
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+def _check_point(x, name="x"):
+    """``x`` as a finite, non-empty 1-D float64 array (read-only views are fine: never written)."""
+    if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size \
+            and x.flags.c_contiguous and np.isfinite(x.sum()):
+        return x
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be real numbers, got {type(x).__name__}") from exc
+    if np.iscomplexobj(x):
+        raise TypeError(f"{name} must be real, got a complex array")
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    elif arr.ndim != 1:
+        raise ValueError(f"{name} must be a scalar or a 1-D array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return np.ascontiguousarray(arr)
+
+
+def _check_method(method, accuracy, allowed=_METHODS):
+    if method not in allowed:
+        raise ValueError(f"method must be one of {', '.join(map(repr, allowed))}; got {method!r}")
+    if method in _ACCURACIES:
+        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, np.integer)) \
+                or accuracy not in _ACCURACIES[method]:
+            raise ValueError(f"accuracy for method {method!r} must be one of "
+                             f"{_ACCURACIES[method]}; got {accuracy!r}")
+        return int(accuracy)
+    return 2
+
+
+def _check_args(args):
+    if isinstance(args, tuple):
+        return args
+    if isinstance(args, list):
+        return tuple(args)
+    return (args,)
+
+
+@lru_cache(maxsize=None)
+def _relative_step(kind, accuracy, order):
+    """The ``c`` of ``h = c * max(1, |x|)`` minimizing truncation + rounding for unit-scale f."""
+    if kind == "complex":
+        return _COMPLEX_STEP
+    if kind == "richardson":
+        return _RICHARDSON_STEP[order]
+    _, weights, truncation = stencil(kind, accuracy, order)
+    rounding = _ROUNDING_ULPS * _EPS * sum(abs(w) for w in weights)
+    return (order * rounding / (accuracy * truncation)) ** (1.0 / (order + accuracy))
+
+
+def _steps(x, step, kind, accuracy, order, name="step"):
+    """Per-component steps, exactly representable: ``(x + h) - x == h``."""
+    if step is None:
+        h = _relative_step(kind, accuracy, order) * np.maximum(1.0, np.abs(x))
+    else:
+        try:
+            h = np.asarray(step, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a positive number or array") from exc
+        if h.ndim > x.ndim or (h.ndim and h.shape != x.shape):
+            raise ValueError(f"{name} must be a scalar or have the shape of x {x.shape}, "
+                             f"got {h.shape}")
+        if not (np.isfinite(h).all() and (h > 0).all()):
+            raise ValueError(f"{name} must be positive and finite")
+        h = np.broadcast_to(h, x.shape)
+    if kind == "complex":
+        return np.array(h, dtype=np.float64)
+    exact = (x + h) - x
+    # A step below the spacing of x rounds to zero: fall back to one unit in the last place.
+    return np.where(exact > 0, exact, np.spacing(np.abs(x)) + (exact <= 0) * 0.0)
+
+
+def _check_bounds(bounds, x):
+    if bounds is None:
+        return None
+    try:
+        lower, upper = bounds
+    except (TypeError, ValueError) as exc:
+        raise ValueError("bounds must be a pair (lb, ub)") from exc
+    lower = np.broadcast_to(np.asarray(-np.inf if lower is None else lower, dtype=np.float64),
+                            x.shape)
+    upper = np.broadcast_to(np.asarray(np.inf if upper is None else upper, dtype=np.float64),
+                            x.shape)
+    if np.isnan(lower).any() or np.isnan(upper).any() or (lower >= upper).any():
+        raise ValueError("bounds must satisfy lb < ub with no NaN")
+    if ((x < lower) | (x > upper)).any():
+        raise ValueError("x must lie within bounds")
+    return lower, upper
+
+
+# --------------------------------------------------------------------------------------------
+# plans along coordinate axes (gradient, Jacobian)
+
+@lru_cache(maxsize=256)
+def _template(count, kind, accuracy, order):
+    """Structure of a plan differentiating ``count`` components with one stencil.
+
+    Point 0 is ``x`` itself when the stencil uses it; component ``i`` owns the next points.
+    """
+    offsets, weights, _ = stencil(kind, accuracy, order)
+    offsets = np.array(offsets)
+    weights = np.array(weights)
+    moved = offsets != 0
+    uses_center = not moved.all()
+    per = int(moved.sum())
+    first = 1 if uses_center else 0
+    own = first + np.arange(count * per).reshape(count, per)
+    point = np.zeros((count, offsets.size), dtype=np.intp)
+    point[:, moved] = own
+    template = dict(
+        offsets=offsets[moved], per=per, uses_center=uses_center, npoints=first + count * per,
+        output=np.repeat(np.arange(count, dtype=np.intp), offsets.size),
+        point=point.ravel(), coefficient=np.tile(weights, count),
+        side=np.tile(np.sign(offsets).astype(np.int8), count))
+    for value in template.values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    return template
+
+
+class _Plan:
+    """Points and terms of one batch of finite differences (several stencil groups)."""
+
+    def __init__(self, x):
+        self.x = x
+        self.parts = []            # (first_index, first_value, output, point, coefficient, side)
+        self.scales = []
+        self.npoints = 0
+        self.noutputs = 0
+
+    def add_axis_group(self, components, h, kind, accuracy, order):
+        """Differences of ``components`` (indices into x) with steps ``h`` and one stencil."""
+        count = components.size
+        t = _template(count, kind, accuracy, order)
+        base = self.npoints
+        first_index = np.repeat(components, t["per"])
+        first_value = (self.x[components][:, None] + h[:, None] * t["offsets"]).ravel()
+        if t["uses_center"]:
+            first_index = np.concatenate(([-1], first_index))
+            first_value = np.concatenate(([0.0], first_value))
+        self.parts.append((first_index, first_value, t["output"] + self.noutputs,
+                           t["point"] + base, t["coefficient"], t["side"]))
+        self.scales.append(h ** -order)
+        self.npoints += t["npoints"]
+        self.noutputs += count
+
+    def arrays(self):
+        if len(self.parts) == 1:
+            columns = self.parts[0]
+            scale = self.scales[0]
+        else:
+            columns = [np.concatenate(c) for c in zip(*self.parts)]
+            scale = np.concatenate(self.scales)
+        return columns, scale
+
+
+_NO_INDEX = np.empty(0, dtype=np.intp)
+
+
+def _values(function, x, first_index, first_value, second_index=None, second_value=None,
+            m=None, n_threads=None):
+    """Function values at the plan points: ``(K, m)`` (``m`` = 1 for a scalar field)."""
+    k = first_index.shape[0]
+    if second_index is None:
+        second_index = np.full(k, -1, dtype=np.intp)
+        second_value = np.zeros(k)
+    if function.kind == FunctionKind.COMPILED:
+        if function.signature == "scalar":
+            return compiled_values(function, x, first_index, first_value, second_index,
+                                   second_value, -1, n_threads)[:, None]
+        return compiled_values(function, x, first_index, first_value, second_index,
+                               second_value, m, n_threads)
+    points = build_points(x, first_index, first_value, second_index, second_value)
+    if m is None:
+        return function.scalar_values(points)[:, None]
+    values = function.vector_values(points, m)
+    return np.ascontiguousarray(values)
+
+
+def _run_plan(function, plan, m, n_threads):
+    (first_index, first_value, output, point, coefficient, side), scale = plan.arrays()
+    values = _values(function, plan.x, first_index, first_value, m=m, n_threads=n_threads)
+    df, magnitude, bad = combine(values, output, point, coefficient, side, scale)
+    return df, magnitude, bad, first_index.shape[0], values.shape[1]
+
+
+def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads):
+    """Differences of ``components`` with per-component stencil ``kinds`` (one evaluation batch).
+
+    Returns ``(df (c, m), error (c, m), bad (c,), nfev, m)``; ``bad`` holds the non-finite flags
+    of :func:`fastcalc._differentiate.combine`.
+    """
+    levels = _RICHARDSON_LEVELS if richardson else 1
+    base_accuracy = 2 if richardson else accuracy
+    plan = _Plan(x)
+    groups = []
+    for kind in ("central", "forward", "backward"):
+        selected = np.flatnonzero(kinds == kind)
+        if selected.size == 0:
+            continue
+        kind_accuracy = base_accuracy + (base_accuracy % 2 if kind == "central" else 0)
+        for level in range(levels):
+            plan.add_axis_group(components[selected], h[selected] * 2.0 ** -level, kind,
+                                kind_accuracy, 1)
+        groups.append((kind, selected))
+    df, magnitude, bad, nfev, m = _run_plan(function, plan, m, n_threads)
+    rounding = _ROUNDING_ULPS * _EPS * magnitude
+    if not richardson:
+        order = np.concatenate([selected for _, selected in groups])
+        if order.size > 1 and (order[1:] < order[:-1]).any():
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(order.size)
+            df, rounding, bad = df[inverse], rounding[inverse], bad[inverse]
+        return df, rounding, bad, nfev, m
+    out = np.empty((components.size, m))
+    error = np.empty((components.size, m))
+    flags = np.zeros(components.size, dtype=np.uint8)
+    start = 0
+    for kind, selected in groups:
+        size = selected.size * levels
+        block = slice(start, start + size)
+        shape = (levels, selected.size, m)
+        out[selected], error[selected] = _romberg(df[block].reshape(shape),
+                                                  rounding[block].reshape(shape), kind)
+        flags[selected] = np.bitwise_or.reduce(bad[block].reshape(levels, -1), axis=0)
+        start += size
+    return out, error, flags, nfev, m
+
+
+def _romberg(estimates, rounding, kind, order=1, base=2):
+    """Richardson extrapolation of ``estimates[k]`` computed with steps ``h / 2**k``.
+
+    Returns the entry of the table with the smallest error estimate and that estimate.
+    Central differences have error terms in ``h**2, h**4, ...``; one-sided ones in every power.
+    """
+    levels = estimates.shape[0]
+    increment = 2 if kind == "central" else 1
+    powers = [base + increment * i for i in range(levels)]
+    table = [estimates]
+    round_table = [2.0 * rounding]   # the magnitude sum is not a strict bound on f rounding
+    best = np.full(estimates.shape[1:], np.inf)
+    best_value = estimates[-1].copy()
+    for column in range(levels):
+        current = table[-1]
+        factor = 2.0 ** powers[column]
+        if current.shape[0] >= 2:
+            # error of current[k] estimated from its distance to current[k - 1]
+            truncation = np.abs(current[1:] - current[:-1]) / (factor - 1.0)
+            total = _RICHARDSON_SAFETY * truncation + round_table[-1][1:]
+            index = np.argmin(total, axis=0)
+            candidate = np.take_along_axis(total, index[None], 0)[0]
+            value = np.take_along_axis(current[1:], index[None], 0)[0]
+            better = candidate < best
+            best = np.where(better, candidate, best)
+            best_value = np.where(better, value, best_value)
+        if current.shape[0] < 2 or column == levels - 1:
+            break
+        table.append(current[1:] + (current[1:] - current[:-1]) / (factor - 1.0))
+        amplification = (factor + 1.0) / (factor - 1.0)
+        round_table.append(round_table[-1][1:] * amplification)
+    return best_value, best
+
+
+def _complex_stage(function, x, components, h, m):
+    """Complex-step first derivatives ``Im f(x + i h e_j) / h`` (Python callables only)."""
+    if function.kind == FunctionKind.COMPILED:
+        raise TypeError(f"{function.name}: method='complex' needs a Python function that "
+                        "accepts complex input; compiled callables are real-valued")
+    count = components.size
+    points = np.repeat(x.astype(np.complex128)[None, :], count, axis=0)
+    points[np.arange(count), components] += 1j * h
+    if function.kind == FunctionKind.VECTORIZED:
+        values = np.asarray(function.function(points.T, *function.args))
+        if m is None:
+            if values.shape != (count,):
+                raise ValueError(f"{function.name} (vectorized scalar field) returned shape "
+                                 f"{values.shape}, expected ({count},)")
+            values = values[:, None]
+        else:
+            if values.ndim == 1 and m in (-1, 1) and values.shape[0] == count:
+                values = values[None, :]
+            if values.ndim != 2 or values.shape[1] != count or (m > 0 and values.shape[0] != m):
+                raise ValueError(f"{function.name} (vectorized vector field) returned shape "
+                                 f"{values.shape}, expected (m, {count})")
+            values = values.T
+    else:
+        rows = [np.asarray(function.function(p, *function.args)) for p in points]
+        if m is None:
+            bad_shape = [r.shape for r in rows if r.size != 1]
+            if bad_shape:
+                raise ValueError(f"{function.name} must return a scalar, got an array of shape "
+                                 f"{bad_shape[0]}")
+            values = np.array([r.reshape(()) for r in rows])[:, None]
+        else:
+            values = np.array([r.reshape(-1) for r in rows])
+    if not np.iscomplexobj(values):
+        values = values.astype(np.complex128)
+    df = values.imag / h[:, None]
+    finite = np.isfinite(df).all(axis=1)
+    bad = np.where(finite, 0, 3).astype(np.uint8)
+    df[~finite] = np.nan
+    return df, _ROUNDING_ULPS * _EPS * np.abs(df), bad, count, df.shape[1]
+
+
+def _extent(kind, accuracy):
+    """How many steps a first-derivative stencil reaches below and above ``x``."""
+    offsets = stencil(kind, accuracy + (accuracy % 2 if kind == "central" else 0), 1)[0]
+    return max(0.0, -min(offsets)), max(0.0, max(offsets))
+
+
+def _one_sided_kinds(x, h, candidates, accuracy, bounds):
+    """Per component, the first of ``candidates`` (kinds per component, in preference order)
+    that stays within bounds; None where none does."""
+    chosen = np.full(x.shape, None, dtype=object)
+    for kinds in candidates:
+        for kind in ("central", "forward", "backward"):
+            mask = (kinds == kind) & (chosen == None)  # noqa: E711 (object array)
+            if not mask.any():
+                continue
+            if bounds is not None:
+                down, up = _extent(kind, accuracy)
+                lower, upper = bounds
+                mask &= (x - down * h >= lower) & (x + up * h <= upper)
+            chosen[mask] = kind
+    return chosen
+
+
+def _bounded_kinds(method, accuracy, x, h, bounds):
+    """Stencil kind of each component: one-sided near a bound (of the same accuracy).
+
+    Where no stencil fits between the bounds, the step ``h`` is shrunk (in place) so that the
+    one-sided stencil on the roomier side does.
+    """
+    kind = "central" if method == "richardson" else method
+    kinds = np.full(x.shape, kind, dtype=object)
+    if bounds is None:
+        return kinds
+    lower, upper = bounds
+    room_up, room_down = upper - x, x - lower
+    roomier = np.where(room_up >= room_down, "forward", "backward").astype(object)
+    other = np.where(room_up >= room_down, "backward", "forward").astype(object)
+    chosen = _one_sided_kinds(x, h, [kinds, roomier, other], accuracy, bounds)
+    squeezed = chosen == None  # noqa: E711 (object array)
+    if squeezed.any():
+        chosen[squeezed] = roomier[squeezed]
+        reach = _extent("forward", accuracy)[1]
+        room = np.maximum(room_up, room_down)[squeezed]
+        shrunk = room / reach * (1.0 - 1e-9)
+        h[squeezed] = np.minimum(h[squeezed], (x[squeezed] + shrunk) - x[squeezed])
+    return chosen
+
+
+def _axis_derivatives(function, x, *, method, accuracy, step, bounds, m, n_threads):
+    """First derivatives along every axis: ``(df (n, m), error (n, m), status (n,), nfev, m)``."""
+    n = x.size
+    richardson = method == "richardson"
+    if method == "complex":
+        h = _steps(x, step, "complex", 2, 1)
+        df, error, bad, nfev, m = _complex_stage(function, x, np.arange(n, dtype=np.intp), h, m)
+        h = _steps(x, None, "central", 2, 1)   # real step for the fallback
+        accuracy = 2
+    elif bounds is None and not richardson:
+        # the fast path: one stencil for every component
+        if step is None:
+            h = relative_steps(x, _relative_step(method, accuracy, 1))
+        else:
+            h = _steps(x, step, method, accuracy, 1)
+        offsets, weights, _ = stencil(method, accuracy, 1)
+        df, error, bad, nfev, nbad = axis_differences(
+            function, x, h, offsets, weights, m is not None, -1 if m is None else m, n_threads,
+            _ROUNDING_ULPS * _EPS)
+        m = df.shape[1]
+        if not nbad:
+            return df, error, np.zeros(n, dtype=np.int8), nfev, m
+    else:
+        h = np.array(_steps(x, step, method, accuracy, 1))
+        kinds = _bounded_kinds(method, 2 if richardson else accuracy, x, h, bounds)
+        df, error, bad, nfev, m = _stage(function, x, np.arange(n, dtype=np.intp), h, kinds,
+                                         richardson, accuracy, m, n_threads)
+    status = np.zeros(n, dtype=np.int8)
+    if bad.any():
+        nfev += _fallback(function, x, h, np.flatnonzero(bad), bad, df, error, status, method,
+                          accuracy, bounds, m, n_threads)
+    return df, error, status, nfev, m
+
+
+def _fallback(function, x, h, failed, bad, df, error, status, method, accuracy, bounds, m,
+              n_threads):
+    """Recompute failed components with one-sided stencils, the side without non-finite values
+    first; components that still fail become NaN with status NON_FINITE. Updates the arrays in
+    place and returns the number of extra evaluations."""
+    nfev = 0
+    richardson = method == "richardson"
+    one_sided = 2 if richardson else min(accuracy, 4)
+    clean_forward = (bad & 1) == 0
+    first = np.where(clean_forward, "forward", "backward").astype(object)
+    second = np.where(clean_forward, "backward", "forward").astype(object)
+    attempts = [first, second]
+    if method in ("forward", "backward"):
+        attempts = [np.full(x.shape, _OPPOSITE[method], dtype=object)]
+    remaining = failed
+    for candidates in attempts:
+        kinds = _one_sided_kinds(x[remaining], h[remaining], [candidates[remaining]],
+                                 one_sided, None if bounds is None else
+                                 (bounds[0][remaining], bounds[1][remaining]))
+        usable = np.flatnonzero(kinds != None)  # noqa: E711 (object array)
+        if usable.size == 0:
+            continue
+        targets = remaining[usable]
+        sub_df, sub_error, sub_bad, extra, _ = _stage(
+            function, x, targets, h[targets], kinds[usable], richardson, one_sided, m, n_threads)
+        nfev += extra
+        ok = sub_bad == 0
+        df[targets[ok]] = sub_df[ok]
+        error[targets[ok]] = sub_error[ok]
+        remaining = np.setdiff1d(remaining, targets[ok])
+        if remaining.size == 0:
+            break
+    df[remaining] = np.nan
+    error[remaining] = np.nan
+    status[remaining] = Status.NON_FINITE
+    return nfev
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args=(),
+             vectorized=False, full_output=False, n_threads=None):
+    """Gradient of a scalar field by finite differences.
+
+    Parameters
+    ----------
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        ``f(x, *args) -> float`` with ``x`` of shape ``(n,)``; with ``vectorized=True``
+        ``f(X, *args) -> (k,)`` with ``X`` of shape ``(n, k)`` (all stencil points in one
+        call); or a compiled ``double f(int n, double *x, void *user_data)``.
+    x : array_like, shape (n,)
+        Point of differentiation (finite; never modified).
+    method : {"central", "forward", "backward", "complex", "richardson"}
+        See the module documentation. ``"complex"`` needs ``f`` to accept complex input.
+    accuracy : int
+        Order of the truncation error: 2, 4, 6, 8 (central) or 1 to 4 (one-sided).
+    step : float or array_like, optional
+        Absolute step(s); default ``c * max(1, |x|)`` with ``c`` optimal for the stencil.
+    bounds : (lb, ub), optional
+        No evaluation leaves ``lb <= x <= ub``: components near a bound use one-sided stencils.
+    args : tuple
+        Extra arguments of ``f``.
+    vectorized : bool
+        ``f`` accepts an ``(n, k)`` array of points as columns.
+    full_output : bool
+        Return a :class:`DifferentiationResult` (``df``, ``error``, ``status``, ``nfev``,
+        ``success``) instead of the gradient.
+    n_threads : int, optional
+        Threads for compiled callables on large problems (results do not depend on it).
+
+    Returns
+    -------
+    ndarray, shape (n,), or DifferentiationResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import gradient
+    >>> gradient(lambda x: x[0] ** 2 * np.sin(x[1]), [1.0, 0.5], accuracy=4)
+    array([0.95885108, 0.87758256])
+    """
+    x = _check_point(x)
+    accuracy = _check_method(method, accuracy)
+    function = resolve(f, args=_check_args(args), vectorized=vectorized, signatures=("scalar",))
+    bounds = _check_bounds(bounds, x)
+    df, error, status, nfev, _ = _axis_derivatives(function, x, method=method, accuracy=accuracy,
+                                                   step=step, bounds=bounds, m=None,
+                                                   n_threads=n_threads)
+    if full_output:
+        return _result(df[:, 0], error[:, 0], status, nfev)
+    return df[:, 0]
+
+
+def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args=(),
+             vectorized=False, full_output=False, n_out=None, n_threads=None):
+    """Jacobian matrix of a vector field by finite differences.
+
+    Parameters
+    ----------
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        ``f(x, *args) -> (m,)`` with ``x`` of shape ``(n,)``; with ``vectorized=True``
+        ``f(X, *args) -> (m, k)`` for ``X`` of shape ``(n, k)``; or a compiled
+        ``int f(int n, double *x, int m, double *out, void *user_data)`` (0 = success).
+    x : array_like, shape (n,)
+        Point of differentiation (finite; never modified).
+    method, accuracy, step, bounds, args, vectorized, full_output, n_threads
+        As for :func:`gradient`.
+    n_out : int, optional
+        Output size ``m`` of a compiled vector field, which cannot tell it; default ``n``.
+        For Python callables it is checked when given and inferred otherwise.
+
+    Returns
+    -------
+    ndarray, shape (m, n), or DifferentiationResult
+        ``J[i, j] = d f_i / d x_j``; ``status`` in the result is per column (input component).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import jacobian
+    >>> jacobian(lambda x: np.array([x[0] * x[1], x[0] + 3 * x[1]]), [2.0, 5.0])
+    array([[5., 2.],
+           [1., 3.]])
+    """
+    x = _check_point(x)
+    accuracy = _check_method(method, accuracy)
+    function = resolve(f, args=_check_args(args), vectorized=vectorized, signatures=("vector",))
+    bounds = _check_bounds(bounds, x)
+    if n_out is None:
+        m = x.size if function.kind == FunctionKind.COMPILED else -1
+    else:
+        if isinstance(n_out, bool) or not isinstance(n_out, (int, np.integer)) or n_out < 1:
+            raise ValueError(f"n_out must be a positive int, got {n_out!r}")
+        m = int(n_out)
+    df, error, status, nfev, _ = _axis_derivatives(function, x, method=method, accuracy=accuracy,
+                                                   step=step, bounds=bounds, m=m,
+                                                   n_threads=n_threads)
+    if full_output:
+        return _result(df.T.copy(), error.T.copy(), status, nfev)
+    return df.T.copy()
+
+
+
+# --------------------------------------------------------------------------------------------
+# Hessian: a symmetric 2-D stencil on f values
+
+@lru_cache(maxsize=32)
+def _hessian_template(n):
+    """Terms of the second differences for the n(n+1)/2 unique entries (diagonal first).
+
+    Points: 0 = x; 1+i = x + h_i e_i; 1+n+i = x - h_i e_i; then x + h_i e_i + h_j e_j and
+    x - h_i e_i - h_j e_j for each pair i < j. With ``u = h_i e_i``, ``v = h_j e_j``:
+    ``H_ii = (f(x+u) + f(x-u) - 2 f(x)) / h_i^2`` and
+    ``H_ij = (f(x+u+v) + f(x-u-v) - f(x+u) - f(x-u) - f(x+v) - f(x-v) + 2 f(x)) / (2 h_i h_j)``,
+    both with O(h^2) truncation error.
+    """
+    upper_i, upper_j = np.triu_indices(n, 1)
+    pairs = upper_i.size
+    diagonal = np.arange(n)
+    plus, minus = 1 + diagonal, 1 + n + diagonal
+    pair = np.arange(pairs)
+    both_plus, both_minus = 1 + 2 * n + pair, 1 + 2 * n + pairs + pair
+    zeros_n, zeros_p = np.zeros(n, dtype=np.intp), np.zeros(pairs, dtype=np.intp)
+    output = np.concatenate([np.repeat(diagonal, 3), np.repeat(n + pair, 7)]).astype(np.intp)
+    point = np.concatenate([
+        np.stack([plus, minus, zeros_n], axis=1).ravel(),
+        np.stack([both_plus, both_minus, plus[upper_i], minus[upper_i], plus[upper_j],
+                  minus[upper_j], zeros_p], axis=1).ravel()]).astype(np.intp)
+    coefficient = np.concatenate([np.tile([1.0, 1.0, -2.0], n),
+                                  np.tile([1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 2.0], pairs)])
+    side = np.concatenate([np.tile(np.array([1, -1, 0], dtype=np.int8), n),
+                           np.tile(np.array([1, -1, 1, -1, 1, -1, 0], dtype=np.int8), pairs)])
+    first_index = np.concatenate([[-1], diagonal, diagonal, upper_i, upper_i]).astype(np.intp)
+    second_index = np.concatenate([[-1], np.full(2 * n, -1), upper_j, upper_j]).astype(np.intp)
+    return dict(upper_i=upper_i, upper_j=upper_j, output=output, point=point,
+                coefficient=coefficient, side=side, first_index=first_index,
+                second_index=second_index, npoints=1 + 2 * n + 2 * pairs,
+                noutputs=n + pairs)
+
+
+def _hessian_levels(function, x, h, levels, ratio, n_threads):
+    """Second differences at steps ``h * ratio**k`` (k < levels), all in one evaluation batch.
+
+    Returns ``(entries (levels, n(n+1)/2), rounding, bad, nfev)``.
+    """
+    n = x.size
+    t = _hessian_template(n)
+    ui, uj = t["upper_i"], t["upper_j"]
+    parts = []
+    for level in range(levels):
+        step = h * ratio ** level
+        up, down = (x + step), (x - step)
+        first_value = np.concatenate([[0.0], up, down, up[ui], down[ui]])
+        second_value = np.concatenate([[0.0], np.zeros(2 * n), up[uj], down[uj]])
+        scale = np.concatenate([step ** -2, 0.5 / (step[ui] * step[uj])])
+        parts.append((first_value, second_value, scale))
+    first_value, second_value, scale = (np.concatenate(c) for c in zip(*parts))
+    k, nv = t["npoints"], t["noutputs"]
+    first_index = np.tile(t["first_index"], levels)
+    second_index = np.tile(t["second_index"], levels)
+    shift = np.repeat(np.arange(levels, dtype=np.intp), t["point"].size)
+    output = np.tile(t["output"], levels) + shift * nv
+    point = np.tile(t["point"], levels) + shift * k
+    values = _values(function, x, first_index, first_value, second_index, second_value,
+                     n_threads=n_threads)
+    entries, magnitude, bad = combine(values, output, point, np.tile(t["coefficient"], levels),
+                                      np.tile(t["side"], levels), scale)
+    shape = (levels, nv)
+    return (entries.reshape(shape), _ROUNDING_ULPS * _EPS * magnitude.reshape(shape),
+            bad.reshape(shape), k * levels)
+
+
+def _symmetric(entries, n):
+    """The symmetric (n, n) matrix with the unique entries (diagonal first, then triu pairs)."""
+    t = _hessian_template(n)
+    matrix = np.empty((n, n), dtype=entries.dtype)
+    diagonal = np.arange(n)
+    matrix[diagonal, diagonal] = entries[:n]
+    matrix[t["upper_i"], t["upper_j"]] = entries[n:]
+    matrix[t["upper_j"], t["upper_i"]] = entries[n:]
+    return matrix
+
+
+def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=(),
+            vectorized=False, full_output=False, n_threads=None):
+    """Hessian matrix of a scalar field by finite differences.
+
+    Without ``grad``, the n(n+1)/2 unique entries come from a symmetric 2-D stencil on values
+    of ``f`` (``1 + n + n**2`` points for accuracy 2, all in one batch; never a Jacobian of a
+    Jacobian). Higher accuracies extrapolate the same stencil at steps ``h, 2h, 4h, 8h``. With
+    ``grad``, the Hessian is the central-difference Jacobian of ``grad``, symmetrized. The
+    result is exactly symmetric.
+
+    Parameters
+    ----------
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        Scalar field, as for :func:`gradient` (unused when ``grad`` is given, may be None).
+    x : array_like, shape (n,)
+        Point of differentiation (finite; never modified).
+    method : {"central", "richardson"}
+        ``"richardson"`` extrapolates adaptively and estimates the error.
+    accuracy : {2, 4, 6, 8}
+        Order of the truncation error for ``method="central"``.
+    step : float or array_like, optional
+        Absolute step(s) (the smallest step of the extrapolation); default relative.
+    grad : callable, scipy.LowLevelCallable or numba cfunc, optional
+        Gradient ``grad(x, *args) -> (n,)`` (vectorized: ``(n, k) -> (n, k)``; compiled: a
+        vector field with ``m = n``).
+    args, vectorized, full_output, n_threads
+        As for :func:`gradient`; ``vectorized`` applies to ``f`` or ``grad``, whichever is used.
+
+    Returns
+    -------
+    ndarray, shape (n, n), or DifferentiationResult
+        ``status`` in the result is per entry ``(n, n)``. A non-finite value at a stencil
+        point makes the entries using it NaN with status 3 (no one-sided fallback for the
+        2-D stencil; the ``grad`` path has the per-component fallback of :func:`jacobian`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import hessian
+    >>> np.round(hessian(lambda x: x[0] ** 3 * x[1], [1.0, 2.0], accuracy=4), 8)
+    array([[12.,  3.],
+           [ 3.,  0.]])
+    """
+    x = _check_point(x)
+    accuracy = _check_method(method, accuracy, ("central", "richardson"))
+    n = x.size
+    args = _check_args(args)
+    if grad is not None:
+        result = jacobian(grad, x, method=method, accuracy=accuracy, step=step, args=args,
+                          vectorized=vectorized, full_output=True, n_out=n,
+                          n_threads=n_threads)
+        if result.df.shape != (n, n):
+            raise ValueError(f"grad must return an array of shape ({n},), got "
+                             f"({result.df.shape[0]},)")
+        df = 0.5 * (result.df + result.df.T)
+        error = 0.5 * (result.error + result.error.T)
+        status = np.maximum(result.status[:, None], result.status[None, :])
+        nfev = result.nfev
+    else:
+        function = resolve(f, args=args, vectorized=vectorized, signatures=("scalar",))
+        richardson = method == "richardson"
+        if richardson:   # steps h, h/2, h/4, ... from a large h
+            h = np.array(_steps(x, step, "richardson", 2, 2))
+            levels, ratio = _RICHARDSON_LEVELS - 1, 0.5
+        else:            # steps h, 2h, 4h, ... from the optimal accuracy-2 step
+            h = np.array(_steps(x, step, "central", accuracy, 2))
+            levels, ratio = accuracy // 2, 2.0
+        entries, rounding, bad, nfev = _hessian_levels(function, x, h, levels, ratio, n_threads)
+        if levels == 1:
+            value, estimate = entries[0], rounding[0]
+        elif richardson:
+            value, estimate = _romberg(entries[:, :, None], rounding[:, :, None], "central")
+            value, estimate = value[:, 0], estimate[:, 0]
+        else:
+            value, estimate = _extrapolate(entries[::-1], rounding[::-1])
+        failed = np.bitwise_or.reduce(bad, axis=0) != 0
+        value = np.where(failed, np.nan, value)
+        estimate = np.where(failed, np.nan, estimate)
+        df = _symmetric(value, n)
+        error = _symmetric(estimate, n)
+        status = _symmetric(np.where(failed, Status.NON_FINITE, 0).astype(np.int8), n)
+    if full_output:
+        return _result(df, error, status, nfev)
+    return df
+
+
+def _extrapolate(estimates, rounding):
+    """Full Richardson extrapolation (powers 2, 4, ...) of estimates at steps ``h / 2**k``."""
+    table, errors = estimates, rounding
+    for column in range(estimates.shape[0] - 1):
+        factor = 4.0 ** (column + 1)
+        table = table[1:] + (table[1:] - table[:-1]) / (factor - 1.0)
+        errors = errors[1:] * (factor + 1.0) / (factor - 1.0)
+    return table[0], errors[0]
+
+
+
+# --------------------------------------------------------------------------------------------
+# elementwise derivatives, gradient check, Taylor polynomials
+
+def _call_elementwise(f, points, args, name="f"):
+    """``f(points, *args)`` checked to return one real value per point (same shape)."""
+    values = np.asarray(f(points, *args))
+    if values.shape != points.shape:
+        try:
+            values = np.broadcast_to(values, points.shape)
+        except ValueError:
+            raise ValueError(f"{name} must be elementwise: called with shape {points.shape}, "
+                             f"it returned shape {values.shape}") from None
+    if values.dtype.kind not in "fiuc b":
+        raise TypeError(f"{name} must return numbers, got dtype {values.dtype}")
+    return values
+
+
+def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args):
+    """Derivatives of ``f`` at every element of ``x`` with one stencil kind (one call of f).
+
+    Returns ``(df, error, bad)`` flattened, ``bad`` with the flags of ``combine``.
+    """
+    levels = _RICHARDSON_LEVELS if richardson else 1
+    base = 2 if richardson else accuracy
+    offsets, weights, _ = stencil(kind, base + (base % 2 if kind == "central" else 0), order)
+    offsets, weights = np.array(offsets), np.array(weights)
+    factors = 2.0 ** -np.arange(levels)
+    # points[level, offset, element] = x + offset * h * 2**-level
+    deltas = (factors[:, None, None] * offsets[None, :, None]) * h[None, None, :]
+    points = x[None, None, :] + deltas
+    values = _call_elementwise(f, points.reshape((-1,) + _elementwise_stage.shape),
+                               args).reshape(points.shape).real.astype(np.float64)
+    scale = (h[None, :] * factors[:, None]) ** -order
+    estimates = np.einsum("j,ljk->lk", weights, values) * scale
+    rounding = _ROUNDING_ULPS * _EPS * np.einsum("j,ljk->lk", np.abs(weights),
+                                                 np.abs(values)) * scale
+    finite = np.isfinite(values)
+    bad = np.zeros(x.size, dtype=np.uint8)
+    for mask, flag in ((offsets > 0, 1), (offsets < 0, 2), (offsets == 0, 4)):
+        if mask.any():
+            bad |= np.where((~finite[:, mask]).any(axis=(0, 1)), flag, 0).astype(np.uint8)
+    if richardson:
+        df, error = _romberg(estimates[:, :, None], rounding[:, :, None], kind)
+        return df[:, 0], error[:, 0], bad, values.size
+    return estimates[0], rounding[0], bad, values.size
+
+
+def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(),
+               full_output=False):
+    """Derivative of order 1 to 4 of an elementwise function at every element of ``x``.
+
+    ``f`` is applied elementwise (like a NumPy ufunc): all stencil points are evaluated in ONE
+    call, on an array of shape ``(points,) + x.shape``; array ``args`` broadcast against it
+    (per-element parameters).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x, *args)`` returning an array of the shape of ``x``.
+    x : float or array_like
+        Points of differentiation (finite; never modified).
+    order : {1, 2, 3, 4}
+        Order of the derivative.
+    method : {"central", "forward", "backward", "complex", "richardson"}
+        ``"complex"`` (order 1 only) needs ``f`` to accept complex input.
+    accuracy : int
+        Order of the truncation error: 2, 4, 6, 8 (central) or 1 to 4 (one-sided).
+    step : float or array_like, optional
+        Absolute step(s) broadcastable to ``x``; default ``c * max(1, |x|)``.
+    args : tuple
+        Extra arguments of ``f``.
+    full_output : bool
+        Return a :class:`DifferentiationResult` with per-element ``df``, ``error``, ``status``.
+
+    Returns
+    -------
+    float, ndarray (shape of x) or DifferentiationResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import derivative
+    >>> np.round(derivative(np.sin, [0.0, np.pi / 3], accuracy=4), 10)
+    array([1. , 0.5])
+    >>> round(derivative(np.exp, 1.0, order=2, method="richardson"), 10)
+    2.7182818285
+    """
+    if not callable(f):
+        raise TypeError(f"f must be callable, got {type(f).__name__}")
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) \
+            or not 1 <= order <= 4:
+        raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
+    accuracy = _check_method(method, accuracy)
+    if method == "complex" and order != 1:
+        raise ValueError("method='complex' computes first derivatives only (order=1)")
+    args = _check_args(args)
+    try:
+        x_arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"x must be real numbers, got {type(x).__name__}") from exc
+    if np.iscomplexobj(x):
+        raise TypeError("x must be real, got a complex array")
+    if x_arr.size == 0:
+        raise ValueError("x must not be empty")
+    if not np.isfinite(x_arr).all():
+        raise ValueError("x must be finite (no NaN or inf)")
+    shape = x_arr.shape
+    flat = x_arr.ravel()
+    _elementwise_stage.shape = shape
+    richardson = method == "richardson"
+    if method == "complex":
+        h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
+                   "complex", 2, 1)
+        values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args)
+        df = np.asarray(values.imag, dtype=np.float64).ravel() / h
+        error = _ROUNDING_ULPS * _EPS * np.abs(df)
+        bad = np.where(np.isfinite(df), 0, 3).astype(np.uint8)
+        nfev = flat.size
+        h = _steps(flat, None, "central", 2, 1)
+        accuracy, method = 2, "central"
+    else:
+        kind = "central" if richardson else method
+        h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
+                   "richardson" if richardson else kind, accuracy, order)
+        df, error, bad, nfev = _elementwise_stage(f, flat, h, kind, accuracy, order,
+                                                  richardson, args)
+    status = np.zeros(flat.size, dtype=np.int8)
+    failed = bad != 0
+    if failed.any():
+        clean_forward = (bad & 1) == 0
+        attempts = [("forward", failed & clean_forward), ("backward", failed & ~clean_forward),
+                    ("backward", failed & clean_forward), ("forward", failed & ~clean_forward)]
+        if method in ("forward", "backward"):
+            attempts = [(_OPPOSITE[method], failed)]
+        one_sided = 2 if richardson else min(accuracy, 4)
+        for kind, wanted in attempts:
+            wanted = wanted & failed
+            if not wanted.any():
+                continue
+            sub_df, sub_error, sub_bad, extra = _elementwise_stage(
+                f, flat, h, kind, one_sided, order, richardson, args)
+            nfev += extra
+            fixed = wanted & (sub_bad == 0)
+            df[fixed], error[fixed] = sub_df[fixed], sub_error[fixed]
+            failed = failed & ~fixed
+        df[failed] = np.nan
+        error[failed] = np.nan
+        status[failed] = Status.NON_FINITE
+    df, error, status = df.reshape(shape), error.reshape(shape), status.reshape(shape)
+    if full_output:
+        return _result(df[()], error[()], status, nfev)
+    return df[()] if df.ndim else float(df)
+
+
+def check_grad(f, grad, x, *, args=()):
+    """Largest discrepancy between ``grad`` and a finite-difference gradient of ``f``.
+
+    The reference is a Richardson-extrapolated central-difference gradient. The discrepancy is
+    ``max|grad(x) - g_fd| / max(|grad(x)|_max, |g_fd|_max)`` (0 when both vanish): about 1e-10
+    or less for a correct gradient, order 1 for a wrong one.
+
+    Parameters
+    ----------
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        Scalar field, as for :func:`gradient`.
+    grad : callable, scipy.LowLevelCallable or numba cfunc
+        ``grad(x, *args) -> (n,)``, or a compiled vector field with ``m = n``.
+    x : array_like, shape (n,)
+    args : tuple
+        Extra arguments of ``f`` and ``grad``.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from scipy.optimize import rosen, rosen_der
+    >>> from fastcalc import check_grad
+    >>> check_grad(rosen, rosen_der, [1.2, 0.8, -0.5]) < 1e-10
+    True
+    >>> check_grad(rosen, lambda x: 2 * rosen_der(x), [1.2, 0.8, -0.5]) > 0.4
+    True
+    """
+    x = _check_point(x)
+    args = _check_args(args)
+    gradient_function = resolve(grad, args=args, signatures=("vector",), name="grad")
+    analytic = gradient_function.vector_values(x[None, :].copy(), x.size)[0]
+    reference = gradient(f, x, method="richardson", args=args)
+    scale = max(np.max(np.abs(analytic)), np.max(np.abs(reference)))
+    if not np.isfinite(scale):
+        return float("nan")
+    if scale == 0:
+        return 0.0
+    return float(np.max(np.abs(analytic - reference)) / scale)
+
+
+def taylor(f, x0, order, *, args=()):
+    """Taylor polynomial of ``f`` about ``x0`` from finite-difference derivatives.
+
+    Parameters
+    ----------
+    f : callable
+        Elementwise function of one variable, as for :func:`derivative`.
+    x0 : float
+        Expansion point.
+    order : {0, 1, 2, 3, 4}
+        Degree of the polynomial.
+    args : tuple
+        Extra arguments of ``f``.
+
+    Returns
+    -------
+    numpy.polynomial.Polynomial
+        ``p.coef[k] = f^(k)(x0) / k!``, coefficients of powers of ``(x - x0)``; its domain is
+        shifted so that ``p(x)`` evaluates the Taylor approximation at ``x`` directly.
+        Derivatives come from Richardson extrapolation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import taylor
+    >>> p = taylor(np.exp, 0.0, 3)
+    >>> np.round(p.coef, 10)
+    array([1.        , 1.        , 0.5       , 0.16666667])
+    >>> round(float(p(0.1)), 6)
+    1.105167
+    """
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) \
+            or not 0 <= order <= 4:
+        raise ValueError(f"order must be an int from 0 to 4, got {order!r}")
+    x0 = _check_point(x0, "x0")
+    if x0.size != 1:
+        raise ValueError("x0 must be a scalar")
+    args = _check_args(args)
+    center = float(x0[0])
+    coefficients = [float(np.asarray(f(np.float64(center), *args), dtype=np.float64))]
+    for k in range(1, order + 1):
+        coefficients.append(derivative(f, center, order=k, method="richardson", args=args)
+                            / math.factorial(k))
+    return Polynomial(coefficients, domain=[center - 1.0, center + 1.0], window=[-1.0, 1.0])
