@@ -1,0 +1,636 @@
+"""fastcalc's batch routines over Dask arrays: millions of fits or equations on a cluster.
+
+:func:`fit_batch` and :func:`newton` take Dask arrays (one dataset per row of ``Y``, one equation
+per element of ``x0``) and build a lazy graph with ONE call of the in-memory routine
+(:func:`fastcalc.fit_batch`, :func:`fastcalc.newton`) per chunk. Nothing runs until ``compute()``;
+every field of the lazy result is a Dask array, and ``result.compute()`` returns exactly the
+in-memory result object that the in-memory routine would give on the whole input. Datasets and
+equations are independent, so the answers do not depend on the chunking or the scheduler.
+
+This module needs Dask (``pip install fastcalc[dask]``, which also installs ``distributed``);
+the rest of fastcalc never imports it.
+
+Schedulers
+----------
+The compiled kernels release the GIL, so the default threaded scheduler runs one chunk per core.
+Each chunk then runs on one thread (``n_threads=1``, the default here): Dask provides the
+parallelism, and letting every chunk also start one OpenMP thread per core only oversubscribes
+the machine. Pass ``n_threads=None`` to use every core per chunk instead (e.g. with a
+``distributed`` cluster of single-threaded worker processes, one per machine).
+
+Python models and functions hold the GIL: use processes for them (a ``distributed`` cluster with
+``threads_per_worker=1``, or ``dask.config.set(scheduler="processes")``).
+
+Chunk size
+----------
+Chunk along the datasets only (``Y.chunks[1]`` is merged into one chunk if needed). Each chunk
+costs Dask a fixed overhead of the order of a millisecond, a built-in 64-point Gaussian fit about
+tens of microseconds: chunks of 1e4 to 1e5 datasets keep the overhead at a few percent while
+leaving enough chunks to balance the cores (see ``benchmarks/bench_dask.py``; the measured figures
+are in the README). For batch Newton on scalar equations, whose per-element cost is far
+smaller, use chunks of 1e5 to 1e6 elements.
+
+Running on a cluster
+--------------------
+Connect a ``distributed`` client; the same code then runs on the cluster::
+
+    from distributed import Client
+    client = Client("tcp://scheduler:8786")          # or Client(LocalCluster(...))
+    Y = dask.array.from_zarr("spectra.zarr")          # (N, m), chunked along N
+    result = fastcalc.dask.fit_batch(fastcalc.models.gaussian, x, Y)
+    result.params.to_zarr("params.zarr")              # stays distributed, or
+    in_memory = result.compute()                      # gathers a BatchFitResult
+
+The workers need fastcalc installed. The model, function and arguments are pickled to them:
+built-in models and importable Python functions travel as they are, but a compiled callable
+(``scipy.LowLevelCallable``, numba ``cfunc``) holds a raw C pointer that cannot leave its process.
+Describe it with :func:`compiled` instead, e.g.
+``compiled(LowLevelCallable.from_cython, my_module, "my_model")``: each worker process builds it
+once, where it runs. Passing the callable itself works with the threaded and synchronous
+schedulers, and raises a clear ``TypeError`` when a graph holding it is sent to other processes.
+"""
+import importlib
+import threading
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+    import dask.local
+    import dask.threaded
+    from dask.base import tokenize
+except ImportError as exc:  # pragma: no cover - exercised only without dask installed
+    raise ImportError("fastcalc.dask requires dask; install it with "
+                      "'pip install fastcalc[dask]'") from exc
+
+__all__ = ["DaskBatchFitResult", "DaskNewtonResult", "compiled", "fit_batch", "newton"]
+
+# Datasets per chunk when a NumPy Y is given (see "Chunk size" in the module docstring).
+DEFAULT_FIT_CHUNK = 20_000
+# Equations per chunk when a NumPy x0 is given.
+DEFAULT_NEWTON_CHUNK = 500_000
+
+
+# --------------------------------------------------------------------------------------------
+# Compiled callables: built inside each process, never pickled.
+
+_built_lock = threading.Lock()
+_built = {}   # token -> compiled callable built in this process
+
+
+class compiled:
+    """A compiled callable described by how to build it, so it can be sent to worker processes.
+
+    A ``scipy.LowLevelCallable`` wraps a raw C function pointer, which is meaningless in another
+    process and cannot be pickled. ``compiled(factory, *args, **kwargs)`` stores the recipe
+    instead; each process that runs a chunk calls ``factory(*args, **kwargs)`` once and reuses
+    the result. ``factory`` and its arguments must be picklable (a module-level function, a
+    module, strings...).
+
+    Parameters
+    ----------
+    factory : callable
+        Returns the compiled callable, e.g. ``scipy.LowLevelCallable.from_cython`` or a function
+        that builds a numba ``cfunc`` and returns it.
+    *args, **kwargs
+        Passed to ``factory``.
+
+    Examples
+    --------
+    >>> from fastcalc._testfunctions import low_level
+    >>> recipe = compiled(low_level, "rosenbrock")
+    >>> recipe
+    compiled(low_level, 'rosenbrock')
+    >>> recipe.build().signature
+    'double (int, double *, void *)'
+    """
+
+    def __init__(self, factory, *args, **kwargs):
+        if not callable(factory):
+            raise TypeError(f"compiled: factory must be callable, got {type(factory).__name__}")
+        self.factory = factory
+        self.args = args
+        self.kwargs = kwargs
+        self._token = tokenize(factory, args, kwargs)
+
+    def build(self):
+        """The compiled callable, built once per process."""
+        built = _built.get(self._token)
+        if built is None:
+            with _built_lock:
+                built = _built.get(self._token)
+                if built is None:
+                    built = self.factory(*self.args, **self.kwargs)
+                    _built[self._token] = built
+        return built
+
+    def __dask_tokenize__(self):
+        return ("fastcalc.dask.compiled", self._token)
+
+    def __repr__(self):
+        name = getattr(self.factory, "__name__", repr(self.factory))
+        parts = [name] + [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"compiled({', '.join(parts)})"
+
+
+def _is_compiled_object(value):
+    """True for callables that hold a C pointer: LowLevelCallable or numba cfunc."""
+    cls = type(value)
+    if cls.__name__ == "LowLevelCallable" and cls.__module__.startswith("scipy"):
+        return True
+    return cls.__module__.startswith("numba") and hasattr(value, "ctypes") and hasattr(value, "address")
+
+
+class _ThisProcessOnly:
+    """Carries a compiled callable through the graph; refuses to be pickled (with a clear error)."""
+
+    def __init__(self, function, name):
+        self.function = function
+        self.name = name
+
+    def build(self):
+        return self.function
+
+    def error(self):
+        return TypeError(
+            f"fastcalc.dask: {self.name} is a compiled callable ({type(self.function).__name__}), "
+            "which holds a C pointer and cannot be sent to another process. Describe it with "
+            "fastcalc.dask.compiled(factory, *args) so each worker builds it, e.g. "
+            "compiled(scipy.LowLevelCallable.from_cython, module, 'name'), or use the threaded "
+            "or synchronous scheduler.")
+
+    def __reduce__(self):
+        raise self.error()
+
+    def __dask_tokenize__(self):
+        return ("fastcalc.dask.this-process", id(self.function))
+
+
+def _portable(value, name):
+    """Wrap compiled callables so they travel safely through a Dask graph."""
+    if isinstance(value, compiled):
+        return value
+    if _is_compiled_object(value):
+        return _ThisProcessOnly(value, name)
+    return value
+
+
+def _process_bound(*values):
+    return [v for v in values if isinstance(v, _ThisProcessOnly)]
+
+
+def _local(value):
+    """Inside a task: the callable to hand to the in-memory routine."""
+    if isinstance(value, (compiled, _ThisProcessOnly)):
+        return value.build()
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Shared graph machinery: one in-memory call per chunk, each result field a Dask array.
+
+class _FieldSpec:
+    """One field of a batch result: its dtype and its shape after the batch axes."""
+
+    def __init__(self, dtype, trailing=()):
+        self.dtype = np.dtype(dtype)
+        self.trailing = tuple(trailing)
+
+
+def _fields_of_block(result, names):
+    """Inside a task: the fields of an in-memory result, as a dict of arrays."""
+    return {name: np.asarray(getattr(result, name)) for name in names}
+
+
+def _field_arrays(blocks, specs, batch_ndim):
+    """Dask arrays of each field from the object array ``blocks`` of per-chunk dicts."""
+    fields = {}
+    for name, spec in specs.items():
+        new_axes = list(range(batch_ndim, batch_ndim + len(spec.trailing)))
+        chunks = blocks.chunks + tuple((n,) for n in spec.trailing)
+        fields[name] = blocks.map_blocks(
+            _pick, name, dtype=spec.dtype, chunks=chunks, new_axis=new_axes or None,
+            meta=np.empty((0,) * (batch_ndim + len(spec.trailing)), dtype=spec.dtype),
+            name=f"{name}-{blocks.name}")
+    return fields
+
+
+def _pick(block, name):
+    return block[name]
+
+
+def _as_dask(value, name, chunks):
+    if isinstance(value, da.Array):
+        return value
+    try:
+        array = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"{name} must be an array, got {type(value).__name__}") from exc
+    return da.from_array(array, chunks=chunks)
+
+
+_IN_PROCESS_SCHEDULERS = (dask.threaded.get, dask.local.get_sync)
+
+
+class _LazyBatchResult:
+    """Common behaviour of the lazy results: fields are Dask arrays; compute() gathers them."""
+
+    def __init__(self, fields, process_bound=()):
+        self._arrays = dict(fields)
+        # compiled callables that only work in this process (_ThisProcessOnly)
+        self._process_bound = tuple(process_bound)
+
+    def _check_scheduler(self, compute_kwargs):
+        """Fail early, with the clear message, when compiled callables would be pickled."""
+        if not self._process_bound:
+            return
+        scheduler = dask.base.get_scheduler(scheduler=compute_kwargs.get("scheduler"),
+                                            get=compute_kwargs.get("get"),
+                                            collections=list(self._arrays.values()))
+        if scheduler not in _IN_PROCESS_SCHEDULERS:
+            raise self._process_bound[0].error()
+
+    def __getattr__(self, name):
+        arrays = self.__dict__.get("_arrays", {})
+        if name in arrays:
+            return arrays[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(self._arrays))
+
+    @property
+    def fields(self):
+        """The names of the result fields (each a Dask array)."""
+        return tuple(self._arrays)
+
+    def _gather(self, **compute_kwargs):
+        self._check_scheduler(compute_kwargs)
+        values = dask.compute(*self._arrays.values(), **compute_kwargs)
+        return dict(zip(self._arrays, values))
+
+    def persist(self, **compute_kwargs):
+        """Compute every field and keep it in (cluster) memory; returns a new lazy result."""
+        self._check_scheduler(compute_kwargs)
+        values = dask.persist(*self._arrays.values(), **compute_kwargs)
+        return type(self)(dict(zip(self._arrays, values)), self._process_bound)
+
+    def __repr__(self):
+        status = self._arrays["status"]
+        return (f"<{type(self).__name__}: {status.shape} problems in {status.npartitions} "
+                f"chunks; fields {', '.join(self._arrays)}>")
+
+
+def _spare_letters(used):
+    """Index letters for blockwise that are not in ``used``."""
+    return iter(c for c in "abcdefghklmnopqrstuvwxyz" if c not in used)
+
+
+def _batch_input(value, name, shared_ndim, rows, letters):
+    """A blockwise (array, index) pair for ``value``: split along the batch axis when it has one
+    value per dataset (``shared_ndim + 1`` dimensions, first of length ``sum(rows)``), else passed
+    whole to every chunk."""
+    if value is None:
+        return [None, None]
+    n_total = sum(rows)
+    if not isinstance(value, da.Array):
+        value = np.asarray(value)
+        if value.ndim != shared_ndim + 1:
+            return [value, None]       # shared by every chunk; the in-memory routine checks it
+    if value.ndim == shared_ndim + 1:
+        if value.shape[0] != n_total:
+            raise ValueError(f"{name} has {value.shape[0]} rows but there are {n_total} "
+                             f"datasets; give {name} with {shared_ndim} dimension(s) (shared) "
+                             f"or one row per dataset")
+        chunks = (rows,) + (-1,) * shared_ndim
+        value = value.rechunk(chunks) if isinstance(value, da.Array) else \
+            da.from_array(value, chunks=chunks)
+        return [value, "i" + "".join(next(letters) for _ in range(shared_ndim))]
+    value = value.rechunk(-1)
+    return [value, "".join(next(letters) for _ in range(value.ndim))]
+
+
+def _check_known(array, name):
+    if any(np.isnan(n) for n in array.shape):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
+
+
+def _fit_block(Y, x, sigma, p0, *, model, options, names):
+    from fastcalc.fitting import fit_batch as in_memory_fit_batch
+    result = in_memory_fit_batch(_local(model), x, Y, p0, sigma=sigma, **options)
+    return _fields_of_block(result, names)
+
+
+def _model_nparams(model, p0):
+    """Number of fit parameters, needed up front for the shapes of params, stderr and cov."""
+    if p0 is not None and np.ndim(p0) >= 1:
+        return int(np.shape(p0)[-1])
+    nparams = getattr(model, "nparams", None)
+    if isinstance(nparams, (int, np.integer)):
+        return int(nparams)
+    if callable(model) and not _is_compiled_object(model) and not isinstance(model, compiled):
+        import inspect
+        try:
+            parameters = list(inspect.signature(model).parameters.values())
+        except (TypeError, ValueError):
+            parameters = None
+        if parameters and all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                              for p in parameters):
+            if len(parameters) >= 2:
+                return len(parameters) - 1
+    raise ValueError("p0 is required: the number of parameters of model cannot be inferred")
+
+
+def _model_x_dim(model):
+    """Coordinates per point: 1, or 2 for gaussian_2d (whose x is (2, m) or (N, 2, m))."""
+    return int(getattr(model, "x_dim", 1))
+
+
+def _fit_field_specs(nparams, npoints):
+    return {
+        "params": _FieldSpec(np.float64, (nparams,)),
+        "stderr": _FieldSpec(np.float64, (nparams,)),
+        "cov": _FieldSpec(np.float64, (nparams, nparams)),
+        "chi2": _FieldSpec(np.float64),
+        "redchi2": _FieldSpec(np.float64),
+        "dof": _FieldSpec(np.int64),
+        "nit": _FieldSpec(np.int64),
+        "nfev": _FieldSpec(np.int64),
+        "status": _FieldSpec(np.int64),
+        "success": _FieldSpec(np.bool_),
+        "message": _FieldSpec(object),
+        "residuals": _FieldSpec(np.float64, (npoints,)),
+    }
+
+
+class DaskBatchFitResult(_LazyBatchResult):
+    """Lazy result of :func:`fastcalc.dask.fit_batch`: the fields of a ``BatchFitResult``, each a
+    Dask array over the datasets (``params`` is ``(N, p)``, ``cov`` ``(N, p, p)``, ``status``
+    ``(N,)``, ...). ``compute()`` returns the in-memory ``BatchFitResult``."""
+
+    def compute(self, **compute_kwargs):
+        """Run the graph and return the in-memory ``fastcalc.BatchFitResult``.
+
+        Keyword arguments (``scheduler=``, ``num_workers=``...) are passed to ``dask.compute``.
+        """
+        from fastcalc.fitting import BatchFitResult
+        return BatchFitResult(**self._gather(**compute_kwargs))
+
+
+def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
+    """Fit ``model`` to every row of a Dask array ``Y``: one in-memory fit_batch call per chunk.
+
+    The lazy counterpart of :func:`fastcalc.fit_batch`, with the same arguments and results:
+    ``fit_batch(model, x, Y).compute()`` equals ``fastcalc.fit_batch(model, x, Y.compute())``.
+
+    Parameters
+    ----------
+    model
+        A built-in model from :mod:`fastcalc.models`, a Python callable ``model(x, *params)``
+        (called with ``(n, 1)`` parameter columns), or a compiled model. To run a compiled model
+        in worker processes describe it with :func:`compiled`.
+    x : array_like or dask array
+        ``(m,)`` shared by all datasets (``(2, m)`` for ``gaussian_2d``), or one row per dataset
+        ``(N, m)`` (``(N, 2, m)``), split like ``Y``.
+    Y : dask array or array_like, shape (N, m)
+        One dataset per row; NaN marks a missing point. Only the rows should be chunked: the
+        columns are merged into one chunk if needed (``Y.rechunk({1: -1})``). A NumPy array is
+        split into chunks of ``DEFAULT_FIT_CHUNK`` rows.
+    p0 : array_like or dask array, optional
+        ``(p,)`` shared or ``(N, p)`` per dataset; omitted for built-in models (guessed per dataset).
+    sigma : array_like or dask array, optional
+        ``(m,)`` shared or ``(N, m)`` per dataset.
+    n_threads : int or None, default 1
+        Threads used by each chunk's kernel. The default 1 lets Dask run one chunk per core;
+        ``None`` uses every core per chunk (for one single-threaded worker per machine).
+    **kwargs
+        Passed to :func:`fastcalc.fit_batch` (``absolute_sigma``, ``method``, ``bounds``,
+        ``maxiter``, ``tol``...). ``progress`` is not accepted: use Dask's progress bars.
+
+    Returns
+    -------
+    DaskBatchFitResult
+        Every field a Dask array; ``.compute()`` gives the ``BatchFitResult``.
+
+    Raises
+    ------
+    ValueError
+        ``Y`` is not 2-D, is empty or has unknown chunk sizes; a per-dataset argument has the
+        wrong number of rows. Errors of the fits themselves (a Python model that raises, bad
+        shapes) are raised by ``compute()``. Bad datasets never fail the graph: they get a status.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> import fastcalc, fastcalc.dask
+    >>> x = np.linspace(0.0, 1.0, 8)
+    >>> Y = da.from_array(np.outer([1.0, 2.0, 3.0, 4.0], x) + 0.5, chunks=(2, 8))
+    >>> lazy = fastcalc.dask.fit_batch(lambda x, a, b: a * x + b, x, Y, p0=[1.0, 0.0])
+    >>> lazy.params
+    dask.array<params-..., shape=(4, 2), dtype=float64, chunksize=(2, 2), chunktype=numpy.ndarray>
+    >>> result = lazy.compute(scheduler="synchronous")
+    >>> np.round(result.params, 6)
+    array([[1. , 0.5],
+           [2. , 0.5],
+           [3. , 0.5],
+           [4. , 0.5]])
+    >>> result.status
+    array([0, 0, 0, 0]...)
+    """
+    if "progress" in kwargs:
+        raise TypeError("fit_batch: progress is not supported over Dask; use "
+                        "dask.diagnostics.ProgressBar or distributed.progress")
+    Y = _as_dask(Y, "Y", chunks=(DEFAULT_FIT_CHUNK, -1))
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be 2-D (one dataset per row), got shape {Y.shape}")
+    _check_known(Y, "Y")
+    if Y.shape[0] == 0 or Y.shape[1] == 0:
+        raise ValueError(f"Y is empty (shape {Y.shape}): there is nothing to fit")
+    if Y.numblocks[1] != 1:
+        Y = Y.rechunk({1: -1})
+    rows = Y.chunks[0]
+    letters = _spare_letters("ij")
+    inputs = [Y, "ij"]
+    inputs += _batch_input(x, "x", 1 if _model_x_dim(model) == 1 else 2, rows, letters)
+    inputs += _batch_input(sigma, "sigma", 1, rows, letters)
+    inputs += _batch_input(p0, "p0", 1, rows, letters)
+    specs = _fit_field_specs(_model_nparams(model, p0), Y.shape[1])
+    model = _portable(model, "model")
+    blocks = da.blockwise(
+        _fit_block, "i", *inputs, dtype=object, meta=np.empty((0,), dtype=object),
+        concatenate=True, token="fastcalc-fit-batch", model=model,
+        options=dict(kwargs, n_threads=n_threads), names=tuple(specs))
+    return DaskBatchFitResult(_field_arrays(blocks, specs, 1), _process_bound(model))
+
+
+class _ArraySlot:
+    """Marks, in the args of a chunk task, a per-element argument given as a block."""
+
+    def __repr__(self):
+        return "<block>"
+
+
+_ARRAY_SLOT = _ArraySlot()
+
+
+def _elementwise_input(value, name, x0):
+    """(literal or slot, extra blockwise inputs) for a per-element argument of newton."""
+    if not isinstance(value, da.Array) and np.ndim(value) == 0:
+        return value, []
+    array = _as_dask(value, name, chunks=x0.chunks if np.shape(value) == x0.shape else -1)
+    try:
+        array = da.broadcast_to(array, x0.shape)
+    except ValueError as exc:
+        raise ValueError(f"{name} of shape {array.shape} does not broadcast to x0's shape "
+                         f"{x0.shape}") from exc
+    return _ARRAY_SLOT, [array.rechunk(x0.chunks), _elementwise_index(x0)]
+
+
+def _elementwise_index(x0):
+    return "abcdefghij"[:x0.ndim]
+
+
+def _fill(layout, blocks):
+    """Replace the slots of ``layout`` by the next blocks, in order."""
+    return tuple(next(blocks) if isinstance(item, _ArraySlot) else item for item in layout)
+
+
+def _newton_block(x0, *blocks, f, fprime, fprime2, args_layout, bracket_layout, options, names):
+    from fastcalc.roots import newton as in_memory_newton
+    blocks = iter(blocks)
+    args = _fill(args_layout, blocks)
+    bracket = None if bracket_layout is None else _fill(bracket_layout, blocks)
+    result = in_memory_newton(_local(f), x0, _local(fprime), args=args, fprime2=_local(fprime2),
+                              bracket=bracket, full_output=True, **options)
+    return _fields_of_block(result, names)
+
+
+def _newton_field_specs():
+    return {
+        "x": _FieldSpec(np.float64),
+        "fun": _FieldSpec(np.float64),
+        "status": _FieldSpec(np.intp),
+        "converged": _FieldSpec(np.bool_),
+        "nit": _FieldSpec(np.intp),
+        "nfev": _FieldSpec(np.intp),
+        "message": _FieldSpec(object),
+    }
+
+
+class DaskNewtonResult(_LazyBatchResult):
+    """Lazy result of :func:`fastcalc.dask.newton`: the fields of the in-memory batch result
+    (``x``, ``fun``, ``status``, ``converged``, ``nit``, ``nfev``, ``message``), each a Dask
+    array shaped like ``x0``; ``root`` and ``success`` are aliases of ``x`` and ``converged``.
+    ``compute()`` returns the in-memory ``scipy.optimize.OptimizeResult``."""
+
+    @property
+    def root(self):
+        """Alias of ``x``."""
+        return self._arrays["x"]
+
+    @property
+    def success(self):
+        """Alias of ``converged``."""
+        return self._arrays["converged"]
+
+    def compute(self, **compute_kwargs):
+        """Run the graph and return the in-memory result, as ``fastcalc.newton(...,
+        full_output=True)`` gives it.
+
+        Keyword arguments (``scheduler=``, ``num_workers=``...) are passed to ``dask.compute``.
+        """
+        from scipy.optimize import OptimizeResult
+        values = self._gather(**compute_kwargs)
+        return OptimizeResult(x=values["x"], root=values["x"], fun=values["fun"],
+                              status=values["status"], converged=values["converged"],
+                              success=values["converged"], nit=values["nit"],
+                              nfev=values["nfev"], message=values["message"])
+
+
+def newton(f, x0, fprime=None, *, args=(), fprime2=None, bracket=None, n_threads=1, **kwargs):
+    """Solve ``f(x, *args) = 0`` for every element of a Dask array ``x0``, one chunk per call.
+
+    The lazy counterpart of the elementwise batch :func:`fastcalc.newton` (always with its full
+    output): ``newton(f, x0).compute()`` equals ``fastcalc.newton(f, x0.compute(),
+    full_output=True)``.
+
+    Parameters
+    ----------
+    f : callable or compiled callable
+        Vectorized elementwise ``f(x, *args)``, or a compiled elementwise function
+        ``double f(double x, int k, double *p, void *user_data)``; to run a compiled function in
+        worker processes describe it with :func:`compiled`.
+    x0 : dask array or array_like
+        Initial guesses, any shape with at least one dimension. A NumPy array is split into
+        chunks of ``DEFAULT_NEWTON_CHUNK`` elements.
+    fprime, fprime2 : callable or compiled callable, optional
+        First (and second: Halley) derivative, like ``f``; finite differences when omitted.
+    args : tuple, optional
+        Extra arguments of ``f``; an array (NumPy or Dask) is one parameter per element: it is
+        broadcast to ``x0``'s shape and split like ``x0``. Scalars are shared.
+    bracket : (lower, upper), optional
+        Safeguarding bracket; each bound a scalar or an array per element like ``args``.
+    n_threads : int or None, default 1
+        Threads used by each chunk's kernel (compiled functions); see :func:`fit_batch`.
+    **kwargs
+        Passed to :func:`fastcalc.newton` (``tol``, ``rtol``, ``ftol``, ``maxiter``, ``method``).
+        ``full_output`` is ignored: the lazy result always carries every field.
+
+    Returns
+    -------
+    DaskNewtonResult
+        Every field a Dask array shaped like ``x0``; ``.compute()`` gives the in-memory result.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> import fastcalc.dask
+    >>> c = da.from_array(np.array([1.0, 2.0, 4.0, 9.0]), chunks=2)
+    >>> lazy = fastcalc.dask.newton(lambda x, c: x * x - c, da.ones(4, chunks=2),
+    ...                             lambda x, c: 2.0 * x, args=(c,))
+    >>> lazy.x
+    dask.array<x-..., shape=(4,), dtype=float64, chunksize=(2,), chunktype=numpy.ndarray>
+    >>> result = lazy.compute(scheduler="synchronous")
+    >>> result.x
+    array([1.        , 1.41421356, 2.        , 3.        ])
+    >>> result.converged
+    array([ True,  True,  True,  True])
+    """
+    if "full_output" in kwargs:
+        kwargs.pop("full_output")   # the lazy result always carries every field
+    x0 = _as_dask(x0, "x0", chunks=DEFAULT_NEWTON_CHUNK)
+    if x0.ndim == 0:
+        raise ValueError("x0 must have at least one dimension; use fastcalc.newton for one "
+                         "equation")
+    _check_known(x0, "x0")
+    if x0.size == 0:
+        raise ValueError(f"x0 is empty (shape {x0.shape}): there is nothing to solve")
+    if not isinstance(args, tuple):
+        args = tuple(args) if isinstance(args, list) else (args,)
+    index = _elementwise_index(x0)
+    inputs = [x0, index]
+    args_layout = []
+    for k, value in enumerate(args):
+        item, extra = _elementwise_input(value, f"args[{k}]", x0)
+        args_layout.append(item)
+        inputs += extra
+    bracket_layout = None
+    if bracket is not None:
+        if len(bracket) != 2:
+            raise ValueError("bracket must be a pair (lower, upper)")
+        bracket_layout = []
+        for name, value in zip(("bracket[0]", "bracket[1]"), bracket):
+            item, extra = _elementwise_input(value, name, x0)
+            bracket_layout.append(item)
+            inputs += extra
+    specs = _newton_field_specs()
+    f, fprime, fprime2 = (_portable(v, name) for v, name in
+                          ((f, "f"), (fprime, "fprime"), (fprime2, "fprime2")))
+    blocks = da.blockwise(
+        _newton_block, index, *inputs, dtype=object, meta=np.empty((0,) * x0.ndim, dtype=object),
+        token="fastcalc-newton", f=f, fprime=fprime, fprime2=fprime2,
+        args_layout=tuple(args_layout),
+        bracket_layout=None if bracket_layout is None else tuple(bracket_layout),
+        options=dict(kwargs, n_threads=n_threads), names=tuple(specs))
+    return DaskNewtonResult(_field_arrays(blocks, specs, x0.ndim), _process_bound(f, fprime, fprime2))
