@@ -3,12 +3,17 @@
 Finite-difference derivatives, Newton-Raphson at every scale, gradient descent, Lagrange
 multipliers and chi-squared fitting; SciPy is the reference every routine is tested against.
 """
+from . import models, nist
 from ._status import ConvergenceError, Status
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
+from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit, polyfit
 from .roots import newton, newton_system
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceError", "DifferentiationResult", "Status", "__version__", "check_grad",
-           "derivative", "gradient", "hessian", "jacobian", "newton", "newton_system", "taylor"]
+__all__ = [
+    "BatchFitResult", "ConvergenceError", "DifferentiationResult", "FitResult", "Status",
+    "__version__", "check_grad", "chi2", "derivative", "fit", "fit_batch", "gradient", "hessian",
+    "jacobian", "linear_fit", "models", "newton", "newton_system", "nist", "polyfit", "taylor",
+]
