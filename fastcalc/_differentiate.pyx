@@ -31,7 +31,7 @@ cnp.import_array()
 
 # Below this many coordinate-evaluations a compiled plan runs on one thread: thread start-up
 # would cost more than it saves.
-cdef Py_ssize_t _PARALLEL_WORK = 200000
+cdef Py_ssize_t _PARALLEL_WORK = 4000000
 # Largest first-derivative stencil (central, accuracy 8) fits with room to spare.
 DEF _MAX_STENCIL = 16
 

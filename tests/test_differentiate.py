@@ -225,7 +225,7 @@ def test_compiled_vector_field_n_out(rng):
 
 
 def test_compiled_results_do_not_depend_on_thread_count(rng):
-    x = rng.uniform(-2, 2, 500)   # 1000 points x 500 coordinates: the parallel path
+    x = rng.uniform(-2, 2, 2000)   # 4000 points x 2000 coordinates: the parallel path
     f = low_level("rosenbrock")
     one = gradient(f, x, n_threads=1)
     two = gradient(f, x, n_threads=2)
