@@ -722,7 +722,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     accuracy : {2, 4, 6, 8}
         Order of the truncation error for ``method="central"``.
     step : float or array_like, optional
-        Absolute step(s) (the smallest step of the extrapolation); default relative.
+        Absolute step(s); default relative. For ``"central"`` the base step ``h`` (accuracies
+        above 2 extrapolate from ``h, 2h, 4h, 8h``); for ``"richardson"`` the largest step.
     grad : callable, scipy.LowLevelCallable or numba cfunc, optional
         Gradient ``grad(x, *args) -> (n,)`` (vectorized: ``(n, k) -> (n, k)``; compiled: a
         vector field with ``m = n``).
