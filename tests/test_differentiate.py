@@ -301,13 +301,29 @@ def test_hessian_matches_scipy_differentiate(rng):
                                atol=1e-10)
 
 
-def test_hessian_non_finite_gives_status():
-    def f(x):
-        return np.where(x[0] > 1.0, np.nan, x[0] ** 2 * x[1] ** 2)
-    result = hessian(f, [1.0, 2.0], vectorized=True, full_output=True)
-    assert result.status[0, 0] == Status.NON_FINITE and np.isnan(result.df[0, 0])
-    assert result.status[1, 1] == 0 and abs(result.df[1, 1] - 2.0) < 1e-6
-    assert not result.success
+@pytest.mark.parametrize("method,accuracy", [("central", 2), ("central", 4), ("richardson", 2)])
+def test_hessian_non_finite_switches_to_one_sided(method, accuracy):
+    def f(x):   # x0^3 x1^2 + x1^3, NaN where x0 > 1 (and x1 < 1.5 in the second case)
+        return np.where(x[0] > 1.0, np.nan, x[0] ** 3 * x[1] ** 2 + x[1] ** 3)
+
+    exact = np.array([[6 * 4.0, 6 * 2.0], [6 * 2.0, 2 + 12.0]])
+    for vectorized in (False, True):
+        result = hessian(f, [1.0, 2.0], method=method, accuracy=accuracy,
+                         vectorized=vectorized, full_output=True)
+        assert result.success
+        np.testing.assert_allclose(result.df, exact, rtol=1e-5)
+        np.testing.assert_array_equal(result.df, result.df.T)
+
+    def g(x):   # NaN on both sides of x0 = 1: no stencil can work for row/column 0
+        return np.where(x[0] != 1.0, np.nan, x[1] ** 3)
+    result = hessian(g, [1.0, 2.0], vectorized=True, full_output=True)
+    assert result.status.tolist() == [[3, 3], [3, 0]] and not result.success
+    assert np.isnan(result.df[0]).all() and abs(result.df[1, 1] - 12.0) < 1e-6
+
+
+def test_hessian_non_finite_compiled():
+    result = hessian(low_level("nan_scalar"), np.ones(3), full_output=True)
+    assert (result.status == Status.NON_FINITE).all() and np.isnan(result.df).all()
 
 
 # ------------------------------------------------------------------------------------------
