@@ -35,7 +35,7 @@ from numpy.polynomial import Polynomial
 from scipy.optimize import OptimizeResult
 
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
-                             relative_steps, stencil)
+                             elementwise_values, relative_steps, stencil)
 from ._evaluate import FunctionKind, resolve
 from ._status import Status, messages_of
 
@@ -925,8 +925,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
 
     Parameters
     ----------
-    f : callable
-        ``f(x, *args)`` returning an array of the shape of ``x``.
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        ``f(x, *args)`` returning an array of the shape of ``x``; or a compiled elementwise
+        ``double f(double x, int k, double *p, void *user_data)``, whose per-element
+        parameters are given as ``args=(p,)`` with ``p`` of shape ``x.shape + (k,)``.
     x : float or array_like
         Points of differentiation (finite; never modified).
     order : {1, 2, 3, 4}
@@ -955,8 +957,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     >>> round(derivative(np.exp, 1.0, order=2, method="richardson"), 10)
     2.7182818285
     """
-    if not callable(f):
-        raise TypeError(f"f must be callable, got {type(f).__name__}")
+    function = resolve(f, signatures=("elementwise",))
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) \
             or not 1 <= order <= 4:
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
@@ -977,6 +978,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     shape = x_arr.shape
     flat = x_arr.ravel()
     _elementwise_stage.shape = shape
+    if function.kind == FunctionKind.COMPILED:
+        f, args = _compiled_elementwise(function, args, flat.size, method)
     richardson = method == "richardson"
     if method == "complex":
         h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
@@ -1020,6 +1023,24 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     if full_output:
         return _result(df[()], error[()], status, nfev)
     return df[()] if df.ndim else float(df)
+
+
+def _compiled_elementwise(function, args, size, method):
+    """A compiled elementwise function as an array function; ``args`` may hold one parameter
+    array of shape ``x.shape + (k,)`` (``k`` parameters per element)."""
+    if method == "complex":
+        raise TypeError("f: method='complex' needs a Python function that accepts complex "
+                        "input; compiled callables are real-valued")
+    if len(args) > 1:
+        raise TypeError("f: a compiled elementwise function takes one parameter array "
+                        "(shape x.shape + (k,)) in args")
+    parameters = None
+    if args:
+        parameters = np.ascontiguousarray(args[0], dtype=np.float64)
+        if parameters.size % size or parameters.ndim == 0:
+            raise ValueError(f"args[0] must have shape x.shape + (k,), got {parameters.shape}")
+        parameters = parameters.reshape(size, -1)
+    return (lambda points: elementwise_values(function, points, parameters)), ()
 
 
 def check_grad(f, grad, x, *, args=()):

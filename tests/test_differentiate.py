@@ -354,6 +354,32 @@ def test_derivative_complex_and_scalar():
     assert isinstance(value, float) and abs(value - np.exp(0.5)) < 1e-9
 
 
+def test_derivative_compiled_elementwise_numba():
+    numba = pytest.importorskip("numba", reason="numba is optional")
+    from numba import types
+
+    signature = types.double(types.double, types.intc, types.CPointer(types.double),
+                             types.voidptr)
+
+    @numba.cfunc(signature)
+    def scaled_exp(x, k, p, user_data):   # p[0] * exp(p[1] * x), or exp(x) without parameters
+        if k == 0:
+            return np.exp(x)
+        return p[0] * np.exp(p[1] * x)
+
+    x = np.linspace(-1, 1, 6)
+    np.testing.assert_allclose(derivative(scaled_exp, x, method="richardson"), np.exp(x),
+                               rtol=1e-12)
+    params = np.stack([np.linspace(1, 2, 6), np.linspace(-1, 1, 6)], axis=1)
+    expected = params[:, 0] * params[:, 1] ** 2 * np.exp(params[:, 1] * x)
+    np.testing.assert_allclose(derivative(scaled_exp, x, order=2, args=(params,), accuracy=4),
+                               expected, rtol=1e-7, atol=1e-8)
+    with pytest.raises(TypeError, match="complex"):
+        derivative(scaled_exp, x, method="complex")
+    with pytest.raises(TypeError, match="signature"):
+        derivative(low_level("rosenbrock"), x)
+
+
 def test_derivative_matches_scipy_differentiate():
     x = np.linspace(1.0, 3.0, 5)   # SciPy's first step (0.5) reaches log(0) at x = 0.5
     theirs = scipy.differentiate.derivative(np.log, x).df
