@@ -24,14 +24,15 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.float cimport PyFloat_Check, PyFloat_AS_DOUBLE
 
-from fastcalc._evaluate cimport UserFunction, scalar_field_t, vector_field_t, COMPILED
+from fastcalc._evaluate cimport (UserFunction, scalar_field_t, vector_field_t, elementwise_t,
+                                 COMPILED)
 from fastcalc._parallel cimport resolve_threads
 
 cnp.import_array()
 
 # Below this many coordinate-evaluations a compiled plan runs on one thread: thread start-up
 # would cost more than it saves.
-cdef Py_ssize_t _PARALLEL_WORK = 200000
+cdef Py_ssize_t _PARALLEL_WORK = 4000000
 # Largest first-derivative stencil (central, accuracy 8) fits with room to spare.
 DEF _MAX_STENCIL = 16
 
@@ -408,3 +409,37 @@ cdef cnp.ndarray compiled_axis_values(UserFunction function, const double[::1] x
                 work[j] = x[j]
         free(work)
     return values_arr
+
+
+def elementwise_values(UserFunction function, points, parameters=None):
+    """Values of a compiled elementwise function ``double f(double x, int k, double *p, void*)``.
+
+    ``points`` has any shape ``(..., N)`` ending with the element axis (or ``N`` elements);
+    ``parameters`` is None or ``(N, k)``: the ``k`` parameters of each element, shared by all
+    leading indices of ``points``. Returns an array of the shape of ``points``.
+    """
+    if function.kind != COMPILED or function.signature != "elementwise":
+        raise TypeError("elementwise_values needs a compiled elementwise callable")
+    cdef cnp.ndarray flat = np.ascontiguousarray(points, dtype=np.float64).reshape(-1)
+    cdef Py_ssize_t total = flat.shape[0], i, elements, width = 0
+    cdef const double[:, ::1] params
+    cdef double *p = NULL
+    if parameters is not None:
+        params = parameters
+        elements = params.shape[0]
+        width = params.shape[1]
+        if elements == 0 or total % elements:
+            raise ValueError("parameters must have one row per element")
+    else:
+        elements = 1
+    out = np.empty(total, dtype=np.float64)
+    cdef double[::1] out_view = out
+    cdef const double *x = <const double*>cnp.PyArray_DATA(flat)
+    cdef elementwise_t fn = <elementwise_t>function.c_function
+    cdef void *user_data = function.user_data
+    with nogil:
+        for i in range(total):
+            if width > 0:
+                p = <double*>&params[i % elements, 0]
+            out_view[i] = fn(x[i], <int>width, p, user_data)
+    return out.reshape(np.shape(points))
