@@ -351,7 +351,7 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     >>> FX = lambda X: np.stack([X[0]**2 + X[1]**2 - 4.0, np.exp(X[0]) + X[1] - 1.0])
     >>> np.round(newton_system(FX, X0, vectorized=True).x, 6)
     array([[ 1.004169, -1.729637],
-           [-1.816264,  0.837367]])
+           [-1.816264,  0.837368]])
     """
     _check_tolerances(tol=tol, rtol=rtol, ftol=ftol)
     maxiter = _check_maxiter(maxiter)
