@@ -38,6 +38,7 @@ cdef enum:
     GUESS_BAD_DOMAIN = 2
     MAX_STACK_PARAMS = 16
     RSS_CHUNK = 64
+    SCAN_BLOCK = 16
 
 cdef double LN2 = 0.6931471805599453
 # Mean squared radius of a 2-D Gaussian over its part above half maximum, weighted by the
@@ -154,7 +155,9 @@ cdef inline double lsq_add_row(double *R, double *qtb, int p, double *row,
     for k in range(p):
         if row[k] == 0.0:
             continue
-        rho = hypot(R[k * p + k], row[k])
+        # plain sqrt: glibc's overflow-safe hypot costs several times more, and guesses
+        # only see data far below 1e150 (an overflow gives inf and a failed guess)
+        rho = sqrt(R[k * p + k] * R[k * p + k] + row[k] * row[k])
         c = R[k * p + k] / rho
         s = row[k] / rho
         R[k * p + k] = rho
@@ -940,20 +943,82 @@ cdef double sine_linear_fit(int npts, const double *x, const double *y, double o
     return rss
 
 
-cdef double best_frequency(int npts, const double *x, const double *y, double low,
-                           double high, int steps) noexcept nogil:
-    """The frequency of least residual among `steps` equally spaced ones in [low, high]."""
-    cdef double coef[3]
-    cdef double best = low, best_rss = INFINITY, omega, rss
-    cdef int j
-    for j in range(steps):
-        omega = low + (high - low) * j / (steps - 1)
-        if omega <= 0.0:
-            continue
-        rss = sine_linear_fit(npts, x, y, omega, coef)
-        if rss < best_rss:
-            best_rss = rss
-            best = omega
+cdef double best_frequency(int npts, const double *x, const double *y, double ymean,
+                           double xmid, double low, double high, int steps) noexcept nogil:
+    """The frequency of least residual for y ~ a sin(w x) + b cos(w x) + c among `steps`
+    equally spaced w in [low, high]. Blocks of SCAN_BLOCK frequencies share one pass over
+    the points: sin and cos of successive w x follow by rotation (4 trig calls per point
+    per block instead of 2 per frequency), accumulated into 3x3 normal equations, which
+    are well conditioned here (x centred, w span >= pi/2)."""
+    cdef double sums[7 * SCAN_BLOCK]
+    cdef double delta = (high - low) / (steps - 1) if steps > 1 else 0.0
+    cdef double best = low, best_rss = INFINITY, omega0, t, sv, cv, sd, cd, rotated, v
+    cdef double ss, sc, cc, s1, c1, ys, yc, n = 0.0, sy = 0.0, syy = 0.0
+    cdef double l11, l21, l31, l22, l32, l33, z1, z2, z3, explained
+    cdef int block = 0, count, i, j
+    for i in range(npts):
+        if usable(x[i], y[i]):
+            v = y[i] - ymean
+            n += 1.0
+            sy += v
+            syy += v * v
+    while block < steps:
+        count = steps - block if steps - block < SCAN_BLOCK else SCAN_BLOCK
+        for j in range(7 * count):
+            sums[j] = 0.0
+        omega0 = low + block * delta
+        for i in range(npts):
+            if not usable(x[i], y[i]):
+                continue
+            t = x[i] - xmid
+            v = y[i] - ymean
+            sv = sin(omega0 * t)
+            cv = cos(omega0 * t)
+            sd = sin(delta * t)
+            cd = cos(delta * t)
+            for j in range(count):
+                sums[7 * j] += sv * sv
+                sums[7 * j + 1] += sv * cv
+                sums[7 * j + 2] += cv * cv
+                sums[7 * j + 3] += sv
+                sums[7 * j + 4] += cv
+                sums[7 * j + 5] += v * sv
+                sums[7 * j + 6] += v * cv
+                rotated = sv * cd + cv * sd
+                cv = cv * cd - sv * sd
+                sv = rotated
+        for j in range(count):
+            ss = sums[7 * j]
+            sc = sums[7 * j + 1]
+            cc = sums[7 * j + 2]
+            s1 = sums[7 * j + 3]
+            c1 = sums[7 * j + 4]
+            ys = sums[7 * j + 5]
+            yc = sums[7 * j + 6]
+            # Cholesky of [[ss, sc, s1], [sc, cc, c1], [s1, c1, n]]; the explained sum of
+            # squares is |L^-1 b|^2 with b = (ys, yc, sy)
+            if not ss > 1e-12 * n:
+                continue
+            l11 = sqrt(ss)
+            l21 = sc / l11
+            l31 = s1 / l11
+            l22 = cc - l21 * l21
+            if not l22 > 1e-12 * n:
+                continue
+            l22 = sqrt(l22)
+            l32 = (c1 - l31 * l21) / l22
+            l33 = n - l31 * l31 - l32 * l32
+            if not l33 > 1e-12 * n:
+                continue
+            l33 = sqrt(l33)
+            z1 = ys / l11
+            z2 = (yc - l21 * z1) / l22
+            z3 = (sy - l31 * z1 - l32 * z2) / l33
+            explained = z1 * z1 + z2 * z2 + z3 * z3
+            if syy - explained < best_rss:
+                best_rss = syy - explained
+                best = omega0 + j * delta
+        block += count
     return best
 
 
@@ -965,7 +1030,7 @@ cdef int sine_guess(int npts, const double *x, const double *y, int nparams,
     # amplitude, phase and offset exactly by linear least squares at that omega.
     cdef DataSummary s
     cdef double coef[3]
-    cdef double span, hysteresis, v, omega, first_cross = 0.0, last_cross = 0.0
+    cdef double span, hysteresis, v, omega, first_cross = 0.0, last_cross = 0.0, xmid
     cdef double last_x_in_state = 0.0, previous_x = -INFINITY
     cdef int i, state = 0, new_state, crossings = 0
     cdef bint is_sorted = True
@@ -975,6 +1040,7 @@ cdef int sine_guess(int npts, const double *x, const double *y, int nparams,
     span = s.xmax - s.xmin
     if span <= 0.0:
         return GUESS_TOO_FEW_POINTS
+    xmid = 0.5 * (s.xmin + s.xmax)
     for i in range(npts):
         if not usable(x[i], y[i]):
             continue
@@ -1001,12 +1067,12 @@ cdef int sine_guess(int npts, const double *x, const double *y, int nparams,
             omega = M_PI * (crossings - 1) / (last_cross - first_cross)
         else:
             omega = M_PI / span * (1.0 if crossings == 0 else 1.5)
-        omega = best_frequency(npts, x, y, 0.7 * omega, 1.3 * omega, 13)
+        omega = best_frequency(npts, x, y, s.ymean, xmid, 0.7 * omega, 1.3 * omega, 13)
     else:
-        omega = best_frequency(npts, x, y, 0.5 * M_PI / span, M_PI * (s.n - 1) / span,
-                               4 * s.n)
+        omega = best_frequency(npts, x, y, s.ymean, xmid, 0.5 * M_PI / span,
+                               M_PI * (s.n - 1) / span, 4 * s.n)
     # final refinement: +-5% (the coarse grid steps are 5% of omega)
-    omega = best_frequency(npts, x, y, 0.95 * omega, 1.05 * omega, 11)
+    omega = best_frequency(npts, x, y, s.ymean, xmid, 0.95 * omega, 1.05 * omega, 11)
     if not isfinite(sine_linear_fit(npts, x, y, omega, coef)):
         return GUESS_TOO_FEW_POINTS
     p0[0] = hypot(coef[0], coef[1])
