@@ -1,0 +1,1248 @@
+"""Chi-squared fitting kernels: Levenberg-Marquardt and gradient descent, one dataset or millions.
+
+The iteration is a step-wise state machine (``FitState``) so that two drivers share every line of
+the algebra:
+
+* ``fit_one`` runs one dataset to completion without the GIL, calling a built-in model
+  (``fastcalc._models``) or a compiled model callable; ``fit_compiled`` runs it over datasets in a
+  ``prange`` loop with per-thread scratch.
+* ``fit_python`` drives many datasets of a Python-callable model in lock step: one broadcast model
+  call per round for every dataset waiting for values, one call per free parameter for the
+  finite-difference Jacobian, and the algebra per dataset in C.
+
+Notation: weighted residuals ``r = w (y - f(p))`` with ``w = 1/sigma`` (0 for a missing point), and
+``J = w df/dp`` (columns of the free parameters only, column-major). The Levenberg-Marquardt step
+solves ``min ||r - J dp||^2 + lam ||D dp||^2`` with MINPACK's scaling ``D`` (column norms of ``J``,
+never decreasing). It is solved from the normal equations by Cholesky when that is accurate (every
+pivot keeps at least 1e-8 of its diagonal) and otherwise by Householder QR of ``J`` followed by QR
+of the small augmented matrix ``[R; sqrt(lam) D]``, which never squares the condition number.
+"""
+import numpy as np
+cimport numpy as cnp
+from cython.parallel cimport parallel, prange
+from libc.math cimport sqrt, fabs, isfinite, INFINITY, NAN
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+
+from fastcalc._evaluate cimport UserFunction, model_t
+from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
+from fastcalc._parallel cimport resolve_threads
+
+cnp.import_array()
+
+# Status codes: the values of fastcalc._status.Status.
+cdef enum:
+    SUCCESS = 0
+    MAX_ITERATIONS = 1
+    SINGULAR = 2
+    NON_FINITE = 3
+    OUT_OF_BOUNDS = 4
+    CALLBACK_ERROR = 5
+
+# Stages of the state machine.
+cdef enum:
+    NEED_JACOBIAN = 0   # J at params is wanted (jac_valid says it is already there)
+    NEED_TRIAL = 1      # propose a step
+    NEED_VALUES = 2     # a trial point is proposed; waiting for its residuals
+    DONE = 3
+
+cdef enum:
+    METHOD_LM = 0
+    METHOD_GD = 1
+
+cdef enum:
+    KIND_BUILTIN = 0
+    KIND_COMPILED = 1
+
+# Cholesky is trusted when every pivot keeps this fraction of its diagonal (else QR is used).
+cdef double CHOLESKY_MIN_PIVOT_RATIO = 1e-8
+# A Jacobian column whose QR diagonal is below this fraction of its norm is linearly dependent.
+cdef double RANK_TOLERANCE = 1e-12
+# Exit check: a Gauss-Newton step still this large (relative, scaled) that would also remove
+# this fraction of chi2 means the point is not a minimum.
+cdef double EXIT_STEP_TOLERANCE = 1e-4
+cdef double EXIT_REDUCTION_TOLERANCE = 1e-8
+cdef int MAX_RESTARTS = 3
+cdef double SQRT_EPS = 1.4901161193847656e-08
+
+
+cdef struct FitState:
+    int m               # rows (points; a missing point is a zero row)
+    int nparams         # all parameters
+    int nfree           # free parameters (columns of J)
+    int n_valid         # points with non-zero weight (for the degrees of freedom)
+    int method
+    int maxiter
+    int absolute_sigma
+    int has_bounds
+    double ftol
+    double xtol
+    double gtol
+    const int *free_index
+    const double *lower
+    const double *upper
+    # iteration state
+    int stage
+    int status
+    int nit
+    int nfev
+    int finishing       # converged: finish as soon as J at params is known
+    int jac_valid       # J holds the Jacobian at params
+    int trial_has_jac   # jac_trial holds the Jacobian at trial (built-in models)
+    int have_qr
+    int have_normal
+    int clipped
+    int restarts        # fresh starts after a stall away from a minimum
+    int rejections      # consecutive rejected steps
+    double chi2
+    double chi2_trial
+    double predicted
+    double lam
+    double nu
+    double alpha
+    # arrays (see state_size)
+    double *params
+    double *trial
+    double *values
+    double *values_trial
+    double *resid
+    double *resid_trial
+    double *jac
+    double *jac_trial
+    double *qr
+    double *qrb
+    double *R
+    double *qtr
+    double *scale
+    double *grad
+    double *normal
+    double *chol
+    double *step
+    double *aug
+    double *augb
+    double *work
+    int *blocked
+    int *columns
+    double *cov         # (nparams, nparams), written by finish
+
+
+cdef inline Py_ssize_t state_size(int m, int nparams, int nfree) noexcept nogil:
+    """Number of doubles a FitState needs (ints are stored in double slots)."""
+    return (2 * nparams + 4 * m + 3 * m * nfree + m + 4 * nfree * nfree + 6 * nfree
+            + 2 * nfree * nfree + 2 * nfree + 2 * nfree)
+
+
+cdef inline double *take(double **cursor, Py_ssize_t n) noexcept nogil:
+    cdef double *p = cursor[0]
+    cursor[0] = p + n
+    return p
+
+
+cdef void state_bind(FitState *s, double *block, int m, int nparams, int nfree) noexcept nogil:
+    cdef double *c = block
+    s.m = m
+    s.nparams = nparams
+    s.nfree = nfree
+    s.params = take(&c, nparams)
+    s.trial = take(&c, nparams)
+    s.values = take(&c, m)
+    s.values_trial = take(&c, m)
+    s.resid = take(&c, m)
+    s.resid_trial = take(&c, m)
+    s.jac = take(&c, m * nfree)
+    s.jac_trial = take(&c, m * nfree)
+    s.qr = take(&c, m * nfree)
+    s.qrb = take(&c, m)
+    s.R = take(&c, nfree * nfree)
+    s.normal = take(&c, nfree * nfree)
+    s.chol = take(&c, nfree * nfree)
+    s.work = take(&c, nfree * nfree)
+    s.qtr = take(&c, nfree)
+    s.scale = take(&c, nfree)
+    s.grad = take(&c, nfree)
+    s.step = take(&c, nfree)
+    s.augb = take(&c, 2 * nfree)
+    s.aug = take(&c, 2 * nfree * nfree)
+    s.blocked = <int *>take(&c, nfree)
+    s.columns = <int *>take(&c, nfree)
+
+
+cdef void state_init(FitState *s, int method, int maxiter, double ftol, double xtol, double gtol,
+                     int absolute_sigma, const int *free_index, const double *lower,
+                     const double *upper, int has_bounds, double *cov) noexcept nogil:
+    cdef int k
+    s.method = method
+    s.maxiter = maxiter
+    s.ftol = ftol
+    s.xtol = xtol
+    s.gtol = gtol
+    s.absolute_sigma = absolute_sigma
+    s.free_index = free_index
+    s.lower = lower
+    s.upper = upper
+    s.has_bounds = has_bounds
+    s.cov = cov
+    s.stage = NEED_JACOBIAN
+    s.status = SUCCESS
+    s.nit = 0
+    s.nfev = 0
+    s.finishing = 0
+    s.jac_valid = 0
+    s.trial_has_jac = 0
+    s.have_qr = 0
+    s.have_normal = 0
+    s.clipped = 0
+    s.restarts = 0
+    s.rejections = 0
+    s.chi2 = NAN
+    s.chi2_trial = NAN
+    s.predicted = 0.0
+    s.lam = 1e-3
+    s.nu = 2.0
+    s.alpha = 1.0 / nfree_or_one(s.nfree)
+    for k in range(s.nfree):
+        s.scale[k] = 0.0
+
+
+cdef inline int nfree_or_one(int n) noexcept nogil:
+    return n if n > 0 else 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Small dense linear algebra (column-major). Hand-written for the tiny sizes of a fit (the
+# per-call overhead of LAPACK dominates there); tested against numpy.linalg.lstsq.
+
+cdef inline double dot(int n, const double *a, const double *b) noexcept nogil:
+    cdef double total = 0.0
+    cdef int i
+    for i in range(n):
+        total += a[i] * b[i]
+    return total
+
+
+cdef void householder_triangularize(int rows, int cols, double *A, int lda,
+                                    double *b) noexcept nogil:
+    """Reduce A (rows x cols) to upper-triangular R in place by Householder reflections, applying
+    the same reflections to b (so b becomes Q^T b). Entries below the diagonal are zeroed."""
+    cdef int k, i, j
+    cdef double norm, alpha, x0, vk, vnorm2, t
+    cdef double *col
+    cdef double *other
+    for k in range(cols if cols < rows else rows):
+        col = A + <Py_ssize_t>k * lda
+        norm = 0.0
+        for i in range(k, rows):
+            norm += col[i] * col[i]
+        norm = sqrt(norm)
+        if norm == 0.0:
+            continue
+        x0 = col[k]
+        alpha = -norm if x0 >= 0.0 else norm
+        vk = x0 - alpha
+        vnorm2 = 2.0 * norm * (norm + fabs(x0))
+        col[k] = vk
+        for j in range(k + 1, cols):
+            other = A + <Py_ssize_t>j * lda
+            t = 0.0
+            for i in range(k, rows):
+                t += col[i] * other[i]
+            t = 2.0 * t / vnorm2
+            for i in range(k, rows):
+                other[i] -= t * col[i]
+        t = 0.0
+        for i in range(k, rows):
+            t += col[i] * b[i]
+        t = 2.0 * t / vnorm2
+        for i in range(k, rows):
+            b[i] -= t * col[i]
+        col[k] = alpha
+        for i in range(k + 1, rows):
+            col[i] = 0.0
+
+
+cdef void solve_upper(int n, const double *R, int ldr, const double *b, double *x) noexcept nogil:
+    """Back substitution R x = b; a zero diagonal gives a zero component (least-norm choice)."""
+    cdef int i, j
+    cdef double total
+    for i in range(n - 1, -1, -1):
+        total = b[i]
+        for j in range(i + 1, n):
+            total -= R[i + <Py_ssize_t>j * ldr] * x[j]
+        x[i] = total / R[i + <Py_ssize_t>i * ldr] if R[i + <Py_ssize_t>i * ldr] != 0.0 else 0.0
+
+
+cdef int cholesky(int n, double *A, int lda) noexcept nogil:
+    """In-place lower Cholesky factor of the symmetric A (lower triangle used). Returns 0, or 1 when
+    a pivot is not positive or keeps less than CHOLESKY_MIN_PIVOT_RATIO of its diagonal."""
+    cdef int i, j, k
+    cdef double d, total
+    for j in range(n):
+        d = A[j + <Py_ssize_t>j * lda]
+        total = d
+        for k in range(j):
+            total -= A[j + <Py_ssize_t>k * lda] * A[j + <Py_ssize_t>k * lda]
+        if not (total > CHOLESKY_MIN_PIVOT_RATIO * d):
+            return 1
+        total = sqrt(total)
+        A[j + <Py_ssize_t>j * lda] = total
+        for i in range(j + 1, n):
+            d = A[i + <Py_ssize_t>j * lda]
+            for k in range(j):
+                d -= A[i + <Py_ssize_t>k * lda] * A[j + <Py_ssize_t>k * lda]
+            A[i + <Py_ssize_t>j * lda] = d / total
+    return 0
+
+
+cdef void cholesky_solve(int n, const double *L, int lda, const double *b, double *x) noexcept nogil:
+    cdef int i, k
+    cdef double total
+    for i in range(n):
+        total = b[i]
+        for k in range(i):
+            total -= L[i + <Py_ssize_t>k * lda] * x[k]
+        x[i] = total / L[i + <Py_ssize_t>i * lda]
+    for i in range(n - 1, -1, -1):
+        total = x[i]
+        for k in range(i + 1, n):
+            total -= L[k + <Py_ssize_t>i * lda] * x[k]
+        x[i] = total / L[i + <Py_ssize_t>i * lda]
+
+
+# ---------------------------------------------------------------------------------------------
+# The state machine.
+
+cdef void state_fail(FitState *s, int status) noexcept nogil:
+    """Stop with a failure status: covariance NaN, params as they are."""
+    cdef int k
+    s.status = status
+    for k in range(s.nparams * s.nparams):
+        s.cov[k] = NAN
+    s.stage = DONE
+
+
+cdef void state_begin(FitState *s, int eval_status) noexcept nogil:
+    """Residuals at the starting params are in s.resid (and J in jac_trial if trial_has_jac)."""
+    cdef int i
+    cdef double chi2 = 0.0
+    s.nfev += 1
+    if eval_status != SUCCESS:
+        state_fail(s, eval_status)
+        return
+    for i in range(s.m):
+        chi2 += s.resid[i] * s.resid[i]
+    if not isfinite(chi2):
+        state_fail(s, NON_FINITE)
+        return
+    s.chi2 = chi2
+    s.stage = NEED_JACOBIAN
+    if s.trial_has_jac:
+        swap(&s.jac, &s.jac_trial)
+        s.jac_valid = 1
+
+
+cdef inline void swap(double **a, double **b) noexcept nogil:
+    cdef double *t = a[0]
+    a[0] = b[0]
+    b[0] = t
+
+
+cdef inline int at_lower(const FitState *s, int k) noexcept nogil:
+    cdef int j = s.free_index[k]
+    return s.has_bounds and s.params[j] <= s.lower[j]
+
+
+cdef inline int at_upper(const FitState *s, int k) noexcept nogil:
+    cdef int j = s.free_index[k]
+    return s.has_bounds and s.params[j] >= s.upper[j]
+
+
+cdef void state_jacobian_ready(FitState *s) noexcept nogil:
+    """J at params is in s.jac: update scaling and gradient, test convergence."""
+    cdef int m = s.m, n = s.nfree, k, l, i
+    cdef double colnorm, g, worst = 0.0, rnorm
+    cdef double *col
+    s.jac_valid = 1
+    s.have_qr = 0
+    s.have_normal = 0
+    for k in range(n):
+        col = s.jac + <Py_ssize_t>k * m
+        for i in range(m):
+            if not isfinite(col[i]):
+                state_fail(s, NON_FINITE)
+                return
+    rnorm = sqrt(s.chi2)
+    for k in range(n):
+        col = s.jac + <Py_ssize_t>k * m
+        colnorm = sqrt(dot(m, col, col))
+        if colnorm > s.scale[k]:
+            s.scale[k] = colnorm
+        if s.scale[k] == 0.0:
+            s.scale[k] = 1.0
+        g = dot(m, col, s.resid)
+        s.grad[k] = g
+        # Projected gradient: a component pushing against an active bound does not count.
+        if (g < 0.0 and at_lower(s, k)) or (g > 0.0 and at_upper(s, k)):
+            continue
+        if colnorm > 0.0 and rnorm > 0.0:
+            g = fabs(g) / (colnorm * rnorm)
+            if g > worst:
+                worst = g
+    if s.method == METHOD_LM:
+        for k in range(n):
+            for l in range(k, n):
+                s.normal[l + k * n] = dot(m, s.jac + <Py_ssize_t>l * m, s.jac + <Py_ssize_t>k * m)
+                s.normal[k + l * n] = s.normal[l + k * n]
+        s.have_normal = 1
+    if s.finishing:
+        state_finish(s)
+        return
+    if worst <= s.gtol or s.chi2 == 0.0:
+        state_finish(s)
+        return
+    s.stage = NEED_TRIAL
+
+
+cdef void state_qr(FitState *s) noexcept nogil:
+    """Householder QR of J (at params): R (n x n) and Q^T r (first n entries)."""
+    cdef int m = s.m, n = s.nfree, k, i
+    if s.have_qr:
+        return
+    memcpy(s.qr, s.jac, <size_t>m * n * sizeof(double))
+    memcpy(s.qrb, s.resid, <size_t>m * sizeof(double))
+    householder_triangularize(m, n, s.qr, m, s.qrb)
+    for k in range(n):
+        for i in range(n):
+            s.R[i + k * n] = s.qr[i + <Py_ssize_t>k * m] if (i <= k and i < m) else 0.0
+        s.qtr[k] = s.qrb[k] if k < m else 0.0
+    s.have_qr = 1
+
+
+cdef double damped_step(FitState *s, int ncols, const int *columns, double lam) noexcept nogil:
+    """Solve min ||r - J dp||^2 + lam ||D dp||^2 over the free columns listed in `columns` (others
+    zero); the step goes to s.step (all free entries). Returns ||J dp||^2."""
+    cdef int n = s.nfree, a, b, k, i
+    cdef double quad, t
+    for k in range(n):
+        s.step[k] = 0.0
+    if ncols == 0:
+        return 0.0
+    # Normal equations by Cholesky when accurate.
+    if s.have_normal:
+        for a in range(ncols):
+            for b in range(a, ncols):
+                s.chol[b + a * ncols] = s.normal[columns[b] + columns[a] * n]
+            s.chol[a + a * ncols] += lam * s.scale[columns[a]] * s.scale[columns[a]]
+            s.work[a] = s.grad[columns[a]]
+        if cholesky(ncols, s.chol, ncols) == 0:
+            cholesky_solve(ncols, s.chol, ncols, s.work, s.augb)
+            for a in range(ncols):
+                s.step[columns[a]] = s.augb[a]
+            quad = 0.0
+            for a in range(n):
+                t = 0.0
+                for b in range(n):
+                    t += s.normal[a + b * n] * s.step[b]
+                quad += s.step[a] * t
+            return quad
+    # QR: [R[:, columns]; sqrt(lam) D] (2n x ncols), right-hand side [Q^T r; 0].
+    state_qr(s)
+    for a in range(ncols):
+        k = columns[a]
+        for i in range(n):
+            s.aug[i + a * 2 * n] = s.R[i + k * n]
+        for i in range(n, 2 * n):
+            s.aug[i + a * 2 * n] = 0.0
+        s.aug[n + a + a * 2 * n] = sqrt(lam) * s.scale[k]
+    for i in range(n):
+        s.augb[i] = s.qtr[i]
+        s.augb[n + i] = 0.0
+    householder_triangularize(2 * n, ncols, s.aug, 2 * n, s.augb)
+    solve_upper(ncols, s.aug, 2 * n, s.augb, s.work)
+    for a in range(ncols):
+        s.step[columns[a]] = s.work[a]
+    quad = 0.0
+    for i in range(n):
+        t = 0.0
+        for k in range(i, n):
+            t += s.R[i + k * n] * s.step[k]
+        quad += t * t
+    return quad
+
+
+cdef void state_propose(FitState *s) noexcept nogil:
+    """Propose a trial point (stage NEED_TRIAL -> NEED_VALUES, or DONE)."""
+    cdef int n = s.nfree, k, j, ncols, again
+    cdef double quad = 0.0, dnorm = 0.0, pnorm = 0.0, g_dot = 0.0, d, damping = 0.0
+    if s.nit >= s.maxiter:
+        s.status = MAX_ITERATIONS
+        state_finish(s)
+        return
+    for k in range(n):
+        s.blocked[k] = 0
+    again = 1
+    while again:
+        again = 0
+        ncols = 0
+        for k in range(n):
+            if not s.blocked[k]:
+                s.columns[ncols] = k
+                ncols += 1
+        if s.method == METHOD_LM:
+            quad = damped_step(s, ncols, s.columns, s.lam)
+        else:
+            for k in range(n):
+                s.step[k] = 0.0 if s.blocked[k] else s.alpha * s.grad[k] / (s.scale[k] * s.scale[k])
+        # A parameter on a bound whose step points outward is held there (then solve again).
+        if s.has_bounds:
+            for k in range(n):
+                if not s.blocked[k] and ((s.step[k] < 0.0 and at_lower(s, k))
+                                         or (s.step[k] > 0.0 and at_upper(s, k))):
+                    s.blocked[k] = 1
+                    again = 1
+    memcpy(s.trial, s.params, <size_t>s.nparams * sizeof(double))
+    s.clipped = 0
+    for k in range(n):
+        j = s.free_index[k]
+        s.trial[j] = s.params[j] + s.step[k]
+        if s.has_bounds:
+            if s.trial[j] < s.lower[j]:
+                s.trial[j] = s.lower[j]
+                s.clipped = 1
+            elif s.trial[j] > s.upper[j]:
+                s.trial[j] = s.upper[j]
+                s.clipped = 1
+        d = s.trial[j] - s.params[j]
+        s.step[k] = d
+        dnorm += (s.scale[k] * d) * (s.scale[k] * d)
+        pnorm += (s.scale[k] * s.params[j]) * (s.scale[k] * s.params[j])
+        g_dot += s.grad[k] * d
+        damping += (s.scale[k] * d) * (s.scale[k] * d)
+    dnorm = sqrt(dnorm)
+    pnorm = sqrt(pnorm)
+    # Step test: the scaled step is below xtol relative to the scaled parameters. After a
+    # rejection the step is small because the damping grew, which says nothing about convergence:
+    # then only a step that no longer changes the parameters ends the iteration.
+    if dnorm == 0.0 or (s.rejections == 0 and dnorm <= s.xtol * pnorm):
+        state_finish(s)
+        return
+    # Predicted chi2 reduction of the linear model.
+    if s.method == METHOD_LM and not s.clipped:
+        s.predicted = quad + 2.0 * s.lam * damping
+    else:
+        s.predicted = 2.0 * g_dot - linear_quad(s)
+    s.nit += 1
+    s.stage = NEED_VALUES
+
+
+cdef double linear_quad(FitState *s) noexcept nogil:
+    """||J dp||^2 for the current s.step."""
+    cdef int m = s.m, n = s.nfree, i, k
+    cdef double total = 0.0, t
+    for i in range(m):
+        t = 0.0
+        for k in range(n):
+            t += s.jac[i + <Py_ssize_t>k * m] * s.step[k]
+        total += t * t
+    return total
+
+
+cdef void state_assess(FitState *s, int eval_status) noexcept nogil:
+    """Residuals at the trial point are in s.resid_trial: accept or reject the step."""
+    cdef int i
+    cdef double chi2 = 0.0, actual, rho, factor
+    s.nfev += 1
+    if eval_status == SUCCESS:
+        for i in range(s.m):
+            chi2 += s.resid_trial[i] * s.resid_trial[i]
+    else:
+        chi2 = NAN
+    s.chi2_trial = chi2
+    actual = s.chi2 - chi2 if isfinite(chi2) else -INFINITY
+    if actual > 0.0:
+        if s.method == METHOD_LM:
+            rho = actual / s.predicted if s.predicted > 0.0 else 1.0
+            factor = 2.0 * rho - 1.0
+            factor = 1.0 - factor * factor * factor
+            s.lam *= factor if factor > 1.0 / 3.0 else 1.0 / 3.0
+            if s.lam < 1e-16:
+                s.lam = 1e-16
+            s.nu = 2.0
+        else:
+            s.alpha *= 1.5
+        # Chi2 test: both actual and predicted relative reductions are below ftol.
+        if actual <= s.ftol * s.chi2 and s.predicted <= s.ftol * s.chi2:
+            s.finishing = 1
+        s.rejections = 0
+        swap(&s.params, &s.trial)
+        swap(&s.resid, &s.resid_trial)
+        swap(&s.values, &s.values_trial)
+        s.chi2 = chi2
+        s.jac_valid = 0
+        if s.trial_has_jac:
+            swap(&s.jac, &s.jac_trial)
+            s.jac_valid = 1
+        s.stage = NEED_JACOBIAN
+    else:
+        # A rejected step that changes chi2 by less than ftol, as predicted: at the minimum.
+        if (s.method == METHOD_LM and isfinite(chi2) and -actual <= s.ftol * s.chi2
+                and s.predicted <= s.ftol * s.chi2):
+            state_finish(s)
+            return
+        s.rejections += 1
+        if s.method == METHOD_LM:
+            s.lam *= s.nu
+            s.nu *= 2.0
+        else:
+            s.alpha *= 0.5
+        s.stage = NEED_TRIAL
+
+
+cdef void state_finish(FitState *s) noexcept nogil:
+    """Covariance at params, the exit check, and DONE. J at params must be valid."""
+    cdef int n = s.nfree, P = s.nparams, k, l, i, j, dof, use_qr = 1
+    cdef double factor, total, dnorm = 0.0, pnorm = 0.0, reduction = 0.0, d
+    if not s.jac_valid:
+        s.finishing = 1
+        s.stage = NEED_JACOBIAN
+        return
+    for k in range(P * P):
+        s.cov[k] = 0.0
+    dof = s.n_valid - n
+    # (J^T J)^-1 from the Cholesky factor when accurate, else from R; the Gauss-Newton step
+    # from params goes to s.step for the exit check.
+    if s.have_normal:
+        for k in range(n):
+            for l in range(k, n):
+                s.chol[l + k * n] = s.normal[l + k * n]
+        if cholesky(n, s.chol, n) == 0:
+            use_qr = 0
+            cholesky_solve(n, s.chol, n, s.grad, s.step)
+            for k in range(n):          # columns of the inverse
+                for i in range(n):
+                    s.augb[i] = 1.0 if i == k else 0.0
+                cholesky_solve(n, s.chol, n, s.augb, s.work + k * n)
+    if use_qr:
+        state_qr(s)
+        for k in range(n):
+            total = sqrt(dot(s.m, s.jac + <Py_ssize_t>k * s.m, s.jac + <Py_ssize_t>k * s.m))
+            if not (fabs(s.R[k + k * n]) > RANK_TOLERANCE * total):
+                if s.status == SUCCESS:
+                    s.status = SINGULAR
+                for i in range(P * P):
+                    s.cov[i] = INFINITY
+                s.stage = DONE
+                return
+        solve_upper(n, s.R, n, s.qtr, s.step)
+        # inverse of R, column by column, then (R^-1)(R^-1)^T
+        for k in range(n):
+            for i in range(n):
+                s.augb[i] = 1.0 if i == k else 0.0
+            solve_upper(n, s.R, n, s.augb, s.chol + k * n)
+        for k in range(n):
+            for l in range(n):
+                total = 0.0
+                for i in range(n):
+                    total += s.chol[k + i * n] * s.chol[l + i * n]
+                s.work[k + l * n] = total
+    if s.absolute_sigma:
+        factor = 1.0
+    elif dof > 0:
+        factor = s.chi2 / dof
+    else:
+        factor = INFINITY
+    for k in range(n):
+        for l in range(n):
+            s.cov[s.free_index[k] * P + s.free_index[l]] = s.work[k + l * n] * factor
+    if s.status == SUCCESS and s.chi2 > 0.0:
+        # dnorm: the largest component of the Gauss-Newton step relative to its parameter
+        for k in range(n):
+            j = s.free_index[k]
+            d = s.step[k]
+            if (d < 0.0 and at_lower(s, k)) or (d > 0.0 and at_upper(s, k)):
+                continue
+            reduction += s.grad[k] * d
+            if fabs(d) > dnorm * fabs(s.params[j]):
+                dnorm = fabs(d) / fabs(s.params[j]) if s.params[j] != 0.0 else INFINITY
+        if (dnorm > EXIT_STEP_TOLERANCE
+                and reduction > EXIT_REDUCTION_TOLERANCE * s.chi2):
+            # Stalled away from a minimum (typically the never-decreasing scaling froze a
+            # parameter): start afresh from here with the current scaling and damping reset.
+            if s.restarts < MAX_RESTARTS and s.nit < s.maxiter:
+                s.restarts += 1
+                for k in range(n):
+                    s.scale[k] = 0.0
+                s.lam = 1e-3
+                s.nu = 2.0
+                s.alpha = 1.0 / nfree_or_one(n)
+                s.finishing = 0
+                s.rejections = 0
+                state_jacobian_ready(s)
+                return
+            s.status = MAX_ITERATIONS
+    s.stage = DONE
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled driver: built-in models and compiled model callables, one dataset per call.
+
+cdef struct Problem:
+    int kind
+    model_eval_t builtin
+    model_t compiled
+    model_t compiled_jac
+    void *user_data
+    void *jac_user_data
+    int x_dim
+    int m               # valid (compacted) points
+    double *x           # (x_dim, m)
+    double *y
+    double *w
+    double *jacrow      # (m, nparams)
+    double *fd_params   # (nparams,)
+    double *fd_values   # (m,)
+
+
+cdef int evaluate_point(FitState *s, Problem *pr, const double *params, double *values,
+                        double *resid, double *jac_out) noexcept nogil:
+    """Model values and weighted residuals at params; the weighted free-column Jacobian too when
+    jac_out is not NULL (built-in models). Returns a status code."""
+    cdef int m = pr.m, P = s.nparams, i, k, j, rc
+    cdef double v
+    if pr.kind == KIND_BUILTIN:
+        rc = pr.builtin(m, pr.x, P, params, values, pr.jacrow if jac_out != NULL else NULL)
+        if rc != 0:
+            return NON_FINITE
+    else:
+        rc = pr.compiled(m, pr.x, P, <double *>params, values, pr.user_data)
+        if rc != 0:
+            return CALLBACK_ERROR
+    for i in range(m):
+        v = values[i]
+        if not isfinite(v):
+            return NON_FINITE
+        resid[i] = pr.w[i] * (pr.y[i] - v)
+    if jac_out != NULL:
+        for k in range(s.nfree):
+            j = s.free_index[k]
+            for i in range(m):
+                jac_out[i + <Py_ssize_t>k * m] = pr.w[i] * pr.jacrow[<Py_ssize_t>i * P + j]
+    return SUCCESS
+
+
+cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
+    """J at s.params from the compiled Jacobian callable, or forward differences."""
+    cdef int m = pr.m, P = s.nparams, i, k, j, rc
+    cdef double h, step
+    if pr.compiled_jac != NULL:
+        rc = pr.compiled_jac(m, pr.x, P, s.params, pr.jacrow, pr.jac_user_data)
+        s.nfev += 1
+        if rc != 0:
+            return CALLBACK_ERROR
+        for k in range(s.nfree):
+            j = s.free_index[k]
+            for i in range(m):
+                s.jac[i + <Py_ssize_t>k * m] = pr.w[i] * pr.jacrow[<Py_ssize_t>i * P + j]
+        return SUCCESS
+    memcpy(pr.fd_params, s.params, <size_t>P * sizeof(double))
+    for k in range(s.nfree):
+        j = s.free_index[k]
+        h = SQRT_EPS * fabs(s.params[j])
+        if h == 0.0:
+            h = SQRT_EPS
+        if s.has_bounds and s.params[j] + h > s.upper[j]:
+            h = -h
+        pr.fd_params[j] = s.params[j] + h
+        step = pr.fd_params[j] - s.params[j]
+        rc = pr.compiled(m, pr.x, P, pr.fd_params, pr.fd_values, pr.user_data)
+        s.nfev += 1
+        pr.fd_params[j] = s.params[j]
+        if rc != 0:
+            return CALLBACK_ERROR
+        for i in range(m):
+            s.jac[i + <Py_ssize_t>k * m] = pr.w[i] * (pr.fd_values[i] - s.values[i]) / step
+    return SUCCESS
+
+
+cdef void fit_one(FitState *s, Problem *pr) noexcept nogil:
+    """Run one dataset to completion (s.params holds the start)."""
+    cdef int rc, analytic = pr.kind == KIND_BUILTIN
+    s.trial_has_jac = analytic
+    rc = evaluate_point(s, pr, s.params, s.values, s.resid, s.jac_trial if analytic else NULL)
+    state_begin(s, rc)
+    while s.stage != DONE:
+        if s.stage == NEED_JACOBIAN:
+            if not s.jac_valid:
+                if analytic:
+                    rc = evaluate_point(s, pr, s.params, s.values, s.resid, s.jac)
+                    s.nfev += 1
+                else:
+                    rc = compiled_jacobian(s, pr)
+                if rc != SUCCESS:
+                    state_fail(s, rc)
+                    break
+            state_jacobian_ready(s)
+        elif s.stage == NEED_TRIAL:
+            state_propose(s)
+        else:
+            rc = evaluate_point(s, pr, s.trial, s.values_trial, s.resid_trial,
+                                s.jac_trial if analytic else NULL)
+            state_assess(s, rc)
+
+
+cdef struct BatchInput:
+    int kind
+    model_eval_t builtin
+    model_guess_t guess
+    model_t compiled
+    model_t compiled_jac
+    void *user_data
+    void *jac_user_data
+    int x_dim
+    int m
+    int nparams
+    int nfree
+    const double *x             # (Nx, x_dim, m)
+    Py_ssize_t x_stride         # 0 when shared
+    const double *Y             # (N, m)
+    const double *sigma         # (Ns, m) or NULL
+    Py_ssize_t sigma_stride
+    const double *p0            # (N, nparams)
+    int use_guess
+    const double *lower
+    const double *upper
+    int has_bounds
+    const int *free_index
+    int method
+    int maxiter
+    double ftol
+    double xtol
+    double gtol
+    int absolute_sigma
+    double *params_out          # (N, nparams)
+    double *cov_out             # (N, nparams, nparams)
+    double *chi2_out
+    int *dof_out
+    int *nit_out
+    int *nfev_out
+    int *status_out
+
+
+cdef inline Py_ssize_t problem_size(int m, int x_dim, int nparams) noexcept nogil:
+    return <Py_ssize_t>x_dim * m + 2 * m + <Py_ssize_t>m * nparams + nparams + m
+
+
+cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noexcept nogil:
+    """Gather dataset d (missing points dropped), fit it, write its outputs."""
+    cdef FitState s
+    cdef Problem pr
+    cdef int m = inp.m, P = inp.nparams, i, r, nvalid = 0, rc
+    cdef const double *x = inp.x + d * inp.x_stride
+    cdef const double *y = inp.Y + d * <Py_ssize_t>m
+    cdef const double *sig = inp.sigma + d * inp.sigma_stride if inp.sigma != NULL else NULL
+    cdef double *c = scratch
+    pr.x = take(&c, <Py_ssize_t>inp.x_dim * m)
+    pr.y = take(&c, m)
+    pr.w = take(&c, m)
+    pr.jacrow = take(&c, <Py_ssize_t>m * P)
+    pr.fd_params = take(&c, P)
+    pr.fd_values = take(&c, m)
+    for i in range(m):
+        if isfinite(y[i]):
+            for r in range(inp.x_dim):
+                pr.x[<Py_ssize_t>r * m + nvalid] = x[<Py_ssize_t>r * m + i]
+            pr.y[nvalid] = y[i]
+            pr.w[nvalid] = 1.0 / sig[i] if sig != NULL else 1.0
+            nvalid += 1
+    # the x rows were laid out with stride m; compact them to stride nvalid
+    if inp.x_dim > 1 and nvalid < m:
+        for r in range(1, inp.x_dim):
+            for i in range(nvalid):
+                pr.x[<Py_ssize_t>r * nvalid + i] = pr.x[<Py_ssize_t>r * m + i]
+    pr.m = nvalid
+    pr.kind = inp.kind
+    pr.builtin = inp.builtin
+    pr.compiled = inp.compiled
+    pr.compiled_jac = inp.compiled_jac
+    pr.user_data = inp.user_data
+    pr.jac_user_data = inp.jac_user_data
+    pr.x_dim = inp.x_dim
+    state_bind(&s, c, nvalid, P, inp.nfree)
+    s.n_valid = nvalid
+    state_init(&s, inp.method, inp.maxiter, inp.ftol, inp.xtol, inp.gtol, inp.absolute_sigma,
+               inp.free_index, inp.lower, inp.upper, inp.has_bounds,
+               inp.cov_out + d * P * P)
+    memcpy(s.params, inp.p0 + d * P, <size_t>P * sizeof(double))
+    if nvalid < inp.nfree or nvalid == 0:
+        state_fail(&s, SINGULAR)
+    else:
+        if inp.use_guess:
+            rc = inp.guess(nvalid, pr.x, pr.y, P, s.params)
+            if rc != 0:
+                for i in range(P):
+                    s.params[i] = NAN
+                state_fail(&s, SINGULAR)
+            else:
+                clip_to_bounds(&s)
+                restore_fixed(&s, inp.p0 + d * P)
+        if s.stage != DONE:
+            fit_one(&s, &pr)
+    memcpy(inp.params_out + d * P, s.params, <size_t>P * sizeof(double))
+    inp.chi2_out[d] = s.chi2
+    inp.dof_out[d] = nvalid - inp.nfree
+    inp.nit_out[d] = s.nit
+    inp.nfev_out[d] = s.nfev
+    inp.status_out[d] = s.status
+
+
+cdef void clip_to_bounds(FitState *s) noexcept nogil:
+    cdef int j
+    if not s.has_bounds:
+        return
+    for j in range(s.nparams):
+        if s.params[j] < s.lower[j]:
+            s.params[j] = s.lower[j]
+        elif s.params[j] > s.upper[j]:
+            s.params[j] = s.upper[j]
+
+
+cdef void restore_fixed(FitState *s, const double *p0) noexcept nogil:
+    """Fixed parameters keep their p0 value when the rest comes from a guess (p0 NaN = keep)."""
+    cdef int j, k, free
+    for j in range(s.nparams):
+        free = 0
+        for k in range(s.nfree):
+            if s.free_index[k] == j:
+                free = 1
+        if not free and isfinite(p0[j]):
+            s.params[j] = p0[j]
+
+
+def fit_compiled(int kind, int model_id, object model, object model_jac,
+                 const double[:, ::1] x, int x_dim, const double[:, ::1] Y, object sigma,
+                 const double[:, ::1] p0, bint use_guess, const double[::1] lower,
+                 const double[::1] upper, bint has_bounds, const int[::1] free_index,
+                 int method, int maxiter, double ftol, double xtol, double gtol,
+                 bint absolute_sigma, Py_ssize_t start, Py_ssize_t stop, object n_threads,
+                 double[:, ::1] params_out, double[:, :, ::1] cov_out, double[::1] chi2_out,
+                 int[::1] dof_out, int[::1] nit_out, int[::1] nfev_out, int[::1] status_out):
+    """Fit datasets start..stop-1 of a built-in (kind 0) or compiled (kind 1) model in parallel.
+
+    x is (1 or N, x_dim*m) (shared or per dataset), Y (N, m) with NaN for missing points, sigma
+    None or (1 or N, m), p0 (N, nparams) (ignored for free parameters when use_guess).
+    """
+    cdef BatchInput inp
+    cdef ModelKernel kernel
+    cdef UserFunction fn, jac_fn
+    cdef const double[:, ::1] sigma_view
+    cdef int nt = resolve_threads(n_threads)
+    cdef Py_ssize_t d, size, P = p0.shape[1], m = Y.shape[1]
+    cdef double *scratch
+    inp.kind = kind
+    inp.builtin = NULL
+    inp.guess = NULL
+    inp.compiled = NULL
+    inp.compiled_jac = NULL
+    inp.user_data = NULL
+    inp.jac_user_data = NULL
+    if kind == KIND_BUILTIN:
+        kernel = model_kernel(model_id, <int>P)
+        inp.builtin = kernel.evaluate
+        inp.guess = kernel.guess
+    else:
+        fn = <UserFunction?>model
+        inp.compiled = <model_t>fn.c_function
+        inp.user_data = fn.user_data
+        if model_jac is not None:
+            jac_fn = <UserFunction?>model_jac
+            inp.compiled_jac = <model_t>jac_fn.c_function
+            inp.jac_user_data = jac_fn.user_data
+    inp.x_dim = x_dim
+    inp.m = <int>m
+    inp.nparams = <int>P
+    inp.nfree = <int>free_index.shape[0]
+    inp.x = &x[0, 0]
+    inp.x_stride = x.shape[1] if x.shape[0] > 1 else 0
+    inp.Y = &Y[0, 0]
+    if sigma is None:
+        inp.sigma = NULL
+        inp.sigma_stride = 0
+    else:
+        sigma_view = sigma
+        inp.sigma = &sigma_view[0, 0]
+        inp.sigma_stride = m if sigma_view.shape[0] > 1 else 0
+    inp.p0 = &p0[0, 0]
+    inp.use_guess = use_guess
+    inp.lower = &lower[0]
+    inp.upper = &upper[0]
+    inp.has_bounds = has_bounds
+    inp.free_index = &free_index[0] if free_index.shape[0] > 0 else NULL
+    inp.method = method
+    inp.maxiter = maxiter
+    inp.ftol = ftol
+    inp.xtol = xtol
+    inp.gtol = gtol
+    inp.absolute_sigma = absolute_sigma
+    inp.params_out = &params_out[0, 0]
+    inp.cov_out = &cov_out[0, 0, 0]
+    inp.chi2_out = &chi2_out[0]
+    inp.dof_out = &dof_out[0]
+    inp.nit_out = &nit_out[0]
+    inp.nfev_out = &nfev_out[0]
+    inp.status_out = &status_out[0]
+    if inp.use_guess and inp.guess == NULL:
+        raise ValueError("this model has no initial guess; give p0")
+    size = problem_size(inp.m, x_dim, inp.nparams) + state_size(inp.m, inp.nparams, inp.nfree) + 8
+    if stop - start < 2 * nt:
+        nt = 1
+    with nogil, parallel(num_threads=nt):
+        scratch = <double *>malloc(size * sizeof(double))
+        for d in prange(start, stop, schedule="static"):
+            if scratch == NULL:
+                inp.status_out[d] = NON_FINITE
+            else:
+                fit_dataset(&inp, d, scratch)
+        free(scratch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Python-model driver: datasets advance in lock step, the model is called once per round.
+
+def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const double[:, ::1] W,
+               const double[:, ::1] p0, const double[::1] lower, const double[::1] upper,
+               bint has_bounds, const int[::1] free_index, int method, int maxiter,
+               double ftol, double xtol, double gtol, bint absolute_sigma,
+               double[:, ::1] params_out, double[:, :, ::1] cov_out, double[::1] chi2_out,
+               int[::1] dof_out, int[::1] nit_out, int[::1] nfev_out, int[::1] status_out):
+    """Fit K datasets of a Python model in lock step.
+
+    evaluate(params (a, P), rows (a,)) -> (a, m) model values for the datasets ``rows``;
+    jacobian(params, rows) -> (a, m, P), or None for forward differences (one evaluate call per
+    free parameter). Y (K, m) holds any finite value at missing points, whose weight in
+    W = 1/sigma (K, m) is 0. Exceptions raised by the callables propagate.
+    """
+    cdef Py_ssize_t K = Y.shape[0], m = Y.shape[1], P = p0.shape[1], d, a, i, k, j, na
+    cdef int n = <int>free_index.shape[0], nvalid, rc
+    cdef Py_ssize_t size = state_size(<int>m, <int>P, n) + 8
+    cdef double *blocks = <double *>malloc(<size_t>(K * size) * sizeof(double))
+    cdef FitState *states = <FitState *>malloc(<size_t>(K if K > 0 else 1) * sizeof(FitState))
+    cdef FitState *s
+    cdef const double[:, ::1] vals
+    cdef const double[:, :, ::1] jvals
+    cdef double[:, ::1] pview
+    cdef const double[::1] steps
+    cdef Py_ssize_t[::1] rview
+    if blocks == NULL or states == NULL:
+        free(blocks)
+        free(states)
+        raise MemoryError()
+    try:
+        for d in range(K):
+            s = &states[d]
+            state_bind(s, blocks + d * size, <int>m, <int>P, n)
+            nvalid = 0
+            for i in range(m):
+                if W[d, i] != 0.0:
+                    nvalid += 1
+            s.n_valid = nvalid
+            state_init(s, method, maxiter, ftol, xtol, gtol, absolute_sigma,
+                       &free_index[0] if n > 0 else NULL, &lower[0], &upper[0], has_bounds,
+                       &cov_out[d, 0, 0])
+            for j in range(P):
+                s.params[j] = p0[d, j]
+            if nvalid < n or nvalid == 0:
+                state_fail(s, SINGULAR)
+        rows = _rows_at(states, K, NEED_JACOBIAN)
+        if rows.shape[0]:
+            rview = rows
+            vals = _values(evaluate, _gather(states, rows, P, 0), rows, m)
+            for a in range(rview.shape[0]):
+                s = &states[rview[a]]
+                rc = _residuals(s, &vals[a, 0], &Y[rview[a], 0], &W[rview[a], 0], s.values,
+                                s.resid)
+                state_begin(s, rc)
+        while True:
+            # 1. Jacobians where a step was accepted (or at the start).
+            rows = _rows_at(states, K, NEED_JACOBIAN)
+            rview = rows
+            na = rview.shape[0]
+            if na:
+                params = _gather(states, rows, P, 0)
+                if jacobian is not None:
+                    jvals = _jacobian_values(jacobian, params, rows, m, P)
+                    for a in range(na):
+                        s = &states[rview[a]]
+                        s.nfev += 1
+                        for k in range(n):
+                            j = free_index[k]
+                            for i in range(m):
+                                s.jac[i + k * m] = W[rview[a], i] * jvals[a, i, j]
+                else:
+                    for k in range(n):
+                        j = free_index[k]
+                        shifted = params.copy()
+                        h = SQRT_EPS * np.abs(params[:, j])
+                        h[h == 0.0] = SQRT_EPS
+                        if has_bounds:
+                            h[params[:, j] + h > upper[j]] *= -1.0
+                        shifted[:, j] += h
+                        steps = shifted[:, j] - params[:, j]
+                        vals = _values(evaluate, shifted, rows, m)
+                        for a in range(na):
+                            s = &states[rview[a]]
+                            s.nfev += 1
+                            for i in range(m):
+                                s.jac[i + k * m] = (W[rview[a], i] * (vals[a, i] - s.values[i])
+                                                    / steps[a] if W[rview[a], i] != 0.0 else 0.0)
+                for a in range(na):
+                    state_jacobian_ready(&states[rview[a]])
+            # 2. Proposals.
+            for d in range(K):
+                if states[d].stage == NEED_TRIAL:
+                    state_propose(&states[d])
+            # 3. One model call for every trial point.
+            rows = _rows_at(states, K, NEED_VALUES)
+            rview = rows
+            na = rview.shape[0]
+            if na == 0:
+                if _rows_at(states, K, DONE).shape[0] == K:
+                    break
+                continue
+            vals = _values(evaluate, _gather(states, rows, P, 1), rows, m)
+            for a in range(na):
+                s = &states[rview[a]]
+                rc = _residuals(s, &vals[a, 0], &Y[rview[a], 0], &W[rview[a], 0],
+                                s.values_trial, s.resid_trial)
+                state_assess(s, rc)
+        for d in range(K):
+            s = &states[d]
+            for j in range(P):
+                params_out[d, j] = s.params[j]
+            chi2_out[d] = s.chi2
+            dof_out[d] = s.n_valid - n
+            nit_out[d] = s.nit
+            nfev_out[d] = s.nfev
+            status_out[d] = s.status
+    finally:
+        free(blocks)
+        free(states)
+
+
+cdef object _rows_at(FitState *states, Py_ssize_t K, int stage):
+    """Indices of the datasets at `stage`."""
+    cdef Py_ssize_t d, count = 0
+    out = np.empty(K, dtype=np.intp)
+    cdef Py_ssize_t[::1] view = out
+    for d in range(K):
+        if states[d].stage == stage:
+            view[count] = d
+            count += 1
+    return out[:count]
+
+
+cdef object _gather(FitState *states, object rows, Py_ssize_t P, bint trial):
+    """Current (or trial) parameters of datasets `rows` as an (a, P) array."""
+    cdef Py_ssize_t[::1] rview = rows
+    cdef Py_ssize_t a, j
+    out = np.empty((rview.shape[0], P), dtype=np.float64)
+    cdef double[:, ::1] view = out
+    cdef double *src
+    for a in range(rview.shape[0]):
+        src = states[rview[a]].trial if trial else states[rview[a]].params
+        for j in range(P):
+            view[a, j] = src[j]
+    return out
+
+
+cdef int _residuals(FitState *s, const double *vals, const double *y, const double *w,
+                    double *values, double *resid) noexcept nogil:
+    cdef int i
+    for i in range(s.m):
+        values[i] = vals[i]
+        if w[i] == 0.0:
+            resid[i] = 0.0
+        elif not isfinite(vals[i]):
+            return NON_FINITE
+        else:
+            resid[i] = w[i] * (y[i] - vals[i])
+    return SUCCESS
+
+
+def _values(evaluate, params, rows, Py_ssize_t m):
+    values = np.asarray(evaluate(params, rows), dtype=np.float64)
+    shape = (len(rows), m)
+    if values.shape != shape:
+        values = np.broadcast_to(values, shape)
+    return np.ascontiguousarray(values)
+
+
+def _jacobian_values(jacobian, params, rows, Py_ssize_t m, Py_ssize_t P):
+    values = np.asarray(jacobian(params, rows), dtype=np.float64)
+    shape = (len(rows), m, P)
+    if values.shape != shape:
+        values = np.broadcast_to(values, shape)
+    return np.ascontiguousarray(values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Test hooks for the hand-written linear algebra.
+
+def _householder_lstsq(A, b):
+    """Least squares by the Householder QR used in the kernels (for tests against LAPACK)."""
+    cdef double[::1, :] a = np.array(A, dtype=np.float64, order="F")
+    cdef double[::1] rhs = np.array(b, dtype=np.float64)
+    cdef int rows = a.shape[0], cols = a.shape[1]
+    out = np.zeros(cols)
+    cdef double[::1] x = out
+    householder_triangularize(rows, cols, &a[0, 0], rows, &rhs[0])
+    solve_upper(cols, &a[0, 0], rows, &rhs[0], &x[0])
+    return out
+
+
+def _cholesky_solve(A, b):
+    """Solve A x = b by the kernels' Cholesky (None when the pivot test rejects A)."""
+    cdef double[::1, :] a = np.array(A, dtype=np.float64, order="F")
+    cdef double[::1] rhs = np.array(b, dtype=np.float64)
+    cdef int n = a.shape[0]
+    out = np.zeros(n)
+    cdef double[::1] x = out
+    if cholesky(n, &a[0, 0], n) != 0:
+        return None
+    cholesky_solve(n, &a[0, 0], n, &rhs[0], &x[0])
+    return out
+
+
+def evaluate_model(int kind, int model_id, object model, const double[:, ::1] x, int x_dim,
+                   const double[:, ::1] params, Py_ssize_t m):
+    """Values (N, m) of a built-in (kind 0) or compiled (kind 1) model for each row of params;
+    x is (1 or N, x_dim*m). A row whose model fails is NaN."""
+    cdef Py_ssize_t N = params.shape[0], P = params.shape[1], d, i
+    cdef Py_ssize_t x_stride = x.shape[1] if x.shape[0] > 1 else 0
+    cdef ModelKernel kernel
+    cdef model_eval_t builtin = NULL
+    cdef model_t compiled = NULL
+    cdef void *user_data = NULL
+    cdef UserFunction fn
+    cdef int rc
+    out = np.empty((N, m), dtype=np.float64)
+    cdef double[:, ::1] view = out
+    if kind == KIND_BUILTIN:
+        kernel = model_kernel(model_id, <int>P)
+        builtin = kernel.evaluate
+    else:
+        fn = <UserFunction?>model
+        compiled = <model_t>fn.c_function
+        user_data = fn.user_data
+    if m == 0:
+        return out
+    with nogil:
+        for d in range(N):
+            if builtin != NULL:
+                rc = builtin(<int>m, &x[0, 0] + d * x_stride, <int>P, &params[d, 0],
+                             &view[d, 0], NULL)
+            else:
+                rc = compiled(<int>m, <double *>&x[0, 0] + d * x_stride, <int>P,
+                              <double *>&params[d, 0], &view[d, 0], user_data)
+            if rc != 0:
+                for i in range(m):
+                    view[d, i] = NAN
+    return out

@@ -1,0 +1,3 @@
+from scipy import LowLevelCallable  # type: ignore[import-untyped]
+
+def low_level(name: str) -> LowLevelCallable: ...

@@ -1,0 +1,800 @@
+"""Chi-squared fitting: one dataset or millions, Levenberg-Marquardt or gradient descent.
+
+``chi2``, ``linear_fit`` and ``polyfit`` are closed-form / linear least squares. ``fit`` and
+``fit_batch`` minimise ``chi2 = sum(((y - model(x, *p)) / sigma) ** 2)`` for a built-in model
+(:mod:`fastcalc.models`), a compiled model callable or a Python callable.
+
+Algorithm (``method="lm"``)
+    Levenberg-Marquardt with MINPACK's parameter scaling: ``D = diag(column norms of J)``, never
+    decreasing, and the damped step ``min ||r - J dp||^2 + lam ||D dp||^2``, solved from the normal
+    equations by Cholesky when every pivot keeps at least 1e-8 of its diagonal and otherwise by a
+    Householder QR of ``J`` and of the small augmented matrix ``[R; sqrt(lam) D]`` (stable on
+    ill-conditioned problems such as the NIST StRD set). ``lam`` follows Nielsen's update.
+Stopping (``tol`` = ``(ftol, xtol, gtol)``, or one number for all three; default 1e-10 each)
+    * chi2 test: the actual and the predicted relative reductions of chi2 are both <= ftol;
+    * step test: ``||D dp|| <= xtol ||D p||``;
+    * gradient test: the cosine of the angle between the residual vector and every Jacobian column
+      is <= gtol (projected on active bounds).
+    At the exit, a Gauss-Newton step is computed once more: if it would still move the scaled
+    parameters by more than 1e-4 (relative) and remove more than 1e-8 of chi2, the point is not a
+    minimum and the status is ``MAX_ITERATIONS`` (1) instead of success.
+Bounds
+    Box bounds by projection: a parameter on a bound whose step points outward is held there and the
+    step is solved again for the others; a step crossing a bound is clipped to it, and the predicted
+    reduction is that of the clipped step. The covariance is that of the unconstrained problem at
+    the solution.
+Gradient descent (``method="gd"``)
+    ``p += alpha D^-2 J^T r`` (gradient descent on chi2, preconditioned by the same scaling), with
+    an adaptive step: ``alpha`` grows 1.5x after a step that lowers chi2 and halves (the step being
+    rejected) otherwise. Same stopping tests. Its default iteration budget is ``maxiter=20000``
+    (LM: ``200 * (n_free + 1)``); it is much slower than LM and exists for teaching and comparison.
+Statuses (per dataset)
+    0 converged; 1 iteration budget exhausted or stalled away from a minimum; 2 too few points,
+    no initial guess possible or singular Jacobian at the solution (covariance inf); 3 non-finite
+    model value or Jacobian at the start; 5 a compiled model returned non-zero at the start.
+"""
+import inspect
+import warnings
+
+import numpy as np
+from scipy import LowLevelCallable
+
+from . import _fitting
+from ._evaluate import resolve
+from ._status import Status, message_of, messages_of
+
+__all__ = ["BatchFitResult", "FitResult", "chi2", "fit", "fit_batch", "linear_fit", "polyfit"]
+
+DEFAULT_TOL = 1e-10
+GD_MAXITER = 20000
+_KIND_BUILTIN, _KIND_COMPILED, _KIND_PYTHON = 0, 1, 2
+_METHODS = {"lm": 0, "gd": 1}
+_PYTHON_CHUNK = 4096
+_COMPILED_CHUNK = 65536
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+class FitResult:
+    """Result of one fit.
+
+    Attributes
+    ----------
+    params, stderr : ndarray (p,)
+        Best-fit parameters and their standard errors ``sqrt(diag(cov))``.
+    cov : ndarray (p, p)
+        Covariance (scaled by ``redchi2`` unless ``absolute_sigma``; zero rows for fixed
+        parameters; inf when singular).
+    chi2, redchi2 : float
+        Chi-squared at the solution and ``chi2 / dof``.
+    dof : int
+        Valid points minus free parameters.
+    nit, nfev : int
+        Iterations (trial steps) and model evaluations.
+    status : int
+        A :class:`fastcalc.Status` code; ``success`` is ``status == 0``; ``message`` explains it.
+    residuals : ndarray (m,)
+        ``y - model(x, *params)`` (NaN at missing points).
+    param_names : tuple of str
+    """
+
+    def __init__(self, params, cov, chi2, dof, nit, nfev, status, residuals, param_names,
+                 method="lm"):
+        self.params = np.asarray(params, dtype=np.float64)
+        self.cov = np.asarray(cov, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            self.stderr = np.sqrt(np.diagonal(self.cov)).copy()
+        self.chi2 = float(chi2)
+        self.dof = int(dof)
+        self.redchi2 = self.chi2 / self.dof if self.dof > 0 else float("nan")
+        self.nit = int(nit)
+        self.nfev = int(nfev)
+        self.status = Status(int(status))
+        self.success = self.status == Status.SUCCESS
+        self.message = message_of(self.status)
+        self.residuals = residuals
+        self.param_names = tuple(param_names)
+        self.method = method
+
+    def __repr__(self):
+        values = ", ".join(f"{n}={v:.6g}" for n, v in zip(self.param_names, self.params))
+        return f"FitResult({values}, chi2={self.chi2:.6g}, status={int(self.status)})"
+
+    def report(self):
+        """A readable table of the parameters, their errors and the fit statistics.
+
+        Examples
+        --------
+        >>> from fastcalc import linear_fit
+        >>> print(linear_fit([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]).report())  # doctest: +NORMALIZE_WHITESPACE
+        parameter          value         stderr   rel. err
+        a                      1              0          0
+        b                      2              0          0
+        chi2 = 0, dof = 1, redchi2 = 0
+        nit = 0, nfev = 0, status = 0 (converged)
+        """
+        width = max([9] + [len(n) for n in self.param_names])
+        lines = [f"{'parameter':<{width}} {'value':>14} {'stderr':>14} {'rel. err':>10}"]
+        for name, value, err in zip(self.param_names, self.params, self.stderr):
+            rel = abs(err / value) if value != 0 else float("inf")
+            lines.append(f"{name:<{width}} {value:>14.8g} {err:>14.6g} {rel:>10.3g}")
+        lines.append(f"chi2 = {self.chi2:.8g}, dof = {self.dof}, redchi2 = {self.redchi2:.6g}")
+        lines.append(f"nit = {self.nit}, nfev = {self.nfev}, status = {int(self.status)} "
+                     f"({self.message})")
+        return "\n".join(lines)
+
+
+class BatchFitResult:
+    """Results of N fits: the fields of :class:`FitResult` as arrays over datasets.
+
+    ``len(result)`` is N; ``result[i]`` is the :class:`FitResult` of dataset ``i``;
+    ``to_dataframe()`` gives a pandas DataFrame (one row per dataset). ``residuals`` (N, m) is
+    computed on first access.
+    """
+
+    def __init__(self, params, cov, chi2, dof, nit, nfev, status, param_names, residuals_of,
+                 method="lm"):
+        self.params = params
+        self.cov = cov
+        with np.errstate(invalid="ignore"):
+            self.stderr = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+            self.redchi2 = np.where(dof > 0, chi2 / np.where(dof > 0, dof, 1), np.nan)
+        self.chi2 = chi2
+        self.dof = dof
+        self.nit = nit
+        self.nfev = nfev
+        self.status = status
+        self.success = status == 0
+        self.param_names = tuple(param_names)
+        self.method = method
+        self._residuals_of = residuals_of
+        self._residuals = None
+
+    @property
+    def message(self):
+        """Per-dataset status messages (object array)."""
+        return messages_of(self.status)
+
+    @property
+    def residuals(self):
+        if self._residuals is None:
+            self._residuals = self._residuals_of(self.params)
+        return self._residuals
+
+    def __len__(self):
+        return self.params.shape[0]
+
+    def __getitem__(self, index):
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError("BatchFitResult indices must be integers")
+        i = range(len(self))[index]
+        residuals = (self._residuals[i] if self._residuals is not None
+                     else self._residuals_of(self.params[i:i + 1], rows=np.array([i]))[0])
+        return FitResult(self.params[i], self.cov[i], self.chi2[i], self.dof[i], self.nit[i],
+                         self.nfev[i], self.status[i], residuals, self.param_names, self.method)
+
+    def __repr__(self):
+        return (f"BatchFitResult({len(self)} datasets, {int(self.success.sum())} converged, "
+                f"params {self.param_names})")
+
+    def to_dataframe(self):
+        """One row per dataset: parameters, ``stderr_<name>``, chi2, redchi2, dof, nit, nfev,
+        status, success (requires pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:   # pragma: no cover - pandas is installed in CI
+            raise ImportError("to_dataframe() requires pandas") from exc
+        columns = {}
+        for k, name in enumerate(self.param_names):
+            columns[name] = self.params[:, k]
+        for k, name in enumerate(self.param_names):
+            columns[f"stderr_{name}"] = self.stderr[:, k]
+        columns.update(chi2=self.chi2, redchi2=self.redchi2, dof=self.dof, nit=self.nit,
+                       nfev=self.nfev, status=self.status, success=self.success)
+        return pd.DataFrame(columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed-form and linear least squares
+
+def _weights(sigma, shape, name="sigma"):
+    if sigma is None:
+        return np.ones(shape)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    try:
+        sigma = np.broadcast_to(sigma, shape)
+    except ValueError:
+        raise ValueError(f"{name} has shape {sigma.shape}, incompatible with y of shape {shape}") \
+            from None
+    if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
+        raise ValueError(f"{name} must be finite and > 0")
+    return 1.0 / sigma
+
+
+def chi2(y, y_model, sigma=None):
+    """Chi-squared ``sum(((y - y_model) / sigma) ** 2)`` over the last axis.
+
+    NaN in ``y`` marks a missing point (not counted).
+
+    Parameters
+    ----------
+    y, y_model : array_like, (m,) or (N, m)
+    sigma : array_like, optional
+        Standard deviations, broadcastable to ``y``; 1 when omitted.
+
+    Returns
+    -------
+    float, or ndarray (N,) for 2-D ``y``.
+
+    Examples
+    --------
+    >>> chi2([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], sigma=0.5)
+    5.0
+    """
+    y = np.asarray(y, dtype=np.float64)
+    y_model = np.asarray(y_model, dtype=np.float64)
+    try:
+        y, y_model = np.broadcast_arrays(y, y_model)
+    except ValueError:
+        raise ValueError(f"y_model has shape {y_model.shape}, incompatible with y of shape "
+                         f"{y.shape}") from None
+    w = _weights(sigma, y.shape)
+    r = np.where(np.isnan(y), 0.0, (y - y_model) * w)
+    total = np.sum(r * r, axis=-1)
+    return float(total) if np.ndim(total) == 0 else total
+
+
+def _valid_xy(x, y, name_x="x"):
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or y.shape != x.shape:
+        raise ValueError(f"x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name_x} contains NaN or inf")
+    return x, y
+
+
+def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
+    """Closed-form weighted straight-line fit ``y = a + b * x`` (the ``line`` model).
+
+    Parameters
+    ----------
+    x, y : array_like (m,)
+        Data; NaN in ``y`` marks a missing point.
+    sigma : array_like, optional
+        Standard deviations of ``y`` (scalar or (m,)).
+    absolute_sigma : bool
+        As in ``scipy.optimize.curve_fit``: if False the covariance is scaled by ``chi2 / dof``.
+
+    Returns
+    -------
+    FitResult
+        params ``(a, b)``: intercept and slope, as :data:`fastcalc.models.line`.
+
+    Examples
+    --------
+    >>> r = linear_fit([0.0, 1.0, 2.0, 3.0], [1.0, 3.1, 4.9, 7.0])
+    >>> r.params.round(6).tolist()
+    [1.03, 1.98]
+    """
+    x, y = _valid_xy(x, y)
+    w = _weights(sigma, y.shape)
+    valid = np.isfinite(y)
+    if valid.sum() < 2:
+        raise ValueError("linear_fit needs at least 2 valid points")
+    xv, yv, wv = x[valid], y[valid], w[valid] ** 2
+    s = wv.sum()
+    xm = (wv * xv).sum() / s
+    t = xv - xm
+    stt = (wv * t * t).sum()
+    if stt == 0.0:
+        raise ValueError("linear_fit needs at least 2 distinct x values")
+    slope = (wv * t * yv).sum() / stt
+    intercept = (wv * yv).sum() / s - xm * slope
+    cov = np.array([[1.0 / s + xm * xm / stt, -xm / stt], [-xm / stt, 1.0 / stt]])
+    resid = np.where(valid, y - (slope * x + intercept), np.nan)
+    chi = float(np.sum((resid[valid] * np.sqrt(wv)) ** 2))
+    dof = int(valid.sum()) - 2
+    if not absolute_sigma:
+        cov = cov * (chi / dof) if dof > 0 else np.full((2, 2), np.inf)
+    return FitResult([intercept, slope], cov, chi, dof, 0, 0, 0, resid, ("a", "b"))
+
+
+def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
+    """Weighted least-squares polynomial fit by QR (no normal equations).
+
+    Coefficients are ordered lowest power first, ``c0 + c1 x + ... + c_deg x^deg`` (as
+    :func:`fastcalc.models.polynomial` and ``numpy.polynomial``; the reverse of ``numpy.polyfit``).
+    The weighted Vandermonde matrix has its columns scaled to unit norm before the QR
+    factorisation.
+
+    Parameters
+    ----------
+    x, y : array_like (m,)
+        Data; NaN in ``y`` marks a missing point.
+    deg : int
+        Degree.
+    sigma : array_like, optional
+        Standard deviations of ``y``.
+    absolute_sigma : bool
+        If False (default) the covariance is scaled by ``chi2 / dof`` (as
+        ``numpy.polyfit(..., cov=True)`` and ``curve_fit``).
+
+    Returns
+    -------
+    FitResult
+        params ``(c0, ..., c_deg)``.
+
+    Examples
+    --------
+    >>> polyfit([0.0, 1.0, 2.0, 3.0], [1.0, 2.0, 5.0, 10.0], 2).params.round(10).tolist()
+    [1.0, 0.0, 1.0]
+    """
+    if isinstance(deg, bool) or not isinstance(deg, (int, np.integer)) or deg < 0:
+        raise ValueError(f"deg must be a non-negative int, got {deg!r}")
+    x, y = _valid_xy(x, y)
+    w = _weights(sigma, y.shape)
+    valid = np.isfinite(y)
+    n = int(deg) + 1
+    if valid.sum() < n:
+        raise ValueError(f"polyfit of degree {deg} needs at least {n} valid points")
+    A = np.vander(x[valid], n, increasing=True) * w[valid, None]
+    b = y[valid] * w[valid]
+    norms = np.linalg.norm(A, axis=0)
+    norms[norms == 0] = 1.0
+    q, r = np.linalg.qr(A / norms)
+    diag = np.abs(np.diagonal(r))
+    if np.any(diag <= 1e-13 * max(diag.max(), 1e-300)):
+        raise ValueError("polyfit: the weighted Vandermonde matrix is singular "
+                         "(too few distinct x values for this degree)")
+    coef = np.linalg.solve(r, q.T @ b) / norms
+    rinv = np.linalg.solve(r, np.eye(n))
+    cov = (rinv @ rinv.T) / np.outer(norms, norms)
+    resid = np.where(valid, y - np.polyval(coef[::-1], x), np.nan)
+    chi = float(np.sum((resid[valid] * w[valid]) ** 2))
+    dof = int(valid.sum()) - n
+    if not absolute_sigma:
+        cov = cov * (chi / dof) if dof > 0 else np.full((n, n), np.inf)
+    names = tuple(f"c{k}" for k in range(n))
+    return FitResult(coef, cov, chi, dof, 0, 0, 0, resid, names)
+
+
+# ---------------------------------------------------------------------------------------------
+# Nonlinear fits
+
+def _is_builtin(model):
+    return all(hasattr(model, a) for a in ("model_id", "nparams", "x_dim", "param_names"))
+
+
+def _is_compiled(model):
+    return isinstance(model, LowLevelCallable) or (
+        type(model).__module__.startswith("numba") and hasattr(model, "ctypes"))
+
+
+def _tolerances(tol):
+    if tol is None:
+        return DEFAULT_TOL, DEFAULT_TOL, DEFAULT_TOL
+    if np.ndim(tol) == 0:
+        tol = (float(tol),) * 3
+    tol = tuple(float(t) for t in tol)
+    if len(tol) != 3 or not all(np.isfinite(t) and t >= 0 for t in tol):
+        raise ValueError(f"tol must be a non-negative number or (ftol, xtol, gtol), got {tol!r}")
+    return tol
+
+
+def _python_param_names(model, p0):
+    if p0 is not None:
+        n = np.shape(p0)[-1] if np.ndim(p0) else 1
+        try:
+            names = list(inspect.signature(model).parameters)[1:]
+            if len(names) == n and all(
+                    p.kind == p.POSITIONAL_OR_KEYWORD
+                    for p in list(inspect.signature(model).parameters.values())[1:]):
+                return tuple(names)
+        except (TypeError, ValueError):
+            pass
+        return tuple(f"p{k}" for k in range(n))
+    try:
+        params = list(inspect.signature(model).parameters.values())
+    except (TypeError, ValueError):
+        raise ValueError("p0 is required: the number of parameters of model cannot be "
+                         "determined") from None
+    if any(p.kind == p.VAR_POSITIONAL for p in params) or len(params) < 2:
+        raise ValueError("p0 is required: the number of parameters of model cannot be "
+                         "determined from its signature")
+    return tuple(p.name for p in params[1:])
+
+
+class _Problem:
+    """Validated inputs of fit / fit_batch."""
+
+    def __init__(self, model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac, batch,
+                 absolute_sigma):
+        if method not in _METHODS:
+            raise ValueError(f"method must be 'lm' or 'gd', got {method!r}")
+        self.method = method
+        self.absolute_sigma = bool(absolute_sigma)
+        self.ftol, self.xtol, self.gtol = _tolerances(tol)
+        # ----- model
+        self.jac_fn = None
+        self.python_jac = None
+        if _is_builtin(model):
+            self.kind = _KIND_BUILTIN
+            self.model = model
+            self.nparams = int(model.nparams)
+            self.x_dim = int(model.x_dim)
+            self.param_names = tuple(model.param_names)
+            if jac is not None:
+                raise ValueError("jac is not used with a built-in model (its Jacobian is analytic)")
+        elif _is_compiled(model):
+            self.kind = _KIND_COMPILED
+            self.model = resolve(model, signatures=("model",), name="model")
+            if jac is not None:
+                self.jac_fn = resolve(jac, signatures=("model",), name="jac")
+            if p0 is None:
+                raise ValueError("p0 is required for a compiled model")
+            self.nparams = int(np.shape(p0)[-1]) if np.ndim(p0) else 1
+            self.x_dim = None
+            self.param_names = tuple(f"p{k}" for k in range(self.nparams))
+        elif callable(model):
+            self.kind = _KIND_PYTHON
+            self.model = model
+            self.param_names = _python_param_names(model, p0)
+            self.nparams = len(self.param_names)
+            self.x_dim = None
+            if jac is not None:
+                if _is_compiled(jac) or not callable(jac):
+                    raise TypeError("jac of a Python model must be a Python callable "
+                                    "jac(x, *params) -> (m, p)")
+                self.python_jac = jac
+        else:
+            raise TypeError(f"model must be a fastcalc.models model, a compiled model callable "
+                            f"or a Python callable, got {type(model).__name__}")
+        P = self.nparams
+        # ----- data
+        Y = np.asarray(Y, dtype=np.float64)
+        if batch:
+            if Y.ndim != 2:
+                raise ValueError(f"Y must be 2-D (N datasets, m points), got shape {Y.shape}")
+        else:
+            if Y.ndim != 1:
+                raise ValueError(f"y must be 1-D, got shape {Y.shape}")
+            Y = Y[None, :]
+        N, m = Y.shape
+        if m == 0:
+            raise ValueError("y has no points")
+        if np.any(np.isinf(Y)):
+            raise ValueError("y contains inf (use NaN for missing points)")
+        self.N, self.m = N, m
+        x = np.asarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x contains NaN or inf")
+        self.x_shared = True
+        if self.kind == _KIND_PYTHON:
+            if batch and x.ndim >= 2 and x.shape[0] == N and x.shape[-1] == m and (
+                    x.ndim > 2 or N > 1 or x.shape != (1, m)):
+                self.x_shared = False
+            self.x = x
+        else:
+            if self.x_dim is None:   # compiled: 1-D x (or (k, m) rows in a single fit)
+                self.x_dim = 1 if (x.ndim == 1 or batch) else x.shape[0]
+            xd = self.x_dim
+            shared_shape = (m,) if xd == 1 else (xd, m)
+            if x.shape == shared_shape:
+                xs = x.reshape(1, xd * m)
+            elif batch and x.shape == (N,) + shared_shape:
+                xs = x.reshape(N, xd * m)
+                self.x_shared = False
+            else:
+                want = f"{shared_shape}" + (f" or {(N,) + shared_shape}" if batch else "")
+                raise ValueError(f"x has shape {x.shape}, expected {want} for {m} points")
+            self.x = np.ascontiguousarray(xs)
+        # ----- sigma
+        if sigma is None:
+            self.sigma = None
+            self.W = None
+        else:
+            s = np.asarray(sigma, dtype=np.float64)
+            if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
+                raise ValueError(f"sigma has shape {s.shape}, expected (m,) = ({m},)"
+                                 + (f" or (N, m) = ({N}, {m})" if batch else ""))
+            if not np.all(np.isfinite(s)) or np.any(s <= 0):
+                raise ValueError("sigma must be finite and > 0")
+            s = np.broadcast_to(s, (m,)) if s.ndim == 0 else s
+            self.sigma = np.ascontiguousarray(s.reshape(-1, m))
+        # ----- fixed
+        mask = np.zeros(P, dtype=bool)
+        if fixed is not None:
+            items = np.atleast_1d(np.asarray(fixed))
+            if items.dtype == bool:
+                if items.shape != (P,):
+                    raise ValueError(f"fixed as a boolean mask must have {P} entries")
+                mask = items.copy()
+            else:
+                for item in items.tolist():
+                    if isinstance(item, str):
+                        if item not in self.param_names:
+                            raise ValueError(f"fixed: unknown parameter {item!r}; parameters "
+                                             f"are {self.param_names}")
+                        mask[self.param_names.index(item)] = True
+                    elif isinstance(item, int) and -P <= item < P:
+                        mask[item] = True
+                    else:
+                        raise ValueError(f"fixed: invalid parameter {item!r}")
+        self.fixed = mask
+        self.free_index = np.flatnonzero(~mask).astype(np.intc)
+        nfree = self.free_index.size
+        # ----- bounds
+        if bounds is None:
+            self.lower = np.full(P, -np.inf)
+            self.upper = np.full(P, np.inf)
+            self.has_bounds = False
+        else:
+            try:
+                lb, ub = bounds
+            except (TypeError, ValueError):
+                raise ValueError("bounds must be a pair (lower, upper)") from None
+            self.lower = np.array(np.broadcast_to(np.asarray(lb, dtype=np.float64), (P,)))
+            self.upper = np.array(np.broadcast_to(np.asarray(ub, dtype=np.float64), (P,)))
+            if np.any(np.isnan(self.lower)) or np.any(np.isnan(self.upper)) or np.any(
+                    self.lower >= self.upper):
+                raise ValueError("bounds: every lower bound must be < its upper bound")
+            self.has_bounds = bool(np.any(np.isfinite(self.lower)) or
+                                   np.any(np.isfinite(self.upper)))
+        # ----- p0
+        self.use_guess = p0 is None
+        if p0 is None:
+            if self.kind != _KIND_BUILTIN:
+                p0 = np.ones(P)       # curve_fit's default for Python models
+                self.use_guess = False
+            else:
+                p0 = np.full(P, np.nan)
+        p0 = np.asarray(p0, dtype=np.float64)
+        if p0.ndim == 0:
+            p0 = p0.reshape(1)
+        if p0.shape == (P,):
+            p0 = np.broadcast_to(p0, (N, P))
+        elif not (batch and p0.shape == (N, P)):
+            raise ValueError(f"p0 has shape {p0.shape}, expected ({P},)"
+                             + (f" or ({N}, {P})" if batch else "") + " for this model")
+        if not self.use_guess:
+            if not np.all(np.isfinite(p0)):
+                raise ValueError("p0 contains NaN or inf")
+            if self.has_bounds and (np.any(p0 < self.lower) or np.any(p0 > self.upper)):
+                raise ValueError("p0 is outside the bounds")
+        self.p0 = np.ascontiguousarray(p0)
+        if not batch:
+            nvalid = int(np.isfinite(Y).sum())
+            if nvalid < nfree:
+                raise ValueError(f"too few points: {nvalid} valid points for {nfree} free "
+                                 "parameters")
+        if maxiter is None:
+            maxiter = GD_MAXITER if method == "gd" else 200 * (nfree + 1)
+        if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
+            raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
+        self.maxiter = int(maxiter)
+        self.Y = np.ascontiguousarray(Y)
+
+    # ----- running
+    def outputs(self):
+        N, P = self.N, self.nparams
+        return (np.empty((N, P)), np.empty((N, P, P)), np.empty(N), np.empty(N, dtype=np.intc),
+                np.empty(N, dtype=np.intc), np.empty(N, dtype=np.intc),
+                np.empty(N, dtype=np.intc))
+
+    def run(self, n_threads=None, progress=False):
+        out = self.outputs()
+        N = self.N
+        chunk = _PYTHON_CHUNK if self.kind == _KIND_PYTHON else _COMPILED_CHUNK
+        starts = list(range(0, N, chunk))
+        bar = None
+        if progress and len(starts) > 0:
+            try:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=N, unit="fit")
+            except ImportError:
+                bar = None
+        try:
+            for start in starts:
+                stop = min(N, start + chunk)
+                if self.kind == _KIND_PYTHON:
+                    self._run_python(start, stop, out)
+                else:
+                    _fitting.fit_compiled(
+                        self.kind, getattr(self.model, "model_id", 0) if self.kind == 0 else 0,
+                        self.model if self.kind == _KIND_COMPILED else None, self.jac_fn,
+                        self.x, self.x_dim, self.Y, self.sigma, self.p0, self.use_guess,
+                        self.lower, self.upper, self.has_bounds, self.free_index,
+                        _METHODS[self.method], self.maxiter, self.ftol, self.xtol, self.gtol,
+                        self.absolute_sigma, start, stop, n_threads, *out)
+                if bar is not None:
+                    bar.update(stop - start)
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+    def _run_python(self, start, stop, out):
+        Y = self.Y[start:stop]
+        valid = np.isfinite(Y)
+        if self.sigma is None:
+            W = valid.astype(np.float64)
+        else:
+            sig = self.sigma if self.sigma.shape[0] == 1 else self.sigma[start:stop]
+            W = np.where(valid, 1.0 / sig, 0.0)
+        Yz = np.where(valid, Y, 0.0)
+        evaluate, jacobian = self._python_callables(start)
+        _fitting.fit_python(evaluate, jacobian, np.ascontiguousarray(Yz), np.ascontiguousarray(W),
+                            self.p0[start:stop], self.lower, self.upper, self.has_bounds,
+                            self.free_index, _METHODS[self.method], self.maxiter, self.ftol,
+                            self.xtol, self.gtol, self.absolute_sigma,
+                            *(o[start:stop] for o in out))
+
+    def _python_callables(self, start):
+        model, m, single = self.model, self.m, self.N == 1 and self.x_shared
+        x, shared = self.x, self.x_shared
+
+        def evaluate(params, rows):
+            if single and params.shape[0] == 1:
+                values = np.asarray(model(x, *params[0]), dtype=np.float64)
+                if values.shape not in ((m,), (1, m), ()):
+                    raise ValueError(f"model returned shape {values.shape}, expected ({m},)")
+                return values.reshape(1, -1) if values.ndim else values
+            xs = x if shared else x[rows + start]
+            columns = [params[:, k:k + 1] for k in range(params.shape[1])]
+            values = np.asarray(model(xs, *columns), dtype=np.float64)
+            try:
+                return np.broadcast_to(values, (params.shape[0], m))
+            except ValueError:
+                raise ValueError(f"model returned shape {values.shape} for parameters given as "
+                                 f"({params.shape[0]}, 1) columns; expected it to broadcast to "
+                                 f"({params.shape[0]}, {m})") from None
+
+        jacobian = None
+        if self.python_jac is not None:
+            jac, P = self.python_jac, self.nparams
+
+            def jacobian(params, rows):
+                out = np.empty((params.shape[0], m, P))
+                for a in range(params.shape[0]):
+                    xs = x if shared else x[rows[a] + start]
+                    value = np.asarray(jac(xs, *params[a]), dtype=np.float64)
+                    if value.shape != (m, P):
+                        raise ValueError(f"jac returned shape {value.shape}, expected ({m}, {P})")
+                    out[a] = value
+                return out
+        return evaluate, jacobian
+
+    def residuals_of(self, params, rows=None):
+        """y - model(x, params) for datasets `rows` (all when None); NaN at missing points."""
+        if rows is None:
+            rows = np.arange(self.N)
+        Y = self.Y[rows]
+        if self.kind == _KIND_PYTHON:
+            values = np.empty_like(Y)
+            for a, r in enumerate(rows):
+                xs = self.x if self.x_shared else self.x[r]
+                values[a] = np.broadcast_to(np.asarray(self.model(xs, *params[a]),
+                                                       dtype=np.float64), (self.m,))
+        else:
+            x = self.x if self.x_shared else self.x[rows]
+            values = _fitting.evaluate_model(
+                self.kind, getattr(self.model, "model_id", 0) if self.kind == 0 else 0,
+                self.model if self.kind == _KIND_COMPILED else None,
+                np.ascontiguousarray(x), self.x_dim, np.ascontiguousarray(params, dtype=float),
+                self.m)
+        return Y - values
+
+
+def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", bounds=None,
+        fixed=None, maxiter=None, tol=None, jac=None):
+    """Fit ``model`` to one dataset by minimising chi-squared.
+
+    Parameters
+    ----------
+    model : Model, compiled callable or callable
+        A built-in model from :mod:`fastcalc.models`; a compiled model callable
+        (``int f(int npts, double *x, int nparams, double *params, double *out, void *user_data)``);
+        or a Python callable ``model(x, *params)`` returning ``(m,)`` values (curve_fit
+        convention).
+    x : array_like
+        ``(m,)``, or ``(x_dim, m)`` for 2-D models (``gaussian_2d``); anything the Python model
+        accepts.
+    y : array_like (m,)
+        Data; NaN marks a missing point (weight 0, one fewer degree of freedom).
+    p0 : array_like (p,), optional
+        Start. Default: the model's ``guess(x, y)`` for built-in models, ones for Python models
+        (as curve_fit); required for compiled models.
+    sigma : array_like (m,) or scalar, optional
+        Standard deviations of ``y``.
+    absolute_sigma : bool
+        curve_fit's meaning: if False, ``cov`` is scaled by ``redchi2``.
+    method : {"lm", "gd"}
+        Levenberg-Marquardt (default) or gradient descent on chi2 (see the module notes).
+    bounds : (lower, upper), optional
+        Box bounds, scalars or ``(p,)`` arrays (``±inf`` for none).
+    fixed : sequence, optional
+        Parameters held at their ``p0`` value: a boolean mask, indices or names.
+    maxiter : int, optional
+        Iteration budget (trial steps); default ``200 * (n_free + 1)`` for LM, 20000 for GD.
+    tol : float or (ftol, xtol, gtol), optional
+        Stopping tolerances (default 1e-10 each; see the module notes).
+    jac : callable, optional
+        Analytic Jacobian: ``jac(x, *params) -> (m, p)`` for a Python model, or a compiled callable
+        with the model signature writing ``(npts, nparams)`` row-major for a compiled model.
+        Default: forward differences (built-in models have analytic Jacobians).
+
+    Returns
+    -------
+    FitResult
+        A ``RuntimeWarning`` is issued when the fit did not converge (``status != 0``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import fit
+    >>> x = np.linspace(0, 4, 20)
+    >>> y = 3.0 * np.exp(-x / 1.5) + 0.5
+    >>> r = fit(lambda x, a, tau, c: a * np.exp(-x / tau) + c, x, y, p0=[1.0, 1.0, 0.0])
+    >>> r.params.round(6).tolist(), r.success
+    ([3.0, 1.5, 0.5], True)
+    """
+    problem = _Problem(model, x, y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
+                       batch=False, absolute_sigma=absolute_sigma)
+    params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=1)
+    residuals = problem.residuals_of(params)[0]
+    result = FitResult(params[0], cov[0], chi[0], dof[0], nit[0], nfev[0], status[0], residuals,
+                       problem.param_names, method)
+    if not result.success:
+        warnings.warn(f"fit did not converge: {result.message} (status {int(result.status)})",
+                      RuntimeWarning, stacklevel=2)
+    return result
+
+
+def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method="lm",
+              bounds=None, fixed=None, maxiter=None, tol=None, n_threads=None, progress=False):
+    """Fit ``model`` to N datasets at once.
+
+    Built-in and compiled models run in a ``nogil`` ``prange`` loop over datasets (results
+    identical for any ``n_threads``). A Python model is called once per round for all active
+    datasets with parameters as ``(N_active, 1)`` columns — ``model(x, *columns)`` must broadcast
+    to ``(N_active, m)`` — plus once per free parameter for its finite-difference Jacobian.
+
+    Parameters
+    ----------
+    model : see :func:`fit`
+    x : array_like
+        Shared ``(m,)`` (``(2, m)`` for ``gaussian_2d``) or per dataset ``(N, m)``
+        (``(N, 2, m)``).
+    Y : array_like (N, m)
+        Data; NaN marks missing points, so datasets of unequal length fit in one call.
+    p0 : array_like (p,) or (N, p), optional
+        Start, shared or per dataset; default: per-dataset guesses for built-in models.
+    sigma : array_like (m,) or (N, m), optional
+    absolute_sigma, method, bounds, fixed, maxiter, tol : see :func:`fit`
+    n_threads : int, optional
+        Threads (default: all cores).
+    progress : bool
+        Show a tqdm progress bar (when tqdm is installed).
+
+    Returns
+    -------
+    BatchFitResult
+        Per-dataset statuses; a failing dataset never affects the others.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import fit_batch
+    >>> x = np.linspace(0, 1, 10)
+    >>> Y = np.array([2.0 * x + 1.0, -x + 3.0])
+    >>> r = fit_batch(lambda x, a, b: a * x + b, x, Y, p0=[0.0, 0.0])
+    >>> r.params.round(6).tolist()
+    [[2.0, 1.0], [-1.0, 3.0]]
+    """
+    problem = _Problem(model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, None,
+                       batch=True, absolute_sigma=absolute_sigma)
+    params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads, progress=progress)
+    return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
+                          problem.residuals_of, method)

@@ -1,0 +1,357 @@
+"""Built-in fit models: values, analytic Jacobians and initial guesses, compiled.
+
+Each model is a :class:`Model`; its kernels (``fastcalc._models``) are what
+:func:`fastcalc.fit` and :func:`fastcalc.fit_batch` call without the GIL. A Model is also
+an ordinary callable with the :func:`scipy.optimize.curve_fit` convention
+``model(x, *params)``, with ``model.jacobian`` usable as curve_fit's ``jac`` and
+``model.guess(x, y)`` as its ``p0``.
+
+==============  ==================================================  =========================
+model           expression                                          parameters
+==============  ==================================================  =========================
+line            a + b*x                                             a, b
+polynomial(d)   c0 + c1*x + ... + cd*x**d                           c0, ..., cd
+exponential     A*exp(-x/tau) + c                                   A, tau, c
+gaussian        A*exp(-(x - mu)**2/(2*sigma**2)) + c                A, mu, sigma, c
+lorentzian      A*gamma**2/((x - x0)**2 + gamma**2) + c             A, x0, gamma, c
+logistic        L/(1 + exp(-k*(x - x0))) + c                        L, x0, k, c
+power_law       A*x**k  (x > 0)                                     A, k
+sine            A*sin(omega*x + phi) + c                            A, omega, phi, c
+gaussian_2d     A*exp(-((x - x0)**2 + (y - y0)**2)/(2*sigma**2))    A, x0, y0, sigma, b
+                + b, with x of shape (2, m): rows x and y
+==============  ==================================================  =========================
+
+Only ``sigma**2`` and ``gamma**2`` enter the peaks, so their sign is immaterial (a fit may
+return a negative width; its absolute value is the width). ``power_law`` has no offset: the
+pure power law is the standard form (add one with a Python model when needed).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from . import _models
+from ._models import ModelId
+
+__all__ = [
+    "Model",
+    "ModelId",
+    "exponential",
+    "gaussian",
+    "gaussian_2d",
+    "get_model",
+    "line",
+    "logistic",
+    "lorentzian",
+    "polynomial",
+    "power_law",
+    "sine",
+]
+
+
+class Model:
+    """A built-in fit model with compiled values, analytic Jacobian and initial guess.
+
+    Instances are created by this module (``line``, ``gaussian``, ``polynomial(3)``, ...);
+    they are immutable.
+
+    Attributes
+    ----------
+    name : str
+        Model name, e.g. ``"gaussian"`` or ``"polynomial3"``.
+    param_names : tuple of str
+        Parameter names in order.
+    nparams : int
+        Number of parameters.
+    x_dim : int
+        Rows of the independent variable: 1, or 2 for ``gaussian_2d`` (x of shape (2, m)).
+    model_id : ModelId
+        Kernel identifier used by the fitting kernels.
+    expression : str
+        The model formula in Python syntax.
+
+    Examples
+    --------
+    >>> from fastcalc.models import gaussian
+    >>> gaussian
+    Model('gaussian', A*exp(-(x - mu)**2/(2*sigma**2)) + c; params: A, mu, sigma, c)
+    >>> gaussian([0.0, 1.0], 2.0, 0.0, 1.0, 0.5)
+    array([2.5       , 1.71306132])
+    """
+
+    __slots__ = ("name", "param_names", "nparams", "x_dim", "model_id", "expression")
+    name: str
+    param_names: tuple[str, ...]
+    nparams: int
+    x_dim: int
+    model_id: ModelId
+    expression: str
+
+    def __init__(self, name, model_id, param_names, expression):
+        nparams, x_dim = _models.kernel_shape(int(model_id), len(param_names))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "model_id", ModelId(model_id))
+        object.__setattr__(self, "param_names", tuple(param_names))
+        object.__setattr__(self, "nparams", nparams)
+        object.__setattr__(self, "x_dim", x_dim)
+        object.__setattr__(self, "expression", expression)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"Model attributes are read-only (tried to set {key!r})")
+
+    def __repr__(self):
+        return (f"Model({self.name!r}, {self.expression}; "
+                f"params: {', '.join(self.param_names)})")
+
+    def __eq__(self, other):
+        return (isinstance(other, Model) and other.model_id == self.model_id
+                and other.nparams == self.nparams)
+
+    def __hash__(self):
+        return hash((int(self.model_id), self.nparams))
+
+    def __reduce__(self):
+        # pickling (e.g. to dask workers) rebuilds the model by name
+        return get_model, (self.name,)
+
+    # -- validation ---------------------------------------------------------------------
+
+    def _points(self, x, name="x"):
+        """x as a float64 array of shape (x_dim, m) plus the output shape."""
+        if np.iscomplexobj(x):
+            raise TypeError(f"{name} must be real, got a complex array")
+        try:
+            x = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be an array of real numbers: {exc}") from None
+        if self.x_dim == 1:
+            return x.reshape(1, -1), x.shape
+        if x.ndim < 1 or x.shape[0] != self.x_dim:
+            raise ValueError(f"{name} must have shape (2, m) for {self.name} (rows x and y), "
+                             f"got shape {x.shape}")
+        return x.reshape(self.x_dim, -1), x.shape[1:]
+
+    def _params(self, params):
+        if len(params) == 1 and np.ndim(params[0]) == 1 and self.nparams > 1:
+            params = tuple(params[0])          # model(x, p) with p an array also works
+        if len(params) != self.nparams:
+            raise TypeError(f"{self.name} takes {self.nparams} parameters "
+                            f"({', '.join(self.param_names)}), got {len(params)}")
+        try:
+            p = np.array([float(v) for v in params], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"params of {self.name} must be real scalars "
+                            f"({', '.join(self.param_names)})") from None
+        return p
+
+    # -- public API ---------------------------------------------------------------------
+
+    def __call__(self, x, *params):
+        """Model values at ``x`` (curve_fit convention ``model(x, *params)``).
+
+        Parameters
+        ----------
+        x : array_like
+            Independent variable, any shape (``(2, ...)`` for ``gaussian_2d``).
+        *params : float
+            The ``nparams`` parameters in the order of ``param_names`` (a single array of
+            them is accepted too).
+
+        Returns
+        -------
+        ndarray
+            Values, of shape ``x.shape`` (``x.shape[1:]`` for ``gaussian_2d``). Where the
+            parameters give no finite value (e.g. a zero width) every value is NaN.
+
+        Examples
+        --------
+        >>> from fastcalc.models import line
+        >>> line([0.0, 1.0, 2.0], 1.0, 2.0)
+        array([1., 3., 5.])
+        """
+        p = self._params(params)
+        points, shape = self._points(x)
+        values, _, status = _models.evaluate(int(self.model_id), self.nparams, points, p)
+        if status != 0:
+            values.fill(np.nan)
+        return values.reshape(shape)
+
+    def jacobian(self, x, *params):
+        """Analytic Jacobian d model / d params at ``x``.
+
+        Usable as the ``jac`` argument of :func:`scipy.optimize.curve_fit`.
+
+        Parameters
+        ----------
+        x : array_like
+            Independent variable, as for :meth:`__call__`.
+        *params : float
+            The ``nparams`` parameters.
+
+        Returns
+        -------
+        ndarray
+            Shape ``(*x.shape, nparams)`` (``(m, nparams)`` for 1-D x). All NaN where the
+            parameters give no finite value.
+
+        Examples
+        --------
+        >>> from fastcalc.models import line
+        >>> line.jacobian([0.0, 2.0], 1.0, 3.0)
+        array([[1., 0.],
+               [1., 2.]])
+        """
+        p = self._params(params)
+        points, shape = self._points(x)
+        _, jac, status = _models.evaluate(int(self.model_id), self.nparams, points, p, True)
+        if status != 0:
+            jac.fill(np.nan)
+        return jac.reshape(tuple(shape) + (self.nparams,))
+
+    def guess(self, x, y):
+        """Initial parameters estimated from data (robust to noise; NaN y are ignored).
+
+        Parameters
+        ----------
+        x : array_like, shape (m,) or (2, m) for ``gaussian_2d``
+            Independent variable.
+        y : array_like, shape (m,)
+            Data; NaN marks a missing point.
+
+        Returns
+        -------
+        ndarray, shape (nparams,)
+            Parameters from which Levenberg-Marquardt converges on data typical of the
+            model.
+
+        Raises
+        ------
+        ValueError
+            If shapes disagree, or ``y`` has too few finite points (or x lies outside the
+            model's domain) to determine the parameters.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastcalc.models import line
+        >>> line.guess(np.arange(4.0), [1.0, 3.0, np.nan, 7.0])
+        array([1., 2.])
+        """
+        points, _ = self._points(x)
+        if np.iscomplexobj(y):
+            raise TypeError("y must be real, got a complex array")
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D, got shape {y.shape}")
+        if np.ndim(x) != (1 if self.x_dim == 1 else 2) or points.shape[1] != y.shape[0]:
+            want = "(m,)" if self.x_dim == 1 else "(2, m)"
+            raise ValueError(f"x must have shape {want} with m = len(y) = {y.shape[0]}, "
+                             f"got shape {np.shape(x)}")
+        p0, status = _models.guess(int(self.model_id), self.nparams, points, y)
+        if status == _models.GUESS_STATUS_BAD_DOMAIN:
+            raise ValueError(f"cannot guess {self.name} parameters: x is outside the "
+                             f"model's domain ({self.expression})")
+        if status != 0:
+            raise ValueError(f"cannot guess {self.name} parameters from y: need at least "
+                             f"{self.nparams} finite points at enough distinct x "
+                             f"(y has {int(np.isfinite(y).sum())} finite values)")
+        return p0
+
+
+line = Model("line", ModelId.LINE, ("a", "b"), "a + b*x")
+exponential = Model("exponential", ModelId.EXPONENTIAL, ("A", "tau", "c"), "A*exp(-x/tau) + c")
+gaussian = Model("gaussian", ModelId.GAUSSIAN, ("A", "mu", "sigma", "c"),
+                 "A*exp(-(x - mu)**2/(2*sigma**2)) + c")
+lorentzian = Model("lorentzian", ModelId.LORENTZIAN, ("A", "x0", "gamma", "c"),
+                   "A*gamma**2/((x - x0)**2 + gamma**2) + c")
+logistic = Model("logistic", ModelId.LOGISTIC, ("L", "x0", "k", "c"),
+                 "L/(1 + exp(-k*(x - x0))) + c")
+power_law = Model("power_law", ModelId.POWER_LAW, ("A", "k"), "A*x**k")
+sine = Model("sine", ModelId.SINE, ("A", "omega", "phi", "c"), "A*sin(omega*x + phi) + c")
+gaussian_2d = Model("gaussian_2d", ModelId.GAUSSIAN_2D, ("A", "x0", "y0", "sigma", "b"),
+                    "A*exp(-((x - x0)**2 + (y - y0)**2)/(2*sigma**2)) + b")
+
+
+def polynomial(deg):
+    """The polynomial model ``c0 + c1*x + ... + c_deg*x**deg`` of degree ``deg``.
+
+    Parameters
+    ----------
+    deg : int
+        Degree, ``>= 0``; the model has ``deg + 1`` parameters ``c0 ... c_deg``.
+
+    Returns
+    -------
+    Model
+
+    Examples
+    --------
+    >>> from fastcalc.models import polynomial
+    >>> quadratic = polynomial(2)
+    >>> quadratic.param_names
+    ('c0', 'c1', 'c2')
+    >>> quadratic([0.0, 1.0, 2.0], 1.0, 0.0, 2.0)
+    array([1., 3., 9.])
+    """
+    if isinstance(deg, (bool, np.bool_)) or not isinstance(deg, (int, np.integer)):
+        raise TypeError(f"deg must be an integer, got {deg!r}")
+    deg = int(deg)
+    if deg < 0:
+        raise ValueError(f"deg must be >= 0, got {deg}")
+    terms = ["c0"] + [f"c{k}*x" if k == 1 else f"c{k}*x**{k}" for k in range(1, deg + 1)]
+    return Model(f"polynomial{deg}", ModelId.POLYNOMIAL,
+                 tuple(f"c{k}" for k in range(deg + 1)), " + ".join(terms))
+
+
+_FIXED_MODELS = {m.name: m for m in (line, exponential, gaussian, lorentzian, logistic,
+                                     power_law, sine, gaussian_2d)}
+_ALIASES = {
+    "gauss": "gaussian", "normal": "gaussian", "linear": "line", "straight_line": "line",
+    "exp": "exponential", "decay": "exponential", "lorentz": "lorentzian",
+    "cauchy": "lorentzian", "sigmoid": "logistic", "powerlaw": "power_law", "power": "power_law",
+    "sin": "sine", "sinusoid": "sine", "gaussian2d": "gaussian_2d", "gauss2d": "gaussian_2d",
+    "gauss_2d": "gaussian_2d",
+}
+
+
+def get_model(name):
+    """Look up a built-in model by name (as the command line does).
+
+    Parameters
+    ----------
+    name : str or Model
+        A model name (``"gaussian"``, ``"power_law"``, ...), case-insensitive, with ``-`` or
+        spaces accepted for ``_``; ``"polynomialN"``, ``"polyN"`` or ``"polynomial(N)"`` for
+        degree N. A Model is returned unchanged.
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ValueError
+        If no built-in model has that name.
+
+    Examples
+    --------
+    >>> from fastcalc.models import get_model
+    >>> get_model("Gaussian").name
+    'gaussian'
+    >>> get_model("poly3").param_names
+    ('c0', 'c1', 'c2', 'c3')
+    """
+    if isinstance(name, Model):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    key = re.sub(r"[\s\-]+", "_", name.strip().lower())
+    key = _ALIASES.get(key, key)
+    if key in _FIXED_MODELS:
+        return _FIXED_MODELS[key]
+    match = re.fullmatch(r"(?:polynomial|poly)_?\(?(\d+)\)?", key)
+    if match:
+        return polynomial(int(match.group(1)))
+    known = ", ".join(sorted(_FIXED_MODELS)) + ", polynomialN (polyN)"
+    raise ValueError(f"unknown model name {name!r}; built-in models: {known}")

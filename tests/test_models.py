@@ -1,0 +1,293 @@
+"""Built-in fit models: values vs NumPy formulas, analytic Jacobians vs finite differences,
+and guesses that put scipy.optimize.curve_fit in the right basin on noisy data."""
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit
+from scipy.optimize._numdiff import approx_derivative  # no public equivalent for a plain f(p)
+
+from fastcalc import _models, models
+from fastcalc.models import ModelId
+
+
+def x_range(lo, hi, m=64):
+    return lambda rng: np.linspace(lo, hi, m)
+
+
+def grid_2d(lo, hi, side):
+    def make(rng):
+        u = np.linspace(lo, hi, side)
+        gx, gy = np.meshgrid(u, u)
+        return np.vstack([gx.ravel(), gy.ravel()])
+    return make
+
+
+# name -> (model, NumPy formula f(x, *p), x maker, true-parameter sampler, noise scale)
+# Samplers give parameters typical of real data for that model (peaks inside the window,
+# decays and sigmoids that change within it, several periods of a sine).
+CASES = {
+    "line": (
+        models.line, lambda x, a, b: a + b * x, x_range(-3, 5),
+        lambda r: [r.uniform(-5, 5), r.uniform(-3, 3)], 1.0),
+    "polynomial3": (
+        models.polynomial(3), lambda x, c0, c1, c2, c3: c0 + c1 * x + c2 * x**2 + c3 * x**3,
+        x_range(-2, 3), lambda r: list(r.uniform(-2, 2, 4)), 1.0),
+    "gaussian": (
+        models.gaussian, lambda x, A, mu, s, c: A * np.exp(-(x - mu) ** 2 / (2 * s**2)) + c,
+        x_range(-10, 10), lambda r: [r.choice([-1, 1]) * r.uniform(1, 5), r.uniform(-5, 5),
+                                     r.uniform(0.5, 3), r.uniform(-2, 2)], None),
+    "exponential": (
+        models.exponential, lambda x, A, tau, c: A * np.exp(-x / tau) + c, x_range(0, 10),
+        lambda r: [r.choice([-1, 1]) * r.uniform(1, 5),
+                   r.choice([-1, 1, 1]) * r.uniform(0.7, 8), r.uniform(-2, 2)], None),
+    "lorentzian": (
+        models.lorentzian, lambda x, A, x0, g, c: A * g**2 / ((x - x0) ** 2 + g**2) + c,
+        x_range(-10, 10), lambda r: [r.choice([-1, 1]) * r.uniform(1, 5), r.uniform(-4, 4),
+                                     r.uniform(0.5, 2.5), r.uniform(-2, 2)], None),
+    "logistic": (
+        models.logistic, lambda x, L, x0, k, c: L / (1 + np.exp(-k * (x - x0))) + c,
+        x_range(-10, 10), lambda r: [r.choice([-1, 1]) * r.uniform(1, 5), r.uniform(-4, 4),
+                                     r.uniform(0.5, 4), r.uniform(-2, 2)], None),
+    "power_law": (
+        models.power_law, lambda x, A, k: A * x**k, x_range(0.5, 20),
+        lambda r: [r.choice([-1, 1]) * r.uniform(0.5, 5), r.uniform(-2, 2)], None),
+    "sine": (
+        models.sine, lambda x, A, w, phi, c: A * np.sin(w * x + phi) + c, x_range(0, 10),
+        lambda r: [r.uniform(1, 5), r.uniform(0.8, 5), r.uniform(-np.pi, np.pi),
+                   r.uniform(-2, 2)], None),
+    "gaussian_2d": (
+        models.gaussian_2d,
+        lambda xy, A, x0, y0, s, b: A * np.exp(-((xy[0] - x0) ** 2 + (xy[1] - y0) ** 2)
+                                               / (2 * s**2)) + b,
+        grid_2d(-2, 2, 5), lambda r: [r.choice([-1, 1]) * r.uniform(2, 10), r.uniform(-0.7, 0.7),
+                                      r.uniform(-0.7, 0.7), r.uniform(0.7, 1.5),
+                                      r.uniform(0, 2)], None),
+    "gaussian_2d_large": (
+        models.gaussian_2d,
+        lambda xy, A, x0, y0, s, b: A * np.exp(-((xy[0] - x0) ** 2 + (xy[1] - y0) ** 2)
+                                               / (2 * s**2)) + b,
+        grid_2d(0, 30, 31), lambda r: [r.uniform(2, 10), r.uniform(8, 22), r.uniform(8, 22),
+                                       r.uniform(1, 6), r.uniform(0, 2)], None),
+}
+
+
+def true_params(name, rng):
+    return np.array(CASES[name][3](rng), dtype=float)
+
+
+def noise_scale(name, p):
+    scale = CASES[name][4]
+    return abs(p[0]) if scale is None else scale
+
+
+# ---------------------------------------------------------------------------------------
+# values and Jacobians
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_values_match_numpy_formula(name, rng):
+    model, formula, make_x, _, _ = CASES[name]
+    for _ in range(5):
+        p = true_params(name, rng)
+        x = make_x(rng)
+        np.testing.assert_allclose(model(x, *p), formula(x, *p), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_jacobian_matches_finite_differences(name, rng):
+    model, _, make_x, _, _ = CASES[name]
+    for _ in range(5):
+        p = true_params(name, rng)
+        x = make_x(rng)
+        jac = model.jacobian(x, *p)
+        assert jac.shape == (x.shape[-1], model.nparams)
+        numeric = approx_derivative(lambda q: model(x, *q), p, method="3-point")
+        scale = np.max(np.abs(numeric), axis=0, keepdims=True) + 1e-300
+        np.testing.assert_allclose(jac / scale, numeric / scale, rtol=1e-6, atol=1e-6)
+
+
+def test_model_attributes_and_repr():
+    g = models.gaussian
+    assert g.name == "gaussian"
+    assert g.param_names == ("A", "mu", "sigma", "c")
+    assert g.nparams == 4 and g.x_dim == 1 and g.model_id == ModelId.GAUSSIAN
+    assert "A*exp" in g.expression and "gaussian" in repr(g)
+    with pytest.raises(AttributeError):
+        g.nparams = 3
+    assert pickle.loads(pickle.dumps(models.polynomial(4))) == models.polynomial(4)
+
+
+def test_polynomial_validation_and_degree_zero():
+    const = models.polynomial(0)
+    assert const.nparams == 1 and const.param_names == ("c0",)
+    np.testing.assert_array_equal(const([1.0, 2.0], 3.5), [3.5, 3.5])
+    with pytest.raises(ValueError, match="deg"):
+        models.polynomial(-1)
+    with pytest.raises(TypeError, match="deg"):
+        models.polynomial(2.5)
+
+
+def test_get_model_names():
+    assert models.get_model("gaussian") is models.gaussian
+    assert models.get_model(" Gaussian ") is models.gaussian
+    assert models.get_model("poly3") == models.polynomial(3)
+    assert models.get_model("polynomial3") == models.polynomial(3)
+    assert models.get_model("polynomial(2)") == models.polynomial(2)
+    assert models.get_model(models.line) is models.line
+    with pytest.raises(ValueError, match="unknown model name 'nope'"):
+        models.get_model("nope")
+
+
+def test_call_validates_params_and_x():
+    x = np.linspace(0, 1, 5)
+    with pytest.raises(TypeError, match=r"gaussian takes 4 parameters \(A, mu, sigma, c\), got 3"):
+        models.gaussian(x, 1.0, 0.0, 1.0)
+    with pytest.raises(TypeError, match="x must be real"):
+        models.line(x + 1j, 1.0, 2.0)
+    with pytest.raises(TypeError, match="params"):
+        models.line(x, "a", 2.0)
+    # a single parameter array is accepted as well as the curve_fit unpacked form
+    np.testing.assert_array_equal(models.line(x, np.array([1.0, 2.0])), models.line(x, 1.0, 2.0))
+    # scalar and n-d x keep their shape
+    assert models.line(2.0, 1.0, 2.0) == 5.0
+    assert models.line(np.ones((3, 2)), 1.0, 2.0).shape == (3, 2)
+
+
+def test_invalid_parameters_give_nan_and_kernel_status():
+    x = np.linspace(-1, 1, 7)
+    assert np.all(np.isnan(models.gaussian(x, 1.0, 0.0, 0.0, 0.0)))        # sigma = 0
+    assert np.all(np.isnan(models.gaussian(x, 1.0, np.inf, 1.0, 0.0)))
+    assert np.all(np.isnan(models.line.jacobian(x, np.nan, 1.0)))
+    _, _, status = _models.evaluate(ModelId.GAUSSIAN, 4, x, [1.0, 0.0, 0.0, 0.0], True)
+    assert status != 0
+    _, _, status = _models.evaluate(ModelId.GAUSSIAN, 4, x, [1.0, 0.0, 1.0, 0.0], True)
+    assert status == 0
+
+
+def test_low_level_wrappers_check_sizes():
+    with pytest.raises(ValueError, match="parameters"):
+        _models.evaluate(ModelId.GAUSSIAN, 3, [0.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="parameters"):
+        _models.evaluate(ModelId.LINE, 2, [0.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError):
+        _models.evaluate(99, 2, [0.0], [1.0, 2.0])
+    with pytest.raises(ValueError):
+        _models.guess(ModelId.LINE, 2, [0.0, 1.0], [1.0])
+
+
+# ---------------------------------------------------------------------------------------
+# guesses
+# ---------------------------------------------------------------------------------------
+
+def fit_from_guess(model, x, y):
+    p0 = model.guess(x, y)
+    finite = np.isfinite(y)
+    xf = x[..., finite]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        popt, pcov = curve_fit(model, xf, y[finite], p0=p0, jac=model.jacobian, maxfev=2000)
+    return p0, popt, pcov
+
+
+def canonical(name, p):
+    """Parameters up to the model's symmetries (width sign)."""
+    p = np.array(p, dtype=float)
+    if name in ("gaussian", "lorentzian"):
+        p[2] = abs(p[2])
+    elif name.startswith("gaussian_2d"):
+        p[3] = abs(p[3])
+    elif name == "sine":
+        if p[0] < 0:                      # -A sin(t) = A sin(t + pi)
+            p[0], p[2] = -p[0], p[2] + np.pi
+        p[2] = np.angle(np.exp(1j * p[2]))
+    elif name == "logistic" and p[2] < 0:  # L s(-z) + c = -L s(z) + (c + L)
+        p[0], p[2], p[3] = -p[0], -p[2], p[3] + p[0]
+    return p
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("noise", [0.01, 0.05, 0.15])
+def test_guess_then_curve_fit_recovers_true_parameters(name, noise):
+    model, _, make_x, _, _ = CASES[name]
+    for seed in range(6):
+        rng = np.random.default_rng(1000 * seed + 7)
+        p_true = true_params(name, rng)
+        x = make_x(rng)
+        sigma = noise * noise_scale(name, p_true)
+        y = model(x, *p_true) + rng.normal(0, sigma, x.shape[-1])
+        p0, popt, pcov = fit_from_guess(model, x, y)
+        stderr = np.sqrt(np.diag(pcov))
+        error = np.abs(canonical(name, popt) - canonical(name, p_true))
+        if name == "sine":
+            error[2] = abs(np.angle(np.exp(1j * error[2])))
+        # in the right basin: within 6 standard errors of the truth (plus a rounding floor)
+        assert np.all(error <= 6 * stderr + 1e-8 * (1 + np.abs(p_true))), (
+            f"{name} seed {seed} noise {noise}: p_true {p_true}, p0 {p0}, popt {popt}, "
+            f"stderr {stderr}")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_guess_ignores_nan_y(name):
+    model, _, make_x, _, _ = CASES[name]
+    rng = np.random.default_rng(5)
+    p_true = true_params(name, rng)
+    x = make_x(rng)
+    y = model(x, *p_true) + rng.normal(0, 0.02 * noise_scale(name, p_true), x.shape[-1])
+    missing = rng.random(y.shape) < 0.2
+    y_nan = np.where(missing, np.nan, y)
+    p0 = model.guess(x, y_nan)
+    np.testing.assert_array_equal(p0, model.guess(x[..., ~missing], y[~missing]))
+    assert np.all(np.isfinite(p0))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_guess_needs_enough_points(name):
+    model, _, make_x, _, _ = CASES[name]
+    rng = np.random.default_rng(3)
+    x = make_x(rng)
+    y = np.full(x.shape[-1], np.nan)
+    y[: model.nparams - 1] = 1.0
+    with pytest.raises(ValueError, match="from y"):
+        model.guess(x, y)
+    with pytest.raises(ValueError, match="x must have shape"):
+        model.guess(x[..., :-1], y)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_read_only_inputs_work_and_are_not_mutated(name):
+    model, _, make_x, _, _ = CASES[name]
+    rng = np.random.default_rng(11)
+    p_true = true_params(name, rng)
+    x = make_x(rng)
+    y = model(x, *p_true)
+    p = np.array(p_true)
+    for a in (x, y, p):
+        a.setflags(write=False)
+    x_copy, y_copy, p_copy = x.copy(), y.copy(), p.copy()
+    model(x, *p)
+    model.jacobian(x, *p)
+    model.guess(x, y)
+    _models.evaluate(model.model_id, model.nparams, x, p, True)
+    np.testing.assert_array_equal(x, x_copy)
+    np.testing.assert_array_equal(y, y_copy)
+    np.testing.assert_array_equal(p, p_copy)
+
+
+def test_linear_guesses_are_exact_least_squares(rng):
+    x = np.linspace(-4, 9, 40)
+    y = 1.0 - 2.0 * x + 0.3 * x**2 - 0.01 * x**3 + rng.normal(0, 0.5, x.size)
+    np.testing.assert_allclose(models.polynomial(3).guess(x, y), np.polyfit(x, y, 3)[::-1],
+                               rtol=1e-9)
+    np.testing.assert_allclose(models.line.guess(x, y), np.polyfit(x, y, 1)[::-1], rtol=1e-10)
+    # far from the origin the scaled solve stays accurate
+    xs = x + 1e4
+    np.testing.assert_allclose(models.line.guess(xs, 3.0 + 0.5 * xs), [3.0, 0.5], rtol=1e-8)
+
+
+def test_guess_fails_for_identical_x():
+    with pytest.raises(ValueError, match="distinct x"):
+        models.line.guess(np.ones(5), np.arange(5.0))
+    with pytest.raises(ValueError, match="distinct x"):
+        models.gaussian.guess(np.ones(5), np.arange(5.0))
