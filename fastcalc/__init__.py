@@ -8,6 +8,7 @@ from ._status import ConvergenceError, Status
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
 from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit, polyfit
+from .roots import newton, newton_system
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,8 @@ __all__ = [
     "jacobian",
     "linear_fit",
     "models",
+    "newton",
+    "newton_system",
     "nist",
     "polyfit",
     "taylor",

@@ -56,3 +56,66 @@ def low_level(name):
     """Return the compiled test function ``name`` as a ``scipy.LowLevelCallable``."""
     import fastcalc._testfunctions as module
     return LowLevelCallable.from_cython(module, name)
+
+
+# ---- elementwise equations and small systems for Newton-Raphson (fastcalc.roots) ----
+# Elementwise signature: double f(double x, int k, double *p, void *user_data), where p points
+# to this element's k parameters.
+from libc.math cimport log
+
+
+cdef api double cube_root_eq(double x, int k, double *p, void *user_data) noexcept nogil:
+    """x^3 - p[0] (root: the cube root of p[0])."""
+    return x * x * x - p[0]
+
+
+cdef api double cube_root_eq_prime(double x, int k, double *p, void *user_data) noexcept nogil:
+    """3 x^2, the derivative of cube_root_eq."""
+    return 3.0 * x * x
+
+
+cdef api double cube_root_eq_prime2(double x, int k, double *p, void *user_data) noexcept nogil:
+    """6 x, the second derivative of cube_root_eq."""
+    return 6.0 * x
+
+
+cdef api double kepler_eq(double x, int k, double *p, void *user_data) noexcept nogil:
+    """Kepler's equation E - e sin E - M with p = (e, M)."""
+    return x - p[0] * sin(x) - p[1]
+
+
+cdef api double kepler_eq_prime(double x, int k, double *p, void *user_data) noexcept nogil:
+    """1 - e cos E, the derivative of kepler_eq."""
+    return 1.0 - p[0] * cos(x)
+
+
+cdef api double log_eq(double x, int k, double *p, void *user_data) noexcept nogil:
+    """log(x) - p[0]: NaN for x < 0, so Newton from far away fails (status tests)."""
+    return log(x) - p[0]
+
+
+cdef api double log_eq_prime(double x, int k, double *p, void *user_data) noexcept nogil:
+    """1 / x, the derivative of log_eq."""
+    return 1.0 / x
+
+
+cdef api int circle_exp_system(int n, double *x, int m, double *out,
+                               void *user_data) noexcept nogil:
+    """F(x, y) = (x^2 + y^2 - 4, exp(x) + y - 1), n == m == 2 (else -1)."""
+    if n != 2 or m != 2:
+        return -1
+    out[0] = x[0] * x[0] + x[1] * x[1] - 4.0
+    out[1] = exp(x[0]) + x[1] - 1.0
+    return 0
+
+
+cdef api int circle_exp_jacobian(int n, double *x, int m, double *out,
+                                 void *user_data) noexcept nogil:
+    """Row-major Jacobian of circle_exp_system: ((2x, 2y), (exp(x), 1)), m == 4."""
+    if n != 2 or m != 4:
+        return -1
+    out[0] = 2.0 * x[0]
+    out[1] = 2.0 * x[1]
+    out[2] = exp(x[0])
+    out[3] = 1.0
+    return 0

@@ -17,6 +17,24 @@ static double (*__pyx_api_f_8fastcalc_14_testfunctions_nan_scalar)(int, double *
 #define nan_scalar __pyx_api_f_8fastcalc_14_testfunctions_nan_scalar
 static int (*__pyx_api_f_8fastcalc_14_testfunctions_failing_vector)(int, double *, int, double *, void *) = 0;
 #define failing_vector __pyx_api_f_8fastcalc_14_testfunctions_failing_vector
+static double (*__pyx_api_f_8fastcalc_14_testfunctions_cube_root_eq)(double, int, double *, void *) = 0;
+#define cube_root_eq __pyx_api_f_8fastcalc_14_testfunctions_cube_root_eq
+static double (*__pyx_api_f_8fastcalc_14_testfunctions_cube_root_eq_prime)(double, int, double *, void *) = 0;
+#define cube_root_eq_prime __pyx_api_f_8fastcalc_14_testfunctions_cube_root_eq_prime
+static double (*__pyx_api_f_8fastcalc_14_testfunctions_cube_root_eq_prime2)(double, int, double *, void *) = 0;
+#define cube_root_eq_prime2 __pyx_api_f_8fastcalc_14_testfunctions_cube_root_eq_prime2
+static double (*__pyx_api_f_8fastcalc_14_testfunctions_kepler_eq)(double, int, double *, void *) = 0;
+#define kepler_eq __pyx_api_f_8fastcalc_14_testfunctions_kepler_eq
+static double (*__pyx_api_f_8fastcalc_14_testfunctions_kepler_eq_prime)(double, int, double *, void *) = 0;
+#define kepler_eq_prime __pyx_api_f_8fastcalc_14_testfunctions_kepler_eq_prime
+static double (*__pyx_api_f_8fastcalc_14_testfunctions_log_eq)(double, int, double *, void *) = 0;
+#define log_eq __pyx_api_f_8fastcalc_14_testfunctions_log_eq
+static double (*__pyx_api_f_8fastcalc_14_testfunctions_log_eq_prime)(double, int, double *, void *) = 0;
+#define log_eq_prime __pyx_api_f_8fastcalc_14_testfunctions_log_eq_prime
+static int (*__pyx_api_f_8fastcalc_14_testfunctions_circle_exp_system)(int, double *, int, double *, void *) = 0;
+#define circle_exp_system __pyx_api_f_8fastcalc_14_testfunctions_circle_exp_system
+static int (*__pyx_api_f_8fastcalc_14_testfunctions_circle_exp_jacobian)(int, double *, int, double *, void *) = 0;
+#define circle_exp_jacobian __pyx_api_f_8fastcalc_14_testfunctions_circle_exp_jacobian
 static int __Pyx_ImportFunction_3_3_1(PyObject *module, const char *funcname, void (**f)(void), const char *sig);
 
 #ifndef __PYX_HAVE_RT_ImportFromPxd_3_3_1
@@ -93,6 +111,15 @@ static int import_fastcalc___testfunctions(void) {
   if (__Pyx_ImportFunction_3_3_1(module, "vector_field", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_vector_field, "int (int, double *, int, double *, void *)") < 0) goto bad;
   if (__Pyx_ImportFunction_3_3_1(module, "nan_scalar", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_nan_scalar, "double (int, double *, void *)") < 0) goto bad;
   if (__Pyx_ImportFunction_3_3_1(module, "failing_vector", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_failing_vector, "int (int, double *, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "cube_root_eq", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_cube_root_eq, "double (double, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "cube_root_eq_prime", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_cube_root_eq_prime, "double (double, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "cube_root_eq_prime2", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_cube_root_eq_prime2, "double (double, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "kepler_eq", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_kepler_eq, "double (double, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "kepler_eq_prime", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_kepler_eq_prime, "double (double, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "log_eq", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_log_eq, "double (double, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "log_eq_prime", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_log_eq_prime, "double (double, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "circle_exp_system", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_circle_exp_system, "int (int, double *, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "circle_exp_jacobian", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_circle_exp_jacobian, "int (int, double *, int, double *, void *)") < 0) goto bad;
   Py_DECREF(module); module = 0;
   return 0;
   bad:

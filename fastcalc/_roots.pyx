@@ -1,0 +1,788 @@
+"""Newton-Raphson kernels: elementwise batches of scalar equations and batches of small systems.
+
+The per-element logic (when an element has converged, failed, or takes which step) lives in two
+``noexcept nogil`` functions, :c:func:`after_value` and :c:func:`after_derivative`. The same two
+functions drive
+
+* the compiled path, where one element is solved start to finish in a ``prange`` loop, and
+* the Python path (:class:`ElementwiseBatch`), where the wrapper calls the user's vectorized
+  function on the still-active elements and these kernels update the per-element state held as
+  compacted arrays (converged elements are moved out and never evaluated again).
+
+Systems (:func:`solve_systems_compiled`, :class:`SystemBatch`) use damped Newton-Raphson with a
+backtracking line search on ``||F||^2`` and LAPACK ``dgesv``.
+
+Kernels never raise on a numerical failure: every element or system ends with a status code from
+``fastcalc._status``.
+"""
+import numpy as np
+cimport numpy as cnp
+from cython.parallel cimport parallel, prange
+from libc.math cimport fabs, isfinite, fmax, NAN
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from scipy.linalg.cython_lapack cimport dgesv
+
+from fastcalc._evaluate cimport UserFunction, elementwise_t, vector_field_t
+from fastcalc._parallel cimport resolve_threads
+
+cnp.import_array()
+
+# Status codes (fastcalc._status.Status); RUNNING marks an element still being iterated.
+cdef enum:
+    RUNNING = -1
+    SUCCESS = 0
+    MAX_ITERATIONS = 1
+    SINGULAR = 2
+    NON_FINITE = 3
+    OUT_OF_BOUNDS = 4
+
+# Step rules.
+cpdef enum Method:
+    NEWTON = 0
+    HALLEY = 1
+    SECANT = 2
+
+cdef double EPS = 2.220446049250313e-16
+cdef double FD_FACTOR = 6.055454452393343e-06     # cbrt(eps): optimal relative step, central FD
+
+
+cdef struct Settings:
+    double tol          # absolute step tolerance
+    double rtol         # relative step tolerance
+    double ftol         # residual tolerance (|f| <= ftol stops)
+    int maxiter
+    int method          # a Method
+    bint bracketed
+
+
+cdef struct Element:
+    double x, fx        # current iterate and f(x)
+    double a, b, fa     # bracket [a, b] (either order) with f(a) of the sign opposite to f(b)
+    double dx, dxold    # last two step lengths (bracket safeguard: is Newton shrinking fast?)
+    double xprev, fprev # previous iterate and its value (secant)
+    int nit, nfev
+    int pending         # the last step was below tolerance: converged once f(x) is finite
+
+
+cdef inline double fd_step(double x) noexcept nogil:
+    """Central-difference step ~ cbrt(eps) max(1, |x|), made exactly representable around x."""
+    cdef double h = FD_FACTOR * fmax(1.0, fabs(x))
+    cdef volatile double xh = x + h
+    return xh - x
+
+
+cdef inline int after_value(Element *e, double fx, const Settings *s) noexcept nogil:
+    """Record f(x); return a final status, or RUNNING if a step must be taken."""
+    e.fx = fx
+    e.nfev += 1
+    if not isfinite(fx):
+        return NON_FINITE
+    if fx == 0.0 or fabs(fx) <= s.ftol or e.pending:
+        return SUCCESS
+    if e.nit >= s.maxiter:
+        return MAX_ITERATIONS
+    if s.bracketed:
+        # Keep the sign change inside [a, b]: x replaces the endpoint with the same sign.
+        if (fx > 0.0) == (e.fa > 0.0):
+            e.a = e.x
+            e.fa = fx
+        else:
+            e.b = e.x
+    return RUNNING
+
+
+cdef inline int after_derivative(Element *e, double df, double d2f,
+                                 const Settings *s) noexcept nogil:
+    """Take one step from e.x given f'(x) (and f''(x) for Halley); return a status or RUNNING."""
+    cdef double step = 0.0, x_new = 0.0, adjust, low, high
+    cdef bint bisect = False
+    if s.method == SECANT:
+        if e.x == e.xprev:
+            return SINGULAR
+        df = (e.fx - e.fprev) / (e.x - e.xprev)
+        e.xprev = e.x
+        e.fprev = e.fx
+    if not isfinite(df) or (s.method == HALLEY and not isfinite(d2f)):
+        return NON_FINITE
+    if df == 0.0:
+        if not s.bracketed:
+            return SINGULAR
+        bisect = True
+    else:
+        step = e.fx / df
+        if s.method == HALLEY:
+            adjust = 0.5 * step * d2f / df
+            if fabs(adjust) < 1.0:
+                step = step / (1.0 - adjust)
+        x_new = e.x - step
+        if s.bracketed:
+            low = e.a if e.a < e.b else e.b
+            high = e.b if e.a < e.b else e.a
+            # rtsafe's safeguard: bisect when Newton leaves the bracket or does not halve fast.
+            if not (low < x_new < high) or fabs(2.0 * step) > fabs(e.dxold):
+                bisect = True
+    if bisect:
+        x_new = e.a + 0.5 * (e.b - e.a)
+        step = e.x - x_new
+    if s.bracketed:
+        e.dxold = e.dx
+        e.dx = step
+    if not isfinite(x_new):
+        return NON_FINITE
+    if fabs(step) <= s.tol + s.rtol * fabs(x_new):
+        e.pending = 1
+    e.x = x_new
+    e.nit += 1
+    return RUNNING
+
+
+cdef inline void start_element(Element *e, double x0, const Settings *s) noexcept nogil:
+    e.x = x0
+    e.fx = 0.0
+    e.nit = 0
+    e.nfev = 0
+    e.pending = 0
+    e.xprev = 0.0
+    e.fprev = 0.0
+    e.a = 0.0
+    e.b = 0.0
+    e.fa = 0.0
+    e.dx = 0.0
+    e.dxold = 0.0
+
+
+cdef inline double secant_start(double x0) noexcept nogil:
+    """Second starting point of the secant method (SciPy's choice)."""
+    return x0 * (1.0 + 1e-4) + (1e-4 if x0 >= 0.0 else -1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# Compiled elementwise equations: each element solved start to finish, elements in prange.
+
+cdef inline int bracket_start(Element *e, double a, double b, double fa, double fb,
+                              int *status) noexcept nogil:
+    """Set up the bracket; return 1 if the element is already finished (status set)."""
+    cdef double low = a if a < b else b, high = b if a < b else a
+    if not (isfinite(fa) and isfinite(fb)):
+        e.fx = fb if isfinite(fa) else fa
+        status[0] = NON_FINITE
+        return 1
+    if fa == 0.0 or fb == 0.0:
+        e.x = a if fa == 0.0 else b
+        e.fx = 0.0
+        status[0] = SUCCESS
+        return 1
+    if (fa > 0.0) == (fb > 0.0) or not (low <= e.x <= high):
+        e.fx = NAN      # f is not evaluated at x
+        status[0] = OUT_OF_BOUNDS
+        return 1
+    e.a = a
+    e.b = b
+    e.fa = fa
+    e.dx = fabs(b - a)
+    e.dxold = e.dx
+    return 0
+
+
+cdef inline int solve_compiled_element(
+        elementwise_t f, void *f_data, elementwise_t fprime, void *fprime_data,
+        elementwise_t fprime2, void *fprime2_data, int k, double *p,
+        double a, double b, const Settings *s, Element *e) noexcept nogil:
+    """Solve one equation f(x; p) = 0 from e.x; return its status."""
+    cdef int status = RUNNING
+    cdef double df = 0.0, d2f = 0.0, h, fa, fb, xp, xm
+    if s.bracketed:
+        fa = f(a, k, p, f_data)
+        fb = f(b, k, p, f_data)
+        e.nfev += 2
+        if bracket_start(e, a, b, fa, fb, &status):
+            return status
+    if s.method == SECANT:
+        e.xprev = secant_start(e.x)
+        e.fprev = f(e.xprev, k, p, f_data)
+        e.nfev += 1
+    while True:
+        status = after_value(e, f(e.x, k, p, f_data), s)
+        if status != RUNNING:
+            return status
+        if s.method != SECANT:
+            if fprime != NULL:
+                df = fprime(e.x, k, p, fprime_data)
+                e.nfev += 1
+            else:
+                h = fd_step(e.x)
+                xp = e.x + h
+                xm = e.x - h
+                df = (f(xp, k, p, f_data) - f(xm, k, p, f_data)) / (xp - xm)
+                e.nfev += 2
+            if s.method == HALLEY:
+                d2f = fprime2(e.x, k, p, fprime2_data)
+                e.nfev += 1
+        status = after_derivative(e, df, d2f, s)
+        if status != RUNNING:
+            return status
+
+
+cdef inline void solve_compiled_into(
+        elementwise_t f, void *f_data, elementwise_t fprime, void *fprime_data,
+        elementwise_t fprime2, void *fprime2_data, int k, double *p, double x0,
+        double a, double b, const Settings *s, double *x_out, double *fun_out,
+        Py_ssize_t *status_out, Py_ssize_t *nit_out, Py_ssize_t *nfev_out) noexcept nogil:
+    """Solve one element with its state local to this call (so private to the thread)."""
+    cdef Element e
+    start_element(&e, x0, s)
+    status_out[0] = solve_compiled_element(f, f_data, fprime, fprime_data, fprime2,
+                                           fprime2_data, k, p, a, b, s, &e)
+    x_out[0] = e.x
+    fun_out[0] = e.fx
+    nit_out[0] = e.nit
+    nfev_out[0] = e.nfev
+
+
+def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
+                    const double[::1] x0, const double[:, ::1] params,
+                    const double[::1] a, const double[::1] b,
+                    double tol, double rtol, double ftol, int maxiter, int method,
+                    object n_threads):
+    """Solve ``f(x_i; params[i]) = 0`` for every element i, all compiled, on ``n_threads``.
+
+    ``fprime``/``fprime2`` may be None (finite differences / not Halley). ``a``/``b`` are the
+    per-element bracket (empty arrays: no bracket). Returns ``(x, fun, status, nit, nfev)``.
+    """
+    cdef Py_ssize_t n = x0.shape[0], i
+    cdef int k = <int>params.shape[1]
+    cdef int nt = resolve_threads(n_threads)
+    cdef Settings s
+    cdef bint bracketed = a.shape[0] > 0
+    cdef elementwise_t fn = <elementwise_t>f.c_function
+    cdef elementwise_t dfn = NULL
+    cdef elementwise_t d2fn = NULL
+    cdef void *f_data = f.user_data
+    cdef void *df_data = NULL
+    cdef void *d2f_data = NULL
+    cdef double dummy = 0.0
+    cdef double *pbase = &dummy
+    if fprime is not None:
+        dfn = <elementwise_t>fprime.c_function
+        df_data = fprime.user_data
+    if fprime2 is not None:
+        d2fn = <elementwise_t>fprime2.c_function
+        d2f_data = fprime2.user_data
+    if k > 0 and n > 0:
+        pbase = <double*>&params[0, 0]
+    s.tol = tol
+    s.rtol = rtol
+    s.ftol = ftol
+    s.maxiter = maxiter
+    s.method = method
+    s.bracketed = bracketed
+    x_out = np.empty(n, dtype=np.float64)
+    fun_out = np.empty(n, dtype=np.float64)
+    status_out = np.empty(n, dtype=np.intp)
+    nit_out = np.empty(n, dtype=np.intp)
+    nfev_out = np.empty(n, dtype=np.intp)
+    cdef double[::1] xv = x_out, fv = fun_out
+    cdef Py_ssize_t[::1] sv = status_out, itv = nit_out, fev = nfev_out
+    with nogil, parallel(num_threads=nt):
+        for i in prange(n, schedule="static"):
+            solve_compiled_into(fn, f_data, dfn, df_data, d2fn, d2f_data, k, pbase + i * k,
+                                x0[i], a[i] if bracketed else 0.0, b[i] if bracketed else 0.0,
+                                &s, &xv[i], &fv[i], &sv[i], &itv[i], &fev[i])
+    return x_out, fun_out, status_out, nit_out, nfev_out
+
+
+# --------------------------------------------------------------------------------------------
+# Python (vectorized) elementwise equations: the state of the active elements as arrays.
+
+cdef struct BatchArrays:
+    # Raw pointers into the per-element state arrays (owned by an ElementwiseBatch). The
+    # state is kept minimal (x, nit, pending; bracket/secant fields only when used) because
+    # each round streams it through memory once.
+    double *x
+    double *a
+    double *b
+    double *fa
+    double *dx
+    double *dxold
+    double *xprev
+    double *fprev
+    int *nit
+    signed char *pending
+    Py_ssize_t *idx
+    Py_ssize_t *holes   # slots of the elements finished in the current round
+    double *params      # (rows, capacity) row-major
+    Py_ssize_t rows, capacity
+    int start_cost, round_cost     # evaluations before the first round / per round
+    # Outputs, indexed by the original element index.
+    double *x_out
+    double *fun_out
+    Py_ssize_t *status_out
+    Py_ssize_t *nit_out
+    Py_ssize_t *nfev_out
+
+
+cdef inline void batch_load(const BatchArrays *A, const Settings *s, Py_ssize_t i,
+                            Element *e) noexcept nogil:
+    e.x = A.x[i]
+    e.nit = A.nit[i]
+    e.pending = A.pending[i]
+    if s.bracketed:
+        e.a = A.a[i]
+        e.b = A.b[i]
+        e.fa = A.fa[i]
+        e.dx = A.dx[i]
+        e.dxold = A.dxold[i]
+    if s.method == SECANT:
+        e.xprev = A.xprev[i]
+        e.fprev = A.fprev[i]
+
+
+cdef inline void batch_store(const BatchArrays *A, const Settings *s, Py_ssize_t i,
+                             const Element *e) noexcept nogil:
+    A.x[i] = e.x
+    A.nit[i] = e.nit
+    A.pending[i] = <signed char>e.pending
+    if s.bracketed:
+        A.a[i] = e.a
+        A.b[i] = e.b
+        A.fa[i] = e.fa
+        A.dx[i] = e.dx
+        A.dxold[i] = e.dxold
+    if s.method == SECANT:
+        A.xprev[i] = e.xprev
+        A.fprev[i] = e.fprev
+
+
+cdef inline Py_ssize_t batch_keep(const BatchArrays *A, const Settings *s, Py_ssize_t i,
+                                  Py_ssize_t holes, const Element *e, int status,
+                                  Py_ssize_t nfev) noexcept nogil:
+    """Store element i's new state in place if it runs on; else write its outputs (``nfev``
+    evaluations, or -1: the per-round count) and record slot i as a hole. Returns the number
+    of holes."""
+    cdef Py_ssize_t idx
+    if status == RUNNING:
+        batch_store(A, s, i, e)
+        return holes
+    idx = A.idx[i]
+    A.x_out[idx] = e.x
+    A.fun_out[idx] = e.fx
+    A.status_out[idx] = status
+    A.nit_out[idx] = e.nit
+    # Every active element is evaluated the same way each round, and it took part in nit + 1
+    # rounds (the last one found it finished), unless it finished before the first round.
+    A.nfev_out[idx] = nfev if nfev >= 0 else A.start_cost + (e.nit + 1) * A.round_cost
+    A.holes[holes] = i
+    return holes + 1
+
+
+cdef inline Py_ssize_t batch_fill_holes(const BatchArrays *A, const Settings *s, Py_ssize_t n,
+                                        Py_ssize_t holes) noexcept nogil:
+    """Move the last running elements into the holes (ascending); return the active count.
+
+    Costs O(holes), not O(n): element order does not matter (``idx`` maps back)."""
+    cdef Py_ssize_t lo = 0, hi = holes - 1, last = n - 1, r, dest
+    cdef Element e
+    start_element(&e, 0.0, s)
+    while lo <= hi:
+        if last == A.holes[hi]:
+            last -= 1
+            hi -= 1
+            continue
+        dest = A.holes[lo]
+        batch_load(A, s, last, &e)
+        batch_store(A, s, dest, &e)
+        A.idx[dest] = A.idx[last]
+        for r in range(A.rows):
+            A.params[r * A.capacity + dest] = A.params[r * A.capacity + last]
+        last -= 1
+        lo += 1
+    return last + 1
+
+
+cdef class ElementwiseBatch:
+    """Per-element state of a batch Newton solve, compacted to the active elements.
+
+    Each round the wrapper calls the user's vectorized functions on :attr:`x` ``[:n_active]``
+    (and the rows of :attr:`params` sliced the same way) and hands the values to
+    :meth:`iterate`, which updates every active element in one pass, writes the finished ones
+    to the outputs and fills their slots with running ones, so finished elements are never
+    evaluated again.
+    """
+    cdef Settings s
+    cdef BatchArrays A
+    cdef public Py_ssize_t n_active
+    cdef public object x, params, x_out, fun_out, status_out, nit_out, nfev_out
+    cdef object _owned
+
+    def __init__(self, const double[::1] x0, object params, double tol, double rtol,
+                 double ftol, int maxiter, int method, bint bracketed, int start_cost,
+                 int round_cost):
+        cdef Py_ssize_t n = x0.shape[0]
+        self.s.tol = tol
+        self.s.rtol = rtol
+        self.s.ftol = ftol
+        self.s.maxiter = maxiter
+        self.s.method = method
+        self.s.bracketed = bracketed
+        self.n_active = n
+        self.x = np.array(x0, dtype=np.float64)
+        nb = n if bracketed else 1
+        ns = n if method == SECANT else 1
+        bracket = [np.zeros(nb) for _ in range(5)]
+        secant = [np.zeros(ns) for _ in range(2)]
+        nit = np.zeros(n, dtype=np.intc)
+        pending = np.zeros(n, dtype=np.int8)
+        idx = np.arange(n, dtype=np.intp)
+        holes = np.empty(n, dtype=np.intp)
+        self.params = np.array(params, dtype=np.float64, order="C")
+        if self.params.ndim != 2 or self.params.shape[1] != n:
+            raise ValueError("internal: params must have shape (rows, n)")
+        # Every element's outputs are written when it finishes (at the latest by finish()).
+        self.x_out = np.empty(n)
+        self.fun_out = np.empty(n)
+        self.status_out = np.empty(n, dtype=np.intp)
+        self.nit_out = np.empty(n, dtype=np.intp)
+        self.nfev_out = np.empty(n, dtype=np.intp)
+        self._owned = (bracket, secant, nit, pending, idx, holes)
+        self.A.x = _double_ptr(self.x)
+        self.A.a = _double_ptr(bracket[0])
+        self.A.b = _double_ptr(bracket[1])
+        self.A.fa = _double_ptr(bracket[2])
+        self.A.dx = _double_ptr(bracket[3])
+        self.A.dxold = _double_ptr(bracket[4])
+        self.A.xprev = _double_ptr(secant[0])
+        self.A.fprev = _double_ptr(secant[1])
+        self.A.nit = <int*>cnp.PyArray_DATA(nit)
+        self.A.pending = <signed char*>cnp.PyArray_DATA(pending)
+        self.A.idx = <Py_ssize_t*>cnp.PyArray_DATA(idx)
+        self.A.holes = <Py_ssize_t*>cnp.PyArray_DATA(holes)
+        self.A.params = _double_ptr(self.params)
+        self.A.rows = self.params.shape[0]
+        self.A.capacity = n
+        self.A.start_cost = start_cost
+        self.A.round_cost = round_cost
+        self.A.x_out = _double_ptr(self.x_out)
+        self.A.fun_out = _double_ptr(self.fun_out)
+        self.A.status_out = <Py_ssize_t*>cnp.PyArray_DATA(self.status_out)
+        self.A.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(self.nit_out)
+        self.A.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(self.nfev_out)
+
+    def start_bracket(self, const double[::1] a, const double[::1] b, const double[::1] fa,
+                      const double[::1] fb):
+        """Set every element's bracket from f at its ends (finished elements move out)."""
+        cdef Py_ssize_t i, holes = 0
+        cdef Element e
+        cdef int status
+        start_element(&e, 0.0, &self.s)
+        with nogil:
+            for i in range(self.n_active):
+                batch_load(&self.A, &self.s, i, &e)
+                e.fx = 0.0
+                status = RUNNING
+                bracket_start(&e, a[i], b[i], fa[i], fb[i], &status)
+                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, 2)
+            self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
+
+    def secant_points(self):
+        """Second starting points of the secant method at the active elements."""
+        cdef Py_ssize_t i
+        for i in range(self.n_active):
+            self.A.xprev[i] = secant_start(self.A.x[i])
+        return np.asarray(<double[:self.n_active]>self.A.xprev) if self.n_active else np.empty(0)
+
+    def start_secant(self, const double[::1] fprev):
+        """Record f at the second secant starting points."""
+        cdef Py_ssize_t i
+        for i in range(self.n_active):
+            self.A.fprev[i] = fprev[i]
+
+    def fd_points(self):
+        """Points x + h and x - h of the central-difference derivative at the active iterates."""
+        cdef Py_ssize_t i, n = self.n_active
+        plus = np.empty(n)
+        minus = np.empty(n)
+        cdef double[::1] pv = plus, mv = minus
+        cdef double h
+        with nogil:
+            for i in range(n):
+                h = fd_step(self.A.x[i])
+                pv[i] = self.A.x[i] + h
+                mv[i] = self.A.x[i] - h
+        return plus, minus
+
+    def iterate(self, const double[::1] fx, const double[::1] df=None,
+                const double[::1] d2f=None, const double[::1] f_plus=None,
+                const double[::1] f_minus=None, const double[::1] x_plus=None,
+                const double[::1] x_minus=None):
+        """One round: f (and f', from ``df``, the FD values, or secant) at the active iterates.
+
+        Finished elements are written out and their slots refilled."""
+        cdef Py_ssize_t i, holes = 0
+        cdef Element e
+        cdef int status
+        cdef double dfi, d2fi
+        cdef bint fd = f_plus is not None, have_df = df is not None, have_d2f = d2f is not None
+        start_element(&e, 0.0, &self.s)
+        with nogil:
+            for i in range(self.n_active):
+                batch_load(&self.A, &self.s, i, &e)
+                status = after_value(&e, fx[i], &self.s)
+                if status == RUNNING:
+                    if fd:
+                        dfi = (f_plus[i] - f_minus[i]) / (x_plus[i] - x_minus[i])
+                    elif have_df:
+                        dfi = df[i]
+                    else:
+                        dfi = 0.0
+                    d2fi = d2f[i] if have_d2f else 0.0
+                    status = after_derivative(&e, dfi, d2fi, &self.s)
+                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, -1)
+            self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
+
+    def finish(self):
+        """Write the elements still active (callers stop only when none is) as out of
+        iterations."""
+        cdef Py_ssize_t i
+        cdef Element e
+        start_element(&e, 0.0, &self.s)
+        for i in range(self.n_active):
+            batch_load(&self.A, &self.s, i, &e)
+            e.fx = NAN
+            batch_keep(&self.A, &self.s, i, i, &e, MAX_ITERATIONS, -1)
+        self.n_active = 0
+
+
+cdef double *_double_ptr(cnp.ndarray array):
+    # Only arrays this module created (C-contiguous float64) are passed here.
+    return <double*>cnp.PyArray_DATA(array)
+
+
+
+
+
+# --------------------------------------------------------------------------------------------
+# Systems F(x) = 0, x in R^n: damped Newton-Raphson, LAPACK dgesv, FD Jacobian if none given.
+
+cdef struct SystemSettings:
+    double tol, rtol, ftol
+    int maxiter
+    int n
+    bint fd_jacobian
+
+
+cdef inline double half_norm2(const double *v, int n) noexcept nogil:
+    cdef double total = 0.0
+    cdef int i
+    for i in range(n):
+        total += v[i] * v[i]
+    return 0.5 * total
+
+
+cdef inline double norm_inf(const double *v, int n) noexcept nogil:
+    cdef double m = 0.0
+    cdef int i
+    for i in range(n):
+        if fabs(v[i]) > m or v[i] != v[i]:
+            m = fabs(v[i])
+    return m
+
+
+cdef inline bint all_finite(const double *v, int n) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        if not isfinite(v[i]):
+            return False
+    return True
+
+
+cdef inline int evaluate_field(vector_field_t F, void *data, int n, double *x,
+                               double *out) noexcept nogil:
+    """F(x) into out; non-zero return or non-finite values give 1."""
+    if F(n, x, n, out, data) != 0:
+        return 1
+    return 0 if all_finite(out, n) else 1
+
+
+cdef inline int solve_compiled_system(
+        vector_field_t F, void *F_data, vector_field_t J, void *J_data,
+        const SystemSettings *s, double *x, double *fx, double *work, int *ipiv,
+        int *nit_out, int *nfev_out) noexcept nogil:
+    """Solve one system F(x) = 0 in place from x; return its status.
+
+    work holds 2 n^2 + 4 n doubles: the column-major Jacobian (factored by dgesv), the row-major
+    analytic Jacobian, the step, the trial point and F there, and one FD column.
+    """
+    cdef int n = s.n, i, j, info, one = 1, nit = 0, nfev = 0, halvings
+    cdef double *jac = work                       # column-major n x n (LAPACK)
+    cdef double *jac_rows = work + n * n          # row-major n x n (user's analytic Jacobian)
+    cdef double *step = work + 2 * n * n
+    cdef double *trial = step + n
+    cdef double *ftrial = trial + n
+    cdef double *column = ftrial + n
+    cdef double phi, phi_trial, t, h, saved, step_norm
+    if F(n, x, n, fx, F_data) != 0:
+        nit_out[0] = 0
+        nfev_out[0] = 1
+        return NON_FINITE
+    nfev = 1
+    if not all_finite(fx, n):
+        nit_out[0] = 0
+        nfev_out[0] = nfev
+        return NON_FINITE
+    phi = half_norm2(fx, n)
+    while True:
+        if norm_inf(fx, n) <= s.ftol:
+            break
+        if nit >= s.maxiter:
+            nit_out[0] = nit
+            nfev_out[0] = nfev
+            return MAX_ITERATIONS
+        # Jacobian, column-major for dgesv.
+        if s.fd_jacobian:
+            for j in range(n):
+                saved = x[j]
+                h = fd_step(saved)
+                x[j] = saved + h
+                info = evaluate_field(F, F_data, n, x, trial)
+                x[j] = saved - h
+                info += evaluate_field(F, F_data, n, x, column)
+                x[j] = saved
+                nfev += 2
+                if info != 0:
+                    nit_out[0] = nit
+                    nfev_out[0] = nfev
+                    return NON_FINITE
+                for i in range(n):
+                    jac[i + j * n] = (trial[i] - column[i]) / (2.0 * h)
+        else:
+            info = J(n, x, n * n, jac_rows, J_data)
+            nfev += 1
+            if info != 0 or not all_finite(jac_rows, n * n):
+                nit_out[0] = nit
+                nfev_out[0] = nfev
+                return NON_FINITE
+            for i in range(n):
+                for j in range(n):
+                    jac[i + j * n] = jac_rows[i * n + j]
+        for i in range(n):
+            step[i] = -fx[i]
+        dgesv(&n, &one, jac, &n, ipiv, step, &n, &info)
+        if info != 0 or not all_finite(step, n):
+            nit_out[0] = nit
+            nfev_out[0] = nfev
+            return SINGULAR
+        # Backtracking on ||F||^2 (Armijo, the Newton direction is a descent direction).
+        t = 1.0
+        halvings = 0
+        while True:
+            for i in range(n):
+                trial[i] = x[i] + t * step[i]
+            nfev += 1
+            if evaluate_field(F, F_data, n, trial, ftrial) == 0:
+                phi_trial = half_norm2(ftrial, n)
+                if phi_trial <= (1.0 - 2e-4 * t) * phi:
+                    break
+            halvings += 1
+            if halvings > 40:
+                break
+            t *= 0.5
+        nit += 1
+        if halvings > 40:
+            # No decrease along the Newton direction: a local minimum of ||F|| that is no root.
+            nit_out[0] = nit
+            nfev_out[0] = nfev
+            return SINGULAR
+        step_norm = 0.0
+        for i in range(n):
+            step_norm = fmax(step_norm, fabs(trial[i] - x[i]))
+            x[i] = trial[i]
+            fx[i] = ftrial[i]
+        phi = phi_trial
+        if step_norm <= s.tol + s.rtol * norm_inf(x, n):
+            break
+    nit_out[0] = nit
+    nfev_out[0] = nfev
+    return SUCCESS
+
+
+def newton_system_compiled(UserFunction F, UserFunction jac, const double[:, ::1] x0,
+                           double tol, double rtol, double ftol, int maxiter,
+                           object n_threads):
+    """Solve ``F(x) = 0`` from every row of ``x0`` (shape ``(N, n)``); compiled F (and jac).
+
+    Returns ``(x, fun, status, nit, nfev)``.
+    """
+    cdef Py_ssize_t N = x0.shape[0], i
+    cdef int n = <int>x0.shape[1]
+    cdef int nt = resolve_threads(n_threads)
+    cdef SystemSettings s
+    cdef vector_field_t Fn = <vector_field_t>F.c_function
+    cdef vector_field_t Jn = NULL
+    cdef void *F_data = F.user_data
+    cdef void *J_data = NULL
+    cdef double *work
+    cdef int *ipiv
+    cdef int nit, nfev
+    if jac is not None:
+        Jn = <vector_field_t>jac.c_function
+        J_data = jac.user_data
+    s.tol = tol
+    s.rtol = rtol
+    s.ftol = ftol
+    s.maxiter = maxiter
+    s.n = n
+    s.fd_jacobian = Jn == NULL
+    x_out = np.array(x0, dtype=np.float64, order="C")
+    fun_out = np.full((N, n), np.nan)
+    status_out = np.empty(N, dtype=np.intp)
+    nit_out = np.empty(N, dtype=np.intp)
+    nfev_out = np.empty(N, dtype=np.intp)
+    cdef double[:, ::1] xv = x_out, fv = fun_out
+    cdef Py_ssize_t[::1] sv = status_out, itv = nit_out, fev = nfev_out
+    if N == 0 or n == 0:
+        status_out[:] = SUCCESS
+        nit_out[:] = 0
+        nfev_out[:] = 0
+        return x_out, fun_out, status_out, nit_out, nfev_out
+    with nogil, parallel(num_threads=nt):
+        work = <double*>malloc((2 * n * n + 4 * n) * sizeof(double))
+        ipiv = <int*>malloc(n * sizeof(int))
+        for i in prange(N, schedule="static"):
+            if work == NULL or ipiv == NULL:
+                sv[i] = NON_FINITE
+                continue
+            nit = 0
+            nfev = 0
+            sv[i] = solve_compiled_system(Fn, F_data, Jn, J_data, &s, &xv[i, 0], &fv[i, 0],
+                                          work, ipiv, &nit, &nfev)
+            itv[i] = nit
+            fev[i] = nfev
+        free(work)
+        free(ipiv)
+    return x_out, fun_out, status_out, nit_out, nfev_out
+
+
+def solve_linear_systems(double[:, :, ::1] matrices, double[:, ::1] rhs):
+    """Solve ``matrices[i].T @ s = rhs[i]`` in place for every i with LAPACK dgesv.
+
+    ``matrices[i]`` holds A_i in column-major order (i.e. ``matrices[i] = A_i.T`` row-major) and
+    is overwritten by its LU factors; ``rhs[i]`` is overwritten by the solution. Returns the
+    per-system ``info`` (0 solved, > 0 singular).
+    """
+    cdef Py_ssize_t N = matrices.shape[0], i
+    cdef int n = <int>matrices.shape[1], one = 1, info
+    cdef int *ipiv
+    info_out = np.zeros(N, dtype=np.intc)
+    cdef int[::1] iv = info_out
+    if N == 0 or n == 0:
+        return info_out
+    ipiv = <int*>malloc(n * sizeof(int))
+    if ipiv == NULL:
+        raise MemoryError()
+    with nogil:
+        for i in range(N):
+            dgesv(&n, &one, &matrices[i, 0, 0], &n, ipiv, &rhs[i, 0], &n, &info)
+            iv[i] = info
+    free(ipiv)
+    return info_out

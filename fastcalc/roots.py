@@ -1,0 +1,520 @@
+"""Newton-Raphson for one equation, millions of independent equations at once, and systems.
+
+:func:`newton` solves ``f(x) = 0`` for a scalar ``x0``, or elementwise for an array ``x0`` (one
+independent equation per element, with per-element parameters). :func:`newton_system` solves
+``F(x) = 0`` for ``x`` in R^n, or N independent systems in one call.
+
+Stopping rule of :func:`newton` (per element), checked each time f is evaluated at an iterate x:
+
+* ``f(x) == 0`` or ``|f(x)| <= ftol``: converged (status 0);
+* the step that produced x satisfied ``|step| <= tol + rtol * |x|``: converged (status 0) -- x is
+  returned with ``fun = f(x)`` evaluated there, so ``x`` and ``fun`` always belong together, and
+  an element whose f is NaN or inf is never reported converged;
+* ``f(x)`` NaN or inf, or a NaN/inf derivative or step: status 3; zero derivative: status 2 (with
+  a bracket, a bisection step instead); ``maxiter`` steps taken: status 1.
+"""
+import warnings
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+
+from ._evaluate import FunctionKind, resolve
+from ._roots import ElementwiseBatch, Method, newton_compiled, newton_system_compiled, \
+    solve_linear_systems
+from ._status import ConvergenceError, Status, message_of, messages_of
+
+__all__ = ["newton", "newton_system"]
+
+_EPS = np.finfo(np.float64).eps
+_METHODS = {"newton": Method.NEWTON, "halley": Method.HALLEY, "secant": Method.SECANT}
+
+
+def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _EPS, ftol=0.0,
+           maxiter=50, bracket=None, method=None, full_output=False, n_threads=None):
+    """Find a root of ``f`` by Newton-Raphson: one equation, or one per element of ``x0``.
+
+    Parameters
+    ----------
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        ``f(x, *args)``. With a scalar ``x0``, ``x`` is a float. With an array ``x0``, ``f`` must
+        be vectorized elementwise: it receives a 1-D array of the still-active elements and the
+        matching 1-D slices of every per-element argument, and returns an array of the same
+        length. A compiled ``f`` has the C signature
+        ``double f(double x, int k, double *p, void *user_data)``: ``p`` points to this element's
+        ``k`` parameters, i.e. the values of ``args`` for this element, in order (row i of a
+        C-contiguous ``(N, k)`` array); compiled functions run without the GIL on ``n_threads``.
+    x0 : float or array_like
+        Starting point(s). May be None when ``bracket`` is given (start at its midpoint).
+    fprime : callable, optional
+        Derivative ``f'(x, *args)``, of the same kind as ``f``. None: a central finite
+        difference with relative step ``cbrt(eps) * max(1, |x|)`` (two extra evaluations of f).
+    args : tuple, optional
+        Extra arguments. With an array ``x0`` every non-scalar argument is a per-element
+        parameter, broadcast to ``x0``'s shape and converted to float64; it follows the active
+        elements (use a closure to pass an array shared by all elements). Scalars are passed
+        unchanged (to compiled functions they become one parameter with the same value for all).
+    fprime2 : callable, optional
+        Second derivative; when given, Halley's method is used.
+    tol, rtol : float, optional
+        A step with ``|step| <= tol + rtol * |x_new|`` ends the iteration once ``f(x_new)`` is
+        evaluated and finite. Defaults ``1.48e-8`` (SciPy's) and ``4 eps``.
+    ftol : float, optional
+        ``|f(x)| <= ftol`` also ends the iteration (default 0: only an exact zero).
+    maxiter : int, optional
+        Maximum number of steps per element.
+    bracket : (a, b), optional
+        End points (scalars or arrays broadcast to ``x0``) where f has opposite signs. The
+        iteration is then safeguarded: a Newton step that leaves the current bracket, or does not
+        halve it fast enough, is replaced by bisection, so iterates never leave ``[a, b]``. No sign
+        change, or ``x0`` outside ``[a, b]``: status 4. Costs two evaluations of f per element.
+    method : {"newton", "halley", "secant"}, optional
+        Default: "halley" if ``fprime2`` is given, else "newton". "secant" uses the previous
+        iterate instead of a derivative (second starting point ``x0 (1 + 1e-4) +- 1e-4``).
+    full_output : bool, optional
+        Return an ``OptimizeResult`` instead of the root(s); a scalar solve then never raises.
+    n_threads : int, optional
+        Threads for compiled functions (None or -1: all). Results do not depend on it.
+
+    Returns
+    -------
+    root : float or ndarray
+        When ``full_output`` is False. A scalar solve that fails raises
+        :class:`~fastcalc.ConvergenceError`; a batch warns (``RuntimeWarning``) and returns the
+        last iterate of the elements that failed.
+    result : scipy.optimize.OptimizeResult
+        When ``full_output`` is True: ``x`` (also ``root``), ``fun``, ``converged`` (also
+        ``success``), ``status`` (see ``fastcalc.Status``), ``nit`` (steps), ``nfev`` (evaluations
+        of f, fprime and fprime2 together), ``message``; arrays shaped like ``x0`` in a batch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import newton
+    >>> round(newton(lambda x: x**3 - 2.0, 1.0, lambda x: 3 * x**2), 12)
+    1.25992104989
+    >>> a = np.array([1.0, 8.0, 27.0])
+    >>> newton(lambda x, a: x**3 - a, np.full(3, 2.0), lambda x, a: 3 * x**2, args=(a,))
+    array([1., 2., 3.])
+    >>> r = newton(lambda x: x**2 + 1.0, 0.0, lambda x: 2 * x, full_output=True)
+    >>> r.status, r.message
+    (2, 'zero derivative or singular matrix')
+    """
+    if method is None:
+        method = "halley" if fprime2 is not None else "newton"
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
+    if method == "halley" and fprime2 is None:
+        raise ValueError("method='halley' needs fprime2")
+    _check_tolerances(tol=tol, rtol=rtol, ftol=ftol)
+    maxiter = _check_maxiter(maxiter)
+    if not isinstance(args, tuple):
+        args = tuple(args) if isinstance(args, list) else (args,)
+
+    f_user = resolve(f, signatures=("elementwise",), name="f")
+    derivatives = [resolve(g, signatures=("elementwise",), name=name) if g is not None else None
+                   for g, name in ((fprime, "fprime"), (fprime2, "fprime2"))]
+    compiled = f_user.kind == FunctionKind.COMPILED
+    for g in derivatives:
+        if g is not None and (g.kind == FunctionKind.COMPILED) != compiled:
+            raise TypeError(f"{g.name} must be compiled if and only if f is compiled")
+
+    if x0 is None:
+        if bracket is None:
+            raise ValueError("x0 is required unless bracket is given")
+        x0 = 0.5 * (np.asarray(bracket[0], dtype=float) + np.asarray(bracket[1], dtype=float))
+    x0_array = np.asarray(x0)
+    if x0_array.dtype.kind not in "fiub":
+        raise TypeError(f"x0 must be real numbers, got dtype {x0_array.dtype}")
+    scalar = x0_array.ndim == 0
+    shape = x0_array.shape
+    x_start = np.ascontiguousarray(x0_array, dtype=np.float64).reshape(-1)
+    size = x_start.shape[0]
+
+    if bracket is not None:
+        try:
+            a_end, b_end = bracket
+        except (TypeError, ValueError):
+            raise ValueError("bracket must be a pair (a, b)") from None
+        a_end, b_end = (_broadcast_float(v, shape, "bracket") for v in (a_end, b_end))
+    else:
+        a_end = b_end = np.empty(0)
+
+    if compiled:
+        params = _parameter_matrix(args, shape, size)
+        x, fun, status, nit, nfev = newton_compiled(
+            f_user, derivatives[0], derivatives[1], x_start, params, a_end, b_end,
+            float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads)
+    else:
+        x, fun, status, nit, nfev = _newton_python(
+            f_user.function, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
+            float(tol), float(rtol), float(ftol), maxiter, _METHODS[method])
+
+    if scalar:
+        x, fun, status, nit, nfev = (v[0].item() for v in (x, fun, status, nit, nfev))
+        result = OptimizeResult(x=x, root=x, fun=fun, status=status, converged=status == 0,
+                                success=status == 0, nit=nit, nfev=nfev,
+                                message=message_of(status))
+        if full_output:
+            return result
+        if status != Status.SUCCESS:
+            raise ConvergenceError(f"newton failed: {message_of(status)} "
+                                   f"(x={x!r}, f(x)={fun!r}, {nit} iterations)")
+        return x
+
+    x, fun, status, nit, nfev = (v.reshape(shape) for v in (x, fun, status, nit, nfev))
+    if full_output:
+        converged = status == 0
+        return OptimizeResult(x=x, root=x, fun=fun, status=status, converged=converged,
+                              success=converged, nit=nit, nfev=nfev,
+                              message=messages_of(status))
+    failed = np.count_nonzero(status)
+    if failed:
+        codes = ", ".join(f"{np.count_nonzero(status == s)} {message_of(s)!r}"
+                          for s in np.unique(status[status != 0]))
+        warnings.warn(f"newton: {failed} of {status.size} elements did not converge ({codes}); "
+                      "use full_output=True for per-element status", RuntimeWarning,
+                      stacklevel=2)
+    return x
+
+
+def _check_tolerances(**values):
+    for name, value in values.items():
+        if not np.isscalar(value) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_maxiter(maxiter):
+    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 0:
+        raise ValueError(f"maxiter must be an int >= 0, got {maxiter!r}")
+    return int(min(maxiter, 2**31 - 1))
+
+
+def _broadcast_float(value, shape, name):
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be real numbers, got dtype {array.dtype}")
+    try:
+        array = np.broadcast_to(array, shape)
+    except ValueError:
+        raise ValueError(f"{name} of shape {array.shape} does not broadcast to x0's shape "
+                         f"{shape}") from None
+    return np.ascontiguousarray(array, dtype=np.float64).reshape(-1)
+
+
+def _parameter_matrix(args, shape, size):
+    """The ``(N, k)`` C-contiguous parameters of compiled elementwise functions."""
+    columns = [_broadcast_float(a, shape, f"args[{i}]") for i, a in enumerate(args)]
+    if not columns:
+        return np.empty((size, 0))
+    return np.ascontiguousarray(np.stack(columns, axis=1))
+
+
+def _split_args(args, shape, size):
+    """Per-element array arguments as rows of one ``(r, N)`` array; the rest unchanged.
+
+    Returns ``(rows, layout)`` where layout[i] is a row index or None (argument passed as is).
+    """
+    rows, layout = [], []
+    for i, a in enumerate(args):
+        if isinstance(a, np.ndarray) and a.ndim == 0:
+            a = a[()]
+        if np.isscalar(a) or not isinstance(a, (np.ndarray, list, tuple)):
+            layout.append(None)
+            continue
+        layout.append(len(rows))
+        rows.append(_broadcast_float(a, shape, f"args[{i}]"))
+    return (np.stack(rows) if rows else np.empty((0, size))), layout
+
+
+def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
+                   tol, rtol, ftol, maxiter, method):
+    """Batch Newton for Python callables, compacted to the active elements each step."""
+    size = x_start.shape[0]
+    if scalar:
+        rows, layout = np.empty((0, size)), [None] * len(args)
+    else:
+        rows, layout = _split_args(args, shape, size)
+    bracket_on = a_end.shape[0] > 0
+    # Evaluations of f, fprime, fprime2 per element: before the first round, and per round.
+    start_cost = 2 * bracket_on + (method == Method.SECANT)
+    round_cost = 1 + (0 if method == Method.SECANT else 1 if fprime is not None else 2) + (
+        method == Method.HALLEY)
+    batch = ElementwiseBatch(x_start, rows, tol, rtol, ftol, maxiter, method, bracket_on,
+                             start_cost, round_cost)
+    params = batch.params
+
+    def call(function, name, points):
+        n = batch.n_active
+        if scalar:
+            value = function(float(points[0]), *args)
+        else:
+            view = points[:n]
+            view.flags.writeable = False
+            call_args = [a if row is None else params[row, :n] for a, row in zip(args, layout)]
+            value = function(view, *call_args)
+        return _values(value, n, name)
+
+    if bracket_on:
+        batch.start_bracket(a_end, b_end, call(f, "f", a_end), call(f, "f", b_end))
+    if method == Method.SECANT and batch.n_active:
+        batch.start_secant(call(f, "f", batch.secant_points()))
+    while batch.n_active:
+        x = batch.x
+        fx = call(f, "f", x)
+        d2f = call(fprime2, "fprime2", x) if method == Method.HALLEY else None
+        if method == Method.SECANT:
+            batch.iterate(fx, None, d2f)
+        elif fprime is not None:
+            batch.iterate(fx, call(fprime, "fprime", x), d2f)
+        else:
+            x_plus, x_minus = batch.fd_points()
+            batch.iterate(fx, None, d2f, call(f, "f", x_plus), call(f, "f", x_minus),
+                          x_plus, x_minus)
+    batch.finish()
+    return batch.x_out, batch.fun_out, batch.status_out, batch.nit_out, batch.nfev_out
+
+
+def _values(value, n, name):
+    """A user function's return as a C-contiguous float64 array of length n."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must return real numbers, got dtype {array.dtype}")
+    if array.shape != (n,):
+        if array.ndim == 0 or array.shape == (1,):
+            array = np.broadcast_to(array.reshape(()), (n,))
+        else:
+            raise ValueError(f"{name} returned shape {array.shape}, expected ({n},) "
+                             "(one value per active element)")
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=0.0,
+                  maxiter=100, vectorized=False, n_threads=None):
+    """Solve ``F(x) = 0``, ``x`` in R^n, by damped Newton-Raphson; or N such systems at once.
+
+    Each step solves ``J(x) s = -F(x)`` (LAPACK ``dgesv``) and backtracks ``x + t s`` with
+    ``t = 1, 1/2, 1/4, ...`` until ``||F||^2`` decreases (Armijo condition).
+
+    Parameters
+    ----------
+    F : callable, scipy.LowLevelCallable or numba cfunc
+        The system. Python: ``F(x, *args)`` with ``x`` of shape ``(n,)`` returning ``(n,)``.
+        Vectorized (``vectorized=True``): ``F(X, *args)`` with ``X`` of shape ``(n, k)``, column
+        ``j`` being system j's point, returning ``(n, k)``; it is called once per evaluation with
+        the still-active systems only. Compiled: the vector-field signature
+        ``int F(int n, double *x, int m, double *out, void *user_data)`` (``m == n``, 0 = success),
+        run without the GIL over the systems on ``n_threads``.
+    x0 : array_like, shape (n,) or (N, n)
+        Starting point of one system, or of N independent systems (one per row).
+    jac : callable, optional
+        Jacobian ``J[i, j] = dF_i/dx_j``. Python: ``(n, n)``; vectorized: ``(n, n, k)`` for
+        ``X`` of shape ``(n, k)``; compiled: the vector-field signature with ``m == n * n``,
+        writing J row-major. None: central finite differences (``2 n`` evaluations of F).
+    args : tuple, optional
+        Extra arguments of F and jac (not for compiled functions). With N systems, an array
+        argument whose last axis has length N is per-system: it is sliced on that last axis to
+        the systems being evaluated (like the columns of ``X``); other arguments pass unchanged.
+    tol, rtol : float, optional
+        Converged when a step has ``max|s| <= tol + rtol * max|x_new|`` (F is evaluated at
+        ``x_new`` by the line search, so ``x`` and ``fun`` belong together).
+    ftol : float, optional
+        Also converged when ``max|F(x)| <= ftol`` (default 0: only an exact zero).
+    maxiter : int, optional
+        Maximum number of Newton steps per system.
+    vectorized : bool, optional
+        Whether a Python ``F`` (and ``jac``) takes all points at once, as above.
+    n_threads : int, optional
+        Threads for compiled F (None or -1: all). Results do not depend on it.
+
+    Returns
+    -------
+    result : scipy.optimize.OptimizeResult
+        ``x``, ``fun`` (F at x), ``status`` (0 converged, 1 maxiter, 2 singular Jacobian or no
+        descent possible, 3 non-finite F or J), ``success``/``converged``, ``nit``, ``nfev``
+        (evaluations of F, plus one per Jacobian evaluation), ``message``. With N systems every
+        field has a leading axis N.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcalc import newton_system
+    >>> F = lambda x: np.array([x[0]**2 + x[1]**2 - 4.0, np.exp(x[0]) + x[1] - 1.0])
+    >>> r = newton_system(F, [1.0, -1.5])
+    >>> r.status, np.round(r.x, 10)
+    (0, array([ 1.0041687 , -1.72963728]))
+    >>> X0 = np.array([[1.0, -1.5], [-2.0, 1.0]])
+    >>> FX = lambda X: np.stack([X[0]**2 + X[1]**2 - 4.0, np.exp(X[0]) + X[1] - 1.0])
+    >>> np.round(newton_system(FX, X0, vectorized=True).x, 6)
+    array([[ 1.004169, -1.729637],
+           [-1.816264,  0.837367]])
+    """
+    _check_tolerances(tol=tol, rtol=rtol, ftol=ftol)
+    maxiter = _check_maxiter(maxiter)
+    if not isinstance(args, tuple):
+        args = tuple(args) if isinstance(args, list) else (args,)
+    x0_array = np.asarray(x0)
+    if x0_array.dtype.kind not in "fiub":
+        raise TypeError(f"x0 must be real numbers, got dtype {x0_array.dtype}")
+    if x0_array.ndim not in (1, 2):
+        raise ValueError(f"x0 must have shape (n,) or (N, n), got {x0_array.shape}")
+    single = x0_array.ndim == 1
+    X0 = np.ascontiguousarray(np.atleast_2d(x0_array), dtype=np.float64)
+    F_user = resolve(F, args=args, vectorized=vectorized, signatures=("vector",), name="F")
+    jac_user = None if jac is None else resolve(jac, args=args, vectorized=vectorized,
+                                                signatures=("vector",), name="jac")
+    compiled = F_user.kind == FunctionKind.COMPILED
+    if jac_user is not None and (jac_user.kind == FunctionKind.COMPILED) != compiled:
+        raise TypeError("jac must be compiled if and only if F is compiled")
+    if compiled:
+        x, fun, status, nit, nfev = newton_system_compiled(
+            F_user, jac_user, X0, float(tol), float(rtol), float(ftol), maxiter, n_threads)
+    else:
+        x, fun, status, nit, nfev = _SystemSolver(
+            F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter).solve()
+    if single:
+        x, fun = x[0], fun[0]
+        status, nit, nfev = int(status[0]), int(nit[0]), int(nfev[0])
+        message = message_of(status)
+    else:
+        message = messages_of(status)
+    converged = status == 0
+    return OptimizeResult(x=x, fun=fun, status=status, success=converged, converged=converged,
+                          nit=nit, nfev=nfev, message=message)
+
+
+class _SystemSolver:
+    """Damped Newton-Raphson on the active systems, Python F (vectorized or one call per
+    system); the linear solves run in the compiled LAPACK loop."""
+
+    def __init__(self, F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter):
+        self.F, self.jac, self.args = F, jac, args
+        self.vectorized = vectorized
+        self.N, self.n = X0.shape
+        self.tol, self.rtol, self.ftol, self.maxiter = tol, rtol, ftol, maxiter
+        # Per-system arguments: arrays whose last axis has length N (several systems only).
+        self.per_system = [not single and isinstance(a, np.ndarray) and a.ndim >= 1
+                           and a.shape[-1] == self.N for a in args]
+        self.X = X0.copy()
+        self.fun = np.full((self.N, self.n), np.nan)
+        self.status = np.full(self.N, -1, dtype=np.intp)
+        self.nit = np.zeros(self.N, dtype=np.intp)
+        self.nfev = np.zeros(self.N, dtype=np.intp)
+
+    def _args_for(self, systems):
+        return [a[..., systems] if per else a for a, per in zip(self.args, self.per_system)]
+
+    def values(self, points, systems):
+        """F at ``points`` (k, n), row j belonging to system ``systems[j]`` -> (k, n)."""
+        k, n = points.shape
+        if self.vectorized:
+            value = np.asarray(self.F(points.T, *self._args_for(systems)))
+            return _checked(value, (n, k), "F", "F(X) for X of shape (n, k)").T
+        out = np.empty((k, n))
+        for j in range(k):
+            args = self._args_for(systems[j])
+            out[j] = _checked(np.asarray(self.F(points[j].copy(), *args)), (n,), "F", "F(x)")
+        return out
+
+    def jacobians(self, points, values, systems):
+        """Jacobians at ``points`` (k, n) -> (k, n, n), and the F evaluations it cost each."""
+        k, n = points.shape
+        if self.jac is not None:
+            if self.vectorized:
+                value = np.asarray(self.jac(points.T, *self._args_for(systems)))
+                J = _checked(value, (n, n, k), "jac", "jac(X) for X of shape (n, k)")
+                return np.moveaxis(J, 2, 0), 1
+            J = np.empty((k, n, n))
+            for j in range(k):
+                value = np.asarray(self.jac(points[j].copy(), *self._args_for(systems[j])))
+                J[j] = _checked(value, (n, n), "jac", "jac(x)")
+            return J, 1
+        # Central differences: all 2 n shifted copies of every point in one evaluation.
+        h = np.float64(6.055454452393343e-06) * np.maximum(1.0, np.abs(points))
+        h = (points + h) - points
+        shifted = np.repeat(points[None, None, :, :], 2, axis=0).repeat(n, axis=1)  # (2, n, k, n)
+        idx = np.arange(n)
+        shifted[0, idx, :, idx] += h.T
+        shifted[1, idx, :, idx] -= h.T
+        flat = shifted.reshape(2 * n * k, n)
+        F_shift = self.values(flat, np.tile(systems, 2 * n)).reshape(2, n, k, n)
+        # J[s, i, j] = (F_i(x + h_j e_j) - F_i(x - h_j e_j)) / (2 h_j)
+        J = (F_shift[0] - F_shift[1]) / (2.0 * h.T)[:, :, None]     # (j, s, i)
+        return np.ascontiguousarray(J.transpose(1, 2, 0)), 2 * n
+
+    def finish(self, systems, code):
+        self.status[systems] = code
+
+    def solve(self):
+        n = self.n
+        active = np.arange(self.N)
+        Fx = self.values(self.X, active)
+        self.nfev += 1
+        self.fun[:] = Fx
+        bad = ~np.isfinite(Fx).all(axis=1)
+        self.finish(active[bad], Status.NON_FINITE)
+        active = active[~bad]
+        phi = 0.5 * np.einsum("ij,ij->i", Fx, Fx)
+        while active.size:
+            Fa = self.fun[active]
+            done = np.abs(Fa).max(axis=1) <= self.ftol
+            self.finish(active[done], Status.SUCCESS)
+            out = ~done & (self.nit[active] >= self.maxiter)
+            self.finish(active[out], Status.MAX_ITERATIONS)
+            active = active[~done & ~out]
+            if not active.size:
+                break
+            Xa = self.X[active]
+            J, cost = self.jacobians(Xa, self.fun[active], active)
+            self.nfev[active] += cost
+            bad = ~np.isfinite(J).all(axis=(1, 2))
+            self.finish(active[bad], Status.NON_FINITE)
+            active, Xa, J = active[~bad], Xa[~bad], J[~bad]
+            # dgesv wants column-major matrices: pass each J transposed (row-major J^T).
+            lu = np.ascontiguousarray(J.transpose(0, 2, 1))
+            step = np.ascontiguousarray(-self.fun[active])
+            info = solve_linear_systems(lu, step)
+            bad = (info != 0) | ~np.isfinite(step).all(axis=1)
+            self.finish(active[bad], Status.SINGULAR)
+            active, Xa, step = active[~bad], Xa[~bad], step[~bad]
+            if not active.size:
+                break
+            # Backtracking line search on ||F||^2, all searching systems evaluated together.
+            t = np.ones(active.size)
+            accepted = np.zeros(active.size, dtype=bool)
+            X_new = Xa.copy()
+            F_new = np.empty_like(Xa)
+            searching = np.arange(active.size)
+            for _ in range(41):
+                trial = Xa[searching] + t[searching, None] * step[searching]
+                F_trial = self.values(trial, active[searching])
+                self.nfev[active[searching]] += 1
+                phi_trial = 0.5 * np.einsum("ij,ij->i", F_trial, F_trial)
+                with np.errstate(invalid="ignore"):
+                    ok = np.isfinite(F_trial).all(axis=1) & (
+                        phi_trial <= (1.0 - 2e-4 * t[searching]) * phi[active[searching]])
+                good = searching[ok]
+                X_new[good], F_new[good] = trial[ok], F_trial[ok]
+                accepted[good] = True
+                searching = searching[~ok]
+                if not searching.size:
+                    break
+                t[searching] *= 0.5
+            self.nit[active] += 1
+            self.finish(active[~accepted], Status.SINGULAR)
+            active, Xa, X_new, F_new = (v[accepted] for v in (active, Xa, X_new, F_new))
+            step_norm = np.abs(X_new - Xa).max(axis=1)
+            self.X[active] = X_new
+            self.fun[active] = F_new
+            phi[active] = 0.5 * np.einsum("ij,ij->i", F_new, F_new)
+            small = step_norm <= self.tol + self.rtol * np.abs(X_new).max(axis=1)
+            self.finish(active[small], Status.SUCCESS)
+            active = active[~small]
+        return self.X, self.fun, self.status, self.nit, self.nfev
+
+
+def _checked(value, shape, name, what):
+    if value.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must return real numbers, got dtype {value.dtype}")
+    if value.shape != shape:
+        raise ValueError(f"{name} returned shape {value.shape}, expected {shape} ({what})")
+    return value.astype(np.float64, copy=False)
