@@ -62,6 +62,7 @@ cdef double RANK_TOLERANCE = 1e-12
 # this fraction of chi2 means the point is not a minimum.
 cdef double EXIT_STEP_TOLERANCE = 1e-4
 cdef double EXIT_REDUCTION_TOLERANCE = 1e-8
+cdef int MAX_RESTARTS = 3
 cdef double SQRT_EPS = 1.4901161193847656e-08
 
 
@@ -91,6 +92,8 @@ cdef struct FitState:
     int have_qr
     int have_normal
     int clipped
+    int restarts        # fresh starts after a stall away from a minimum
+    int rejections      # consecutive rejected steps
     double chi2
     double chi2_trial
     double predicted
@@ -189,6 +192,8 @@ cdef void state_init(FitState *s, int method, int maxiter, double ftol, double x
     s.have_qr = 0
     s.have_normal = 0
     s.clipped = 0
+    s.restarts = 0
+    s.rejections = 0
     s.chi2 = NAN
     s.chi2_trial = NAN
     s.predicted = 0.0
@@ -514,8 +519,10 @@ cdef void state_propose(FitState *s) noexcept nogil:
         damping += (s.scale[k] * d) * (s.scale[k] * d)
     dnorm = sqrt(dnorm)
     pnorm = sqrt(pnorm)
-    # Step test: the scaled step is below xtol relative to the scaled parameters.
-    if dnorm <= s.xtol * pnorm or dnorm == 0.0:
+    # Step test: the scaled step is below xtol relative to the scaled parameters. After a
+    # rejection the step is small because the damping grew, which says nothing about convergence:
+    # then only a step that no longer changes the parameters ends the iteration.
+    if dnorm == 0.0 or (s.rejections == 0 and dnorm <= s.xtol * pnorm):
         state_finish(s)
         return
     # Predicted chi2 reduction of the linear model.
@@ -565,6 +572,7 @@ cdef void state_assess(FitState *s, int eval_status) noexcept nogil:
         # Chi2 test: both actual and predicted relative reductions are below ftol.
         if actual <= s.ftol * s.chi2 and s.predicted <= s.ftol * s.chi2:
             s.finishing = 1
+        s.rejections = 0
         swap(&s.params, &s.trial)
         swap(&s.resid, &s.resid_trial)
         swap(&s.values, &s.values_trial)
@@ -580,6 +588,7 @@ cdef void state_assess(FitState *s, int eval_status) noexcept nogil:
                 and s.predicted <= s.ftol * s.chi2):
             state_finish(s)
             return
+        s.rejections += 1
         if s.method == METHOD_LM:
             s.lam *= s.nu
             s.nu *= 2.0
@@ -645,16 +654,30 @@ cdef void state_finish(FitState *s) noexcept nogil:
         for l in range(n):
             s.cov[s.free_index[k] * P + s.free_index[l]] = s.work[k + l * n] * factor
     if s.status == SUCCESS and s.chi2 > 0.0:
+        # dnorm: the largest component of the Gauss-Newton step relative to its parameter
         for k in range(n):
             j = s.free_index[k]
             d = s.step[k]
             if (d < 0.0 and at_lower(s, k)) or (d > 0.0 and at_upper(s, k)):
                 continue
-            dnorm += (s.scale[k] * d) * (s.scale[k] * d)
-            pnorm += (s.scale[k] * s.params[j]) * (s.scale[k] * s.params[j])
             reduction += s.grad[k] * d
-        if (sqrt(dnorm) > EXIT_STEP_TOLERANCE * sqrt(pnorm)
+            if fabs(d) > dnorm * fabs(s.params[j]):
+                dnorm = fabs(d) / fabs(s.params[j]) if s.params[j] != 0.0 else INFINITY
+        if (dnorm > EXIT_STEP_TOLERANCE
                 and reduction > EXIT_REDUCTION_TOLERANCE * s.chi2):
+            # Stalled away from a minimum (typically the never-decreasing scaling froze a
+            # parameter): start afresh from here with the current scaling and damping reset.
+            if s.restarts < MAX_RESTARTS and s.nit < s.maxiter:
+                s.restarts += 1
+                for k in range(n):
+                    s.scale[k] = 0.0
+                s.lam = 1e-3
+                s.nu = 2.0
+                s.alpha = 1.0 / nfree_or_one(n)
+                s.finishing = 0
+                s.rejections = 0
+                state_jacobian_ready(s)
+                return
             s.status = MAX_ITERATIONS
     s.stage = DONE
 
@@ -1081,7 +1104,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
             rview = rows
             na = rview.shape[0]
             if na == 0:
-                if _rows_at(states, K, NEED_JACOBIAN).shape[0] == 0:
+                if _rows_at(states, K, DONE).shape[0] == K:
                     break
                 continue
             vals = _values(evaluate, _gather(states, rows, P, 1), rows, m)

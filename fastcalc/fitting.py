@@ -10,7 +10,7 @@ Algorithm (``method="lm"``)
     equations by Cholesky when every pivot keeps at least 1e-8 of its diagonal and otherwise by a
     Householder QR of ``J`` and of the small augmented matrix ``[R; sqrt(lam) D]`` (stable on
     ill-conditioned problems such as the NIST StRD set). ``lam`` follows Nielsen's update.
-Stopping (``tol`` = ``(ftol, xtol, gtol)``, or one number for all three; default 1.49e-8 each)
+Stopping (``tol`` = ``(ftol, xtol, gtol)``, or one number for all three; default 1e-10 each)
     * chi2 test: the actual and the predicted relative reductions of chi2 are both <= ftol;
     * step test: ``||D dp|| <= xtol ||D p||``;
     * gradient test: the cosine of the angle between the residual vector and every Jacobian column
@@ -45,7 +45,7 @@ from ._status import Status, message_of, messages_of
 
 __all__ = ["BatchFitResult", "FitResult", "chi2", "fit", "fit_batch", "linear_fit", "polyfit"]
 
-DEFAULT_TOL = 1.49012e-8
+DEFAULT_TOL = 1e-10
 GD_MAXITER = 20000
 _KIND_BUILTIN, _KIND_COMPILED, _KIND_PYTHON = 0, 1, 2
 _METHODS = {"lm": 0, "gd": 1}
@@ -109,8 +109,8 @@ class FitResult:
         >>> from fastcalc import linear_fit
         >>> print(linear_fit([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]).report())  # doctest: +NORMALIZE_WHITESPACE
         parameter          value         stderr   rel. err
-        slope                  2              0          0
-        intercept              1              0          0
+        a                      1              0          0
+        b                      2              0          0
         chi2 = 0, dof = 1, redchi2 = 0
         nit = 0, nfev = 0, status = 0 (converged)
         """
@@ -256,7 +256,7 @@ def _valid_xy(x, y, name_x="x"):
 
 
 def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
-    """Closed-form weighted straight-line fit ``y = slope * x + intercept``.
+    """Closed-form weighted straight-line fit ``y = a + b * x`` (the ``line`` model).
 
     Parameters
     ----------
@@ -270,13 +270,13 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     Returns
     -------
     FitResult
-        params ``(slope, intercept)``.
+        params ``(a, b)``: intercept and slope, as :data:`fastcalc.models.line`.
 
     Examples
     --------
     >>> r = linear_fit([0.0, 1.0, 2.0, 3.0], [1.0, 3.1, 4.9, 7.0])
     >>> r.params.round(6).tolist()
-    [1.98, 1.03]
+    [1.03, 1.98]
     """
     x, y = _valid_xy(x, y)
     w = _weights(sigma, y.shape)
@@ -292,20 +292,22 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
         raise ValueError("linear_fit needs at least 2 distinct x values")
     slope = (wv * t * yv).sum() / stt
     intercept = (wv * yv).sum() / s - xm * slope
-    cov = np.array([[1.0 / stt, -xm / stt], [-xm / stt, 1.0 / s + xm * xm / stt]])
+    cov = np.array([[1.0 / s + xm * xm / stt, -xm / stt], [-xm / stt, 1.0 / stt]])
     resid = np.where(valid, y - (slope * x + intercept), np.nan)
     chi = float(np.sum((resid[valid] * np.sqrt(wv)) ** 2))
     dof = int(valid.sum()) - 2
     if not absolute_sigma:
         cov = cov * (chi / dof) if dof > 0 else np.full((2, 2), np.inf)
-    return FitResult([slope, intercept], cov, chi, dof, 0, 0, 0, resid, ("slope", "intercept"))
+    return FitResult([intercept, slope], cov, chi, dof, 0, 0, 0, resid, ("a", "b"))
 
 
 def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     """Weighted least-squares polynomial fit by QR (no normal equations).
 
-    Coefficients are ordered highest power first (as ``numpy.polyfit``). The weighted Vandermonde
-    matrix has its columns scaled to unit norm before the QR factorisation.
+    Coefficients are ordered lowest power first, ``c0 + c1 x + ... + c_deg x^deg`` (as
+    :func:`fastcalc.models.polynomial` and ``numpy.polynomial``; the reverse of ``numpy.polyfit``).
+    The weighted Vandermonde matrix has its columns scaled to unit norm before the QR
+    factorisation.
 
     Parameters
     ----------
@@ -322,7 +324,7 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     Returns
     -------
     FitResult
-        params ``(c_deg, ..., c_0)``.
+        params ``(c0, ..., c_deg)``.
 
     Examples
     --------
@@ -337,7 +339,7 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     n = int(deg) + 1
     if valid.sum() < n:
         raise ValueError(f"polyfit of degree {deg} needs at least {n} valid points")
-    A = np.vander(x[valid], n) * w[valid, None]
+    A = np.vander(x[valid], n, increasing=True) * w[valid, None]
     b = y[valid] * w[valid]
     norms = np.linalg.norm(A, axis=0)
     norms[norms == 0] = 1.0
@@ -349,12 +351,12 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     coef = np.linalg.solve(r, q.T @ b) / norms
     rinv = np.linalg.solve(r, np.eye(n))
     cov = (rinv @ rinv.T) / np.outer(norms, norms)
-    resid = np.where(valid, y - np.polyval(coef, x), np.nan)
+    resid = np.where(valid, y - np.polyval(coef[::-1], x), np.nan)
     chi = float(np.sum((resid[valid] * w[valid]) ** 2))
     dof = int(valid.sum()) - n
     if not absolute_sigma:
         cov = cov * (chi / dof) if dof > 0 else np.full((n, n), np.inf)
-    names = tuple(f"c{deg - k}" for k in range(n))
+    names = tuple(f"c{k}" for k in range(n))
     return FitResult(coef, cov, chi, dof, 0, 0, 0, resid, names)
 
 
@@ -717,7 +719,7 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     maxiter : int, optional
         Iteration budget (trial steps); default ``200 * (n_free + 1)`` for LM, 20000 for GD.
     tol : float or (ftol, xtol, gtol), optional
-        Stopping tolerances (default 1.49e-8 each; see the module notes).
+        Stopping tolerances (default 1e-10 each; see the module notes).
     jac : callable, optional
         Analytic Jacobian: ``jac(x, *params) -> (m, p)`` for a Python model, or a compiled callable
         with the model signature writing ``(npts, nparams)`` row-major for a compiled model.
