@@ -74,6 +74,11 @@ def checks_differentiate():
            lambda: _rel(derivative(f, x, method="complex"), d1))
     yield ("derivative exp(sin x), richardson", "exact", 1e-10,
            lambda: _rel(derivative(f, x, method="richardson"), d1))
+    def richardson_estimate_bounds_error():
+        result = derivative(f, x, method="richardson", full_output=True)
+        return float(np.max(np.abs(result.df - d1) / np.maximum(result.error, 1e-300)))
+    yield ("derivative richardson: actual error / its estimate", "<= 1", 1.0,
+           richardson_estimate_bounds_error)
     yield ("second derivative exp(sin x)", "exact", 1e-5,
            lambda: _rel(derivative(f, x, order=2), d2))
 
@@ -220,15 +225,19 @@ def checks_fitting():
     sigma = rng.uniform(0.5, 1.5, x.size)
     y = 2.0 + 0.7 * x + sigma * rng.standard_normal(x.size)
     y3 = 1.0 - 0.5 * x + 0.2 * x ** 2 - 0.01 * x ** 3 + sigma * rng.standard_normal(x.size)
-    # Both in numpy.polyfit's order: highest power first, i.e. (slope, intercept) for a line.
-    yield ("linear_fit (weighted): slope, intercept", "numpy.polyfit", 1e-10,
-           lambda: _rel(linear_fit(x, y, sigma=sigma).params, np.polyfit(x, y, 1, w=1.0 / sigma)))
+    # fastcalc orders coefficients like its models (constant first); numpy.polyfit the reverse.
+    yield ("linear_fit (weighted): intercept, slope", "numpy.polyfit", 1e-10,
+           lambda: _rel(linear_fit(x, y, sigma=sigma).params,
+                        np.polyfit(x, y, 1, w=1.0 / sigma)[::-1]))
     yield ("linear_fit (weighted): stderr", "numpy.polyfit cov", 1e-8,
            lambda: _rel(linear_fit(x, y, sigma=sigma).stderr,
-                        np.sqrt(np.diag(np.polyfit(x, y, 1, w=1.0 / sigma, cov=True)[1]))))
+                        np.sqrt(np.diag(np.polyfit(x, y, 1, w=1.0 / sigma, cov=True)[1]))[::-1]))
     yield ("polyfit degree 3 (weighted): coefficients", "numpy.polyfit", 1e-9,
            lambda: _rel(polyfit(x, y3, 3, sigma=sigma).params,
-                        np.polyfit(x, y3, 3, w=1.0 / sigma)))
+                        np.polyfit(x, y3, 3, w=1.0 / sigma)[::-1]))
+    yield ("polyfit degree 3 (weighted): stderr", "numpy.polyfit cov", 1e-8,
+           lambda: _rel(polyfit(x, y3, 3, sigma=sigma).stderr,
+                        np.sqrt(np.diag(np.polyfit(x, y3, 3, w=1.0 / sigma, cov=True)[1]))[::-1]))
     model_values = np.polyval(np.polyfit(x, y3, 3, w=1.0 / sigma), x)
     yield ("chi2", "its definition", 1e-13,
            lambda: _rel(chi2(y3, model_values, sigma),
