@@ -329,3 +329,4 @@ def test_fit_argparse_errors_exit_2(good_csv):
     assert_usage_error(run_cli("fit", good_csv), "--model")              # required option
     assert_usage_error(run_cli("fit", good_csv, "--model", "line", "--plot", "two"), "invalid int")
     assert_usage_error(run_cli("frobnicate"), "invalid choice")
+    assert_usage_error(run_cli(), "required")                            # no command
