@@ -80,6 +80,8 @@ def build_parser():
                           "per point, or one per point and dataset laid out like DATA")
     fit.add_argument("--absolute-sigma", action="store_true",
                      help="sigma is absolute (curve_fit's absolute_sigma): stderr not rescaled")
+    fit.add_argument("--method", choices=("lm", "gd"), default="lm",
+                     help="Levenberg-Marquardt (default) or gradient descent on chi2")
     fit.add_argument("--out", metavar="PATH", help="write the table as CSV to PATH")
     fit.add_argument("--plot", type=int, metavar="N",
                      help="draw dataset N (0-based) and its fitted curve (needs matplotlib)")

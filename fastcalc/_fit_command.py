@@ -130,7 +130,8 @@ def run_fit(args, parser=None):
 
     from fastcalc.fitting import fit_batch
     try:
-        result = fit_batch(model, x, Y, sigma=sigma, absolute_sigma=args.absolute_sigma)
+        result = fit_batch(model, x, Y, sigma=sigma, absolute_sigma=args.absolute_sigma,
+                           method=args.method)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{args.data}: {exc}") from None
 
