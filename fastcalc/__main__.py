@@ -8,6 +8,7 @@
 Exit status: 0 success, 1 a validation failed, 2 bad command line or bad input file.
 """
 import argparse
+import os
 import sys
 
 from ._usage_error import UsageError
@@ -109,6 +110,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("fastcalc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head`): not an error; silence the final flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

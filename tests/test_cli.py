@@ -262,7 +262,7 @@ def test_fit_missing_file(tmp_path):
 
 def test_fit_unknown_model(good_csv):
     assert_usage_error(run_cli("fit", good_csv, "--model", "banana", "--x-column"),
-                       "unknown model 'banana'")
+                       "unknown model", "banana", "gaussian")
 
 
 def test_fit_too_few_points(tmp_path):
