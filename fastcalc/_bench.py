@@ -497,7 +497,16 @@ def machine_info():
         "fastcalc": fastcalc.__version__,
         "threads": max_threads(),
         "openmp": bool(HAVE_OPENMP),
+        "numdifftools": _version_of("numdifftools"),
     }
+
+
+def _version_of(package):
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def run(areas, mode, stream=sys.stderr, nist_dir=None):
@@ -521,8 +530,10 @@ def render_table(rows, info, mode):
     header = (f"fastcalc {info['fastcalc']} benchmark ({mode} mode): {info['cpu']}, "
               f"{info['cores']} cores, {info['threads']} threads"
               f"{'' if info['openmp'] else ' (no OpenMP)'}\n"
-              f"Python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}; "
-              f"times are medians; ratio = reference time / fastcalc time (> 1: fastcalc faster)")
+              f"Python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}"
+              + (f", numdifftools {info['numdifftools']}" if info.get("numdifftools") else "")
+              + "\ntimes are medians of repeats; ratio = reference time / fastcalc time "
+              "(> 1: fastcalc is faster); errors against exact answers unless stated")
     table = format_table(
         ["area", "workload", "size", "fastcalc", "reference", "ref. time", "ratio",
          "fastcalc err", "ref. err", "error metric"],
@@ -537,8 +548,8 @@ def render_table(rows, info, mode):
 
 def write_json(path, rows, info, mode):
     with open(path, "w") as out:
-        json.dump({"mode": mode, "machine": info, "rows": [asdict(r) for r in rows]}, out,
-                  indent=2)
+        json.dump({"mode": mode, "sizes": SIZES[mode], "machine": info,
+                   "rows": [asdict(r) for r in rows]}, out, indent=2)
 
 
 def write_plot(path, rows, info, mode):

@@ -36,7 +36,7 @@ def _split(line, delimiter):
 
 
 def _read_csv(path):
-    with open(path, newline="") as source:
+    with open(path, newline="", encoding="utf-8-sig") as source:   # -sig: spreadsheet BOM
         lines = [(number, line.rstrip("\r\n")) for number, line in enumerate(source, 1)]
     lines = [(n, line) for n, line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not lines:

@@ -117,6 +117,27 @@ def test_validate_passes_and_prints_the_table():
     assert lines[-1].endswith("skipped") and " 0 failed" in lines[-1]
 
 
+def test_validate_exits_1_when_a_check_fails():
+    # A deliberately wrong "routine" injected as an extra area: its failure must set the status.
+    script = (
+        "import sys\n"
+        "from fastcalc import _validate\n"
+        "def checks_broken():\n"
+        "    yield ('one plus one', 'exact 2', 1e-12, lambda: abs((1 + 1.5) - 2))\n"
+        "    yield ('raises', 'exact', 1e-12, lambda: 1 / 0)\n"
+        "_validate.CHECKS = {'broken': checks_broken}\n"
+        "from fastcalc.__main__ import main\n"
+        "sys.exit(main(['validate']))\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("broken")]
+    assert len(rows) == 2 and all(row.rstrip().endswith("FAIL") or "FAIL (" in row for row in rows)
+    assert "ZeroDivisionError" in rows[1]
+    assert "0 passed, 2 failed" in proc.stdout
+
+
 # ---------------------------------------------------------------------------------------------
 # fit: data files with known parameters
 
@@ -241,7 +262,7 @@ def test_fit_missing_file(tmp_path):
 
 def test_fit_unknown_model(good_csv):
     assert_usage_error(run_cli("fit", good_csv, "--model", "banana", "--x-column"),
-                       "unknown model 'banana'")
+                       "unknown model", "banana", "gaussian")
 
 
 def test_fit_too_few_points(tmp_path):
@@ -308,3 +329,4 @@ def test_fit_argparse_errors_exit_2(good_csv):
     assert_usage_error(run_cli("fit", good_csv), "--model")              # required option
     assert_usage_error(run_cli("fit", good_csv, "--model", "line", "--plot", "two"), "invalid int")
     assert_usage_error(run_cli("frobnicate"), "invalid choice")
+    assert_usage_error(run_cli(), "required")                            # no command
