@@ -133,7 +133,7 @@ class Model:
         return x.reshape(self.x_dim, -1), x.shape[1:]
 
     def _params(self, params):
-        if len(params) == 1 and np.ndim(params[0]) == 1 and self.nparams > 1:
+        if len(params) == 1 and np.ndim(params[0]) == 1:
             params = tuple(params[0])          # model(x, p) with p an array also works
         if len(params) != self.nparams:
             raise TypeError(f"{self.name} takes {self.nparams} parameters "
