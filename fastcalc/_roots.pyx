@@ -18,7 +18,7 @@ Kernels never raise on a numerical failure: every element or system ends with a 
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange
-from libc.math cimport fabs, isfinite, fmax, NAN
+from libc.math cimport fabs, isfinite, fmax, fmin, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_lapack cimport dgesv
@@ -119,8 +119,13 @@ cdef inline int after_derivative(Element *e, double df, double d2f,
         if s.bracketed:
             low = e.a if e.a < e.b else e.b
             high = e.b if e.a < e.b else e.a
-            # rtsafe's safeguard: bisect when Newton leaves the bracket or does not halve fast.
-            if not (low < x_new < high) or fabs(2.0 * step) > fabs(e.dxold):
+            if fabs(step) <= s.tol + s.rtol * fabs(e.x):
+                # A converging step: keep it (clamped; x is an end of the bracket by now, and a
+                # step below rounding must not be mistaken for leaving the bracket).
+                x_new = fmin(fmax(x_new, low), high)
+            elif not (low < x_new < high) or fabs(2.0 * step) > fabs(e.dxold):
+                # rtsafe's safeguard: bisect when Newton leaves the bracket or does not shrink
+                # the step fast enough.
                 bisect = True
     if bisect:
         x_new = e.a + 0.5 * (e.b - e.a)
@@ -313,7 +318,7 @@ cdef struct BatchArrays:
     Py_ssize_t *holes   # slots of the elements finished in the current round
     double *params      # (rows, capacity) row-major
     Py_ssize_t rows, capacity
-    int start_cost, round_cost     # evaluations before the first round / per round
+    int start_cost, deriv_cost     # evaluations before the first round / of f' (f'') per round
     # Outputs, indexed by the original element index.
     double *x_out
     double *fun_out
@@ -357,9 +362,12 @@ cdef inline void batch_store(const BatchArrays *A, const Settings *s, Py_ssize_t
 cdef inline Py_ssize_t batch_keep(const BatchArrays *A, const Settings *s, Py_ssize_t i,
                                   Py_ssize_t holes, const Element *e, int status,
                                   Py_ssize_t nfev) noexcept nogil:
-    """Store element i's new state in place if it runs on; else write its outputs (``nfev``
-    evaluations, or -1: the per-round count) and record slot i as a hole. Returns the number
-    of holes."""
+    """Store element i's new state in place if it runs on; else write its outputs and record
+    slot i as a hole. Returns the number of holes.
+
+    ``nfev`` is the element's evaluation count, or -1 / -2 to count it from the rounds: f was
+    evaluated in nit + 1 rounds, f' (f'') in nit + 1 (-1: it was evaluated this round) or nit
+    rounds (-2: the round ended after f)."""
     cdef Py_ssize_t idx
     if status == RUNNING:
         batch_store(A, s, i, e)
@@ -371,7 +379,9 @@ cdef inline Py_ssize_t batch_keep(const BatchArrays *A, const Settings *s, Py_ss
     A.nit_out[idx] = e.nit
     # Every active element is evaluated the same way each round, and it took part in nit + 1
     # rounds (the last one found it finished), unless it finished before the first round.
-    A.nfev_out[idx] = nfev if nfev >= 0 else A.start_cost + (e.nit + 1) * A.round_cost
+    if nfev < 0:
+        nfev = A.start_cost + (e.nit + 1) + (e.nit + (nfev == -1)) * A.deriv_cost
+    A.nfev_out[idx] = nfev
     A.holes[holes] = i
     return holes + 1
 
@@ -417,7 +427,7 @@ cdef class ElementwiseBatch:
 
     def __init__(self, const double[::1] x0, object params, double tol, double rtol,
                  double ftol, int maxiter, int method, bint bracketed, int start_cost,
-                 int round_cost):
+                 int deriv_cost):
         cdef Py_ssize_t n = x0.shape[0]
         self.s.tol = tol
         self.s.rtol = rtol
@@ -461,7 +471,7 @@ cdef class ElementwiseBatch:
         self.A.rows = self.params.shape[0]
         self.A.capacity = n
         self.A.start_cost = start_cost
-        self.A.round_cost = round_cost
+        self.A.deriv_cost = deriv_cost
         self.A.x_out = _double_ptr(self.x_out)
         self.A.fun_out = _double_ptr(self.fun_out)
         self.A.status_out = <Py_ssize_t*>cnp.PyArray_DATA(self.status_out)
@@ -511,13 +521,30 @@ cdef class ElementwiseBatch:
                 mv[i] = self.A.x[i] - h
         return plus, minus
 
+    def check_values(self, const double[::1] fx):
+        """First half of a two-stage round: record f, move finished elements out (so f' is
+        then evaluated only where a step is taken); follow with ``iterate(..., checked=True)``
+        on the elements that remain. Returns the number still active."""
+        cdef Py_ssize_t i, holes = 0
+        cdef Element e
+        cdef int status
+        start_element(&e, 0.0, &self.s)
+        with nogil:
+            for i in range(self.n_active):
+                batch_load(&self.A, &self.s, i, &e)
+                status = after_value(&e, fx[i], &self.s)
+                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, -2)
+            self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
+        return self.n_active
+
     def iterate(self, const double[::1] fx, const double[::1] df=None,
                 const double[::1] d2f=None, const double[::1] f_plus=None,
                 const double[::1] f_minus=None, const double[::1] x_plus=None,
-                const double[::1] x_minus=None):
+                const double[::1] x_minus=None, bint checked=False):
         """One round: f (and f', from ``df``, the FD values, or secant) at the active iterates.
 
-        Finished elements are written out and their slots refilled."""
+        Finished elements are written out and their slots refilled. ``checked``: f was
+        already recorded by :meth:`check_values` (``fx`` is then the values it kept)."""
         cdef Py_ssize_t i, holes = 0
         cdef Element e
         cdef int status
@@ -527,7 +554,11 @@ cdef class ElementwiseBatch:
         with nogil:
             for i in range(self.n_active):
                 batch_load(&self.A, &self.s, i, &e)
-                status = after_value(&e, fx[i], &self.s)
+                if checked:
+                    e.fx = fx[i]
+                    status = RUNNING
+                else:
+                    status = after_value(&e, fx[i], &self.s)
                 if status == RUNNING:
                     if fd:
                         dfi = (f_plus[i] - f_minus[i]) / (x_plus[i] - x_minus[i])
