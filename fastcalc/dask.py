@@ -274,7 +274,10 @@ class _LazyBatchResult:
         """Compute every field and keep it in (cluster) memory; returns a new lazy result."""
         self._check_scheduler(compute_kwargs)
         values = dask.persist(*self._arrays.values(), **compute_kwargs)
-        return type(self)(dict(zip(self._arrays, values)), self._process_bound)
+        return self._rebuild(dict(zip(self._arrays, values)))
+
+    def _rebuild(self, fields):
+        return type(self)(fields, self._process_bound)
 
     def __repr__(self):
         status = self._arrays["status"]
@@ -290,15 +293,15 @@ def _spare_letters(used):
 def _batch_input(value, name, shared_ndim, rows, letters):
     """A blockwise (array, index) pair for ``value``: split along the batch axis when it has one
     value per dataset (``shared_ndim + 1`` dimensions, first of length ``sum(rows)``), else passed
-    whole to every chunk."""
+    whole to every chunk (including a single row, which the in-memory routine broadcasts)."""
     if value is None:
         return [None, None]
     n_total = sum(rows)
     if not isinstance(value, da.Array):
         value = np.asarray(value)
-        if value.ndim != shared_ndim + 1:
+        if value.ndim != shared_ndim + 1 or (value.shape[0] == 1 and n_total != 1):
             return [value, None]       # shared by every chunk; the in-memory routine checks it
-    if value.ndim == shared_ndim + 1:
+    if value.ndim == shared_ndim + 1 and not (value.shape[0] == 1 and n_total != 1):
         if value.shape[0] != n_total:
             raise ValueError(f"{name} has {value.shape[0]} rows but there are {n_total} "
                              f"datasets; give {name} with {shared_ndim} dimension(s) (shared) "
@@ -322,67 +325,127 @@ def _fit_block(Y, x, sigma, p0, *, model, options, names):
     return _fields_of_block(result, names)
 
 
-def _model_nparams(model, p0):
-    """Number of fit parameters, needed up front for the shapes of params, stderr and cov."""
-    if p0 is not None and np.ndim(p0) >= 1:
-        return int(np.shape(p0)[-1])
-    nparams = getattr(model, "nparams", None)
-    if isinstance(nparams, (int, np.integer)):
-        return int(nparams)
-    if callable(model) and not _is_compiled_object(model) and not isinstance(model, compiled):
-        import inspect
-        try:
-            parameters = list(inspect.signature(model).parameters.values())
-        except (TypeError, ValueError):
-            parameters = None
-        if parameters and all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                              for p in parameters):
-            if len(parameters) >= 2:
-                return len(parameters) - 1
-    raise ValueError("p0 is required: the number of parameters of model cannot be inferred")
+def _residuals_block(Y, x, sigma, p0, params, *, model, options):
+    # y - model(x, params) exactly as the in-memory BatchFitResult computes it, from the fitted
+    # params: no refit
+    from fastcalc.fitting import _Problem
+    problem = _Problem(_local(model), x, Y, p0, sigma, options.get("bounds"),
+                       options.get("fixed"), options.get("method", "lm"),
+                       options.get("maxiter"), options.get("tol"), None, batch=True,
+                       absolute_sigma=options.get("absolute_sigma", False))
+    return problem.residuals_of(params)
 
 
-def _model_x_dim(model):
-    """Coordinates per point: 1, or 2 for gaussian_2d (whose x is (2, m) or (N, 2, m))."""
-    return int(getattr(model, "x_dim", 1))
+def _param_names(model, p0):
+    """Names of the fit parameters, known before anything runs (they fix the result shapes)."""
+    from fastcalc.fitting import _is_builtin, _python_param_names
+    if _is_builtin(model):
+        return tuple(model.param_names)
+    if isinstance(model, compiled) or _is_compiled_object(model):
+        if p0 is None:
+            raise ValueError("p0 is required for a compiled model")
+        return tuple(f"p{k}" for k in range(np.shape(p0)[-1] if np.ndim(p0) else 1))
+    if callable(model):
+        return _python_param_names(model, p0)
+    raise TypeError(f"model must be a fastcalc.models model, a compiled model callable or a "
+                    f"Python callable, got {type(model).__name__}")
 
 
-def _fit_field_specs(nparams, npoints):
+# Fields computed by each chunk's fit, as (dtype, trailing shape) given nparams P; the
+# residuals (N, m) are a separate lazy field, computed from params without refitting.
+def _fit_field_specs(P):
     return {
-        "params": _FieldSpec(np.float64, (nparams,)),
-        "stderr": _FieldSpec(np.float64, (nparams,)),
-        "cov": _FieldSpec(np.float64, (nparams, nparams)),
+        "params": _FieldSpec(np.float64, (P,)),
+        "cov": _FieldSpec(np.float64, (P, P)),
         "chi2": _FieldSpec(np.float64),
+        "dof": _FieldSpec(np.intc),
+        "nit": _FieldSpec(np.intc),
+        "nfev": _FieldSpec(np.intc),
+        "status": _FieldSpec(np.intc),
+        "stderr": _FieldSpec(np.float64, (P,)),
         "redchi2": _FieldSpec(np.float64),
-        "dof": _FieldSpec(np.int64),
-        "nit": _FieldSpec(np.int64),
-        "nfev": _FieldSpec(np.int64),
-        "status": _FieldSpec(np.int64),
         "success": _FieldSpec(np.bool_),
         "message": _FieldSpec(object),
-        "residuals": _FieldSpec(np.float64, (npoints,)),
     }
 
 
-class DaskBatchFitResult(_LazyBatchResult):
-    """Lazy result of :func:`fastcalc.dask.fit_batch`: the fields of a ``BatchFitResult``, each a
-    Dask array over the datasets (``params`` is ``(N, p)``, ``cov`` ``(N, p, p)``, ``status``
-    ``(N,)``, ...). ``compute()`` returns the in-memory ``BatchFitResult``."""
+# The BatchFitResult constructor's arrays; the other fields derive from them.
+_FIT_CORE = ("params", "cov", "chi2", "dof", "nit", "nfev", "status")
 
-    def compute(self, **compute_kwargs):
+
+class DaskBatchFitResult(_LazyBatchResult):
+    """Lazy result of :func:`fastcalc.dask.fit_batch`.
+
+    Every field of a ``BatchFitResult`` is a Dask array over the datasets: ``params`` and
+    ``stderr`` ``(N, p)``, ``cov`` ``(N, p, p)``, ``chi2``, ``redchi2``, ``dof``, ``nit``,
+    ``nfev``, ``status``, ``success``, ``message`` ``(N,)`` and ``residuals`` ``(N, m)``;
+    ``param_names`` and ``method`` are plain attributes. Computing any subset of fields runs
+    each chunk's fit once. ``compute()`` returns the in-memory ``BatchFitResult``.
+    """
+
+    def __init__(self, fields, process_bound=(), *, param_names=(), method="lm"):
+        super().__init__(fields, process_bound)
+        self.param_names = tuple(param_names)
+        self.method = method
+
+    def _rebuild(self, fields):
+        return type(self)(fields, self._process_bound, param_names=self.param_names,
+                          method=self.method)
+
+    def compute(self, *, residuals=False, **compute_kwargs):
         """Run the graph and return the in-memory ``fastcalc.BatchFitResult``.
 
-        Keyword arguments (``scheduler=``, ``num_workers=``...) are passed to ``dask.compute``.
+        Parameters
+        ----------
+        residuals : bool, default False
+            Also compute the residuals ``(N, m)`` now, in the same pass. Otherwise (as in memory)
+            they are computed on first access to ``result.residuals``: from the graph, whose
+            fits then run again unless the result was persisted.
+        **compute_kwargs
+            Passed to ``dask.compute`` (``scheduler=``, ``num_workers=``...).
         """
         from fastcalc.fitting import BatchFitResult
-        return BatchFitResult(**self._gather(**compute_kwargs))
+        names = _FIT_CORE + (("residuals",) if residuals else ())
+        self._check_scheduler(compute_kwargs)
+        values = dict(zip(names, dask.compute(*(self._arrays[n] for n in names),
+                                              **compute_kwargs)))
+        if residuals:
+            residuals_of = _ComputedResiduals(values.pop("residuals"))
+        else:
+            residuals_of = _ResidualsFromGraph(self._arrays["residuals"], compute_kwargs)
+        return BatchFitResult(*(values[n] for n in _FIT_CORE), self.param_names, residuals_of,
+                              self.method)
+
+
+class _ComputedResiduals:
+    """``residuals_of`` of a BatchFitResult whose residuals were computed with it."""
+
+    def __init__(self, residuals):
+        self.residuals = residuals
+
+    def __call__(self, params, rows=None):
+        return self.residuals if rows is None else self.residuals[rows]
+
+
+class _ResidualsFromGraph:
+    """``residuals_of`` of a BatchFitResult: computes the residuals from the Dask graph when
+    first asked for (only the chunks holding ``rows``)."""
+
+    def __init__(self, residuals, compute_kwargs):
+        self.residuals = residuals
+        self.compute_kwargs = compute_kwargs
+
+    def __call__(self, params, rows=None):
+        wanted = self.residuals if rows is None else self.residuals[np.asarray(rows)]
+        return wanted.compute(**self.compute_kwargs)
 
 
 def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     """Fit ``model`` to every row of a Dask array ``Y``: one in-memory fit_batch call per chunk.
 
     The lazy counterpart of :func:`fastcalc.fit_batch`, with the same arguments and results:
-    ``fit_batch(model, x, Y).compute()`` equals ``fastcalc.fit_batch(model, x, Y.compute())``.
+    ``fit_batch(model, x, Y).compute()`` equals ``fastcalc.fit_batch(model, x, Y.compute())``
+    field for field, whatever the chunks.
 
     Parameters
     ----------
@@ -398,7 +461,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
         columns are merged into one chunk if needed (``Y.rechunk({1: -1})``). A NumPy array is
         split into chunks of ``DEFAULT_FIT_CHUNK`` rows.
     p0 : array_like or dask array, optional
-        ``(p,)`` shared or ``(N, p)`` per dataset; omitted for built-in models (guessed per dataset).
+        ``(p,)`` shared or ``(N, p)`` per dataset; omitted for built-in models (guessed per
+        dataset).
     sigma : array_like or dask array, optional
         ``(m,)`` shared or ``(N, m)`` per dataset.
     n_threads : int or None, default 1
@@ -406,7 +470,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
         ``None`` uses every core per chunk (for one single-threaded worker per machine).
     **kwargs
         Passed to :func:`fastcalc.fit_batch` (``absolute_sigma``, ``method``, ``bounds``,
-        ``maxiter``, ``tol``...). ``progress`` is not accepted: use Dask's progress bars.
+        ``fixed``, ``maxiter``, ``tol``). ``progress`` is not accepted: use Dask's progress
+        bars (``dask.diagnostics.ProgressBar``, ``distributed.progress``).
 
     Returns
     -------
@@ -417,26 +482,27 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     ------
     ValueError
         ``Y`` is not 2-D, is empty or has unknown chunk sizes; a per-dataset argument has the
-        wrong number of rows. Errors of the fits themselves (a Python model that raises, bad
-        shapes) are raised by ``compute()``. Bad datasets never fail the graph: they get a status.
+        wrong number of rows; ``p0`` is needed and missing. Errors of the fits themselves (a
+        Python model that raises, inconsistent shapes) are raised by ``compute()``. Bad datasets
+        never fail the graph: they get a status.
 
     Examples
     --------
     >>> import numpy as np, dask.array as da
-    >>> import fastcalc, fastcalc.dask
+    >>> import fastcalc.dask
     >>> x = np.linspace(0.0, 1.0, 8)
     >>> Y = da.from_array(np.outer([1.0, 2.0, 3.0, 4.0], x) + 0.5, chunks=(2, 8))
-    >>> lazy = fastcalc.dask.fit_batch(lambda x, a, b: a * x + b, x, Y, p0=[1.0, 0.0])
+    >>> lazy = fastcalc.dask.fit_batch(fastcalc.models.line, x, Y)
     >>> lazy.params
     dask.array<params-..., shape=(4, 2), dtype=float64, chunksize=(2, 2), chunktype=numpy.ndarray>
     >>> result = lazy.compute(scheduler="synchronous")
-    >>> np.round(result.params, 6)
-    array([[1. , 0.5],
-           [2. , 0.5],
-           [3. , 0.5],
-           [4. , 0.5]])
-    >>> result.status
-    array([0, 0, 0, 0]...)
+    >>> result
+    BatchFitResult(4 datasets, 4 converged, params ('a', 'b'))
+    >>> result.params.round(6)
+    array([[0.5, 1. ],
+           [0.5, 2. ],
+           [0.5, 3. ],
+           [0.5, 4. ]])
     """
     if "progress" in kwargs:
         raise TypeError("fit_batch: progress is not supported over Dask; use "
@@ -450,18 +516,26 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     if Y.numblocks[1] != 1:
         Y = Y.rechunk({1: -1})
     rows = Y.chunks[0]
-    letters = _spare_letters("ij")
+    param_names = _param_names(model, p0)
+    letters = _spare_letters("ijz")
     inputs = [Y, "ij"]
-    inputs += _batch_input(x, "x", 1 if _model_x_dim(model) == 1 else 2, rows, letters)
+    inputs += _batch_input(x, "x", 1 if getattr(model, "x_dim", 1) == 1 else 2, rows, letters)
     inputs += _batch_input(sigma, "sigma", 1, rows, letters)
     inputs += _batch_input(p0, "p0", 1, rows, letters)
-    specs = _fit_field_specs(_model_nparams(model, p0), Y.shape[1])
+    specs = _fit_field_specs(len(param_names))
     model = _portable(model, "model")
+    options = dict(kwargs, n_threads=n_threads)
     blocks = da.blockwise(
         _fit_block, "i", *inputs, dtype=object, meta=np.empty((0,), dtype=object),
-        concatenate=True, token="fastcalc-fit-batch", model=model,
-        options=dict(kwargs, n_threads=n_threads), names=tuple(specs))
-    return DaskBatchFitResult(_field_arrays(blocks, specs, 1), _process_bound(model))
+        concatenate=True, token="fastcalc-fit-batch", model=model, options=options,
+        names=tuple(specs))
+    fields = _field_arrays(blocks, specs, 1)
+    fields["residuals"] = da.blockwise(
+        _residuals_block, "ij", *inputs, fields["params"], "iz", dtype=np.float64,
+        meta=np.empty((0, 0), dtype=np.float64), concatenate=True,
+        token="residuals-fastcalc-fit-batch", model=model, options=options)
+    return DaskBatchFitResult(fields, _process_bound(model), param_names=param_names,
+                              method=kwargs.get("method", "lm"))
 
 
 class _ArraySlot:
