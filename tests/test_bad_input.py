@@ -299,6 +299,14 @@ def _():
     expect_error((ValueError,), "accuracy", lambda: fc.derivative(np.sin, 1.0, accuracy=3))
 
 
+@case("derivative", "args_do_not_broadcast", bug="derivative(lambda x, a: a * x, [1., 2.], "
+      "args=(np.ones(3),)) raises numpy's 'operands could not be broadcast together with shapes "
+      "(3,) (2,2)', which does not name args")
+def _():
+    expect_error((ValueError,), ("args", "args[0]"), lambda: fc.derivative(
+        lambda x, a: a * x, np.array([1.0, 2.0]), args=(np.ones(3),)))
+
+
 @case("derivative", "f_not_callable")
 def _():
     expect_error((TypeError,), "f", lambda: fc.derivative(3.0, 1.0))
@@ -1082,6 +1090,14 @@ def _():
 @case("model_call", "gaussian_2d_wrong_shape")
 def _():
     expect_error((ValueError,), "x", lambda: models.gaussian_2d(X_DATA, 1, 0, 0, 1, 0))
+
+
+@case("model_call", "outside_domain_point", bug="models.power_law([-1., 1., 2.], 1.0, 0.5) "
+      "returns [nan, nan, nan]: the two points inside the domain lose their finite values "
+      "(expected [nan, 1., 1.41421356])")
+def _():
+    got = models.power_law(np.array([-1.0, 1.0, 2.0]), 1.0, 0.5)
+    assert np.isnan(got[0]) and np.array_equal(got[1:], np.sqrt([1.0, 2.0])), got
 
 
 @case("model_call", "nan_parameter")
