@@ -569,6 +569,59 @@ def _():
     np.testing.assert_allclose(r.x[1], np.e, rtol=1e-14)
 
 
+_HUGE_THREADS = ("{0} with a compiled callable and n_threads={1} on 3 problems kills the "
+                 "process ({2}): resolve_threads (fastcalc/_parallel.pyx) accepts any positive "
+                 "int and the prange opens that many OpenMP threads; expected the count clamped "
+                 "(to the cores / the number of problems) or a ValueError naming n_threads")
+
+
+def _huge_threads(run):
+    for n_threads in (50_000, 1_000_000):
+        try:
+            run(n_threads)
+        except ValueError as exc:
+            assert _names(str(exc), "n_threads"), exc
+
+
+@case("newton_batch", "n_threads_huge", bug=_HUGE_THREADS.format(
+    "newton", "50000 / 1000000", "'libgomp: Thread creation failed: Resource temporarily "
+    "unavailable' exit 1 / segfault"))
+def _():
+    _huge_threads(lambda nt: fc.newton(low_level("cube_root_eq"), np.full(3, 2.0),
+                                       low_level("cube_root_eq_prime"),
+                                       args=(np.arange(1.0, 4.0),), n_threads=nt))
+
+
+@case("newton_system", "n_threads_huge", bug=_HUGE_THREADS.format(
+    "newton_system", "1000000", "segfault").replace("3 problems", "1 system"))
+def _():
+    _huge_threads(lambda nt: fc.newton_system(low_level("circle_exp_system"), [1.0, -1.5],
+                                              low_level("circle_exp_jacobian"), n_threads=nt))
+
+
+@case("gradient", "n_threads_huge")
+def _():
+    _huge_threads(lambda nt: fc.gradient(low_level("rosenbrock"), [1.0, 2.0], n_threads=nt))
+    _huge_threads(lambda nt: fc.hessian(low_level("rosenbrock"), [1.0, 2.0], n_threads=nt))
+    _huge_threads(lambda nt: fc.jacobian(low_level("vector_field"), [1.0, 2.0], n_threads=nt))
+
+
+@case("fit_batch", "n_threads_huge")
+def _():
+    _huge_threads(lambda nt: fc.fit_batch(low_level("gaussian_model"), X_DATA, Y_BATCH,
+                                          p0=GAUSS_P0, n_threads=nt))
+
+
+@case("newton_batch", "n_threads_invalid")
+def _():
+    for bad, error in ((0, ValueError), (-5, ValueError), (2.5, TypeError), ("2", TypeError),
+                       (True, TypeError)):
+        expect_error((error,), "n_threads", lambda: fc.newton(
+            low_level("cube_root_eq"), np.full(3, 2.0), args=(np.ones(3),), n_threads=bad))
+        expect_error((error,), "n_threads", lambda: fc.fit_batch(
+            models.line, X_DATA, Y_BATCH, n_threads=bad))
+
+
 @case("newton_batch", "non_convergent_warns")
 def _():
     with warnings.catch_warnings(record=True) as caught:
@@ -1131,10 +1184,10 @@ def _():
 
 
 # ================================================================ driver
-def _child_main(routine):
+def _child_main(routine, first=0):
     import faulthandler
     warnings.simplefilter("ignore")
-    for name, function in CASES[routine].items():
+    for name, function in list(CASES[routine].items())[first:]:
         print(json.dumps({"case": name, "event": "start"}), flush=True)
         faulthandler.dump_traceback_later(CASE_TIMEOUT, exit=True)
         try:
@@ -1152,38 +1205,48 @@ _RUNS = {}
 
 
 def _run_routine(routine):
-    """Run every case of ``routine`` in a child interpreter; {case: (outcome, detail)}."""
+    """Run every case of ``routine`` in child interpreters; {case: (outcome, detail)}.
+
+    A case that kills its child (segfault, abort, hang) is recorded as a crash and a new child
+    resumes with the next case, so one crash does not hide the other outcomes.
+    """
     if routine in _RUNS:
         return _RUNS[routine]
     root = str(Path(fc.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    budget = 60 + CASE_TIMEOUT * len(CASES[routine])
-    try:
-        done = subprocess.run([sys.executable, __file__, routine], capture_output=True, text=True,
-                              env=env, cwd=root, timeout=budget)
-        stdout, stderr, code = done.stdout, done.stderr, done.returncode
-    except subprocess.TimeoutExpired as exc:
-        stdout, stderr, code = exc.stdout or "", exc.stderr or "", "timeout"
-        stdout = stdout.decode() if isinstance(stdout, bytes) else stdout
-        stderr = stderr.decode() if isinstance(stderr, bytes) else stderr
-    outcomes, started = {}, None
-    for line in stdout.splitlines():
+    names = list(CASES[routine])
+    outcomes, first = {}, 0
+    while first < len(names):
+        budget = 60 + CASE_TIMEOUT * (len(names) - first)
         try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record["event"] == "start":
-            started = record["case"]
-        else:
-            outcomes[record["case"]] = (record["event"], record["detail"])
-            started = None
-    if started is not None:
-        outcomes[started] = ("crash", f"child exit {code} during this case (segfault, abort or "
-                                      f"hang past {CASE_TIMEOUT}s); stderr tail:\n{stderr[-3000:]}")
-    for name in CASES[routine]:
-        outcomes.setdefault(name, ("crash", f"never ran: child exit {code}; stderr tail:\n"
-                                            f"{stderr[-3000:]}"))
+            done = subprocess.run([sys.executable, __file__, routine, str(first)],
+                                  capture_output=True, text=True, env=env, cwd=root,
+                                  timeout=budget)
+            stdout, stderr, code = done.stdout, done.stderr, done.returncode
+        except subprocess.TimeoutExpired as exc:
+            stdout, stderr, code = exc.stdout or "", exc.stderr or "", "timeout"
+            stdout = stdout.decode() if isinstance(stdout, bytes) else stdout
+            stderr = stderr.decode() if isinstance(stderr, bytes) else stderr
+        started = None
+        for line in stdout.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record["event"] == "start":
+                started = record["case"]
+            else:
+                outcomes[record["case"]] = (record["event"], record["detail"])
+                started = None
+        if started is None:
+            break
+        outcomes[started] = ("crash", f"child exit {code} during this case (segfault, abort "
+                                      f"or hang past {CASE_TIMEOUT}s); stderr tail:\n"
+                                      f"{stderr[-3000:]}")
+        first = names.index(started) + 1
+    for name in names:
+        outcomes.setdefault(name, ("crash", "never ran: the child interpreter died"))
     _RUNS[routine] = outcomes
     return outcomes
 
@@ -1199,7 +1262,7 @@ def _params():
 
 
 if __name__ == "__main__":
-    _child_main(sys.argv[1])
+    _child_main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)
 else:
     import pytest
 
