@@ -33,10 +33,12 @@ from libc.stdlib cimport free, malloc
 
 import numpy as np
 
-# Guess status codes (0 = success).
 cdef enum:
+    # guess status codes (0 = success)
     GUESS_TOO_FEW_POINTS = 1
     GUESS_BAD_DOMAIN = 2
+    # stack buffer sizes: parameters of an exact polynomial fit, points per chunk of
+    # model evaluations, frequencies per pass of the sine scan
     MAX_STACK_PARAMS = 16
     RSS_CHUNK = 64
     SCAN_BLOCK = 16
