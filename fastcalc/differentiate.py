@@ -35,7 +35,7 @@ from numpy.polynomial import Polynomial
 from scipy.optimize import OptimizeResult
 
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
-                             elementwise_values, relative_steps, stencil)
+                             elementwise_values, relative_steps, romberg, stencil)
 from ._evaluate import FunctionKind, resolve
 from ._status import Status, messages_of
 
@@ -320,38 +320,21 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
     return out, error, flags, nfev, m
 
 
-def _romberg(estimates, rounding, kind, order=1, base=2):
-    """Richardson extrapolation of ``estimates[k]`` computed with steps ``h / 2**k``.
+def _romberg(estimates, rounding, kind, base=2):
+    """Richardson extrapolation of ``estimates[k]`` (shape ``(levels, ...)``) computed with steps
+    ``h / 2**k``: the table entry with the smallest error estimate, and that estimate.
 
-    Returns the entry of the table with the smallest error estimate and that estimate.
-    Central differences have error terms in ``h**2, h**4, ...``; one-sided ones in every power.
+    Central differences have error terms in ``h**2, h**4, ...``; one-sided ones in every power
+    from ``h**base`` on.
     """
     levels = estimates.shape[0]
     increment = 2 if kind == "central" else 1
-    powers = [base + increment * i for i in range(levels)]
-    table = [estimates]
-    round_table = [2.0 * rounding]   # the magnitude sum is not a strict bound on f rounding
-    best = np.full(estimates.shape[1:], np.inf)
-    best_value = estimates[-1].copy()
-    for column in range(levels):
-        current = table[-1]
-        factor = 2.0 ** powers[column]
-        if current.shape[0] >= 2:
-            # error of current[k] estimated from its distance to current[k - 1]
-            truncation = np.abs(current[1:] - current[:-1]) / (factor - 1.0)
-            total = _RICHARDSON_SAFETY * truncation + round_table[-1][1:]
-            index = np.argmin(total, axis=0)
-            candidate = np.take_along_axis(total, index[None], 0)[0]
-            value = np.take_along_axis(current[1:], index[None], 0)[0]
-            better = candidate < best
-            best = np.where(better, candidate, best)
-            best_value = np.where(better, value, best_value)
-        if current.shape[0] < 2 or column == levels - 1:
-            break
-        table.append(current[1:] + (current[1:] - current[:-1]) / (factor - 1.0))
-        amplification = (factor + 1.0) / (factor - 1.0)
-        round_table.append(round_table[-1][1:] * amplification)
-    return best_value, best
+    powers = base + increment * np.arange(levels, dtype=np.float64)
+    shape = estimates.shape[1:]
+    value, error = romberg(np.ascontiguousarray(estimates.reshape(levels, -1)),
+                           np.ascontiguousarray(rounding.reshape(levels, -1)), powers,
+                           _RICHARDSON_SAFETY)
+    return value.reshape(shape), error.reshape(shape)
 
 
 def _complex_stage(function, x, components, h, m):
