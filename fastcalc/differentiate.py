@@ -160,7 +160,7 @@ def _steps(x, step, kind, accuracy, order, name="step"):
         return np.array(h, dtype=np.float64)
     exact = (x + h) - x
     # A step below the spacing of x rounds to zero: fall back to one unit in the last place.
-    return np.where(exact > 0, exact, np.spacing(np.abs(x)) + (exact <= 0) * 0.0)
+    return np.where(exact > 0, exact, np.spacing(np.abs(x)))
 
 
 def _check_bounds(bounds, x):
