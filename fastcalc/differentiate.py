@@ -868,7 +868,7 @@ def _call_elementwise(f, points, args, name="f"):
     return values
 
 
-def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args):
+def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
     """Derivatives of ``f`` at every element of ``x`` with one stencil kind (one call of f).
 
     Returns ``(df, error, bad)`` flattened, ``bad`` with the flags of ``combine``.
@@ -881,7 +881,7 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args):
     # points[level, offset, element] = x + offset * h * 2**-level
     deltas = (factors[:, None, None] * offsets[None, :, None]) * h[None, None, :]
     points = x[None, None, :] + deltas
-    values = _call_elementwise(f, points.reshape((-1,) + _elementwise_stage.shape),
+    values = _call_elementwise(f, points.reshape((-1,) + shape),
                                args).reshape(points.shape).real.astype(np.float64)
     scale = (h[None, :] * factors[:, None]) ** -order
     estimates = np.einsum("j,ljk->lk", weights, values) * scale
@@ -960,7 +960,6 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         raise ValueError("x must be finite (no NaN or inf)")
     shape = x_arr.shape
     flat = x_arr.ravel()
-    _elementwise_stage.shape = shape
     if function.kind == FunctionKind.COMPILED:
         f, args = _compiled_elementwise(function, args, flat.size, method)
     richardson = method == "richardson"
@@ -979,7 +978,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
                    "richardson" if richardson else kind, accuracy, order)
         df, error, bad, nfev = _elementwise_stage(f, flat, h, kind, accuracy, order,
-                                                  richardson, args)
+                                                  richardson, args, shape)
     status = np.zeros(flat.size, dtype=np.int8)
     failed = bad != 0
     if failed.any():
@@ -994,7 +993,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
             if not wanted.any():
                 continue
             sub_df, sub_error, sub_bad, extra = _elementwise_stage(
-                f, flat, h, kind, one_sided, order, richardson, args)
+                f, flat, h, kind, one_sided, order, richardson, args, shape)
             nfev += extra
             fixed = wanted & (sub_bad == 0)
             df[fixed], error[fixed] = sub_df[fixed], sub_error[fixed]
