@@ -30,6 +30,7 @@ import numpy as np
 __all__ = [
     "NIST_PROBLEMS",
     "NistProblem",
+    "compare_with_curve_fit",
     "curve_fit_fitter",
     "default_directory",
     "fastcalc_fitter",
@@ -783,6 +784,35 @@ def score_all(fitter: Callable[[NistProblem, np.ndarray], Any] | None = None,
                 "seconds": seconds, "error": error,
             })
     return rows
+
+
+def compare_with_curve_fit(problems: Iterable[NistProblem] | None = None, *,
+                           directory: str | os.PathLike | None = None,
+                           analytic_jacobian: bool = True) -> list[dict]:
+    """The full LRE table: :func:`fastcalc.fit` and ``curve_fit``, both starts, same run.
+
+    Both fitters get the same Jacobian information: the problem's analytic Jacobian when
+    ``analytic_jacobian`` (fastcalc ``jac=problem.jac``, MINPACK ``lmder``), else their own finite
+    differences (fastcalc ``jac=None``, MINPACK ``lmdif``). Rows as :func:`score_all`, fitters
+    labelled ``"fastcalc"`` and ``"curve_fit"``.
+
+    Examples
+    --------
+    >>> from fastcalc import nist
+    >>> rows = nist.compare_with_curve_fit([nist.load("Misra1a")])
+    >>> sorted(nist.summarize(rows).items())
+    [(('curve_fit', 1), 1), (('curve_fit', 2), 1), (('fastcalc', 1), 1), (('fastcalc', 2), 1)]
+    """
+    problems = list(load_all(directory) if problems is None else problems)
+
+    def fastcalc_fit(problem, p0):
+        return fastcalc_fitter(problem, p0, jac=problem.jac if analytic_jacobian else None)
+
+    def curve_fit_fit(problem, p0):
+        return curve_fit_fitter(problem, p0, use_jac=analytic_jacobian)
+
+    return (score_all(fastcalc_fit, problems, label="fastcalc")
+            + score_all(curve_fit_fit, problems, label="curve_fit"))
 
 
 def summarize(rows: Iterable[Mapping[str, Any]], threshold: float = 4.0) -> dict[tuple[str, int], int]:
