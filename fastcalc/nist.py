@@ -572,17 +572,24 @@ def load(name: str, directory: str | os.PathLike | None = None) -> NistProblem:
         dof=parsed["dof"], formula=formula, f=_quiet(f), jac=_quiet(jac), note=note)
 
 
-def load_all(directory: str | os.PathLike | None = None) -> list[NistProblem]:
+def load_all(directory: str | os.PathLike | None = None, *, verify: bool = False) -> list[NistProblem]:
     """Load the 27 StRD problems, in NIST's order (lower, average, higher difficulty).
+
+    With ``verify=True`` the files are first checked against the folder's ``SHA256SUMS``
+    (:func:`verify_checksums`); a mismatch raises ``ValueError`` naming the files.
 
     Examples
     --------
     >>> from fastcalc import nist
-    >>> problems = nist.load_all()
+    >>> problems = nist.load_all(verify=True)
     >>> len(problems), problems[0].name
     (27, 'Misra1a')
     """
     folder = _directory(directory)
+    if verify:
+        bad = sorted(name for name, ok in verify_checksums(folder).items() if not ok)
+        if bad:
+            raise ValueError(f"SHA-256 mismatch in {folder}: {', '.join(bad)}")
     return [load(name, folder) for name in NIST_PROBLEMS]
 
 

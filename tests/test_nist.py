@@ -148,6 +148,7 @@ def test_checksums_match(data_dir):
     sums = nist.verify_checksums(data_dir)
     assert sorted(sums) == sorted(f"{name}.dat" for name in NAMES)
     assert all(sums.values())
+    assert len(nist.load_all(data_dir, verify=True)) == 27
 
 
 def test_checksum_mismatch_is_reported(data_dir, tmp_path):
@@ -160,6 +161,8 @@ def test_checksum_mismatch_is_reported(data_dir, tmp_path):
     (tmp_path / "SHA256SUMS").write_text(
         next(line for line in (data_dir / "SHA256SUMS").read_text().splitlines() if "Misra1a" in line))
     assert nist.verify_checksums(tmp_path) == {"Misra1a.dat": False}
+    with pytest.raises(ValueError, match="SHA-256 mismatch .*Misra1a.dat"):
+        nist.load_all(tmp_path, verify=True)
     assert nist.load("Misra1a", tmp_path).y[0] == 10.08  # loading itself does not verify
 
 
