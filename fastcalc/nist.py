@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "NIST_PROBLEMS",
@@ -400,20 +401,20 @@ class NistProblem:
             raise ValueError(f"which must be 1 or 2, got {which!r}")
         return (self.start1 if which == 1 else self.start2).copy()
 
-    def residuals(self, params: Sequence[float]) -> np.ndarray:
+    def residuals(self, params: ArrayLike) -> np.ndarray:
         """Residuals ``y - f(x, *params)``."""
         return self.y - self.f(self.x, *np.asarray(params, dtype=float))
 
-    def rss(self, params: Sequence[float]) -> float:
+    def rss(self, params: ArrayLike) -> float:
         """Residual sum of squares at ``params``."""
         r = self.residuals(params)
         return float(r @ r)
 
-    def lre(self, params: Sequence[float]) -> np.ndarray:
+    def lre(self, params: ArrayLike) -> np.ndarray:
         """Log relative error of each of ``params`` against the certified values."""
-        return lre(params, self.certified_params)
+        return np.asarray(lre(params, self.certified_params))
 
-    def min_lre(self, params: Sequence[float]) -> float:
+    def min_lre(self, params: ArrayLike) -> float:
         """The score of a fit: the smallest LRE over the parameters."""
         return float(np.min(self.lre(params)))
 
