@@ -622,10 +622,21 @@ cdef void state_finish(FitState *s) noexcept nogil:
         if cholesky(n, s.chol, n) == 0:
             use_qr = 0
             cholesky_solve(n, s.chol, n, s.grad, s.step)
-            for k in range(n):          # columns of the inverse
-                for i in range(n):
-                    s.augb[i] = 1.0 if i == k else 0.0
-                cholesky_solve(n, s.chol, n, s.augb, s.work + k * n)
+            # (J^T J)^-1 = L^-T L^-1: invert the triangular factor into s.aug, then multiply
+            for k in range(n):
+                s.aug[k + k * n] = s.chol[k + k * n]
+                for i in range(k + 1, n):
+                    total = 0.0
+                    for l in range(k, i):
+                        total += s.chol[i + l * n] * s.aug[l + k * n]
+                    s.aug[i + k * n] = -total * s.chol[i + i * n]
+            for k in range(n):
+                for l in range(k, n):
+                    total = 0.0
+                    for i in range(l, n):
+                        total += s.aug[i + k * n] * s.aug[i + l * n]
+                    s.work[k + l * n] = total
+                    s.work[l + k * n] = total
     if use_qr:
         state_qr(s)
         for k in range(n):
