@@ -17,6 +17,12 @@ static double (*__pyx_api_f_8fastcalc_14_testfunctions_nan_scalar)(int, double *
 #define nan_scalar __pyx_api_f_8fastcalc_14_testfunctions_nan_scalar
 static int (*__pyx_api_f_8fastcalc_14_testfunctions_failing_vector)(int, double *, int, double *, void *) = 0;
 #define failing_vector __pyx_api_f_8fastcalc_14_testfunctions_failing_vector
+static int (*__pyx_api_f_8fastcalc_14_testfunctions_gaussian_model)(int, double *, int, double *, double *, void *) = 0;
+#define gaussian_model __pyx_api_f_8fastcalc_14_testfunctions_gaussian_model
+static int (*__pyx_api_f_8fastcalc_14_testfunctions_gaussian_model_jac)(int, double *, int, double *, double *, void *) = 0;
+#define gaussian_model_jac __pyx_api_f_8fastcalc_14_testfunctions_gaussian_model_jac
+static int (*__pyx_api_f_8fastcalc_14_testfunctions_failing_model)(int, double *, int, double *, double *, void *) = 0;
+#define failing_model __pyx_api_f_8fastcalc_14_testfunctions_failing_model
 static int __Pyx_ImportFunction_3_3_1(PyObject *module, const char *funcname, void (**f)(void), const char *sig);
 
 #ifndef __PYX_HAVE_RT_ImportFromPxd_3_3_1
@@ -93,6 +99,9 @@ static int import_fastcalc___testfunctions(void) {
   if (__Pyx_ImportFunction_3_3_1(module, "vector_field", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_vector_field, "int (int, double *, int, double *, void *)") < 0) goto bad;
   if (__Pyx_ImportFunction_3_3_1(module, "nan_scalar", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_nan_scalar, "double (int, double *, void *)") < 0) goto bad;
   if (__Pyx_ImportFunction_3_3_1(module, "failing_vector", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_failing_vector, "int (int, double *, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "gaussian_model", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_gaussian_model, "int (int, double *, int, double *, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "gaussian_model_jac", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_gaussian_model_jac, "int (int, double *, int, double *, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "failing_model", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_failing_model, "int (int, double *, int, double *, double *, void *)") < 0) goto bad;
   Py_DECREF(module); module = 0;
   return 0;
   bad:

@@ -37,7 +37,7 @@ import inspect
 import warnings
 
 import numpy as np
-from scipy import LowLevelCallable
+from scipy import LowLevelCallable  # type: ignore[import-untyped]
 
 from . import _fitting
 from ._evaluate import resolve
@@ -182,7 +182,7 @@ class BatchFitResult:
         """One row per dataset: parameters, ``stderr_<name>``, chi2, redchi2, dof, nit, nfev,
         status, success (requires pandas)."""
         try:
-            import pandas as pd
+            import pandas as pd  # type: ignore[import-untyped]
         except ImportError as exc:   # pragma: no cover - pandas is installed in CI
             raise ImportError("to_dataframe() requires pandas") from exc
         columns = {}
@@ -591,7 +591,7 @@ class _Problem:
         bar = None
         if progress and len(starts) > 0:
             try:
-                from tqdm.auto import tqdm
+                from tqdm.auto import tqdm  # type: ignore[import-untyped]
                 bar = tqdm(total=N, unit="fit")
             except ImportError:
                 bar = None
