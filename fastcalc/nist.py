@@ -734,7 +734,8 @@ def score_all(fitter: Callable[[NistProblem, np.ndarray], Any] | None = None,
         ``lre`` (min over parameters), ``lre_params``, ``lre_rss``, ``lre_stderr`` (min over the
         standard errors when the fitter reports them, else None), ``success``, ``status``,
         ``nit``, ``nfev``, ``message``, ``warned``, ``solved`` (``lre >= 4``), ``silent_failure``
-        (reported a success without warning although ``lre < 4``), ``seconds`` and ``error``.
+        (reported a success without warning although ``lre < 4``), ``seconds`` (wall time of the
+        fitter call, including first-call costs such as a lazy import) and ``error``.
 
     Examples
     --------
@@ -811,6 +812,8 @@ def compare_with_curve_fit(problems: Iterable[NistProblem] | None = None, *,
     >>> sorted(nist.summarize(rows).items())
     [(('curve_fit', 1), 1), (('curve_fit', 2), 1), (('fastcalc', 1), 1), (('fastcalc', 2), 1)]
     """
+    import scipy.optimize  # noqa: F401  (imported before any fit is timed)
+
     problems = list(load_all(directory) if problems is None else problems)
 
     def fastcalc_fit(problem, p0):
