@@ -128,6 +128,22 @@ def test_fit_batch_python_callable(benchmark, kind):
     _record(benchmark, N_PYTHON)
 
 
+def gaussian_jac(x, a, mu, s, c):
+    d = (x - mu) / s
+    e = np.exp(-0.5 * d * d)
+    return e, a * e * d / s, a * e * d * d / s, 1.0
+
+
+def test_fit_batch_python_callable_with_jac(benchmark):
+    x, Y, P = _data("gaussian", N_PYTHON)
+    p0 = _starts("gaussian", P)
+    benchmark.group = "fit gaussian"
+    result = benchmark.pedantic(fit_batch, args=(gaussian, x, Y, p0), kwargs={"jac": gaussian_jac},
+                                rounds=3, iterations=1)
+    assert result.success.mean() > 0.99
+    _record(benchmark, N_PYTHON)
+
+
 @pytest.mark.parametrize("method", ["lm", "gd"])
 def test_method_cost(benchmark, method):
     n = 4_000

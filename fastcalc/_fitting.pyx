@@ -774,8 +774,9 @@ cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
         pr.fd_params[j] = s.params[j]
         if rc != 0:
             return CALLBACK_ERROR
+        step = 1.0 / step
         for i in range(m):
-            s.jac[i + <Py_ssize_t>k * m] = pr.w[i] * (pr.fd_values[i] - s.values[i]) / step
+            s.jac[i + <Py_ssize_t>k * m] = pr.w[i] * (pr.fd_values[i] - s.values[i]) * step
     return SUCCESS
 
 
@@ -1047,6 +1048,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
     cdef double[:, ::1] pview
     cdef const double[::1] steps
     cdef Py_ssize_t[::1] rview
+    cdef double h
     if blocks == NULL or states == NULL:
         free(blocks)
         free(states)
@@ -1096,19 +1098,20 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                     for k in range(n):
                         j = free_index[k]
                         shifted = params.copy()
-                        h = SQRT_EPS * np.abs(params[:, j])
-                        h[h == 0.0] = SQRT_EPS
+                        hs = SQRT_EPS * np.abs(params[:, j])
+                        hs[hs == 0.0] = SQRT_EPS
                         if has_bounds:
-                            h[params[:, j] + h > upper[j]] *= -1.0
-                        shifted[:, j] += h
+                            hs[params[:, j] + hs > upper[j]] *= -1.0
+                        shifted[:, j] += hs
                         steps = shifted[:, j] - params[:, j]
                         vals = _values(evaluate, shifted, rows, m)
                         for a in range(na):
                             s = &states[rview[a]]
                             s.nfev += 1
+                            h = 1.0 / steps[a]
                             for i in range(m):
-                                s.jac[i + k * m] = (W[rview[a], i] * (vals[a, i] - s.values[i])
-                                                    / steps[a] if W[rview[a], i] != 0.0 else 0.0)
+                                s.jac[i + k * m] = (W[rview[a], i] * (vals[a, i] - s.values[i]) * h
+                                                    if W[rview[a], i] != 0.0 else 0.0)
                 for a in range(na):
                     state_jacobian_ready(&states[rview[a]])
             # 2. Proposals.

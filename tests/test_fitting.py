@@ -530,3 +530,22 @@ def test_cholesky_matches_lapack_and_rejects_ill_conditioned(rng):
     B = A.copy()
     B[:, 4] = B[:, 3] * (1 + 1e-9)
     assert _fitting._cholesky_solve(B.T @ B, b) is None
+
+
+def test_batch_python_model_with_broadcast_jacobian(rng):
+    x, Y, _ = gaussian_batch(rng, 10)
+    p0 = [2.0, 0.0, 1.0, 0.5]
+
+    def jac(x, a, mu, s, c):
+        d = (x - mu) / s
+        e = np.exp(-0.5 * d * d)
+        return e, a * e * d / s, a * e * d * d / s, 1.0
+
+    fd = fit_batch(python_gaussian, x, Y, p0=p0)
+    analytic = fit_batch(python_gaussian, x, Y, p0=p0, jac=jac)
+    ref = fit_batch(models.gaussian, x, Y, p0=p0)
+    assert np.all(analytic.success)
+    assert_allclose(analytic.params, ref.params, rtol=0, atol=1e-6)
+    assert np.all(analytic.nfev < fd.nfev)
+    with pytest.raises(ValueError, match="derivatives"):
+        fit_batch(python_gaussian, x, Y, p0=p0, jac=lambda x, *p: p[:2])
