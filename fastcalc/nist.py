@@ -702,7 +702,7 @@ def curve_fit_fitter(problem: NistProblem, p0: np.ndarray, *, use_jac: bool = Tr
     Default method (MINPACK ``lmder``) with the analytic Jacobian when ``use_jac``. A
     ``RuntimeError`` (no convergence) becomes ``success=False`` with NaN parameters.
     """
-    from scipy.optimize import curve_fit
+    from scipy.optimize import curve_fit  # type: ignore[import-untyped]
 
     kwargs = dict(options)
     if use_jac:
@@ -825,7 +825,7 @@ def compare_with_curve_fit(problems: Iterable[NistProblem] | None = None, *,
     >>> sorted(nist.summarize(rows).items())
     [(('curve_fit', 1), 1), (('curve_fit', 2), 1), (('fastcalc', 1), 1), (('fastcalc', 2), 1)]
     """
-    import scipy.optimize  # noqa: F401  (imported before any fit is timed)
+    import scipy.optimize  # type: ignore[import-untyped]  # noqa: F401  (before any timing)
 
     problems = list(load_all(directory) if problems is None else problems)
 
