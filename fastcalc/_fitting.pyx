@@ -1033,7 +1033,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
     """Fit K datasets of a Python model in lock step.
 
     evaluate(params (a, P), rows (a,)) -> (a, m) model values for the datasets ``rows``;
-    jacobian(params, rows) -> (a, m, P), or None for forward differences (one evaluate call per
+    jacobian(params, rows) -> (a, P, m), or None for forward differences (one evaluate call per
     free parameter). Y (K, m) holds any finite value at missing points, whose weight in
     W = 1/sigma (K, m) is 0. Exceptions raised by the callables propagate.
     """
@@ -1093,7 +1093,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                         for k in range(n):
                             j = free_index[k]
                             for i in range(m):
-                                s.jac[i + k * m] = W[rview[a], i] * jvals[a, i, j]
+                                s.jac[i + k * m] = W[rview[a], i] * jvals[a, j, i]
                 else:
                     for k in range(n):
                         j = free_index[k]
@@ -1196,7 +1196,7 @@ def _values(evaluate, params, rows, Py_ssize_t m):
 
 def _jacobian_values(jacobian, params, rows, Py_ssize_t m, Py_ssize_t P):
     values = np.asarray(jacobian(params, rows), dtype=np.float64)
-    shape = (len(rows), m, P)
+    shape = (len(rows), P, m)
     if values.shape != shape:
         values = np.broadcast_to(values, shape)
     return np.ascontiguousarray(values)

@@ -662,7 +662,7 @@ class _Problem:
                     value = np.asarray(jac(x, *params[0]), dtype=np.float64)
                     if value.shape != (m, P):
                         raise ValueError(f"jac returned shape {value.shape}, expected ({m}, {P})")
-                    return value[None]
+                    return value.T[None]
                 # batch convention: p arrays (or (p, a, m)), each broadcasting to (a, m)
                 xs = x if shared else x[rows + start]
                 columns = [params[:, k:k + 1] for k in range(P)]
@@ -670,10 +670,10 @@ class _Problem:
                 if len(parts) != P:
                     raise ValueError(f"jac returned {len(parts)} derivatives, expected {P} "
                                      "(one per parameter, each broadcasting to (N, m))")
-                out = np.empty((a, m, P))
+                out = np.empty((a, P, m))
                 for k in range(P):
                     try:
-                        out[:, :, k] = np.broadcast_to(np.asarray(parts[k], dtype=np.float64),
+                        out[:, k, :] = np.broadcast_to(np.asarray(parts[k], dtype=np.float64),
                                                        (a, m))
                     except ValueError:
                         raise ValueError(f"jac: derivative {k} has shape "
