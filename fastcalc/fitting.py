@@ -744,7 +744,8 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     Returns
     -------
     FitResult
-        A ``RuntimeWarning`` is issued when the fit did not converge (``status != 0``).
+        A ``RuntimeWarning`` is issued when the fit did not converge (``status != 0``) or when
+        the covariance cannot be estimated (``dof == 0`` without ``absolute_sigma``).
 
     Examples
     --------
@@ -765,6 +766,9 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     if not result.success:
         warnings.warn(f"fit did not converge: {result.message} (status {int(result.status)})",
                       RuntimeWarning, stacklevel=2)
+    elif not np.all(np.isfinite(result.cov)):
+        warnings.warn("the covariance of the parameters could not be estimated "
+                      f"(dof = {result.dof}); cov is inf", RuntimeWarning, stacklevel=2)
     return result
 
 

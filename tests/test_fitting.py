@@ -549,3 +549,13 @@ def test_batch_python_model_with_broadcast_jacobian(rng):
     assert np.all(analytic.nfev < fd.nfev)
     with pytest.raises(ValueError, match="derivatives"):
         fit_batch(python_gaussian, x, Y, p0=p0, jac=lambda x, *p: p[:2])
+
+
+def test_zero_degrees_of_freedom_warns_and_gives_inf_covariance():
+    x = np.array([0.0, 1.0])
+    with pytest.warns(RuntimeWarning, match="covariance"):
+        r = fit(models.line, x, [1.0, 3.0])
+    assert_allclose(r.params, [1.0, 2.0], rtol=1e-12)
+    assert r.success and r.dof == 0 and np.all(np.isinf(r.cov))
+    absolute = fit(models.line, x, [1.0, 3.0], sigma=[1.0, 1.0], absolute_sigma=True)
+    assert_allclose(absolute.cov, [[1.0, -1.0], [-1.0, 2.0]], rtol=1e-12)
