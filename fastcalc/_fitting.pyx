@@ -392,7 +392,8 @@ cdef inline int at_upper(const FitState *s, int k) noexcept nogil:
 cdef void state_jacobian_ready(FitState *s) noexcept nogil:
     """J at params is in s.jac: update scaling and gradient, test convergence."""
     cdef int m = s.m, n = s.nfree, k, l, i
-    cdef double colnorm, g, worst = 0.0, rnorm
+    cdef double colnorm, g, rnorm
+    cdef int gradient_small = 1
     cdef double *col
     s.jac_valid = 1
     s.have_qr = 0
@@ -419,14 +420,13 @@ cdef void state_jacobian_ready(FitState *s) noexcept nogil:
         # Projected gradient: a component pushing against an active bound does not count.
         if (g < 0.0 and at_lower(s, k)) or (g > 0.0 and at_upper(s, k)):
             continue
-        if colnorm > 0.0 and rnorm > 0.0:
-            g = fabs(g) / (colnorm * rnorm)
-            if g > worst:
-                worst = g
+        # gradient test: |cos(angle between r and column k)| <= gtol (no division needed)
+        if fabs(g) > s.gtol * colnorm * rnorm:
+            gradient_small = 0
     if s.finishing:
         state_finish(s)
         return
-    if worst <= s.gtol or s.chi2 == 0.0:
+    if gradient_small or s.chi2 == 0.0:
         state_finish(s)
         return
     s.stage = NEED_TRIAL
