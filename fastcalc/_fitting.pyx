@@ -935,6 +935,19 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
     inp.status_out[d] = s.status
 
 
+cdef void no_memory_output(const BatchInput *inp, Py_ssize_t d) noexcept nogil:
+    cdef Py_ssize_t P = inp.nparams, k
+    for k in range(P):
+        inp.params_out[d * P + k] = NAN
+    for k in range(P * P):
+        inp.cov_out[d * P * P + k] = NAN
+    inp.chi2_out[d] = NAN
+    inp.dof_out[d] = 0
+    inp.nit_out[d] = 0
+    inp.nfev_out[d] = 0
+    inp.status_out[d] = NON_FINITE
+
+
 cdef void clip_to_bounds(FitState *s) noexcept nogil:
     cdef int j
     if not s.has_bounds:
@@ -1038,8 +1051,8 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
     with nogil, parallel(num_threads=nt):
         scratch = <double *>malloc(size * sizeof(double))
         for d in prange(start, stop, schedule="static"):
-            if scratch == NULL:
-                inp.status_out[d] = NON_FINITE
+            if scratch == NULL:          # out of memory: an honest failure, never garbage
+                no_memory_output(&inp, d)
             else:
                 fit_dataset(&inp, d, scratch)
         free(scratch)
