@@ -356,7 +356,6 @@ cdef void state_fail(FitState *s, int status) noexcept nogil:
 
 cdef void state_begin(FitState *s, int eval_status) noexcept nogil:
     """Residuals at the starting params are in s.resid (and J in jac_trial if trial_has_jac)."""
-    cdef int i
     cdef double chi2 = 0.0
     s.nfev += 1
     if eval_status != SUCCESS:
@@ -391,7 +390,7 @@ cdef inline int at_upper(const FitState *s, int k) noexcept nogil:
 
 cdef void state_jacobian_ready(FitState *s) noexcept nogil:
     """J at params is in s.jac: update scaling and gradient, test convergence."""
-    cdef int m = s.m, n = s.nfree, k, l, i
+    cdef int m = s.m, n = s.nfree, k, l
     cdef double colnorm, g, rnorm
     cdef int gradient_small = 1
     cdef double *col
@@ -502,7 +501,7 @@ cdef double damped_step(FitState *s, int ncols, const int *columns, double lam) 
 cdef void state_propose(FitState *s) noexcept nogil:
     """Propose a trial point (stage NEED_TRIAL -> NEED_VALUES, or DONE)."""
     cdef int n = s.nfree, k, j, ncols, again
-    cdef double quad = 0.0, dnorm = 0.0, pnorm = 0.0, g_dot = 0.0, d, damping = 0.0
+    cdef double quad = 0.0, dnorm2 = 0.0, dnorm, pnorm = 0.0, g_dot = 0.0, d
     if s.nit >= s.maxiter:
         s.status = MAX_ITERATIONS
         state_finish(s)
@@ -543,11 +542,10 @@ cdef void state_propose(FitState *s) noexcept nogil:
                 s.clipped = 1
         d = s.trial[j] - s.params[j]
         s.step[k] = d
-        dnorm += (s.scale[k] * d) * (s.scale[k] * d)
+        dnorm2 += (s.scale[k] * d) * (s.scale[k] * d)
         pnorm += (s.scale[k] * s.params[j]) * (s.scale[k] * s.params[j])
         g_dot += s.grad[k] * d
-        damping += (s.scale[k] * d) * (s.scale[k] * d)
-    dnorm = sqrt(dnorm)
+    dnorm = sqrt(dnorm2)
     pnorm = sqrt(pnorm)
     # Step test: the scaled step is below xtol relative to the scaled parameters. After a
     # rejection the step is small because the damping grew, which says nothing about convergence:
@@ -557,7 +555,7 @@ cdef void state_propose(FitState *s) noexcept nogil:
         return
     # Predicted chi2 reduction of the linear model.
     if s.method == METHOD_LM and not s.clipped:
-        s.predicted = quad + 2.0 * s.lam * damping
+        s.predicted = quad + 2.0 * s.lam * dnorm2
     else:
         s.predicted = 2.0 * g_dot - linear_quad(s)
     s.nit += 1
@@ -578,7 +576,6 @@ cdef double linear_quad(FitState *s) noexcept nogil:
 
 cdef void state_assess(FitState *s, int eval_status) noexcept nogil:
     """Residuals at the trial point are in s.resid_trial: accept or reject the step."""
-    cdef int i
     cdef double chi2 = 0.0, actual, rho, factor
     s.nfev += 1
     if eval_status == SUCCESS:
@@ -629,7 +626,7 @@ cdef void state_assess(FitState *s, int eval_status) noexcept nogil:
 cdef void state_finish(FitState *s) noexcept nogil:
     """Covariance at params, the exit check, and DONE. J at params must be valid."""
     cdef int n = s.nfree, P = s.nparams, k, l, i, j, dof, use_qr = 1
-    cdef double factor, total, dnorm = 0.0, pnorm = 0.0, reduction = 0.0, d
+    cdef double factor, total, dnorm = 0.0, reduction = 0.0, d
     if not s.jac_valid:
         s.finishing = 1
         s.stage = NEED_JACOBIAN
@@ -1082,7 +1079,6 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
     cdef FitState *s
     cdef const double[:, ::1] vals
     cdef const double[:, :, ::1] jvals
-    cdef double[:, ::1] pview
     cdef const double[::1] steps
     cdef Py_ssize_t[::1] rview
     cdef double h
