@@ -382,16 +382,18 @@ cdef struct BatchArrays:
     int *nit
     signed char *pending
     Py_ssize_t *idx
-    Py_ssize_t *holes   # slots of the elements finished in the current round
     double *params      # (rows, capacity) row-major
     Py_ssize_t rows, capacity
     int start_cost, deriv_cost     # evaluations before the first round / of f' (f'') per round
-    # Outputs, indexed by the original element index.
-    double *x_out
-    double *fun_out
-    Py_ssize_t *status_out
-    Py_ssize_t *nit_out
-    Py_ssize_t *nfev_out
+    # Finished elements, appended in finishing order (sequential writes: scattering them to
+    # the outputs as they finish costs a cache miss per value; finish() scatters once).
+    Py_ssize_t n_done
+    Py_ssize_t *done_idx
+    double *done_x
+    double *done_fun
+    signed char *done_status
+    int *done_nit
+    int *done_nfev
 
 
 cdef inline void batch_load(const BatchArrays *A, const Settings *s, Py_ssize_t i,
@@ -426,55 +428,96 @@ cdef inline void batch_store(const BatchArrays *A, const Settings *s, Py_ssize_t
         A.fprev[i] = e.fprev
 
 
-cdef inline Py_ssize_t batch_keep(const BatchArrays *A, const Settings *s, Py_ssize_t i,
-                                  Py_ssize_t holes, const Element *e, int status,
+cdef inline Py_ssize_t batch_keep(BatchArrays *A, const Settings *s, Py_ssize_t i,
+                                  Py_ssize_t j, const Element *e, int status,
                                   Py_ssize_t nfev) noexcept nogil:
-    """Store element i's new state in place if it runs on; else write its outputs and record
-    slot i as a hole. Returns the number of holes.
+    """Element i's new state goes to slot j <= i if it runs on (a stable compaction fused
+    with the pass, so ``idx`` stays increasing and the output writes below stream through
+    memory); otherwise its outputs are written. Returns the next free slot.
 
     ``nfev`` is the element's evaluation count, or -1 / -2 to count it from the rounds: f was
     evaluated in nit + 1 rounds, f' (f'') in nit + 1 (-1: it was evaluated this round) or nit
     rounds (-2: the round ended after f)."""
-    cdef Py_ssize_t idx
+    cdef Py_ssize_t idx, r
     if status == RUNNING:
-        batch_store(A, s, i, e)
-        return holes
-    idx = A.idx[i]
-    A.x_out[idx] = e.x
-    A.fun_out[idx] = e.fx
-    A.status_out[idx] = status
-    A.nit_out[idx] = e.nit
-    # Every active element is evaluated the same way each round, and it took part in nit + 1
-    # rounds (the last one found it finished), unless it finished before the first round.
+        batch_store(A, s, j, e)
+        if j != i:
+            A.idx[j] = A.idx[i]
+            for r in range(A.rows):
+                A.params[r * A.capacity + j] = A.params[r * A.capacity + i]
+        return j + 1
     if nfev < 0:
         nfev = A.start_cost + (e.nit + 1) + (e.nit + (nfev == -1)) * A.deriv_cost
-    A.nfev_out[idx] = nfev
-    A.holes[holes] = i
-    return holes + 1
+    batch_done(A, A.idx[i], e.x, e.fx, status, e.nit, nfev)
+    return j
 
 
-cdef inline Py_ssize_t batch_fill_holes(const BatchArrays *A, const Settings *s, Py_ssize_t n,
-                                        Py_ssize_t holes) noexcept nogil:
-    """Move the last running elements into the holes (ascending); return the active count.
+cdef inline void batch_done(BatchArrays *A, Py_ssize_t idx, double x, double fx, int status,
+                            int nit, Py_ssize_t nfev) noexcept nogil:
+    cdef Py_ssize_t m = A.n_done
+    A.done_idx[m] = idx
+    A.done_x[m] = x
+    A.done_fun[m] = fx
+    A.done_status[m] = <signed char>status
+    A.done_nit[m] = nit
+    A.done_nfev[m] = <int>nfev
+    A.n_done = m + 1
 
-    Costs O(holes), not O(n): element order does not matter (``idx`` maps back)."""
-    cdef Py_ssize_t lo = 0, hi = holes - 1, last = n - 1, r, dest
-    cdef Element e
-    start_element(&e, 0.0, s)
-    while lo <= hi:
-        if last == A.holes[hi]:
-            last -= 1
-            hi -= 1
-            continue
-        dest = A.holes[lo]
-        batch_load(A, s, last, &e)
-        batch_store(A, s, dest, &e)
-        A.idx[dest] = A.idx[last]
-        for r in range(A.rows):
-            A.params[r * A.capacity + dest] = A.params[r * A.capacity + last]
-        last -= 1
-        lo += 1
-    return last + 1
+
+cdef Py_ssize_t plain_newton_round(BatchArrays *AP, Settings s, Py_ssize_t n,
+                                   const double *fx, const double *df) noexcept nogil:
+    """:meth:`ElementwiseBatch.iterate` for plain Newton steps (no bracket, f' given): the
+    decisions of after_value + after_derivative written out on local pointers, so the pass
+    streams through memory. Must stay equivalent to them (tests compare with the compiled path,
+    which uses the general functions). Returns the number still active."""
+    cdef BatchArrays A = AP[0]      # local copy: pointers stay in registers
+    cdef double *x = A.x
+    cdef int *nit = A.nit
+    cdef signed char *pending = A.pending
+    cdef Py_ssize_t *idx = A.idx
+    cdef Py_ssize_t i, j = 0, r, k
+    cdef double xi, f, d, step, xn
+    cdef int status, it
+    for i in range(n):
+        xi = x[i]
+        f = fx[i]
+        it = nit[i]
+        if not isfinite(f):
+            status = NON_FINITE
+        elif f == 0.0 or fabs(f) <= s.ftol or pending[i]:
+            status = SUCCESS
+        elif it >= s.maxiter:
+            status = MAX_ITERATIONS
+        else:
+            d = df[i]
+            if not isfinite(d):
+                status = NON_FINITE
+            elif d == 0.0:
+                status = SINGULAR
+            else:
+                step = f / d
+                xn = xi - step
+                if isfinite(xn):
+                    x[j] = xn
+                    nit[j] = it + 1
+                    pending[j] = fabs(step) <= s.tol + s.rtol * fabs(xn)
+                    if j != i:
+                        idx[j] = idx[i]
+                        for r in range(A.rows):
+                            A.params[r * A.capacity + j] = A.params[r * A.capacity + i]
+                    j += 1
+                    continue
+                status = NON_FINITE
+        k = A.n_done
+        A.done_idx[k] = idx[i]
+        A.done_x[k] = xi
+        A.done_fun[k] = f
+        A.done_status[k] = <signed char>status
+        A.done_nit[k] = it
+        A.done_nfev[k] = A.start_cost + (it + 1) * (1 + A.deriv_cost)
+        A.n_done = k + 1
+    AP.n_done = A.n_done
+    return j
 
 
 cdef class ElementwiseBatch:
@@ -483,14 +526,14 @@ cdef class ElementwiseBatch:
     Each round the wrapper calls the user's vectorized functions on :attr:`x` ``[:n_active]``
     (and the rows of :attr:`params` sliced the same way) and hands the values to
     :meth:`iterate`, which updates every active element in one pass, writes the finished ones
-    to the outputs and fills their slots with running ones, so finished elements are never
+    to the outputs and moves the running ones to the front, so finished elements are never
     evaluated again.
     """
     cdef Settings s
     cdef BatchArrays A
     cdef public Py_ssize_t n_active
     cdef public object x, params, x_out, fun_out, status_out, nit_out, nfev_out
-    cdef object _owned
+    cdef object _owned, _done
 
     def __init__(self, const double[::1] x0, object params, double tol, double rtol,
                  double ftol, int maxiter, int method, bint bracketed, int start_cost,
@@ -511,17 +554,14 @@ cdef class ElementwiseBatch:
         nit = np.zeros(n, dtype=np.intc)
         pending = np.zeros(n, dtype=np.int8)
         idx = np.arange(n, dtype=np.intp)
-        holes = np.empty(n, dtype=np.intp)
         self.params = np.array(params, dtype=np.float64, order="C")
         if self.params.ndim != 2 or self.params.shape[1] != n:
             raise ValueError("internal: params must have shape (rows, n)")
-        # Every element's outputs are written when it finishes (at the latest by finish()).
-        self.x_out = np.empty(n)
-        self.fun_out = np.empty(n)
-        self.status_out = np.empty(n, dtype=np.intp)
-        self.nit_out = np.empty(n, dtype=np.intp)
-        self.nfev_out = np.empty(n, dtype=np.intp)
-        self._owned = (bracket, secant, nit, pending, idx, holes)
+        self.x_out = self.fun_out = self.status_out = self.nit_out = self.nfev_out = None
+        self._done = (np.empty(n, dtype=np.intp), np.empty(n), np.empty(n),
+                      np.empty(n, dtype=np.int8), np.empty(n, dtype=np.intc),
+                      np.empty(n, dtype=np.intc))
+        self._owned = (bracket, secant, nit, pending, idx)
         self.A.x = _double_ptr(self.x)
         self.A.a = _double_ptr(bracket[0])
         self.A.b = _double_ptr(bracket[1])
@@ -533,22 +573,23 @@ cdef class ElementwiseBatch:
         self.A.nit = <int*>cnp.PyArray_DATA(nit)
         self.A.pending = <signed char*>cnp.PyArray_DATA(pending)
         self.A.idx = <Py_ssize_t*>cnp.PyArray_DATA(idx)
-        self.A.holes = <Py_ssize_t*>cnp.PyArray_DATA(holes)
         self.A.params = _double_ptr(self.params)
         self.A.rows = self.params.shape[0]
         self.A.capacity = n
         self.A.start_cost = start_cost
         self.A.deriv_cost = deriv_cost
-        self.A.x_out = _double_ptr(self.x_out)
-        self.A.fun_out = _double_ptr(self.fun_out)
-        self.A.status_out = <Py_ssize_t*>cnp.PyArray_DATA(self.status_out)
-        self.A.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(self.nit_out)
-        self.A.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(self.nfev_out)
+        self.A.n_done = 0
+        self.A.done_idx = <Py_ssize_t*>cnp.PyArray_DATA(self._done[0])
+        self.A.done_x = _double_ptr(self._done[1])
+        self.A.done_fun = _double_ptr(self._done[2])
+        self.A.done_status = <signed char*>cnp.PyArray_DATA(self._done[3])
+        self.A.done_nit = <int*>cnp.PyArray_DATA(self._done[4])
+        self.A.done_nfev = <int*>cnp.PyArray_DATA(self._done[5])
 
     def start_bracket(self, const double[::1] a, const double[::1] b, const double[::1] fa,
                       const double[::1] fb):
         """Set every element's bracket from f at its ends (finished elements move out)."""
-        cdef Py_ssize_t i, holes = 0
+        cdef Py_ssize_t i, j = 0
         cdef Element e
         cdef int status
         start_element(&e, 0.0, &self.s)
@@ -558,8 +599,8 @@ cdef class ElementwiseBatch:
                 e.fx = 0.0
                 status = RUNNING
                 bracket_start(&e, a[i], b[i], fa[i], fb[i], &status)
-                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, 2)
-            self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
+                j = batch_keep(&self.A, &self.s, i, j, &e, status, 2)
+            self.n_active = j
 
     def secant_points(self):
         """Second starting points of the secant method at the active elements."""
@@ -592,7 +633,7 @@ cdef class ElementwiseBatch:
         """First half of a two-stage round: record f, move finished elements out (so f' is
         then evaluated only where a step is taken); follow with ``iterate(..., checked=True)``
         on the elements that remain. Returns the number still active."""
-        cdef Py_ssize_t i, holes = 0
+        cdef Py_ssize_t i, j = 0
         cdef Element e
         cdef int status
         start_element(&e, 0.0, &self.s)
@@ -600,8 +641,8 @@ cdef class ElementwiseBatch:
             for i in range(self.n_active):
                 batch_load(&self.A, &self.s, i, &e)
                 status = after_value(&e, fx[i], &self.s)
-                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, -2)
-            self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
+                j = batch_keep(&self.A, &self.s, i, j, &e, status, -2)
+            self.n_active = j
         return self.n_active
 
     def iterate(self, const double[::1] fx, const double[::1] df=None,
@@ -610,13 +651,19 @@ cdef class ElementwiseBatch:
                 const double[::1] x_minus=None, bint checked=False):
         """One round: f (and f', from ``df``, the FD values, or secant) at the active iterates.
 
-        Finished elements are written out and their slots refilled. ``checked``: f was
+        Finished elements are written out and the running ones moved to the front. ``checked``: f was
         already recorded by :meth:`check_values` (``fx`` is then the values it kept)."""
-        cdef Py_ssize_t i, holes = 0
+        cdef Py_ssize_t i, j = 0
         cdef Element e
         cdef int status
         cdef double dfi, d2fi
         cdef bint fd = f_plus is not None, have_df = df is not None, have_d2f = d2f is not None
+        if (have_df and not (fd or have_d2f or checked or self.s.bracketed)
+                and self.s.method == NEWTON and self.n_active > 0):
+            with nogil:
+                self.n_active = plain_newton_round(&self.A, self.s, self.n_active, &fx[0],
+                                                   &df[0])
+            return
         start_element(&e, 0.0, &self.s)
         with nogil:
             for i in range(self.n_active):
@@ -635,12 +682,13 @@ cdef class ElementwiseBatch:
                         dfi = 0.0
                     d2fi = d2f[i] if have_d2f else 0.0
                     status = after_derivative(&e, dfi, d2fi, &self.s)
-                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, -1)
-            self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
+                j = batch_keep(&self.A, &self.s, i, j, &e, status, -1)
+            self.n_active = j
 
     def finish(self):
-        """Write the elements still active (callers stop only when none is) as out of
-        iterations."""
+        """Scatter the finished elements to the outputs (``x_out`` ... ``nfev_out``, in the
+        original order). Elements still active (callers stop only when none is) count as out
+        of iterations."""
         cdef Py_ssize_t i
         cdef Element e
         start_element(&e, 0.0, &self.s)
@@ -649,6 +697,16 @@ cdef class ElementwiseBatch:
             e.fx = NAN
             batch_keep(&self.A, &self.s, i, i, &e, MAX_ITERATIONS, -1)
         self.n_active = 0
+        n = self.A.capacity
+        idx, x, fun, status, nit, nfev = self._done
+        self.x_out = np.empty(n)
+        self.fun_out = np.empty(n)
+        self.status_out = np.empty(n, dtype=np.intp)
+        self.nit_out = np.empty(n, dtype=np.intp)
+        self.nfev_out = np.empty(n, dtype=np.intp)
+        for out, values in ((self.x_out, x), (self.fun_out, fun), (self.status_out, status),
+                            (self.nit_out, nit), (self.nfev_out, nfev)):
+            out[idx] = values
 
 
 cdef double *_double_ptr(cnp.ndarray array):
