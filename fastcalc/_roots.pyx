@@ -382,6 +382,7 @@ cdef struct BatchArrays:
     int *nit
     signed char *pending
     Py_ssize_t *idx
+    Py_ssize_t *holes   # slots of the elements finished in the current round
     double *params      # (rows, capacity) row-major
     Py_ssize_t rows, capacity
     int start_cost, deriv_cost     # evaluations before the first round / of f' (f'') per round
@@ -429,27 +430,48 @@ cdef inline void batch_store(const BatchArrays *A, const Settings *s, Py_ssize_t
 
 
 cdef inline Py_ssize_t batch_keep(BatchArrays *A, const Settings *s, Py_ssize_t i,
-                                  Py_ssize_t j, const Element *e, int status,
+                                  Py_ssize_t holes, const Element *e, int status,
                                   Py_ssize_t nfev) noexcept nogil:
-    """Element i's new state goes to slot j <= i if it runs on (a stable compaction fused
-    with the pass, so ``idx`` stays increasing and the output writes below stream through
-    memory); otherwise its outputs are written. Returns the next free slot.
+    """Store element i's new state in place if it runs on; otherwise log its outputs and
+    record slot i as a hole (filled by :c:func:`batch_fill_holes` after the pass). Returns the
+    number of holes.
 
     ``nfev`` is the element's evaluation count, or -1 / -2 to count it from the rounds: f was
     evaluated in nit + 1 rounds, f' (f'') in nit + 1 (-1: it was evaluated this round) or nit
     rounds (-2: the round ended after f)."""
-    cdef Py_ssize_t idx, r
     if status == RUNNING:
-        batch_store(A, s, j, e)
-        if j != i:
-            A.idx[j] = A.idx[i]
-            for r in range(A.rows):
-                A.params[r * A.capacity + j] = A.params[r * A.capacity + i]
-        return j + 1
+        batch_store(A, s, i, e)
+        return holes
     if nfev < 0:
         nfev = A.start_cost + (e.nit + 1) + (e.nit + (nfev == -1)) * A.deriv_cost
     batch_done(A, A.idx[i], e.x, e.fx, status, e.nit, nfev)
-    return j
+    A.holes[holes] = i
+    return holes + 1
+
+
+cdef inline Py_ssize_t batch_fill_holes(const BatchArrays *A, const Settings *s, Py_ssize_t n,
+                                        Py_ssize_t holes) noexcept nogil:
+    """Move the last running elements into the holes (ascending); return the active count.
+
+    Costs O(holes), not O(n): the order of the active elements does not matter (``idx`` maps
+    each back to its place in the outputs)."""
+    cdef Py_ssize_t lo = 0, hi = holes - 1, last = n - 1, r, dest
+    cdef Element e
+    start_element(&e, 0.0, s)
+    while lo <= hi:
+        if last == A.holes[hi]:
+            last -= 1
+            hi -= 1
+            continue
+        dest = A.holes[lo]
+        batch_load(A, s, last, &e)
+        batch_store(A, s, dest, &e)
+        A.idx[dest] = A.idx[last]
+        for r in range(A.rows):
+            A.params[r * A.capacity + dest] = A.params[r * A.capacity + last]
+        last -= 1
+        lo += 1
+    return last + 1
 
 
 cdef inline void batch_done(BatchArrays *A, Py_ssize_t idx, double x, double fx, int status,
@@ -464,18 +486,18 @@ cdef inline void batch_done(BatchArrays *A, Py_ssize_t idx, double x, double fx,
     A.n_done = m + 1
 
 
-cdef Py_ssize_t plain_newton_round(BatchArrays *AP, Settings s, Py_ssize_t n,
+cdef Py_ssize_t plain_newton_round(BatchArrays *AP, const Settings *sp, Py_ssize_t n,
                                    const double *fx, const double *df) noexcept nogil:
     """:meth:`ElementwiseBatch.iterate` for plain Newton steps (no bracket, f' given): the
     decisions of after_value + after_derivative written out on local pointers, so the pass
     streams through memory. Must stay equivalent to them (tests compare with the compiled path,
     which uses the general functions). Returns the number still active."""
-    cdef BatchArrays A = AP[0]      # local copy: pointers stay in registers
+    cdef BatchArrays A = AP[0]      # local copies: pointers and settings stay in registers
+    cdef Settings s = sp[0]
     cdef double *x = A.x
     cdef int *nit = A.nit
     cdef signed char *pending = A.pending
-    cdef Py_ssize_t *idx = A.idx
-    cdef Py_ssize_t i, j = 0, r, k
+    cdef Py_ssize_t i, holes = 0, k
     cdef double xi, f, d, step, xn
     cdef int status, it
     for i in range(n):
@@ -498,26 +520,23 @@ cdef Py_ssize_t plain_newton_round(BatchArrays *AP, Settings s, Py_ssize_t n,
                 step = f / d
                 xn = xi - step
                 if isfinite(xn):
-                    x[j] = xn
-                    nit[j] = it + 1
-                    pending[j] = fabs(step) <= s.tol + s.rtol * fabs(xn)
-                    if j != i:
-                        idx[j] = idx[i]
-                        for r in range(A.rows):
-                            A.params[r * A.capacity + j] = A.params[r * A.capacity + i]
-                    j += 1
+                    x[i] = xn
+                    nit[i] = it + 1
+                    pending[i] = fabs(step) <= s.tol + s.rtol * fabs(xn)
                     continue
                 status = NON_FINITE
         k = A.n_done
-        A.done_idx[k] = idx[i]
+        A.done_idx[k] = A.idx[i]
         A.done_x[k] = xi
         A.done_fun[k] = f
         A.done_status[k] = <signed char>status
         A.done_nit[k] = it
         A.done_nfev[k] = A.start_cost + (it + 1) * (1 + A.deriv_cost)
         A.n_done = k + 1
+        A.holes[holes] = i
+        holes += 1
     AP.n_done = A.n_done
-    return j
+    return batch_fill_holes(AP, sp, n, holes)
 
 
 cdef class ElementwiseBatch:
@@ -526,8 +545,8 @@ cdef class ElementwiseBatch:
     Each round the wrapper calls the user's vectorized functions on :attr:`x` ``[:n_active]``
     (and the rows of :attr:`params` sliced the same way) and hands the values to
     :meth:`iterate`, which updates every active element in one pass, writes the finished ones
-    to the outputs and moves the running ones to the front, so finished elements are never
-    evaluated again.
+    to the done-log and fills their slots with running ones from the end, so finished elements
+    are never evaluated again.
     """
     cdef Settings s
     cdef BatchArrays A
@@ -561,7 +580,8 @@ cdef class ElementwiseBatch:
         self._done = (np.empty(n, dtype=np.intp), np.empty(n), np.empty(n),
                       np.empty(n, dtype=np.int8), np.empty(n, dtype=np.intc),
                       np.empty(n, dtype=np.intc))
-        self._owned = (bracket, secant, nit, pending, idx)
+        holes = np.empty(n, dtype=np.intp)
+        self._owned = (bracket, secant, nit, pending, idx, holes)
         self.A.x = _double_ptr(self.x)
         self.A.a = _double_ptr(bracket[0])
         self.A.b = _double_ptr(bracket[1])
@@ -573,6 +593,7 @@ cdef class ElementwiseBatch:
         self.A.nit = <int*>cnp.PyArray_DATA(nit)
         self.A.pending = <signed char*>cnp.PyArray_DATA(pending)
         self.A.idx = <Py_ssize_t*>cnp.PyArray_DATA(idx)
+        self.A.holes = <Py_ssize_t*>cnp.PyArray_DATA(holes)
         self.A.params = _double_ptr(self.params)
         self.A.rows = self.params.shape[0]
         self.A.capacity = n
@@ -589,7 +610,7 @@ cdef class ElementwiseBatch:
     def start_bracket(self, const double[::1] a, const double[::1] b, const double[::1] fa,
                       const double[::1] fb):
         """Set every element's bracket from f at its ends (finished elements move out)."""
-        cdef Py_ssize_t i, j = 0
+        cdef Py_ssize_t i, holes = 0
         cdef Element e
         cdef int status
         start_element(&e, 0.0, &self.s)
@@ -599,8 +620,8 @@ cdef class ElementwiseBatch:
                 e.fx = 0.0
                 status = RUNNING
                 bracket_start(&e, a[i], b[i], fa[i], fb[i], &status)
-                j = batch_keep(&self.A, &self.s, i, j, &e, status, 2)
-            self.n_active = j
+                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, 2)
+            self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
 
     def secant_points(self):
         """Second starting points of the secant method at the active elements."""
@@ -633,7 +654,7 @@ cdef class ElementwiseBatch:
         """First half of a two-stage round: record f, move finished elements out (so f' is
         then evaluated only where a step is taken); follow with ``iterate(..., checked=True)``
         on the elements that remain. Returns the number still active."""
-        cdef Py_ssize_t i, j = 0
+        cdef Py_ssize_t i, holes = 0
         cdef Element e
         cdef int status
         start_element(&e, 0.0, &self.s)
@@ -641,8 +662,8 @@ cdef class ElementwiseBatch:
             for i in range(self.n_active):
                 batch_load(&self.A, &self.s, i, &e)
                 status = after_value(&e, fx[i], &self.s)
-                j = batch_keep(&self.A, &self.s, i, j, &e, status, -2)
-            self.n_active = j
+                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, -2)
+            self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
         return self.n_active
 
     def iterate(self, const double[::1] fx, const double[::1] df=None,
@@ -651,9 +672,9 @@ cdef class ElementwiseBatch:
                 const double[::1] x_minus=None, bint checked=False):
         """One round: f (and f', from ``df``, the FD values, or secant) at the active iterates.
 
-        Finished elements are written out and the running ones moved to the front. ``checked``: f was
+        Finished elements are logged and their slots refilled. ``checked``: f was
         already recorded by :meth:`check_values` (``fx`` is then the values it kept)."""
-        cdef Py_ssize_t i, j = 0
+        cdef Py_ssize_t i, holes = 0
         cdef Element e
         cdef int status
         cdef double dfi, d2fi
@@ -661,7 +682,7 @@ cdef class ElementwiseBatch:
         if (have_df and not (fd or have_d2f or checked or self.s.bracketed)
                 and self.s.method == NEWTON and self.n_active > 0):
             with nogil:
-                self.n_active = plain_newton_round(&self.A, self.s, self.n_active, &fx[0],
+                self.n_active = plain_newton_round(&self.A, &self.s, self.n_active, &fx[0],
                                                    &df[0])
             return
         start_element(&e, 0.0, &self.s)
@@ -682,8 +703,8 @@ cdef class ElementwiseBatch:
                         dfi = 0.0
                     d2fi = d2f[i] if have_d2f else 0.0
                     status = after_derivative(&e, dfi, d2fi, &self.s)
-                j = batch_keep(&self.A, &self.s, i, j, &e, status, -1)
-            self.n_active = j
+                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, -1)
+            self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
 
     def finish(self):
         """Scatter the finished elements to the outputs (``x_out`` ... ``nfev_out``, in the
@@ -695,7 +716,7 @@ cdef class ElementwiseBatch:
         for i in range(self.n_active):
             batch_load(&self.A, &self.s, i, &e)
             e.fx = NAN
-            batch_keep(&self.A, &self.s, i, i, &e, MAX_ITERATIONS, -1)
+            batch_keep(&self.A, &self.s, i, 0, &e, MAX_ITERATIONS, -1)
         self.n_active = 0
         n = self.A.capacity
         idx, x, fun, status, nit, nfev = self._done
