@@ -86,6 +86,16 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         ``success``), ``status`` (see ``fastcalc.Status``), ``nit`` (steps), ``nfev`` (evaluations
         of f, fprime and fprime2 together), ``message``; arrays shaped like ``x0`` in a batch.
 
+    Notes
+    -----
+    A batch with Python functions runs in rounds: f and the derivative(s) are evaluated together
+    on the active elements (one call each), then one compiled pass updates every element;
+    elements that finished leave the active set and are never evaluated again. So an element
+    that converges had its derivative evaluated once more at its last iterate, and
+    ``nfev = (nit + 1) * (1 + derivative evaluations per step)`` (plus 2 for a bracket, 1 for
+    the secant start). One equation (scalar ``x0``) and compiled functions evaluate the
+    derivative only when a step is taken.
+
     Examples
     --------
     >>> import numpy as np
