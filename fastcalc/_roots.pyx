@@ -256,6 +256,38 @@ cdef inline int element_step(const CompiledProblem *P, Py_ssize_t i,
     return after_derivative(e, df, d2f, &P.s)
 
 
+cdef inline int plain_element_step(const CompiledProblem *P, Py_ssize_t i,
+                                   Element *e) noexcept nogil:
+    """element_step for plain Newton with an analytic f' and no bracket: the same decisions
+    as after_value + after_derivative without their method/bracket branches."""
+    cdef double *p = <double*>P.params + i * P.k
+    cdef double f, d, step, xn
+    f = P.f(e.x, P.k, p, P.f_data)
+    e.fx = f
+    e.nfev += 1
+    if not isfinite(f):
+        return NON_FINITE
+    if f == 0.0 or fabs(f) <= P.s.ftol or e.pending:
+        return SUCCESS
+    if e.nit >= P.s.maxiter:
+        return MAX_ITERATIONS
+    d = P.fprime(e.x, P.k, p, P.fprime_data)
+    e.nfev += 1
+    if not isfinite(d):
+        return NON_FINITE
+    if d == 0.0:
+        return SINGULAR
+    step = f / d
+    xn = e.x - step
+    if not isfinite(xn):
+        return NON_FINITE
+    if fabs(step) <= P.s.tol + P.s.rtol * fabs(xn):
+        e.pending = 1
+    e.x = xn
+    e.nit += 1
+    return RUNNING
+
+
 cdef inline void element_output(const CompiledProblem *P, Py_ssize_t i, const Element *e,
                                 int status) noexcept nogil:
     P.x_out[i] = e.x
@@ -294,6 +326,7 @@ cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
     cdef Py_ssize_t which[LANES]
     cdef Py_ssize_t next_i = start
     cdef int lane, active = 0, status
+    cdef bint plain = (P.s.method == NEWTON and P.fprime != NULL and not P.s.bracketed)
     for lane in range(LANES):
         next_i = fill_lane(P, &lanes[lane], &which[lane], next_i, stop)
         active += which[lane] >= 0
@@ -301,7 +334,10 @@ cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
         for lane in range(LANES):
             if which[lane] < 0:
                 continue
-            status = element_step(P, which[lane], &lanes[lane])
+            if plain:
+                status = plain_element_step(P, which[lane], &lanes[lane])
+            else:
+                status = element_step(P, which[lane], &lanes[lane])
             if status != RUNNING:
                 element_output(P, which[lane], &lanes[lane], status)
                 next_i = fill_lane(P, &lanes[lane], &which[lane], next_i, stop)

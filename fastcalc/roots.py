@@ -216,6 +216,8 @@ def _parameter_matrix(args, shape, size):
     columns = [_broadcast_float(a, shape, f"args[{i}]") for i, a in enumerate(args)]
     if not columns:
         return np.empty((size, 0))
+    if len(columns) == 1:
+        return columns[0].reshape(size, 1)      # a view: no copy of a single parameter array
     return np.ascontiguousarray(np.stack(columns, axis=1))
 
 
