@@ -1,19 +1,24 @@
 """Newton-Raphson kernels: elementwise batches of scalar equations and batches of small systems.
 
 The per-element logic (when an element has converged, failed, or takes which step) lives in two
-``noexcept nogil`` functions, :c:func:`after_value` and :c:func:`after_derivative`. The same two
-functions drive
+``noexcept nogil`` functions, ``after_value`` and ``after_derivative``. They drive
 
-* the compiled path, where one element is solved start to finish in a ``prange`` loop, and
-* the Python path (:class:`ElementwiseBatch`), where the wrapper calls the user's vectorized
-  function on the still-active elements and these kernels update the per-element state held as
-  compacted arrays (converged elements are moved out and never evaluated again).
+* the compiled path (``newton_compiled``): elements are solved start to finish in a ``prange``
+  loop over blocks, each thread advancing 4 elements in lockstep so that their latency-bound
+  iterations overlap (a plain-Newton copy of the two functions, ``plain_element_step``, serves
+  the common case); and
+* the Python path (``ElementwiseBatch``): the wrapper calls the user's vectorized functions on
+  the still-active elements, one pass updates them all, finished elements are logged and their
+  slots refilled from the end (so they are never evaluated again), and ``finish`` scatters the
+  log to the outputs (``plain_newton_round`` is the plain-Newton copy of that pass).
 
-Systems (:func:`solve_systems_compiled`, :class:`SystemBatch`) use damped Newton-Raphson with a
-backtracking line search on ``||F||^2`` and LAPACK ``dgesv``.
+Systems (``newton_system_compiled``; the Python driver in ``roots.py`` uses
+``solve_linear_systems``) use damped Newton-Raphson with a backtracking line search on
+``||F||^2`` and LAPACK ``dgesv``.
 
 Kernels never raise on a numerical failure: every element or system ends with a status code from
-``fastcalc._status``.
+``fastcalc._status``. Per-element results never depend on the thread count or on the order in
+which elements are processed.
 """
 import numpy as np
 cimport numpy as cnp
@@ -755,6 +760,8 @@ cdef class ElementwiseBatch:
             batch_keep(&self.A, &self.s, i, 0, &e, MAX_ITERATIONS, -1)
         self.n_active = 0
         n = self.A.capacity
+        if self.A.n_done != n:
+            raise RuntimeError(f"internal error: {self.A.n_done} of {n} elements finished")
         idx, x, fun, status, nit, nfev = self._done
         self.x_out = np.empty(n)
         self.fun_out = np.empty(n)
