@@ -762,15 +762,26 @@ cdef class ElementwiseBatch:
         n = self.A.capacity
         if self.A.n_done != n:
             raise RuntimeError(f"internal error: {self.A.n_done} of {n} elements finished")
-        idx, x, fun, status, nit, nfev = self._done
         self.x_out = np.empty(n)
         self.fun_out = np.empty(n)
         self.status_out = np.empty(n, dtype=np.intp)
         self.nit_out = np.empty(n, dtype=np.intp)
         self.nfev_out = np.empty(n, dtype=np.intp)
-        for out, values in ((self.x_out, x), (self.fun_out, fun), (self.status_out, status),
-                            (self.nit_out, nit), (self.nfev_out, nfev)):
-            out[idx] = values
+        cdef double *xo = <double*>cnp.PyArray_DATA(self.x_out)
+        cdef double *fo = <double*>cnp.PyArray_DATA(self.fun_out)
+        cdef Py_ssize_t *so = <Py_ssize_t*>cnp.PyArray_DATA(self.status_out)
+        cdef Py_ssize_t *io = <Py_ssize_t*>cnp.PyArray_DATA(self.nit_out)
+        cdef Py_ssize_t *eo = <Py_ssize_t*>cnp.PyArray_DATA(self.nfev_out)
+        cdef Py_ssize_t m, k
+        with nogil:
+            # idx is a permutation of 0..n-1 (every element is logged exactly once)
+            for m in range(n):
+                k = self.A.done_idx[m]
+                xo[k] = self.A.done_x[m]
+                fo[k] = self.A.done_fun[m]
+                so[k] = self.A.done_status[m]
+                io[k] = self.A.done_nit[m]
+                eo[k] = self.A.done_nfev[m]
 
 
 cdef double *_double_ptr(cnp.ndarray array):
