@@ -261,38 +261,6 @@ cdef inline int element_step(const CompiledProblem *P, Py_ssize_t i,
     return after_derivative(e, df, d2f, &P.s)
 
 
-cdef inline int plain_element_step(const CompiledProblem *P, Py_ssize_t i,
-                                   Element *e) noexcept nogil:
-    """element_step for plain Newton with an analytic f' and no bracket: the same decisions
-    as after_value + after_derivative without their method/bracket branches."""
-    cdef double *p = <double*>P.params + i * P.k
-    cdef double f, d, step, xn
-    f = P.f(e.x, P.k, p, P.f_data)
-    e.fx = f
-    e.nfev += 1
-    if not isfinite(f):
-        return NON_FINITE
-    if f == 0.0 or fabs(f) <= P.s.ftol or e.pending:
-        return SUCCESS
-    if e.nit >= P.s.maxiter:
-        return MAX_ITERATIONS
-    d = P.fprime(e.x, P.k, p, P.fprime_data)
-    e.nfev += 1
-    if not isfinite(d):
-        return NON_FINITE
-    if d == 0.0:
-        return SINGULAR
-    step = f / d
-    xn = e.x - step
-    if not isfinite(xn):
-        return NON_FINITE
-    if fabs(step) <= P.s.tol + P.s.rtol * fabs(xn):
-        e.pending = 1
-    e.x = xn
-    e.nit += 1
-    return RUNNING
-
-
 cdef inline void element_output(const CompiledProblem *P, Py_ssize_t i, const Element *e,
                                 int status) noexcept nogil:
     P.x_out[i] = e.x
@@ -331,7 +299,6 @@ cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
     cdef Py_ssize_t which[LANES]
     cdef Py_ssize_t next_i = start
     cdef int lane, active = 0, status
-    cdef bint plain = (P.s.method == NEWTON and P.fprime != NULL and not P.s.bracketed)
     for lane in range(LANES):
         next_i = fill_lane(P, &lanes[lane], &which[lane], next_i, stop)
         active += which[lane] >= 0
@@ -339,14 +306,105 @@ cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
         for lane in range(LANES):
             if which[lane] < 0:
                 continue
-            if plain:
-                status = plain_element_step(P, which[lane], &lanes[lane])
-            else:
-                status = element_step(P, which[lane], &lanes[lane])
+            status = element_step(P, which[lane], &lanes[lane])
             if status != RUNNING:
                 element_output(P, which[lane], &lanes[lane], status)
                 next_i = fill_lane(P, &lanes[lane], &which[lane], next_i, stop)
                 active -= which[lane] < 0
+
+
+cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
+                            Py_ssize_t stop) noexcept nogil:
+    """solve_block for plain Newton with an analytic f' and no bracket.
+
+    Each round calls f for all lanes, then f' for the lanes that step, then updates them: the
+    calls of one round are independent of each other, so the processor overlaps them (with
+    the step arithmetic interleaved between calls it hardly does). The decisions are those
+    of after_value + after_derivative (as in plain_element_step)."""
+    cdef double x[LANES]
+    cdef double fv[LANES]
+    cdef double dv[LANES]
+    cdef double *pl[LANES]
+    cdef int nit[LANES]
+    cdef int nfev[LANES]
+    cdef int pend[LANES]
+    cdef int code[LANES]
+    cdef Py_ssize_t which[LANES]
+    cdef Py_ssize_t next_i = start, i
+    cdef int lane, active = 0, c, k = shared.k
+    cdef double f, d, step, xn
+    # A private copy: the user's functions are opaque calls that could (as far as the compiler
+    # knows) change *shared, which would force reloading every field after every call.
+    cdef CompiledProblem P = shared[0]
+    for lane in range(LANES):
+        which[lane] = -1
+        if next_i < stop:
+            which[lane] = next_i
+            x[lane] = P.x0[next_i]
+            pl[lane] = <double*>P.params + next_i * k
+            nit[lane] = 0
+            nfev[lane] = 0
+            pend[lane] = 0
+            next_i += 1
+            active += 1
+    while active > 0:
+        for lane in range(LANES):
+            if which[lane] >= 0:
+                fv[lane] = P.f(x[lane], k, pl[lane], P.f_data)
+        for lane in range(LANES):
+            if which[lane] < 0:
+                continue
+            f = fv[lane]
+            nfev[lane] += 1
+            if not isfinite(f):
+                c = NON_FINITE
+            elif f == 0.0 or fabs(f) <= P.s.ftol or pend[lane]:
+                c = SUCCESS
+            elif nit[lane] >= P.s.maxiter:
+                c = MAX_ITERATIONS
+            else:
+                c = RUNNING
+                dv[lane] = P.fprime(x[lane], k, pl[lane], P.fprime_data)
+                nfev[lane] += 1
+            code[lane] = c
+        for lane in range(LANES):
+            if which[lane] < 0:
+                continue
+            c = code[lane]
+            if c == RUNNING:
+                d = dv[lane]
+                if not isfinite(d):
+                    c = NON_FINITE
+                elif d == 0.0:
+                    c = SINGULAR
+                else:
+                    step = fv[lane] / d
+                    xn = x[lane] - step
+                    if not isfinite(xn):
+                        c = NON_FINITE
+                    else:
+                        pend[lane] = fabs(step) <= P.s.tol + P.s.rtol * fabs(xn)
+                        x[lane] = xn
+                        nit[lane] += 1
+            if c == RUNNING:
+                continue
+            i = which[lane]
+            P.x_out[i] = x[lane]
+            P.fun_out[i] = fv[lane]
+            P.status_out[i] = c
+            P.nit_out[i] = nit[lane]
+            P.nfev_out[i] = nfev[lane]
+            if next_i < stop:
+                which[lane] = next_i
+                x[lane] = P.x0[next_i]
+                pl[lane] = <double*>P.params + next_i * k
+                nit[lane] = 0
+                nfev[lane] = 0
+                pend[lane] = 0
+                next_i += 1
+            else:
+                which[lane] = -1
+                active -= 1
 
 
 def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
@@ -361,6 +419,7 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     """
     cdef Py_ssize_t n = x0.shape[0], block, blocks
     cdef int nt = resolve_threads(n_threads)
+    cdef bint plain
     cdef CompiledProblem P
     cdef double dummy = 0.0
     P.f = <elementwise_t>f.c_function
@@ -399,9 +458,13 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     P.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(nit_out)
     P.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(nfev_out)
     blocks = (n + BLOCK - 1) // BLOCK
+    plain = P.s.method == NEWTON and P.fprime != NULL and not P.s.bracketed
     with nogil, parallel(num_threads=nt):
         for block in prange(blocks, schedule="static"):
-            solve_block(&P, block * BLOCK, min(n, (block + 1) * BLOCK))
+            if plain:
+                solve_block_plain(&P, block * BLOCK, min(n, (block + 1) * BLOCK))
+            else:
+                solve_block(&P, block * BLOCK, min(n, (block + 1) * BLOCK))
     return x_out, fun_out, status_out, nit_out, nfev_out
 
 
