@@ -8,12 +8,14 @@ from ._status import ConvergenceError, Status
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
 from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit, polyfit
+from .optimize import gradient_descent, lagrange
 from .roots import newton, newton_system
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BatchFitResult", "ConvergenceError", "DifferentiationResult", "FitResult", "Status",
-    "__version__", "check_grad", "chi2", "derivative", "fit", "fit_batch", "gradient", "hessian",
-    "jacobian", "linear_fit", "models", "newton", "newton_system", "nist", "polyfit", "taylor",
+    "__version__", "check_grad", "chi2", "derivative", "fit", "fit_batch", "gradient",
+    "gradient_descent", "hessian", "jacobian", "lagrange", "linear_fit", "models", "newton",
+    "newton_system", "nist", "polyfit", "taylor",
 ]

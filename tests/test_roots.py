@@ -1,0 +1,501 @@
+"""fastcalc.newton and fastcalc.newton_system against SciPy, exact roots, and bad input."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+
+from fastcalc import ConvergenceError, Status, newton, newton_system
+from fastcalc._testfunctions import low_level
+
+EPS = np.finfo(float).eps
+
+
+def cube(x, a):
+    return x**3 - a
+
+
+def cube_prime(x, a):
+    return 3.0 * x**2
+
+
+def cube_prime2(x, a):
+    return 6.0 * x
+
+
+# ---------------------------------------------------------------- scalar newton vs SciPy
+
+SCALAR_PROBLEMS = [
+    (lambda x: math.cos(x) - x, lambda x: -math.sin(x) - 1.0, 1.0),
+    (lambda x: x**3 - 2.0 * x - 5.0, lambda x: 3.0 * x**2 - 2.0, 2.0),
+    (lambda x: math.exp(x) - 3.0, math.exp, 0.0),
+    (lambda x: math.atan(x), lambda x: 1.0 / (1.0 + x * x), 1.0),
+]
+
+
+@pytest.mark.parametrize("f, fprime, x0", SCALAR_PROBLEMS)
+def test_scalar_matches_scipy_newton(f, fprime, x0):
+    expected = so.newton(f, x0, fprime, tol=1e-14)
+    assert isinstance(newton(f, x0, fprime), float)
+    assert newton(f, x0, fprime) == pytest.approx(expected, rel=4 * EPS, abs=4 * EPS)
+    # finite-difference derivative, secant and a bracket reach the same root
+    assert newton(f, x0) == pytest.approx(expected, rel=1e-12, abs=1e-14)
+    assert newton(f, x0, method="secant") == pytest.approx(expected, rel=1e-12, abs=1e-14)
+    bracketed = so.root_scalar(f, bracket=(expected - 0.7, expected + 0.4), method="brentq",
+                               xtol=1e-15).root
+    assert newton(f, None, fprime, bracket=(expected - 0.7, expected + 0.4)) == \
+        pytest.approx(bracketed, rel=1e-13, abs=1e-14)
+
+
+def test_scalar_halley_matches_root_scalar_and_takes_fewer_steps():
+    f, fp, fpp = (lambda x: x**3 - 2.0 * x - 5.0), (lambda x: 3 * x**2 - 2.0), (lambda x: 6 * x)
+    ref = so.root_scalar(f, x0=3.0, fprime=fp, fprime2=fpp, method="halley", xtol=1e-15)
+    halley = newton(f, 3.0, fp, fprime2=fpp, full_output=True)
+    plain = newton(f, 3.0, fp, full_output=True)
+    assert halley.x == pytest.approx(ref.root, rel=2 * EPS)
+    assert halley.converged and halley.nit < plain.nit
+
+
+def test_scalar_result_fields_are_consistent():
+    r = newton(lambda x: x * x - 2.0, 1.0, lambda x: 2.0 * x, full_output=True)
+    assert r.x == r.root == pytest.approx(math.sqrt(2), rel=EPS)
+    assert r.fun == r.x**2 - 2.0          # fun is f at the returned x
+    assert r.success and r.converged and r.status == 0 and r.message == "converged"
+    assert r.nfev == 2 * r.nit + 1        # f at every iterate, f' at every step
+
+
+def test_scalar_failure_raises_convergence_error_unless_full_output():
+    with pytest.raises(ConvergenceError, match="zero derivative"):
+        newton(lambda x: x * x + 1.0, 0.0, lambda x: 2.0 * x)
+    with pytest.raises(ConvergenceError, match="maximum number of iterations"):
+        newton(lambda x: x * x + 1.0, 0.5, lambda x: 2.0 * x, maxiter=5)
+    assert issubclass(ConvergenceError, RuntimeError)
+    r = newton(lambda x: x * x + 1.0, 0.5, lambda x: 2.0 * x, maxiter=5, full_output=True)
+    assert r.status == Status.MAX_ITERATIONS and r.nit == 5 and not r.converged
+
+
+def test_nan_value_is_never_converged():
+    # SciPy's array newton reports this element converged; fastcalc must not.
+    r = newton(lambda x: math.sqrt(x) - 3.0 if x >= 0 else math.nan, -1.0, lambda x: 1.0,
+               full_output=True)
+    assert r.status == Status.NON_FINITE and not r.converged and math.isnan(r.fun)
+    with np.errstate(invalid="ignore"):
+        r = newton(lambda x: np.sqrt(x) - 3.0, np.array([-1.0, 4.0]),
+                   lambda x: 0.5 / np.sqrt(x), full_output=True)
+    np.testing.assert_array_equal(r.status, [Status.NON_FINITE, Status.SUCCESS])
+    assert r.x[1] == pytest.approx(9.0, rel=4 * EPS)
+
+
+def test_nan_derivative_gives_status_3():
+    r = newton(lambda x: x - 1.0, 3.0, lambda x: math.nan, full_output=True)
+    assert r.status == Status.NON_FINITE
+
+
+def test_tolerances_are_honoured():
+    # ftol alone stops as soon as |f| <= ftol
+    r = newton(lambda x: x**3 - 2.0, 1.0, lambda x: 3 * x**2, ftol=1e-3, tol=0, rtol=0,
+               full_output=True)
+    assert abs(r.fun) <= 1e-3 and r.converged
+    assert abs(r.x - 2 ** (1 / 3)) > 1e-8     # it did stop early
+    # a loose step tolerance returns one step after the step that met it
+    loose = newton(lambda x: x**3 - 2.0, 1.0, lambda x: 3 * x**2, tol=1e-2, full_output=True)
+    tight = newton(lambda x: x**3 - 2.0, 1.0, lambda x: 3 * x**2, full_output=True)
+    assert loose.nit < tight.nit and loose.converged
+
+
+# ---------------------------------------------------------------- batch newton
+
+def test_batch_matches_scipy_array_newton(rng):
+    a = rng.uniform(0.1, 100.0, 2000)
+    x0 = rng.uniform(1.0, 5.0, 2000)
+    expected = so.newton(cube, x0, cube_prime, args=(a,), tol=1e-14)
+    result = newton(cube, x0, cube_prime, args=(a,), full_output=True)
+    assert result.converged.all()
+    np.testing.assert_allclose(result.x, expected, rtol=4 * EPS)
+    np.testing.assert_allclose(result.x, np.cbrt(a), rtol=4 * EPS)
+    np.testing.assert_array_equal(result.fun, cube(result.x, a))
+    assert result.x.shape == result.nit.shape == result.status.shape == (2000,)
+
+
+@pytest.mark.parametrize("kind", ["python", "compiled"])
+@pytest.mark.parametrize("method", ["newton", "fd", "halley", "secant", "bracket"])
+def test_batch_cube_roots_exact(rng, kind, method):
+    a = rng.uniform(-50.0, 50.0, 5000)
+    x0 = np.where(a > 0, 1.0, -1.0) * rng.uniform(0.5, 4.0, 5000)
+    if kind == "python":
+        f, fp, fpp = cube, cube_prime, cube_prime2
+    else:
+        f, fp, fpp = (low_level(n) for n in ("cube_root_eq", "cube_root_eq_prime",
+                                             "cube_root_eq_prime2"))
+    kw = {"newton": dict(fprime=fp), "fd": {}, "halley": dict(fprime=fp, fprime2=fpp),
+          "secant": dict(method="secant"),
+          "bracket": dict(fprime=fp, bracket=(np.where(a > 0, 0.0, -4.0),
+                                              np.where(a > 0, 4.0, 0.0)))}[method]
+    r = newton(f, x0, args=(a,), full_output=True, **kw)
+    assert r.converged.all(), np.unique(r.status)
+    # the step test (tol=1.48e-8) is met one step before the returned iterate: Newton-type
+    # steps then sit at rounding level; the secant method (order 1.6) a little above it
+    rtol = {"fd": 1e-14, "secant": 1e-11}.get(method, 4 * EPS)
+    np.testing.assert_allclose(r.x, np.cbrt(a), rtol=rtol)
+    if method == "bracket":
+        assert r.x.min() >= -4.0 and r.x.max() <= 4.0
+
+
+def test_batch_keeps_x0_shape_and_broadcasts_args():
+    a = np.array([[1.0, 8.0, 27.0], [64.0, 125.0, 216.0]])
+    r = newton(cube, np.full((2, 3), 2.0), cube_prime, args=(a,), full_output=True)
+    assert r.x.shape == r.status.shape == r.nit.shape == (2, 3)
+    np.testing.assert_allclose(r.x, [[1, 2, 3], [4, 5, 6]], rtol=4 * EPS)
+    # a row of parameters broadcast against x0, and a scalar argument passed as is
+    x = newton(lambda x, a, c: c * (x**3 - a), np.full((2, 3), 2.0), lambda x, a, c: 3 * c * x**2,
+               args=(np.array([1.0, 8.0, 27.0]), 2.0))
+    np.testing.assert_allclose(x, [[1, 2, 3], [1, 2, 3]], rtol=4 * EPS)
+
+
+def test_converged_elements_are_not_evaluated_again(rng):
+    a = rng.uniform(1.0, 1000.0, 3000)
+    calls = []
+
+    def f(x, a):
+        assert x.shape == a.shape
+        calls.append(x.size)
+        return x**3 - a
+
+    r = newton(f, np.ones(3000), cube_prime, args=(a,), full_output=True)
+    assert r.converged.all()
+    assert calls[0] == 3000 and calls == sorted(calls, reverse=True) and calls[-1] < 3000
+    # each element was passed to f once per iteration plus once to confirm convergence
+    assert sum(calls) == (r.nit + 1).sum()
+    assert (r.nfev == 2 * (r.nit + 1)).all()
+
+
+def test_kepler_equation_1e5_against_long_double_bisection(rng):
+    n = 100_000
+    e = rng.uniform(0.0, 0.99, n)
+    M = rng.uniform(0.0, 2 * np.pi, n)
+    # reference: bisection in extended precision on E - e sin E = M, E in [M - e, M + e]
+    el, Ml = e.astype(np.longdouble), M.astype(np.longdouble)
+    lo, hi = Ml - el, Ml + el
+    for _ in range(70):
+        mid = (lo + hi) / 2
+        positive = mid - el * np.sin(mid) - Ml > 0
+        hi = np.where(positive, mid, hi)
+        lo = np.where(positive, lo, mid)
+    reference = ((lo + hi) / 2).astype(np.float64)
+    slope = 1.0 - e * np.cos(reference)
+    bound = 8 * EPS * np.maximum(1.0, np.abs(reference)) / slope
+
+    # Danby's starting guess (plain Newton from E = M diverges for some e near 1), and the
+    # safeguarded iteration in the bracket [M - e, M + e] from E = M
+    start = M + 0.85 * e * np.sign(np.sin(M))
+    python = newton(lambda E, e, M: E - e * np.sin(E) - M, start,
+                    lambda E, e, M: 1.0 - e * np.cos(E), args=(e, M), full_output=True)
+    compiled = newton(low_level("kepler_eq"), start, low_level("kepler_eq_prime"), args=(e, M),
+                      full_output=True)
+    bracketed = newton(low_level("kepler_eq"), M, low_level("kepler_eq_prime"), args=(e, M),
+                       bracket=(M - e, M + e), full_output=True)
+    for r in (python, compiled, bracketed):
+        assert r.converged.all()
+        assert (np.abs(r.x - reference) <= bound).all()
+
+
+def test_polynomial_roots_against_numpy_roots(rng):
+    n = 300
+    roots = np.sort(rng.uniform(-5.0, 5.0, (n, 3)), axis=1)
+    roots[:, 1] += 0.2 * np.arange(n) / n          # keep them apart
+    roots[:, 2] += 0.5
+    coeffs = np.array([np.poly(r) for r in roots])   # (n, 4), highest power first
+    expected = np.array([np.sort(np.roots(c).real) for c in coeffs])
+    c = tuple(coeffs.T)
+
+    def p(x, c3, c2, c1, c0):
+        return ((c3 * x + c2) * x + c1) * x + c0
+
+    def dp(x, c3, c2, c1, c0):
+        return (3 * c3 * x + 2 * c2) * x + c1
+
+    # the middle root, bracketed between the outer ones
+    lo = (roots[:, 0] + roots[:, 1]) / 2
+    hi = (roots[:, 1] + roots[:, 2]) / 2
+    r = newton(p, None, dp, args=c, bracket=(lo, hi), full_output=True)
+    assert r.converged.all()
+    np.testing.assert_allclose(r.x, expected[:, 1], rtol=1e-10, atol=1e-12)
+    assert ((r.x >= lo) & (r.x <= hi)).all()
+
+
+def test_compiled_and_python_agree_and_threads_do_not_matter(rng):
+    a = rng.uniform(0.0, 1000.0, 20_001)
+    x0 = np.ones_like(a)
+    f, fp = low_level("cube_root_eq"), low_level("cube_root_eq_prime")
+    one = newton(f, x0, fp, args=(a,), full_output=True, n_threads=1)
+    two = newton(f, x0, fp, args=(a,), full_output=True, n_threads=2)
+    for key in ("x", "fun", "status", "nit", "nfev"):
+        np.testing.assert_array_equal(one[key], two[key])
+    python = newton(cube, x0, cube_prime, args=(a,), full_output=True)
+    np.testing.assert_allclose(one.x, python.x, rtol=4 * EPS)
+    np.testing.assert_allclose(one.x, np.cbrt(a), rtol=4 * EPS)
+
+
+def test_compiled_failures_give_statuses():
+    # log(x) = p: Newton from far right overshoots to x < 0 (log -> NaN): status 3
+    f, fp = low_level("log_eq"), low_level("log_eq_prime")
+    r = newton(f, np.array([1.0, 100.0, 0.0]), fp, args=(np.array([0.5, 0.5, 0.5]),),
+               full_output=True)
+    assert r.status[0] == Status.SUCCESS and r.x[0] == pytest.approx(math.exp(0.5), rel=4 * EPS)
+    assert r.status[1] == Status.NON_FINITE
+    assert r.status[2] == Status.NON_FINITE        # log(0) = -inf
+    r = newton(low_level("cube_root_eq"), np.array([0.0, 2.0]), low_level("cube_root_eq_prime"),
+               args=(np.array([1.0, 8.0]),), full_output=True)
+    np.testing.assert_array_equal(r.status, [Status.SINGULAR, Status.SUCCESS])
+
+
+# ---------------------------------------------------------------- bad input in a batch
+
+def test_one_bad_element_spoils_nothing(rng):
+    a = rng.uniform(1.0, 100.0, 1000)
+    x0 = rng.uniform(1.0, 5.0, 1000)
+    clean = newton(cube, x0, cube_prime, args=(a,), full_output=True)
+    x0_bad, a_bad = x0.copy(), a.copy()
+    x0_bad[3] = np.nan           # non-finite start
+    a_bad[7] = np.inf            # non-finite parameter
+    x0_bad[11] = 0.0             # zero derivative
+    r = newton(cube, x0_bad, cube_prime, args=(a_bad,), full_output=True)
+    assert r.status[3] == r.status[7] == Status.NON_FINITE and r.status[11] == Status.SINGULAR
+    good = np.setdiff1d(np.arange(1000), [3, 7, 11])
+    np.testing.assert_array_equal(r.x[good], clean.x[good])
+    np.testing.assert_array_equal(r.nit[good], clean.nit[good])
+    assert r.status[good].max() == 0
+
+
+def test_batch_failure_warns_without_full_output():
+    with pytest.warns(RuntimeWarning, match="1 of 2 elements did not converge"):
+        x = newton(cube, np.array([0.0, 2.0]), cube_prime, args=(np.array([1.0, 8.0]),))
+    assert x[1] == 2.0
+
+
+def test_no_root_in_bracket_and_start_outside_bracket():
+    a = np.array([8.0, 8.0, 8.0])
+    r = newton(cube, np.array([1.0, 1.0, 5.0]), cube_prime, args=(a,),
+               bracket=(np.array([0.0, 3.0, 0.0]), np.array([4.0, 4.0, 4.0])), full_output=True)
+    np.testing.assert_array_equal(r.status, [Status.SUCCESS, Status.OUT_OF_BOUNDS,
+                                             Status.OUT_OF_BOUNDS])
+    assert r.x[0] == 2.0
+    with pytest.raises(ConvergenceError, match="bracket"):
+        newton(lambda x: x * x + 1.0, 0.0, bracket=(-1.0, 1.0))
+
+
+def test_bracket_never_left_even_when_newton_would_jump():
+    # Newton from 0.1 on atan jumps far away; the safeguard keeps every iterate inside.
+    seen = []
+
+    def f(x):
+        seen.append(x)
+        return math.atan(x)
+
+    r = newton(f, 1.45, lambda x: 1.0 / (1.0 + x * x), bracket=(-1.0, 1.5), full_output=True)
+    assert r.converged and abs(r.x) < 1e-12
+    assert min(seen) >= -1.0 and max(seen) <= 1.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)    # plain Newton diverges
+        plain = so.newton(math.atan, 1.45, lambda x: 1.0 / (1.0 + x * x), maxiter=50,
+                          disp=False)
+    assert plain != pytest.approx(0.0, abs=1e-3)
+
+
+def test_exception_in_callback_propagates_unchanged():
+    class Boom(ValueError):
+        pass
+
+    def f(x, a):
+        raise Boom("from f")
+
+    for x0 in (1.0, np.ones(4)):
+        with pytest.raises(Boom, match="from f"):
+            newton(f, x0, cube_prime, args=(np.ones(4),) if np.ndim(x0) else (1.0,))
+    with pytest.raises(Boom, match="from f"):
+        newton_system(lambda x: (_ for _ in ()).throw(Boom("from f")), [1.0, 2.0])
+
+
+def test_wrong_shapes_and_types_raise_clear_errors():
+    with pytest.raises(ValueError, match="f returned shape"):
+        newton(lambda x: np.ones(3), np.ones(4), lambda x: np.ones(4))
+    with pytest.raises(ValueError, match="fprime returned shape"):
+        newton(lambda x: x - 1.0, np.ones(4), lambda x: np.ones(2))
+    with pytest.raises(ValueError, match=r"args\[0\]"):
+        newton(cube, np.ones(4), cube_prime, args=(np.ones(3),))
+    with pytest.raises(ValueError, match="bracket"):
+        newton(cube, np.ones(4), cube_prime, args=(1.0,), bracket=(np.zeros(3), 1.0))
+    with pytest.raises(TypeError, match="x0"):
+        newton(cube, "abc", cube_prime)
+    with pytest.raises(TypeError, match="f must be callable"):
+        newton(3.0, 1.0)
+    with pytest.raises(TypeError, match="compiled"):
+        newton(low_level("cube_root_eq"), 1.0, cube_prime, args=(1.0,))
+    with pytest.raises(TypeError, match="signature"):
+        newton(low_level("rosenbrock"), 1.0)
+    with pytest.raises(ValueError, match="method"):
+        newton(cube, 1.0, method="regula falsi")
+    with pytest.raises(ValueError, match="tol"):
+        newton(cube, 1.0, tol=-1.0)
+    with pytest.raises(ValueError, match="maxiter"):
+        newton(cube, 1.0, maxiter=2.5)
+    with pytest.raises(ValueError, match="x0"):
+        newton_system(lambda x: x, np.ones((2, 2, 2)))
+    with pytest.raises(ValueError, match="F returned shape"):
+        newton_system(lambda x: x[:1], np.ones(2))
+    with pytest.raises(ValueError, match="jac returned shape"):
+        newton_system(lambda x: x, np.ones(2), jac=lambda x: np.eye(3))
+    with pytest.raises(ValueError, match="F returned shape"):
+        newton_system(lambda X: X[:1], np.ones((3, 2)), vectorized=True)
+
+
+def test_inputs_are_not_mutated_and_read_only_inputs_work(rng):
+    a = rng.uniform(1.0, 10.0, 100)
+    x0 = rng.uniform(1.0, 3.0, 100)
+    lo, hi = np.zeros(100), np.full(100, 3.0)
+    for arr in (a, x0, lo, hi):
+        arr.flags.writeable = False
+    copies = [arr.copy() for arr in (a, x0, lo, hi)]
+    for f, fp in [(cube, cube_prime), (low_level("cube_root_eq"), low_level("cube_root_eq_prime"))]:
+        for kw in ({}, {"bracket": (lo, hi)}):
+            x = newton(f, x0, fp, args=(a,), **kw)
+            np.testing.assert_allclose(x, np.cbrt(a), rtol=4 * EPS)
+    X0 = np.ascontiguousarray(np.stack([x0, -x0], axis=1))
+    X0.flags.writeable = False
+    X0_copy = X0.copy()
+    newton_system(low_level("circle_exp_system"), X0)
+    newton_system(lambda X: np.stack([X[0]**2 + X[1]**2 - 4, np.exp(X[0]) + X[1] - 1]), X0,
+                  vectorized=True)
+    for arr, copy in zip((a, x0, lo, hi, X0), copies + [X0_copy]):
+        np.testing.assert_array_equal(arr, copy)
+
+
+def test_user_function_cannot_corrupt_the_iterates():
+    def f(x):
+        x *= 2.0          # the active iterates are passed read-only
+        return x
+
+    with pytest.raises(ValueError, match="read-only"):
+        newton(f, np.ones(3), lambda x: np.ones_like(x))
+
+
+# ---------------------------------------------------------------- newton_system
+
+def circle_exp(x):
+    return np.array([x[0] ** 2 + x[1] ** 2 - 4.0, np.exp(x[0]) + x[1] - 1.0])
+
+
+def circle_exp_jac(x):
+    return np.array([[2 * x[0], 2 * x[1]], [np.exp(x[0]), 1.0]])
+
+
+def circle_exp_columns(X):
+    return np.stack([X[0] ** 2 + X[1] ** 2 - 4.0, np.exp(X[0]) + X[1] - 1.0])
+
+
+def circle_exp_jac_columns(X):
+    return np.array([[2 * X[0], 2 * X[1]], [np.exp(X[0]), np.ones_like(X[0])]])
+
+
+SYSTEM_VARIANTS = {
+    "python-fd": dict(F=circle_exp),
+    "python-jac": dict(F=circle_exp, jac=circle_exp_jac),
+    "vectorized-fd": dict(F=circle_exp_columns, vectorized=True),
+    "vectorized-jac": dict(F=circle_exp_columns, jac=circle_exp_jac_columns, vectorized=True),
+    "compiled-fd": dict(F="circle_exp_system"),
+    "compiled-jac": dict(F="circle_exp_system", jac="circle_exp_jacobian"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SYSTEM_VARIANTS))
+def test_systems_match_root_hybr_and_fsolve(rng, variant):
+    kw = {k: low_level(v) if isinstance(v, str) else v for k, v in SYSTEM_VARIANTS[variant].items()}
+    X0 = np.concatenate([rng.uniform(0.5, 2.0, (20, 1)), rng.uniform(-2.5, -1.0, (20, 1))],
+                        axis=1)
+    X0[10:] *= -1
+    r = newton_system(x0=X0, **kw)
+    assert r.x.shape == r.fun.shape == (20, 2) and r.status.shape == (20,)
+    assert r.converged.all()
+    for i in range(20):
+        hybr = so.root(circle_exp, X0[i], jac=circle_exp_jac, method="hybr", tol=1e-14)
+        fsolve = so.fsolve(circle_exp, X0[i], fprime=circle_exp_jac, xtol=1e-14)
+        np.testing.assert_allclose(r.x[i], hybr.x, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(r.x[i], fsolve, rtol=1e-13, atol=1e-14)
+    np.testing.assert_array_equal(r.fun, np.array([circle_exp(x) for x in r.x]))
+
+
+def test_single_system_result_and_a_larger_system():
+    r = newton_system(circle_exp, [1.0, -1.5])
+    assert r.x.shape == (2,) and isinstance(r.status, int) and r.success
+    assert r.message == "converged"
+    # Broyden's tridiagonal system (n = 8), from a start where full steps increase ||F||
+    def broyden(x):
+        padded = np.concatenate([[0.0], x, [0.0]])
+        return (3 - 2 * x) * x - padded[:-2] - 2 * padded[2:] + 1
+
+    x0 = -np.ones(8) * 3.0
+    ours = newton_system(broyden, x0)
+    ref = so.root(broyden, x0, method="hybr", tol=1e-14)
+    assert ours.success and ref.success
+    np.testing.assert_allclose(ours.x, ref.x, rtol=1e-12)
+    assert np.abs(ours.fun).max() < 1e-13
+
+
+def test_system_statuses_per_system():
+    X0 = np.array([[1.0, -1.5], [0.0, 0.0], [np.nan, 1.0], [-2.0, 1.0]])
+    for kw in (dict(F=circle_exp), dict(F=low_level("circle_exp_system"))):
+        r = newton_system(x0=X0, **kw)
+        np.testing.assert_array_equal(r.status, [Status.SUCCESS, Status.SINGULAR,
+                                                 Status.NON_FINITE, Status.SUCCESS])
+        good = newton_system(x0=X0[[0, 3]], **kw)
+        np.testing.assert_array_equal(r.x[[0, 3]], good.x)
+    r = newton_system(circle_exp, [1.0, -1.5], maxiter=1)
+    assert r.status == Status.MAX_ITERATIONS and r.nit == 1
+
+
+def test_system_threads_do_not_matter(rng):
+    X0 = rng.uniform(-3, 3, (5001, 2))
+    F, J = low_level("circle_exp_system"), low_level("circle_exp_jacobian")
+    for jac in (None, J):
+        one = newton_system(F, X0, jac, n_threads=1)
+        two = newton_system(F, X0, jac, n_threads=2)
+        for key in ("x", "fun", "status", "nit", "nfev"):
+            np.testing.assert_array_equal(one[key], two[key])
+
+
+def test_vectorized_system_per_system_args_follow_active_systems(rng):
+    # x^2 = c_i, y = 2 x: columns of X are systems; c has one entry per system
+    c = rng.uniform(1.0, 9.0, 50)
+
+    def F(X, c):
+        assert X.shape[1] == c.shape[-1]
+        return np.stack([X[0] ** 2 - c, X[1] - 2 * X[0]])
+
+    r = newton_system(F, np.ones((50, 2)), args=(c,), vectorized=True)
+    assert r.converged.all()
+    np.testing.assert_allclose(r.x[:, 0], np.sqrt(c), rtol=4 * EPS)
+    np.testing.assert_allclose(r.x[:, 1], 2 * np.sqrt(c), rtol=4 * EPS)
+
+
+def test_compiled_python_and_scalar_paths_take_identical_steps(rng):
+    # x*x*x and 3.0*x*x round identically in C and NumPy, so every path must agree bitwise:
+    # the compiled lanes, the vectorized round and the general per-element logic (scalar x0)
+    n = 2000
+    a = rng.uniform(-100.0, 100.0, n)
+    x0 = rng.uniform(-5.0, 5.0, n)
+    x0[:4] = [0.0, np.nan, 1e300, -1e-300]
+    a[4] = np.nan
+    kw = dict(full_output=True, maxiter=8)
+    compiled = newton(low_level("cube_root_eq"), x0, low_level("cube_root_eq_prime"), args=(a,),
+                      **kw)
+    with np.errstate(over="ignore", invalid="ignore"):
+        python = newton(lambda x, a: x * x * x - a, x0, lambda x, a: 3.0 * x * x, args=(a,),
+                        **kw)
+    assert set(np.unique(compiled.status)) == {0, 1, 2, 3}
+    for key in ("x", "fun", "status", "nit"):
+        np.testing.assert_array_equal(compiled[key], python[key])
+    for i in list(range(6)) + list(range(6, n, 97)):
+        one = newton(lambda x: x * x * x - a[i], x0[i], lambda x: 3.0 * x * x, **kw)
+        assert (one.status, one.nit) == (compiled.status[i], compiled.nit[i])
+        np.testing.assert_array_equal([one.x, one.fun], [compiled.x[i], compiled.fun[i]])
