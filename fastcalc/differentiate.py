@@ -131,11 +131,20 @@ def _check_args(args):
 
 @lru_cache(maxsize=None)
 def _relative_step(kind, accuracy, order):
-    """The ``c`` of ``h = c * max(1, |x|)`` minimizing truncation + rounding for unit-scale f."""
+    """The ``c`` of ``h = c * max(1, |x|)``.
+
+    First derivatives use the classical ``eps ** (1 / (1 + accuracy))``: it assumes nothing about
+    the size of the higher derivatives, whereas the step that is optimal for unit-scale f is about
+    2x larger and, for functions whose derivatives grow with their order (exp(sin x), 1/(1+x^2)),
+    measured up to 300x less accurate at accuracy 8. Higher orders, whose rounding error grows
+    as ``h ** -order``, keep the step that balances truncation and rounding for unit-scale f.
+    """
     if kind == "complex":
         return _COMPLEX_STEP
     if kind == "richardson":
         return _RICHARDSON_STEP[order]
+    if order == 1:
+        return _EPS ** (1.0 / (1 + accuracy))
     _, weights, truncation = stencil(kind, accuracy, order)
     rounding = _ROUNDING_ULPS * _EPS * sum(abs(w) for w in weights)
     return (order * rounding / (accuracy * truncation)) ** (1.0 / (order + accuracy))
