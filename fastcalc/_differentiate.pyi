@@ -47,3 +47,9 @@ def axis_differences(
 def elementwise_values(
     function: Any, points: NDArray[np.float64], parameters: NDArray[np.float64] | None = ...
 ) -> NDArray[np.float64]: ...
+def romberg(
+    estimates: NDArray[np.float64],
+    rounding: NDArray[np.float64],
+    powers: NDArray[np.float64],
+    safety: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...

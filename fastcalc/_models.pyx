@@ -24,18 +24,21 @@ parameter, sigma/gamma/tau == 0, overflow, or x <= 0 for the power law). Guess r
 success, GUESS_TOO_FEW_POINTS when the finite points cannot determine the parameters and
 GUESS_BAD_DOMAIN when x lies outside the model's domain (power law with x <= 0).
 
-Guesses are O(npts), allocate nothing for the built-in sizes (polynomials above degree
-MAX_STACK_PARAMS - 1 use one malloc) and never touch Python.
+Guesses are O(npts) (except sine on unsorted x: a periodogram scan, O(npts^2)), allocate
+nothing (polynomials above degree MAX_STACK_PARAMS - 1 use one malloc), touch no Python and
+are thread-safe: fit_batch calls them inside prange loops.
 """
 from libc.math cimport atan2, cos, exp, fabs, hypot, isfinite, log, sin, sqrt, INFINITY, M_PI
 from libc.stdlib cimport free, malloc
 
 import numpy as np
 
-# Guess status codes (0 = success).
 cdef enum:
+    # guess status codes (0 = success)
     GUESS_TOO_FEW_POINTS = 1
     GUESS_BAD_DOMAIN = 2
+    # stack buffer sizes: parameters of an exact polynomial fit, points per chunk of
+    # model evaluations, frequencies per pass of the sine scan
     MAX_STACK_PARAMS = 16
     RSS_CHUNK = 64
     SCAN_BLOCK = 16

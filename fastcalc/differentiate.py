@@ -35,7 +35,7 @@ from numpy.polynomial import Polynomial
 from scipy.optimize import OptimizeResult
 
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
-                             elementwise_values, relative_steps, stencil)
+                             elementwise_values, relative_steps, romberg, stencil)
 from ._evaluate import FunctionKind, resolve
 from ._status import Status, messages_of
 
@@ -131,11 +131,20 @@ def _check_args(args):
 
 @lru_cache(maxsize=None)
 def _relative_step(kind, accuracy, order):
-    """The ``c`` of ``h = c * max(1, |x|)`` minimizing truncation + rounding for unit-scale f."""
+    """The ``c`` of ``h = c * max(1, |x|)``.
+
+    First derivatives use the classical ``eps ** (1 / (1 + accuracy))``: it assumes nothing about
+    the size of the higher derivatives, whereas the step that is optimal for unit-scale f is about
+    2x larger and, for functions whose derivatives grow with their order (exp(sin x), 1/(1+x^2)),
+    measured up to 300x less accurate at accuracy 8. Higher orders, whose rounding error grows
+    as ``h ** -order``, keep the step that balances truncation and rounding for unit-scale f.
+    """
     if kind == "complex":
         return _COMPLEX_STEP
     if kind == "richardson":
         return _RICHARDSON_STEP[order]
+    if order == 1:
+        return _EPS ** (1.0 / (1 + accuracy))
     _, weights, truncation = stencil(kind, accuracy, order)
     rounding = _ROUNDING_ULPS * _EPS * sum(abs(w) for w in weights)
     return (order * rounding / (accuracy * truncation)) ** (1.0 / (order + accuracy))
@@ -160,7 +169,7 @@ def _steps(x, step, kind, accuracy, order, name="step"):
         return np.array(h, dtype=np.float64)
     exact = (x + h) - x
     # A step below the spacing of x rounds to zero: fall back to one unit in the last place.
-    return np.where(exact > 0, exact, np.spacing(np.abs(x)) + (exact <= 0) * 0.0)
+    return np.where(exact > 0, exact, np.spacing(np.abs(x)))
 
 
 def _check_bounds(bounds, x):
@@ -320,38 +329,21 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
     return out, error, flags, nfev, m
 
 
-def _romberg(estimates, rounding, kind, order=1, base=2):
-    """Richardson extrapolation of ``estimates[k]`` computed with steps ``h / 2**k``.
+def _romberg(estimates, rounding, kind, base=2):
+    """Richardson extrapolation of ``estimates[k]`` (shape ``(levels, ...)``) computed with steps
+    ``h / 2**k``: the table entry with the smallest error estimate, and that estimate.
 
-    Returns the entry of the table with the smallest error estimate and that estimate.
-    Central differences have error terms in ``h**2, h**4, ...``; one-sided ones in every power.
+    Central differences have error terms in ``h**2, h**4, ...``; one-sided ones in every power
+    from ``h**base`` on.
     """
     levels = estimates.shape[0]
     increment = 2 if kind == "central" else 1
-    powers = [base + increment * i for i in range(levels)]
-    table = [estimates]
-    round_table = [2.0 * rounding]   # the magnitude sum is not a strict bound on f rounding
-    best = np.full(estimates.shape[1:], np.inf)
-    best_value = estimates[-1].copy()
-    for column in range(levels):
-        current = table[-1]
-        factor = 2.0 ** powers[column]
-        if current.shape[0] >= 2:
-            # error of current[k] estimated from its distance to current[k - 1]
-            truncation = np.abs(current[1:] - current[:-1]) / (factor - 1.0)
-            total = _RICHARDSON_SAFETY * truncation + round_table[-1][1:]
-            index = np.argmin(total, axis=0)
-            candidate = np.take_along_axis(total, index[None], 0)[0]
-            value = np.take_along_axis(current[1:], index[None], 0)[0]
-            better = candidate < best
-            best = np.where(better, candidate, best)
-            best_value = np.where(better, value, best_value)
-        if current.shape[0] < 2 or column == levels - 1:
-            break
-        table.append(current[1:] + (current[1:] - current[:-1]) / (factor - 1.0))
-        amplification = (factor + 1.0) / (factor - 1.0)
-        round_table.append(round_table[-1][1:] * amplification)
-    return best_value, best
+    powers = base + increment * np.arange(levels, dtype=np.float64)
+    shape = estimates.shape[1:]
+    value, error = romberg(np.ascontiguousarray(estimates.reshape(levels, -1)),
+                           np.ascontiguousarray(rounding.reshape(levels, -1)), powers,
+                           _RICHARDSON_SAFETY)
+    return value.reshape(shape), error.reshape(shape)
 
 
 def _complex_stage(function, x, components, h, m):
@@ -885,7 +877,7 @@ def _call_elementwise(f, points, args, name="f"):
     return values
 
 
-def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args):
+def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
     """Derivatives of ``f`` at every element of ``x`` with one stencil kind (one call of f).
 
     Returns ``(df, error, bad)`` flattened, ``bad`` with the flags of ``combine``.
@@ -898,7 +890,7 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args):
     # points[level, offset, element] = x + offset * h * 2**-level
     deltas = (factors[:, None, None] * offsets[None, :, None]) * h[None, None, :]
     points = x[None, None, :] + deltas
-    values = _call_elementwise(f, points.reshape((-1,) + _elementwise_stage.shape),
+    values = _call_elementwise(f, points.reshape((-1,) + shape),
                                args).reshape(points.shape).real.astype(np.float64)
     scale = (h[None, :] * factors[:, None]) ** -order
     estimates = np.einsum("j,ljk->lk", weights, values) * scale
@@ -977,7 +969,6 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         raise ValueError("x must be finite (no NaN or inf)")
     shape = x_arr.shape
     flat = x_arr.ravel()
-    _elementwise_stage.shape = shape
     if function.kind == FunctionKind.COMPILED:
         f, args = _compiled_elementwise(function, args, flat.size, method)
     richardson = method == "richardson"
@@ -996,7 +987,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
                    "richardson" if richardson else kind, accuracy, order)
         df, error, bad, nfev = _elementwise_stage(f, flat, h, kind, accuracy, order,
-                                                  richardson, args)
+                                                  richardson, args, shape)
     status = np.zeros(flat.size, dtype=np.int8)
     failed = bad != 0
     if failed.any():
@@ -1011,7 +1002,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
             if not wanted.any():
                 continue
             sub_df, sub_error, sub_bad, extra = _elementwise_stage(
-                f, flat, h, kind, one_sided, order, richardson, args)
+                f, flat, h, kind, one_sided, order, richardson, args, shape)
             nfev += extra
             fixed = wanted & (sub_bad == 0)
             df[fixed], error[fixed] = sub_df[fixed], sub_error[fixed]

@@ -1,10 +1,13 @@
 """Shared fixtures: the NIST StRD data folder and reproducible random generators."""
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-NIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nist_strd"
+# FASTCALC_NIST_DIR overrides the default: ../shared/data/nist_strd beside the checkout.
+NIST_DIR = Path(os.environ.get("FASTCALC_NIST_DIR")
+                or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nist_strd")
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ def test_stubs_match_the_compiled_modules():
     allowlist = Path(__file__).with_name("stubtest_allowlist.txt")
     modules = [f"fastcalc.{name}" for name in COMPILED]
     run = subprocess.run(
-        [sys.executable, "-m", "mypy.stubtest", "--allowlist", str(allowlist), *modules],
+        [sys.executable, "-m", "mypy.stubtest", "--mypy-config-file",
+         str(PACKAGE.parent / "pyproject.toml"), "--allowlist", str(allowlist), *modules],
         capture_output=True, text=True, cwd=PACKAGE.parent,
     )
     assert run.returncode == 0, run.stdout + run.stderr
