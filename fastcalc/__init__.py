@@ -3,7 +3,7 @@
 Finite-difference derivatives, Newton-Raphson at every scale, gradient descent, Lagrange
 multipliers and chi-squared fitting; SciPy is the reference every routine is tested against.
 """
-from . import models
+from . import models, nist
 from ._status import ConvergenceError, Status
 from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit, polyfit
 
@@ -20,5 +20,6 @@ __all__ = [
     "fit_batch",
     "linear_fit",
     "models",
+    "nist",
     "polyfit",
 ]
