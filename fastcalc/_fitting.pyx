@@ -678,6 +678,10 @@ cdef void state_propose(FitState *s) noexcept nogil:
                         and dnorm <= s.xtol * pnorm):
         state_finish(s)
         return
+    if (s.method == METHOD_LM and s.lam == 0.0 and not s.clipped and s.rejections == 0
+            and quad <= s.ftol * s.chi2):
+        state_finish(s)
+        return
     # Predicted chi2 reduction of the linear model.
     if s.method == METHOD_LM and not s.clipped:
         s.predicted = quad + 2.0 * s.lam * dnorm2

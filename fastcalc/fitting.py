@@ -59,7 +59,7 @@ from ._status import Status, message_of, messages_of
 
 __all__ = ["BatchFitResult", "FitResult", "chi2", "fit", "fit_batch", "linear_fit", "polyfit"]
 
-DEFAULT_TOL = 1e-10
+DEFAULT_TOL = 1e-12
 GD_MAXITER = 20000
 _KIND_BUILTIN, _KIND_COMPILED, _KIND_PYTHON = 0, 1, 2
 _METHODS = {"lm": 0, "gd": 1}
@@ -749,7 +749,7 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     maxiter : int, optional
         Iteration budget (trial steps); default ``200 * (n_free + 1)`` for LM, 20000 for GD.
     tol : float or (ftol, xtol, gtol), optional
-        Stopping tolerances (default 1e-10 each; see the module notes).
+        Stopping tolerances (default 1e-12 each; see the module notes).
     jac : callable, optional
         Analytic Jacobian: ``jac(x, *params) -> (m, p)`` for a Python model, or a compiled callable
         with the model signature writing ``(npts, nparams)`` row-major for a compiled model.

@@ -68,7 +68,7 @@ def assert_cov_close(actual, desired, rtol):
 def assert_matches_curve_fit(result, popt, pcov, rtol_cov=1e-6):
     stderr = np.sqrt(np.diag(pcov))
     # parameters agree to a small fraction of their standard error (the stopping tolerance
-    # tol=1e-10 on chi2 allows ~1e-5 of it); covariances to rtol_cov
+    # tol=1e-12 on chi2 allows ~1e-6 of it); covariances to rtol_cov
     assert np.all(np.abs(result.params - popt) <= 1e-4 * stderr + 1e-12), (result.params, popt)
     assert_cov_close(result.cov, pcov, rtol_cov)
 
