@@ -424,7 +424,7 @@ class _Problem:
     """Validated inputs of fit / fit_batch."""
 
     def __init__(self, model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac, batch,
-                 absolute_sigma):
+                 absolute_sigma, x_per_dataset=None):
         if method not in _METHODS:
             raise ValueError(f"method must be 'lm' or 'gd', got {method!r}")
         self.method = method
@@ -486,10 +486,27 @@ class _Problem:
         if not np.all(np.isfinite(x)):
             raise ValueError("x contains NaN or inf")
         self.x_shared = True
+        if x_per_dataset is not None and x_per_dataset not in (True, False):
+            raise TypeError(f"x_per_dataset must be None, True or False, got {x_per_dataset!r}")
         if self.kind == _KIND_PYTHON:
-            if batch and x.ndim >= 2 and x.shape[0] == N and x.shape[-1] == m and (
-                    x.ndim > 2 or N > 1 or x.shape != (1, m)):
-                self.x_shared = False
+            if x_per_dataset is None:
+                per_dataset = (batch and x.ndim >= 2 and x.shape[0] == N and x.shape[-1] == m
+                               and (x.ndim > 2 or N > 1 or x.shape != (1, m)))
+                if per_dataset and x.ndim == 2 and N == 2:
+                    # (2, m) is also the shared x of a model of two variables (gaussian_2d's
+                    # layout): refuse to guess
+                    raise ValueError(
+                        f"x of shape {x.shape} with 2 datasets is ambiguous for a Python model: "
+                        "one row of x per dataset, or one x of two variables shared by both? "
+                        "Pass x_per_dataset=True or x_per_dataset=False")
+            elif x_per_dataset:
+                if not (x.ndim >= 2 and x.shape[0] == N):
+                    raise ValueError(f"x_per_dataset=True needs x of shape ({N}, ...) with one "
+                                     f"entry per dataset, got {x.shape}")
+                per_dataset = True
+            else:
+                per_dataset = False
+            self.x_shared = not per_dataset
             self.x = x
         else:
             if self.x_dim is None:   # compiled: 1-D x (or (k, m) rows in a single fit)
@@ -504,6 +521,10 @@ class _Problem:
             else:
                 want = f"{shared_shape}" + (f" or {(N,) + shared_shape}" if batch else "")
                 raise ValueError(f"x has shape {x.shape}, expected {want} for {m} points")
+            if x_per_dataset is not None and bool(x_per_dataset) == self.x_shared:
+                raise ValueError(f"x_per_dataset={x_per_dataset} contradicts x of shape {x.shape}: "
+                                 f"this model takes a shared x of shape {shared_shape} or one "
+                                 f"per dataset of shape {(N,) + shared_shape}")
             self.x = np.ascontiguousarray(xs)
         # ----- sigma
         if sigma is None:
@@ -788,7 +809,7 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
 
 def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method="lm",
               bounds=None, fixed=None, maxiter=None, tol=None, n_threads=None, progress=False,
-              jac=None):
+              jac=None, x_per_dataset=None):
     """Fit ``model`` to N datasets at once.
 
     Built-in and compiled models run in a ``nogil`` ``prange`` loop over datasets (results
@@ -801,7 +822,9 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     model : see :func:`fit`
     x : array_like
         Shared ``(m,)`` (``(2, m)`` for ``gaussian_2d``) or per dataset ``(N, m)``
-        (``(N, 2, m)``).
+        (``(N, 2, m)``). A Python model receives a shared x as it is, and per dataset the rows
+        ``x[active]``; an ``x`` whose first axis has length N is taken per dataset, except that
+        ``(2, m)`` with N = 2 is refused as ambiguous (see ``x_per_dataset``).
     Y : array_like (N, m)
         Data; NaN marks missing points, so datasets of unequal length fit in one call.
     p0 : array_like (p,) or (N, p), optional
@@ -817,6 +840,11 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         as ``(N_active, 1)`` columns) returning ``p`` derivatives ``d model / d p_k``, each
         broadcasting to ``(N_active, m)`` — one call per iteration instead of ``p`` model calls.
         Compiled model: a compiled callable as in :func:`fit`.
+    x_per_dataset : bool, optional
+        Say explicitly whether the first axis of ``x`` runs over datasets (True) or ``x`` is
+        shared as a whole (False) — needed for a Python model with N = 2 and ``x`` of shape
+        ``(2, m)`` (two datasets, or one x of two variables?). For built-in and compiled models
+        the layout follows from the shape, and a contradicting value raises ``ValueError``.
 
     Returns
     -------
@@ -834,7 +862,7 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     [[2.0, 1.0], [-1.0, 3.0]]
     """
     problem = _Problem(model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
-                       batch=True, absolute_sigma=absolute_sigma)
+                       batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset)
     params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads, progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
                           problem.residuals_of, method)

@@ -391,6 +391,40 @@ def test_batch_gaussian_2d_shared_and_per_dataset_x(rng):
     assert_allclose(shared.params, true, atol=0.05)
 
 
+def test_batch_python_model_x_of_two_rows_with_two_datasets_is_not_guessed(rng):
+    """x (2, m) with N = 2 is per-dataset 1-D x or a shared x of two variables: refused unless
+    x_per_dataset says which; each explicit reading gives the matching built-in fit."""
+    def python_gaussian_2d(xy, a, x0, y0, s, b):
+        return a * np.exp(-((xy[0] - x0) ** 2 + (xy[1] - y0) ** 2) / (2 * s * s)) + b
+
+    true2 = np.array([[2.0, 0.1, -0.2, 0.8, 0.3], [1.5, -0.3, 0.2, 0.7, 0.1]])
+    Y2 = np.array([models.gaussian_2d(X2, *p) for p in true2]) + rng.normal(0, 0.01, (2, 81))
+    with pytest.raises(ValueError, match="ambiguous.*x_per_dataset"):
+        fit_batch(python_gaussian_2d, X2, Y2, p0=true2 * 1.05)
+    shared = fit_batch(python_gaussian_2d, X2, Y2, p0=true2 * 1.05, x_per_dataset=False)
+    ref = fit_batch(models.gaussian_2d, X2, Y2, p0=true2 * 1.05)
+    assert np.all(shared.success)
+    assert_allclose(shared.params, ref.params, rtol=1e-6)
+
+    X = np.array([np.linspace(-5, 5, 64), np.linspace(-4, 6, 64)])
+    true1 = np.array([[2.0, 0.5, 1.0, 0.2], [1.0, 1.5, 0.8, 0.4]])
+    Y1 = np.array([python_gaussian(X[i], *true1[i]) for i in range(2)]) \
+        + rng.normal(0, 0.01, (2, 64))
+    with pytest.raises(ValueError, match="ambiguous"):
+        fit_batch(python_gaussian, X, Y1, p0=true1 * 1.05)
+    per = fit_batch(python_gaussian, X, Y1, p0=true1 * 1.05, x_per_dataset=True)
+    ref = fit_batch(models.gaussian, X, Y1, p0=true1 * 1.05)
+    assert np.all(per.success)
+    assert_allclose(per.params, ref.params, rtol=1e-6)
+    # a value contradicting the shape is refused for built-in models; bad values are TypeErrors
+    with pytest.raises(ValueError, match="contradicts"):
+        fit_batch(models.gaussian, X[0], Y1, x_per_dataset=True)
+    with pytest.raises(TypeError, match="x_per_dataset"):
+        fit_batch(python_gaussian, X, Y1, p0=true1[0], x_per_dataset="yes")
+    with pytest.raises(ValueError, match="x_per_dataset=True"):
+        fit_batch(python_gaussian, X[0], Y1, p0=true1[0], x_per_dataset=True)
+
+
 def test_batch_result_fields_dataframe_and_progress(rng):
     pd = pytest.importorskip("pandas", reason="to_dataframe needs pandas")
     x, Y, _ = gaussian_batch(rng, 10)
