@@ -516,6 +516,38 @@ def test_model_exceptions_propagate(rng):
         fit(lambda x, a, b: a * x + b, x, x, jac=broken_jac)
 
 
+def test_python_model_groups_on_threads_are_bitwise_identical(rng):
+    """More than one group of datasets (512 each) runs on several threads; every field equals the
+    single-thread run, with per-dataset x, sigma and a missing dataset in a later group."""
+    n = 1300
+    x, Y, _ = gaussian_batch(rng, n, m=24)
+    X = x + 0.01 * rng.uniform(size=(n, 24))
+    S = rng.uniform(0.04, 0.06, (n, 24))
+    Y[1100] = np.nan
+    results = [fit_batch(python_gaussian, X, Y, p0=[2.0, 0.0, 1.0, 0.5], sigma=S, n_threads=t)
+               for t in (1, 2, 3)]
+    for r in results[1:]:
+        for field in ("params", "cov", "chi2", "nit", "nfev", "status"):
+            assert_array_equal(getattr(r, field), getattr(results[0], field))
+    assert results[0].status[1100] == Status.SINGULAR
+    assert results[0].success.sum() >= n - 5
+
+
+def test_python_model_exception_in_a_later_group_propagates_from_threads(rng):
+    x, Y, _ = gaussian_batch(rng, 1200, m=16)
+
+    def model(x, a, mu, s, c):
+        if a.shape[0] and np.any(a > 50.0):
+            raise ArithmeticError("bad group")
+        return python_gaussian(x, a, mu, s, c)
+
+    p0 = np.tile([2.0, 0.0, 1.0, 0.5], (1200, 1))
+    p0[1100, 0] = 100.0                 # only the third group sees it
+    for threads in (1, 2):
+        with pytest.raises(ArithmeticError, match="bad group"):
+            fit_batch(model, x, Y, p0=p0, n_threads=threads)
+
+
 def test_non_convergence_is_reported_not_hidden(rng):
     x, Y, _ = gaussian_batch(rng, 1)
     with pytest.warns(RuntimeWarning, match="did not converge"):
