@@ -69,32 +69,37 @@ class Bench:
         self.rows = []
         self.stream = stream
         self._cache = {}
-        self.failures = 0
 
     def progress(self, text):
         print(f"[bench] {text}", file=self.stream, flush=True)
 
     def time(self, call):
-        """Return (median seconds, result of the last call) of ``call()``.
+        """Return (median seconds per call, result of the last call) of ``call()``.
 
-        A fast call is warmed up once and then repeated; a slow one (> 0.5 s) is timed fewer
-        times so that full mode stays within minutes.
+        The first call warms up. A fast call (< 10 ms) is then timed in batches of calls lasting
+        about 20 ms each (like ``timeit``), so microsecond timings are not clock noise; a slow
+        one (> 0.5 s) is timed fewer times so that full mode stays within minutes.
         """
         start = time.perf_counter()
         result = call()
         first = time.perf_counter() - start
         if self.repeats <= 1:
             return first, result
-        times = []
-        count = self.repeats if first < 0.5 else max(1, self.repeats // 3)
         if first >= 0.5:
-            times.append(first)
-            count -= 1
-        for _ in range(count):
+            samples = [first]
+            for _ in range(max(1, self.repeats // 3) - 1):
+                start = time.perf_counter()
+                result = call()
+                samples.append(time.perf_counter() - start)
+            return statistics.median(samples), result
+        number = max(1, int(0.02 / first)) if first < 0.01 else 1
+        samples = []
+        for _ in range(self.repeats):
             start = time.perf_counter()
-            result = call()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times), result
+            for _ in range(number):
+                result = call()
+            samples.append((time.perf_counter() - start) / number)
+        return statistics.median(samples), result
 
     def reference(self, key, call):
         """Time a reference once per run, even when several rows compare against it."""
@@ -129,7 +134,6 @@ class Bench:
         except NotImplementedError:
             self.skip(area, workload, "not implemented in this build")
         except Exception as exc:   # report and go on: one broken workload must not stop the run
-            self.failures += 1
             self.add(BenchRow(area, workload, "-", note=f"FAILED: {type(exc).__name__}: {exc}"))
         else:
             self.add(row)
@@ -163,19 +167,24 @@ def bench_derivatives(bench):
     approx_derivative = _approx_derivative()
     metric = "max rel. error vs exact"
 
-    def elementwise():
-        from fastcalc.differentiate import derivative
-        n_points = s["derivative_points"]
-        x = np.linspace(-3.0, 3.0, n_points)
-        f = wl.exp_sin_elementwise
-        exact = wl.exp_sin_elementwise_derivative(x)
-        t_fc, d_fc = bench.time(lambda: derivative(f, x))
-        t_sp, d_sp = bench.time(lambda: differentiate.derivative(f, x).df)
-        return BenchRow(area, "derivative exp(sin x), elementwise", f"{n_points:,} points", t_fc,
-                        "scipy.differentiate.derivative", t_sp, None, _max_rel_error(d_fc, exact),
-                        _max_rel_error(d_sp, exact), metric)
+    n_points = s["derivative_points"]
+    x = np.linspace(-3.0, 3.0, n_points)
+    exact = wl.exp_sin_elementwise_derivative(x)
 
-    bench.attempt(area, "derivative exp(sin x), elementwise", elementwise)
+    def elementwise(method):
+        def row():
+            from fastcalc.differentiate import derivative
+            f = wl.exp_sin_elementwise
+            t_sp, d_sp = bench.reference(("scipy.derivative", n_points),
+                                         lambda: differentiate.derivative(f, x).df)
+            t_fc, d_fc = bench.time(lambda: derivative(f, x, method=method))
+            return BenchRow(area, f"derivative exp(sin x), {method}", f"{n_points:,} points",
+                            t_fc, "scipy.differentiate.derivative", t_sp, None,
+                            _max_rel_error(d_fc, exact), _max_rel_error(d_sp, exact), metric)
+        bench.attempt(area, f"derivative exp(sin x), {method}", row)
+
+    elementwise("central")
+    elementwise("richardson")
 
     n = s["gradient_n"]
     problem = wl.rosenbrock_problem(n)

@@ -64,7 +64,7 @@ def test_bench_prints_header_and_one_row_per_workload(tiny_bench):
     for column in ("workload", "fastcalc", "reference", "ratio", "fastcalc err", "ref. err"):
         assert column in header
     rows = [line for line in lines if line.startswith("derivatives")]
-    assert len(rows) == 4   # elementwise derivative; gradient vectorized, compiled, Python
+    assert len(rows) == 5   # derivative central, richardson; gradient vectorized, compiled, Python
     assert any("approx_derivative" in row for row in rows)
     assert "[bench]" in proc.stderr and "[bench]" not in proc.stdout   # progress on stderr
 
@@ -75,7 +75,7 @@ def test_bench_json_holds_every_row_with_times_ratio_and_errors(tiny_bench):
     data = json.loads((out / "rows.json").read_text())
     assert data["mode"] == "tiny"
     assert {"cpu", "cores", "python", "numpy", "scipy", "fastcalc", "threads"} <= set(data["machine"])
-    assert len(data["rows"]) == 4 and {r["area"] for r in data["rows"]} == {"derivatives"}
+    assert len(data["rows"]) == 5 and {r["area"] for r in data["rows"]} == {"derivatives"}
     timed = [r for r in data["rows"] if r["fastcalc_s"] is not None]
     assert timed, data["rows"]
     for row in timed:
