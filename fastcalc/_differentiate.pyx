@@ -19,19 +19,20 @@ from functools import lru_cache
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange
-from libc.math cimport fabs, isfinite, NAN
+from libc.math cimport fabs, isfinite, INFINITY, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.float cimport PyFloat_Check, PyFloat_AS_DOUBLE
 
-from fastcalc._evaluate cimport UserFunction, scalar_field_t, vector_field_t, COMPILED
+from fastcalc._evaluate cimport (UserFunction, scalar_field_t, vector_field_t, elementwise_t,
+                                 COMPILED)
 from fastcalc._parallel cimport resolve_threads
 
 cnp.import_array()
 
 # Below this many coordinate-evaluations a compiled plan runs on one thread: thread start-up
 # would cost more than it saves.
-cdef Py_ssize_t _PARALLEL_WORK = 200000
+cdef Py_ssize_t _PARALLEL_WORK = 4000000
 # Largest first-derivative stencil (central, accuracy 8) fits with room to spare.
 DEF _MAX_STENCIL = 16
 
@@ -408,3 +409,87 @@ cdef cnp.ndarray compiled_axis_values(UserFunction function, const double[::1] x
                 work[j] = x[j]
         free(work)
     return values_arr
+
+
+def elementwise_values(UserFunction function, points, parameters=None):
+    """Values of a compiled elementwise function ``double f(double x, int k, double *p, void*)``.
+
+    ``points`` has any shape ``(..., N)`` ending with the element axis (or ``N`` elements);
+    ``parameters`` is None or ``(N, k)``: the ``k`` parameters of each element, shared by all
+    leading indices of ``points``. Returns an array of the shape of ``points``.
+    """
+    if function.kind != COMPILED or function.signature != "elementwise":
+        raise TypeError("elementwise_values needs a compiled elementwise callable")
+    cdef cnp.ndarray flat = np.ascontiguousarray(points, dtype=np.float64).reshape(-1)
+    cdef Py_ssize_t total = flat.shape[0], i, elements, width = 0
+    cdef const double[:, ::1] params
+    cdef double *p = NULL
+    if parameters is not None:
+        params = parameters
+        elements = params.shape[0]
+        width = params.shape[1]
+        if elements == 0 or total % elements:
+            raise ValueError("parameters must have one row per element")
+    else:
+        elements = 1
+    out = np.empty(total, dtype=np.float64)
+    cdef double[::1] out_view = out
+    cdef const double *x = <const double*>cnp.PyArray_DATA(flat)
+    cdef elementwise_t fn = <elementwise_t>function.c_function
+    cdef void *user_data = function.user_data
+    with nogil:
+        for i in range(total):
+            if width > 0:
+                p = <double*>&params[i % elements, 0]
+            out_view[i] = fn(x[i], <int>width, p, user_data)
+    return out.reshape(np.shape(points))
+
+
+def romberg(const double[:, ::1] estimates, const double[:, ::1] rounding,
+            const double[::1] powers, double safety):
+    """Richardson extrapolation of ``estimates[k]`` (steps ``h / 2**k``) for every column.
+
+    ``powers[c]`` is the exponent of the error term that column ``c`` of the table removes.
+    Every entry ``T[k, c]`` (``k >= 1``) gets the error estimate
+    ``safety * |T[k, c] - T[k-1, c]| / (2**powers[c] - 1) + rounding``, the rounding error being
+    ``2 * rounding[k]`` amplified by the extrapolation weights; the entry with the smallest
+    estimate is returned with that estimate: ``(value (N,), error (N,))``.
+    """
+    cdef Py_ssize_t levels = estimates.shape[0], count = estimates.shape[1], e, k, column, rows
+    if levels > _MAX_STENCIL or powers.shape[0] < levels:
+        raise ValueError("too many levels")
+    value_arr = np.empty(count, dtype=np.float64)
+    error_arr = np.empty(count, dtype=np.float64)
+    cdef double[::1] value = value_arr
+    cdef double[::1] error = error_arr
+    cdef double table[_MAX_STENCIL]
+    cdef double round_off[_MAX_STENCIL]
+    cdef double factors[_MAX_STENCIL]
+    cdef double best, best_value, factor, total
+    for k in range(levels):
+        factors[k] = 2.0 ** powers[k]
+    with nogil:
+        for e in range(count):
+            for k in range(levels):
+                table[k] = estimates[k, e]
+                round_off[k] = 2.0 * rounding[k, e]
+            best = INFINITY
+            best_value = table[levels - 1]
+            for column in range(levels):
+                factor = factors[column]
+                rows = levels - column
+                if rows < 2:
+                    break
+                for k in range(1, rows):
+                    total = safety * fabs(table[k] - table[k - 1]) / (factor - 1.0) + round_off[k]
+                    if total < best:
+                        best = total
+                        best_value = table[k]
+                if column == levels - 1:
+                    break
+                for k in range(rows - 1):
+                    table[k] = table[k + 1] + (table[k + 1] - table[k]) / (factor - 1.0)
+                    round_off[k] = round_off[k + 1] * (factor + 1.0) / (factor - 1.0)
+            value[e] = best_value
+            error[e] = best
+    return value_arr, error_arr

@@ -35,7 +35,7 @@ from numpy.polynomial import Polynomial
 from scipy.optimize import OptimizeResult
 
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
-                             relative_steps, stencil)
+                             elementwise_values, relative_steps, romberg, stencil)
 from ._evaluate import FunctionKind, resolve
 from ._status import Status, messages_of
 
@@ -160,7 +160,7 @@ def _steps(x, step, kind, accuracy, order, name="step"):
         return np.array(h, dtype=np.float64)
     exact = (x + h) - x
     # A step below the spacing of x rounds to zero: fall back to one unit in the last place.
-    return np.where(exact > 0, exact, np.spacing(np.abs(x)) + (exact <= 0) * 0.0)
+    return np.where(exact > 0, exact, np.spacing(np.abs(x)))
 
 
 def _check_bounds(bounds, x):
@@ -320,38 +320,21 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
     return out, error, flags, nfev, m
 
 
-def _romberg(estimates, rounding, kind, order=1, base=2):
-    """Richardson extrapolation of ``estimates[k]`` computed with steps ``h / 2**k``.
+def _romberg(estimates, rounding, kind, base=2):
+    """Richardson extrapolation of ``estimates[k]`` (shape ``(levels, ...)``) computed with steps
+    ``h / 2**k``: the table entry with the smallest error estimate, and that estimate.
 
-    Returns the entry of the table with the smallest error estimate and that estimate.
-    Central differences have error terms in ``h**2, h**4, ...``; one-sided ones in every power.
+    Central differences have error terms in ``h**2, h**4, ...``; one-sided ones in every power
+    from ``h**base`` on.
     """
     levels = estimates.shape[0]
     increment = 2 if kind == "central" else 1
-    powers = [base + increment * i for i in range(levels)]
-    table = [estimates]
-    round_table = [2.0 * rounding]   # the magnitude sum is not a strict bound on f rounding
-    best = np.full(estimates.shape[1:], np.inf)
-    best_value = estimates[-1].copy()
-    for column in range(levels):
-        current = table[-1]
-        factor = 2.0 ** powers[column]
-        if current.shape[0] >= 2:
-            # error of current[k] estimated from its distance to current[k - 1]
-            truncation = np.abs(current[1:] - current[:-1]) / (factor - 1.0)
-            total = _RICHARDSON_SAFETY * truncation + round_table[-1][1:]
-            index = np.argmin(total, axis=0)
-            candidate = np.take_along_axis(total, index[None], 0)[0]
-            value = np.take_along_axis(current[1:], index[None], 0)[0]
-            better = candidate < best
-            best = np.where(better, candidate, best)
-            best_value = np.where(better, value, best_value)
-        if current.shape[0] < 2 or column == levels - 1:
-            break
-        table.append(current[1:] + (current[1:] - current[:-1]) / (factor - 1.0))
-        amplification = (factor + 1.0) / (factor - 1.0)
-        round_table.append(round_table[-1][1:] * amplification)
-    return best_value, best
+    powers = base + increment * np.arange(levels, dtype=np.float64)
+    shape = estimates.shape[1:]
+    value, error = romberg(np.ascontiguousarray(estimates.reshape(levels, -1)),
+                           np.ascontiguousarray(rounding.reshape(levels, -1)), powers,
+                           _RICHARDSON_SAFETY)
+    return value.reshape(shape), error.reshape(shape)
 
 
 def _complex_stage(function, x, components, h, m):
@@ -722,7 +705,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     accuracy : {2, 4, 6, 8}
         Order of the truncation error for ``method="central"``.
     step : float or array_like, optional
-        Absolute step(s) (the smallest step of the extrapolation); default relative.
+        Absolute step(s); default relative. For ``"central"`` the base step ``h`` (accuracies
+        above 2 extrapolate from ``h, 2h, 4h, 8h``); for ``"richardson"`` the largest step.
     grad : callable, scipy.LowLevelCallable or numba cfunc, optional
         Gradient ``grad(x, *args) -> (n,)`` (vectorized: ``(n, k) -> (n, k)``; compiled: a
         vector field with ``m = n``).
@@ -732,9 +716,10 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     Returns
     -------
     ndarray, shape (n, n), or DifferentiationResult
-        ``status`` in the result is per entry ``(n, n)``. A non-finite value at a stencil
-        point makes the entries using it NaN with status 3 (no one-sided fallback for the
-        2-D stencil; the ``grad`` path has the per-component fallback of :func:`jacobian`).
+        ``status`` in the result is per entry ``(n, n)``. An entry whose stencil meets a
+        non-finite value is recomputed with one-sided stencils (accuracy 2, every
+        forward/backward combination of its two axes); only if all fail is it NaN with
+        status 3. The ``grad`` path has the per-component fallback of :func:`jacobian`.
 
     Examples
     --------
@@ -779,6 +764,13 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         else:
             value, estimate = _extrapolate(entries[::-1], rounding[::-1])
         failed = np.bitwise_or.reduce(bad, axis=0) != 0
+        if failed.any():
+            base_h = np.array(_steps(x, step, "central", 2, 2))   # suits accuracy 2
+            fixed, fixed_value, fixed_error, extra = _hessian_fallback(
+                function, x, base_h, np.flatnonzero(failed), n_threads)
+            value[fixed], estimate[fixed] = fixed_value, fixed_error
+            failed[fixed] = False
+            nfev += extra
         value = np.where(failed, np.nan, value)
         estimate = np.where(failed, np.nan, estimate)
         df = _symmetric(value, n)
@@ -787,6 +779,65 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     if full_output:
         return _result(df, error, status, nfev)
     return df
+
+
+def _hessian_fallback(function, x, h, failed, n_threads):
+    """One-sided second differences (accuracy 2) for the unique entries ``failed``.
+
+    Every sign combination of the one-sided stencils (forward/backward along each axis of the
+    entry) is evaluated in one batch; an entry takes the first combination whose points are all
+    finite. Returns ``(fixed entries, values, errors, nfev)``.
+    """
+    n = x.size
+    t = _hessian_template(n)
+    rows = np.concatenate([np.arange(n), t["upper_i"]])[failed]
+    cols = np.concatenate([np.arange(n), t["upper_j"]])[failed]
+    first_index, first_value, second_index, second_value = [], [], [], []
+    output, point, coefficient, scale, owner = [], [], [], [], []
+
+    def add_point(i, a, j, b):
+        first_index.append(i if a else -1)
+        first_value.append(x[i] + a * h[i] if a else 0.0)
+        second_index.append(j if b else -1)
+        second_value.append(x[j] + b * h[j] if b else 0.0)
+        return len(first_index) - 1
+
+    for entry, i, j in zip(failed, rows, cols):
+        if i == j:
+            candidates = [stencil(kind, 2, 2)[:2] for kind in ("forward", "backward")]
+            for offsets, weights in candidates:
+                for s, w in zip(offsets, weights):
+                    output.append(len(scale)), point.append(add_point(i, s, i, 0))
+                    coefficient.append(w)
+                scale.append(h[i] ** -2)
+                owner.append(entry)
+            continue
+        one_sided = [stencil(kind, 2, 1)[:2] for kind in ("forward", "backward")]
+        for offsets_i, weights_i in one_sided:
+            for offsets_j, weights_j in one_sided:
+                for a, wa in zip(offsets_i, weights_i):
+                    for b, wb in zip(offsets_j, weights_j):
+                        output.append(len(scale)), point.append(add_point(i, a, j, b))
+                        coefficient.append(wa * wb)
+                scale.append(1.0 / (h[i] * h[j]))
+                owner.append(entry)
+    first_index = np.array(first_index, dtype=np.intp)
+    values = _values(function, x, first_index, np.array(first_value),
+                     np.array(second_index, dtype=np.intp), np.array(second_value),
+                     n_threads=n_threads)
+    result, magnitude, bad = combine(values, np.array(output, dtype=np.intp),
+                                     np.array(point, dtype=np.intp), np.array(coefficient),
+                                     np.zeros(len(output), dtype=np.int8), np.array(scale))
+    owner = np.array(owner)
+    fixed, fixed_value, fixed_error = [], [], []
+    for entry in failed:
+        good = np.flatnonzero((owner == entry) & (bad == 0))
+        if good.size:
+            fixed.append(entry)
+            fixed_value.append(result[good[0], 0])
+            fixed_error.append(_ROUNDING_ULPS * _EPS * magnitude[good[0], 0])
+    return (np.array(fixed, dtype=np.intp), np.array(fixed_value), np.array(fixed_error),
+            first_index.size)
 
 
 def _extrapolate(estimates, rounding):
@@ -817,7 +868,7 @@ def _call_elementwise(f, points, args, name="f"):
     return values
 
 
-def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args):
+def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
     """Derivatives of ``f`` at every element of ``x`` with one stencil kind (one call of f).
 
     Returns ``(df, error, bad)`` flattened, ``bad`` with the flags of ``combine``.
@@ -830,7 +881,7 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args):
     # points[level, offset, element] = x + offset * h * 2**-level
     deltas = (factors[:, None, None] * offsets[None, :, None]) * h[None, None, :]
     points = x[None, None, :] + deltas
-    values = _call_elementwise(f, points.reshape((-1,) + _elementwise_stage.shape),
+    values = _call_elementwise(f, points.reshape((-1,) + shape),
                                args).reshape(points.shape).real.astype(np.float64)
     scale = (h[None, :] * factors[:, None]) ** -order
     estimates = np.einsum("j,ljk->lk", weights, values) * scale
@@ -857,8 +908,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
 
     Parameters
     ----------
-    f : callable
-        ``f(x, *args)`` returning an array of the shape of ``x``.
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        ``f(x, *args)`` returning an array of the shape of ``x``; or a compiled elementwise
+        ``double f(double x, int k, double *p, void *user_data)``, whose per-element
+        parameters are given as ``args=(p,)`` with ``p`` of shape ``x.shape + (k,)``.
     x : float or array_like
         Points of differentiation (finite; never modified).
     order : {1, 2, 3, 4}
@@ -887,8 +940,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     >>> round(derivative(np.exp, 1.0, order=2, method="richardson"), 10)
     2.7182818285
     """
-    if not callable(f):
-        raise TypeError(f"f must be callable, got {type(f).__name__}")
+    function = resolve(f, signatures=("elementwise",))
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) \
             or not 1 <= order <= 4:
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
@@ -908,7 +960,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         raise ValueError("x must be finite (no NaN or inf)")
     shape = x_arr.shape
     flat = x_arr.ravel()
-    _elementwise_stage.shape = shape
+    if function.kind == FunctionKind.COMPILED:
+        f, args = _compiled_elementwise(function, args, flat.size, method)
     richardson = method == "richardson"
     if method == "complex":
         h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
@@ -925,7 +978,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
                    "richardson" if richardson else kind, accuracy, order)
         df, error, bad, nfev = _elementwise_stage(f, flat, h, kind, accuracy, order,
-                                                  richardson, args)
+                                                  richardson, args, shape)
     status = np.zeros(flat.size, dtype=np.int8)
     failed = bad != 0
     if failed.any():
@@ -940,7 +993,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
             if not wanted.any():
                 continue
             sub_df, sub_error, sub_bad, extra = _elementwise_stage(
-                f, flat, h, kind, one_sided, order, richardson, args)
+                f, flat, h, kind, one_sided, order, richardson, args, shape)
             nfev += extra
             fixed = wanted & (sub_bad == 0)
             df[fixed], error[fixed] = sub_df[fixed], sub_error[fixed]
@@ -952,6 +1005,24 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     if full_output:
         return _result(df[()], error[()], status, nfev)
     return df[()] if df.ndim else float(df)
+
+
+def _compiled_elementwise(function, args, size, method):
+    """A compiled elementwise function as an array function; ``args`` may hold one parameter
+    array of shape ``x.shape + (k,)`` (``k`` parameters per element)."""
+    if method == "complex":
+        raise TypeError("f: method='complex' needs a Python function that accepts complex "
+                        "input; compiled callables are real-valued")
+    if len(args) > 1:
+        raise TypeError("f: a compiled elementwise function takes one parameter array "
+                        "(shape x.shape + (k,)) in args")
+    parameters = None
+    if args:
+        parameters = np.ascontiguousarray(args[0], dtype=np.float64)
+        if parameters.size % size or parameters.ndim == 0:
+            raise ValueError(f"args[0] must have shape x.shape + (k,), got {parameters.shape}")
+        parameters = parameters.reshape(size, -1)
+    return (lambda points: elementwise_values(function, points, parameters)), ()
 
 
 def check_grad(f, grad, x, *, args=()):

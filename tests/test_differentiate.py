@@ -225,7 +225,7 @@ def test_compiled_vector_field_n_out(rng):
 
 
 def test_compiled_results_do_not_depend_on_thread_count(rng):
-    x = rng.uniform(-2, 2, 500)   # 1000 points x 500 coordinates: the parallel path
+    x = rng.uniform(-2, 2, 2000)   # 4000 points x 2000 coordinates: the parallel path
     f = low_level("rosenbrock")
     one = gradient(f, x, n_threads=1)
     two = gradient(f, x, n_threads=2)
@@ -301,13 +301,29 @@ def test_hessian_matches_scipy_differentiate(rng):
                                atol=1e-10)
 
 
-def test_hessian_non_finite_gives_status():
-    def f(x):
-        return np.where(x[0] > 1.0, np.nan, x[0] ** 2 * x[1] ** 2)
-    result = hessian(f, [1.0, 2.0], vectorized=True, full_output=True)
-    assert result.status[0, 0] == Status.NON_FINITE and np.isnan(result.df[0, 0])
-    assert result.status[1, 1] == 0 and abs(result.df[1, 1] - 2.0) < 1e-6
-    assert not result.success
+@pytest.mark.parametrize("method,accuracy", [("central", 2), ("central", 4), ("richardson", 2)])
+def test_hessian_non_finite_switches_to_one_sided(method, accuracy):
+    def f(x):   # x0^3 x1^2 + x1^3, NaN where x0 > 1 (and x1 < 1.5 in the second case)
+        return np.where(x[0] > 1.0, np.nan, x[0] ** 3 * x[1] ** 2 + x[1] ** 3)
+
+    exact = np.array([[6 * 4.0, 6 * 2.0], [6 * 2.0, 2 + 12.0]])
+    for vectorized in (False, True):
+        result = hessian(f, [1.0, 2.0], method=method, accuracy=accuracy,
+                         vectorized=vectorized, full_output=True)
+        assert result.success
+        np.testing.assert_allclose(result.df, exact, rtol=1e-5)
+        np.testing.assert_array_equal(result.df, result.df.T)
+
+    def g(x):   # NaN on both sides of x0 = 1: no stencil can work for row/column 0
+        return np.where(x[0] != 1.0, np.nan, x[1] ** 3)
+    result = hessian(g, [1.0, 2.0], vectorized=True, full_output=True)
+    assert result.status.tolist() == [[3, 3], [3, 0]] and not result.success
+    assert np.isnan(result.df[0]).all() and abs(result.df[1, 1] - 12.0) < 1e-6
+
+
+def test_hessian_non_finite_compiled():
+    result = hessian(low_level("nan_scalar"), np.ones(3), full_output=True)
+    assert (result.status == Status.NON_FINITE).all() and np.isnan(result.df).all()
 
 
 # ------------------------------------------------------------------------------------------
@@ -336,6 +352,32 @@ def test_derivative_complex_and_scalar():
     np.testing.assert_allclose(derivative(np.exp, x, method="complex"), np.exp(x), rtol=1e-15)
     value = derivative(np.exp, 0.5)
     assert isinstance(value, float) and abs(value - np.exp(0.5)) < 1e-9
+
+
+def test_derivative_compiled_elementwise_numba():
+    numba = pytest.importorskip("numba", reason="numba is optional")
+    from numba import types
+
+    signature = types.double(types.double, types.intc, types.CPointer(types.double),
+                             types.voidptr)
+
+    @numba.cfunc(signature)
+    def scaled_exp(x, k, p, user_data):   # p[0] * exp(p[1] * x), or exp(x) without parameters
+        if k == 0:
+            return np.exp(x)
+        return p[0] * np.exp(p[1] * x)
+
+    x = np.linspace(-1, 1, 6)
+    np.testing.assert_allclose(derivative(scaled_exp, x, method="richardson"), np.exp(x),
+                               rtol=1e-12)
+    params = np.stack([np.linspace(1, 2, 6), np.linspace(-1, 1, 6)], axis=1)
+    expected = params[:, 0] * params[:, 1] ** 2 * np.exp(params[:, 1] * x)
+    np.testing.assert_allclose(derivative(scaled_exp, x, order=2, args=(params,), accuracy=4),
+                               expected, rtol=1e-7, atol=1e-8)
+    with pytest.raises(TypeError, match="complex"):
+        derivative(scaled_exp, x, method="complex")
+    with pytest.raises(TypeError, match="signature"):
+        derivative(low_level("rosenbrock"), x)
 
 
 def test_derivative_matches_scipy_differentiate():
