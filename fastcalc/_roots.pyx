@@ -190,59 +190,122 @@ cdef inline int bracket_start(Element *e, double a, double b, double fa, double 
     return 0
 
 
-cdef inline int solve_compiled_element(
-        elementwise_t f, void *f_data, elementwise_t fprime, void *fprime_data,
-        elementwise_t fprime2, void *fprime2_data, int k, double *p,
-        double a, double b, const Settings *s, Element *e) noexcept nogil:
-    """Solve one equation f(x; p) = 0 from e.x; return its status."""
+cdef struct CompiledProblem:
+    # Everything an element of a compiled batch needs, shared read-only by the threads.
+    elementwise_t f
+    elementwise_t fprime        # NULL: central finite differences
+    elementwise_t fprime2       # Halley only
+    void *f_data
+    void *fprime_data
+    void *fprime2_data
+    int k                       # parameters per element
+    const double *params        # (n, k) row-major
+    const double *x0
+    const double *a             # bracket ends (when bracketed)
+    const double *b
+    Settings s
+    # outputs
+    double *x_out
+    double *fun_out
+    Py_ssize_t *status_out
+    Py_ssize_t *nit_out
+    Py_ssize_t *nfev_out
+
+
+cdef inline int element_begin(const CompiledProblem *P, Py_ssize_t i,
+                              Element *e) noexcept nogil:
+    """Start element i (bracket and secant set-up); return a status or RUNNING."""
     cdef int status = RUNNING
-    cdef double df = 0.0, d2f = 0.0, h, fa, fb, xp, xm
-    if s.bracketed:
-        fa = f(a, k, p, f_data)
-        fb = f(b, k, p, f_data)
+    cdef double *p = <double*>P.params + i * P.k
+    cdef double fa, fb
+    start_element(e, P.x0[i], &P.s)
+    if P.s.bracketed:
+        fa = P.f(P.a[i], P.k, p, P.f_data)
+        fb = P.f(P.b[i], P.k, p, P.f_data)
         e.nfev += 2
-        if bracket_start(e, a, b, fa, fb, &status):
+        if bracket_start(e, P.a[i], P.b[i], fa, fb, &status):
             return status
-    if s.method == SECANT:
+    if P.s.method == SECANT:
         e.xprev = secant_start(e.x)
-        e.fprev = f(e.xprev, k, p, f_data)
+        e.fprev = P.f(e.xprev, P.k, p, P.f_data)
         e.nfev += 1
-    while True:
-        status = after_value(e, f(e.x, k, p, f_data), s)
-        if status != RUNNING:
-            return status
-        if s.method != SECANT:
-            if fprime != NULL:
-                df = fprime(e.x, k, p, fprime_data)
-                e.nfev += 1
-            else:
-                h = fd_step(e.x)
-                xp = e.x + h
-                xm = e.x - h
-                df = (f(xp, k, p, f_data) - f(xm, k, p, f_data)) / (xp - xm)
-                e.nfev += 2
-            if s.method == HALLEY:
-                d2f = fprime2(e.x, k, p, fprime2_data)
-                e.nfev += 1
-        status = after_derivative(e, df, d2f, s)
-        if status != RUNNING:
-            return status
+    return RUNNING
 
 
-cdef inline void solve_compiled_into(
-        elementwise_t f, void *f_data, elementwise_t fprime, void *fprime_data,
-        elementwise_t fprime2, void *fprime2_data, int k, double *p, double x0,
-        double a, double b, const Settings *s, double *x_out, double *fun_out,
-        Py_ssize_t *status_out, Py_ssize_t *nit_out, Py_ssize_t *nfev_out) noexcept nogil:
-    """Solve one element with its state local to this call (so private to the thread)."""
-    cdef Element e
-    start_element(&e, x0, s)
-    status_out[0] = solve_compiled_element(f, f_data, fprime, fprime_data, fprime2,
-                                           fprime2_data, k, p, a, b, s, &e)
-    x_out[0] = e.x
-    fun_out[0] = e.fx
-    nit_out[0] = e.nit
-    nfev_out[0] = e.nfev
+cdef inline int element_step(const CompiledProblem *P, Py_ssize_t i,
+                             Element *e) noexcept nogil:
+    """One Newton round of element i: f, then (unless finished) f' and the step."""
+    cdef double *p = <double*>P.params + i * P.k
+    cdef double df = 0.0, d2f = 0.0, h, xp, xm
+    cdef int status = after_value(e, P.f(e.x, P.k, p, P.f_data), &P.s)
+    if status != RUNNING:
+        return status
+    if P.s.method != SECANT:
+        if P.fprime != NULL:
+            df = P.fprime(e.x, P.k, p, P.fprime_data)
+            e.nfev += 1
+        else:
+            h = fd_step(e.x)
+            xp = e.x + h
+            xm = e.x - h
+            df = (P.f(xp, P.k, p, P.f_data) - P.f(xm, P.k, p, P.f_data)) / (xp - xm)
+            e.nfev += 2
+        if P.s.method == HALLEY:
+            d2f = P.fprime2(e.x, P.k, p, P.fprime2_data)
+            e.nfev += 1
+    return after_derivative(e, df, d2f, &P.s)
+
+
+cdef inline void element_output(const CompiledProblem *P, Py_ssize_t i, const Element *e,
+                                int status) noexcept nogil:
+    P.x_out[i] = e.x
+    P.fun_out[i] = e.fx
+    P.status_out[i] = status
+    P.nit_out[i] = e.nit
+    P.nfev_out[i] = e.nfev
+
+
+cdef enum:
+    LANES = 4               # elements iterated in lockstep by one thread
+    BLOCK = 512             # elements per prange work item
+
+
+cdef inline Py_ssize_t fill_lane(const CompiledProblem *P, Element *lane, Py_ssize_t *which,
+                                 Py_ssize_t next_i, Py_ssize_t stop) noexcept nogil:
+    """Load the next element that needs iterating into a lane (which = -1: none left)."""
+    cdef int status
+    which[0] = -1
+    while next_i < stop:
+        status = element_begin(P, next_i, lane)
+        if status == RUNNING:
+            which[0] = next_i
+            return next_i + 1
+        element_output(P, next_i, lane, status)
+        next_i += 1
+    return next_i
+
+
+cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
+                      Py_ssize_t stop) noexcept nogil:
+    """Solve elements [start, stop): LANES independent elements advance one round at a time,
+    so their (latency-bound) iterations overlap; a finished lane takes the next element. Each
+    element's arithmetic is exactly that of solving it alone."""
+    cdef Element lanes[LANES]
+    cdef Py_ssize_t which[LANES]
+    cdef Py_ssize_t next_i = start
+    cdef int lane, active = 0, status
+    for lane in range(LANES):
+        next_i = fill_lane(P, &lanes[lane], &which[lane], next_i, stop)
+        active += which[lane] >= 0
+    while active > 0:
+        for lane in range(LANES):
+            if which[lane] < 0:
+                continue
+            status = element_step(P, which[lane], &lanes[lane])
+            if status != RUNNING:
+                element_output(P, which[lane], &lanes[lane], status)
+                next_i = fill_lane(P, &lanes[lane], &which[lane], next_i, stop)
+                active -= which[lane] < 0
 
 
 def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
@@ -255,45 +318,49 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     ``fprime``/``fprime2`` may be None (finite differences / not Halley). ``a``/``b`` are the
     per-element bracket (empty arrays: no bracket). Returns ``(x, fun, status, nit, nfev)``.
     """
-    cdef Py_ssize_t n = x0.shape[0], i
-    cdef int k = <int>params.shape[1]
+    cdef Py_ssize_t n = x0.shape[0], block, blocks
     cdef int nt = resolve_threads(n_threads)
-    cdef Settings s
-    cdef bint bracketed = a.shape[0] > 0
-    cdef elementwise_t fn = <elementwise_t>f.c_function
-    cdef elementwise_t dfn = NULL
-    cdef elementwise_t d2fn = NULL
-    cdef void *f_data = f.user_data
-    cdef void *df_data = NULL
-    cdef void *d2f_data = NULL
+    cdef CompiledProblem P
     cdef double dummy = 0.0
-    cdef double *pbase = &dummy
+    P.f = <elementwise_t>f.c_function
+    P.f_data = f.user_data
+    P.fprime = NULL
+    P.fprime_data = NULL
+    P.fprime2 = NULL
+    P.fprime2_data = NULL
     if fprime is not None:
-        dfn = <elementwise_t>fprime.c_function
-        df_data = fprime.user_data
+        P.fprime = <elementwise_t>fprime.c_function
+        P.fprime_data = fprime.user_data
     if fprime2 is not None:
-        d2fn = <elementwise_t>fprime2.c_function
-        d2f_data = fprime2.user_data
-    if k > 0 and n > 0:
-        pbase = <double*>&params[0, 0]
-    s.tol = tol
-    s.rtol = rtol
-    s.ftol = ftol
-    s.maxiter = maxiter
-    s.method = method
-    s.bracketed = bracketed
+        P.fprime2 = <elementwise_t>fprime2.c_function
+        P.fprime2_data = fprime2.user_data
+    P.k = <int>params.shape[1]
+    P.params = &params[0, 0] if P.k > 0 and n > 0 else &dummy
+    P.x0 = &x0[0] if n > 0 else &dummy
+    P.s.tol = tol
+    P.s.rtol = rtol
+    P.s.ftol = ftol
+    P.s.maxiter = maxiter
+    P.s.method = method
+    P.s.bracketed = a.shape[0] > 0
+    P.a = &a[0] if P.s.bracketed else &dummy
+    P.b = &b[0] if P.s.bracketed else &dummy
     x_out = np.empty(n, dtype=np.float64)
     fun_out = np.empty(n, dtype=np.float64)
     status_out = np.empty(n, dtype=np.intp)
     nit_out = np.empty(n, dtype=np.intp)
     nfev_out = np.empty(n, dtype=np.intp)
-    cdef double[::1] xv = x_out, fv = fun_out
-    cdef Py_ssize_t[::1] sv = status_out, itv = nit_out, fev = nfev_out
+    if n == 0:
+        return x_out, fun_out, status_out, nit_out, nfev_out
+    P.x_out = <double*>cnp.PyArray_DATA(x_out)
+    P.fun_out = <double*>cnp.PyArray_DATA(fun_out)
+    P.status_out = <Py_ssize_t*>cnp.PyArray_DATA(status_out)
+    P.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(nit_out)
+    P.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(nfev_out)
+    blocks = (n + BLOCK - 1) // BLOCK
     with nogil, parallel(num_threads=nt):
-        for i in prange(n, schedule="static"):
-            solve_compiled_into(fn, f_data, dfn, df_data, d2fn, d2f_data, k, pbase + i * k,
-                                x0[i], a[i] if bracketed else 0.0, b[i] if bracketed else 0.0,
-                                &s, &xv[i], &fv[i], &sv[i], &itv[i], &fev[i])
+        for block in prange(blocks, schedule="static"):
+            solve_block(&P, block * BLOCK, min(n, (block + 1) * BLOCK))
     return x_out, fun_out, status_out, nit_out, nfev_out
 
 
