@@ -213,11 +213,18 @@ cdef inline int nfree_or_one(int n) noexcept nogil:
 # per-call overhead of LAPACK dominates there); tested against numpy.linalg.lstsq.
 
 cdef inline double dot(int n, const double *a, const double *b) noexcept nogil:
-    cdef double total = 0.0
-    cdef int i
-    for i in range(n):
-        total += a[i] * b[i]
-    return total
+    """Dot product with four independent partial sums (a fixed order, so results do not depend
+    on anything but the inputs; ~4x faster than one dependent chain of additions)."""
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef int i, n4 = n - n % 4
+    for i in range(0, n4, 4):
+        s0 += a[i] * b[i]
+        s1 += a[i + 1] * b[i + 1]
+        s2 += a[i + 2] * b[i + 2]
+        s3 += a[i + 3] * b[i + 3]
+    for i in range(n4, n):
+        s0 += a[i] * b[i]
+    return (s0 + s1) + (s2 + s3)
 
 
 cdef void householder_triangularize(int rows, int cols, double *A, int lda,
@@ -272,10 +279,12 @@ cdef void solve_upper(int n, const double *R, int ldr, const double *b, double *
 
 
 cdef int cholesky(int n, double *A, int lda) noexcept nogil:
-    """In-place lower Cholesky factor of the symmetric A (lower triangle used). Returns 0, or 1 when
-    a pivot is not positive or keeps less than CHOLESKY_MIN_PIVOT_RATIO of its diagonal."""
+    """In-place lower Cholesky factor of the symmetric A (lower triangle used), its diagonal
+    holding the reciprocals 1/L_jj (multiplications instead of dependent divisions in the
+    solves). Returns 0, or 1 when a pivot is not positive or keeps less than
+    CHOLESKY_MIN_PIVOT_RATIO of its diagonal."""
     cdef int i, j, k
-    cdef double d, total
+    cdef double d, total, inverse
     for j in range(n):
         d = A[j + <Py_ssize_t>j * lda]
         total = d
@@ -283,29 +292,30 @@ cdef int cholesky(int n, double *A, int lda) noexcept nogil:
             total -= A[j + <Py_ssize_t>k * lda] * A[j + <Py_ssize_t>k * lda]
         if not (total > CHOLESKY_MIN_PIVOT_RATIO * d):
             return 1
-        total = sqrt(total)
-        A[j + <Py_ssize_t>j * lda] = total
+        inverse = 1.0 / sqrt(total)
+        A[j + <Py_ssize_t>j * lda] = inverse
         for i in range(j + 1, n):
             d = A[i + <Py_ssize_t>j * lda]
             for k in range(j):
                 d -= A[i + <Py_ssize_t>k * lda] * A[j + <Py_ssize_t>k * lda]
-            A[i + <Py_ssize_t>j * lda] = d / total
+            A[i + <Py_ssize_t>j * lda] = d * inverse
     return 0
 
 
 cdef void cholesky_solve(int n, const double *L, int lda, const double *b, double *x) noexcept nogil:
+    """Solve L L^T x = b with the factor of `cholesky` (reciprocal diagonal)."""
     cdef int i, k
     cdef double total
     for i in range(n):
         total = b[i]
         for k in range(i):
             total -= L[i + <Py_ssize_t>k * lda] * x[k]
-        x[i] = total / L[i + <Py_ssize_t>i * lda]
+        x[i] = total * L[i + <Py_ssize_t>i * lda]
     for i in range(n - 1, -1, -1):
         total = x[i]
         for k in range(i + 1, n):
             total -= L[k + <Py_ssize_t>i * lda] * x[k]
-        x[i] = total / L[i + <Py_ssize_t>i * lda]
+        x[i] = total * L[i + <Py_ssize_t>i * lda]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,8 +338,7 @@ cdef void state_begin(FitState *s, int eval_status) noexcept nogil:
     if eval_status != SUCCESS:
         state_fail(s, eval_status)
         return
-    for i in range(s.m):
-        chi2 += s.resid[i] * s.resid[i]
+    chi2 = dot(s.m, s.resid, s.resid)
     if not isfinite(chi2):
         state_fail(s, NON_FINITE)
         return
@@ -364,16 +373,19 @@ cdef void state_jacobian_ready(FitState *s) noexcept nogil:
     s.jac_valid = 1
     s.have_qr = 0
     s.have_normal = 0
-    for k in range(n):
-        col = s.jac + <Py_ssize_t>k * m
-        for i in range(m):
-            if not isfinite(col[i]):
-                state_fail(s, NON_FINITE)
-                return
     rnorm = sqrt(s.chi2)
+    if s.method == METHOD_LM:
+        for k in range(n):
+            for l in range(k, n):
+                s.normal[l + k * n] = dot(m, s.jac + <Py_ssize_t>l * m, s.jac + <Py_ssize_t>k * m)
+                s.normal[k + l * n] = s.normal[l + k * n]
+        s.have_normal = 1
     for k in range(n):
         col = s.jac + <Py_ssize_t>k * m
-        colnorm = sqrt(dot(m, col, col))
+        colnorm = sqrt(s.normal[k + k * n] if s.have_normal else dot(m, col, col))
+        if not isfinite(colnorm):        # a NaN or inf entry (or an overflowing column)
+            state_fail(s, NON_FINITE)
+            return
         if colnorm > s.scale[k]:
             s.scale[k] = colnorm
         if s.scale[k] == 0.0:
@@ -387,12 +399,6 @@ cdef void state_jacobian_ready(FitState *s) noexcept nogil:
             g = fabs(g) / (colnorm * rnorm)
             if g > worst:
                 worst = g
-    if s.method == METHOD_LM:
-        for k in range(n):
-            for l in range(k, n):
-                s.normal[l + k * n] = dot(m, s.jac + <Py_ssize_t>l * m, s.jac + <Py_ssize_t>k * m)
-                s.normal[k + l * n] = s.normal[l + k * n]
-        s.have_normal = 1
     if s.finishing:
         state_finish(s)
         return
@@ -552,8 +558,7 @@ cdef void state_assess(FitState *s, int eval_status) noexcept nogil:
     cdef double chi2 = 0.0, actual, rho, factor
     s.nfev += 1
     if eval_status == SUCCESS:
-        for i in range(s.m):
-            chi2 += s.resid_trial[i] * s.resid_trial[i]
+        chi2 = dot(s.m, s.resid_trial, s.resid_trial)
     else:
         chi2 = NAN
     s.chi2_trial = chi2
@@ -617,10 +622,21 @@ cdef void state_finish(FitState *s) noexcept nogil:
         if cholesky(n, s.chol, n) == 0:
             use_qr = 0
             cholesky_solve(n, s.chol, n, s.grad, s.step)
-            for k in range(n):          # columns of the inverse
-                for i in range(n):
-                    s.augb[i] = 1.0 if i == k else 0.0
-                cholesky_solve(n, s.chol, n, s.augb, s.work + k * n)
+            # (J^T J)^-1 = L^-T L^-1: invert the triangular factor into s.aug, then multiply
+            for k in range(n):
+                s.aug[k + k * n] = s.chol[k + k * n]
+                for i in range(k + 1, n):
+                    total = 0.0
+                    for l in range(k, i):
+                        total += s.chol[i + l * n] * s.aug[l + k * n]
+                    s.aug[i + k * n] = -total * s.chol[i + i * n]
+            for k in range(n):
+                for l in range(k, n):
+                    total = 0.0
+                    for i in range(l, n):
+                        total += s.aug[i + k * n] * s.aug[i + l * n]
+                    s.work[k + l * n] = total
+                    s.work[l + k * n] = total
     if use_qr:
         state_qr(s)
         for k in range(n):
@@ -758,8 +774,9 @@ cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
         pr.fd_params[j] = s.params[j]
         if rc != 0:
             return CALLBACK_ERROR
+        step = 1.0 / step
         for i in range(m):
-            s.jac[i + <Py_ssize_t>k * m] = pr.w[i] * (pr.fd_values[i] - s.values[i]) / step
+            s.jac[i + <Py_ssize_t>k * m] = pr.w[i] * (pr.fd_values[i] - s.values[i]) * step
     return SUCCESS
 
 
@@ -1016,7 +1033,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
     """Fit K datasets of a Python model in lock step.
 
     evaluate(params (a, P), rows (a,)) -> (a, m) model values for the datasets ``rows``;
-    jacobian(params, rows) -> (a, m, P), or None for forward differences (one evaluate call per
+    jacobian(params, rows) -> (a, P, m), or None for forward differences (one evaluate call per
     free parameter). Y (K, m) holds any finite value at missing points, whose weight in
     W = 1/sigma (K, m) is 0. Exceptions raised by the callables propagate.
     """
@@ -1031,6 +1048,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
     cdef double[:, ::1] pview
     cdef const double[::1] steps
     cdef Py_ssize_t[::1] rview
+    cdef double h
     if blocks == NULL or states == NULL:
         free(blocks)
         free(states)
@@ -1075,24 +1093,25 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                         for k in range(n):
                             j = free_index[k]
                             for i in range(m):
-                                s.jac[i + k * m] = W[rview[a], i] * jvals[a, i, j]
+                                s.jac[i + k * m] = W[rview[a], i] * jvals[a, j, i]
                 else:
                     for k in range(n):
                         j = free_index[k]
                         shifted = params.copy()
-                        h = SQRT_EPS * np.abs(params[:, j])
-                        h[h == 0.0] = SQRT_EPS
+                        hs = SQRT_EPS * np.abs(params[:, j])
+                        hs[hs == 0.0] = SQRT_EPS
                         if has_bounds:
-                            h[params[:, j] + h > upper[j]] *= -1.0
-                        shifted[:, j] += h
+                            hs[params[:, j] + hs > upper[j]] *= -1.0
+                        shifted[:, j] += hs
                         steps = shifted[:, j] - params[:, j]
                         vals = _values(evaluate, shifted, rows, m)
                         for a in range(na):
                             s = &states[rview[a]]
                             s.nfev += 1
+                            h = 1.0 / steps[a]
                             for i in range(m):
-                                s.jac[i + k * m] = (W[rview[a], i] * (vals[a, i] - s.values[i])
-                                                    / steps[a] if W[rview[a], i] != 0.0 else 0.0)
+                                s.jac[i + k * m] = (W[rview[a], i] * (vals[a, i] - s.values[i]) * h
+                                                    if W[rview[a], i] != 0.0 else 0.0)
                 for a in range(na):
                     state_jacobian_ready(&states[rview[a]])
             # 2. Proposals.
@@ -1177,7 +1196,7 @@ def _values(evaluate, params, rows, Py_ssize_t m):
 
 def _jacobian_values(jacobian, params, rows, Py_ssize_t m, Py_ssize_t P):
     values = np.asarray(jacobian(params, rows), dtype=np.float64)
-    shape = (len(rows), m, P)
+    shape = (len(rows), P, m)
     if values.shape != shape:
         values = np.broadcast_to(values, shape)
     return np.ascontiguousarray(values)

@@ -24,24 +24,33 @@ parameter, sigma/gamma/tau == 0, overflow, or x <= 0 for the power law). Guess r
 success, GUESS_TOO_FEW_POINTS when the finite points cannot determine the parameters and
 GUESS_BAD_DOMAIN when x lies outside the model's domain (power law with x <= 0).
 
-Guesses are O(npts), allocate nothing for the built-in sizes (polynomials above degree
-MAX_STACK_PARAMS - 1 use one malloc) and never touch Python.
+Guesses are O(npts) (except sine on unsorted x: a periodogram scan, O(npts^2)), allocate
+nothing (polynomials above degree MAX_STACK_PARAMS - 1 use one malloc), touch no Python and
+are thread-safe: fit_batch calls them inside prange loops.
 """
 from libc.math cimport atan2, cos, exp, fabs, hypot, isfinite, log, sin, sqrt, INFINITY, M_PI
 from libc.stdlib cimport free, malloc
 
 import numpy as np
 
-# Guess status codes (0 = success).
 cdef enum:
+    # guess status codes (0 = success)
     GUESS_TOO_FEW_POINTS = 1
     GUESS_BAD_DOMAIN = 2
+    # stack buffer sizes: parameters of an exact polynomial fit, points per chunk of
+    # model evaluations, frequencies per pass of the sine scan
     MAX_STACK_PARAMS = 16
     RSS_CHUNK = 64
+    SCAN_BLOCK = 16
 
-# weighted mean squared radius of a 2-D Gaussian over its part above half maximum, in
-# units of sigma^2: 2 (1 - ln 2), from integrating r^2 exp(-r^2/2) over r^2 < 2 ln 2
-cdef double HALF_MAX_R2 = 2.0 * (1.0 - 0.6931471805599453)
+cdef double LN2 = 0.6931471805599453
+# Mean squared radius of a 2-D Gaussian over its part above half maximum, weighted by the
+# height above half maximum, in units of sigma^2: with u = r^2 / (2 sigma^2) and U = ln 2,
+# 2 * int_0^U u (e^-u - 1/2) du / int_0^U (e^-u - 1/2) du.
+cdef double HALF_MAX_R2 = (2.0 * (0.5 - 0.5 * LN2 - 0.25 * LN2 * LN2)
+                           / (0.5 - 0.5 * LN2))
+# see peak_baseline
+cdef double BASELINE_CUT = 0.35
 
 GUESS_STATUS_TOO_FEW_POINTS = GUESS_TOO_FEW_POINTS
 GUESS_STATUS_BAD_DOMAIN = GUESS_BAD_DOMAIN
@@ -149,7 +158,9 @@ cdef inline double lsq_add_row(double *R, double *qtb, int p, double *row,
     for k in range(p):
         if row[k] == 0.0:
             continue
-        rho = hypot(R[k * p + k], row[k])
+        # plain sqrt: glibc's overflow-safe hypot costs several times more, and guesses
+        # only see data far below 1e150 (an overflow gives inf and a failed guess)
+        rho = sqrt(R[k * p + k] * R[k * p + k] + row[k] * row[k])
         c = R[k * p + k] / rho
         s = row[k] / rho
         R[k * p + k] = rho
@@ -299,31 +310,50 @@ cdef int polynomial_guess(int npts, const double *x, const double *y, int nparam
 # Peaks (gaussian, lorentzian): baseline, amplitude, centre and FWHM in one pass or three
 # ---------------------------------------------------------------------------------------
 
-cdef double residual_sum_of_squares(model_eval_t evaluate, int x_dim, int npts,
-                                   const double *x, const double *y, int nparams,
-                                   const double *p) noexcept nogil:
-    """Sum of squared residuals over the points with finite y, evaluated in chunks through
-    stack buffers; infinite when the model has no finite value."""
+cdef double refit_amplitude_offset(model_eval_t evaluate, int x_dim, int npts,
+                                  const double *x, const double *y, int nparams, double *p,
+                                  int amplitude_index, int offset_index) noexcept nogil:
+    """For models amplitude * shape(x; other params) + offset: solve (amplitude, offset)
+    exactly by linear least squares for the shape given in p, store them in p and return
+    the residual sum of squares (infinite, p unchanged, when impossible). The shape is
+    evaluated in chunks through stack buffers."""
     cdef double x_chunk[2 * RSS_CHUNK]
-    cdef double values[RSS_CHUNK]
-    cdef double total = 0.0, r
-    cdef int start = 0, length, row, j
-    while start < npts:
+    cdef double shape[RSS_CHUNK]
+    cdef double R[4]
+    cdef double qtb[2]
+    cdef double row[2]
+    cdef double coef[2]
+    cdef double saved_amplitude = p[amplitude_index], saved_offset = p[offset_index]
+    cdef double rss = 0.0, r
+    cdef int start = 0, length, dim, j, failed = 0
+    p[amplitude_index] = 1.0
+    p[offset_index] = 0.0
+    lsq_reset(R, qtb, 2)
+    while start < npts and not failed:
         length = npts - start if npts - start < RSS_CHUNK else RSS_CHUNK
-        for row in range(x_dim):
+        for dim in range(x_dim):
             for j in range(length):
-                x_chunk[row * length + j] = x[row * npts + start + j]
-        if evaluate(length, x_chunk, nparams, p, values, NULL) != 0:
-            # points with missing y may lie where the model overflows: recheck those only
-            for j in range(length):
-                if isfinite(y[start + j]) and not isfinite(values[j]):
-                    return INFINITY
+                x_chunk[dim * length + j] = x[dim * npts + start + j]
+        evaluate(length, x_chunk, nparams, p, shape, NULL)
         for j in range(length):
-            if isfinite(y[start + j]):
-                r = y[start + j] - values[j]
-                total += r * r
+            if not isfinite(y[start + j]):
+                continue
+            if not isfinite(shape[j]):
+                failed = 1
+                break
+            row[0] = shape[j]
+            row[1] = 1.0
+            r = lsq_add_row(R, qtb, 2, row, y[start + j])
+            rss += r * r
         start += length
-    return total
+    if failed or lsq_solve(R, qtb, 2, coef) != 0 or not (isfinite(coef[0])
+                                                         and isfinite(coef[1])):
+        p[amplitude_index] = saved_amplitude
+        p[offset_index] = saved_offset
+        return INFINITY
+    p[amplitude_index] = coef[0]
+    p[offset_index] = coef[1]
+    return rss
 
 
 cdef inline double peak_sign(double ymin, double ymean, double ymax) noexcept nogil:
@@ -337,28 +367,45 @@ cdef inline double peak_sign(double ymin, double ymean, double ymax) noexcept no
     return 0.0
 
 
+cdef double peak_baseline(int npts, const double *x, const double *x2, const double *y,
+                          double sign, double zmin, double zmax) noexcept nogil:
+    """Baseline of a peak (sign +1) or dip (sign -1) with most points on the baseline: the
+    mean of the points below mid-range, then of those below BASELINE_CUT of the way from
+    that mean to the extreme (few peak points, little clipping of the baseline noise).
+    x2 is the second coordinate row of 2-D data, or NULL."""
+    cdef double base = 0.0, count = 0.0, threshold = 0.5 * (zmin + zmax), z
+    cdef int i, step
+    for step in range(2):
+        base = 0.0
+        count = 0.0
+        for i in range(npts):
+            if not (isfinite(x[i]) and isfinite(y[i])) or (x2 != NULL and not isfinite(x2[i])):
+                continue
+            z = sign * y[i]
+            if z <= threshold:
+                base += z
+                count += 1.0
+        base /= count     # count >= 1: the minimum is always below the threshold
+        threshold = base + BASELINE_CUT * (zmax - base)
+    return base
+
+
 cdef void peak_guess_1d(int npts, const double *x, const double *y, const DataSummary *s,
                         double sign, double *amplitude, double *center, double *fwhm,
                         double *baseline) noexcept nogil:
-    """Peak (sign +1) or dip (sign -1) parameters: baseline as the mean of the points in the
-    lowest quarter of the range (mostly baseline noise), amplitude from the extreme above
-    it, centre as the centroid of the points above half maximum and FWHM as their extent
-    plus one sample spacing (the true crossings lie between samples)."""
-    cdef double zmax, zmin, z, threshold, base = 0.0, count = 0.0, amp, half
+    """Peak (sign +1) or dip (sign -1) parameters: baseline from peak_baseline, amplitude
+    from the extreme above it, centre as the centroid of the points above half maximum
+    (weighted by their height above it, so noise just crossing it hardly counts) and FWHM
+    from those points: their extent plus one sample spacing (the true crossings lie between
+    samples), or their number times the mean spacing if smaller (a stray noise point far
+    away adds one spacing, not the distance)."""
+    cdef double zmax, zmin, z, base, amp, half, count = 0.0
     cdef double wsum = 0.0, wxsum = 0.0, xlo = INFINITY, xhi = -INFINITY
     cdef double spacing = (s.xmax - s.xmin) / (s.n - 1)
     cdef int i
     zmax = s.ymax if sign > 0 else -s.ymin
     zmin = s.ymin if sign > 0 else -s.ymax
-    threshold = zmin + 0.25 * (zmax - zmin)
-    for i in range(npts):
-        if not usable(x[i], y[i]):
-            continue
-        z = sign * y[i]
-        if z <= threshold:
-            base += z
-            count += 1.0
-    base /= count
+    base = peak_baseline(npts, x, NULL, y, sign, zmin, zmax)
     amp = zmax - base
     half = base + 0.5 * amp
     for i in range(npts):
@@ -366,8 +413,9 @@ cdef void peak_guess_1d(int npts, const double *x, const double *y, const DataSu
             continue
         z = sign * y[i]
         if z > half:
-            wsum += z - base
-            wxsum += (z - base) * x[i]
+            count += 1.0
+            wsum += z - half
+            wxsum += (z - half) * x[i]
             if x[i] < xlo:
                 xlo = x[i]
             if x[i] > xhi:
@@ -375,6 +423,8 @@ cdef void peak_guess_1d(int npts, const double *x, const double *y, const DataSu
     if wsum > 0.0:
         center[0] = wxsum / wsum
         fwhm[0] = xhi - xlo + spacing
+        if count * spacing < fwhm[0]:
+            fwhm[0] = count * spacing
     else:
         center[0] = s.x_at_ymax if sign > 0 else s.x_at_ymin
         fwhm[0] = spacing
@@ -388,7 +438,7 @@ cdef int peak_guess(model_eval_t evaluate, double fwhm_to_width, int npts, const
     fwhm * fwhm_to_width; when peak and dip are both plausible, the better fitting one."""
     cdef DataSummary s
     cdef double trial[4]
-    cdef double sign, fwhm
+    cdef double sign, fwhm, rss, best = INFINITY
     cdef int attempt
     summarize(npts, x, y, &s)
     if s.n < 4 or s.xmax <= s.xmin:
@@ -400,17 +450,23 @@ cdef int peak_guess(model_eval_t evaluate, double fwhm_to_width, int npts, const
         p0[2] = 0.25 * (s.xmax - s.xmin) * fwhm_to_width
         p0[3] = s.ymean
         return 0
+    for attempt in range(4):
+        trial[attempt] = 0.0
+    # amplitude and baseline are then refined by exact linear least squares for the
+    # estimated centre and width (the data's own estimates are biased by wide flanks)
     sign = peak_sign(s.ymin, s.ymean, s.ymax)
     if sign != 0.0:
         peak_guess_1d(npts, x, y, &s, sign, &p0[0], &p0[1], &fwhm, &p0[3])
         p0[2] = fwhm * fwhm_to_width
+        refit_amplitude_offset(evaluate, 1, npts, x, y, 4, p0, 0, 3)
         return 0
     for attempt in range(2):
         sign = 1.0 if attempt == 0 else -1.0
         peak_guess_1d(npts, x, y, &s, sign, &trial[0], &trial[1], &fwhm, &trial[3])
         trial[2] = fwhm * fwhm_to_width
-        if attempt == 0 or (residual_sum_of_squares(evaluate, 1, npts, x, y, 4, trial)
-                            < residual_sum_of_squares(evaluate, 1, npts, x, y, 4, p0)):
+        rss = refit_amplitude_offset(evaluate, 1, npts, x, y, 4, trial, 0, 3)
+        if attempt == 0 or rss < best:
+            best = rss
             p0[0] = trial[0]
             p0[1] = trial[1]
             p0[2] = trial[2]
@@ -474,16 +530,18 @@ cdef int exponential_evaluate(int npts, const double *x, int nparams, const doub
     return finish_evaluate(npts, 3, out, jac)
 
 
-cdef int exponential_amplitude_offset(int npts, const double *x, const double *y,
-                                      double tau, double xmin, double xmax,
-                                      double *p0) noexcept nogil:
-    """Given tau the model is linear in (A, c): solve that least-squares problem exactly.
-    The exponential is referred to the end where it is largest, so the column is <= 1."""
+cdef double exponential_amplitude_offset(int npts, const double *x, const double *y,
+                                         double tau, double xmin, double xmax,
+                                         double *p0) noexcept nogil:
+    """Given tau the model is linear in (A, c): solve that least-squares problem exactly
+    and return its residual sum of squares (infinite if impossible). The exponential is
+    referred to the end where it is largest, so the column is <= 1."""
     cdef double R[4]
     cdef double qtb[2]
     cdef double row[2]
     cdef double coef[2]
     cdef double xref = xmin if tau > 0 else xmax
+    cdef double rss = 0.0, r
     cdef int i
     lsq_reset(R, qtb, 2)
     for i in range(npts):
@@ -491,23 +549,50 @@ cdef int exponential_amplitude_offset(int npts, const double *x, const double *y
             continue
         row[0] = exp(-(x[i] - xref) / tau)
         row[1] = 1.0
-        lsq_add_row(R, qtb, 2, row, y[i])
+        r = lsq_add_row(R, qtb, 2, row, y[i])
+        rss += r * r
     if lsq_solve(R, qtb, 2, coef) != 0:
-        return GUESS_TOO_FEW_POINTS
+        return INFINITY
     p0[0] = coef[0] * exp(xref / tau)
     p0[1] = tau
     p0[2] = coef[1]
     if not params_finite(p0, 3):
-        return GUESS_TOO_FEW_POINTS
-    return 0
+        return INFINITY
+    return rss
+
+
+cdef int exponential_best_of(int npts, const double *x, const double *y, double tau,
+                             double xmin, double xmax, double *p0) noexcept nogil:
+    """Variable projection over a few decay rates: tau itself, half and twice it, and
+    the opposite direction (noisy, nearly linear data can hide it); the candidate of least
+    residual, with its exact (A, c)."""
+    cdef double trial[3]
+    cdef double factors[5]
+    cdef double best = INFINITY, rss
+    cdef int j
+    for j in range(3):
+        trial[j] = 0.0
+    factors[0] = 1.0
+    factors[1] = 0.5
+    factors[2] = 2.0
+    factors[3] = -1.0
+    factors[4] = -0.5
+    for j in range(5):
+        rss = exponential_amplitude_offset(npts, x, y, tau / factors[j], xmin, xmax, trial)
+        if rss < best:
+            best = rss
+            p0[0] = trial[0]
+            p0[1] = trial[1]
+            p0[2] = trial[2]
+    return 0 if best < INFINITY else GUESS_TOO_FEW_POINTS
 
 
 cdef int exponential_guess(int npts, const double *x, const double *y, int nparams,
                            double *p0) noexcept nogil:
     # tau from the means of three equal-width x bins (for an exponential their successive
     # differences shrink by exp(-w / tau)); when the change happens within the first bin, a
-    # y^2-weighted log-linear fit above the baseline of the far tail instead. Then A and c
-    # by exact linear least squares at that tau.
+    # y^2-weighted log-linear fit above the baseline of the far tail instead. Then the best
+    # of a few rates around it by variable projection (A and c exact at each).
     cdef DataSummary s
     cdef double bin_sum[3]
     cdef double bin_count[3]
@@ -539,7 +624,7 @@ cdef int exponential_guess(int npts, const double *x, const double *y, int npara
         if bin_count[b] == 0.0:
             # very uneven x: no binned estimate; one decay length per third of the span
             tau = width
-            return exponential_amplitude_offset(npts, x, y, tau, s.xmin, s.xmax, p0)
+            return exponential_best_of(npts, x, y, tau, s.xmin, s.xmax, p0)
         bin_sum[b] /= bin_count[b]
     d_first = bin_sum[0] - bin_sum[1]
     d_second = bin_sum[1] - bin_sum[2]
@@ -573,7 +658,7 @@ cdef int exponential_guess(int npts, const double *x, const double *y, int npara
             tau = -1.0 / coef[1]
         if not isfinite(tau) or tau == 0.0 or (tau > 0) != decays_to_right:
             tau = width / 3.0 if decays_to_right else -width / 3.0
-    return exponential_amplitude_offset(npts, x, y, tau, s.xmin, s.xmax, p0)
+    return exponential_best_of(npts, x, y, tau, s.xmin, s.xmax, p0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -646,8 +731,11 @@ cdef int logistic_guess(int npts, const double *x, const double *y, int nparams,
     # the step, and k from their number: that band is 2 ln 3 / k wide.
     cdef DataSummary s
     cdef double span, edge, left, right, nleft, nright, level_low, step, u
-    cdef double band_x, band_n, below_x, above_x, width
-    cdef int i
+    cdef double band_x, band_n, below_x, above_x, width, k0, rss, best = INFINITY
+    cdef double centers[2]
+    cdef double factors[4]
+    cdef double trial[4]
+    cdef int i, a, b, j
     summarize(npts, x, y, &s)
     if s.n < 4:
         return GUESS_TOO_FEW_POINTS
@@ -691,17 +779,60 @@ cdef int logistic_guess(int npts, const double *x, const double *y, int nparams,
             below_x = x[i]
         if u >= 0.5 and x[i] < above_x:
             above_x = x[i]
-    if band_n > 0.0:
-        p0[1] = band_x / band_n
-    elif isfinite(below_x) and isfinite(above_x):
-        p0[1] = 0.5 * (below_x + above_x)
-    else:
-        p0[1] = 0.5 * (s.xmin + s.xmax)
+    centers[0] = band_x / band_n if band_n > 0.0 else 0.5 * (s.xmin + s.xmax)
+    centers[1] = (0.5 * (below_x + above_x) if isfinite(below_x) and isfinite(above_x)
+                  else centers[0])
     width = (band_n if band_n > 1.0 else 1.0) * span / (s.n - 1)
+    k0 = 2.0 * log(3.0) / width
     p0[0] = step
-    p0[2] = 2.0 * log(3.0) / width
+    p0[1] = centers[0]
+    p0[2] = k0
     p0[3] = level_low
+    # Noise widens the band (level points scatter into it), so k0 errs low: keep the
+    # candidate (centre, k0 * factor) of least residual, with L and c exact for it.
+    for j in range(4):
+        trial[j] = 0.0
+    factors[0] = 1.0
+    factors[1] = 2.0
+    factors[2] = 4.0
+    factors[3] = 0.5
+    for a in range(2 if centers[1] != centers[0] else 1):
+        for b in range(4):
+            rss = logistic_levels(npts, x, y, centers[a], k0 * factors[b], trial)
+            if rss < best:
+                best = rss
+                for j in range(4):
+                    p0[j] = trial[j]
     return 0
+
+
+cdef double logistic_levels(int npts, const double *x, const double *y, double x0,
+                            double k, double *p0) noexcept nogil:
+    """Given x0 and k the logistic is linear in (L, c): solve that least-squares problem
+    exactly, write (L, x0, k, c) and return the residual sum of squares (infinite when
+    singular)."""
+    cdef double R[4]
+    cdef double qtb[2]
+    cdef double row[2]
+    cdef double coef[2]
+    cdef double z, rss = 0.0, r
+    cdef int i
+    lsq_reset(R, qtb, 2)
+    for i in range(npts):
+        if not usable(x[i], y[i]):
+            continue
+        z = k * (x[i] - x0)
+        row[0] = 1.0 / (1.0 + exp(-z)) if z >= 0.0 else exp(z) / (1.0 + exp(z))
+        row[1] = 1.0
+        r = lsq_add_row(R, qtb, 2, row, y[i])
+        rss += r * r
+    if lsq_solve(R, qtb, 2, coef) != 0:
+        return INFINITY
+    p0[0] = coef[0]
+    p0[1] = x0
+    p0[2] = k
+    p0[3] = coef[1]
+    return rss if params_finite(p0, 4) else INFINITY
 
 
 # ---------------------------------------------------------------------------------------
@@ -815,20 +946,82 @@ cdef double sine_linear_fit(int npts, const double *x, const double *y, double o
     return rss
 
 
-cdef double best_frequency(int npts, const double *x, const double *y, double low,
-                           double high, int steps) noexcept nogil:
-    """The frequency of least residual among `steps` equally spaced ones in [low, high]."""
-    cdef double coef[3]
-    cdef double best = low, best_rss = INFINITY, omega, rss
-    cdef int j
-    for j in range(steps):
-        omega = low + (high - low) * j / (steps - 1)
-        if omega <= 0.0:
-            continue
-        rss = sine_linear_fit(npts, x, y, omega, coef)
-        if rss < best_rss:
-            best_rss = rss
-            best = omega
+cdef double best_frequency(int npts, const double *x, const double *y, double ymean,
+                           double xmid, double low, double high, int steps) noexcept nogil:
+    """The frequency of least residual for y ~ a sin(w x) + b cos(w x) + c among `steps`
+    equally spaced w in [low, high]. Blocks of SCAN_BLOCK frequencies share one pass over
+    the points: sin and cos of successive w x follow by rotation (4 trig calls per point
+    per block instead of 2 per frequency), accumulated into 3x3 normal equations, which
+    are well conditioned here (x centred, w span >= pi/2)."""
+    cdef double sums[7 * SCAN_BLOCK]
+    cdef double delta = (high - low) / (steps - 1) if steps > 1 else 0.0
+    cdef double best = low, best_rss = INFINITY, omega0, t, sv, cv, sd, cd, rotated, v
+    cdef double ss, sc, cc, s1, c1, ys, yc, n = 0.0, sy = 0.0, syy = 0.0
+    cdef double l11, l21, l31, l22, l32, l33, z1, z2, z3, explained
+    cdef int block = 0, count, i, j
+    for i in range(npts):
+        if usable(x[i], y[i]):
+            v = y[i] - ymean
+            n += 1.0
+            sy += v
+            syy += v * v
+    while block < steps:
+        count = steps - block if steps - block < SCAN_BLOCK else SCAN_BLOCK
+        for j in range(7 * count):
+            sums[j] = 0.0
+        omega0 = low + block * delta
+        for i in range(npts):
+            if not usable(x[i], y[i]):
+                continue
+            t = x[i] - xmid
+            v = y[i] - ymean
+            sv = sin(omega0 * t)
+            cv = cos(omega0 * t)
+            sd = sin(delta * t)
+            cd = cos(delta * t)
+            for j in range(count):
+                sums[7 * j] += sv * sv
+                sums[7 * j + 1] += sv * cv
+                sums[7 * j + 2] += cv * cv
+                sums[7 * j + 3] += sv
+                sums[7 * j + 4] += cv
+                sums[7 * j + 5] += v * sv
+                sums[7 * j + 6] += v * cv
+                rotated = sv * cd + cv * sd
+                cv = cv * cd - sv * sd
+                sv = rotated
+        for j in range(count):
+            ss = sums[7 * j]
+            sc = sums[7 * j + 1]
+            cc = sums[7 * j + 2]
+            s1 = sums[7 * j + 3]
+            c1 = sums[7 * j + 4]
+            ys = sums[7 * j + 5]
+            yc = sums[7 * j + 6]
+            # Cholesky of [[ss, sc, s1], [sc, cc, c1], [s1, c1, n]]; the explained sum of
+            # squares is |L^-1 b|^2 with b = (ys, yc, sy)
+            if not ss > 1e-12 * n:
+                continue
+            l11 = sqrt(ss)
+            l21 = sc / l11
+            l31 = s1 / l11
+            l22 = cc - l21 * l21
+            if not l22 > 1e-12 * n:
+                continue
+            l22 = sqrt(l22)
+            l32 = (c1 - l31 * l21) / l22
+            l33 = n - l31 * l31 - l32 * l32
+            if not l33 > 1e-12 * n:
+                continue
+            l33 = sqrt(l33)
+            z1 = ys / l11
+            z2 = (yc - l21 * z1) / l22
+            z3 = (sy - l31 * z1 - l32 * z2) / l33
+            explained = z1 * z1 + z2 * z2 + z3 * z3
+            if syy - explained < best_rss:
+                best_rss = syy - explained
+                best = omega0 + j * delta
+        block += count
     return best
 
 
@@ -840,7 +1033,7 @@ cdef int sine_guess(int npts, const double *x, const double *y, int nparams,
     # amplitude, phase and offset exactly by linear least squares at that omega.
     cdef DataSummary s
     cdef double coef[3]
-    cdef double span, hysteresis, v, omega, first_cross = 0.0, last_cross = 0.0
+    cdef double span, hysteresis, v, omega, first_cross = 0.0, last_cross = 0.0, xmid
     cdef double last_x_in_state = 0.0, previous_x = -INFINITY
     cdef int i, state = 0, new_state, crossings = 0
     cdef bint is_sorted = True
@@ -850,6 +1043,7 @@ cdef int sine_guess(int npts, const double *x, const double *y, int nparams,
     span = s.xmax - s.xmin
     if span <= 0.0:
         return GUESS_TOO_FEW_POINTS
+    xmid = 0.5 * (s.xmin + s.xmax)
     for i in range(npts):
         if not usable(x[i], y[i]):
             continue
@@ -876,12 +1070,12 @@ cdef int sine_guess(int npts, const double *x, const double *y, int nparams,
             omega = M_PI * (crossings - 1) / (last_cross - first_cross)
         else:
             omega = M_PI / span * (1.0 if crossings == 0 else 1.5)
-        omega = best_frequency(npts, x, y, 0.7 * omega, 1.3 * omega, 13)
+        omega = best_frequency(npts, x, y, s.ymean, xmid, 0.7 * omega, 1.3 * omega, 13)
     else:
-        omega = best_frequency(npts, x, y, 0.5 * M_PI / span, M_PI * (s.n - 1) / span,
-                               4 * s.n)
+        omega = best_frequency(npts, x, y, s.ymean, xmid, 0.5 * M_PI / span,
+                               M_PI * (s.n - 1) / span, 4 * s.n)
     # final refinement: +-5% (the coarse grid steps are 5% of omega)
-    omega = best_frequency(npts, x, y, 0.95 * omega, 1.05 * omega, 11)
+    omega = best_frequency(npts, x, y, s.ymean, xmid, 0.95 * omega, 1.05 * omega, 11)
     if not isfinite(sine_linear_fit(npts, x, y, omega, coef)):
         return GUESS_TOO_FEW_POINTS
     p0[0] = hypot(coef[0], coef[1])
@@ -937,40 +1131,34 @@ cdef inline bint usable_2d(const double *x, const double *yc, const double *z,
 cdef void gaussian_2d_guess_signed(int npts, const double *x, const double *z,
                                    const Summary2D *s, double sign,
                                    double *p0) noexcept nogil:
-    """Peak (sign +1) or dip (sign -1) parameters, as the 1-D peak: baseline from the
-    lowest quarter of the range, amplitude from the extreme, centre the weighted centroid
-    of the points above half maximum; sigma from their mean squared radius weighted by
-    height above baseline, which for a Gaussian cut at half maximum is HALF_MAX_R2 sigma^2;
-    floored at half the point spacing."""
+    """Peak (sign +1) or dip (sign -1) parameters, as the 1-D peak: baseline from
+    peak_baseline, amplitude from the extreme, centre the centroid of the points above half
+    maximum weighted by their height above it. sigma from the same points: their weighted
+    mean squared radius is HALF_MAX_R2 sigma^2 for a Gaussian, and their number times the
+    area per point is the half-maximum disc 2 pi ln 2 sigma^2; the smaller of the two (noise
+    only ever widens), floored at half the point spacing."""
     cdef const double *yc = x + npts
-    cdef double hi, lo, v, threshold, base = 0.0, count = 0.0, amp, half, w
+    cdef double hi, lo, v, base, amp, half, w, count = 0.0
     cdef double wsum = 0.0, wx = 0.0, wy = 0.0, cx = 0.0, cy = 0.0, r2sum = 0.0
-    cdef double pixel, sigma
+    cdef double pixel, sigma, sigma_area
     cdef int i
     # typical point spacing, from the bounding box of a roughly square sampling
     pixel = sqrt((s.xmax - s.xmin) * (s.ymax - s.ymin)) / (sqrt(<double>s.n) - 1.0)
     hi = s.zmax if sign > 0 else -s.zmin
     lo = s.zmin if sign > 0 else -s.zmax
-    threshold = lo + 0.25 * (hi - lo)
-    for i in range(npts):
-        if not usable_2d(x, yc, z, i):
-            continue
-        v = sign * z[i]
-        if v <= threshold:
-            base += v
-            count += 1.0
-        if v == hi:
-            cx = x[i]
-            cy = yc[i]
-    base /= count
+    base = peak_baseline(npts, x, yc, z, sign, lo, hi)
     amp = hi - base
     half = base + 0.5 * amp
     for i in range(npts):
         if not usable_2d(x, yc, z, i):
             continue
         v = sign * z[i]
+        if v == hi and wsum == 0.0:
+            cx = x[i]
+            cy = yc[i]
         if v > half:
-            w = v - base
+            w = v - half
+            count += 1.0
             wsum += w
             wx += w * x[i]
             wy += w * yc[i]
@@ -982,8 +1170,11 @@ cdef void gaussian_2d_guess_signed(int npts, const double *x, const double *z,
             continue
         v = sign * z[i]
         if v > half:
-            r2sum += (v - base) * ((x[i] - cx) * (x[i] - cx) + (yc[i] - cy) * (yc[i] - cy))
+            r2sum += (v - half) * ((x[i] - cx) * (x[i] - cx) + (yc[i] - cy) * (yc[i] - cy))
     sigma = sqrt(r2sum / wsum / HALF_MAX_R2) if wsum > 0.0 else 0.0
+    sigma_area = sqrt(count * pixel * pixel / (2.0 * M_PI * LN2))
+    if sigma_area < sigma:
+        sigma = sigma_area
     if sigma < 0.5 * pixel:
         sigma = 0.5 * pixel
     p0[0] = sign * amp
@@ -998,7 +1189,7 @@ cdef int gaussian_2d_guess(int npts, const double *x, const double *z, int npara
     cdef const double *yc = x + npts
     cdef Summary2D s
     cdef double trial[5]
-    cdef double zsum = 0.0, sign
+    cdef double zsum = 0.0, sign, rss, best = INFINITY
     cdef int i, j, attempt
     s.n = 0
     s.xmin = INFINITY
@@ -1028,15 +1219,18 @@ cdef int gaussian_2d_guess(int npts, const double *x, const double *z, int npara
         p0[3] = 0.25 * sqrt((s.xmax - s.xmin) * (s.ymax - s.ymin))
         p0[4] = s.zmean
         return 0
+    for j in range(5):
+        trial[j] = 0.0
     sign = peak_sign(s.zmin, s.zmean, s.zmax)
     if sign != 0.0:
         gaussian_2d_guess_signed(npts, x, z, &s, sign, p0)
+        refit_amplitude_offset(gaussian_2d_evaluate, 2, npts, x, z, 5, p0, 0, 4)
         return 0
     for attempt in range(2):
         gaussian_2d_guess_signed(npts, x, z, &s, 1.0 if attempt == 0 else -1.0, trial)
-        if attempt == 0 or (
-                residual_sum_of_squares(gaussian_2d_evaluate, 2, npts, x, z, 5, trial)
-                < residual_sum_of_squares(gaussian_2d_evaluate, 2, npts, x, z, 5, p0)):
+        rss = refit_amplitude_offset(gaussian_2d_evaluate, 2, npts, x, z, 5, trial, 0, 4)
+        if attempt == 0 or rss < best:
+            best = rss
             for j in range(5):
                 p0[j] = trial[j]
     return 0
@@ -1107,16 +1301,70 @@ cdef ModelKernel checked_kernel(int model_id, int nparams) except *:
 
 
 def kernel_shape(int model_id, int nparams):
-    """Return ``(nparams, x_dim)`` of built-in model ``model_id``."""
+    """Return ``(nparams, x_dim)`` of built-in model ``model_id``.
+
+    Parameters
+    ----------
+    model_id : int
+        A ``ModelId``.
+    nparams : int
+        Number of parameters (it selects the degree of ``POLYNOMIAL``; for the other
+        models it must equal theirs).
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    ValueError
+        If there is no such model or ``nparams`` does not match it.
+
+    Examples
+    --------
+    >>> from fastcalc._models import ModelId, kernel_shape
+    >>> kernel_shape(ModelId.GAUSSIAN_2D, 5)
+    (5, 2)
+    """
     cdef ModelKernel k = checked_kernel(model_id, nparams)
     return k.nparams, k.x_dim
 
 
 def evaluate(int model_id, int nparams, x, p, bint want_jac=False):
-    """Evaluate built-in model ``model_id`` at flat ``x`` (x_dim * npts values, row-major).
+    """Evaluate built-in model ``model_id`` at ``x`` (x_dim * npts values, row-major).
 
-    Returns ``(values (npts,), jacobian (npts, nparams) or None, status)``; status 0 is
-    success, non-zero means the parameters give no finite value.
+    The low-level entry used by :class:`fastcalc.models.Model`; no validation beyond
+    memory safety.
+
+    Parameters
+    ----------
+    model_id, nparams : int
+        As for :func:`kernel_shape`.
+    x : array_like
+        ``x_dim * npts`` coordinates (any shape; flattened in C order).
+    p : array_like, shape (nparams,)
+        Parameters.
+    want_jac : bool
+        Also compute the analytic Jacobian.
+
+    Returns
+    -------
+    values : ndarray, shape (npts,)
+    jacobian : ndarray, shape (npts, nparams), or None
+    status : int
+        0 on success, non-zero when the parameters give no finite value.
+
+    Examples
+    --------
+    >>> from fastcalc._models import ModelId, evaluate
+    >>> values, jac, status = evaluate(ModelId.LINE, 2, [0.0, 1.0], [1.0, 2.0], True)
+    >>> values, status
+    (array([1., 3.]), 0)
+    >>> jac
+    array([[1., 0.],
+           [1., 1.]])
+    >>> evaluate(ModelId.GAUSSIAN, 4, [0.0], [1.0, 0.0, 0.0, 0.0])[2]  # sigma = 0
+    1
     """
     cdef ModelKernel k = checked_kernel(model_id, nparams)
     cdef const double[::1] xv = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
@@ -1145,10 +1393,33 @@ def evaluate(int model_id, int nparams, x, p, bint want_jac=False):
 
 
 def guess(int model_id, int nparams, x, y):
-    """Initial guess of built-in model ``model_id`` from flat ``x`` and ``y`` (npts,).
+    """Initial guess of built-in model ``model_id`` from ``x`` and ``y``.
 
-    Returns ``(p0 (nparams,), status)``; status 0 is success, GUESS_STATUS_TOO_FEW_POINTS or
-    GUESS_STATUS_BAD_DOMAIN otherwise (p0 is then unspecified).
+    The low-level entry used by :meth:`fastcalc.models.Model.guess`.
+
+    Parameters
+    ----------
+    model_id, nparams : int
+        As for :func:`kernel_shape`.
+    x : array_like
+        ``x_dim * npts`` coordinates (flattened in C order).
+    y : array_like, shape (npts,)
+        Data; NaN marks a missing point.
+
+    Returns
+    -------
+    p0 : ndarray, shape (nparams,)
+        The guess (unspecified when status is non-zero).
+    status : int
+        0 on success, ``GUESS_STATUS_TOO_FEW_POINTS`` or ``GUESS_STATUS_BAD_DOMAIN``.
+
+    Examples
+    --------
+    >>> from fastcalc._models import ModelId, guess
+    >>> guess(ModelId.LINE, 2, [0.0, 1.0, 2.0], [1.0, 3.0, 5.0])
+    (array([1., 2.]), 0)
+    >>> guess(ModelId.LINE, 2, [0.0, 1.0], [1.0, float("nan")])[1]
+    1
     """
     cdef ModelKernel k = checked_kernel(model_id, nparams)
     cdef const double[::1] xv = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)

@@ -119,3 +119,40 @@ cdef api int circle_exp_jacobian(int n, double *x, int m, double *out,
     out[2] = exp(x[0])
     out[3] = 1.0
     return 0
+
+
+# ---- compiled fit models (fastcalc.fitting) ----
+cdef api int gaussian_model(int npts, double *x, int nparams, double *params, double *out,
+                            void *user_data) noexcept nogil:
+    """Fit model A exp(-(x - mu)^2 / (2 s^2)) + c, params (A, mu, s, c); -1 unless nparams == 4."""
+    cdef int i
+    cdef double d
+    if nparams != 4 or params[2] == 0.0:
+        return -1
+    for i in range(npts):
+        d = (x[i] - params[1]) / params[2]
+        out[i] = params[0] * exp(-0.5 * d * d) + params[3]
+    return 0
+
+
+cdef api int gaussian_model_jac(int npts, double *x, int nparams, double *params, double *jac,
+                                void *user_data) noexcept nogil:
+    """Jacobian (npts, 4) row-major of gaussian_model."""
+    cdef int i
+    cdef double d, e
+    if nparams != 4 or params[2] == 0.0:
+        return -1
+    for i in range(npts):
+        d = (x[i] - params[1]) / params[2]
+        e = exp(-0.5 * d * d)
+        jac[4 * i] = e
+        jac[4 * i + 1] = params[0] * e * d / params[2]
+        jac[4 * i + 2] = params[0] * e * d * d / params[2]
+        jac[4 * i + 3] = 1.0
+    return 0
+
+
+cdef api int failing_model(int npts, double *x, int nparams, double *params, double *out,
+                           void *user_data) noexcept nogil:
+    """A fit model that always reports failure (returns 1)."""
+    return 1

@@ -35,6 +35,12 @@ static int (*__pyx_api_f_8fastcalc_14_testfunctions_circle_exp_system)(int, doub
 #define circle_exp_system __pyx_api_f_8fastcalc_14_testfunctions_circle_exp_system
 static int (*__pyx_api_f_8fastcalc_14_testfunctions_circle_exp_jacobian)(int, double *, int, double *, void *) = 0;
 #define circle_exp_jacobian __pyx_api_f_8fastcalc_14_testfunctions_circle_exp_jacobian
+static int (*__pyx_api_f_8fastcalc_14_testfunctions_gaussian_model)(int, double *, int, double *, double *, void *) = 0;
+#define gaussian_model __pyx_api_f_8fastcalc_14_testfunctions_gaussian_model
+static int (*__pyx_api_f_8fastcalc_14_testfunctions_gaussian_model_jac)(int, double *, int, double *, double *, void *) = 0;
+#define gaussian_model_jac __pyx_api_f_8fastcalc_14_testfunctions_gaussian_model_jac
+static int (*__pyx_api_f_8fastcalc_14_testfunctions_failing_model)(int, double *, int, double *, double *, void *) = 0;
+#define failing_model __pyx_api_f_8fastcalc_14_testfunctions_failing_model
 static int __Pyx_ImportFunction_3_3_1(PyObject *module, const char *funcname, void (**f)(void), const char *sig);
 
 #ifndef __PYX_HAVE_RT_ImportFromPxd_3_3_1
@@ -120,6 +126,9 @@ static int import_fastcalc___testfunctions(void) {
   if (__Pyx_ImportFunction_3_3_1(module, "log_eq_prime", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_log_eq_prime, "double (double, int, double *, void *)") < 0) goto bad;
   if (__Pyx_ImportFunction_3_3_1(module, "circle_exp_system", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_circle_exp_system, "int (int, double *, int, double *, void *)") < 0) goto bad;
   if (__Pyx_ImportFunction_3_3_1(module, "circle_exp_jacobian", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_circle_exp_jacobian, "int (int, double *, int, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "gaussian_model", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_gaussian_model, "int (int, double *, int, double *, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "gaussian_model_jac", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_gaussian_model_jac, "int (int, double *, int, double *, double *, void *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "failing_model", (void (**)(void))&__pyx_api_f_8fastcalc_14_testfunctions_failing_model, "int (int, double *, int, double *, double *, void *)") < 0) goto bad;
   Py_DECREF(module); module = 0;
   return 0;
   bad:

@@ -37,7 +37,7 @@ import inspect
 import warnings
 
 import numpy as np
-from scipy import LowLevelCallable
+from scipy import LowLevelCallable  # type: ignore[import-untyped]
 
 from . import _fitting
 from ._evaluate import resolve
@@ -49,7 +49,7 @@ DEFAULT_TOL = 1e-10
 GD_MAXITER = 20000
 _KIND_BUILTIN, _KIND_COMPILED, _KIND_PYTHON = 0, 1, 2
 _METHODS = {"lm": 0, "gd": 1}
-_PYTHON_CHUNK = 4096
+_PYTHON_CHUNK = 512       # datasets per lock-step group: their states stay in cache
 _COMPILED_CHUNK = 65536
 
 
@@ -182,7 +182,7 @@ class BatchFitResult:
         """One row per dataset: parameters, ``stderr_<name>``, chi2, redchi2, dof, nit, nfev,
         status, success (requires pandas)."""
         try:
-            import pandas as pd
+            import pandas as pd  # type: ignore[import-untyped]
         except ImportError as exc:   # pragma: no cover - pandas is installed in CI
             raise ImportError("to_dataframe() requires pandas") from exc
         columns = {}
@@ -414,6 +414,7 @@ class _Problem:
         if method not in _METHODS:
             raise ValueError(f"method must be 'lm' or 'gd', got {method!r}")
         self.method = method
+        self.batch = batch
         self.absolute_sigma = bool(absolute_sigma)
         self.ftol, self.xtol, self.gtol = _tolerances(tol)
         # ----- model
@@ -591,7 +592,7 @@ class _Problem:
         bar = None
         if progress and len(starts) > 0:
             try:
-                from tqdm.auto import tqdm
+                from tqdm.auto import tqdm  # type: ignore[import-untyped]
                 bar = tqdm(total=N, unit="fit")
             except ImportError:
                 bar = None
@@ -632,7 +633,7 @@ class _Problem:
                             *(o[start:stop] for o in out))
 
     def _python_callables(self, start):
-        model, m, single = self.model, self.m, self.N == 1 and self.x_shared
+        model, m, single = self.model, self.m, not self.batch
         x, shared = self.x, self.x_shared
 
         def evaluate(params, rows):
@@ -656,13 +657,28 @@ class _Problem:
             jac, P = self.python_jac, self.nparams
 
             def jacobian(params, rows):
-                out = np.empty((params.shape[0], m, P))
-                for a in range(params.shape[0]):
-                    xs = x if shared else x[rows[a] + start]
-                    value = np.asarray(jac(xs, *params[a]), dtype=np.float64)
+                a = params.shape[0]
+                if single and a == 1:     # curve_fit convention: (m, p)
+                    value = np.asarray(jac(x, *params[0]), dtype=np.float64)
                     if value.shape != (m, P):
                         raise ValueError(f"jac returned shape {value.shape}, expected ({m}, {P})")
-                    out[a] = value
+                    return value.T[None]
+                # batch convention: p arrays (or (p, a, m)), each broadcasting to (a, m)
+                xs = x if shared else x[rows + start]
+                columns = [params[:, k:k + 1] for k in range(P)]
+                parts = jac(xs, *columns)
+                if len(parts) != P:
+                    raise ValueError(f"jac returned {len(parts)} derivatives, expected {P} "
+                                     "(one per parameter, each broadcasting to (N, m))")
+                out = np.empty((a, P, m))
+                for k in range(P):
+                    try:
+                        out[:, k, :] = np.broadcast_to(np.asarray(parts[k], dtype=np.float64),
+                                                       (a, m))
+                    except ValueError:
+                        raise ValueError(f"jac: derivative {k} has shape "
+                                         f"{np.shape(parts[k])}, expected to broadcast to "
+                                         f"({a}, {m})") from None
                 return out
         return evaluate, jacobian
 
@@ -728,7 +744,8 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     Returns
     -------
     FitResult
-        A ``RuntimeWarning`` is issued when the fit did not converge (``status != 0``).
+        A ``RuntimeWarning`` is issued when the fit did not converge (``status != 0``) or when
+        the covariance cannot be estimated (``dof == 0`` without ``absolute_sigma``).
 
     Examples
     --------
@@ -749,11 +766,15 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     if not result.success:
         warnings.warn(f"fit did not converge: {result.message} (status {int(result.status)})",
                       RuntimeWarning, stacklevel=2)
+    elif not np.all(np.isfinite(result.cov)):
+        warnings.warn("the covariance of the parameters could not be estimated "
+                      f"(dof = {result.dof}); cov is inf", RuntimeWarning, stacklevel=2)
     return result
 
 
 def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method="lm",
-              bounds=None, fixed=None, maxiter=None, tol=None, n_threads=None, progress=False):
+              bounds=None, fixed=None, maxiter=None, tol=None, n_threads=None, progress=False,
+              jac=None):
     """Fit ``model`` to N datasets at once.
 
     Built-in and compiled models run in a ``nogil`` ``prange`` loop over datasets (results
@@ -777,6 +798,11 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         Threads (default: all cores).
     progress : bool
         Show a tqdm progress bar (when tqdm is installed).
+    jac : callable, optional
+        Analytic Jacobian. Python model: ``jac(x, *columns)`` called like the model (parameters
+        as ``(N_active, 1)`` columns) returning ``p`` derivatives ``d model / d p_k``, each
+        broadcasting to ``(N_active, m)`` — one call per iteration instead of ``p`` model calls.
+        Compiled model: a compiled callable as in :func:`fit`.
 
     Returns
     -------
@@ -793,7 +819,7 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     >>> r.params.round(6).tolist()
     [[2.0, 1.0], [-1.0, 3.0]]
     """
-    problem = _Problem(model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, None,
+    problem = _Problem(model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
                        batch=True, absolute_sigma=absolute_sigma)
     params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads, progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,

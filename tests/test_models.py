@@ -291,3 +291,126 @@ def test_guess_fails_for_identical_x():
         models.line.guess(np.ones(5), np.arange(5.0))
     with pytest.raises(ValueError, match="distinct x"):
         models.gaussian.guess(np.ones(5), np.arange(5.0))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_guess_does_not_depend_on_point_order(name):
+    # unsorted x: sine switches from zero crossings to a periodogram scan, the rest are
+    # order-free statistics; the guess must still lead curve_fit to the truth
+    model, _, make_x, _, _ = CASES[name]
+    for seed in range(4):
+        rng = np.random.default_rng(300 + seed)
+        p_true = true_params(name, rng)
+        x = make_x(rng)
+        y = model(x, *p_true) + rng.normal(0, 0.05 * noise_scale(name, p_true), x.shape[-1])
+        order = rng.permutation(x.shape[-1])
+        p0, popt, pcov = fit_from_guess(model, x[..., order], y[order])
+        error = np.abs(canonical(name, popt) - canonical(name, p_true))
+        if name == "sine":
+            error[2] = abs(np.angle(np.exp(1j * error[2])))
+        stderr = np.sqrt(np.diag(pcov))
+        assert np.all(error <= 6 * stderr + 1e-8 * (1 + np.abs(p_true))), (name, seed, p0, popt)
+
+
+@pytest.mark.parametrize("model, params", [
+    (models.gaussian, [1.0, 0.0, 0.0, 0.0]),           # sigma = 0
+    (models.lorentzian, [1.0, 0.0, 0.0, 0.0]),         # gamma = 0
+    (models.exponential, [1.0, 0.0, 0.0]),             # tau = 0
+    (models.exponential, [1.0, -1e-3, 0.0]),           # exp overflow
+    (models.gaussian_2d, [1.0, 0.0, 0.0, 0.0, 0.0]),   # sigma = 0
+    (models.logistic, [1.0, 0.0, np.nan, 0.0]),
+    (models.sine, [np.inf, 1.0, 0.0, 0.0]),
+    (models.polynomial(2), [1.0, np.nan, 0.0]),
+    (models.power_law, [1.0, 1e6]),                    # overflow
+])
+def test_parameters_without_finite_value_give_status_not_crash(model, params):
+    x = np.linspace(1, 3, 6) if model.x_dim == 1 else np.ones((2, 6))
+    values, jac, status = _models.evaluate(model.model_id, model.nparams, x, params, True)
+    assert status != 0
+    assert np.all(np.isnan(model(x, *params)))
+    assert np.all(np.isnan(model.jacobian(x, *params)))
+
+
+def test_power_law_domain():
+    x = np.array([-1.0, 1.0, 2.0, 3.0])
+    assert np.all(np.isnan(models.power_law(x, 1.0, 2.0)))
+    _, _, status = _models.evaluate(ModelId.POWER_LAW, 2, x, [1.0, 2.0])
+    assert status != 0
+    with pytest.raises(ValueError, match="x is outside the model's domain"):
+        models.power_law.guess(x, [1.0, 1.0, 4.0, 9.0])
+    # a missing y at the offending x removes the point from the guess
+    p0 = models.power_law.guess(x, [np.nan, 1.0, 4.0, 9.0])
+    np.testing.assert_allclose(p0, [1.0, 2.0], rtol=1e-12)
+
+
+def test_exact_data_guesses_are_close():
+    # on noise-free data the guesses are near the truth (these are the data-derived
+    # estimates the docstrings describe, not just "somewhere in the basin")
+    x = np.linspace(-10, 10, 201)
+    cases = [
+        (models.gaussian, [3.0, 1.0, 1.5, 0.5], 0.05),
+        (models.lorentzian, [-2.0, -1.0, 1.0, 0.3], 0.15),
+        (models.logistic, [2.0, 1.0, 1.5, -1.0], 0.05),
+        (models.sine, [1.5, 2.0, 0.5, 0.2], 0.02),
+    ]
+    for model, p, rtol in cases:
+        p0 = model.guess(x, model(x, *p))
+        np.testing.assert_allclose(p0, p, rtol=rtol, atol=rtol, err_msg=model.name)
+    xe = np.linspace(0, 10, 101)
+    p0 = models.exponential.guess(xe, models.exponential(xe, 2.0, 3.0, 1.0))
+    np.testing.assert_allclose(p0, [2.0, 3.0, 1.0], rtol=0.02)
+    xp = np.geomspace(0.1, 100, 50)
+    np.testing.assert_allclose(models.power_law.guess(xp, models.power_law(xp, 3.0, -1.5)),
+                               [3.0, -1.5], rtol=1e-10)
+
+
+def test_dips_and_decreasing_steps():
+    x = np.linspace(-5, 5, 81)
+    p0 = models.gaussian.guess(x, models.gaussian(x, -2.0, 0.5, 0.8, 1.0))
+    assert p0[0] < 0 and abs(p0[1] - 0.5) < 0.1
+    # a decreasing step comes back with k > 0 and L < 0 (the equivalent form)
+    y = models.logistic(x, 3.0, 0.0, -2.0, 0.0)          # = -3 s(2x) + 3
+    p0 = models.logistic.guess(x, y)
+    assert p0[2] > 0 and p0[0] < 0
+    np.testing.assert_allclose(models.logistic(x, *p0), y, atol=0.3)
+
+
+def test_high_degree_polynomial_guess_uses_heap_path():
+    # nparams above the stack buffer size: same exact least-squares fit
+    x = np.linspace(-1, 2, 200)
+    y = np.cos(3 * x)
+    deg = 20
+    p0 = models.polynomial(deg).guess(x, y)
+    reference = np.polynomial.Polynomial.fit(x, y, deg)
+    np.testing.assert_allclose(models.polynomial(deg)(x, *p0), reference(x), atol=1e-8)
+
+
+def test_gaussian_2d_shapes():
+    g = models.gaussian_2d
+    assert g.x_dim == 2 and g.nparams == 5
+    xy = np.stack(np.meshgrid(np.arange(5.0), np.arange(4.0)))          # (2, 4, 5)
+    p = [2.0, 2.0, 1.5, 1.0, 0.1]
+    assert g(xy, *p).shape == (4, 5)
+    assert g.jacobian(xy, *p).shape == (4, 5, 5)
+    flat = xy.reshape(2, -1)
+    np.testing.assert_array_equal(g(xy, *p).ravel(), g(flat, *p))
+    with pytest.raises(ValueError, match=r"x must have shape \(2, m\)"):
+        g(np.ones((3, 4)), *p)
+    with pytest.raises(ValueError, match="x must have shape"):
+        g.guess(np.ones(20), np.ones(20))
+    with pytest.raises(ValueError, match="y must be 1-D"):
+        g.guess(flat, np.ones((4, 5)))
+
+
+def test_all_models_listed_and_named():
+    for name in ("line", "exponential", "gaussian", "lorentzian", "logistic", "power_law",
+                 "sine", "gaussian_2d"):
+        model = getattr(models, name)
+        assert model.name == name and models.get_model(name) is model
+        assert len(model.param_names) == model.nparams
+        assert pickle.loads(pickle.dumps(model)) is model
+    assert models.get_model("gauss-2d") is models.gaussian_2d
+    assert models.get_model("Power Law") is models.power_law
+    assert {m.model_id for m in map(models.get_model, ["line", "poly2", "exponential",
+            "gaussian", "lorentzian", "logistic", "power_law", "sine",
+            "gaussian_2d"])} == set(ModelId)

@@ -1,0 +1,561 @@
+"""fastcalc.fitting against scipy.optimize.curve_fit, numpy.polyfit and exact answers."""
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.optimize import curve_fit, least_squares
+
+from fastcalc import BatchFitResult, FitResult, Status, chi2, fit, fit_batch, linear_fit, models
+from fastcalc import polyfit
+from fastcalc import _fitting
+from fastcalc._testfunctions import low_level
+
+# ---------------------------------------------------------------------------------------------
+# Test problems: (model, true params, x) for every built-in model
+
+X1 = np.linspace(0.5, 5.0, 60)
+_g = np.linspace(-2.0, 2.0, 9)
+X2 = np.array(np.meshgrid(_g, _g)).reshape(2, -1)
+
+BUILTIN_CASES = {
+    "line": (models.line, (1.0, 2.0), X1),
+    "polynomial2": (models.polynomial(2), (1.0, -0.5, 0.3), X1),
+    "exponential": (models.exponential, (3.0, 1.5, 0.5), X1),
+    "gaussian": (models.gaussian, (2.0, 2.5, 0.7, 0.3), X1),
+    "lorentzian": (models.lorentzian, (2.0, 2.5, 0.5, 0.3), X1),
+    "logistic": (models.logistic, (2.0, 2.5, 3.0, 0.3), X1),
+    "power_law": (models.power_law, (2.0, 1.5), X1),
+    "sine": (models.sine, (1.5, 2.0, 0.3, 0.2), X1),
+    "gaussian_2d": (models.gaussian_2d, (2.0, 0.3, -0.2, 0.8, 0.1), X2),
+}
+
+
+def python_gaussian(x, a, mu, s, c):
+    return a * np.exp(-0.5 * ((x - mu) / s) ** 2) + c
+
+
+def python_gaussian_jac(x, a, mu, s, c):
+    d = (x - mu) / s
+    e = np.exp(-0.5 * d * d)
+    return np.column_stack([e, a * e * d / s, a * e * d * d / s, np.ones_like(x)])
+
+
+def noisy(model, params, x, rng, noise=0.02, shape=None):
+    y = model(x, *params)
+    return y + rng.normal(0.0, noise, y.shape if shape is None else shape)
+
+
+def gaussian_batch(rng, n, m=64, noise=0.05):
+    x = np.linspace(-5.0, 5.0, m)
+    P = np.column_stack([rng.uniform(1, 3, n), rng.uniform(-1, 1, n), rng.uniform(0.6, 1.5, n),
+                         rng.uniform(0, 1, n)])
+    Y = python_gaussian(x, *[P[:, k:k + 1] for k in range(4)]) + rng.normal(0, noise, (n, m))
+    return x, Y, P
+
+
+def curve_fit_ref(f, x, y, p0, sigma=None, absolute_sigma=False, jac=None):
+    return curve_fit(f, x, y, p0=p0, sigma=sigma, absolute_sigma=absolute_sigma, jac=jac,
+                     xtol=1e-14, ftol=1e-14, gtol=1e-14, maxfev=100000)
+
+
+def assert_cov_close(actual, desired, rtol):
+    """Covariances agree to rtol relative to sqrt(var_i var_j) (i.e. in correlation units)."""
+    d = np.sqrt(np.abs(np.diag(desired)))
+    assert np.all(np.abs(actual - desired) <= rtol * np.outer(d, d)), (actual, desired)
+
+
+def assert_matches_curve_fit(result, popt, pcov, rtol_cov=1e-6):
+    stderr = np.sqrt(np.diag(pcov))
+    # parameters agree to a small fraction of their standard error (the stopping tolerance
+    # tol=1e-10 on chi2 allows ~1e-5 of it); covariances to rtol_cov
+    assert np.all(np.abs(result.params - popt) <= 1e-4 * stderr + 1e-12), (result.params, popt)
+    assert_cov_close(result.cov, pcov, rtol_cov)
+
+
+# ---------------------------------------------------------------------------------------------
+# chi2, linear_fit, polyfit
+
+def test_chi2_formula_and_batch(rng):
+    y = rng.normal(size=(3, 10))
+    ym = rng.normal(size=(3, 10))
+    s = rng.uniform(0.5, 2.0, 10)
+    assert_allclose(chi2(y, ym, s), (((y - ym) / s) ** 2).sum(axis=1), rtol=1e-14)
+    assert isinstance(chi2(y[0], ym[0]), float)
+    assert chi2(y[0], ym[0]) == pytest.approx(((y[0] - ym[0]) ** 2).sum(), rel=1e-14)
+    y2 = y[0].copy()
+    y2[3] = np.nan
+    assert chi2(y2, ym[0]) == pytest.approx(np.delete((y[0] - ym[0]) ** 2, 3).sum(), rel=1e-14)
+    with pytest.raises(ValueError, match="sigma"):
+        chi2(y, ym, -1.0)
+    with pytest.raises(ValueError, match="y_model"):
+        chi2(y, ym[:, :5])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_linear_fit_matches_numpy_polyfit(rng, weighted):
+    x = np.linspace(0, 10, 25)
+    sigma = rng.uniform(0.5, 2.0, x.size) if weighted else None
+    y = 1.5 - 0.7 * x + rng.normal(0, 0.3, x.size)
+    r = linear_fit(x, y, sigma)
+    w = 1.0 / sigma if weighted else None
+    coef, cov = np.polyfit(x, y, 1, w=w, cov=True)
+    assert_allclose(r.params, coef[::-1], rtol=1e-12)
+    assert_allclose(r.cov, cov[::-1, ::-1], rtol=1e-10)
+    assert r.dof == 23 and r.success
+    assert r.chi2 == pytest.approx(chi2(y, r.params[0] + r.params[1] * x, sigma), rel=1e-12)
+
+
+def test_linear_fit_absolute_sigma_matches_curve_fit(rng):
+    x = np.linspace(0, 10, 25)
+    sigma = rng.uniform(0.5, 2.0, x.size)
+    y = 1.5 - 0.7 * x + rng.normal(0, 1.0, x.size) * sigma
+    for absolute in (False, True):
+        r = linear_fit(x, y, sigma, absolute_sigma=absolute)
+        popt, pcov = curve_fit(lambda x, a, b: a + b * x, x, y, sigma=sigma,
+                               absolute_sigma=absolute)
+        assert_allclose(r.params, popt, rtol=1e-8)
+        assert_allclose(r.cov, pcov, rtol=1e-7)
+
+
+def test_linear_fit_exact_line_and_errors():
+    r = linear_fit([0.0, 1.0, 2.0], [1.0, 3.0, 5.0])
+    assert_allclose(r.params, [1.0, 2.0], rtol=1e-15)
+    assert r.chi2 == pytest.approx(0.0, abs=1e-28)
+    with pytest.raises(ValueError, match="distinct"):
+        linear_fit([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="x"):
+        linear_fit([0.0, np.nan, 1.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError):
+        linear_fit([0.0, 1.0], [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("deg", [0, 1, 2, 3])
+def test_polyfit_matches_numpy(rng, deg):
+    x = np.linspace(-3, 4, 30)
+    sigma = rng.uniform(0.5, 2.0, x.size)
+    y = np.polyval([0.2, -1.0, 0.5, 2.0][-(deg + 1):], x) + rng.normal(0, 0.2, x.size)
+    r = polyfit(x, y, deg, sigma)
+    coef, cov = np.polyfit(x, y, deg, w=1 / sigma, cov=True)
+    assert_allclose(r.params, coef[::-1], rtol=1e-9, atol=1e-12)
+    assert_allclose(r.cov, cov[::-1, ::-1], rtol=1e-8)
+    assert r.param_names == tuple(f"c{k}" for k in range(deg + 1))
+
+
+def test_polyfit_is_stable_on_ill_conditioned_x():
+    # x far from 0: the normal equations of a cubic lose every digit here; QR keeps ~7
+    x = np.linspace(1000.0, 1001.0, 40)
+    coef = np.array([-3.0, 2.0, 1.5, 0.25])      # c0 + c1 t + ... with t = x - 1000
+    t = x - 1000.0
+    y = coef[0] + coef[1] * t + coef[2] * t ** 2 + coef[3] * t ** 3
+    r = polyfit(t, y, 3)
+    assert_allclose(r.params, coef, rtol=1e-10)
+    direct = polyfit(x, y, 3)
+    assert_allclose(direct.residuals, 0.0, atol=1e-6)
+
+
+def test_polyfit_errors():
+    with pytest.raises(ValueError, match="deg"):
+        polyfit([1.0, 2.0], [1.0, 2.0], -1)
+    with pytest.raises(ValueError, match="points"):
+        polyfit([1.0, 2.0], [1.0, 2.0], 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# fit: built-in models against curve_fit
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_CASES))
+@pytest.mark.parametrize("absolute_sigma", [False, True])
+def test_fit_builtin_matches_curve_fit(rng, name, absolute_sigma):
+    model, true, x = BUILTIN_CASES[name]
+    m = x.shape[-1]
+    sigma = rng.uniform(0.01, 0.03, m)
+    y = model(x, *true) + rng.normal(0, 1, m) * sigma
+    r = fit(model, x, y, sigma=sigma, absolute_sigma=absolute_sigma)
+    assert r.success, r.message
+    popt, pcov = curve_fit_ref(lambda xx, *p: model(xx, *p), x, y, r.params, sigma=sigma,
+                               absolute_sigma=absolute_sigma,
+                               jac=lambda xx, *p: model.jacobian(xx, *p))
+    assert_matches_curve_fit(r, popt, pcov)
+    assert r.dof == m - len(true)
+    assert r.chi2 == pytest.approx(chi2(y, model(x, *r.params), sigma), rel=1e-12)
+    assert_allclose(r.residuals, y - model(x, *r.params), rtol=1e-12, atol=1e-15)
+    assert_allclose(r.stderr, np.sqrt(np.diag(pcov)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_CASES))
+def test_gradient_descent_converges_on_builtin_models(rng, name):
+    model, true, x = BUILTIN_CASES[name]
+    y = noisy(model, true, x, rng)
+    lm = fit(model, x, y)
+    gd = fit(model, x, y, method="gd")
+    assert gd.success, gd.message
+    assert gd.nit <= 20000
+    assert_allclose(gd.params, lm.params, rtol=0, atol=1e-3 * lm.stderr.max())
+    assert gd.chi2 == pytest.approx(lm.chi2, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# fit: Python and compiled models
+
+@pytest.mark.parametrize("absolute_sigma", [False, True])
+@pytest.mark.parametrize("use_jac", [False, True])
+def test_fit_python_model_matches_curve_fit(rng, absolute_sigma, use_jac):
+    x = np.linspace(-4, 4, 50)
+    sigma = rng.uniform(0.02, 0.05, x.size)
+    y = python_gaussian(x, 2.0, 0.4, 1.1, 0.2) + rng.normal(0, 1, x.size) * sigma
+    jac = python_gaussian_jac if use_jac else None
+    r = fit(python_gaussian, x, y, p0=[1.0, 0.0, 1.0, 0.0], sigma=sigma,
+            absolute_sigma=absolute_sigma, jac=jac)
+    assert r.success
+    assert r.param_names == ("a", "mu", "s", "c")
+    popt, pcov = curve_fit_ref(python_gaussian, x, y, [1.0, 0.0, 1.0, 0.0], sigma=sigma,
+                               absolute_sigma=absolute_sigma, jac=python_gaussian_jac)
+    # forward-difference Jacobians change the last digits of the covariance
+    assert_matches_curve_fit(r, popt, pcov, rtol_cov=1e-6 if use_jac else 1e-5)
+
+
+def test_fit_python_model_default_p0_is_ones_like_curve_fit():
+    x = np.linspace(0, 2, 20)
+    y = 3.0 * x + 1.0
+    r = fit(lambda x, a, b: a * x + b, x, y)
+    assert_allclose(r.params, [3.0, 1.0], rtol=1e-10)
+
+
+@pytest.mark.parametrize("jac", [None, "gaussian_model_jac"])
+def test_fit_compiled_model_matches_builtin(rng, jac):
+    x = np.linspace(-4, 4, 64)
+    y = noisy(models.gaussian, (2.0, 0.3, 1.2, 0.5), x, rng, 0.05)
+    ref = fit(models.gaussian, x, y)
+    r = fit(low_level("gaussian_model"), x, y, p0=[1.0, 0.0, 1.0, 0.0],
+            jac=None if jac is None else low_level(jac))
+    assert r.success
+    assert np.all(np.abs(r.params - ref.params) <= 1e-4 * ref.stderr)
+    assert_cov_close(r.cov, ref.cov, 1e-5)
+    assert_allclose(r.residuals, ref.residuals, atol=1e-6)
+    assert r.nfev > r.nit      # Jacobian evaluations are counted
+
+
+def test_fit_compiled_model_failure_is_a_status(rng):
+    x = np.linspace(0, 1, 10)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        r = fit(low_level("failing_model"), x, x, p0=[1.0, 1.0])
+    assert r.status == Status.CALLBACK_ERROR and not r.success
+    assert np.all(np.isnan(r.cov))
+
+
+# ---------------------------------------------------------------------------------------------
+# bounds and fixed parameters
+
+def test_bounds_match_scipy_least_squares(rng):
+    x = np.linspace(0, 5, 40)
+    y = noisy(models.exponential, (3.0, 1.5, 0.5), x, rng, 0.02)
+    lower, upper = [0.0, 0.0, -np.inf], [np.inf, 1.2, np.inf]   # tau's optimum is outside
+    r = fit(models.exponential, x, y, p0=[1.0, 1.0, 0.0], bounds=(lower, upper))
+    assert r.success, r.message
+    assert r.params[1] == 1.2
+    ref = least_squares(lambda p: models.exponential(x, *p) - y, [1.0, 1.0, 0.0],
+                        bounds=(lower, upper), xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    assert_allclose(r.params, ref.x, rtol=1e-7)
+    # inactive bounds change nothing
+    free = fit(models.exponential, x, y, p0=[1.0, 1.0, 0.0])
+    loose = fit(models.exponential, x, y, p0=[1.0, 1.0, 0.0], bounds=(-100, 100))
+    assert_allclose(loose.params, free.params, rtol=1e-9)
+
+
+def test_fixed_parameters_match_reduced_curve_fit(rng):
+    x = np.linspace(-4, 4, 50)
+    y = noisy(models.gaussian, (2.0, 0.3, 1.2, 0.5), x, rng, 0.05)
+    for fixed in (["c"], [3], [False, False, False, True]):
+        r = fit(models.gaussian, x, y, p0=[1.0, 0.0, 1.0, 0.5], fixed=fixed)
+        assert r.params[3] == 0.5 and r.dof == x.size - 3
+        popt, pcov = curve_fit_ref(lambda x, a, mu, s: python_gaussian(x, a, mu, s, 0.5), x, y,
+                                   [1.0, 0.0, 1.0])
+        assert_allclose(r.params[:3], popt, rtol=1e-7)
+        assert_cov_close(r.cov[:3, :3], pcov, 1e-5)
+        assert np.all(r.cov[3] == 0) and np.all(r.cov[:, 3] == 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# fit_batch
+
+def test_batch_equals_single_fits_builtin(rng):
+    x, Y, _ = gaussian_batch(rng, 40)
+    batch = fit_batch(models.gaussian, x, Y)
+    assert isinstance(batch, BatchFitResult) and len(batch) == 40
+    for i in range(0, 40, 7):
+        single = fit(models.gaussian, x, Y[i])
+        assert_array_equal(batch.params[i], single.params)
+        assert_array_equal(batch.cov[i], single.cov)
+        assert batch.nit[i] == single.nit and batch.status[i] == single.status
+        item = batch[i]
+        assert isinstance(item, FitResult)
+        assert_array_equal(item.params, single.params)
+        assert_allclose(item.residuals, single.residuals, rtol=0, atol=0)
+
+
+def test_batch_python_model_matches_single_fits(rng):
+    x, Y, _ = gaussian_batch(rng, 12)
+    p0 = [2.0, 0.0, 1.0, 0.5]
+    batch = fit_batch(python_gaussian, x, Y, p0=p0)
+    for i in range(12):
+        single = fit(python_gaussian, x, Y[i], p0=p0)
+        assert_allclose(batch.params[i], single.params, rtol=0, atol=1e-7 * single.stderr.max())
+        assert_cov_close(batch.cov[i], single.cov, 1e-5)
+        assert batch.status[i] == single.status == 0
+    ref = fit_batch(models.gaussian, x, Y, p0=p0)
+    assert_allclose(batch.params, ref.params, rtol=0, atol=1e-6)
+
+
+def test_batch_compiled_model_matches_builtin(rng):
+    x, Y, _ = gaussian_batch(rng, 30)
+    ref = fit_batch(models.gaussian, x, Y, p0=[2.0, 0.0, 1.0, 0.5])
+    for jac in (None, low_level("gaussian_model_jac")):
+        kw = {} if jac is None else {}
+        r = fit_batch(low_level("gaussian_model"), x, Y, p0=[2.0, 0.0, 1.0, 0.5], **kw)
+        assert np.all(r.success)
+        assert_allclose(r.params, ref.params, rtol=0, atol=1e-6)
+
+
+def test_thread_count_invariance_is_bitwise(rng):
+    x, Y, _ = gaussian_batch(rng, 3000)
+    Y[5] = np.nan                     # no points
+    Y[6, 3:] = np.nan                 # too few points
+    Y[7] = 0.0                        # flat data: singular at the solution
+    results = [fit_batch(models.gaussian, x, Y, n_threads=n) for n in (1, 2, 3)]
+    for r in results[1:]:
+        for field in ("params", "cov", "chi2", "nit", "nfev", "status"):
+            assert_array_equal(getattr(r, field), getattr(results[0], field))
+    assert results[0].status[5] == Status.SINGULAR and results[0].status[6] == Status.SINGULAR
+    assert results[0].success.sum() >= 2990
+
+
+def test_one_bad_dataset_never_affects_the_others(rng):
+    x, Y, _ = gaussian_batch(rng, 20)
+    clean = fit_batch(models.gaussian, x, Y)
+    bad = Y.copy()
+    bad[3] = np.nan
+    bad[4, :] = 1e308                 # overflows chi2: non-finite
+    bad[9, ::2] = np.nan              # missing points only
+    r = fit_batch(models.gaussian, x, bad)
+    keep = np.setdiff1d(np.arange(20), [3, 4, 9])
+    assert_array_equal(r.params[keep], clean.params[keep])
+    assert r.status[3] == Status.SINGULAR
+    assert r.status[4] != Status.SUCCESS
+    # missing points: the same fit as on the subset
+    sub = fit(models.gaussian, x[1::2], Y[9, 1::2])
+    assert_allclose(r.params[9], sub.params, rtol=1e-12)
+    assert r.dof[9] == 32 - 4
+
+
+def test_batch_python_model_statuses_per_dataset(rng):
+    x, Y, _ = gaussian_batch(rng, 6)
+    Y[2] = np.nan
+    Y[4, :61] = np.nan
+    r = fit_batch(python_gaussian, x, Y, p0=[2.0, 0.0, 1.0, 0.5])
+    assert r.status[2] == Status.SINGULAR and r.status[4] == Status.SINGULAR
+    assert np.all(r.success[[0, 1, 3, 5]])
+
+
+def test_batch_per_dataset_x_sigma_and_p0(rng):
+    n, m = 8, 40
+    X = np.sort(rng.uniform(0, 5, (n, m)), axis=1)
+    true = np.column_stack([rng.uniform(2, 4, n), rng.uniform(1, 2, n), rng.uniform(0, 1, n)])
+    S = rng.uniform(0.01, 0.03, (n, m))
+    Y = models.exponential(X[:, None, :][:, 0], *[true[:, k:k + 1] for k in range(3)]) \
+        if False else np.array([models.exponential(X[i], *true[i]) for i in range(n)])
+    Y = Y + rng.normal(0, 1, (n, m)) * S
+    p0 = true * 1.1
+    r = fit_batch(models.exponential, X, Y, p0=p0, sigma=S, absolute_sigma=True)
+    rp = fit_batch(lambda x, a, tau, c: a * np.exp(-x / tau) + c, X, Y, p0=p0, sigma=S,
+                   absolute_sigma=True)
+    for i in range(n):
+        single = fit(models.exponential, X[i], Y[i], p0=p0[i], sigma=S[i], absolute_sigma=True)
+        assert_array_equal(r.params[i], single.params)
+        assert_allclose(rp.params[i], single.params, rtol=1e-7)
+        popt, pcov = curve_fit_ref(lambda x, *p: models.exponential(x, *p), X[i], Y[i], p0[i],
+                                   sigma=S[i], absolute_sigma=True)
+        assert_cov_close(r.cov[i], pcov, 1e-6)
+
+
+def test_batch_gaussian_2d_shared_and_per_dataset_x(rng):
+    n = 10
+    true = np.column_stack([rng.uniform(1, 3, n), rng.uniform(-0.5, 0.5, n),
+                            rng.uniform(-0.5, 0.5, n), rng.uniform(0.6, 1.0, n),
+                            rng.uniform(0, 0.5, n)])
+    Y = np.array([models.gaussian_2d(X2, *p) for p in true]) + rng.normal(0, 0.01, (n, 81))
+    shared = fit_batch(models.gaussian_2d, X2, Y)
+    per = fit_batch(models.gaussian_2d, np.broadcast_to(X2, (n, 2, 81)), Y)
+    assert np.all(shared.success)
+    assert_array_equal(shared.params, per.params)
+    assert_allclose(shared.params, true, atol=0.05)
+
+
+def test_batch_result_fields_dataframe_and_progress(rng):
+    pd = pytest.importorskip("pandas", reason="to_dataframe needs pandas")
+    x, Y, _ = gaussian_batch(rng, 10)
+    r = fit_batch(models.gaussian, x, Y, progress=True)
+    df = r.to_dataframe()
+    assert isinstance(df, pd.DataFrame) and len(df) == 10
+    assert list(df.columns[:4]) == list(models.gaussian.param_names)
+    assert_allclose(df["stderr_mu"], r.stderr[:, 1])
+    assert r.residuals.shape == Y.shape
+    assert_allclose(r.residuals, Y - np.array([models.gaussian(x, *p) for p in r.params]),
+                    atol=1e-12)
+    assert_allclose(r.redchi2, r.chi2 / r.dof)
+    assert r.message[0] == "converged"
+    assert "chi2" in r[0].report() and "mu" in r[0].report()
+
+
+def test_batch_gd_matches_lm(rng):
+    x, Y, _ = gaussian_batch(rng, 20, noise=0.02)
+    lm = fit_batch(models.gaussian, x, Y)
+    gd = fit_batch(models.gaussian, x, Y, method="gd")
+    assert np.all(gd.success)
+    assert_allclose(gd.params, lm.params, rtol=0, atol=1e-3 * lm.stderr.max())
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+def test_bad_input_errors(rng):
+    x = np.linspace(0, 1, 20)
+    y = 2 * x + 1
+    g = models.line
+    with pytest.raises(ValueError, match="x has shape"):
+        fit(g, x[:10], y)
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        fit(g, np.where(x > 0.5, np.nan, x), y)
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        fit(g, np.where(x > 0.5, np.inf, x), y)
+    with pytest.raises(ValueError, match="sigma"):
+        fit(g, x, y, sigma=np.zeros(20))
+    with pytest.raises(ValueError, match="sigma"):
+        fit(g, x, y, sigma=-np.ones(20))
+    with pytest.raises(ValueError, match="sigma has shape"):
+        fit(g, x, y, sigma=np.ones(7))
+    with pytest.raises(ValueError, match="too few points"):
+        fit(models.gaussian, x[:3], y[:3], p0=[1.0, 0.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="p0 has shape"):
+        fit(g, x, y, p0=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="p0 has shape"):
+        fit_batch(g, x, np.array([y, y]), p0=np.ones((3, 2)))
+    with pytest.raises(ValueError, match="method"):
+        fit(g, x, y, method="newton")
+    with pytest.raises(ValueError, match="bounds"):
+        fit(g, x, y, bounds=([0, 0], [1, -1]))
+    with pytest.raises(ValueError, match="outside the bounds"):
+        fit(g, x, y, p0=[5.0, 5.0], bounds=(0, 1))
+    with pytest.raises(ValueError, match="p0 is required"):
+        fit(low_level("gaussian_model"), x, y)
+    with pytest.raises(ValueError, match="Y must be 2-D"):
+        fit_batch(g, x, y)
+    with pytest.raises(ValueError, match="x has shape"):
+        fit_batch(g, np.ones((3, 20)), np.ones((2, 20)))
+    with pytest.raises(ValueError, match="fixed"):
+        fit(g, x, y, fixed=["nope"])
+    with pytest.raises(TypeError, match="model"):
+        fit(42, x, y)
+    with pytest.raises(TypeError, match="n_threads"):
+        fit_batch(g, x, np.array([y]), n_threads="two")
+    with pytest.raises(ValueError, match="model returned shape"):
+        fit(lambda x, a, b: np.ones(3), x, y)
+    with pytest.raises(ValueError, match="maxiter"):
+        fit(g, x, y, maxiter=0)
+
+
+def test_model_exceptions_propagate(rng):
+    x = np.linspace(0, 1, 20)
+
+    def broken(x, a, b):
+        raise ZeroDivisionError("inside the model")
+
+    with pytest.raises(ZeroDivisionError, match="inside the model"):
+        fit(broken, x, x)
+    with pytest.raises(ZeroDivisionError, match="inside the model"):
+        fit_batch(broken, x, np.array([x, x]))
+
+    def broken_jac(x, a, b):
+        raise KeyError("jac")
+
+    with pytest.raises(KeyError):
+        fit(lambda x, a, b: a * x + b, x, x, jac=broken_jac)
+
+
+def test_non_convergence_is_reported_not_hidden(rng):
+    x, Y, _ = gaussian_batch(rng, 1)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        r = fit(models.gaussian, x, Y[0], p0=[1.0, 3.0, 0.3, 0.0], maxiter=2)
+    assert r.status == Status.MAX_ITERATIONS and not r.success
+    # non-finite model values at the start
+    with pytest.warns(RuntimeWarning):
+        r = fit(lambda x, a: np.full_like(x, np.nan) * a, x, Y[0], p0=[1.0])
+    assert r.status == Status.NON_FINITE
+
+
+def test_inputs_are_not_mutated(rng):
+    x, Y, _ = gaussian_batch(rng, 5)
+    Y[1, 4] = np.nan
+    sigma = np.full(64, 0.05)
+    p0 = np.array([2.0, 0.0, 1.0, 0.5])
+    bounds = (np.full(4, -10.0), np.full(4, 10.0))
+    copies = [a.copy() for a in (x, Y, sigma, p0, *bounds)]
+    for a in (x, Y, sigma, p0, *bounds):
+        a.setflags(write=False)       # read-only arrays work, and nothing writes to them
+    fit_batch(models.gaussian, x, Y, p0=p0, sigma=sigma, bounds=bounds)
+    fit_batch(python_gaussian, x, Y, p0=p0, sigma=sigma, bounds=bounds)
+    fit(models.gaussian, x, Y[0], p0=p0, sigma=sigma, bounds=bounds)
+    linear_fit(x, Y[0], sigma)
+    polyfit(x, Y[0], 2, sigma)
+    for a, c in zip((x, Y, sigma, p0, *bounds), copies):
+        assert_array_equal(a, c)
+
+
+# ---------------------------------------------------------------------------------------------
+# the kernels' hand-written linear algebra against LAPACK
+
+def test_householder_least_squares_matches_lapack(rng):
+    for rows, cols in [(5, 5), (64, 4), (12, 7), (3, 1)]:
+        A = rng.normal(size=(rows, cols)) * np.logspace(0, 6, cols)
+        b = rng.normal(size=rows)
+        assert_allclose(_fitting._householder_lstsq(A, b), np.linalg.lstsq(A, b, rcond=None)[0],
+                        rtol=1e-9)
+
+
+def test_cholesky_matches_lapack_and_rejects_ill_conditioned(rng):
+    A = rng.normal(size=(20, 5))
+    M = A.T @ A
+    b = rng.normal(size=5)
+    assert_allclose(_fitting._cholesky_solve(M, b), np.linalg.solve(M, b), rtol=1e-10)
+    B = A.copy()
+    B[:, 4] = B[:, 3] * (1 + 1e-9)
+    assert _fitting._cholesky_solve(B.T @ B, b) is None
+
+
+def test_batch_python_model_with_broadcast_jacobian(rng):
+    x, Y, _ = gaussian_batch(rng, 10)
+    p0 = [2.0, 0.0, 1.0, 0.5]
+
+    def jac(x, a, mu, s, c):
+        d = (x - mu) / s
+        e = np.exp(-0.5 * d * d)
+        return e, a * e * d / s, a * e * d * d / s, 1.0
+
+    fd = fit_batch(python_gaussian, x, Y, p0=p0)
+    analytic = fit_batch(python_gaussian, x, Y, p0=p0, jac=jac)
+    ref = fit_batch(models.gaussian, x, Y, p0=p0)
+    assert np.all(analytic.success)
+    assert_allclose(analytic.params, ref.params, rtol=0, atol=1e-6)
+    assert np.all(analytic.nfev < fd.nfev)
+    with pytest.raises(ValueError, match="derivatives"):
+        fit_batch(python_gaussian, x, Y, p0=p0, jac=lambda x, *p: p[:2])
+
+
+def test_zero_degrees_of_freedom_warns_and_gives_inf_covariance():
+    x = np.array([0.0, 1.0])
+    with pytest.warns(RuntimeWarning, match="covariance"):
+        r = fit(models.line, x, [1.0, 3.0])
+    assert_allclose(r.params, [1.0, 2.0], rtol=1e-12)
+    assert r.success and r.dof == 0 and np.all(np.isinf(r.cov))
+    absolute = fit(models.line, x, [1.0, 3.0], sigma=[1.0, 1.0], absolute_sigma=True)
+    assert_allclose(absolute.cov, [[1.0, -1.0], [-1.0, 2.0]], rtol=1e-12)
