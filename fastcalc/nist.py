@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "NIST_PROBLEMS",
     "NistProblem",
+    "compare_with_curve_fit",
     "curve_fit_fitter",
     "default_directory",
     "fastcalc_fitter",
@@ -61,13 +63,9 @@ _RELATIVE_DATA_PATH = Path("..") / "shared" / "data" / "nist_strd"
 
 
 # --------------------------------------------------------------------------------------------
-# Models: value f(x, *b) and analytic Jacobian jac(x, *b) -> (npts, nparams), from each file's
-# formula. Arithmetic outside a model's domain gives NaN/inf silently: the fitter reports it.
+# Models: value f(x, *b) and the columns of the analytic Jacobian, (df/db1, ..., df/dbk), from
+# each file's formula. Arithmetic outside a model's domain gives NaN/inf silently: the fitter reports it.
 # --------------------------------------------------------------------------------------------
-
-def _columns(*cols: Any) -> np.ndarray:
-    return np.column_stack(np.broadcast_arrays(*cols))
-
 
 def _exponential_rise(x, b1, b2):  # Misra1a, BoxBOD
     return b1 * (1.0 - np.exp(-b2 * x))
@@ -75,7 +73,7 @@ def _exponential_rise(x, b1, b2):  # Misra1a, BoxBOD
 
 def _exponential_rise_jac(x, b1, b2):
     e = np.exp(-b2 * x)
-    return _columns(1.0 - e, b1 * x * e)
+    return (1.0 - e, b1 * x * e)
 
 
 def _chwirut(x, b1, b2, b3):
@@ -85,7 +83,7 @@ def _chwirut(x, b1, b2, b3):
 def _chwirut_jac(x, b1, b2, b3):
     e = np.exp(-b1 * x)
     d = b2 + b3 * x
-    return _columns(-x * e / d, -e / d**2, -x * e / d**2)
+    return (-x * e / d, -e / d**2, -x * e / d**2)
 
 
 def _danwood(x, b1, b2):
@@ -94,7 +92,7 @@ def _danwood(x, b1, b2):
 
 def _danwood_jac(x, b1, b2):
     p = x**b2
-    return _columns(p, b1 * p * np.log(x))
+    return (p, b1 * p * np.log(x))
 
 
 def _enso(x, b1, b2, b3, b4, b5, b6, b7, b8, b9):
@@ -109,7 +107,7 @@ def _enso_jac(x, b1, b2, b3, b4, b5, b6, b7, b8, b9):
     a4, a7 = a / b4, a / b7
     c4, s4, c7, s7 = np.cos(a4), np.sin(a4), np.cos(a7), np.sin(a7)
     # d(a/b)/db = -(a/b)/b
-    return _columns(1.0, np.cos(a / 12), np.sin(a / 12),
+    return (1.0, np.cos(a / 12), np.sin(a / 12),
                     (b5 * s4 - b6 * c4) * a4 / b4, c4, s4,
                     (b8 * s7 - b9 * c7) * a7 / b7, c7, s7)
 
@@ -121,7 +119,7 @@ def _eckerle4(x, b1, b2, b3):
 def _eckerle4_jac(x, b1, b2, b3):
     u = (x - b3) / b2
     e = np.exp(-0.5 * u**2)
-    return _columns(e / b2, b1 * e * (u**2 - 1.0) / b2**2, b1 * e * u / b2**2)
+    return (e / b2, b1 * e * (u**2 - 1.0) / b2**2, b1 * e * u / b2**2)
 
 
 def _gauss(x, b1, b2, b3, b4, b5, b6, b7, b8):
@@ -133,7 +131,7 @@ def _gauss_jac(x, b1, b2, b3, b4, b5, b6, b7, b8):
     e = np.exp(-b2 * x)
     d1, d2 = x - b4, x - b7
     g1, g2 = np.exp(-(d1**2) / b5**2), np.exp(-(d2**2) / b8**2)
-    return _columns(e, -b1 * x * e,
+    return (e, -b1 * x * e,
                     g1, 2.0 * b3 * g1 * d1 / b5**2, 2.0 * b3 * g1 * d1**2 / b5**3,
                     g2, 2.0 * b6 * g2 * d2 / b8**2, 2.0 * b6 * g2 * d2**2 / b8**3)
 
@@ -146,7 +144,7 @@ def _cubic_rational_jac(x, b1, b2, b3, b4, b5, b6, b7):
     n = b1 + x * (b2 + x * (b3 + x * b4))
     d = 1.0 + x * (b5 + x * (b6 + x * b7))
     q = -n / d**2
-    return _columns(1.0 / d, x / d, x**2 / d, x**3 / d, q * x, q * x**2, q * x**3)
+    return (1.0 / d, x / d, x**2 / d, x**3 / d, q * x, q * x**2, q * x**3)
 
 
 def _kirby2(x, b1, b2, b3, b4, b5):
@@ -157,7 +155,7 @@ def _kirby2_jac(x, b1, b2, b3, b4, b5):
     n = b1 + x * (b2 + x * b3)
     d = 1.0 + x * (b4 + x * b5)
     q = -n / d**2
-    return _columns(1.0 / d, x / d, x**2 / d, q * x, q * x**2)
+    return (1.0 / d, x / d, x**2 / d, q * x, q * x**2)
 
 
 def _lanczos(x, b1, b2, b3, b4, b5, b6):
@@ -166,7 +164,7 @@ def _lanczos(x, b1, b2, b3, b4, b5, b6):
 
 def _lanczos_jac(x, b1, b2, b3, b4, b5, b6):
     e2, e4, e6 = np.exp(-b2 * x), np.exp(-b4 * x), np.exp(-b6 * x)
-    return _columns(e2, -b1 * x * e2, e4, -b3 * x * e4, e6, -b5 * x * e6)
+    return (e2, -b1 * x * e2, e4, -b3 * x * e4, e6, -b5 * x * e6)
 
 
 def _mgh09(x, b1, b2, b3, b4):
@@ -176,7 +174,7 @@ def _mgh09(x, b1, b2, b3, b4):
 def _mgh09_jac(x, b1, b2, b3, b4):
     n = x**2 + x * b2
     d = x**2 + x * b3 + b4
-    return _columns(n / d, b1 * x / d, -b1 * n * x / d**2, -b1 * n / d**2)
+    return (n / d, b1 * x / d, -b1 * n * x / d**2, -b1 * n / d**2)
 
 
 def _mgh10(x, b1, b2, b3):
@@ -186,7 +184,7 @@ def _mgh10(x, b1, b2, b3):
 def _mgh10_jac(x, b1, b2, b3):
     s = x + b3
     e = np.exp(b2 / s)
-    return _columns(e, b1 * e / s, -b1 * b2 * e / s**2)
+    return (e, b1 * e / s, -b1 * b2 * e / s**2)
 
 
 def _mgh17(x, b1, b2, b3, b4, b5):
@@ -195,7 +193,7 @@ def _mgh17(x, b1, b2, b3, b4, b5):
 
 def _mgh17_jac(x, b1, b2, b3, b4, b5):
     e4, e5 = np.exp(-x * b4), np.exp(-x * b5)
-    return _columns(1.0, e4, e5, -b2 * x * e4, -b3 * x * e5)
+    return (1.0, e4, e5, -b2 * x * e4, -b3 * x * e5)
 
 
 def _misra1b(x, b1, b2):
@@ -204,7 +202,7 @@ def _misra1b(x, b1, b2):
 
 def _misra1b_jac(x, b1, b2):
     s = 1.0 + b2 * x / 2
-    return _columns(1.0 - s**-2, b1 * x * s**-3)
+    return (1.0 - s**-2, b1 * x * s**-3)
 
 
 def _misra1c(x, b1, b2):
@@ -213,7 +211,7 @@ def _misra1c(x, b1, b2):
 
 def _misra1c_jac(x, b1, b2):
     s = 1.0 + 2 * b2 * x
-    return _columns(1.0 - s**-0.5, b1 * x * s**-1.5)
+    return (1.0 - s**-0.5, b1 * x * s**-1.5)
 
 
 def _misra1d(x, b1, b2):
@@ -222,7 +220,7 @@ def _misra1d(x, b1, b2):
 
 def _misra1d_jac(x, b1, b2):
     s = 1.0 + b2 * x
-    return _columns(b2 * x / s, b1 * x / s**2)
+    return (b2 * x / s, b1 * x / s**2)
 
 
 def _nelson(x, b1, b2, b3):  # x = (x1, x2) of shape (2, m); the response is log(y)
@@ -233,7 +231,7 @@ def _nelson(x, b1, b2, b3):  # x = (x1, x2) of shape (2, m); the response is log
 def _nelson_jac(x, b1, b2, b3):
     x1, x2 = x[0], x[1]
     e = np.exp(-b3 * x2)
-    return _columns(1.0, -x1 * e, b2 * x1 * x2 * e)
+    return (1.0, -x1 * e, b2 * x1 * x2 * e)
 
 
 def _rat42(x, b1, b2, b3):
@@ -243,7 +241,7 @@ def _rat42(x, b1, b2, b3):
 def _rat42_jac(x, b1, b2, b3):
     e = np.exp(b2 - b3 * x)
     s = 1.0 + e
-    return _columns(1.0 / s, -b1 * e / s**2, b1 * x * e / s**2)
+    return (1.0 / s, -b1 * e / s**2, b1 * x * e / s**2)
 
 
 def _rat43(x, b1, b2, b3, b4):
@@ -255,7 +253,7 @@ def _rat43_jac(x, b1, b2, b3, b4):
     s = 1.0 + e
     p = s ** (-1.0 / b4)
     q = b1 * p * e / (b4 * s)  # b1 e s^(-1/b4 - 1) / b4
-    return _columns(p, -q, x * q, b1 * p * np.log(s) / b4**2)
+    return (p, -q, x * q, b1 * p * np.log(s) / b4**2)
 
 
 def _roszman1(x, b1, b2, b3, b4):
@@ -266,7 +264,7 @@ def _roszman1_jac(x, b1, b2, b3, b4):
     d = x - b4
     # d arctan(b3/d) = (d db3 + b3 db4) / (d^2 + b3^2)
     w = np.pi * (d**2 + b3**2)
-    return _columns(1.0, -x, -d / w, -b3 / w)
+    return (1.0, -x, -d / w, -b3 / w)
 
 
 def _bennett5(x, b1, b2, b3):
@@ -276,10 +274,10 @@ def _bennett5(x, b1, b2, b3):
 def _bennett5_jac(x, b1, b2, b3):
     s = b2 + x
     p = s ** (-1.0 / b3)
-    return _columns(p, -b1 * p / (b3 * s), b1 * p * np.log(s) / b3**2)
+    return (p, -b1 * p / (b3 * s), b1 * p * np.log(s) / b3**2)
 
 
-# name -> (model, jacobian, formula as printed in the file)
+# name -> (model, Jacobian columns, formula as printed in the file)
 _MODELS: dict[str, tuple[Callable, Callable, str]] = {}
 
 
@@ -313,6 +311,16 @@ _register(["Rat42"], _rat42, _rat42_jac, "y = b1 / (1+exp[b2-b3*x])")
 _register(["Rat43"], _rat43, _rat43_jac, "y = b1 / ((1+exp[b2-b3*x])**(1/b4))")
 _register(["Roszman1"], _roszman1, _roszman1_jac, "y = b1 - b2*x - arctan[b3/(x-b4)]/pi")
 _register(["Bennett5"], _bennett5, _bennett5_jac, "y = b1 * (b2+x)**(-1/b3)")
+
+
+def _stacked(columns_of: Callable) -> Callable:
+    """fit's Jacobian convention, ``(m, nparams)``, from a function returning the columns."""
+    def jac(x, *b):
+        values = columns_of(x, *b)
+        shape = np.broadcast_shapes(*(np.shape(v) for v in values))
+        return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
+    jac.__name__ = columns_of.__name__
+    return jac
 
 
 def _quiet(function: Callable) -> Callable:
@@ -361,7 +369,12 @@ class NistProblem:
     f : callable
         ``f(x, *b) -> (m,)`` model values (NumPy; NaN/inf outside its domain, without warnings).
     jac : callable
-        ``jac(x, *b) -> (m, nparams)`` analytic Jacobian of ``f`` with respect to ``b``.
+        ``jac(x, *b) -> (m, nparams)`` analytic Jacobian of ``f`` with respect to ``b`` (the
+        convention of :func:`fastcalc.fit` and ``curve_fit``).
+    jac_columns : callable
+        ``jac_columns(x, *b) -> tuple`` of the ``nparams`` derivatives ``df/db_k``, each
+        broadcasting like ``f`` (the convention of :func:`fastcalc.fit_batch`, where ``b`` are
+        ``(N, 1)`` columns).
     note : str
         Remarks on how the problem is posed (e.g. Nelson's logarithm), empty otherwise.
     """
@@ -381,6 +394,7 @@ class NistProblem:
     formula: str
     f: Callable = field(repr=False)
     jac: Callable = field(repr=False)
+    jac_columns: Callable = field(repr=False)
     note: str = ""
 
     @property
@@ -399,20 +413,20 @@ class NistProblem:
             raise ValueError(f"which must be 1 or 2, got {which!r}")
         return (self.start1 if which == 1 else self.start2).copy()
 
-    def residuals(self, params: Sequence[float]) -> np.ndarray:
+    def residuals(self, params: ArrayLike) -> np.ndarray:
         """Residuals ``y - f(x, *params)``."""
         return self.y - self.f(self.x, *np.asarray(params, dtype=float))
 
-    def rss(self, params: Sequence[float]) -> float:
+    def rss(self, params: ArrayLike) -> float:
         """Residual sum of squares at ``params``."""
         r = self.residuals(params)
         return float(r @ r)
 
-    def lre(self, params: Sequence[float]) -> np.ndarray:
+    def lre(self, params: ArrayLike) -> np.ndarray:
         """Log relative error of each of ``params`` against the certified values."""
-        return lre(params, self.certified_params)
+        return np.asarray(lre(params, self.certified_params))
 
-    def min_lre(self, params: Sequence[float]) -> float:
+    def min_lre(self, params: ArrayLike) -> float:
         """The score of a fit: the smallest LRE over the parameters."""
         return float(np.min(self.lre(params)))
 
@@ -568,20 +582,28 @@ def load(name: str, directory: str | os.PathLike | None = None) -> NistProblem:
         certified_params=_read_only(parsed["certified_params"]),
         certified_stderr=_read_only(parsed["certified_stderr"]),
         certified_rss=parsed["certified_rss"], certified_rsd=parsed["certified_rsd"],
-        dof=parsed["dof"], formula=formula, f=_quiet(f), jac=_quiet(jac), note=note)
+        dof=parsed["dof"], formula=formula, f=_quiet(f), jac=_quiet(_stacked(jac)),
+        jac_columns=_quiet(jac), note=note)
 
 
-def load_all(directory: str | os.PathLike | None = None) -> list[NistProblem]:
+def load_all(directory: str | os.PathLike | None = None, *, verify: bool = False) -> list[NistProblem]:
     """Load the 27 StRD problems, in NIST's order (lower, average, higher difficulty).
+
+    With ``verify=True`` the files are first checked against the folder's ``SHA256SUMS``
+    (:func:`verify_checksums`); a mismatch raises ``ValueError`` naming the files.
 
     Examples
     --------
     >>> from fastcalc import nist
-    >>> problems = nist.load_all()
+    >>> problems = nist.load_all(verify=True)
     >>> len(problems), problems[0].name
     (27, 'Misra1a')
     """
     folder = _directory(directory)
+    if verify:
+        bad = sorted(name for name, ok in verify_checksums(folder).items() if not ok)
+        if bad:
+            raise ValueError(f"SHA-256 mismatch in {folder}: {', '.join(bad)}")
     return [load(name, folder) for name in NIST_PROBLEMS]
 
 
@@ -680,7 +702,7 @@ def curve_fit_fitter(problem: NistProblem, p0: np.ndarray, *, use_jac: bool = Tr
     Default method (MINPACK ``lmder``) with the analytic Jacobian when ``use_jac``. A
     ``RuntimeError`` (no convergence) becomes ``success=False`` with NaN parameters.
     """
-    from scipy.optimize import curve_fit
+    from scipy.optimize import curve_fit  # type: ignore[import-untyped]
 
     kwargs = dict(options)
     if use_jac:
@@ -725,7 +747,8 @@ def score_all(fitter: Callable[[NistProblem, np.ndarray], Any] | None = None,
         ``lre`` (min over parameters), ``lre_params``, ``lre_rss``, ``lre_stderr`` (min over the
         standard errors when the fitter reports them, else None), ``success``, ``status``,
         ``nit``, ``nfev``, ``message``, ``warned``, ``solved`` (``lre >= 4``), ``silent_failure``
-        (reported a success without warning although ``lre < 4``), ``seconds`` and ``error``.
+        (reported a success without warning although ``lre < 4``), ``seconds`` (wall time of the
+        fitter call, including first-call costs such as a lazy import) and ``error``.
 
     Examples
     --------
@@ -783,6 +806,37 @@ def score_all(fitter: Callable[[NistProblem, np.ndarray], Any] | None = None,
                 "seconds": seconds, "error": error,
             })
     return rows
+
+
+def compare_with_curve_fit(problems: Iterable[NistProblem] | None = None, *,
+                           directory: str | os.PathLike | None = None,
+                           analytic_jacobian: bool = True) -> list[dict]:
+    """The full LRE table: :func:`fastcalc.fit` and ``curve_fit``, both starts, same run.
+
+    Both fitters get the same Jacobian information: the problem's analytic Jacobian when
+    ``analytic_jacobian`` (fastcalc ``jac=problem.jac``, MINPACK ``lmder``), else their own finite
+    differences (fastcalc ``jac=None``, MINPACK ``lmdif``). Rows as :func:`score_all`, fitters
+    labelled ``"fastcalc"`` and ``"curve_fit"``.
+
+    Examples
+    --------
+    >>> from fastcalc import nist
+    >>> rows = nist.compare_with_curve_fit([nist.load("Misra1a")])
+    >>> sorted(nist.summarize(rows).items())
+    [(('curve_fit', 1), 1), (('curve_fit', 2), 1), (('fastcalc', 1), 1), (('fastcalc', 2), 1)]
+    """
+    import scipy.optimize  # type: ignore[import-untyped]  # noqa: F401  (before any timing)
+
+    problems = list(load_all(directory) if problems is None else problems)
+
+    def fastcalc_fit(problem, p0):
+        return fastcalc_fitter(problem, p0, jac=problem.jac if analytic_jacobian else None)
+
+    def curve_fit_fit(problem, p0):
+        return curve_fit_fitter(problem, p0, use_jac=analytic_jacobian)
+
+    return (score_all(fastcalc_fit, problems, label="fastcalc")
+            + score_all(curve_fit_fit, problems, label="curve_fit"))
 
 
 def summarize(rows: Iterable[Mapping[str, Any]], threshold: float = 4.0) -> dict[tuple[str, int], int]:

@@ -136,6 +136,22 @@ def test_jacobian_matches_central_differences(problems, name):
         assert np.max(np.abs(J[:, k] - column)) <= 1e-6 * np.max(np.abs(column)), (name, k)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_models_broadcast_over_parameter_columns(problems, name):
+    # fit_batch's convention: parameters as (N, 1) columns, values (N, m), one derivative per
+    # parameter broadcasting to (N, m); row k equals the single-problem f and jac at start k
+    p = problems[name]
+    starts = np.vstack([p.start1, p.start2, p.certified_params])
+    columns = [starts[:, k:k + 1] for k in range(p.nparams)]
+    values = np.broadcast_to(p.f(p.x, *columns), (3, p.npoints))
+    derivatives = [np.broadcast_to(d, (3, p.npoints)) for d in p.jac_columns(p.x, *columns)]
+    assert len(derivatives) == p.nparams
+    for k, b in enumerate(starts):
+        np.testing.assert_allclose(values[k], p.f(p.x, *b), rtol=1e-14, atol=0)
+        np.testing.assert_allclose(np.column_stack([d[k] for d in derivatives]), p.jac(p.x, *b),
+                                   rtol=1e-14, atol=0)
+
+
 def test_model_outside_its_domain_gives_nan_without_warning(problems):
     p = problems["Bennett5"]
     with warnings.catch_warnings():
@@ -148,6 +164,7 @@ def test_checksums_match(data_dir):
     sums = nist.verify_checksums(data_dir)
     assert sorted(sums) == sorted(f"{name}.dat" for name in NAMES)
     assert all(sums.values())
+    assert len(nist.load_all(data_dir, verify=True)) == 27
 
 
 def test_checksum_mismatch_is_reported(data_dir, tmp_path):
@@ -160,6 +177,8 @@ def test_checksum_mismatch_is_reported(data_dir, tmp_path):
     (tmp_path / "SHA256SUMS").write_text(
         next(line for line in (data_dir / "SHA256SUMS").read_text().splitlines() if "Misra1a" in line))
     assert nist.verify_checksums(tmp_path) == {"Misra1a.dat": False}
+    with pytest.raises(ValueError, match="SHA-256 mismatch .*Misra1a.dat"):
+        nist.load_all(tmp_path, verify=True)
     assert nist.load("Misra1a", tmp_path).y[0] == 10.08  # loading itself does not verify
 
 
@@ -247,21 +266,31 @@ def test_curve_fit_scores_through_the_machinery(problems):
 # fitting all 27 problems: fastcalc.fit against the certified values and against curve_fit
 # ---------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def fastcalc_rows(problems):
+JACOBIANS = ("analytic", "finite-difference")
+
+
+@pytest.fixture(scope="module", params=JACOBIANS)
+def fastcalc_rows(request, problems):
+    """fastcalc.fit with default settings on all 54 (problem, start) pairs, with the problem's
+    analytic Jacobian or with fit's own finite differences (jac=None, the default)."""
     if not hasattr(fastcalc, "fit"):
         pytest.skip("fastcalc.fit is not available in this build (fitting branch not merged)")
-    return {(r["problem"], r["start"]): r
-            for r in nist.score_all(nist.fastcalc_fitter, problems.values(), label="fastcalc")}
+    jac = request.param
+
+    def fitter(problem, p0):
+        return nist.fastcalc_fitter(problem, p0, jac=problem.jac if jac == "analytic" else None)
+
+    rows = nist.score_all(fitter, problems.values(), label=f"fastcalc/{jac}")
+    return jac, {(r["problem"], r["start"]): r for r in rows}
 
 
 @pytest.fixture(scope="module")
 def curve_fit_rows(problems):
     # curve_fit with its defaults (MINPACK lmdif, finite-difference Jacobian), the usual baseline,
-    # and with the same analytic Jacobian that fastcalc gets
+    # and MINPACK lmder with the same analytic Jacobian that fastcalc gets
     rows = nist.score_all(lambda p, p0: nist.curve_fit_fitter(p, p0, use_jac=False),
-                          problems.values(), label="curve_fit")
-    rows += nist.score_all(nist.curve_fit_fitter, problems.values(), label="curve_fit+jac")
+                          problems.values(), label="curve_fit/finite-difference")
+    rows += nist.score_all(nist.curve_fit_fitter, problems.values(), label="curve_fit/analytic")
     return rows
 
 
@@ -270,7 +299,8 @@ def _solved(rows, start):
 
 
 def test_fastcalc_meets_the_nist_targets(fastcalc_rows):
-    rows = list(fastcalc_rows.values())
+    _, by_key = fastcalc_rows
+    rows = list(by_key.values())
     table = nist.format_table(rows)
     assert _solved(rows, 2) == 27, table
     assert _solved(rows, 1) >= 25, table
@@ -279,26 +309,55 @@ def test_fastcalc_meets_the_nist_targets(fastcalc_rows):
 @pytest.mark.parametrize("start", STARTS)
 @pytest.mark.parametrize("name", NAMES)
 def test_fastcalc_never_reports_a_wrong_answer_as_a_silent_success(fastcalc_rows, name, start):
-    row = fastcalc_rows[(name, start)]
+    _, by_key = fastcalc_rows
+    row = by_key[(name, start)]
     assert not row["error"], row["error"]
     if row["lre"] < SOLVED:
         assert not row["success"] or row["warned"], (
             f"{name} from start {start}: success without warning at LRE {row['lre']:.1f} "
             f"(status {row['status']}, {row['message']!r})")
-    else:
+    elif name != "Lanczos1":
         # a solved problem also reproduces the certified residual sum of squares and, with
         # curve_fit's default absolute_sigma=False, the certified standard deviations (Lanczos1's
         # certified RSS of 1e-25 is rounding noise in double precision, so neither is reproducible)
-        if name != "Lanczos1":
-            assert row["lre_rss"] >= SOLVED, row
-            assert row["lre_stderr"] is not None and row["lre_stderr"] >= 3.0, row
+        assert row["lre_rss"] >= SOLVED, row
+        assert row["lre_stderr"] is not None and row["lre_stderr"] >= 3.0, row
 
 
 def test_fastcalc_solves_at_least_as_many_as_curve_fit(fastcalc_rows, curve_fit_rows):
-    fast = list(fastcalc_rows.values())
-    counts = nist.summarize(fast + curve_fit_rows)
-    print("\n" + "\n".join(f"{fitter:>14} start {start}: {n}/27 solved"
+    jac, by_key = fastcalc_rows
+    counts = nist.summarize(list(by_key.values()) + curve_fit_rows)
+    print("\n" + "\n".join(f"{fitter:>28} start {start}: {n}/27 solved"
                            for (fitter, start), n in sorted(counts.items())))
     for start in STARTS:
-        for reference in ("curve_fit", "curve_fit+jac"):
-            assert counts[("fastcalc", start)] >= counts[(reference, start)], counts
+        # same Jacobian information on both sides
+        assert counts[(f"fastcalc/{jac}", start)] >= counts[(f"curve_fit/{jac}", start)], counts
+
+
+def test_fit_batch_over_starts_matches_single_fits(problems):
+    """fit_batch with a Python model: every problem with its starts as datasets of one call.
+
+    Three datasets (Start 1, Start 2, Start 2) rather than two: with N == 2, Nelson's shared
+    x of shape (2, m) would be read as one x row per dataset (see the report on issue 4)."""
+    if not hasattr(fastcalc, "fit_batch"):
+        pytest.skip("fastcalc.fit_batch is not available in this build (fitting branch not merged)")
+    for analytic in (False, True):
+        solved = {1: 0, 2: 0}
+        for p in problems.values():
+            starts = np.vstack([p.start1, p.start2, p.start2])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                batch = fastcalc.fit_batch(p.f, p.x, np.vstack([p.y] * 3), p0=starts,
+                                           jac=p.jac_columns if analytic else None)
+                singles = [fastcalc.fit(p.f, p.x, p.y, p0=b0, jac=p.jac if analytic else None)
+                           for b0 in starts]
+            for k, single in enumerate(singles):
+                # with analytic Jacobians the batch and single drivers differ in the last bits
+                # (model and Jacobian values are bitwise equal); on ill-conditioned Bennett5 from
+                # Start 1 that moves the converged point by ~2e-10 after the same 273 iterations
+                np.testing.assert_allclose(batch.params[k], single.params, rtol=1e-8, atol=0,
+                                           err_msg=f"{p.name} dataset {k}, analytic={analytic}")
+                assert int(batch.status[k]) == int(single.status), (p.name, k, analytic)
+            solved[1] += p.min_lre(batch.params[0]) >= SOLVED
+            solved[2] += p.min_lre(batch.params[1]) >= SOLVED
+        assert solved[2] == 27 and solved[1] >= 25, (solved, analytic)
