@@ -334,6 +334,9 @@ def bench_systems(bench):
     bench.attempt(area, "newton_system 2-D, vectorized F and jac", row)
 
 
+BUILTIN_STARTS = "fastcalc from the model's own guess (no p0), curve_fit from p0 near the truth"
+
+
 def _chi2_excess(problem, params_fc, params_ref, sigma):
     """Max relative chi2 excess of each solution over the better of the two, per dataset."""
     count = len(params_ref)
@@ -367,7 +370,7 @@ def _curve_fit_loop(problem, subset, func=None):
     return loop
 
 
-def _fit_batch_row(bench, area, label, problem, fit_call, subset):
+def _fit_batch_row(bench, area, label, problem, fit_call, subset, starts):
     def row():
         size = problem.Y.shape[0]
         t_sub, p_ref = bench.time(_curve_fit_loop(problem, subset))
@@ -378,7 +381,7 @@ def _fit_batch_row(bench, area, label, problem, fit_call, subset):
                         "curve_fit loop", t_sub * size / subset, None, err_fc, err_ref,
                         "max rel. chi2 excess over the better fit",
                         f"curve_fit timed on {subset:,} of {size:,} datasets and scaled; "
-                        f"fastcalc status 0 for {ok:.1%}")
+                        f"fastcalc status 0 for {ok:.1%}; starts: {starts}")
     bench.attempt(area, label, row)
 
 
@@ -402,7 +405,7 @@ def bench_fitting(bench):
         return BenchRow(area, "fit gaussian, one dataset, built-in model", f"{points} pts", t_fc,
                         "curve_fit", t_sp, None, err_fc, err_sp,
                         "rel. chi2 excess over the better fit",
-                        "fastcalc: no p0 (model guess); curve_fit: p0 near the truth")
+                        f"starts: {BUILTIN_STARTS}")
 
     bench.attempt(area, "fit gaussian, one dataset", single)
     for name in ("gaussian", "exponential"):
@@ -413,7 +416,8 @@ def bench_fitting(bench):
             from fastcalc.fitting import fit_batch
             return fit_batch(models.get_model(name), problem.x, problem.Y, sigma=problem.sigma,
                              absolute_sigma=True)
-        _fit_batch_row(bench, area, f"fit_batch {name}, built-in model", problem, call, subset)
+        _fit_batch_row(bench, area, f"fit_batch {name}, built-in model", problem, call, subset,
+                       BUILTIN_STARTS)
 
     problem = wl.peak_fit_problem("gaussian", size, points=points)
 
@@ -421,7 +425,8 @@ def bench_fitting(bench):
         from fastcalc.fitting import fit_batch
         return fit_batch(problem.model, problem.x, problem.Y, problem.p0, sigma=problem.sigma,
                          absolute_sigma=True)
-    _fit_batch_row(bench, area, "fit_batch gaussian, Python model", problem, python_model, subset)
+    _fit_batch_row(bench, area, "fit_batch gaussian, Python model", problem, python_model, subset,
+                   "the same p0 near the truth for both")
 
 
 def bench_gaussian_2d(bench):
@@ -434,7 +439,7 @@ def bench_gaussian_2d(bench):
         return fit_batch(models.gaussian_2d, problem.x, problem.Y, sigma=problem.sigma,
                          absolute_sigma=True)
     _fit_batch_row(bench, "gaussian_2d", "fit_batch gaussian_2d 5x5 stamps, built-in model",
-                   problem, call, s["fit_subset"])
+                   problem, call, s["fit_subset"], BUILTIN_STARTS)
 
 
 def bench_nist(bench):
