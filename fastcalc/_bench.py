@@ -333,6 +333,29 @@ def bench_systems(bench):
 
     bench.attempt(area, "newton_system 2-D, vectorized F and jac", row)
 
+    def compiled():
+        from fastcalc._testfunctions import low_level
+        from fastcalc.roots import newton_system
+        q = wl.circle_exp_problem(size)
+
+        def scipy_loop():
+            return np.array([optimize.root(q.F, q.x0[i], jac=q.jac, method="hybr").x
+                             for i in range(subset)])
+
+        t_sub, r_sp = bench.time(scipy_loop)
+        F_c, jac_c = low_level("circle_exp_system"), low_level("circle_exp_jacobian")
+        t_fc, res = bench.time(lambda: newton_system(F_c, q.x0, jac_c))
+        return BenchRow(area, "newton_system 2-D, compiled F and jac", f"N={size:,}", t_fc,
+                        "scipy.optimize.root(hybr) loop", t_sub * size / subset, None,
+                        float(np.max(np.abs(res.x - q.root))),
+                        float(np.max(np.abs(r_sp - q.root[:subset]))),
+                        "max abs. error vs the root (hybr, xtol 1e-15)",
+                        f"x^2 + y^2 = 4, exp(x) + y = 1; root timed on {subset:,} of {size:,} "
+                        f"systems and scaled; per system: fastcalc {format_seconds(t_fc / size)}, "
+                        f"SciPy {format_seconds(t_sub / subset)}")
+
+    bench.attempt(area, "newton_system 2-D, compiled F and jac", compiled)
+
 
 BUILTIN_STARTS = "fastcalc from the model's own guess (no p0), curve_fit from p0 near the truth"
 
