@@ -575,7 +575,7 @@ def render_table(rows, info, mode):
         ["area", "workload", "size", "fastcalc", "reference", "ref. time", "ratio",
          "fastcalc err", "ref. err", "error metric"],
         [[r.area, r.workload, r.size, format_seconds(r.fastcalc_s), r.reference or "-",
-          format_seconds(r.reference_s), f"{r.ratio:.3g}x" if r.ratio else "-",
+          format_seconds(r.reference_s), _ratio_text(r.ratio) if r.ratio else "-",
           format_number(r.fastcalc_error), format_number(r.reference_error), r.metric or "-"]
          for r in rows],
         right_align=(3, 5, 6, 7, 8))
@@ -587,6 +587,11 @@ def write_json(path, rows, info, mode):
     with open(path, "w") as out:
         json.dump({"mode": mode, "sizes": SIZES[mode], "machine": info,
                    "rows": [asdict(r) for r in rows]}, out, indent=2)
+
+
+def _ratio_text(ratio):
+    """``12.3x``; whole numbers from 100 up (``4,260x``, not ``4.26e+03x``)."""
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
 
 
 def write_plot(path, rows, info, mode):
@@ -606,7 +611,9 @@ def write_plot(path, rows, info, mode):
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=0.8)
     for yi, q in zip(y, ratios):
-        ax.text(q, yi, f" {q:.3g}x", va="center", fontsize=8)
+        ax.text(q, yi, f" {_ratio_text(q)}", va="center", fontsize=8)
+    if ratios:   # room for the labels right of the longest bar, and left of the shortest
+        ax.set_xlim(min(0.5, min(ratios) / 2), max(ratios) * 4)
     ax.set_xlabel("speed-up over the reference (log scale; > 1: fastcalc faster)")
     ax.set_title(f"fastcalc {info['fastcalc']} vs SciPy ({mode}): {info['cpu']}, "
                  f"{info['threads']} threads", fontsize=9)
