@@ -393,19 +393,44 @@ def _curve_fit_loop(problem, subset, func=None):
     return loop
 
 
-def _fit_batch_row(bench, area, label, problem, fit_call, subset, starts):
+def _lmfit_loop(problem, subset):
+    """lmfit.Model.fit per dataset (lmfit's usual interface), from the same p0 as curve_fit."""
+    import lmfit
+    model = lmfit.Model(problem.model)
+    weights = np.full(problem.Y.shape[1], 1.0 / problem.sigma)
+
+    def loop():
+        out = np.full((subset, problem.params.shape[1]), np.nan)
+        for i in range(subset):
+            params = model.make_params(**dict(zip(problem.param_names, problem.p0[i])))
+            result = model.fit(problem.Y[i], params, x=problem.x, weights=weights,
+                               scale_covar=False)
+            out[i] = [result.params[name].value for name in problem.param_names]
+        return out
+    return loop
+
+
+def _fit_batch_row(bench, area, label, problem, fit_call, subset, starts, reference="curve_fit"):
     def row():
         size = problem.Y.shape[0]
-        t_sub, p_ref = bench.time(_curve_fit_loop(problem, subset))
-        t_fc, result = bench.time(fit_call)
+        if reference == "lmfit":
+            try:
+                import lmfit  # noqa: F401
+            except ImportError:
+                raise Skip("lmfit not installed") from None
+            t_sub, p_ref = bench.time(_lmfit_loop(problem, subset))
+        else:
+            t_sub, p_ref = bench.time(_curve_fit_loop(problem, subset))
+        # Rows comparing the same call with two references share one timing of it.
+        t_fc, result = bench.reference((label, id(problem)), fit_call)
         err_fc, err_ref = _chi2_excess(problem, np.asarray(result.params), p_ref, problem.sigma)
         ok = float(np.mean(np.asarray(result.status) == 0))
         return BenchRow(area, label, f"N={size:,} x {problem.Y.shape[1]} pts", t_fc,
-                        "curve_fit loop", t_sub * size / subset, None, err_fc, err_ref,
+                        f"{reference} loop", t_sub * size / subset, None, err_fc, err_ref,
                         "max rel. chi2 excess over the better fit",
-                        f"curve_fit timed on {subset:,} of {size:,} datasets and scaled; "
+                        f"{reference} timed on {subset:,} of {size:,} datasets and scaled; "
                         f"fastcalc status 0 for {ok:.1%}; starts: {starts}")
-    bench.attempt(area, label, row)
+    bench.attempt(area, f"{label} vs {reference}", row)
 
 
 def bench_fitting(bench):
@@ -441,6 +466,9 @@ def bench_fitting(bench):
                              absolute_sigma=True)
         _fit_batch_row(bench, area, f"fit_batch {name}, built-in model", problem, call, subset,
                        BUILTIN_STARTS)
+        if name == "gaussian":
+            _fit_batch_row(bench, area, f"fit_batch {name}, built-in model", problem, call,
+                           subset, BUILTIN_STARTS.replace("curve_fit", "lmfit"), "lmfit")
 
     problem = wl.peak_fit_problem("gaussian", size, points=points)
 
