@@ -1,19 +1,24 @@
 """Newton-Raphson kernels: elementwise batches of scalar equations and batches of small systems.
 
 The per-element logic (when an element has converged, failed, or takes which step) lives in two
-``noexcept nogil`` functions, :c:func:`after_value` and :c:func:`after_derivative`. The same two
-functions drive
+``noexcept nogil`` functions, ``after_value`` and ``after_derivative``. They drive
 
-* the compiled path, where one element is solved start to finish in a ``prange`` loop, and
-* the Python path (:class:`ElementwiseBatch`), where the wrapper calls the user's vectorized
-  function on the still-active elements and these kernels update the per-element state held as
-  compacted arrays (converged elements are moved out and never evaluated again).
+* the compiled path (``newton_compiled``): elements are solved start to finish in a ``prange``
+  loop over blocks, each thread advancing 4 elements in lockstep so that their latency-bound
+  iterations overlap (a plain-Newton copy of the two functions, ``plain_element_step``, serves
+  the common case); and
+* the Python path (``ElementwiseBatch``): the wrapper calls the user's vectorized functions on
+  the still-active elements, one pass updates them all, finished elements are logged and their
+  slots refilled from the end (so they are never evaluated again), and ``finish`` scatters the
+  log to the outputs (``plain_newton_round`` is the plain-Newton copy of that pass).
 
-Systems (:func:`solve_systems_compiled`, :class:`SystemBatch`) use damped Newton-Raphson with a
-backtracking line search on ``||F||^2`` and LAPACK ``dgesv``.
+Systems (``newton_system_compiled``; the Python driver in ``roots.py`` uses
+``solve_linear_systems``) use damped Newton-Raphson with a backtracking line search on
+``||F||^2`` and LAPACK ``dgesv``.
 
 Kernels never raise on a numerical failure: every element or system ends with a status code from
-``fastcalc._status``.
+``fastcalc._status``. Per-element results never depend on the thread count or on the order in
+which elements are processed.
 """
 import numpy as np
 cimport numpy as cnp
@@ -308,6 +313,100 @@ cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
                 active -= which[lane] < 0
 
 
+cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
+                            Py_ssize_t stop) noexcept nogil:
+    """solve_block for plain Newton with an analytic f' and no bracket.
+
+    Each round calls f for all lanes, then f' for the lanes that step, then updates them: the
+    calls of one round are independent of each other, so the processor overlaps them (with
+    the step arithmetic interleaved between calls it hardly does). The decisions are those
+    of after_value + after_derivative (as in plain_element_step)."""
+    cdef double x[LANES]
+    cdef double fv[LANES]
+    cdef double dv[LANES]
+    cdef double *pl[LANES]
+    cdef int nit[LANES]
+    cdef int nfev[LANES]
+    cdef int pend[LANES]
+    cdef int code[LANES]
+    cdef Py_ssize_t which[LANES]
+    cdef Py_ssize_t next_i = start, i
+    cdef int lane, active = 0, c, k = shared.k
+    cdef double f, d, step, xn
+    # A private copy: the user's functions are opaque calls that could (as far as the compiler
+    # knows) change *shared, which would force reloading every field after every call.
+    cdef CompiledProblem P = shared[0]
+    for lane in range(LANES):
+        which[lane] = -1
+        if next_i < stop:
+            which[lane] = next_i
+            x[lane] = P.x0[next_i]
+            pl[lane] = <double*>P.params + next_i * k
+            nit[lane] = 0
+            nfev[lane] = 0
+            pend[lane] = 0
+            next_i += 1
+            active += 1
+    while active > 0:
+        for lane in range(LANES):
+            if which[lane] >= 0:
+                fv[lane] = P.f(x[lane], k, pl[lane], P.f_data)
+        for lane in range(LANES):
+            if which[lane] < 0:
+                continue
+            f = fv[lane]
+            nfev[lane] += 1
+            if not isfinite(f):
+                c = NON_FINITE
+            elif f == 0.0 or fabs(f) <= P.s.ftol or pend[lane]:
+                c = SUCCESS
+            elif nit[lane] >= P.s.maxiter:
+                c = MAX_ITERATIONS
+            else:
+                c = RUNNING
+                dv[lane] = P.fprime(x[lane], k, pl[lane], P.fprime_data)
+                nfev[lane] += 1
+            code[lane] = c
+        for lane in range(LANES):
+            if which[lane] < 0:
+                continue
+            c = code[lane]
+            if c == RUNNING:
+                d = dv[lane]
+                if not isfinite(d):
+                    c = NON_FINITE
+                elif d == 0.0:
+                    c = SINGULAR
+                else:
+                    step = fv[lane] / d
+                    xn = x[lane] - step
+                    if not isfinite(xn):
+                        c = NON_FINITE
+                    else:
+                        pend[lane] = fabs(step) <= P.s.tol + P.s.rtol * fabs(xn)
+                        x[lane] = xn
+                        nit[lane] += 1
+            if c == RUNNING:
+                continue
+            i = which[lane]
+            P.x_out[i] = x[lane]
+            P.fun_out[i] = fv[lane]
+            P.status_out[i] = c
+            P.nit_out[i] = nit[lane]
+            P.nfev_out[i] = nfev[lane]
+            if next_i < stop:
+                which[lane] = next_i
+                x[lane] = P.x0[next_i]
+                pl[lane] = <double*>P.params + next_i * k
+                nit[lane] = 0
+                nfev[lane] = 0
+                pend[lane] = 0
+                next_i += 1
+            else:
+                which[lane] = -1
+                active -= 1
+
+
 def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
                     const double[::1] x0, const double[:, ::1] params,
                     const double[::1] a, const double[::1] b,
@@ -320,6 +419,7 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     """
     cdef Py_ssize_t n = x0.shape[0], block, blocks
     cdef int nt = resolve_threads(n_threads)
+    cdef bint plain
     cdef CompiledProblem P
     cdef double dummy = 0.0
     P.f = <elementwise_t>f.c_function
@@ -358,9 +458,13 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     P.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(nit_out)
     P.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(nfev_out)
     blocks = (n + BLOCK - 1) // BLOCK
+    plain = P.s.method == NEWTON and P.fprime != NULL and not P.s.bracketed
     with nogil, parallel(num_threads=nt):
         for block in prange(blocks, schedule="static"):
-            solve_block(&P, block * BLOCK, min(n, (block + 1) * BLOCK))
+            if plain:
+                solve_block_plain(&P, block * BLOCK, min(n, (block + 1) * BLOCK))
+            else:
+                solve_block(&P, block * BLOCK, min(n, (block + 1) * BLOCK))
     return x_out, fun_out, status_out, nit_out, nfev_out
 
 
@@ -386,12 +490,15 @@ cdef struct BatchArrays:
     double *params      # (rows, capacity) row-major
     Py_ssize_t rows, capacity
     int start_cost, deriv_cost     # evaluations before the first round / of f' (f'') per round
-    # Outputs, indexed by the original element index.
-    double *x_out
-    double *fun_out
-    Py_ssize_t *status_out
-    Py_ssize_t *nit_out
-    Py_ssize_t *nfev_out
+    # Finished elements, appended in finishing order (sequential writes: scattering them to
+    # the outputs as they finish costs a cache miss per value; finish() scatters once).
+    Py_ssize_t n_done
+    Py_ssize_t *done_idx
+    double *done_x
+    double *done_fun
+    signed char *done_status
+    int *done_nit
+    int *done_nfev
 
 
 cdef inline void batch_load(const BatchArrays *A, const Settings *s, Py_ssize_t i,
@@ -426,29 +533,22 @@ cdef inline void batch_store(const BatchArrays *A, const Settings *s, Py_ssize_t
         A.fprev[i] = e.fprev
 
 
-cdef inline Py_ssize_t batch_keep(const BatchArrays *A, const Settings *s, Py_ssize_t i,
+cdef inline Py_ssize_t batch_keep(BatchArrays *A, const Settings *s, Py_ssize_t i,
                                   Py_ssize_t holes, const Element *e, int status,
                                   Py_ssize_t nfev) noexcept nogil:
-    """Store element i's new state in place if it runs on; else write its outputs and record
-    slot i as a hole. Returns the number of holes.
+    """Store element i's new state in place if it runs on; otherwise log its outputs and
+    record slot i as a hole (filled by :c:func:`batch_fill_holes` after the pass). Returns the
+    number of holes.
 
     ``nfev`` is the element's evaluation count, or -1 / -2 to count it from the rounds: f was
     evaluated in nit + 1 rounds, f' (f'') in nit + 1 (-1: it was evaluated this round) or nit
     rounds (-2: the round ended after f)."""
-    cdef Py_ssize_t idx
     if status == RUNNING:
         batch_store(A, s, i, e)
         return holes
-    idx = A.idx[i]
-    A.x_out[idx] = e.x
-    A.fun_out[idx] = e.fx
-    A.status_out[idx] = status
-    A.nit_out[idx] = e.nit
-    # Every active element is evaluated the same way each round, and it took part in nit + 1
-    # rounds (the last one found it finished), unless it finished before the first round.
     if nfev < 0:
         nfev = A.start_cost + (e.nit + 1) + (e.nit + (nfev == -1)) * A.deriv_cost
-    A.nfev_out[idx] = nfev
+    batch_done(A, A.idx[i], e.x, e.fx, status, e.nit, nfev)
     A.holes[holes] = i
     return holes + 1
 
@@ -457,7 +557,8 @@ cdef inline Py_ssize_t batch_fill_holes(const BatchArrays *A, const Settings *s,
                                         Py_ssize_t holes) noexcept nogil:
     """Move the last running elements into the holes (ascending); return the active count.
 
-    Costs O(holes), not O(n): element order does not matter (``idx`` maps back)."""
+    Costs O(holes), not O(n): the order of the active elements does not matter (``idx`` maps
+    each back to its place in the outputs)."""
     cdef Py_ssize_t lo = 0, hi = holes - 1, last = n - 1, r, dest
     cdef Element e
     start_element(&e, 0.0, s)
@@ -477,20 +578,85 @@ cdef inline Py_ssize_t batch_fill_holes(const BatchArrays *A, const Settings *s,
     return last + 1
 
 
+cdef inline void batch_done(BatchArrays *A, Py_ssize_t idx, double x, double fx, int status,
+                            int nit, Py_ssize_t nfev) noexcept nogil:
+    cdef Py_ssize_t m = A.n_done
+    A.done_idx[m] = idx
+    A.done_x[m] = x
+    A.done_fun[m] = fx
+    A.done_status[m] = <signed char>status
+    A.done_nit[m] = nit
+    A.done_nfev[m] = <int>nfev
+    A.n_done = m + 1
+
+
+cdef Py_ssize_t plain_newton_round(BatchArrays *AP, const Settings *sp, Py_ssize_t n,
+                                   const double *fx, const double *df) noexcept nogil:
+    """:meth:`ElementwiseBatch.iterate` for plain Newton steps (no bracket, f' given): the
+    decisions of after_value + after_derivative written out on local pointers, so the pass
+    streams through memory. Must stay equivalent to them (tests compare with the compiled path,
+    which uses the general functions). Returns the number still active."""
+    cdef BatchArrays A = AP[0]      # local copies: pointers and settings stay in registers
+    cdef Settings s = sp[0]
+    cdef double *x = A.x
+    cdef int *nit = A.nit
+    cdef signed char *pending = A.pending
+    cdef Py_ssize_t i, holes = 0, k
+    cdef double xi, f, d, step, xn
+    cdef int status, it
+    for i in range(n):
+        xi = x[i]
+        f = fx[i]
+        it = nit[i]
+        if not isfinite(f):
+            status = NON_FINITE
+        elif f == 0.0 or fabs(f) <= s.ftol or pending[i]:
+            status = SUCCESS
+        elif it >= s.maxiter:
+            status = MAX_ITERATIONS
+        else:
+            d = df[i]
+            if not isfinite(d):
+                status = NON_FINITE
+            elif d == 0.0:
+                status = SINGULAR
+            else:
+                step = f / d
+                xn = xi - step
+                if isfinite(xn):
+                    x[i] = xn
+                    nit[i] = it + 1
+                    pending[i] = fabs(step) <= s.tol + s.rtol * fabs(xn)
+                    continue
+                status = NON_FINITE
+        k = A.n_done
+        A.done_idx[k] = A.idx[i]
+        A.done_x[k] = xi
+        A.done_fun[k] = f
+        A.done_status[k] = <signed char>status
+        A.done_nit[k] = it
+        A.done_nfev[k] = A.start_cost + (it + 1) * (1 + A.deriv_cost)
+        A.n_done = k + 1
+        A.holes[holes] = i
+        holes += 1
+    AP.n_done = A.n_done
+    return batch_fill_holes(AP, sp, n, holes)
+
+
 cdef class ElementwiseBatch:
     """Per-element state of a batch Newton solve, compacted to the active elements.
 
     Each round the wrapper calls the user's vectorized functions on :attr:`x` ``[:n_active]``
     (and the rows of :attr:`params` sliced the same way) and hands the values to
     :meth:`iterate`, which updates every active element in one pass, writes the finished ones
-    to the outputs and fills their slots with running ones, so finished elements are never
-    evaluated again.
+    to the done-log and fills their slots with running ones from the end, so finished elements
+    are never evaluated again.
     """
     cdef Settings s
     cdef BatchArrays A
     cdef public Py_ssize_t n_active
     cdef public object x, params, x_out, fun_out, status_out, nit_out, nfev_out
-    cdef object _owned
+    cdef object _owned, _done
 
     def __init__(self, const double[::1] x0, object params, double tol, double rtol,
                  double ftol, int maxiter, int method, bint bracketed, int start_cost,
@@ -511,16 +677,14 @@ cdef class ElementwiseBatch:
         nit = np.zeros(n, dtype=np.intc)
         pending = np.zeros(n, dtype=np.int8)
         idx = np.arange(n, dtype=np.intp)
-        holes = np.empty(n, dtype=np.intp)
         self.params = np.array(params, dtype=np.float64, order="C")
         if self.params.ndim != 2 or self.params.shape[1] != n:
             raise ValueError("internal: params must have shape (rows, n)")
-        # Every element's outputs are written when it finishes (at the latest by finish()).
-        self.x_out = np.empty(n)
-        self.fun_out = np.empty(n)
-        self.status_out = np.empty(n, dtype=np.intp)
-        self.nit_out = np.empty(n, dtype=np.intp)
-        self.nfev_out = np.empty(n, dtype=np.intp)
+        self.x_out = self.fun_out = self.status_out = self.nit_out = self.nfev_out = None
+        self._done = (np.empty(n, dtype=np.intp), np.empty(n), np.empty(n),
+                      np.empty(n, dtype=np.int8), np.empty(n, dtype=np.intc),
+                      np.empty(n, dtype=np.intc))
+        holes = np.empty(n, dtype=np.intp)
         self._owned = (bracket, secant, nit, pending, idx, holes)
         self.A.x = _double_ptr(self.x)
         self.A.a = _double_ptr(bracket[0])
@@ -539,11 +703,13 @@ cdef class ElementwiseBatch:
         self.A.capacity = n
         self.A.start_cost = start_cost
         self.A.deriv_cost = deriv_cost
-        self.A.x_out = _double_ptr(self.x_out)
-        self.A.fun_out = _double_ptr(self.fun_out)
-        self.A.status_out = <Py_ssize_t*>cnp.PyArray_DATA(self.status_out)
-        self.A.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(self.nit_out)
-        self.A.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(self.nfev_out)
+        self.A.n_done = 0
+        self.A.done_idx = <Py_ssize_t*>cnp.PyArray_DATA(self._done[0])
+        self.A.done_x = _double_ptr(self._done[1])
+        self.A.done_fun = _double_ptr(self._done[2])
+        self.A.done_status = <signed char*>cnp.PyArray_DATA(self._done[3])
+        self.A.done_nit = <int*>cnp.PyArray_DATA(self._done[4])
+        self.A.done_nfev = <int*>cnp.PyArray_DATA(self._done[5])
 
     def start_bracket(self, const double[::1] a, const double[::1] b, const double[::1] fa,
                       const double[::1] fb):
@@ -610,13 +776,19 @@ cdef class ElementwiseBatch:
                 const double[::1] x_minus=None, bint checked=False):
         """One round: f (and f', from ``df``, the FD values, or secant) at the active iterates.
 
-        Finished elements are written out and their slots refilled. ``checked``: f was
+        Finished elements are logged and their slots refilled. ``checked``: f was
         already recorded by :meth:`check_values` (``fx`` is then the values it kept)."""
         cdef Py_ssize_t i, holes = 0
         cdef Element e
         cdef int status
         cdef double dfi, d2fi
         cdef bint fd = f_plus is not None, have_df = df is not None, have_d2f = d2f is not None
+        if (have_df and not (fd or have_d2f or checked or self.s.bracketed)
+                and self.s.method == NEWTON and self.n_active > 0):
+            with nogil:
+                self.n_active = plain_newton_round(&self.A, &self.s, self.n_active, &fx[0],
+                                                   &df[0])
+            return
         start_element(&e, 0.0, &self.s)
         with nogil:
             for i in range(self.n_active):
@@ -639,16 +811,40 @@ cdef class ElementwiseBatch:
             self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
 
     def finish(self):
-        """Write the elements still active (callers stop only when none is) as out of
-        iterations."""
+        """Scatter the finished elements to the outputs (``x_out`` ... ``nfev_out``, in the
+        original order). Elements still active (callers stop only when none is) count as out
+        of iterations."""
         cdef Py_ssize_t i
         cdef Element e
         start_element(&e, 0.0, &self.s)
         for i in range(self.n_active):
             batch_load(&self.A, &self.s, i, &e)
             e.fx = NAN
-            batch_keep(&self.A, &self.s, i, i, &e, MAX_ITERATIONS, -1)
+            batch_keep(&self.A, &self.s, i, 0, &e, MAX_ITERATIONS, -1)
         self.n_active = 0
+        n = self.A.capacity
+        if self.A.n_done != n:
+            raise RuntimeError(f"internal error: {self.A.n_done} of {n} elements finished")
+        self.x_out = np.empty(n)
+        self.fun_out = np.empty(n)
+        self.status_out = np.empty(n, dtype=np.intp)
+        self.nit_out = np.empty(n, dtype=np.intp)
+        self.nfev_out = np.empty(n, dtype=np.intp)
+        cdef double *xo = <double*>cnp.PyArray_DATA(self.x_out)
+        cdef double *fo = <double*>cnp.PyArray_DATA(self.fun_out)
+        cdef Py_ssize_t *so = <Py_ssize_t*>cnp.PyArray_DATA(self.status_out)
+        cdef Py_ssize_t *io = <Py_ssize_t*>cnp.PyArray_DATA(self.nit_out)
+        cdef Py_ssize_t *eo = <Py_ssize_t*>cnp.PyArray_DATA(self.nfev_out)
+        cdef Py_ssize_t m, k
+        with nogil:
+            # idx is a permutation of 0..n-1 (every element is logged exactly once)
+            for m in range(n):
+                k = self.A.done_idx[m]
+                xo[k] = self.A.done_x[m]
+                fo[k] = self.A.done_fun[m]
+                so[k] = self.A.done_status[m]
+                io[k] = self.A.done_nit[m]
+                eo[k] = self.A.done_nfev[m]
 
 
 cdef double *_double_ptr(cnp.ndarray array):

@@ -476,3 +476,26 @@ def test_vectorized_system_per_system_args_follow_active_systems(rng):
     assert r.converged.all()
     np.testing.assert_allclose(r.x[:, 0], np.sqrt(c), rtol=4 * EPS)
     np.testing.assert_allclose(r.x[:, 1], 2 * np.sqrt(c), rtol=4 * EPS)
+
+
+def test_compiled_python_and_scalar_paths_take_identical_steps(rng):
+    # x*x*x and 3.0*x*x round identically in C and NumPy, so every path must agree bitwise:
+    # the compiled lanes, the vectorized round and the general per-element logic (scalar x0)
+    n = 2000
+    a = rng.uniform(-100.0, 100.0, n)
+    x0 = rng.uniform(-5.0, 5.0, n)
+    x0[:4] = [0.0, np.nan, 1e300, -1e-300]
+    a[4] = np.nan
+    kw = dict(full_output=True, maxiter=8)
+    compiled = newton(low_level("cube_root_eq"), x0, low_level("cube_root_eq_prime"), args=(a,),
+                      **kw)
+    with np.errstate(over="ignore", invalid="ignore"):
+        python = newton(lambda x, a: x * x * x - a, x0, lambda x, a: 3.0 * x * x, args=(a,),
+                        **kw)
+    assert set(np.unique(compiled.status)) == {0, 1, 2, 3}
+    for key in ("x", "fun", "status", "nit"):
+        np.testing.assert_array_equal(compiled[key], python[key])
+    for i in list(range(6)) + list(range(6, n, 97)):
+        one = newton(lambda x: x * x * x - a[i], x0[i], lambda x: 3.0 * x * x, **kw)
+        assert (one.status, one.nit) == (compiled.status[i], compiled.nit[i])
+        np.testing.assert_array_equal([one.x, one.fun], [compiled.x[i], compiled.fun[i]])
