@@ -1,6 +1,6 @@
 """fit_batch throughput against a Python loop of scipy.optimize.curve_fit, in the same run.
 
-Each benchmark records ``fits_per_s`` in ``extra_info`` (shown with ``--benchmark-json`` or
+Each benchmark records ``fits_per_s`` (best round) in ``extra_info`` (shown with ``--benchmark-json`` or
 ``--benchmark-columns``). The curve_fit loops run on a few hundred datasets; their fits/s is
 ``datasets / time``, comparable with fastcalc's because every fit is independent.
 
@@ -66,9 +66,10 @@ def _starts(kind, P, rng_seed=11):
 
 
 def _record(benchmark, n):
+    """fits/s of the best round (the least disturbed by other processes on a shared machine)."""
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None:
-        benchmark.extra_info["fits_per_s"] = round(n / stats.stats.mean)
+        benchmark.extra_info["fits_per_s"] = round(n / stats.stats.min)
 
 
 def _curve_fit_loop(kind, x, Y, p0):
