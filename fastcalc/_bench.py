@@ -420,7 +420,9 @@ def _fit_batch_row(bench, area, label, problem, fit_call, subset, starts, refere
                 raise Skip("lmfit not installed") from None
             t_sub, p_ref = bench.time(_lmfit_loop(problem, subset))
         else:
-            t_sub, p_ref = bench.time(_curve_fit_loop(problem, subset))
+            # The same datasets and starts in several rows: time the curve_fit loop once.
+            t_sub, p_ref = bench.reference(("curve_fit", problem.model_name, size, subset),
+                                           _curve_fit_loop(problem, subset))
         # Rows comparing the same call with two references share one timing of it.
         t_fc, result = bench.reference((label, id(problem)), fit_call)
         err_fc, err_ref = _chi2_excess(problem, np.asarray(result.params), p_ref, problem.sigma)
@@ -563,7 +565,17 @@ def machine_info():
         "threads": max_threads(),
         "openmp": bool(HAVE_OPENMP),
         "numdifftools": _version_of("numdifftools"),
+        "lmfit": _version_of("lmfit"),
+        "load_average": _load_average(),
     }
+
+
+def _load_average():
+    """The 1-minute load average (other processes compete for the cores), or None."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _version_of(package):
@@ -596,7 +608,10 @@ def render_table(rows, info, mode):
               f"{info['cores']} cores, {info['threads']} threads"
               f"{'' if info['openmp'] else ' (no OpenMP)'}\n"
               f"Python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}"
-              + (f", numdifftools {info['numdifftools']}" if info.get("numdifftools") else "")
+              + "".join(f", {name} {info[name]}" for name in ("numdifftools", "lmfit")
+                        if info.get(name))
+              + (f"; load average {info['load_average']} at start"
+                 if info.get("load_average") is not None else "")
               + "\ntimes are medians of repeats; ratio = reference time / fastcalc time "
               "(> 1: fastcalc is faster); errors against exact answers unless stated")
     table = format_table(
