@@ -22,8 +22,8 @@ import numpy as np
 from . import _workloads as wl
 from ._table import format_number, format_seconds, format_table
 
-__all__ = ["AREAS", "SIZES", "BenchRow", "run", "machine_info", "render_table", "write_json",
-           "write_plot"]
+__all__ = ["AREAS", "SIZES", "BenchRow", "machine_info", "render_table", "run", "run_bench",
+           "write_json", "write_plot"]
 
 # Problem sizes per mode. "tiny" exists for the CLI's own tests (hidden option --sizes tiny).
 SIZES = {
@@ -658,8 +658,8 @@ def write_plot(path, rows, info, mode):
     if ratios:   # room for the labels right of the longest bar, and left of the shortest
         ax.set_xlim(min(0.5, min(ratios) / 2), max(ratios) * 4)
     ax.set_xlabel("speed-up over the reference (log scale; > 1: fastcalc faster)")
-    ax.set_title(f"fastcalc {info['fastcalc']} vs SciPy ({mode}): {info['cpu']}, "
-                 f"{info['threads']} threads", fontsize=9)
+    ax.set_title(f"fastcalc {info['fastcalc']} against SciPy, numdifftools and lmfit ({mode} "
+                 f"sizes): {info['cpu']}, {info['threads']} threads", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -673,6 +673,10 @@ def run_bench(args):
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs matplotlib: pip install 'fastcalc[plot]'") from None
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):   # fail now, not after minutes of timing
+            raise UsageError(f"{option} {path}: folder {folder} does not exist")
     mode = args.sizes or ("quick" if args.quick else "full")
     areas = args.only or list(AREAS)
     info = machine_info()
@@ -683,10 +687,11 @@ def run_bench(args):
     print(render_table(rows, info, mode))
     failed = sum(r.note.startswith("FAILED") for r in rows)
     print(f"[bench] done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    if args.json:
-        write_json(args.json, rows, info, mode)
-        print(f"[bench] wrote {args.json}", file=sys.stderr)
-    if args.plot:
-        write_plot(args.plot, rows, info, mode)
-        print(f"[bench] wrote {args.plot}", file=sys.stderr)
+    for path, write in ((args.json, write_json), (args.plot, write_plot)):
+        if path:
+            try:
+                write(path, rows, info, mode)
+            except OSError as exc:
+                raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+            print(f"[bench] wrote {path}", file=sys.stderr)
     return 1 if failed else 0

@@ -100,6 +100,13 @@ def test_bench_runs_every_area_at_tiny_sizes(tmp_path):
     assert not [r for r in rows if r["note"].startswith("FAILED")]
 
 
+def test_bench_rejects_an_output_folder_that_does_not_exist(tmp_path):
+    proc = run_cli("bench", "--sizes", "tiny", "--only", "newton", "--json",
+                   tmp_path / "missing" / "rows.json")
+    assert_usage_error(proc, "--json", "does not exist")
+    assert "[bench] area" not in proc.stderr   # refused before any timing
+
+
 def test_bench_rejects_an_unknown_area():
     assert_usage_error(run_cli("bench", "--only", "derivatives,warp"), "unknown area warp")
 
