@@ -325,6 +325,16 @@ def test_fit_plot_index_out_of_range(good_csv, tmp_path):
     assert_usage_error(proc, "--plot 7: no such dataset (there are 3")
 
 
+@needs_fitting
+def test_fit_unwritable_outputs(good_csv, tmp_path):
+    missing = tmp_path / "missing"
+    assert_usage_error(run_cli("fit", good_csv, "--model", "gaussian", "--x-column", "--out",
+                               missing / "fits.csv"), "cannot write", "fits.csv")
+    if HAVE_MATPLOTLIB:
+        assert_usage_error(run_cli("fit", good_csv, "--model", "gaussian", "--x-column", "--plot",
+                                   0, "--plot-out", missing / "p.png"), "cannot write", "p.png")
+
+
 def test_fit_conflicting_layout_options(good_csv):
     assert_usage_error(run_cli("fit", good_csv, "--model", "line", "--x-column", "--by", "rows"),
                        "--x-column")
