@@ -28,8 +28,12 @@ def _area_list(text):
 
 def build_parser():
     """Return the argument parser of ``python -m fastcalc``."""
+    from fastcalc import __version__
     parser = argparse.ArgumentParser(
-        prog="fastcalc", description="fastcalc: numerical calculus at scale, checked against SciPy.")
+        prog="fastcalc", description="fastcalc: numerical calculus at scale, checked against SciPy.",
+        epilog="exit status: 0 success, 1 a validation check or benchmark workload failed, "
+               "2 bad command line or input file")
+    parser.add_argument("--version", action="version", version=f"fastcalc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     bench = commands.add_parser(

@@ -40,7 +40,7 @@ def _read_csv(path):
         lines = [(number, line.rstrip("\r\n")) for number, line in enumerate(source, 1)]
     lines = [(n, line) for n, line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
-        raise UsageError(f"{path}: the file is empty")
+        raise UsageError(f"{path}: no data (the file is empty or holds only comments)")
     delimiter = _delimiter(lines[0][1])
     header = None
     first_cells = _split(lines[0][1], delimiter)

@@ -140,7 +140,10 @@ def run_fit(args, parser=None):
         path = args.plot_out or f"fit-dataset-{args.plot}.png"
         i = args.plot
         sigma_i = None if sigma is None else (sigma if np.ndim(sigma) < 2 else sigma[i])
-        _plot(path, i, names[i], model, x, Y[i], sigma_i, np.asarray(result.params)[i],
-              args.model)
+        try:
+            _plot(path, i, names[i], model, x, Y[i], sigma_i, np.asarray(result.params)[i],
+                  args.model)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -223,6 +223,35 @@ def checks_optimize():
     yield ("lagrange min x + y on x^2 + y^2 = 2: multiplier", "exact -1/2", 1e-10,
            lambda: _rel(np.ravel(circle().multipliers), [-0.5]))
 
+    # Minimise x^2 + 2 y^2 + 3 z^2 on the plane x + y + z = 1: (6, 3, 2)/11, multiplier 12/11.
+    def plane():
+        return lagrange(lambda v: v[0] ** 2 + 2 * v[1] ** 2 + 3 * v[2] ** 2,
+                        [lambda v: v[0] + v[1] + v[2] - 1.0], np.zeros(3))
+    yield ("lagrange quadratic on a plane: point", "exact (6, 3, 2)/11", 1e-10,
+           lambda: _rel(plane().x, np.array([6.0, 3.0, 2.0]) / 11.0))
+    yield ("lagrange quadratic on a plane: multiplier", "exact 12/11", 1e-10,
+           lambda: _rel(np.ravel(plane().multipliers), [12.0 / 11.0]))
+
+    def vs_slsqp():
+        from scipy.optimize import minimize
+        f = lambda v: np.exp(v[0]) + v[1] ** 2 + v[0] * v[1]              # noqa: E731
+        g = lambda v: v[0] ** 2 + v[1] ** 2 - 1.0                          # noqa: E731
+        ours = lagrange(f, [g], np.array([-0.7, 0.7])).x
+        ref = minimize(f, [-0.7, 0.7], method="SLSQP", constraints=[{"type": "eq", "fun": g}],
+                       options={"ftol": 1e-15, "maxiter": 500}).x
+        return _rel(ours, ref)
+    yield "lagrange exp(x) + y^2 + xy on the unit circle", "SLSQP", 1e-6, vs_slsqp
+
+    def vs_bfgs():
+        from scipy.optimize import minimize
+        # A smooth convex function that is not quadratic (Boyd & Vandenberghe, 9.20).
+        f = lambda v: (np.exp(v[0] + 3 * v[1] - 0.1) + np.exp(v[0] - 3 * v[1] - 0.1)   # noqa: E731
+                       + np.exp(-v[0] - 0.1))
+        ours = gradient_descent(f, np.array([-1.0, 0.5]), tol=1e-10, maxiter=100_000).x
+        ref = minimize(f, [-1.0, 0.5], method="BFGS", options={"gtol": 1e-12}).x
+        return _rel(ours, ref)
+    yield "gradient_descent on a convex non-quadratic", "BFGS", 1e-6, vs_bfgs
+
 
 def checks_fitting():
     from fastcalc import models

@@ -64,7 +64,7 @@ def test_bench_prints_header_and_one_row_per_workload(tiny_bench):
     for column in ("workload", "fastcalc", "reference", "ratio", "fastcalc err", "ref. err"):
         assert column in header
     rows = [line for line in lines if line.startswith("derivatives")]
-    assert len(rows) == 4   # elementwise derivative; gradient vectorized, compiled, Python
+    assert len(rows) == 5   # derivative central, richardson; gradient vectorized, compiled, Python
     assert any("approx_derivative" in row for row in rows)
     assert "[bench]" in proc.stderr and "[bench]" not in proc.stdout   # progress on stderr
 
@@ -75,7 +75,7 @@ def test_bench_json_holds_every_row_with_times_ratio_and_errors(tiny_bench):
     data = json.loads((out / "rows.json").read_text())
     assert data["mode"] == "tiny"
     assert {"cpu", "cores", "python", "numpy", "scipy", "fastcalc", "threads"} <= set(data["machine"])
-    assert len(data["rows"]) == 4 and {r["area"] for r in data["rows"]} == {"derivatives"}
+    assert len(data["rows"]) == 5 and {r["area"] for r in data["rows"]} == {"derivatives"}
     timed = [r for r in data["rows"] if r["fastcalc_s"] is not None]
     assert timed, data["rows"]
     for row in timed:
@@ -98,6 +98,13 @@ def test_bench_runs_every_area_at_tiny_sizes(tmp_path):
     assert {r["area"] for r in rows} == {"derivatives", "hessian", "newton", "systems", "fitting",
                                          "gaussian_2d", "nist"}
     assert not [r for r in rows if r["note"].startswith("FAILED")]
+
+
+def test_bench_rejects_an_output_folder_that_does_not_exist(tmp_path):
+    proc = run_cli("bench", "--sizes", "tiny", "--only", "newton", "--json",
+                   tmp_path / "missing" / "rows.json")
+    assert_usage_error(proc, "--json", "does not exist")
+    assert "[bench] area" not in proc.stderr   # refused before any timing
 
 
 def test_bench_rejects_an_unknown_area():
@@ -316,6 +323,16 @@ def test_fit_plot_index_out_of_range(good_csv, tmp_path):
     proc = run_cli("fit", good_csv, "--model", "gaussian", "--x-column", "--plot", 7,
                    "--plot-out", tmp_path / "p.png")
     assert_usage_error(proc, "--plot 7: no such dataset (there are 3")
+
+
+@needs_fitting
+def test_fit_unwritable_outputs(good_csv, tmp_path):
+    missing = tmp_path / "missing"
+    assert_usage_error(run_cli("fit", good_csv, "--model", "gaussian", "--x-column", "--out",
+                               missing / "fits.csv"), "cannot write", "fits.csv")
+    if HAVE_MATPLOTLIB:
+        assert_usage_error(run_cli("fit", good_csv, "--model", "gaussian", "--x-column", "--plot",
+                                   0, "--plot-out", missing / "p.png"), "cannot write", "p.png")
 
 
 def test_fit_conflicting_layout_options(good_csv):
