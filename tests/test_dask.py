@@ -163,6 +163,56 @@ def test_python_model_that_raises_surfaces_at_compute(client):
         lazy.compute(scheduler="threads")
 
 
+def test_compiled_model_on_threads_and_cluster(client, rng):
+    x, Y = gaussian_data(rng, 240)
+    Y = with_bad_rows(Y)
+    p0 = [3.0, 0.0, 0.8, 0.0]
+    expected = fastcalc.fit_batch(low_level("gaussian_model"), x, Y, p0)
+    direct = fdask.fit_batch(low_level("gaussian_model"), x, da.from_array(Y, chunks=100), p0)
+    assert direct.param_names == ("p0", "p1", "p2", "p3")
+    assert_same(direct.compute(scheduler="threads"), expected, FIT_FIELDS)
+    with pytest.raises(TypeError, match="model is a compiled callable.*cannot be sent"):
+        direct.compute()
+    recipe = fdask.fit_batch(fdask.compiled(low_level, "gaussian_model"), x,
+                             da.from_array(Y, chunks=100), p0)
+    assert_same(recipe.compute(), expected, FIT_FIELDS)
+    assert np.count_nonzero(expected.success) >= 236
+    with pytest.raises(ValueError, match="p0 is required"):
+        fdask.fit_batch(low_level("gaussian_model"), x, da.from_array(Y, chunks=100))
+
+
+def test_gaussian_2d_with_shared_and_per_dataset_coordinates(client, rng):
+    from fastcalc.models import gaussian_2d
+    grid = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-2, 2, 7))])
+    truth = np.column_stack([rng.uniform(1, 3, 60), rng.uniform(-0.5, 0.5, 60),
+                             rng.uniform(-0.5, 0.5, 60), rng.uniform(0.6, 1.0, 60), np.full(60, 0.1)])
+    Y = np.array([gaussian_2d(grid, *p) for p in truth]) + rng.normal(0, 0.01, (60, 49))
+    shared = fdask.fit_batch(gaussian_2d, grid, da.from_array(Y, chunks=25))
+    assert_same(shared.compute(), fastcalc.fit_batch(gaussian_2d, grid, Y), FIT_FIELDS)
+    per_dataset = np.broadcast_to(grid, (60, 2, 49)) + rng.uniform(-0.01, 0.01, (60, 2, 49))
+    lazy = fdask.fit_batch(gaussian_2d, da.from_array(per_dataset, chunks=(20, 1, 49)),
+                           da.from_array(Y, chunks=25))
+    expected = fastcalc.fit_batch(gaussian_2d, per_dataset, Y)
+    assert_same(lazy.compute(scheduler="threads"), expected, FIT_FIELDS)
+    np.testing.assert_allclose(expected.params, truth, atol=0.05)
+
+
+def test_residuals_computed_with_the_fits_or_on_demand(client, rng):
+    x, Y = gaussian_data(rng, 90)
+    Y[5, :4] = np.nan
+    expected = fastcalc.fit_batch(gaussian, x, Y)
+    lazy = fdask.fit_batch(gaussian, x, da.from_array(Y, chunks=40))
+    eager = lazy.compute(residuals=True)
+    assert_same(eager, expected, FIT_FIELDS)
+    assert np.isnan(eager.residuals[5, :4]).all()
+    on_demand = lazy.compute(scheduler="threads")
+    for i in (0, 5, 89):                  # one dataset: computes only its chunk
+        got, want = on_demand[i], expected[i]
+        np.testing.assert_array_equal(got.residuals, want.residuals)
+        np.testing.assert_array_equal(got.params, want.params)
+    assert lazy.method == "lm" and lazy.param_names == gaussian.param_names
+
+
 def test_fit_batch_input_errors():
     x = np.linspace(0.0, 1.0, 8)
     with pytest.raises(ValueError, match="Y is empty"):
