@@ -1,0 +1,133 @@
+"""Gaussian fits (64 points each) through fastcalc.dask vs the in-memory fit_batch (and SciPy).
+
+Sizes: a smoke run by default (CI, ``--benchmark-disable``); ``FASTCALC_BENCH_FULL=1`` runs the
+real thing, 1e6 fits::
+
+    FASTCALC_BENCH_FULL=1 python -m pytest benchmarks/bench_dask.py --benchmark-only
+
+Compared, on the same data: in-memory ``fastcalc.fit_batch`` on every core; the Dask threaded
+scheduler with 1 and 2 workers (1 -> 2 shows the kernels release the GIL) and several chunk sizes;
+each chunk on one kernel thread (the default) vs on every core; a 2-worker ``distributed``
+LocalCluster (data already on the workers: ``compute()`` of the whole result, and of ``params``
+alone); and SciPy's ``curve_fit`` looped over a subset, per fit.
+"""
+import os
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array", reason="fastcalc.dask needs dask (pip install fastcalc[dask])")
+distributed = pytest.importorskip("distributed", reason="the cluster benchmark needs distributed")
+
+import fastcalc  # noqa: E402
+import fastcalc.dask as fdask  # noqa: E402
+from fastcalc.models import gaussian  # noqa: E402
+
+FULL = os.environ.get("FASTCALC_BENCH_FULL") == "1"
+N_FITS = 1_000_000 if FULL else 4_000
+N_POINTS = 64
+CHUNK = 20_000 if FULL else 500
+CHUNK_SWEEP = (2_000, 20_000, 100_000, 250_000) if FULL else (250, 1_000)
+N_SCIPY = 500 if FULL else 20
+ROUNDS = 1
+
+
+@pytest.fixture(scope="module")
+def spectra():
+    rng = np.random.default_rng(7)
+    x = np.linspace(-4.0, 4.0, N_POINTS)
+    amplitude = rng.uniform(1.0, 5.0, (N_FITS, 1))
+    centre = rng.uniform(-1.0, 1.0, (N_FITS, 1))
+    width = rng.uniform(0.5, 1.5, (N_FITS, 1))
+    Y = amplitude * np.exp(-(x - centre) ** 2 / (2 * width ** 2)) + 0.2
+    Y += rng.normal(0.0, 0.05, Y.shape)
+    return x, Y
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    with distributed.Client(cluster) as dask_client:
+        # warm the workers up (imports) outside the timings
+        x = np.linspace(-1.0, 1.0, 8)
+        fdask.fit_batch(gaussian, x, da.ones((4, 8), chunks=2) * gaussian(x, 1, 0, 1, 0)).compute()
+        yield dask_client
+    cluster.close()
+
+
+def record(benchmark, fits):
+    benchmark.extra_info["fits"] = fits
+    if benchmark.stats is not None:       # None under --benchmark-disable
+        benchmark.extra_info["fits_per_s"] = round(fits / benchmark.stats.stats.min)
+
+
+def run(benchmark, function, *args, **kwargs):
+    result = benchmark.pedantic(function, args, kwargs, rounds=ROUNDS, iterations=1,
+                                warmup_rounds=0)
+    return result
+
+
+def test_in_memory_fit_batch(benchmark, spectra):
+    benchmark.group = "fit 64-point gaussians"
+    x, Y = spectra
+    result = run(benchmark, fastcalc.fit_batch, gaussian, x, Y)
+    assert np.mean(result.success) > 0.99
+    record(benchmark, N_FITS)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_dask_threaded(benchmark, spectra, workers):
+    benchmark.group = "fit 64-point gaussians"
+    x, Y = spectra
+    lazy = fdask.fit_batch(gaussian, x, da.from_array(Y, chunks=(CHUNK, N_POINTS)))
+    result = run(benchmark, lazy.compute, scheduler="threads", num_workers=workers)
+    assert np.mean(result.success) > 0.99
+    record(benchmark, N_FITS)
+
+
+def test_dask_threaded_every_core_per_chunk(benchmark, spectra):
+    benchmark.group = "fit 64-point gaussians"
+    x, Y = spectra
+    lazy = fdask.fit_batch(gaussian, x, da.from_array(Y, chunks=(CHUNK, N_POINTS)), n_threads=None)
+    run(benchmark, lazy.compute, scheduler="threads", num_workers=2)
+    record(benchmark, N_FITS)
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SWEEP)
+def test_dask_threaded_chunk_size(benchmark, spectra, chunk):
+    benchmark.group = "chunk size (threads, 2 workers)"
+    x, Y = spectra
+    lazy = fdask.fit_batch(gaussian, x, da.from_array(Y, chunks=(chunk, N_POINTS)))
+    run(benchmark, lazy.params.compute, scheduler="threads", num_workers=2)
+    record(benchmark, N_FITS)
+
+
+@pytest.mark.parametrize("what", ["whole result", "params only"])
+def test_dask_local_cluster(benchmark, spectra, client, what):
+    benchmark.group = "fit 64-point gaussians"
+    x, Y = spectra
+    on_workers = client.persist(da.from_array(Y, chunks=(CHUNK, N_POINTS)))
+    distributed.wait(on_workers)
+    lazy = fdask.fit_batch(gaussian, x, on_workers)
+    if what == "whole result":
+        result = run(benchmark, lazy.compute)
+        assert np.mean(result.success) > 0.99
+    else:
+        params = run(benchmark, lazy.params.compute)
+        assert params.shape == (N_FITS, 4)
+    record(benchmark, N_FITS)
+
+
+def test_scipy_curve_fit_loop(benchmark, spectra):
+    benchmark.group = "fit 64-point gaussians"
+    from scipy.optimize import curve_fit
+    x, Y = spectra
+    p0 = np.array([gaussian.guess(x, y) for y in Y[:N_SCIPY]])
+
+    def fit_each():
+        return [curve_fit(gaussian, x, Y[k], p0=p0[k], jac=gaussian.jacobian)[0]
+                for k in range(N_SCIPY)]
+
+    run(benchmark, fit_each)
+    record(benchmark, N_SCIPY)
