@@ -47,9 +47,8 @@ built-in models and importable Python functions travel as they are, but a compil
 Describe it with :func:`compiled` instead, e.g.
 ``compiled(LowLevelCallable.from_cython, my_module, "my_model")``: each worker process builds it
 once, where it runs. Passing the callable itself works with the threaded and synchronous
-schedulers, and raises a clear ``TypeError`` when a graph holding it is sent to other processes.
+schedulers; ``compute()`` with any other scheduler raises a ``TypeError`` saying so.
 """
-import importlib
 import threading
 
 import numpy as np
@@ -291,27 +290,29 @@ def _spare_letters(used):
 
 
 def _batch_input(value, name, shared_ndim, rows, letters):
-    """A blockwise (array, index) pair for ``value``: split along the batch axis when it has one
-    value per dataset (``shared_ndim + 1`` dimensions, first of length ``sum(rows)``), else passed
-    whole to every chunk (including a single row, which the in-memory routine broadcasts)."""
+    """A blockwise (array, index) pair for ``value``: split like ``Y`` when it has one row per
+    dataset (``shared_ndim + 1`` dimensions), else passed whole to every chunk (a single row
+    included: the in-memory routine broadcasts it)."""
     if value is None:
         return [None, None]
-    n_total = sum(rows)
     if not isinstance(value, da.Array):
         value = np.asarray(value)
-        if value.ndim != shared_ndim + 1 or (value.shape[0] == 1 and n_total != 1):
-            return [value, None]       # shared by every chunk; the in-memory routine checks it
-    if value.ndim == shared_ndim + 1 and not (value.shape[0] == 1 and n_total != 1):
-        if value.shape[0] != n_total:
-            raise ValueError(f"{name} has {value.shape[0]} rows but there are {n_total} "
-                             f"datasets; give {name} with {shared_ndim} dimension(s) (shared) "
-                             f"or one row per dataset")
-        chunks = (rows,) + (-1,) * shared_ndim
-        value = value.rechunk(chunks) if isinstance(value, da.Array) else \
-            da.from_array(value, chunks=chunks)
-        return [value, "i" + "".join(next(letters) for _ in range(shared_ndim))]
-    value = value.rechunk(-1)
-    return [value, "".join(next(letters) for _ in range(value.ndim))]
+    n_total = sum(rows)
+    per_dataset = value.ndim == shared_ndim + 1 and not (value.shape[0] == 1 and n_total != 1)
+    if not per_dataset:
+        if isinstance(value, da.Array):
+            return [value.rechunk(-1), "".join(next(letters) for _ in range(value.ndim))]
+        return [value, None]           # the in-memory routine checks its shape
+    if value.shape[0] != n_total:
+        raise ValueError(f"{name} has {value.shape[0]} rows but there are {n_total} datasets; "
+                         f"give {name} with {shared_ndim} dimension(s) (shared) or one row per "
+                         f"dataset")
+    chunks = (rows,) + (-1,) * shared_ndim
+    if isinstance(value, da.Array):
+        value = value.rechunk(chunks)
+    else:
+        value = da.from_array(value, chunks=chunks)
+    return [value, "i" + "".join(next(letters) for _ in range(shared_ndim))]
 
 
 def _check_known(array, name):

@@ -107,6 +107,16 @@ def test_fit_batch_per_dataset_inputs_as_dask_and_numpy(client, rng):
     assert_same(result, expected, FIT_FIELDS)
 
 
+def test_fit_batch_shared_inputs_as_dask_and_single_rows(rng):
+    x, Y = gaussian_data(rng, 120)
+    sigma_row = rng.uniform(0.04, 0.06, (1, 32))          # one row: shared by every dataset
+    p0 = np.array([3.0, 0.0, 0.8, 0.0])
+    lazy = fdask.fit_batch(gaussian, da.from_array(x, chunks=10), da.from_array(Y, chunks=50),
+                           da.from_array(p0, chunks=2), sigma=sigma_row)
+    expected = fastcalc.fit_batch(gaussian, x, Y, p0, sigma=sigma_row)
+    assert_same(lazy.compute(scheduler="threads"), expected, FIT_FIELDS)
+
+
 def test_fit_batch_threaded_and_synchronous_schedulers(rng):
     x, Y = gaussian_data(rng, 400)
     Y = with_bad_rows(Y)
