@@ -16,7 +16,8 @@ import os
 import numpy as np
 import pytest
 
-da = pytest.importorskip("dask.array", reason="fastcalc.dask needs dask (pip install fastcalc[dask])")
+da = pytest.importorskip("dask.array",
+                         reason="fastcalc.dask needs dask (pip install fastcalc[dask])")
 distributed = pytest.importorskip("distributed", reason="the cluster benchmark needs distributed")
 
 import fastcalc  # noqa: E402

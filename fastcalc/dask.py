@@ -75,7 +75,7 @@ DEFAULT_NEWTON_CHUNK = 500_000
 # Compiled callables: built inside each process, never pickled.
 
 _built_lock = threading.Lock()
-_built = {}   # token -> compiled callable built in this process
+_built: dict = {}   # token -> compiled callable built in this process
 
 
 class compiled:
@@ -129,7 +129,8 @@ class compiled:
 
     def __repr__(self):
         name = getattr(self.factory, "__name__", repr(self.factory))
-        parts = [name] + [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        parts = [name] + [repr(a) for a in self.args]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"compiled({', '.join(parts)})"
 
 
@@ -138,7 +139,8 @@ def _is_compiled_object(value):
     cls = type(value)
     if cls.__name__ == "LowLevelCallable" and cls.__module__.startswith("scipy"):
         return True
-    return cls.__module__.startswith("numba") and hasattr(value, "ctypes") and hasattr(value, "address")
+    return (cls.__module__.startswith("numba") and hasattr(value, "ctypes")
+            and hasattr(value, "address"))
 
 
 class _ThisProcessOnly:
@@ -708,4 +710,5 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, bracket=None, n_threads
         args_layout=tuple(args_layout),
         bracket_layout=None if bracket_layout is None else tuple(bracket_layout),
         options=dict(kwargs, n_threads=n_threads), names=tuple(specs))
-    return DaskNewtonResult(_field_arrays(blocks, specs, x0.ndim), _process_bound(f, fprime, fprime2))
+    return DaskNewtonResult(_field_arrays(blocks, specs, x0.ndim),
+                            _process_bound(f, fprime, fprime2))

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-da = pytest.importorskip("dask.array", reason="fastcalc.dask needs dask (pip install fastcalc[dask])")
+da = pytest.importorskip("dask.array",
+                         reason="fastcalc.dask needs dask (pip install fastcalc[dask])")
 distributed = pytest.importorskip("distributed", reason="the cluster tests need distributed")
 cloudpickle = pytest.importorskip("cloudpickle", reason="distributed depends on cloudpickle")
 
@@ -100,8 +101,9 @@ def test_fit_batch_per_dataset_inputs_as_dask_and_numpy(client, rng):
     X = x + rng.uniform(-0.01, 0.01, Y.shape)
     sigma = rng.uniform(0.04, 0.06, Y.shape)
     p0 = np.column_stack([np.full(300, 3.0), np.zeros(300), np.full(300, 0.8), np.zeros(300)])
-    lazy = fdask.fit_batch(gaussian, da.from_array(X, chunks=(100, 16)), da.from_array(Y, chunks=(120, 16)),
-                           p0, sigma=da.from_array(sigma, chunks=(50, 32)), absolute_sigma=True)
+    lazy = fdask.fit_batch(gaussian, da.from_array(X, chunks=(100, 16)),
+                           da.from_array(Y, chunks=(120, 16)), p0,
+                           sigma=da.from_array(sigma, chunks=(50, 32)), absolute_sigma=True)
     result = lazy.compute()
     expected = fastcalc.fit_batch(gaussian, X, Y, p0, sigma=sigma, absolute_sigma=True)
     assert_same(result, expected, FIT_FIELDS)
@@ -135,7 +137,8 @@ def test_fit_batch_numpy_input_and_columns_chunked(rng):
     from_numpy = fdask.fit_batch(gaussian, x, Y)
     assert from_numpy.params.numblocks == (1, 1)
     assert_same(from_numpy.compute(scheduler="synchronous"), expected, FIT_FIELDS)
-    split_columns = fdask.fit_batch(gaussian, da.from_array(x, chunks=8), da.from_array(Y, chunks=(20, 8)))
+    split_columns = fdask.fit_batch(gaussian, da.from_array(x, chunks=8),
+                                    da.from_array(Y, chunks=(20, 8)))
     assert split_columns.residuals.chunks == ((20, 20, 10), (32,))
     assert_same(split_columns.compute(scheduler="synchronous"), expected, FIT_FIELDS)
 
@@ -195,7 +198,8 @@ def test_gaussian_2d_with_shared_and_per_dataset_coordinates(client, rng):
     from fastcalc.models import gaussian_2d
     grid = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-2, 2, 7))])
     truth = np.column_stack([rng.uniform(1, 3, 60), rng.uniform(-0.5, 0.5, 60),
-                             rng.uniform(-0.5, 0.5, 60), rng.uniform(0.6, 1.0, 60), np.full(60, 0.1)])
+                             rng.uniform(-0.5, 0.5, 60), rng.uniform(0.6, 1.0, 60),
+                             np.full(60, 0.1)])
     Y = np.array([gaussian_2d(grid, *p) for p in truth]) + rng.normal(0, 0.01, (60, 49))
     shared = fdask.fit_batch(gaussian_2d, grid, da.from_array(Y, chunks=25))
     assert_same(shared.compute(), fastcalc.fit_batch(gaussian_2d, grid, Y), FIT_FIELDS)
