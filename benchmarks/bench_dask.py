@@ -8,8 +8,8 @@ real thing, 1e6 fits::
 Compared, on the same data: in-memory ``fastcalc.fit_batch`` on every core; the Dask threaded
 scheduler with 1 and 2 workers (1 -> 2 shows the kernels release the GIL) and several chunk sizes;
 each chunk on one kernel thread (the default) vs on every core; a 2-worker ``distributed``
-LocalCluster (data already on the workers: ``compute()`` of the whole result, and of ``params``
-alone); and SciPy's ``curve_fit`` looped over a subset, per fit.
+LocalCluster (the same data, generated on the workers beforehand: ``compute()`` of the whole
+result, and of ``params`` alone); and SciPy's ``curve_fit`` looped over a subset, per fit.
 """
 import os
 
@@ -33,16 +33,23 @@ N_SCIPY = 500 if FULL else 20
 ROUNDS = 1
 
 
+def lazy_spectra():
+    """The benchmark data as a Dask array, generated chunk by chunk where it is computed (the
+    same values on any scheduler): noisy Gaussian peaks on a constant background."""
+    rng = da.random.default_rng(7)
+    x = np.linspace(-4.0, 4.0, N_POINTS)
+    column = dict(size=(N_FITS, 1), chunks=(CHUNK, 1))
+    amplitude = rng.uniform(1.0, 5.0, **column)
+    centre = rng.uniform(-1.0, 1.0, **column)
+    width = rng.uniform(0.5, 1.5, **column)
+    noise = rng.normal(0.0, 0.05, size=(N_FITS, N_POINTS), chunks=(CHUNK, N_POINTS))
+    return x, amplitude * da.exp(-(x - centre) ** 2 / (2 * width ** 2)) + 0.2 + noise
+
+
 @pytest.fixture(scope="module")
 def spectra():
-    rng = np.random.default_rng(7)
-    x = np.linspace(-4.0, 4.0, N_POINTS)
-    amplitude = rng.uniform(1.0, 5.0, (N_FITS, 1))
-    centre = rng.uniform(-1.0, 1.0, (N_FITS, 1))
-    width = rng.uniform(0.5, 1.5, (N_FITS, 1))
-    Y = amplitude * np.exp(-(x - centre) ** 2 / (2 * width ** 2)) + 0.2
-    Y += rng.normal(0.0, 0.05, Y.shape)
-    return x, Y
+    x, Y = lazy_spectra()
+    return x, Y.compute()
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +114,8 @@ def test_dask_threaded_chunk_size(benchmark, spectra, chunk):
 @pytest.mark.parametrize("what", ["whole result", "params only"])
 def test_dask_local_cluster(benchmark, spectra, client, what):
     benchmark.group = "fit 64-point gaussians"
-    x, Y = spectra
-    on_workers = client.persist(da.from_array(Y, chunks=(CHUNK, N_POINTS)))
+    x, _ = spectra
+    on_workers = client.persist(lazy_spectra()[1])     # generated on the workers
     distributed.wait(on_workers)
     lazy = fdask.fit_batch(gaussian, x, on_workers)
     if what == "whole result":
