@@ -344,6 +344,27 @@ def test_lazy_result_persist_and_repr(client, rng):
         lazy.no_such_field
 
 
+def test_persist_runs_the_fits_once():
+    calls = []
+
+    def counting_line(x, a, b):
+        calls.append(1)
+        return a + b * x
+
+    x = np.linspace(0.0, 1.0, 10)
+    Y = da.from_array(np.vstack([1.0 + 2.0 * x] * 30), chunks=10)
+    lazy = fdask.fit_batch(counting_line, x, Y, p0=[0.0, 0.0])
+    assert not calls                                   # building the graph runs nothing
+    persisted = lazy.persist(scheduler="threads")
+    fitted = len(calls)
+    assert fitted > 0
+    result = persisted.compute(scheduler="threads")
+    params = persisted.params.compute(scheduler="threads")
+    assert len(calls) == fitted                        # no refit
+    np.testing.assert_array_equal(params, result.params)
+    np.testing.assert_allclose(result.params, np.tile([1.0, 2.0], (30, 1)), atol=1e-8)
+
+
 def test_compiled_recipe_validation():
     with pytest.raises(TypeError, match="factory must be callable"):
         fdask.compiled("cube_root_eq")
