@@ -24,18 +24,21 @@ parameter, sigma/gamma/tau == 0, overflow, or x <= 0 for the power law). Guess r
 success, GUESS_TOO_FEW_POINTS when the finite points cannot determine the parameters and
 GUESS_BAD_DOMAIN when x lies outside the model's domain (power law with x <= 0).
 
-Guesses are O(npts), allocate nothing for the built-in sizes (polynomials above degree
-MAX_STACK_PARAMS - 1 use one malloc) and never touch Python.
+Guesses are O(npts) (except sine on unsorted x: a periodogram scan, O(npts^2)), allocate
+nothing (polynomials above degree MAX_STACK_PARAMS - 1 use one malloc), touch no Python and
+are thread-safe: fit_batch calls them inside prange loops.
 """
 from libc.math cimport atan2, cos, exp, fabs, hypot, isfinite, log, sin, sqrt, INFINITY, M_PI
 from libc.stdlib cimport free, malloc
 
 import numpy as np
 
-# Guess status codes (0 = success).
 cdef enum:
+    # guess status codes (0 = success)
     GUESS_TOO_FEW_POINTS = 1
     GUESS_BAD_DOMAIN = 2
+    # stack buffer sizes: parameters of an exact polynomial fit, points per chunk of
+    # model evaluations, frequencies per pass of the sine scan
     MAX_STACK_PARAMS = 16
     RSS_CHUNK = 64
     SCAN_BLOCK = 16
@@ -1298,16 +1301,70 @@ cdef ModelKernel checked_kernel(int model_id, int nparams) except *:
 
 
 def kernel_shape(int model_id, int nparams):
-    """Return ``(nparams, x_dim)`` of built-in model ``model_id``."""
+    """Return ``(nparams, x_dim)`` of built-in model ``model_id``.
+
+    Parameters
+    ----------
+    model_id : int
+        A ``ModelId``.
+    nparams : int
+        Number of parameters (it selects the degree of ``POLYNOMIAL``; for the other
+        models it must equal theirs).
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    ValueError
+        If there is no such model or ``nparams`` does not match it.
+
+    Examples
+    --------
+    >>> from fastcalc._models import ModelId, kernel_shape
+    >>> kernel_shape(ModelId.GAUSSIAN_2D, 5)
+    (5, 2)
+    """
     cdef ModelKernel k = checked_kernel(model_id, nparams)
     return k.nparams, k.x_dim
 
 
 def evaluate(int model_id, int nparams, x, p, bint want_jac=False):
-    """Evaluate built-in model ``model_id`` at flat ``x`` (x_dim * npts values, row-major).
+    """Evaluate built-in model ``model_id`` at ``x`` (x_dim * npts values, row-major).
 
-    Returns ``(values (npts,), jacobian (npts, nparams) or None, status)``; status 0 is
-    success, non-zero means the parameters give no finite value.
+    The low-level entry used by :class:`fastcalc.models.Model`; no validation beyond
+    memory safety.
+
+    Parameters
+    ----------
+    model_id, nparams : int
+        As for :func:`kernel_shape`.
+    x : array_like
+        ``x_dim * npts`` coordinates (any shape; flattened in C order).
+    p : array_like, shape (nparams,)
+        Parameters.
+    want_jac : bool
+        Also compute the analytic Jacobian.
+
+    Returns
+    -------
+    values : ndarray, shape (npts,)
+    jacobian : ndarray, shape (npts, nparams), or None
+    status : int
+        0 on success, non-zero when the parameters give no finite value.
+
+    Examples
+    --------
+    >>> from fastcalc._models import ModelId, evaluate
+    >>> values, jac, status = evaluate(ModelId.LINE, 2, [0.0, 1.0], [1.0, 2.0], True)
+    >>> values, status
+    (array([1., 3.]), 0)
+    >>> jac
+    array([[1., 0.],
+           [1., 1.]])
+    >>> evaluate(ModelId.GAUSSIAN, 4, [0.0], [1.0, 0.0, 0.0, 0.0])[2]  # sigma = 0
+    1
     """
     cdef ModelKernel k = checked_kernel(model_id, nparams)
     cdef const double[::1] xv = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
@@ -1336,10 +1393,33 @@ def evaluate(int model_id, int nparams, x, p, bint want_jac=False):
 
 
 def guess(int model_id, int nparams, x, y):
-    """Initial guess of built-in model ``model_id`` from flat ``x`` and ``y`` (npts,).
+    """Initial guess of built-in model ``model_id`` from ``x`` and ``y``.
 
-    Returns ``(p0 (nparams,), status)``; status 0 is success, GUESS_STATUS_TOO_FEW_POINTS or
-    GUESS_STATUS_BAD_DOMAIN otherwise (p0 is then unspecified).
+    The low-level entry used by :meth:`fastcalc.models.Model.guess`.
+
+    Parameters
+    ----------
+    model_id, nparams : int
+        As for :func:`kernel_shape`.
+    x : array_like
+        ``x_dim * npts`` coordinates (flattened in C order).
+    y : array_like, shape (npts,)
+        Data; NaN marks a missing point.
+
+    Returns
+    -------
+    p0 : ndarray, shape (nparams,)
+        The guess (unspecified when status is non-zero).
+    status : int
+        0 on success, ``GUESS_STATUS_TOO_FEW_POINTS`` or ``GUESS_STATUS_BAD_DOMAIN``.
+
+    Examples
+    --------
+    >>> from fastcalc._models import ModelId, guess
+    >>> guess(ModelId.LINE, 2, [0.0, 1.0, 2.0], [1.0, 3.0, 5.0])
+    (array([1., 2.]), 0)
+    >>> guess(ModelId.LINE, 2, [0.0, 1.0], [1.0, float("nan")])[1]
+    1
     """
     cdef ModelKernel k = checked_kernel(model_id, nparams)
     cdef const double[::1] xv = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)

@@ -23,7 +23,35 @@ gaussian_2d     A*exp(-((x - x0)**2 + (y - y0)**2)/(2*sigma**2))    A, x0, y0, s
 
 Only ``sigma**2`` and ``gamma**2`` enter the peaks, so their sign is immaterial (a fit may
 return a negative width; its absolute value is the width). ``power_law`` has no offset: the
-pure power law is the standard form (add one with a Python model when needed).
+pure power law is the standard form (add one with a Python model when needed). ``logistic``
+guesses always have ``k > 0``; a decreasing step comes back as ``L < 0``.
+
+Initial guesses (``Model.guess``, and ``fit``/``fit_batch`` when ``p0`` is omitted) are
+estimated from the data in O(m) without allocation; points with NaN y are ignored:
+
+- line, polynomial: the exact least-squares solution (Givens QR in a scaled variable).
+- gaussian, lorentzian, gaussian_2d: baseline from the points well below the extreme,
+  centre from the centroid of the points above half maximum, width from their extent or
+  number (FWHM; for 2-D their radius and area), then amplitude and baseline exactly by
+  linear least squares for that shape. Peak or dip is decided by the data, or by the
+  smaller residual when unclear.
+- exponential: decay rate from the means of three x bins (a log-linear fit above the
+  tail when the decay is faster than a bin), then the best of a few rates around it
+  (including the opposite sign) with A and c exact for each.
+- logistic: levels from the two ends, centre and steepness from the points between 25%
+  and 75% of the step, then the best of a few steepnesses with the levels exact.
+- power_law: a weighted least-squares line through ``log|y|`` against ``log x``.
+- sine: frequency from the zero crossings (sorted x; an O(m^2) periodogram scan for
+  unsorted x) refined by residual scans, then amplitude, phase and offset exactly.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastcalc.models import gaussian
+>>> x = np.linspace(-5, 5, 41)
+>>> y = gaussian(x, 2.0, 0.5, 1.2, 0.1)
+>>> np.round(gaussian.guess(x, y), 1)
+array([2. , 0.5, 1.2, 0.1])
 """
 from __future__ import annotations
 
