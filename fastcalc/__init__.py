@@ -3,7 +3,7 @@
 Finite-difference derivatives, Newton-Raphson at every scale, gradient descent, Lagrange
 multipliers and chi-squared fitting; SciPy is the reference every routine is tested against.
 """
-from . import models
+from . import models, nist
 from ._status import ConvergenceError, Status
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
@@ -31,6 +31,7 @@ __all__ = [
     "models",
     "newton",
     "newton_system",
+    "nist",
     "polyfit",
     "taylor",
 ]

@@ -530,3 +530,61 @@ def test_cholesky_matches_lapack_and_rejects_ill_conditioned(rng):
     B = A.copy()
     B[:, 4] = B[:, 3] * (1 + 1e-9)
     assert _fitting._cholesky_solve(B.T @ B, b) is None
+
+
+def test_batch_python_model_with_broadcast_jacobian(rng):
+    x, Y, _ = gaussian_batch(rng, 10)
+    p0 = [2.0, 0.0, 1.0, 0.5]
+
+    def jac(x, a, mu, s, c):
+        d = (x - mu) / s
+        e = np.exp(-0.5 * d * d)
+        return e, a * e * d / s, a * e * d * d / s, 1.0
+
+    fd = fit_batch(python_gaussian, x, Y, p0=p0)
+    analytic = fit_batch(python_gaussian, x, Y, p0=p0, jac=jac)
+    ref = fit_batch(models.gaussian, x, Y, p0=p0)
+    assert np.all(analytic.success)
+    assert_allclose(analytic.params, ref.params, rtol=0, atol=1e-6)
+    assert np.all(analytic.nfev < fd.nfev)
+    with pytest.raises(ValueError, match="derivatives"):
+        fit_batch(python_gaussian, x, Y, p0=p0, jac=lambda x, *p: p[:2])
+
+
+def test_zero_degrees_of_freedom_warns_and_gives_inf_covariance():
+    x = np.array([0.0, 1.0])
+    with pytest.warns(RuntimeWarning, match="covariance"):
+        r = fit(models.line, x, [1.0, 3.0])
+    assert_allclose(r.params, [1.0, 2.0], rtol=1e-12)
+    assert r.success and r.dof == 0 and np.all(np.isinf(r.cov))
+    absolute = fit(models.line, x, [1.0, 3.0], sigma=[1.0, 1.0], absolute_sigma=True)
+    assert_allclose(absolute.cov, [[1.0, -1.0], [-1.0, 2.0]], rtol=1e-12)
+
+
+def test_linear_models_agree_with_linear_least_squares(rng):
+    x = np.linspace(-2, 3, 40)
+    sigma = rng.uniform(0.5, 1.5, x.size)
+    y = 0.5 - x + 0.25 * x ** 3 + rng.normal(0, 0.1, x.size) * sigma
+    ref = polyfit(x, y, 3, sigma)
+    for method in ("lm", "gd"):
+        r = fit(models.polynomial(3), x, y, sigma=sigma, method=method)
+        assert r.success
+        assert np.all(np.abs(r.params - ref.params) <= (1e-6 if method == "lm" else 1e-3)
+                      * ref.stderr)
+        assert_cov_close(r.cov, ref.cov, 1e-6)
+    line = fit(models.line, x, y, sigma=sigma)
+    closed = linear_fit(x, y, sigma)
+    assert_allclose(line.params, closed.params, rtol=1e-9)
+    assert_cov_close(line.cov, closed.cov, 1e-9)
+
+
+def test_gradient_descent_python_model_and_budget(rng):
+    x = np.linspace(0, 4, 30)
+    y = noisy(models.exponential, (3.0, 1.5, 0.5), x, rng)
+    lm = fit(lambda x, a, t, c: a * np.exp(-x / t) + c, x, y, p0=[2.0, 1.0, 0.0])
+    gd = fit(lambda x, a, t, c: a * np.exp(-x / t) + c, x, y, p0=[2.0, 1.0, 0.0], method="gd")
+    assert gd.success and gd.nit > lm.nit
+    assert np.all(np.abs(gd.params - lm.params) <= 1e-3 * lm.stderr)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        short = fit(models.exponential, x, y, p0=[2.0, 1.0, 0.0], method="gd", maxiter=5)
+    assert short.status == Status.MAX_ITERATIONS and short.nit == 5
