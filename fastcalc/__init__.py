@@ -8,6 +8,7 @@ from ._status import ConvergenceError, Status
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
 from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit, polyfit
+from .optimize import gradient_descent, lagrange
 from .roots import newton, newton_system
 
 __version__ = "0.1.0"
@@ -25,8 +26,10 @@ __all__ = [
     "fit",
     "fit_batch",
     "gradient",
+    "gradient_descent",
     "hessian",
     "jacobian",
+    "lagrange",
     "linear_fit",
     "models",
     "newton",

@@ -1,19 +1,24 @@
 """Newton-Raphson kernels: elementwise batches of scalar equations and batches of small systems.
 
 The per-element logic (when an element has converged, failed, or takes which step) lives in two
-``noexcept nogil`` functions, :c:func:`after_value` and :c:func:`after_derivative`. The same two
-functions drive
+``noexcept nogil`` functions, ``after_value`` and ``after_derivative``. They drive
 
-* the compiled path, where one element is solved start to finish in a ``prange`` loop, and
-* the Python path (:class:`ElementwiseBatch`), where the wrapper calls the user's vectorized
-  function on the still-active elements and these kernels update the per-element state held as
-  compacted arrays (converged elements are moved out and never evaluated again).
+* the compiled path (``newton_compiled``): elements are solved start to finish in a ``prange``
+  loop over blocks, each thread advancing 4 elements in lockstep so that their latency-bound
+  iterations overlap (a plain-Newton copy of the two functions, ``plain_element_step``, serves
+  the common case); and
+* the Python path (``ElementwiseBatch``): the wrapper calls the user's vectorized functions on
+  the still-active elements, one pass updates them all, finished elements are logged and their
+  slots refilled from the end (so they are never evaluated again), and ``finish`` scatters the
+  log to the outputs (``plain_newton_round`` is the plain-Newton copy of that pass).
 
-Systems (:func:`solve_systems_compiled`, :class:`SystemBatch`) use damped Newton-Raphson with a
-backtracking line search on ``||F||^2`` and LAPACK ``dgesv``.
+Systems (``newton_system_compiled``; the Python driver in ``roots.py`` uses
+``solve_linear_systems``) use damped Newton-Raphson with a backtracking line search on
+``||F||^2`` and LAPACK ``dgesv``.
 
 Kernels never raise on a numerical failure: every element or system ends with a status code from
-``fastcalc._status``.
+``fastcalc._status``. Per-element results never depend on the thread count or on the order in
+which elements are processed.
 """
 import numpy as np
 cimport numpy as cnp
@@ -190,59 +195,158 @@ cdef inline int bracket_start(Element *e, double a, double b, double fa, double 
     return 0
 
 
-cdef inline int solve_compiled_element(
-        elementwise_t f, void *f_data, elementwise_t fprime, void *fprime_data,
-        elementwise_t fprime2, void *fprime2_data, int k, double *p,
-        double a, double b, const Settings *s, Element *e) noexcept nogil:
-    """Solve one equation f(x; p) = 0 from e.x; return its status."""
+cdef struct CompiledProblem:
+    # Everything an element of a compiled batch needs, shared read-only by the threads.
+    elementwise_t f
+    elementwise_t fprime        # NULL: central finite differences
+    elementwise_t fprime2       # Halley only
+    void *f_data
+    void *fprime_data
+    void *fprime2_data
+    int k                       # parameters per element
+    const double *params        # (n, k) row-major
+    const double *x0
+    const double *a             # bracket ends (when bracketed)
+    const double *b
+    Settings s
+    # outputs
+    double *x_out
+    double *fun_out
+    Py_ssize_t *status_out
+    Py_ssize_t *nit_out
+    Py_ssize_t *nfev_out
+
+
+cdef inline int element_begin(const CompiledProblem *P, Py_ssize_t i,
+                              Element *e) noexcept nogil:
+    """Start element i (bracket and secant set-up); return a status or RUNNING."""
     cdef int status = RUNNING
-    cdef double df = 0.0, d2f = 0.0, h, fa, fb, xp, xm
-    if s.bracketed:
-        fa = f(a, k, p, f_data)
-        fb = f(b, k, p, f_data)
+    cdef double *p = <double*>P.params + i * P.k
+    cdef double fa, fb
+    start_element(e, P.x0[i], &P.s)
+    if P.s.bracketed:
+        fa = P.f(P.a[i], P.k, p, P.f_data)
+        fb = P.f(P.b[i], P.k, p, P.f_data)
         e.nfev += 2
-        if bracket_start(e, a, b, fa, fb, &status):
+        if bracket_start(e, P.a[i], P.b[i], fa, fb, &status):
             return status
-    if s.method == SECANT:
+    if P.s.method == SECANT:
         e.xprev = secant_start(e.x)
-        e.fprev = f(e.xprev, k, p, f_data)
+        e.fprev = P.f(e.xprev, P.k, p, P.f_data)
         e.nfev += 1
-    while True:
-        status = after_value(e, f(e.x, k, p, f_data), s)
-        if status != RUNNING:
-            return status
-        if s.method != SECANT:
-            if fprime != NULL:
-                df = fprime(e.x, k, p, fprime_data)
-                e.nfev += 1
+    return RUNNING
+
+
+cdef inline int element_step(const CompiledProblem *P, Py_ssize_t i,
+                             Element *e) noexcept nogil:
+    """One Newton round of element i: f, then (unless finished) f' and the step."""
+    cdef double *p = <double*>P.params + i * P.k
+    cdef double df = 0.0, d2f = 0.0, h, xp, xm
+    cdef int status = after_value(e, P.f(e.x, P.k, p, P.f_data), &P.s)
+    if status != RUNNING:
+        return status
+    if P.s.method != SECANT:
+        if P.fprime != NULL:
+            df = P.fprime(e.x, P.k, p, P.fprime_data)
+            e.nfev += 1
+        else:
+            h = fd_step(e.x)
+            xp = e.x + h
+            xm = e.x - h
+            df = (P.f(xp, P.k, p, P.f_data) - P.f(xm, P.k, p, P.f_data)) / (xp - xm)
+            e.nfev += 2
+        if P.s.method == HALLEY:
+            d2f = P.fprime2(e.x, P.k, p, P.fprime2_data)
+            e.nfev += 1
+    return after_derivative(e, df, d2f, &P.s)
+
+
+cdef inline int plain_element_step(const CompiledProblem *P, Py_ssize_t i,
+                                   Element *e) noexcept nogil:
+    """element_step for plain Newton with an analytic f' and no bracket: the same decisions
+    as after_value + after_derivative without their method/bracket branches."""
+    cdef double *p = <double*>P.params + i * P.k
+    cdef double f, d, step, xn
+    f = P.f(e.x, P.k, p, P.f_data)
+    e.fx = f
+    e.nfev += 1
+    if not isfinite(f):
+        return NON_FINITE
+    if f == 0.0 or fabs(f) <= P.s.ftol or e.pending:
+        return SUCCESS
+    if e.nit >= P.s.maxiter:
+        return MAX_ITERATIONS
+    d = P.fprime(e.x, P.k, p, P.fprime_data)
+    e.nfev += 1
+    if not isfinite(d):
+        return NON_FINITE
+    if d == 0.0:
+        return SINGULAR
+    step = f / d
+    xn = e.x - step
+    if not isfinite(xn):
+        return NON_FINITE
+    if fabs(step) <= P.s.tol + P.s.rtol * fabs(xn):
+        e.pending = 1
+    e.x = xn
+    e.nit += 1
+    return RUNNING
+
+
+cdef inline void element_output(const CompiledProblem *P, Py_ssize_t i, const Element *e,
+                                int status) noexcept nogil:
+    P.x_out[i] = e.x
+    P.fun_out[i] = e.fx
+    P.status_out[i] = status
+    P.nit_out[i] = e.nit
+    P.nfev_out[i] = e.nfev
+
+
+cdef enum:
+    LANES = 4               # elements iterated in lockstep by one thread
+    BLOCK = 512             # elements per prange work item
+
+
+cdef inline Py_ssize_t fill_lane(const CompiledProblem *P, Element *lane, Py_ssize_t *which,
+                                 Py_ssize_t next_i, Py_ssize_t stop) noexcept nogil:
+    """Load the next element that needs iterating into a lane (which = -1: none left)."""
+    cdef int status
+    which[0] = -1
+    while next_i < stop:
+        status = element_begin(P, next_i, lane)
+        if status == RUNNING:
+            which[0] = next_i
+            return next_i + 1
+        element_output(P, next_i, lane, status)
+        next_i += 1
+    return next_i
+
+
+cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
+                      Py_ssize_t stop) noexcept nogil:
+    """Solve elements [start, stop): LANES independent elements advance one round at a time,
+    so their (latency-bound) iterations overlap; a finished lane takes the next element. Each
+    element's arithmetic is exactly that of solving it alone."""
+    cdef Element lanes[LANES]
+    cdef Py_ssize_t which[LANES]
+    cdef Py_ssize_t next_i = start
+    cdef int lane, active = 0, status
+    cdef bint plain = (P.s.method == NEWTON and P.fprime != NULL and not P.s.bracketed)
+    for lane in range(LANES):
+        next_i = fill_lane(P, &lanes[lane], &which[lane], next_i, stop)
+        active += which[lane] >= 0
+    while active > 0:
+        for lane in range(LANES):
+            if which[lane] < 0:
+                continue
+            if plain:
+                status = plain_element_step(P, which[lane], &lanes[lane])
             else:
-                h = fd_step(e.x)
-                xp = e.x + h
-                xm = e.x - h
-                df = (f(xp, k, p, f_data) - f(xm, k, p, f_data)) / (xp - xm)
-                e.nfev += 2
-            if s.method == HALLEY:
-                d2f = fprime2(e.x, k, p, fprime2_data)
-                e.nfev += 1
-        status = after_derivative(e, df, d2f, s)
-        if status != RUNNING:
-            return status
-
-
-cdef inline void solve_compiled_into(
-        elementwise_t f, void *f_data, elementwise_t fprime, void *fprime_data,
-        elementwise_t fprime2, void *fprime2_data, int k, double *p, double x0,
-        double a, double b, const Settings *s, double *x_out, double *fun_out,
-        Py_ssize_t *status_out, Py_ssize_t *nit_out, Py_ssize_t *nfev_out) noexcept nogil:
-    """Solve one element with its state local to this call (so private to the thread)."""
-    cdef Element e
-    start_element(&e, x0, s)
-    status_out[0] = solve_compiled_element(f, f_data, fprime, fprime_data, fprime2,
-                                           fprime2_data, k, p, a, b, s, &e)
-    x_out[0] = e.x
-    fun_out[0] = e.fx
-    nit_out[0] = e.nit
-    nfev_out[0] = e.nfev
+                status = element_step(P, which[lane], &lanes[lane])
+            if status != RUNNING:
+                element_output(P, which[lane], &lanes[lane], status)
+                next_i = fill_lane(P, &lanes[lane], &which[lane], next_i, stop)
+                active -= which[lane] < 0
 
 
 def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
@@ -255,45 +359,49 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     ``fprime``/``fprime2`` may be None (finite differences / not Halley). ``a``/``b`` are the
     per-element bracket (empty arrays: no bracket). Returns ``(x, fun, status, nit, nfev)``.
     """
-    cdef Py_ssize_t n = x0.shape[0], i
-    cdef int k = <int>params.shape[1]
+    cdef Py_ssize_t n = x0.shape[0], block, blocks
     cdef int nt = resolve_threads(n_threads)
-    cdef Settings s
-    cdef bint bracketed = a.shape[0] > 0
-    cdef elementwise_t fn = <elementwise_t>f.c_function
-    cdef elementwise_t dfn = NULL
-    cdef elementwise_t d2fn = NULL
-    cdef void *f_data = f.user_data
-    cdef void *df_data = NULL
-    cdef void *d2f_data = NULL
+    cdef CompiledProblem P
     cdef double dummy = 0.0
-    cdef double *pbase = &dummy
+    P.f = <elementwise_t>f.c_function
+    P.f_data = f.user_data
+    P.fprime = NULL
+    P.fprime_data = NULL
+    P.fprime2 = NULL
+    P.fprime2_data = NULL
     if fprime is not None:
-        dfn = <elementwise_t>fprime.c_function
-        df_data = fprime.user_data
+        P.fprime = <elementwise_t>fprime.c_function
+        P.fprime_data = fprime.user_data
     if fprime2 is not None:
-        d2fn = <elementwise_t>fprime2.c_function
-        d2f_data = fprime2.user_data
-    if k > 0 and n > 0:
-        pbase = <double*>&params[0, 0]
-    s.tol = tol
-    s.rtol = rtol
-    s.ftol = ftol
-    s.maxiter = maxiter
-    s.method = method
-    s.bracketed = bracketed
+        P.fprime2 = <elementwise_t>fprime2.c_function
+        P.fprime2_data = fprime2.user_data
+    P.k = <int>params.shape[1]
+    P.params = &params[0, 0] if P.k > 0 and n > 0 else &dummy
+    P.x0 = &x0[0] if n > 0 else &dummy
+    P.s.tol = tol
+    P.s.rtol = rtol
+    P.s.ftol = ftol
+    P.s.maxiter = maxiter
+    P.s.method = method
+    P.s.bracketed = a.shape[0] > 0
+    P.a = &a[0] if P.s.bracketed else &dummy
+    P.b = &b[0] if P.s.bracketed else &dummy
     x_out = np.empty(n, dtype=np.float64)
     fun_out = np.empty(n, dtype=np.float64)
     status_out = np.empty(n, dtype=np.intp)
     nit_out = np.empty(n, dtype=np.intp)
     nfev_out = np.empty(n, dtype=np.intp)
-    cdef double[::1] xv = x_out, fv = fun_out
-    cdef Py_ssize_t[::1] sv = status_out, itv = nit_out, fev = nfev_out
+    if n == 0:
+        return x_out, fun_out, status_out, nit_out, nfev_out
+    P.x_out = <double*>cnp.PyArray_DATA(x_out)
+    P.fun_out = <double*>cnp.PyArray_DATA(fun_out)
+    P.status_out = <Py_ssize_t*>cnp.PyArray_DATA(status_out)
+    P.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(nit_out)
+    P.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(nfev_out)
+    blocks = (n + BLOCK - 1) // BLOCK
     with nogil, parallel(num_threads=nt):
-        for i in prange(n, schedule="static"):
-            solve_compiled_into(fn, f_data, dfn, df_data, d2fn, d2f_data, k, pbase + i * k,
-                                x0[i], a[i] if bracketed else 0.0, b[i] if bracketed else 0.0,
-                                &s, &xv[i], &fv[i], &sv[i], &itv[i], &fev[i])
+        for block in prange(blocks, schedule="static"):
+            solve_block(&P, block * BLOCK, min(n, (block + 1) * BLOCK))
     return x_out, fun_out, status_out, nit_out, nfev_out
 
 
@@ -319,12 +427,15 @@ cdef struct BatchArrays:
     double *params      # (rows, capacity) row-major
     Py_ssize_t rows, capacity
     int start_cost, deriv_cost     # evaluations before the first round / of f' (f'') per round
-    # Outputs, indexed by the original element index.
-    double *x_out
-    double *fun_out
-    Py_ssize_t *status_out
-    Py_ssize_t *nit_out
-    Py_ssize_t *nfev_out
+    # Finished elements, appended in finishing order (sequential writes: scattering them to
+    # the outputs as they finish costs a cache miss per value; finish() scatters once).
+    Py_ssize_t n_done
+    Py_ssize_t *done_idx
+    double *done_x
+    double *done_fun
+    signed char *done_status
+    int *done_nit
+    int *done_nfev
 
 
 cdef inline void batch_load(const BatchArrays *A, const Settings *s, Py_ssize_t i,
@@ -359,29 +470,22 @@ cdef inline void batch_store(const BatchArrays *A, const Settings *s, Py_ssize_t
         A.fprev[i] = e.fprev
 
 
-cdef inline Py_ssize_t batch_keep(const BatchArrays *A, const Settings *s, Py_ssize_t i,
+cdef inline Py_ssize_t batch_keep(BatchArrays *A, const Settings *s, Py_ssize_t i,
                                   Py_ssize_t holes, const Element *e, int status,
                                   Py_ssize_t nfev) noexcept nogil:
-    """Store element i's new state in place if it runs on; else write its outputs and record
-    slot i as a hole. Returns the number of holes.
+    """Store element i's new state in place if it runs on; otherwise log its outputs and
+    record slot i as a hole (filled by :c:func:`batch_fill_holes` after the pass). Returns the
+    number of holes.
 
     ``nfev`` is the element's evaluation count, or -1 / -2 to count it from the rounds: f was
     evaluated in nit + 1 rounds, f' (f'') in nit + 1 (-1: it was evaluated this round) or nit
     rounds (-2: the round ended after f)."""
-    cdef Py_ssize_t idx
     if status == RUNNING:
         batch_store(A, s, i, e)
         return holes
-    idx = A.idx[i]
-    A.x_out[idx] = e.x
-    A.fun_out[idx] = e.fx
-    A.status_out[idx] = status
-    A.nit_out[idx] = e.nit
-    # Every active element is evaluated the same way each round, and it took part in nit + 1
-    # rounds (the last one found it finished), unless it finished before the first round.
     if nfev < 0:
         nfev = A.start_cost + (e.nit + 1) + (e.nit + (nfev == -1)) * A.deriv_cost
-    A.nfev_out[idx] = nfev
+    batch_done(A, A.idx[i], e.x, e.fx, status, e.nit, nfev)
     A.holes[holes] = i
     return holes + 1
 
@@ -390,7 +494,8 @@ cdef inline Py_ssize_t batch_fill_holes(const BatchArrays *A, const Settings *s,
                                         Py_ssize_t holes) noexcept nogil:
     """Move the last running elements into the holes (ascending); return the active count.
 
-    Costs O(holes), not O(n): element order does not matter (``idx`` maps back)."""
+    Costs O(holes), not O(n): the order of the active elements does not matter (``idx`` maps
+    each back to its place in the outputs)."""
     cdef Py_ssize_t lo = 0, hi = holes - 1, last = n - 1, r, dest
     cdef Element e
     start_element(&e, 0.0, s)
@@ -410,20 +515,85 @@ cdef inline Py_ssize_t batch_fill_holes(const BatchArrays *A, const Settings *s,
     return last + 1
 
 
+cdef inline void batch_done(BatchArrays *A, Py_ssize_t idx, double x, double fx, int status,
+                            int nit, Py_ssize_t nfev) noexcept nogil:
+    cdef Py_ssize_t m = A.n_done
+    A.done_idx[m] = idx
+    A.done_x[m] = x
+    A.done_fun[m] = fx
+    A.done_status[m] = <signed char>status
+    A.done_nit[m] = nit
+    A.done_nfev[m] = <int>nfev
+    A.n_done = m + 1
+
+
+cdef Py_ssize_t plain_newton_round(BatchArrays *AP, const Settings *sp, Py_ssize_t n,
+                                   const double *fx, const double *df) noexcept nogil:
+    """:meth:`ElementwiseBatch.iterate` for plain Newton steps (no bracket, f' given): the
+    decisions of after_value + after_derivative written out on local pointers, so the pass
+    streams through memory. Must stay equivalent to them (tests compare with the compiled path,
+    which uses the general functions). Returns the number still active."""
+    cdef BatchArrays A = AP[0]      # local copies: pointers and settings stay in registers
+    cdef Settings s = sp[0]
+    cdef double *x = A.x
+    cdef int *nit = A.nit
+    cdef signed char *pending = A.pending
+    cdef Py_ssize_t i, holes = 0, k
+    cdef double xi, f, d, step, xn
+    cdef int status, it
+    for i in range(n):
+        xi = x[i]
+        f = fx[i]
+        it = nit[i]
+        if not isfinite(f):
+            status = NON_FINITE
+        elif f == 0.0 or fabs(f) <= s.ftol or pending[i]:
+            status = SUCCESS
+        elif it >= s.maxiter:
+            status = MAX_ITERATIONS
+        else:
+            d = df[i]
+            if not isfinite(d):
+                status = NON_FINITE
+            elif d == 0.0:
+                status = SINGULAR
+            else:
+                step = f / d
+                xn = xi - step
+                if isfinite(xn):
+                    x[i] = xn
+                    nit[i] = it + 1
+                    pending[i] = fabs(step) <= s.tol + s.rtol * fabs(xn)
+                    continue
+                status = NON_FINITE
+        k = A.n_done
+        A.done_idx[k] = A.idx[i]
+        A.done_x[k] = xi
+        A.done_fun[k] = f
+        A.done_status[k] = <signed char>status
+        A.done_nit[k] = it
+        A.done_nfev[k] = A.start_cost + (it + 1) * (1 + A.deriv_cost)
+        A.n_done = k + 1
+        A.holes[holes] = i
+        holes += 1
+    AP.n_done = A.n_done
+    return batch_fill_holes(AP, sp, n, holes)
+
+
 cdef class ElementwiseBatch:
     """Per-element state of a batch Newton solve, compacted to the active elements.
 
     Each round the wrapper calls the user's vectorized functions on :attr:`x` ``[:n_active]``
     (and the rows of :attr:`params` sliced the same way) and hands the values to
     :meth:`iterate`, which updates every active element in one pass, writes the finished ones
-    to the outputs and fills their slots with running ones, so finished elements are never
-    evaluated again.
+    to the done-log and fills their slots with running ones from the end, so finished elements
+    are never evaluated again.
     """
     cdef Settings s
     cdef BatchArrays A
     cdef public Py_ssize_t n_active
     cdef public object x, params, x_out, fun_out, status_out, nit_out, nfev_out
-    cdef object _owned
+    cdef object _owned, _done
 
     def __init__(self, const double[::1] x0, object params, double tol, double rtol,
                  double ftol, int maxiter, int method, bint bracketed, int start_cost,
@@ -444,16 +614,14 @@ cdef class ElementwiseBatch:
         nit = np.zeros(n, dtype=np.intc)
         pending = np.zeros(n, dtype=np.int8)
         idx = np.arange(n, dtype=np.intp)
-        holes = np.empty(n, dtype=np.intp)
         self.params = np.array(params, dtype=np.float64, order="C")
         if self.params.ndim != 2 or self.params.shape[1] != n:
             raise ValueError("internal: params must have shape (rows, n)")
-        # Every element's outputs are written when it finishes (at the latest by finish()).
-        self.x_out = np.empty(n)
-        self.fun_out = np.empty(n)
-        self.status_out = np.empty(n, dtype=np.intp)
-        self.nit_out = np.empty(n, dtype=np.intp)
-        self.nfev_out = np.empty(n, dtype=np.intp)
+        self.x_out = self.fun_out = self.status_out = self.nit_out = self.nfev_out = None
+        self._done = (np.empty(n, dtype=np.intp), np.empty(n), np.empty(n),
+                      np.empty(n, dtype=np.int8), np.empty(n, dtype=np.intc),
+                      np.empty(n, dtype=np.intc))
+        holes = np.empty(n, dtype=np.intp)
         self._owned = (bracket, secant, nit, pending, idx, holes)
         self.A.x = _double_ptr(self.x)
         self.A.a = _double_ptr(bracket[0])
@@ -472,11 +640,13 @@ cdef class ElementwiseBatch:
         self.A.capacity = n
         self.A.start_cost = start_cost
         self.A.deriv_cost = deriv_cost
-        self.A.x_out = _double_ptr(self.x_out)
-        self.A.fun_out = _double_ptr(self.fun_out)
-        self.A.status_out = <Py_ssize_t*>cnp.PyArray_DATA(self.status_out)
-        self.A.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(self.nit_out)
-        self.A.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(self.nfev_out)
+        self.A.n_done = 0
+        self.A.done_idx = <Py_ssize_t*>cnp.PyArray_DATA(self._done[0])
+        self.A.done_x = _double_ptr(self._done[1])
+        self.A.done_fun = _double_ptr(self._done[2])
+        self.A.done_status = <signed char*>cnp.PyArray_DATA(self._done[3])
+        self.A.done_nit = <int*>cnp.PyArray_DATA(self._done[4])
+        self.A.done_nfev = <int*>cnp.PyArray_DATA(self._done[5])
 
     def start_bracket(self, const double[::1] a, const double[::1] b, const double[::1] fa,
                       const double[::1] fb):
@@ -543,13 +713,19 @@ cdef class ElementwiseBatch:
                 const double[::1] x_minus=None, bint checked=False):
         """One round: f (and f', from ``df``, the FD values, or secant) at the active iterates.
 
-        Finished elements are written out and their slots refilled. ``checked``: f was
+        Finished elements are logged and their slots refilled. ``checked``: f was
         already recorded by :meth:`check_values` (``fx`` is then the values it kept)."""
         cdef Py_ssize_t i, holes = 0
         cdef Element e
         cdef int status
         cdef double dfi, d2fi
         cdef bint fd = f_plus is not None, have_df = df is not None, have_d2f = d2f is not None
+        if (have_df and not (fd or have_d2f or checked or self.s.bracketed)
+                and self.s.method == NEWTON and self.n_active > 0):
+            with nogil:
+                self.n_active = plain_newton_round(&self.A, &self.s, self.n_active, &fx[0],
+                                                   &df[0])
+            return
         start_element(&e, 0.0, &self.s)
         with nogil:
             for i in range(self.n_active):
@@ -572,16 +748,40 @@ cdef class ElementwiseBatch:
             self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
 
     def finish(self):
-        """Write the elements still active (callers stop only when none is) as out of
-        iterations."""
+        """Scatter the finished elements to the outputs (``x_out`` ... ``nfev_out``, in the
+        original order). Elements still active (callers stop only when none is) count as out
+        of iterations."""
         cdef Py_ssize_t i
         cdef Element e
         start_element(&e, 0.0, &self.s)
         for i in range(self.n_active):
             batch_load(&self.A, &self.s, i, &e)
             e.fx = NAN
-            batch_keep(&self.A, &self.s, i, i, &e, MAX_ITERATIONS, -1)
+            batch_keep(&self.A, &self.s, i, 0, &e, MAX_ITERATIONS, -1)
         self.n_active = 0
+        n = self.A.capacity
+        if self.A.n_done != n:
+            raise RuntimeError(f"internal error: {self.A.n_done} of {n} elements finished")
+        self.x_out = np.empty(n)
+        self.fun_out = np.empty(n)
+        self.status_out = np.empty(n, dtype=np.intp)
+        self.nit_out = np.empty(n, dtype=np.intp)
+        self.nfev_out = np.empty(n, dtype=np.intp)
+        cdef double *xo = <double*>cnp.PyArray_DATA(self.x_out)
+        cdef double *fo = <double*>cnp.PyArray_DATA(self.fun_out)
+        cdef Py_ssize_t *so = <Py_ssize_t*>cnp.PyArray_DATA(self.status_out)
+        cdef Py_ssize_t *io = <Py_ssize_t*>cnp.PyArray_DATA(self.nit_out)
+        cdef Py_ssize_t *eo = <Py_ssize_t*>cnp.PyArray_DATA(self.nfev_out)
+        cdef Py_ssize_t m, k
+        with nogil:
+            # idx is a permutation of 0..n-1 (every element is logged exactly once)
+            for m in range(n):
+                k = self.A.done_idx[m]
+                xo[k] = self.A.done_x[m]
+                fo[k] = self.A.done_fun[m]
+                so[k] = self.A.done_status[m]
+                io[k] = self.A.done_nit[m]
+                eo[k] = self.A.done_nfev[m]
 
 
 cdef double *_double_ptr(cnp.ndarray array):

@@ -86,6 +86,16 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         ``success``), ``status`` (see ``fastcalc.Status``), ``nit`` (steps), ``nfev`` (evaluations
         of f, fprime and fprime2 together), ``message``; arrays shaped like ``x0`` in a batch.
 
+    Notes
+    -----
+    A batch with Python functions runs in rounds: f and the derivative(s) are evaluated together
+    on the active elements (one call each), then one compiled pass updates every element;
+    elements that finished leave the active set and are never evaluated again. So an element
+    that converges had its derivative evaluated once more at its last iterate, and
+    ``nfev = (nit + 1) * (1 + derivative evaluations per step)`` (plus 2 for a bracket, 1 for
+    the secant start). One equation (scalar ``x0``) and compiled functions evaluate the
+    derivative only when a step is taken.
+
     Examples
     --------
     >>> import numpy as np
@@ -206,6 +216,8 @@ def _parameter_matrix(args, shape, size):
     columns = [_broadcast_float(a, shape, f"args[{i}]") for i, a in enumerate(args)]
     if not columns:
         return np.empty((size, 0))
+    if len(columns) == 1:
+        return columns[0].reshape(size, 1)      # a view: no copy of a single parameter array
     return np.ascontiguousarray(np.stack(columns, axis=1))
 
 

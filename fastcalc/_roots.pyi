@@ -1,0 +1,93 @@
+"""Stub of the compiled Newton-Raphson kernels (fastcalc/_roots.pyx)."""
+import enum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from typing_extensions import disjoint_base
+
+_Arrays5 = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp], NDArray[np.intp],
+                 NDArray[np.intp]]
+
+class Method(enum.IntEnum):
+    NEWTON = 0
+    HALLEY = 1
+    SECANT = 2
+
+def newton_compiled(
+    f: Any,
+    fprime: Any | None,
+    fprime2: Any | None,
+    x0: NDArray[np.float64],
+    params: NDArray[np.float64],
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    tol: float,
+    rtol: float,
+    ftol: float,
+    maxiter: int,
+    method: int,
+    n_threads: int | None,
+) -> _Arrays5: ...
+
+@disjoint_base
+class ElementwiseBatch:
+    n_active: int
+    x: NDArray[np.float64]
+    params: NDArray[np.float64]
+    x_out: NDArray[np.float64]
+    fun_out: NDArray[np.float64]
+    status_out: NDArray[np.intp]
+    nit_out: NDArray[np.intp]
+    nfev_out: NDArray[np.intp]
+    def __init__(
+        self,
+        x0: NDArray[np.float64],
+        params: NDArray[np.float64],
+        tol: float,
+        rtol: float,
+        ftol: float,
+        maxiter: int,
+        method: int,
+        bracketed: bool,
+        start_cost: int,
+        deriv_cost: int,
+    ) -> None: ...
+    def start_bracket(
+        self,
+        a: NDArray[np.float64],
+        b: NDArray[np.float64],
+        fa: NDArray[np.float64],
+        fb: NDArray[np.float64],
+    ) -> None: ...
+    def secant_points(self) -> NDArray[np.float64]: ...
+    def start_secant(self, fprev: NDArray[np.float64]) -> None: ...
+    def fd_points(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+    def check_values(self, fx: NDArray[np.float64]) -> int: ...
+    def iterate(
+        self,
+        fx: NDArray[np.float64],
+        df: NDArray[np.float64] | None = ...,
+        d2f: NDArray[np.float64] | None = ...,
+        f_plus: NDArray[np.float64] | None = ...,
+        f_minus: NDArray[np.float64] | None = ...,
+        x_plus: NDArray[np.float64] | None = ...,
+        x_minus: NDArray[np.float64] | None = ...,
+        checked: bool = ...,
+    ) -> None: ...
+    def finish(self) -> None: ...
+
+def newton_system_compiled(
+    F: Any,
+    jac: Any | None,
+    x0: NDArray[np.float64],
+    tol: float,
+    rtol: float,
+    ftol: float,
+    maxiter: int,
+    n_threads: int | None,
+) -> _Arrays5: ...
+
+def solve_linear_systems(
+    matrices: NDArray[np.float64], rhs: NDArray[np.float64]
+) -> NDArray[np.intc]: ...

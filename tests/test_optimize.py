@@ -1,0 +1,209 @@
+"""fastcalc.gradient_descent and fastcalc.lagrange against exact answers and SciPy."""
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import NonlinearConstraint, minimize, rosen, rosen_der
+
+from fastcalc import Status, gradient_descent, lagrange
+from fastcalc._testfunctions import low_level
+
+SQRT_HALF = np.sqrt(0.5)
+
+
+# ---------------------------------------------------------------- gradient descent
+
+def quadratic_problem(rng, n=4):
+    Q = rng.normal(size=(n, n))
+    A = Q @ Q.T + n * np.eye(n)          # well conditioned, positive definite
+    b = rng.normal(size=n)
+    return A, b, np.linalg.solve(A, b)
+
+
+def test_quadratic_minimum_exact_with_and_without_gradient(rng):
+    A, b, exact = quadratic_problem(rng)
+    f = lambda x, A, b: 0.5 * x @ A @ x - b @ x          # noqa: E731
+    grad = lambda x, A, b: A @ x - b                      # noqa: E731
+    with_grad = gradient_descent(f, np.zeros(4), grad, args=(A, b), tol=1e-8)
+    fd = gradient_descent(f, np.zeros(4), args=(A, b), tol=1e-8)
+    assert with_grad.success and fd.success
+    # |x - x*| <= |grad| / lambda_min(A) and lambda_min(A) >= 4
+    np.testing.assert_allclose(with_grad.x, exact, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(fd.x, exact, rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(with_grad.jac, grad(with_grad.x, A, b))
+    assert np.abs(with_grad.jac).max() <= 1e-8
+    assert with_grad.fun == pytest.approx(f(exact, A, b), rel=1e-14)
+    assert fd.nfev > fd.njev * 2 * 4      # finite differences are counted as evaluations
+
+
+def test_rosenbrock_matches_scipy_minimize():
+    ref = minimize(rosen, [-1.2, 1.0], jac=rosen_der, method="BFGS", tol=1e-12)
+    r = gradient_descent(rosen, [-1.2, 1.0], rosen_der, maxiter=100_000, tol=1e-8)
+    assert r.success and r.status == 0 and r.message == "converged"
+    np.testing.assert_allclose(r.x, ref.x, atol=1e-7)
+    np.testing.assert_allclose(r.x, [1.0, 1.0], atol=1e-7)
+    compiled = gradient_descent(low_level("rosenbrock"), [-1.2, 1.0], rosen_der,
+                                maxiter=100_000, tol=1e-8)
+    np.testing.assert_array_equal(compiled.x, r.x)
+
+
+def test_fixed_step_converges_or_diverges_honestly():
+    f = lambda x: (x[0] - 1.0) ** 2 + 10.0 * (x[1] + 2.0) ** 2       # noqa: E731
+    grad = lambda x: np.array([2 * (x[0] - 1.0), 20 * (x[1] + 2.0)])  # noqa: E731
+    r = gradient_descent(f, [0.0, 0.0], grad, step=0.04, maxiter=1000, tol=1e-10)
+    assert r.success
+    np.testing.assert_allclose(r.x, [1.0, -2.0], atol=1e-10)
+    # x1 is multiplied by (1 - 20 t) each step: exact iterates for t = 0.04
+    r = gradient_descent(f, [0.0, 0.0], grad, step=0.04, maxiter=3)
+    assert r.status == Status.MAX_ITERATIONS and r.nit == 3
+    np.testing.assert_allclose(r.x, [1 - 0.92**3, -2 + 2 * 0.2**3], rtol=1e-14)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = gradient_descent(f, [0.0, 0.0], grad, step=0.2, maxiter=10_000)   # |1 - 20t| > 1
+    assert r.status == Status.NON_FINITE and not r.success
+
+
+def test_path_and_callback():
+    f = lambda x: (x[0] - 1.0) ** 2 + 10.0 * (x[1] + 2.0) ** 2   # noqa: E731
+    seen = []
+    r = gradient_descent(f, [0.0, 0.0], return_path=True, callback=seen.append, tol=1e-6)
+    assert r.path.shape == (r.nit + 1, 2)
+    np.testing.assert_array_equal(r.path[0], [0.0, 0.0])
+    np.testing.assert_array_equal(r.path[-1], r.x)
+    values = [f(p) for p in r.path]
+    assert all(b < a for a, b in zip(values, values[1:]))     # Armijo: strictly decreasing
+    assert len(seen) == r.nit
+    np.testing.assert_array_equal(seen[-1], r.x)
+    assert "path" not in gradient_descent(f, [0.0, 0.0])
+
+
+def test_callback_and_function_errors_propagate():
+    class Stop(Exception):
+        pass
+
+    def callback(x):
+        raise Stop("enough")
+
+    with pytest.raises(Stop, match="enough"):
+        gradient_descent(lambda x: x @ x, [1.0, 2.0], callback=callback)
+    with pytest.raises(ZeroDivisionError):
+        gradient_descent(lambda x: 1 / 0, [1.0, 2.0])
+
+
+def test_gradient_descent_bad_input():
+    f = lambda x: x @ x    # noqa: E731
+    with pytest.raises(ValueError, match="x0"):
+        gradient_descent(f, np.ones((2, 2)))
+    with pytest.raises(ValueError, match="step"):
+        gradient_descent(f, [1.0], step=-0.1)
+    with pytest.raises(ValueError, match="grad returned shape"):
+        gradient_descent(f, [1.0, 2.0], lambda x: np.ones(3))
+    with pytest.raises(TypeError, match="grad must be callable"):
+        gradient_descent(f, [1.0, 2.0], grad=3)
+    with pytest.raises(ValueError, match="maxiter"):
+        gradient_descent(f, [1.0, 2.0], maxiter=-1)
+    x0 = np.array([1.0, 2.0])
+    x0.flags.writeable = False
+    r = gradient_descent(f, x0)
+    np.testing.assert_array_equal(x0, [1.0, 2.0])
+    assert r.success and np.abs(r.x).max() < 1e-6
+    r = gradient_descent(lambda x: np.nan, [1.0])
+    assert r.status == Status.NON_FINITE
+
+
+# ---------------------------------------------------------------- lagrange
+
+def circle(x):
+    return x[0] ** 2 + x[1] ** 2 - 1.0
+
+
+def test_extremize_sum_on_circle_to_1e10():
+    f = lambda x: x[0] + x[1]    # noqa: E731
+    top = lagrange(f, circle, [1.0, 0.5])
+    bottom = lagrange(f, circle, [-1.0, -0.5])
+    assert top.success and bottom.success
+    np.testing.assert_allclose(top.x, [SQRT_HALF, SQRT_HALF], atol=1e-10)
+    np.testing.assert_allclose(top.multipliers, [SQRT_HALF], atol=1e-10)   # 1 = lambda 2x
+    np.testing.assert_allclose(bottom.x, [-SQRT_HALF, -SQRT_HALF], atol=1e-10)
+    np.testing.assert_allclose(bottom.multipliers, [-SQRT_HALF], atol=1e-10)
+    assert top.fun == pytest.approx(np.sqrt(2), abs=1e-10)
+    assert abs(top.constraints[0]) < 1e-10 and top.residual < 1e-10
+
+
+def test_product_with_sum_constraint_to_1e10():
+    # f = xyz on x + y + z = 1: stationary at (1/3, 1/3, 1/3) with lambda = yz = 1/9
+    r = lagrange(lambda x: x[0] * x[1] * x[2], lambda x: x.sum() - 1.0, [0.3, 0.4, 0.2])
+    assert r.success
+    np.testing.assert_allclose(r.x, [1 / 3] * 3, atol=1e-10)
+    np.testing.assert_allclose(r.multipliers, [1 / 9], atol=1e-10)
+
+
+def test_two_constraints_exact_minimum_norm_point():
+    # minimize |x|^2 on A x = b: x = A^T (A A^T)^-1 b, lambda = 2 (A A^T)^-1 b
+    A = np.array([[1.0, 2.0, 1.0], [2.0, -1.0, -3.0]])
+    b = np.array([1.0, 4.0])
+    exact_x = A.T @ np.linalg.solve(A @ A.T, b)
+    exact_lambda = 2 * np.linalg.solve(A @ A.T, b)
+    as_list = lagrange(lambda x: x @ x, [lambda x: A[0] @ x - b[0], lambda x: A[1] @ x - b[1]],
+                       np.zeros(3))
+    as_vector = lagrange(lambda x, A, b: x @ x, lambda x, A, b: A @ x - b, np.zeros(3),
+                         args=(A, b))
+    for r in (as_list, as_vector):
+        assert r.success
+        np.testing.assert_allclose(r.x, exact_x, atol=1e-10)
+        np.testing.assert_allclose(r.multipliers, exact_lambda, atol=1e-10)
+
+
+def test_multipliers_match_trust_constr_and_points_match_slsqp():
+    # a minimum (so that SciPy's minimizers find the same point): -(x + y) on the circle
+    f = lambda x: -(x[0] + x[1])     # noqa: E731
+    ours = lagrange(f, circle, [1.0, 0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)     # trust-constr on a linear objective
+        tc = minimize(f, [1.0, 0.5], method="trust-constr",
+                      constraints=[NonlinearConstraint(circle, 0.0, 0.0)])
+    slsqp = minimize(f, [1.0, 0.5], method="SLSQP", constraints=[{"type": "eq", "fun": circle}])
+    # trust-constr's Lagrangian is f + v g: its multipliers are ours with the opposite sign
+    np.testing.assert_allclose(ours.multipliers, -np.concatenate(tc.v), atol=1e-6)
+    np.testing.assert_allclose(ours.x, tc.x, atol=1e-6)
+    np.testing.assert_allclose(ours.x, slsqp.x, atol=1e-5)
+    # and ours is the more accurate: exact answer to 1e-10
+    np.testing.assert_allclose(ours.x, [SQRT_HALF, SQRT_HALF], atol=1e-10)
+    np.testing.assert_allclose(ours.multipliers, [-SQRT_HALF], atol=1e-10)
+
+
+def test_lagrange_with_given_derivatives_and_compiled_f():
+    A = np.array([[1.0, 1.0, 1.0, 1.0]])
+    r = lagrange(low_level("rosenbrock"), lambda x: A @ x - 2.0, np.ones(4) * 0.5,
+                 grad=rosen_der, constraints_jac=lambda x: A)
+    ref = minimize(rosen, np.ones(4) * 0.5, jac=rosen_der, method="SLSQP",
+                   constraints=[{"type": "eq", "fun": lambda x: A @ x - 2.0}], tol=1e-14)
+    assert r.success
+    np.testing.assert_allclose(r.x, ref.x, atol=1e-6)
+    np.testing.assert_allclose(rosen_der(r.x), r.multipliers[0] * A[0], atol=1e-9)
+
+
+def test_lagrange_statuses_and_bad_input():
+    f = lambda x: x[0] + x[1]    # noqa: E731
+    # two copies of one constraint: the KKT matrix is singular
+    r = lagrange(f, [circle, circle], [1.0, 0.5, 0.0][:2] + [0.0])
+    assert r.status == Status.SINGULAR
+    r = lagrange(f, circle, [1.0, 0.5], maxiter=1)
+    assert r.status == Status.MAX_ITERATIONS and r.nit == 1
+    r = lagrange(lambda x: np.nan, circle, [1.0, 0.5])
+    assert r.status == Status.NON_FINITE
+    with pytest.raises(ValueError, match="constraints"):
+        lagrange(f, [circle, circle], [1.0, 0.5])          # m = n
+    with pytest.raises(ValueError, match="constraints returned shape"):
+        lagrange(f, lambda x: np.ones((2, 2)), [1.0, 0.5, 0.2])
+    with pytest.raises(TypeError, match="constraints"):
+        lagrange(f, 3.0, [1.0, 0.5])
+    with pytest.raises(ValueError, match="multipliers0"):
+        lagrange(f, circle, [1.0, 0.5], multipliers0=[1.0, 2.0])
+    with pytest.raises(ValueError, match="x0"):
+        lagrange(f, circle, [[1.0, 0.5]])
+    with pytest.raises(KeyError):
+        lagrange(lambda x: {}["missing"], circle, [1.0, 0.5])
+    x0 = np.array([1.0, 0.5])
+    x0.flags.writeable = False
+    lagrange(f, circle, x0)
+    np.testing.assert_array_equal(x0, [1.0, 0.5])
