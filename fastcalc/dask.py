@@ -67,7 +67,7 @@ try:
     import dask.local
     import dask.threaded
     from dask.base import tokenize
-except ImportError as exc:  # pragma: no cover - exercised only without dask installed
+except ImportError as exc:  # tested by simulating a missing dask
     raise ImportError("fastcalc.dask requires dask; install it with "
                       "'pip install fastcalc[dask]'") from exc
 
