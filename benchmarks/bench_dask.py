@@ -1,7 +1,8 @@
-"""Gaussian fits (64 points each) through fastcalc.dask vs the in-memory fit_batch (and SciPy).
+"""Gaussian fits (64 points each) through fastcalc.dask vs the in-memory fit_batch (and SciPy);
+batch Newton through fastcalc.dask vs the in-memory newton.
 
 Sizes: a smoke run by default (CI, ``--benchmark-disable``); ``FASTCALC_BENCH_FULL=1`` runs the
-real thing, 1e6 fits::
+real thing, 1e6 fits and 4e6 equations::
 
     FASTCALC_BENCH_FULL=1 python -m pytest benchmarks/bench_dask.py --benchmark-only
 
@@ -10,6 +11,8 @@ scheduler with 1 and 2 workers (1 -> 2 shows the kernels release the GIL) and se
 each chunk on one kernel thread (the default) vs on every core; a 2-worker ``distributed``
 LocalCluster (the same data, generated on the workers beforehand: ``compute()`` of the whole
 result, and of ``params`` alone); and SciPy's ``curve_fit`` looped over a subset, per fit.
+Batch Newton (compiled cube-root equations): in-memory on every core vs the threaded scheduler
+with several chunk sizes.
 """
 import os
 
@@ -139,3 +142,34 @@ def test_scipy_curve_fit_loop(benchmark, spectra):
 
     run(benchmark, fit_each)
     record(benchmark, N_SCIPY)
+
+
+N_EQUATIONS = 4_000_000 if FULL else 100_000
+NEWTON_CHUNK_SWEEP = (10_000, 100_000, 500_000, 2_000_000) if FULL else (10_000, 50_000)
+
+
+@pytest.fixture(scope="module")
+def cube_roots():
+    from fastcalc._testfunctions import low_level
+    c = np.random.default_rng(3).uniform(0.5, 20.0, N_EQUATIONS)
+    return low_level("cube_root_eq"), low_level("cube_root_eq_prime"), c
+
+
+def test_in_memory_newton(benchmark, cube_roots):
+    benchmark.group = "newton: cube roots (compiled)"
+    f, fprime, c = cube_roots
+    result = run(benchmark, fastcalc.newton, f, np.full(c.size, 2.0), fprime, args=(c,),
+                 full_output=True)
+    assert result.converged.all()
+    benchmark.extra_info["equations"] = N_EQUATIONS
+
+
+@pytest.mark.parametrize("chunk", NEWTON_CHUNK_SWEEP)
+def test_dask_newton_chunk_size(benchmark, cube_roots, chunk):
+    benchmark.group = "newton: cube roots (compiled)"
+    f, fprime, c = cube_roots
+    lazy = fdask.newton(f, da.full(c.size, 2.0, chunks=chunk), fprime,
+                        args=(da.from_array(c, chunks=chunk),))
+    x = run(benchmark, lazy.x.compute, scheduler="threads", num_workers=2)
+    np.testing.assert_allclose(x, np.cbrt(c), rtol=1e-12)
+    benchmark.extra_info["equations"] = N_EQUATIONS
