@@ -25,13 +25,14 @@ inside NumPy and still gain from threads.
 
 Chunk size
 ----------
-Chunk along the datasets only (the columns of ``Y`` are merged into one chunk if needed). Dask
-costs about 0.5 ms per chunk on the threaded scheduler (a few ms on ``distributed``), while a
-64-point Gaussian fit takes 10-20 microseconds: chunks of 1e4 to 1e5 datasets (0.1-2 s of work
+Chunk along the datasets only (the columns of ``Y`` are merged into one chunk if needed). The
+threaded scheduler costs about 0.5 ms per chunk, ``distributed`` a few ms, while a 64-point
+Gaussian fit takes 8-11 microseconds of CPU: chunks of 1e4 to 1e5 datasets (0.1-1 s of work
 each) keep the overhead under 1 % and still leave several chunks per core to balance the load;
-2e3 costs about 5 %. A NumPy ``Y`` is split into ``DEFAULT_FIT_CHUNK`` (2e4) rows. Batch Newton
-on scalar equations costs well under a microsecond per element: use 1e5 to 1e6 elements per
-chunk (measured: 1e4 loses 40 %, 1e5-5e5 are best); the default for a NumPy ``x0`` is 5e5.
+2e3 costs about 3 %. A NumPy ``Y`` is split into ``DEFAULT_FIT_CHUNK`` (2e4) rows. Batch Newton
+on scalar equations costs about 60 ns per element (compiled): use 1e5 to 1e6 elements per
+chunk (1e4 costs 65 % more CPU than 1e5); the default for a NumPy ``x0`` is 5e5. Measured with
+``benchmarks/bench_dask.py`` on 2 cores.
 
 Running on a cluster
 --------------------
