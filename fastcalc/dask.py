@@ -15,9 +15,10 @@ Schedulers
 The compiled kernels run without the GIL, so the default threaded scheduler runs one chunk per
 core: on 2 cores, 2 Dask threads fit 64-point Gaussians 1.9 times as fast as 1 thread (process
 CPU time / wall time 1.94-1.99; ``benchmarks/bench_dask.py``). Each chunk runs its kernel on one
-thread (``n_threads=1``, the default here): Dask supplies the parallelism, and letting every
-chunk also start one OpenMP thread per core would oversubscribe the cores. Pass
-``n_threads=None`` for every core per chunk when each machine runs a single one-thread worker.
+thread (``n_threads=1``, the default here): Dask supplies the parallelism. Letting every chunk
+also start one OpenMP thread per core (``n_threads=None``) used the same CPU time and was no
+faster on 2 cores, and on a many-core machine it starts cores x cores threads; use it only
+when each machine runs a single one-thread worker.
 
 Python models hold the GIL while they run: for them prefer worker processes (a ``distributed``
 cluster with ``threads_per_worker=1``). Vectorized NumPy functions in :func:`newton` release it
