@@ -409,7 +409,22 @@ class DaskBatchFitResult(_LazyBatchResult):
     ``stderr`` ``(N, p)``, ``cov`` ``(N, p, p)``, ``chi2``, ``redchi2``, ``dof``, ``nit``,
     ``nfev``, ``status``, ``success``, ``message`` ``(N,)`` and ``residuals`` ``(N, m)``;
     ``param_names`` and ``method`` are plain attributes. Computing any subset of fields runs
-    each chunk's fit once. ``compute()`` returns the in-memory ``BatchFitResult``.
+    each chunk's fit once. ``compute()`` returns the in-memory ``BatchFitResult``; ``persist()``
+    keeps the fitted chunks in memory (or on the cluster) for repeated use.
+
+    Examples
+    --------
+    >>> import numpy as np, dask, dask.array as da
+    >>> import fastcalc.dask
+    >>> x = np.arange(5.0)
+    >>> Y = da.from_array(np.vstack([1.0 + 2.0 * x, np.full(5, np.nan), 3.0 - x]), chunks=2)
+    >>> lazy = fastcalc.dask.fit_batch(fastcalc.models.line, x, Y)
+    >>> lazy
+    <DaskBatchFitResult: (3,) problems in 2 chunks; fields params, cov, ...>
+    >>> with dask.config.set(scheduler="synchronous"):
+    ...     fitted = lazy.persist()
+    ...     print(fitted.status.compute(), fitted.message[1].compute())
+    [0 2 0] zero derivative or singular matrix
     """
 
     def __init__(self, blocks, process_bound=(), *, param_names, method, residual_inputs):
@@ -629,7 +644,20 @@ class DaskNewtonResult(_LazyBatchResult):
     """Lazy result of :func:`fastcalc.dask.newton`: the fields of the in-memory batch result
     (``x``, ``fun``, ``status``, ``converged``, ``nit``, ``nfev``, ``message``), each a Dask
     array shaped like ``x0``; ``root`` and ``success`` are aliases of ``x`` and ``converged``.
-    ``compute()`` returns the in-memory ``scipy.optimize.OptimizeResult``."""
+    ``compute()`` returns the in-memory ``scipy.optimize.OptimizeResult``.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> import fastcalc.dask
+    >>> c = da.from_array(np.array([8.0, 27.0, np.nan]), chunks=2)
+    >>> lazy = fastcalc.dask.newton(lambda x, c: x**3 - c, da.full(3, 2.0, chunks=2), args=(c,))
+    >>> lazy.success
+    dask.array<converged-..., shape=(3,), dtype=bool, chunksize=(2,), chunktype=numpy.ndarray>
+    >>> result = lazy.compute(scheduler="synchronous")
+    >>> result.x[:2], result.status
+    (array([2., 3.]), array([0, 0, 3]))
+    """
 
     def _fields_from(self, blocks):
         fields = {name: _field_array(blocks, name, dtype) for name, dtype in _NEWTON_CORE.items()}
