@@ -3,11 +3,13 @@ the in-memory results, whatever the chunking and the scheduler."""
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-da = pytest.importorskip("dask.array", reason="fastcalc.dask needs dask (pip install fastcalc[dask])")
+da = pytest.importorskip("dask.array",
+                         reason="fastcalc.dask needs dask (pip install fastcalc[dask])")
 distributed = pytest.importorskip("distributed", reason="the cluster tests need distributed")
 cloudpickle = pytest.importorskip("cloudpickle", reason="distributed depends on cloudpickle")
 
@@ -100,11 +102,22 @@ def test_fit_batch_per_dataset_inputs_as_dask_and_numpy(client, rng):
     X = x + rng.uniform(-0.01, 0.01, Y.shape)
     sigma = rng.uniform(0.04, 0.06, Y.shape)
     p0 = np.column_stack([np.full(300, 3.0), np.zeros(300), np.full(300, 0.8), np.zeros(300)])
-    lazy = fdask.fit_batch(gaussian, da.from_array(X, chunks=(100, 16)), da.from_array(Y, chunks=(120, 16)),
-                           p0, sigma=da.from_array(sigma, chunks=(50, 32)), absolute_sigma=True)
+    lazy = fdask.fit_batch(gaussian, da.from_array(X, chunks=(100, 16)),
+                           da.from_array(Y, chunks=(120, 16)), p0,
+                           sigma=da.from_array(sigma, chunks=(50, 32)), absolute_sigma=True)
     result = lazy.compute()
     expected = fastcalc.fit_batch(gaussian, X, Y, p0, sigma=sigma, absolute_sigma=True)
     assert_same(result, expected, FIT_FIELDS)
+
+
+def test_fit_batch_shared_inputs_as_dask_and_single_rows(rng):
+    x, Y = gaussian_data(rng, 120)
+    sigma_row = rng.uniform(0.04, 0.06, (1, 32))          # one row: shared by every dataset
+    p0 = np.array([3.0, 0.0, 0.8, 0.0])
+    lazy = fdask.fit_batch(gaussian, da.from_array(x, chunks=10), da.from_array(Y, chunks=50),
+                           da.from_array(p0, chunks=2), sigma=sigma_row)
+    expected = fastcalc.fit_batch(gaussian, x, Y, p0, sigma=sigma_row)
+    assert_same(lazy.compute(scheduler="threads"), expected, FIT_FIELDS)
 
 
 def test_fit_batch_threaded_and_synchronous_schedulers(rng):
@@ -125,7 +138,8 @@ def test_fit_batch_numpy_input_and_columns_chunked(rng):
     from_numpy = fdask.fit_batch(gaussian, x, Y)
     assert from_numpy.params.numblocks == (1, 1)
     assert_same(from_numpy.compute(scheduler="synchronous"), expected, FIT_FIELDS)
-    split_columns = fdask.fit_batch(gaussian, da.from_array(x, chunks=8), da.from_array(Y, chunks=(20, 8)))
+    split_columns = fdask.fit_batch(gaussian, da.from_array(x, chunks=8),
+                                    da.from_array(Y, chunks=(20, 8)))
     assert split_columns.residuals.chunks == ((20, 20, 10), (32,))
     assert_same(split_columns.compute(scheduler="synchronous"), expected, FIT_FIELDS)
 
@@ -161,6 +175,57 @@ def test_python_model_that_raises_surfaces_at_compute(client):
         lazy.compute()
     with pytest.raises(FloatingPointError, match="cannot handle"):
         lazy.compute(scheduler="threads")
+
+
+def test_compiled_model_on_threads_and_cluster(client, rng):
+    x, Y = gaussian_data(rng, 240)
+    Y = with_bad_rows(Y)
+    p0 = [3.0, 0.0, 0.8, 0.0]
+    expected = fastcalc.fit_batch(low_level("gaussian_model"), x, Y, p0)
+    direct = fdask.fit_batch(low_level("gaussian_model"), x, da.from_array(Y, chunks=100), p0)
+    assert direct.param_names == ("p0", "p1", "p2", "p3")
+    assert_same(direct.compute(scheduler="threads"), expected, FIT_FIELDS)
+    with pytest.raises(TypeError, match="model is a compiled callable.*cannot be sent"):
+        direct.compute()
+    recipe = fdask.fit_batch(fdask.compiled(low_level, "gaussian_model"), x,
+                             da.from_array(Y, chunks=100), p0)
+    assert_same(recipe.compute(), expected, FIT_FIELDS)
+    assert np.count_nonzero(expected.success) >= 236
+    with pytest.raises(ValueError, match="p0 is required"):
+        fdask.fit_batch(low_level("gaussian_model"), x, da.from_array(Y, chunks=100))
+
+
+def test_gaussian_2d_with_shared_and_per_dataset_coordinates(client, rng):
+    from fastcalc.models import gaussian_2d
+    grid = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-2, 2, 7))])
+    truth = np.column_stack([rng.uniform(1, 3, 60), rng.uniform(-0.5, 0.5, 60),
+                             rng.uniform(-0.5, 0.5, 60), rng.uniform(0.6, 1.0, 60),
+                             np.full(60, 0.1)])
+    Y = np.array([gaussian_2d(grid, *p) for p in truth]) + rng.normal(0, 0.01, (60, 49))
+    shared = fdask.fit_batch(gaussian_2d, grid, da.from_array(Y, chunks=25))
+    assert_same(shared.compute(), fastcalc.fit_batch(gaussian_2d, grid, Y), FIT_FIELDS)
+    per_dataset = np.broadcast_to(grid, (60, 2, 49)) + rng.uniform(-0.01, 0.01, (60, 2, 49))
+    lazy = fdask.fit_batch(gaussian_2d, da.from_array(per_dataset, chunks=(20, 1, 49)),
+                           da.from_array(Y, chunks=25))
+    expected = fastcalc.fit_batch(gaussian_2d, per_dataset, Y)
+    assert_same(lazy.compute(scheduler="threads"), expected, FIT_FIELDS)
+    np.testing.assert_allclose(expected.params, truth, atol=0.05)
+
+
+def test_residuals_computed_with_the_fits_or_on_demand(client, rng):
+    x, Y = gaussian_data(rng, 90)
+    Y[5, :4] = np.nan
+    expected = fastcalc.fit_batch(gaussian, x, Y)
+    lazy = fdask.fit_batch(gaussian, x, da.from_array(Y, chunks=40))
+    eager = lazy.compute(residuals=True)
+    assert_same(eager, expected, FIT_FIELDS)
+    assert np.isnan(eager.residuals[5, :4]).all()
+    on_demand = lazy.compute(scheduler="threads")
+    for i in (0, 5, 89):                  # one dataset: computes only its chunk
+        got, want = on_demand[i], expected[i]
+        np.testing.assert_array_equal(got.residuals, want.residuals)
+        np.testing.assert_array_equal(got.params, want.params)
+    assert lazy.method == "lm" and lazy.param_names == gaussian.param_names
 
 
 def test_fit_batch_input_errors():
@@ -280,6 +345,27 @@ def test_lazy_result_persist_and_repr(client, rng):
         lazy.no_such_field
 
 
+def test_persist_runs_the_fits_once():
+    calls = []
+
+    def counting_line(x, a, b):
+        calls.append(1)
+        return a + b * x
+
+    x = np.linspace(0.0, 1.0, 10)
+    Y = da.from_array(np.vstack([1.0 + 2.0 * x] * 30), chunks=10)
+    lazy = fdask.fit_batch(counting_line, x, Y, p0=[0.0, 0.0])
+    assert not calls                                   # building the graph runs nothing
+    persisted = lazy.persist(scheduler="threads")
+    fitted = len(calls)
+    assert fitted > 0
+    result = persisted.compute(scheduler="threads")
+    params = persisted.params.compute(scheduler="threads")
+    assert len(calls) == fitted                        # no refit
+    np.testing.assert_array_equal(params, result.params)
+    np.testing.assert_allclose(result.params, np.tile([1.0, 2.0], (30, 1)), atol=1e-8)
+
+
 def test_compiled_recipe_validation():
     with pytest.raises(TypeError, match="factory must be callable"):
         fdask.compiled("cube_root_eq")
@@ -301,7 +387,8 @@ def test_missing_dask_gives_install_hint(monkeypatch):
 def test_core_never_imports_dask():
     code = ("import sys, pkgutil, importlib, fastcalc\n"
             "for m in pkgutil.iter_modules(fastcalc.__path__):\n"
-            "    if m.name != 'dask': importlib.import_module('fastcalc.' + m.name)\n"
+            "    if m.name not in ('dask', '__main__'):\n"
+            "        importlib.import_module('fastcalc.' + m.name)\n"
             "assert 'dask' not in sys.modules, sorted(m for m in sys.modules if 'dask' in m)\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(
-        __import__("pathlib").Path(fastcalc.__file__).resolve().parents[1]))
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   cwd=Path(fastcalc.__file__).resolve().parents[1])
