@@ -416,3 +416,71 @@ def test_chi2_vs_numpy(seed, m):
     y, model, sigma = rng.normal(size=m), rng.normal(size=m), rng.uniform(0.1, 2, m)
     want = np.sum(((y - model) / sigma) ** 2)
     assert fc.chi2(y, model, sigma) == pytest.approx(want, rel=1e-13)
+
+
+# ------------------------------------------------------- batch isolation under random damage
+damage = st.sampled_from(["nan", "inf_huge", "all_nan", "zeros", "spike", "negative"])
+
+
+def _damaged(clean, kind, rng):
+    row = clean.copy()
+    if kind == "nan":
+        row[rng.choice(row.size, size=max(1, row.size // 3), replace=False)] = np.nan
+    elif kind == "inf_huge":
+        row[rng.integers(row.size)] = 1e300
+    elif kind == "all_nan":
+        row[:] = np.nan
+    elif kind == "zeros":
+        row[:] = 0.0
+    elif kind == "spike":
+        row[rng.integers(row.size)] *= 1e8
+    else:
+        row = -row
+    return row
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(seeds, st.integers(2, 9), st.lists(damage, min_size=1, max_size=3),
+       st.sampled_from(["builtin", "compiled", "python"]))
+def test_fit_batch_damaged_datasets_never_spoil_the_others(seed, n, damages, kind):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 10, 40)
+    clean = 5 * np.exp(-(x - 4.5) ** 2 / 2.0) + 0.5
+    Y = clean + rng.normal(0, 0.05, (n, x.size))
+    bad = rng.choice(n, size=min(len(damages), n - 1), replace=False)
+    for row, how in zip(bad, damages):
+        Y[row] = _damaged(Y[row], how, rng)
+    model = {"builtin": models.gaussian, "compiled": low_level("gaussian_model"),
+             "python": lambda x, a, mu, s, c: a * np.exp(-(x - mu) ** 2 / (2 * s ** 2)) + c}[kind]
+    p0 = [4.0, 4.0, 1.2, 0.0]
+    good = np.setdiff1d(np.arange(n), bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        together = fc.fit_batch(model, x, Y, p0=p0)
+        alone = fc.fit_batch(model, x, Y[good], p0=p0)
+    assert np.array_equal(together.params[good], alone.params)
+    assert np.array_equal(together.status[good], alone.status)
+    assert np.all(together.status[good] == 0)
+    assert together.params.shape == (n, 4) and together.status.shape == (n,)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(seeds, st.integers(2, 30), st.sampled_from(["python", "compiled"]))
+def test_batch_newton_damaged_elements_never_spoil_the_others(seed, n, kind):
+    rng = np.random.default_rng(seed)
+    e, M = rng.uniform(0, 0.9, n), rng.uniform(0, 2 * np.pi, n)
+    x0 = M.copy()
+    bad = rng.random(n) < 0.3
+    x0[bad] = rng.choice([np.nan, np.inf, -np.inf, 1e308], size=bad.sum())
+    if kind == "python":
+        f, fp = _kepler, _kepler_prime
+    else:
+        f, fp = low_level("kepler_eq"), low_level("kepler_eq_prime")
+    with np.errstate(invalid="ignore", over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        together = fc.newton(f, x0, fp, args=(e, M), full_output=True)
+    good = ~bad
+    alone = fc.newton(f, x0[good], fp, args=(e[good], M[good]), full_output=True)
+    assert np.array_equal(together.x[good], alone.x)
+    assert np.all(together.status[good] == 0)
+    assert np.all(together.status[bad] != 0) or np.all(np.isfinite(together.x[bad]))
