@@ -492,8 +492,11 @@ _ZERO_PARAMETER = (
     "fit(models.gaussian, x, models.gaussian(x, 3, 5, 1, 0)) with x = linspace(0.5, 10, 30)) "
     "return the exact parameters (error < 1e-15) but status 1 'maximum number of iterations "
     "reached' after only 4-7 iterations (maxiter is 200 * (p + 1)), and fit warns that it did "
-    "not converge; the same data with offset 0.5 gives status 0 (the stall exit of "
-    "_fitting.pyx state_assess classifies a chi2 of ~1e-37 as 'stalled away from a minimum')")
+    "not converge; the same data with offset 0.5 gives status 0. Cause: the exit check in "
+    "_fitting.pyx state_finish measures the Gauss-Newton step relative to |p_j| "
+    "(dnorm = |d| / |p_j|, unbounded for p_j ~ 1e-20) and the predicted reduction relative to "
+    "chi2 (~1e-37), so the exact solution is taken as 'stalled away from a minimum', "
+    "restarted, and ends with status 1")
 _EXACT_CASES = [
     ("line", models.line, [1.0, 2.0]), ("line0", models.line, [0.0, 2.0]),
     ("polynomial", models.polynomial(2), [1.0, -0.5, 0.1]),
