@@ -918,6 +918,39 @@ def _():
     expect_error((ValueError,), "polyfit", lambda: fc.polyfit(X_DATA[:3], Y_LINE[:3], 5))
 
 
+_HUGE_X = np.array([1e160, 2e160, 3e160])
+_HUGE_X_Y = np.array([1.0, 2.0, 3.0])          # exactly y = 1e-160 * x
+
+
+@case("linear_fit_x", "huge_x_values", bug="linear_fit([1e160, 2e160, 3e160], [1., 2., 3.]) "
+      "returns params [2., 0.] with status 0 and chi2 = 2 (stderr [nan, 0]) although y = "
+      "1e-160 x fits exactly: sums of x**2 overflow (no scaling of x); expected the exact "
+      "line or a ValueError/status")
+def _():
+    r = fc.linear_fit(_HUGE_X, _HUGE_X_Y)
+    np.testing.assert_allclose(r.params, [0.0, 1e-160], rtol=1e-12, atol=1e-12)
+
+
+@case("polyfit_x", "huge_x_values", bug="polyfit([1e160, 2e160, 3e160], [1., 2., 3.], 1) raises "
+      "ValueError('... singular (too few distinct x values for this degree)') although the x "
+      "are distinct, and with x ~ 1e200 numpy's LinAlgError('Singular matrix') escapes: the "
+      "Vandermonde columns overflow; expected scaling of x (the exact line) or a clear error")
+def _():
+    r = fc.polyfit(_HUGE_X, _HUGE_X_Y, 1)
+    np.testing.assert_allclose(r.params, [0.0, 1e-160], rtol=1e-12, atol=1e-12)
+    r = fc.polyfit(_HUGE_X * 1e40, _HUGE_X_Y, 1)
+    np.testing.assert_allclose(r.params, [0.0, 1e-200], rtol=1e-12, atol=1e-12)
+
+
+@case("fit_x", "huge_x_values", bug="fit(models.line, [1e200, 2e200, 3e200], [1., 2., 3.]) "
+      "finds the exact params [0, 1e-200] but reports status 3 (non-finite) and "
+      "success=False")
+def _():
+    r = quiet(fc.fit, models.line, _HUGE_X * 1e40, _HUGE_X_Y)
+    assert r.success, r
+    np.testing.assert_allclose(r.params, [0.0, 1e-200], rtol=1e-9, atol=1e-12)
+
+
 @case("linear_fit_x", "all_x_equal")
 def _():
     expect_error((ValueError,), "x", lambda: fc.linear_fit(np.ones(5), np.arange(5.0)))
