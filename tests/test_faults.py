@@ -23,7 +23,7 @@ import pytest
 from scipy import optimize
 
 import fastcalc as fc
-from fastcalc import Status, models
+from fastcalc import Status
 
 
 class Injected(Exception):
