@@ -1028,6 +1028,19 @@ def _():
                                                          p0=GAUSS_P0))
 
 
+def _gauss_py_jac(x, a, mu, s, c):
+    e = np.exp(-(x - mu) ** 2 / (2 * s ** 2))
+    return np.stack([e, a * e * (x - mu) / s ** 2, a * e * (x - mu) ** 2 / s ** 3,
+                     np.ones_like(x)], axis=1)
+
+
+register_callback_faults(
+    "fit_python_jac", lambda wrap: quiet(fc.fit, _gauss_py, X_DATA, Y_GAUSS, p0=GAUSS_P0,
+                                         jac=wrap(_gauss_py_jac)),
+    "jac", nan_check=lambda r: is_status(r, Status.NON_FINITE),
+    wrong_shape=lambda original: (lambda x, *p: np.ones((4, x.size))))
+
+
 @case("fit_compiled", "failing_model_status")
 def _():
     r = quiet(fc.fit, low_level("failing_model"), X_DATA, Y_GAUSS, p0=GAUSS_P0)
