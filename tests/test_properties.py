@@ -528,3 +528,49 @@ def test_noise_free_data_fit_exactly_with_success(name, model, true):
     np.testing.assert_allclose(single.params, true, rtol=1e-9, atol=1e-12)
     assert single.status == 0 and single.success, (single.status, single.nit)
     assert batch.status[0] == 0
+
+
+# ------------------------------------------------------------- optimisation on random quadratics
+def _random_spd(rng, n, condition):
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    return q @ np.diag(np.geomspace(1.0, condition, n)) @ q.T
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(seeds, st.integers(2, 6), st.integers(1, 3))
+def test_lagrange_random_quadratic_with_linear_constraints_vs_kkt_and_slsqp(seed, n, m):
+    assume(m < n)
+    rng = np.random.default_rng(seed)
+    A, b = _random_spd(rng, n, 10.0), rng.normal(size=n)
+    C, d = rng.normal(size=(m, n)), rng.normal(size=m)
+    kkt = np.block([[A, -C.T], [C, np.zeros((m, m))]])
+    exact = np.linalg.solve(kkt, np.concatenate([-b, d]))
+    r = fc.lagrange(lambda x: float(0.5 * x @ A @ x + b @ x), lambda x: C @ x - d,
+                    rng.normal(size=n))
+    assert r.status == 0, r
+    scale = 1 + np.abs(exact).max()
+    np.testing.assert_allclose(r.x, exact[:n], atol=1e-7 * scale)
+    np.testing.assert_allclose(r.multipliers, exact[n:], atol=1e-6 * scale)
+    slsqp = optimize.minimize(lambda x: 0.5 * x @ A @ x + b @ x, np.zeros(n), method="SLSQP",
+                              constraints={"type": "eq", "fun": lambda x: C @ x - d},
+                              options={"ftol": 1e-12, "maxiter": 500})
+    # At least as close to the exact solution as SLSQP (or within the absolute floor).
+    assert np.abs(r.x - exact[:n]).max() <= max(np.abs(slsqp.x - exact[:n]).max(), 1e-7 * scale)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(seeds, st.integers(1, 6), st.floats(1.0, 30.0))
+def test_gradient_descent_random_quadratic_vs_exact_and_bfgs(seed, n, condition):
+    rng = np.random.default_rng(seed)
+    A, b = _random_spd(rng, n, condition), rng.normal(size=n)
+    exact = np.linalg.solve(A, -b)
+    tol = 1e-7
+    r = fc.gradient_descent(lambda x: float(0.5 * x @ A @ x + b @ x), np.zeros(n),
+                            lambda x: A @ x + b, tol=tol, maxiter=100_000)
+    assert r.status == 0, r
+    # |grad| <= tol at the returned point bounds the error by tol / lambda_min (= tol here).
+    assert np.abs(r.jac).max() <= tol
+    assert np.abs(r.x - exact).max() <= np.sqrt(n) * tol * 1.0001
+    bfgs = optimize.minimize(lambda x: 0.5 * x @ A @ x + b @ x, np.zeros(n),
+                             jac=lambda x: A @ x + b, method="BFGS", options={"gtol": tol})
+    assert abs(r.fun - bfgs.fun) <= 1e-10 * (1 + abs(bfgs.fun)) or r.fun <= bfgs.fun
