@@ -574,3 +574,22 @@ def test_gradient_descent_random_quadratic_vs_exact_and_bfgs(seed, n, condition)
     bfgs = optimize.minimize(lambda x: 0.5 * x @ A @ x + b @ x, np.zeros(n),
                              jac=lambda x: A @ x + b, method="BFGS", options={"gtol": tol})
     assert abs(r.fun - bfgs.fun) <= 1e-10 * (1 + abs(bfgs.fun)) or r.fun <= bfgs.fun
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "fit_batch with a Python Gaussian model (forward-difference Jacobian), 3000 noisy datasets "
+    "(rng seed 1, noise 0.05) whose true offset is 0: datasets 639, 1237, 2628 end with status "
+    "1 after 83-120 iterations although their chi2 equals curve_fit's to 1e-8 relative: the "
+    "same exit check (step relative to |c| ~ 1e-6) declares a converged fit stalled"))
+def test_python_model_batch_with_zero_offset_all_converge():
+    x = np.linspace(0, 10, 40)
+    Y = 5 * np.exp(-(x - 4.5) ** 2 / 2) + np.random.default_rng(1).normal(0, 0.05, (3000, 40))
+
+    def model(x, a, mu, s, c):
+        return a * np.exp(-(x - mu) ** 2 / (2 * s ** 2)) + c
+    r = fc.fit_batch(model, x, Y, p0=[4.0, 4.0, 1.2, 0.0])
+    failed = np.flatnonzero(r.status)
+    for i in failed[:3]:        # each one is a genuine minimum: curve_fit finds no better
+        ref, _ = optimize.curve_fit(model, x, Y[i], p0=[4.0, 4.0, 1.2, 0.0])
+        assert r.chi2[i] <= np.sum((Y[i] - model(x, *ref)) ** 2) * (1 + 1e-7)
+    assert failed.size == 0, (failed, r.status[failed], r.nit[failed])
