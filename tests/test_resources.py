@@ -12,6 +12,7 @@ import ctypes
 import gc
 import os
 import threading
+import time
 import tracemalloc
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -96,8 +97,29 @@ CALLS = {
 }
 
 
-# The compiled batch paths with their default thread count, for the concurrency test only.
+def _sleepy_domain(x):
+    time.sleep(0.002)
+    x = np.asarray(x, dtype=float)
+    return np.where(x >= 1.0, x * x * x, np.nan)
+
+
+# The compiled batch paths with their default thread count, and calls whose input SHAPE
+# changes with i (state kept between calls, e.g. on a module or function object, would mix
+# shapes across threads), for the concurrency test only.
 _THREADED_CALLS = {
+    "derivative_shapes": lambda i: fc.derivative(np.sin, np.linspace(0, 1, (i % 4 + 1) * 3)
+                                                 .reshape(i % 4 + 1, 3), accuracy=4),
+    # f sleeps (releases the GIL) and forces a one-sided second stage: another thread runs
+    # between the two stages of one call.
+    "derivative_fallback_shapes": lambda i: fc.derivative(
+        _sleepy_domain, np.linspace(1.0, 2.0, (i % 4 + 1) * 2).reshape(i % 4 + 1, 2)),
+    "gradient_shapes": lambda i: fc.gradient(lambda v: float(np.sum(np.sin(v))),
+                                             np.linspace(0, 1, i % 5 + 1)),
+    "hessian_shapes": lambda i: fc.hessian(ROSENBROCK, np.linspace(0, 1, i % 4 + 2)),
+    "newton_batch_shapes": lambda i: fc.newton(lambda t: t ** 3 - 2.0, np.full(i % 5 + 1, 1.5),
+                                               full_output=True),
+    "fit_batch_shapes": lambda i: fc.fit_batch(models.exponential, X, np.tile(Y, (i % 4 + 1, 1))
+                                               + 0.01 * i),
     "newton_batch_compiled_threads": lambda i: fc.newton(
         CUBE_ROOT, np.full(300, 2.0), CUBE_ROOT_PRIME, args=(np.linspace(1, 50, 300) + i,),
         full_output=True),
