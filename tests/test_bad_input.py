@@ -307,6 +307,29 @@ def _():
         lambda x, a: a * x, np.array([1.0, 2.0]), args=(np.ones(3),)))
 
 
+_NO_PARAMETERS = (
+    "compiled elementwise functions called with too few parameters: "
+    "derivative(low_level('cube_root_eq'), [1., 2.]) SEGFAULTS (elementwise_values passes "
+    "p = NULL when k = 0 and cube_root_eq reads p[0]); newton(low_level('kepler_eq'), "
+    "np.ones(2), args=(np.full(2, 0.5),)) reads p[1] of the NEXT element / past the end of the "
+    "parameter array and reports status 0 with x = [0.888, 4.7e-20]. The shipped "
+    "_testfunctions equations never check k; expected NaN/status from functions that check k, "
+    "and a valid pointer (not NULL) when k = 0")
+
+
+@case("derivative", "compiled_without_parameters", bug=_NO_PARAMETERS)
+def _():
+    r = fc.derivative(low_level("cube_root_eq"), np.array([1.0, 2.0]), full_output=True)
+    assert np.all(r.status != 0), r
+
+
+@case("newton_batch", "compiled_without_parameters", bug=_NO_PARAMETERS)
+def _():
+    r = quiet(fc.newton, low_level("kepler_eq"), np.ones(2), args=(np.full(2, 0.5),),
+              full_output=True)
+    assert np.all(r.status != 0), r
+
+
 @case("derivative", "f_not_callable")
 def _():
     expect_error((TypeError,), "f", lambda: fc.derivative(3.0, 1.0))
