@@ -313,98 +313,126 @@ cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
                 active -= which[lane] < 0
 
 
+cdef enum:
+    PLAIN_LANES = 8         # elements in lockstep in solve_block_plain
+
+cdef extern from "float.h":
+    # a compile-time constant (a module-level double would be reloaded after every call)
+    const double DBL_MAX
+
+
+cdef struct PlainLanes:
+    # State of the lanes of solve_block_plain. lim[lane] is maxiter, or -1 once a step was
+    # below tolerance (so "nit < lim" is the one test of "take another step").
+    double x[PLAIN_LANES]
+    double *p[PLAIN_LANES]
+    int nit[PLAIN_LANES]
+    int lim[PLAIN_LANES]
+    Py_ssize_t which[PLAIN_LANES]   # element index; -1: lane finished, none left to load
+
+
+cdef Py_ssize_t plain_lane_end(const CompiledProblem *P, PlainLanes *L, int lane, double fx,
+                               double df, bint after_f, Py_ssize_t next_i,
+                               Py_ssize_t stop) noexcept nogil:
+    """Write the outputs of the element in a finished lane and load the next element into it
+    (which = -1 if none is left). Returns the new next_i. Kept out of line: it runs once per
+    element, the lockstep loop once per iteration."""
+    cdef Py_ssize_t i = L.which[lane]
+    cdef int c, nit = L.nit[lane]
+    if after_f:
+        # the decisions of after_value
+        if not isfinite(fx):
+            c = NON_FINITE
+        elif fx == 0.0 or fabs(fx) <= P.s.ftol or L.lim[lane] < 0:
+            c = SUCCESS
+        else:
+            c = MAX_ITERATIONS
+    else:
+        # after_derivative: f' not finite, zero, or the step not finite
+        c = SINGULAR if df == 0.0 else NON_FINITE
+    P.x_out[i] = L.x[lane]
+    P.fun_out[i] = fx
+    P.status_out[i] = c
+    P.nit_out[i] = nit
+    P.nfev_out[i] = 2 * nit + (1 if after_f else 2)
+    if next_i < stop:
+        L.which[lane] = next_i
+        L.x[lane] = P.x0[next_i]
+        L.p[lane] = <double*>P.params + next_i * P.k
+        L.nit[lane] = 0
+        L.lim[lane] = P.s.maxiter
+        return next_i + 1
+    L.which[lane] = -1
+    return next_i
+
+
 cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
                             Py_ssize_t stop) noexcept nogil:
     """solve_block for plain Newton with an analytic f' and no bracket.
 
-    Each round calls f for all lanes, then f' for the lanes that step, then updates them: the
-    calls of one round are independent of each other, so the processor overlaps them (with
-    the step arithmetic interleaved between calls it hardly does). The decisions are those
-    of after_value + after_derivative (as in plain_element_step)."""
-    cdef double x[LANES]
-    cdef double fv[LANES]
-    cdef double dv[LANES]
-    cdef double *pl[LANES]
-    cdef int nit[LANES]
-    cdef int nfev[LANES]
-    cdef int pend[LANES]
-    cdef int code[LANES]
-    cdef Py_ssize_t which[LANES]
-    cdef Py_ssize_t next_i = start, i
-    cdef int lane, active = 0, c, k = shared.k
-    cdef double f, d, step, xn
+    One pass per round over the lanes (PLAIN_LANES elements in lockstep): f, then f' and the
+    step. Consecutive lanes are independent, so the processor overlaps one lane's division
+    with the next lane's calls; the per-round state is small (x, parameters, nit, one limit)
+    and the common case takes one predictable branch. A finished element's lane takes the
+    next element at once; lanes left without one are dropped after the pass. The decisions
+    are those of after_value + after_derivative (x, fun, status, nit, nfev identical)."""
+    cdef PlainLanes L
+    cdef Py_ssize_t next_i = start
+    cdef int lane, active = 0, live, k = shared.k, nit
+    cdef bint dropped
+    cdef double xl, fx, af, df, step, xn
+    cdef double *p
     # A private copy: the user's functions are opaque calls that could (as far as the compiler
     # knows) change *shared, which would force reloading every field after every call.
     cdef CompiledProblem P = shared[0]
-    for lane in range(LANES):
-        which[lane] = -1
-        if next_i < stop:
-            which[lane] = next_i
-            x[lane] = P.x0[next_i]
-            pl[lane] = <double*>P.params + next_i * k
-            nit[lane] = 0
-            nfev[lane] = 0
-            pend[lane] = 0
-            next_i += 1
-            active += 1
+    cdef elementwise_t func = P.f, deriv = P.fprime
+    cdef void *f_data = P.f_data
+    cdef void *d_data = P.fprime_data
+    cdef double ftol = P.s.ftol, tol = P.s.tol, rtol = P.s.rtol
+    while active < PLAIN_LANES and next_i < stop:
+        L.which[active] = next_i
+        L.x[active] = P.x0[next_i]
+        L.p[active] = <double*>P.params + next_i * k
+        L.nit[active] = 0
+        L.lim[active] = P.s.maxiter
+        next_i += 1
+        active += 1
     while active > 0:
-        for lane in range(LANES):
-            if which[lane] >= 0:
-                fv[lane] = P.f(x[lane], k, pl[lane], P.f_data)
-        for lane in range(LANES):
-            if which[lane] < 0:
-                continue
-            f = fv[lane]
-            nfev[lane] += 1
-            if not isfinite(f):
-                c = NON_FINITE
-            elif f == 0.0 or fabs(f) <= P.s.ftol or pend[lane]:
-                c = SUCCESS
-            elif nit[lane] >= P.s.maxiter:
-                c = MAX_ITERATIONS
+        dropped = False
+        for lane in range(active):
+            xl = L.x[lane]
+            p = L.p[lane]
+            fx = func(xl, k, p, f_data)
+            af = fabs(fx)
+            nit = L.nit[lane]
+            # step unless f is non-finite, |f| <= ftol (covers f == 0), the last step was
+            # below tolerance (lim = -1), or maxiter steps were taken
+            if (af > ftol) & (af <= DBL_MAX) & (nit < L.lim[lane]):
+                df = deriv(xl, k, p, d_data)
+                step = fx / df
+                xn = xl - step
+                # a zero f' gives an infinite step; an infinite f' a zero one
+                if (fabs(xn) <= DBL_MAX) & (fabs(df) <= DBL_MAX):
+                    L.x[lane] = xn
+                    L.nit[lane] = nit + 1
+                    if fabs(step) <= tol + rtol * fabs(xn):
+                        L.lim[lane] = -1
+                    continue
+                next_i = plain_lane_end(&P, &L, lane, fx, df, False, next_i, stop)
             else:
-                c = RUNNING
-                dv[lane] = P.fprime(x[lane], k, pl[lane], P.fprime_data)
-                nfev[lane] += 1
-            code[lane] = c
-        for lane in range(LANES):
-            if which[lane] < 0:
-                continue
-            c = code[lane]
-            if c == RUNNING:
-                d = dv[lane]
-                if not isfinite(d):
-                    c = NON_FINITE
-                elif d == 0.0:
-                    c = SINGULAR
-                else:
-                    step = fv[lane] / d
-                    xn = x[lane] - step
-                    if not isfinite(xn):
-                        c = NON_FINITE
-                    else:
-                        pend[lane] = fabs(step) <= P.s.tol + P.s.rtol * fabs(xn)
-                        x[lane] = xn
-                        nit[lane] += 1
-            if c == RUNNING:
-                continue
-            i = which[lane]
-            P.x_out[i] = x[lane]
-            P.fun_out[i] = fv[lane]
-            P.status_out[i] = c
-            P.nit_out[i] = nit[lane]
-            P.nfev_out[i] = nfev[lane]
-            if next_i < stop:
-                which[lane] = next_i
-                x[lane] = P.x0[next_i]
-                pl[lane] = <double*>P.params + next_i * k
-                nit[lane] = 0
-                nfev[lane] = 0
-                pend[lane] = 0
-                next_i += 1
-            else:
-                which[lane] = -1
-                active -= 1
+                next_i = plain_lane_end(&P, &L, lane, fx, 0.0, True, next_i, stop)
+            dropped |= L.which[lane] < 0
+        if dropped:
+            live = 0
+            for lane in range(active):
+                if L.which[lane] >= 0:
+                    L.which[live] = L.which[lane]
+                    L.x[live] = L.x[lane]
+                    L.p[live] = L.p[lane]
+                    L.nit[live] = L.nit[lane]
+                    L.lim[live] = L.lim[lane]
+                    live += 1
+            active = live
 
 
 def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
