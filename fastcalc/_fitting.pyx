@@ -678,6 +678,10 @@ cdef void state_propose(FitState *s) noexcept nogil:
                         and dnorm <= s.xtol * pnorm):
         state_finish(s)
         return
+    if (s.method == METHOD_LM and s.lam == 0.0 and not s.clipped and s.rejections == 0
+            and quad <= s.ftol * s.chi2):
+        state_finish(s)
+        return
     # Predicted chi2 reduction of the linear model.
     if s.method == METHOD_LM and not s.clipped:
         s.predicted = quad + 2.0 * s.lam * dnorm2
@@ -1230,11 +1234,12 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
         if rows.shape[0]:
             rview = rows
             vals = _values(evaluate, _gather(states, rows, P, 0), rows, m)
-            for a in range(rview.shape[0]):
-                s = &states[rview[a]]
-                rc = _residuals(s, &vals[a, 0], &Y[rview[a], 0], &W[rview[a], 0], s.values,
-                                s.resid)
-                state_begin(s, rc)
+            with nogil:
+                for a in range(rview.shape[0]):
+                    s = &states[rview[a]]
+                    rc = _residuals(s, &vals[a, 0], &Y[rview[a], 0], &W[rview[a], 0], s.values,
+                                    s.resid)
+                    state_begin(s, rc)
         while True:
             # 1. Jacobians where a step was accepted (or at the start).
             rows = _rows_at(states, K, NEED_JACOBIAN)
@@ -1244,13 +1249,14 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                 params = _gather(states, rows, P, 0)
                 if jacobian is not None:
                     jvals = _jacobian_values(jacobian, params, rows, m, P)
-                    for a in range(na):
-                        s = &states[rview[a]]
-                        s.nfev += 1
-                        for k in range(n):
-                            j = free_index[k]
-                            for i in range(m):
-                                s.jac[i + k * m] = W[rview[a], i] * jvals[a, j, i]
+                    with nogil:
+                        for a in range(na):
+                            s = &states[rview[a]]
+                            s.nfev += 1
+                            for k in range(n):
+                                j = free_index[k]
+                                for i in range(m):
+                                    s.jac[i + k * m] = W[rview[a], i] * jvals[a, j, i]
                 else:
                     for k in range(n):
                         j = free_index[k]
@@ -1262,19 +1268,23 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                         shifted[:, j] += hs
                         steps = shifted[:, j] - params[:, j]
                         vals = _values(evaluate, shifted, rows, m)
-                        for a in range(na):
-                            s = &states[rview[a]]
-                            s.nfev += 1
-                            h = 1.0 / steps[a]
-                            for i in range(m):
-                                s.jac[i + k * m] = (W[rview[a], i] * (vals[a, i] - s.values[i]) * h
-                                                    if W[rview[a], i] != 0.0 else 0.0)
-                for a in range(na):
-                    state_jacobian_ready(&states[rview[a]])
+                        with nogil:
+                            for a in range(na):
+                                s = &states[rview[a]]
+                                s.nfev += 1
+                                h = 1.0 / steps[a]
+                                for i in range(m):
+                                    s.jac[i + k * m] = (
+                                        W[rview[a], i] * (vals[a, i] - s.values[i]) * h
+                                        if W[rview[a], i] != 0.0 else 0.0)
+                with nogil:
+                    for a in range(na):
+                        state_jacobian_ready(&states[rview[a]])
             # 2. Proposals.
-            for d in range(K):
-                if states[d].stage == NEED_TRIAL:
-                    state_propose(&states[d])
+            with nogil:
+                for d in range(K):
+                    if states[d].stage == NEED_TRIAL:
+                        state_propose(&states[d])
             # 3. One model call for every trial point.
             rows = _rows_at(states, K, NEED_VALUES)
             rview = rows
@@ -1284,11 +1294,12 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                     break
                 continue
             vals = _values(evaluate, _gather(states, rows, P, 1), rows, m)
-            for a in range(na):
-                s = &states[rview[a]]
-                rc = _residuals(s, &vals[a, 0], &Y[rview[a], 0], &W[rview[a], 0],
-                                s.values_trial, s.resid_trial)
-                state_assess(s, rc)
+            with nogil:
+                for a in range(na):
+                    s = &states[rview[a]]
+                    rc = _residuals(s, &vals[a, 0], &Y[rview[a], 0], &W[rview[a], 0],
+                                    s.values_trial, s.resid_trial)
+                    state_assess(s, rc)
         for d in range(K):
             s = &states[d]
             for j in range(P):
