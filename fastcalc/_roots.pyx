@@ -314,7 +314,7 @@ cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
 
 
 cdef enum:
-    PLAIN_LANES = 8         # elements in lockstep in solve_block_plain
+    PLAIN_LANES = 4         # elements in lockstep in solve_block_plain
 
 cdef extern from "float.h":
     # a compile-time constant (a module-level double would be reloaded after every call)
