@@ -951,6 +951,7 @@ cdef class NewtonBatch:
         cdef const double[::1] x_view
         cdef const double[::1] row_view
         cdef const double **row_src = NULL
+        cdef const double *row0
         if fx.shape[0] != n or df.shape[0] != n:
             raise ValueError("internal: values of the wrong length")
         if n == 0:
@@ -968,6 +969,7 @@ cdef class NewtonBatch:
             else:
                 for r in range(rows):
                     row_src[r] = params + r * capacity
+            row0 = row_src[0] if rows > 0 else NULL
             with nogil:
                 for i in range(n):
                     f = fx[i]
@@ -985,8 +987,11 @@ cdef class NewtonBatch:
                             x[j] = xn
                             idx[j] = e if fabs(step) > tol + rtol * fabs(xn) else ~e
                             if j != i or first:
-                                for r in range(rows):
-                                    params[r * capacity + j] = row_src[r][i]
+                                if rows == 1:       # the common case, without a loop
+                                    params[j] = row0[i]
+                                else:
+                                    for r in range(rows):
+                                        params[r * capacity + j] = row_src[r][i]
                             j += 1
                             continue
                         status = SINGULAR if d == 0.0 else NON_FINITE
