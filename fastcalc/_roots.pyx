@@ -26,6 +26,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport fabs, isfinite, fmax, fmin, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
+from libc.limits cimport INT_MAX
 from scipy.linalg.cython_lapack cimport dgesv
 
 from fastcalc._evaluate cimport UserFunction, elementwise_t, vector_field_t
@@ -893,8 +894,9 @@ cdef class NewtonBatch:
     ones straight to the outputs and closes the gaps (a stable compaction, so finished
     elements are never evaluated again and the next round's arrays are again contiguous).
 
-    The state per active element is only x, its parameters, and its index in the outputs with
-    the "last step was below tolerance" flag folded in (``~index``); ``nit`` is the round
+    The state per active element is only x, its parameters, and its index in the outputs (an
+    int: at most INT_MAX elements) with the "last step was below tolerance" flag folded in
+    (``~index``); ``nit`` is the round
     number, shared by all active elements (every running element steps each round). Round 0
     reads the caller's x0 and parameter arrays (:meth:`sources`) and writes the first
     compacted state into the batch's own buffers, so nothing is copied up front. Stable
@@ -923,7 +925,9 @@ cdef class NewtonBatch:
         self.rows_first = rows
         self.x = np.empty(n)
         self.params = np.empty((len(rows), n))
-        self.idx = np.empty(n, dtype=np.intp)
+        if n > INT_MAX:
+            raise ValueError("internal: NewtonBatch takes at most INT_MAX elements")
+        self.idx = np.empty(n, dtype=np.intc)
         self.records = np.empty(n * sizeof(FinishedElement), dtype=np.uint8)
         self.x_out = self.fun_out = self.status_out = self.nit_out = self.nfev_out = None
 
@@ -937,7 +941,8 @@ cdef class NewtonBatch:
     def iterate(self, const double[::1] fx, const double[::1] df):
         """One round from f and f' at the active iterates; returns the number still active."""
         cdef Py_ssize_t n = self.n_active, rows = self.params.shape[0], capacity = self.x.shape[0]
-        cdef Py_ssize_t i, j = 0, r, e
+        cdef Py_ssize_t i, j = 0, r
+        cdef int e
         cdef bint first = self.nit == 0
         cdef int nit = self.nit, status
         cdef double f, af, d, step, xi, xn
@@ -946,7 +951,7 @@ cdef class NewtonBatch:
         cdef double *x = _double_ptr(self.x)
         cdef const double *x_src = x
         cdef double *params = _double_ptr(self.params)
-        cdef Py_ssize_t *idx = <Py_ssize_t*>cnp.PyArray_DATA(self.idx)
+        cdef int *idx = <int*>cnp.PyArray_DATA(self.idx)
         cdef FinishedElement *done = <FinishedElement*>cnp.PyArray_DATA(self.records)
         cdef const double[::1] x_view
         cdef const double[::1] row_view
@@ -974,16 +979,16 @@ cdef class NewtonBatch:
                 for i in range(n):
                     f = fx[i]
                     xi = x_src[i]
-                    e = i if first else idx[i]
+                    e = <int>i if first else idx[i]
                     af = fabs(f)
                     # step unless f is non-finite, |f| <= ftol (covers f == 0), the last step
                     # was below tolerance (e < 0) or maxiter steps were taken
-                    if (af > ftol) & (af <= DBL_MAX) & (e >= 0) & more:
+                    if more and e >= 0 and af > ftol and af <= DBL_MAX:
                         d = df[i]
                         step = f / d
                         xn = xi - step
                         # a zero f' gives an infinite step; an infinite f' a zero one
-                        if (fabs(xn) <= DBL_MAX) & (fabs(d) <= DBL_MAX):
+                        if fabs(xn) <= DBL_MAX and fabs(d) <= DBL_MAX:
                             x[j] = xn
                             idx[j] = e if fabs(step) > tol + rtol * fabs(xn) else ~e
                             if j != i or first:

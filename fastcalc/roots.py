@@ -26,6 +26,7 @@ from ._status import ConvergenceError, Status, message_of, messages_of
 __all__ = ["newton", "newton_system"]
 
 _EPS = np.finfo(np.float64).eps
+_INT_MAX = np.iinfo(np.intc).max     # NewtonBatch numbers elements with C ints
 _METHODS = {"newton": Method.NEWTON, "halley": Method.HALLEY, "secant": Method.SECANT}
 
 
@@ -248,7 +249,8 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
     else:
         rows, layout = _split_args(args, shape, size)
     bracket_on = a_end.shape[0] > 0
-    if method == Method.NEWTON and fprime is not None and not bracket_on and not scalar:
+    if (method == Method.NEWTON and fprime is not None and not bracket_on and not scalar
+            and size <= _INT_MAX):
         return _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol,
                                         maxiter)
     rows = np.stack(rows) if rows else np.empty((0, size))
