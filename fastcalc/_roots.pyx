@@ -5,12 +5,14 @@ The per-element logic (when an element has converged, failed, or takes which ste
 
 * the compiled path (``newton_compiled``): elements are solved start to finish in a ``prange``
   loop over blocks, each thread advancing 4 elements in lockstep so that their latency-bound
-  iterations overlap (a plain-Newton copy of the two functions, ``plain_element_step``, serves
-  the common case); and
+  iterations overlap (``solve_block_plain``, with the two functions' decisions written out,
+  serves plain Newton with f'); and
 * the Python path (``ElementwiseBatch``): the wrapper calls the user's vectorized functions on
   the still-active elements, one pass updates them all, finished elements are logged and their
   slots refilled from the end (so they are never evaluated again), and ``finish`` scatters the
-  log to the outputs (``plain_newton_round`` is the plain-Newton copy of that pass).
+  log to the outputs. Plain Newton with f' (the common case) has its own leaner batch,
+  ``NewtonBatch`` (one pass per round with stable compaction; decisions written out as in
+  ``solve_block_plain``).
 
 Systems (``newton_system_compiled``; the Python driver in ``roots.py`` uses
 ``solve_linear_systems``) use damped Newton-Raphson with a backtracking line search on
@@ -619,59 +621,6 @@ cdef inline void batch_done(BatchArrays *A, Py_ssize_t idx, double x, double fx,
     A.n_done = m + 1
 
 
-cdef Py_ssize_t plain_newton_round(BatchArrays *AP, const Settings *sp, Py_ssize_t n,
-                                   const double *fx, const double *df) noexcept nogil:
-    """:meth:`ElementwiseBatch.iterate` for plain Newton steps (no bracket, f' given): the
-    decisions of after_value + after_derivative written out on local pointers, so the pass
-    streams through memory. Must stay equivalent to them (tests compare with the compiled path,
-    which uses the general functions). Returns the number still active."""
-    cdef BatchArrays A = AP[0]      # local copies: pointers and settings stay in registers
-    cdef Settings s = sp[0]
-    cdef double *x = A.x
-    cdef int *nit = A.nit
-    cdef signed char *pending = A.pending
-    cdef Py_ssize_t i, holes = 0, k
-    cdef double xi, f, d, step, xn
-    cdef int status, it
-    for i in range(n):
-        xi = x[i]
-        f = fx[i]
-        it = nit[i]
-        if not isfinite(f):
-            status = NON_FINITE
-        elif f == 0.0 or fabs(f) <= s.ftol or pending[i]:
-            status = SUCCESS
-        elif it >= s.maxiter:
-            status = MAX_ITERATIONS
-        else:
-            d = df[i]
-            if not isfinite(d):
-                status = NON_FINITE
-            elif d == 0.0:
-                status = SINGULAR
-            else:
-                step = f / d
-                xn = xi - step
-                if isfinite(xn):
-                    x[i] = xn
-                    nit[i] = it + 1
-                    pending[i] = fabs(step) <= s.tol + s.rtol * fabs(xn)
-                    continue
-                status = NON_FINITE
-        k = A.n_done
-        A.done_idx[k] = A.idx[i]
-        A.done_x[k] = xi
-        A.done_fun[k] = f
-        A.done_status[k] = <signed char>status
-        A.done_nit[k] = it
-        A.done_nfev[k] = A.start_cost + (it + 1) * (1 + A.deriv_cost)
-        A.n_done = k + 1
-        A.holes[holes] = i
-        holes += 1
-    AP.n_done = A.n_done
-    return batch_fill_holes(AP, sp, n, holes)
-
-
 cdef class ElementwiseBatch:
     """Per-element state of a batch Newton solve, compacted to the active elements.
 
@@ -812,12 +761,6 @@ cdef class ElementwiseBatch:
         cdef int status
         cdef double dfi, d2fi
         cdef bint fd = f_plus is not None, have_df = df is not None, have_d2f = d2f is not None
-        if (have_df and not (fd or have_d2f or checked or self.s.bracketed)
-                and self.s.method == NEWTON and self.n_active > 0):
-            with nogil:
-                self.n_active = plain_newton_round(&self.A, &self.s, self.n_active, &fx[0],
-                                                   &df[0])
-            return
         start_element(&e, 0.0, &self.s)
         with nogil:
             for i in range(self.n_active):

@@ -304,14 +304,20 @@ def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, 
     while batch.n_active:
         n = batch.n_active
         x, row_values = batch.sources()
-        x = x.view()
-        x.flags.writeable = False
+        x, *row_values = (_read_only(v) for v in (x, *row_values))
         call_args = [a if row is None else row_values[row] for a, row in zip(args, layout)]
         fx = _values(f(x, *call_args), n, "f")
         df = _values(fprime(x, *call_args), n, "fprime")
         batch.iterate(fx, df)
     batch.finish()
     return batch.x_out, batch.fun_out, batch.status_out, batch.nit_out, batch.nfev_out
+
+
+def _read_only(array):
+    """A read-only view: f sees the batch's own buffers (or, in round 0, the caller's arrays)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _values(value, n, name):
