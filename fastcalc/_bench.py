@@ -659,7 +659,8 @@ def write_plot(path, rows, info, mode):
         ax.set_xlim(min(0.5, min(ratios) / 2), max(ratios) * 4)
     ax.set_xlabel("speed-up over the reference (log scale; > 1: fastcalc faster)")
     ax.set_title(f"fastcalc {info['fastcalc']} against SciPy, numdifftools and lmfit ({mode} "
-                 f"sizes): {info['cpu']}, {info['threads']} threads", fontsize=9)
+                 f"sizes)\n{info['cpu']}, {info['cores']} cores, {info['threads']} threads",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
