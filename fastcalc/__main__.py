@@ -8,6 +8,7 @@
 Exit status: 0 success, 1 a validation failed, 2 bad command line or bad input file.
 """
 import argparse
+import os
 import sys
 
 from ._usage_error import UsageError
@@ -27,8 +28,12 @@ def _area_list(text):
 
 def build_parser():
     """Return the argument parser of ``python -m fastcalc``."""
+    from fastcalc import __version__
     parser = argparse.ArgumentParser(
-        prog="fastcalc", description="fastcalc: numerical calculus at scale, checked against SciPy.")
+        prog="fastcalc", description="fastcalc: numerical calculus at scale, checked against SciPy.",
+        epilog="exit status: 0 success, 1 a validation check or benchmark workload failed, "
+               "2 bad command line or input file")
+    parser.add_argument("--version", action="version", version=f"fastcalc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     bench = commands.add_parser(
@@ -80,6 +85,8 @@ def build_parser():
                           "per point, or one per point and dataset laid out like DATA")
     fit.add_argument("--absolute-sigma", action="store_true",
                      help="sigma is absolute (curve_fit's absolute_sigma): stderr not rescaled")
+    fit.add_argument("--method", choices=("lm", "gd"), default="lm",
+                     help="Levenberg-Marquardt (default) or gradient descent on chi2")
     fit.add_argument("--out", metavar="PATH", help="write the table as CSV to PATH")
     fit.add_argument("--plot", type=int, metavar="N",
                      help="draw dataset N (0-based) and its fitted curve (needs matplotlib)")
@@ -107,6 +114,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("fastcalc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head`): not an error; silence the final flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ import numpy as np
 from . import _workloads as wl
 from ._table import format_number, format_seconds, format_table
 
-__all__ = ["AREAS", "SIZES", "BenchRow", "run", "machine_info", "render_table", "write_json",
-           "write_plot"]
+__all__ = ["AREAS", "SIZES", "BenchRow", "machine_info", "render_table", "run", "run_bench",
+           "write_json", "write_plot"]
 
 # Problem sizes per mode. "tiny" exists for the CLI's own tests (hidden option --sizes tiny).
 SIZES = {
@@ -69,32 +69,37 @@ class Bench:
         self.rows = []
         self.stream = stream
         self._cache = {}
-        self.failures = 0
 
     def progress(self, text):
         print(f"[bench] {text}", file=self.stream, flush=True)
 
     def time(self, call):
-        """Return (median seconds, result of the last call) of ``call()``.
+        """Return (median seconds per call, result of the last call) of ``call()``.
 
-        A fast call is warmed up once and then repeated; a slow one (> 0.5 s) is timed fewer
-        times so that full mode stays within minutes.
+        The first call warms up. A fast call (< 10 ms) is then timed in batches of calls lasting
+        about 20 ms each (like ``timeit``), so microsecond timings are not clock noise; a slow
+        one (> 0.5 s) is timed fewer times so that full mode stays within minutes.
         """
         start = time.perf_counter()
         result = call()
         first = time.perf_counter() - start
         if self.repeats <= 1:
             return first, result
-        times = []
-        count = self.repeats if first < 0.5 else max(1, self.repeats // 3)
         if first >= 0.5:
-            times.append(first)
-            count -= 1
-        for _ in range(count):
+            samples = [first]
+            for _ in range(max(1, self.repeats // 3) - 1):
+                start = time.perf_counter()
+                result = call()
+                samples.append(time.perf_counter() - start)
+            return statistics.median(samples), result
+        number = max(1, int(0.02 / first)) if first < 0.01 else 1
+        samples = []
+        for _ in range(self.repeats):
             start = time.perf_counter()
-            result = call()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times), result
+            for _ in range(number):
+                result = call()
+            samples.append((time.perf_counter() - start) / number)
+        return statistics.median(samples), result
 
     def reference(self, key, call):
         """Time a reference once per run, even when several rows compare against it."""
@@ -129,7 +134,6 @@ class Bench:
         except NotImplementedError:
             self.skip(area, workload, "not implemented in this build")
         except Exception as exc:   # report and go on: one broken workload must not stop the run
-            self.failures += 1
             self.add(BenchRow(area, workload, "-", note=f"FAILED: {type(exc).__name__}: {exc}"))
         else:
             self.add(row)
@@ -163,19 +167,24 @@ def bench_derivatives(bench):
     approx_derivative = _approx_derivative()
     metric = "max rel. error vs exact"
 
-    def elementwise():
-        from fastcalc.differentiate import derivative
-        n_points = s["derivative_points"]
-        x = np.linspace(-3.0, 3.0, n_points)
-        f = wl.exp_sin_elementwise
-        exact = wl.exp_sin_elementwise_derivative(x)
-        t_fc, d_fc = bench.time(lambda: derivative(f, x))
-        t_sp, d_sp = bench.time(lambda: differentiate.derivative(f, x).df)
-        return BenchRow(area, "derivative exp(sin x), elementwise", f"{n_points:,} points", t_fc,
-                        "scipy.differentiate.derivative", t_sp, None, _max_rel_error(d_fc, exact),
-                        _max_rel_error(d_sp, exact), metric)
+    n_points = s["derivative_points"]
+    x = np.linspace(-3.0, 3.0, n_points)
+    exact = wl.exp_sin_elementwise_derivative(x)
 
-    bench.attempt(area, "derivative exp(sin x), elementwise", elementwise)
+    def elementwise(method):
+        def row():
+            from fastcalc.differentiate import derivative
+            f = wl.exp_sin_elementwise
+            t_sp, d_sp = bench.reference(("scipy.derivative", n_points),
+                                         lambda: differentiate.derivative(f, x).df)
+            t_fc, d_fc = bench.time(lambda: derivative(f, x, method=method))
+            return BenchRow(area, f"derivative exp(sin x), {method}", f"{n_points:,} points",
+                            t_fc, "scipy.differentiate.derivative", t_sp, None,
+                            _max_rel_error(d_fc, exact), _max_rel_error(d_sp, exact), metric)
+        bench.attempt(area, f"derivative exp(sin x), {method}", row)
+
+    elementwise("central")
+    elementwise("richardson")
 
     n = s["gradient_n"]
     problem = wl.rosenbrock_problem(n)
@@ -324,6 +333,32 @@ def bench_systems(bench):
 
     bench.attempt(area, "newton_system 2-D, vectorized F and jac", row)
 
+    def compiled():
+        from fastcalc._testfunctions import low_level
+        from fastcalc.roots import newton_system
+        q = wl.circle_exp_problem(size)
+
+        def scipy_loop():
+            return np.array([optimize.root(q.F, q.x0[i], jac=q.jac, method="hybr").x
+                             for i in range(subset)])
+
+        t_sub, r_sp = bench.time(scipy_loop)
+        F_c, jac_c = low_level("circle_exp_system"), low_level("circle_exp_jacobian")
+        t_fc, res = bench.time(lambda: newton_system(F_c, q.x0, jac_c))
+        return BenchRow(area, "newton_system 2-D, compiled F and jac", f"N={size:,}", t_fc,
+                        "scipy.optimize.root(hybr) loop", t_sub * size / subset, None,
+                        float(np.max(np.abs(res.x - q.root))),
+                        float(np.max(np.abs(r_sp - q.root[:subset]))),
+                        "max abs. error vs the root (hybr, xtol 1e-15)",
+                        f"x^2 + y^2 = 4, exp(x) + y = 1; root timed on {subset:,} of {size:,} "
+                        f"systems and scaled; per system: fastcalc {format_seconds(t_fc / size)}, "
+                        f"SciPy {format_seconds(t_sub / subset)}")
+
+    bench.attempt(area, "newton_system 2-D, compiled F and jac", compiled)
+
+
+BUILTIN_STARTS = "fastcalc from the model's own guess (no p0), curve_fit from p0 near the truth"
+
 
 def _chi2_excess(problem, params_fc, params_ref, sigma):
     """Max relative chi2 excess of each solution over the better of the two, per dataset."""
@@ -358,19 +393,46 @@ def _curve_fit_loop(problem, subset, func=None):
     return loop
 
 
-def _fit_batch_row(bench, area, label, problem, fit_call, subset):
+def _lmfit_loop(problem, subset):
+    """lmfit.Model.fit per dataset (lmfit's usual interface), from the same p0 as curve_fit."""
+    import lmfit
+    model = lmfit.Model(problem.model)
+    weights = np.full(problem.Y.shape[1], 1.0 / problem.sigma)
+
+    def loop():
+        out = np.full((subset, problem.params.shape[1]), np.nan)
+        for i in range(subset):
+            params = model.make_params(**dict(zip(problem.param_names, problem.p0[i])))
+            result = model.fit(problem.Y[i], params, x=problem.x, weights=weights,
+                               scale_covar=False)
+            out[i] = [result.params[name].value for name in problem.param_names]
+        return out
+    return loop
+
+
+def _fit_batch_row(bench, area, label, problem, fit_call, subset, starts, reference="curve_fit"):
     def row():
         size = problem.Y.shape[0]
-        t_sub, p_ref = bench.time(_curve_fit_loop(problem, subset))
-        t_fc, result = bench.time(fit_call)
+        if reference == "lmfit":
+            try:
+                import lmfit  # noqa: F401
+            except ImportError:
+                raise Skip("lmfit not installed") from None
+            t_sub, p_ref = bench.time(_lmfit_loop(problem, subset))
+        else:
+            # The same datasets and starts in several rows: time the curve_fit loop once.
+            t_sub, p_ref = bench.reference(("curve_fit", problem.model_name, size, subset),
+                                           _curve_fit_loop(problem, subset))
+        # Rows comparing the same call with two references share one timing of it.
+        t_fc, result = bench.reference((label, id(problem)), fit_call)
         err_fc, err_ref = _chi2_excess(problem, np.asarray(result.params), p_ref, problem.sigma)
         ok = float(np.mean(np.asarray(result.status) == 0))
         return BenchRow(area, label, f"N={size:,} x {problem.Y.shape[1]} pts", t_fc,
-                        "curve_fit loop", t_sub * size / subset, None, err_fc, err_ref,
+                        f"{reference} loop", t_sub * size / subset, None, err_fc, err_ref,
                         "max rel. chi2 excess over the better fit",
-                        f"curve_fit timed on {subset:,} of {size:,} datasets and scaled; "
-                        f"fastcalc status 0 for {ok:.1%}")
-    bench.attempt(area, label, row)
+                        f"{reference} timed on {subset:,} of {size:,} datasets and scaled; "
+                        f"fastcalc status 0 for {ok:.1%}; starts: {starts}")
+    bench.attempt(area, f"{label} vs {reference}", row)
 
 
 def bench_fitting(bench):
@@ -393,7 +455,7 @@ def bench_fitting(bench):
         return BenchRow(area, "fit gaussian, one dataset, built-in model", f"{points} pts", t_fc,
                         "curve_fit", t_sp, None, err_fc, err_sp,
                         "rel. chi2 excess over the better fit",
-                        "fastcalc: no p0 (model guess); curve_fit: p0 near the truth")
+                        f"starts: {BUILTIN_STARTS}")
 
     bench.attempt(area, "fit gaussian, one dataset", single)
     for name in ("gaussian", "exponential"):
@@ -404,7 +466,11 @@ def bench_fitting(bench):
             from fastcalc.fitting import fit_batch
             return fit_batch(models.get_model(name), problem.x, problem.Y, sigma=problem.sigma,
                              absolute_sigma=True)
-        _fit_batch_row(bench, area, f"fit_batch {name}, built-in model", problem, call, subset)
+        _fit_batch_row(bench, area, f"fit_batch {name}, built-in model", problem, call, subset,
+                       BUILTIN_STARTS)
+        if name == "gaussian":
+            _fit_batch_row(bench, area, f"fit_batch {name}, built-in model", problem, call,
+                           subset, BUILTIN_STARTS.replace("curve_fit", "lmfit"), "lmfit")
 
     problem = wl.peak_fit_problem("gaussian", size, points=points)
 
@@ -412,7 +478,8 @@ def bench_fitting(bench):
         from fastcalc.fitting import fit_batch
         return fit_batch(problem.model, problem.x, problem.Y, problem.p0, sigma=problem.sigma,
                          absolute_sigma=True)
-    _fit_batch_row(bench, area, "fit_batch gaussian, Python model", problem, python_model, subset)
+    _fit_batch_row(bench, area, "fit_batch gaussian, Python model", problem, python_model, subset,
+                   "the same p0 near the truth for both")
 
 
 def bench_gaussian_2d(bench):
@@ -425,7 +492,7 @@ def bench_gaussian_2d(bench):
         return fit_batch(models.gaussian_2d, problem.x, problem.Y, sigma=problem.sigma,
                          absolute_sigma=True)
     _fit_batch_row(bench, "gaussian_2d", "fit_batch gaussian_2d 5x5 stamps, built-in model",
-                   problem, call, s["fit_subset"])
+                   problem, call, s["fit_subset"], BUILTIN_STARTS)
 
 
 def bench_nist(bench):
@@ -497,7 +564,26 @@ def machine_info():
         "fastcalc": fastcalc.__version__,
         "threads": max_threads(),
         "openmp": bool(HAVE_OPENMP),
+        "numdifftools": _version_of("numdifftools"),
+        "lmfit": _version_of("lmfit"),
+        "load_average": _load_average(),
     }
+
+
+def _load_average():
+    """The 1-minute load average (other processes compete for the cores), or None."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _version_of(package):
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def run(areas, mode, stream=sys.stderr, nist_dir=None):
@@ -521,13 +607,18 @@ def render_table(rows, info, mode):
     header = (f"fastcalc {info['fastcalc']} benchmark ({mode} mode): {info['cpu']}, "
               f"{info['cores']} cores, {info['threads']} threads"
               f"{'' if info['openmp'] else ' (no OpenMP)'}\n"
-              f"Python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}; "
-              f"times are medians; ratio = reference time / fastcalc time (> 1: fastcalc faster)")
+              f"Python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}"
+              + "".join(f", {name} {info[name]}" for name in ("numdifftools", "lmfit")
+                        if info.get(name))
+              + (f"; load average {info['load_average']} at start"
+                 if info.get("load_average") is not None else "")
+              + "\ntimes are medians of repeats; ratio = reference time / fastcalc time "
+              "(> 1: fastcalc is faster); errors against exact answers unless stated")
     table = format_table(
         ["area", "workload", "size", "fastcalc", "reference", "ref. time", "ratio",
          "fastcalc err", "ref. err", "error metric"],
         [[r.area, r.workload, r.size, format_seconds(r.fastcalc_s), r.reference or "-",
-          format_seconds(r.reference_s), f"{r.ratio:.3g}x" if r.ratio else "-",
+          format_seconds(r.reference_s), _ratio_text(r.ratio) if r.ratio else "-",
           format_number(r.fastcalc_error), format_number(r.reference_error), r.metric or "-"]
          for r in rows],
         right_align=(3, 5, 6, 7, 8))
@@ -537,8 +628,13 @@ def render_table(rows, info, mode):
 
 def write_json(path, rows, info, mode):
     with open(path, "w") as out:
-        json.dump({"mode": mode, "machine": info, "rows": [asdict(r) for r in rows]}, out,
-                  indent=2)
+        json.dump({"mode": mode, "sizes": SIZES[mode], "machine": info,
+                   "rows": [asdict(r) for r in rows]}, out, indent=2)
+
+
+def _ratio_text(ratio):
+    """``12.3x``; whole numbers from 100 up (``4,260x``, not ``4.26e+03x``)."""
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
 
 
 def write_plot(path, rows, info, mode):
@@ -558,10 +654,13 @@ def write_plot(path, rows, info, mode):
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=0.8)
     for yi, q in zip(y, ratios):
-        ax.text(q, yi, f" {q:.3g}x", va="center", fontsize=8)
+        ax.text(q, yi, f" {_ratio_text(q)}", va="center", fontsize=8)
+    if ratios:   # room for the labels right of the longest bar, and left of the shortest
+        ax.set_xlim(min(0.5, min(ratios) / 2), max(ratios) * 4)
     ax.set_xlabel("speed-up over the reference (log scale; > 1: fastcalc faster)")
-    ax.set_title(f"fastcalc {info['fastcalc']} vs SciPy ({mode}): {info['cpu']}, "
-                 f"{info['threads']} threads", fontsize=9)
+    ax.set_title(f"fastcalc {info['fastcalc']} against SciPy, numdifftools and lmfit ({mode} "
+                 f"sizes)\n{info['cpu']}, {info['cores']} cores, {info['threads']} threads",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -575,6 +674,10 @@ def run_bench(args):
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs matplotlib: pip install 'fastcalc[plot]'") from None
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):   # fail now, not after minutes of timing
+            raise UsageError(f"{option} {path}: folder {folder} does not exist")
     mode = args.sizes or ("quick" if args.quick else "full")
     areas = args.only or list(AREAS)
     info = machine_info()
@@ -585,10 +688,11 @@ def run_bench(args):
     print(render_table(rows, info, mode))
     failed = sum(r.note.startswith("FAILED") for r in rows)
     print(f"[bench] done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    if args.json:
-        write_json(args.json, rows, info, mode)
-        print(f"[bench] wrote {args.json}", file=sys.stderr)
-    if args.plot:
-        write_plot(args.plot, rows, info, mode)
-        print(f"[bench] wrote {args.plot}", file=sys.stderr)
+    for path, write in ((args.json, write_json), (args.plot, write_plot)):
+        if path:
+            try:
+                write(path, rows, info, mode)
+            except OSError as exc:
+                raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+            print(f"[bench] wrote {path}", file=sys.stderr)
     return 1 if failed else 0

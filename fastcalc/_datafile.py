@@ -36,11 +36,11 @@ def _split(line, delimiter):
 
 
 def _read_csv(path):
-    with open(path, newline="") as source:
+    with open(path, newline="", encoding="utf-8-sig") as source:   # -sig: spreadsheet BOM
         lines = [(number, line.rstrip("\r\n")) for number, line in enumerate(source, 1)]
     lines = [(n, line) for n, line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
-        raise UsageError(f"{path}: the file is empty")
+        raise UsageError(f"{path}: no data (the file is empty or holds only comments)")
     delimiter = _delimiter(lines[0][1])
     header = None
     first_cells = _split(lines[0][1], delimiter)

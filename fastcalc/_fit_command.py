@@ -5,7 +5,6 @@ the table has one row per dataset: its name, each parameter and its standard err
 reduced chi2, status and message.
 """
 import csv
-import re
 import sys
 
 import numpy as np
@@ -18,18 +17,12 @@ __all__ = ["run_fit", "resolve_model", "fit_table"]
 
 
 def resolve_model(name):
-    """The built-in model called ``name`` (``polynomial<DEG>`` for a polynomial of degree DEG)."""
+    """The built-in model called ``name`` (``polynomial3``, ``gaussian``, ...), or UsageError."""
     from fastcalc import models
-    match = re.fullmatch(r"poly(?:nomial)?[_:]?(\d+)", name.strip().lower())
     try:
-        if match:
-            return models.polynomial(int(match.group(1)))
-        return models.get_model(name.strip().lower())
+        return models.get_model(name)
     except (KeyError, ValueError, TypeError) as exc:
-        known = getattr(models, "MODEL_NAMES", None) or getattr(models, "__all__", [])
-        known = [k for k in known if k not in ("get_model", "Model", "ModelId")]
-        hint = f"; choose from {', '.join(known)}, polynomial<DEG>" if known else ""
-        raise UsageError(f"unknown model {name!r}{hint} ({exc})") from None
+        raise UsageError(str(exc).strip("'\"")) from None
 
 
 def _messages(result):
@@ -130,7 +123,8 @@ def run_fit(args, parser=None):
 
     from fastcalc.fitting import fit_batch
     try:
-        result = fit_batch(model, x, Y, sigma=sigma, absolute_sigma=args.absolute_sigma)
+        result = fit_batch(model, x, Y, sigma=sigma, absolute_sigma=args.absolute_sigma,
+                           method=args.method)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{args.data}: {exc}") from None
 
@@ -146,7 +140,10 @@ def run_fit(args, parser=None):
         path = args.plot_out or f"fit-dataset-{args.plot}.png"
         i = args.plot
         sigma_i = None if sigma is None else (sigma if np.ndim(sigma) < 2 else sigma[i])
-        _plot(path, i, names[i], model, x, Y[i], sigma_i, np.asarray(result.params)[i],
-              args.model)
+        try:
+            _plot(path, i, names[i], model, x, Y[i], sigma_i, np.asarray(result.params)[i],
+                  args.model)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
         print(f"wrote {path}", file=sys.stderr)
     return 0

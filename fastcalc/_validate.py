@@ -74,6 +74,11 @@ def checks_differentiate():
            lambda: _rel(derivative(f, x, method="complex"), d1))
     yield ("derivative exp(sin x), richardson", "exact", 1e-10,
            lambda: _rel(derivative(f, x, method="richardson"), d1))
+    def richardson_estimate_bounds_error():
+        result = derivative(f, x, method="richardson", full_output=True)
+        return float(np.max(np.abs(result.df - d1) / np.maximum(result.error, 1e-300)))
+    yield ("derivative richardson: actual error / its estimate", "<= 1", 1.0,
+           richardson_estimate_bounds_error)
     yield ("second derivative exp(sin x)", "exact", 1e-5,
            lambda: _rel(derivative(f, x, order=2), d2))
 
@@ -166,6 +171,14 @@ def checks_roots():
         return _rel(newton(p.f, p.x0, p.fprime, args=(p.a,)), reference)
     yield "newton batch 1000 x^3 = a", "scipy newton", 1e-13, vs_scipy_newton
 
+    # SciPy's array newton calls an element whose f is NaN converged; fastcalc must not.
+    a_nan = np.array([8.0, np.nan, 27.0])
+    with_nan = lambda: newton(p.f, np.ones(3), p.fprime, args=(a_nan,), full_output=True)  # noqa: E731
+    yield ("newton batch with a NaN element: the others", "exact", 1e-14,
+           lambda: _rel(np.asarray(with_nan().root)[[0, 2]], [2.0, 3.0]))
+    yield ("newton batch with a NaN element: it is reported converged", "never", 0,
+           lambda: int(np.asarray(with_nan().converged)[1]) + int(np.asarray(with_nan().status)[1] == 0))
+
     s = wl.circle_line_problem(200)
     yield ("newton_system 200 circle/line systems, vectorized", "exact", 1e-10,
            lambda: float(np.max(np.abs(newton_system(s.F, s.x0, s.jac, args=(s.r, s.b),
@@ -210,6 +223,35 @@ def checks_optimize():
     yield ("lagrange min x + y on x^2 + y^2 = 2: multiplier", "exact -1/2", 1e-10,
            lambda: _rel(np.ravel(circle().multipliers), [-0.5]))
 
+    # Minimise x^2 + 2 y^2 + 3 z^2 on the plane x + y + z = 1: (6, 3, 2)/11, multiplier 12/11.
+    def plane():
+        return lagrange(lambda v: v[0] ** 2 + 2 * v[1] ** 2 + 3 * v[2] ** 2,
+                        [lambda v: v[0] + v[1] + v[2] - 1.0], np.zeros(3))
+    yield ("lagrange quadratic on a plane: point", "exact (6, 3, 2)/11", 1e-10,
+           lambda: _rel(plane().x, np.array([6.0, 3.0, 2.0]) / 11.0))
+    yield ("lagrange quadratic on a plane: multiplier", "exact 12/11", 1e-10,
+           lambda: _rel(np.ravel(plane().multipliers), [12.0 / 11.0]))
+
+    def vs_slsqp():
+        from scipy.optimize import minimize
+        f = lambda v: np.exp(v[0]) + v[1] ** 2 + v[0] * v[1]              # noqa: E731
+        g = lambda v: v[0] ** 2 + v[1] ** 2 - 1.0                          # noqa: E731
+        ours = lagrange(f, [g], np.array([-0.7, 0.7])).x
+        ref = minimize(f, [-0.7, 0.7], method="SLSQP", constraints=[{"type": "eq", "fun": g}],
+                       options={"ftol": 1e-15, "maxiter": 500}).x
+        return _rel(ours, ref)
+    yield "lagrange exp(x) + y^2 + xy on the unit circle", "SLSQP", 1e-6, vs_slsqp
+
+    def vs_bfgs():
+        from scipy.optimize import minimize
+        # A smooth convex function that is not quadratic (Boyd & Vandenberghe, 9.20).
+        f = lambda v: (np.exp(v[0] + 3 * v[1] - 0.1) + np.exp(v[0] - 3 * v[1] - 0.1)   # noqa: E731
+                       + np.exp(-v[0] - 0.1))
+        ours = gradient_descent(f, np.array([-1.0, 0.5]), tol=1e-10, maxiter=100_000).x
+        ref = minimize(f, [-1.0, 0.5], method="BFGS", options={"gtol": 1e-12}).x
+        return _rel(ours, ref)
+    yield "gradient_descent on a convex non-quadratic", "BFGS", 1e-6, vs_bfgs
+
 
 def checks_fitting():
     from fastcalc import models
@@ -220,15 +262,19 @@ def checks_fitting():
     sigma = rng.uniform(0.5, 1.5, x.size)
     y = 2.0 + 0.7 * x + sigma * rng.standard_normal(x.size)
     y3 = 1.0 - 0.5 * x + 0.2 * x ** 2 - 0.01 * x ** 3 + sigma * rng.standard_normal(x.size)
-    # Both in numpy.polyfit's order: highest power first, i.e. (slope, intercept) for a line.
-    yield ("linear_fit (weighted): slope, intercept", "numpy.polyfit", 1e-10,
-           lambda: _rel(linear_fit(x, y, sigma=sigma).params, np.polyfit(x, y, 1, w=1.0 / sigma)))
+    # fastcalc orders coefficients like its models (constant first); numpy.polyfit the reverse.
+    yield ("linear_fit (weighted): intercept, slope", "numpy.polyfit", 1e-10,
+           lambda: _rel(linear_fit(x, y, sigma=sigma).params,
+                        np.polyfit(x, y, 1, w=1.0 / sigma)[::-1]))
     yield ("linear_fit (weighted): stderr", "numpy.polyfit cov", 1e-8,
            lambda: _rel(linear_fit(x, y, sigma=sigma).stderr,
-                        np.sqrt(np.diag(np.polyfit(x, y, 1, w=1.0 / sigma, cov=True)[1]))))
+                        np.sqrt(np.diag(np.polyfit(x, y, 1, w=1.0 / sigma, cov=True)[1]))[::-1]))
     yield ("polyfit degree 3 (weighted): coefficients", "numpy.polyfit", 1e-9,
            lambda: _rel(polyfit(x, y3, 3, sigma=sigma).params,
-                        np.polyfit(x, y3, 3, w=1.0 / sigma)))
+                        np.polyfit(x, y3, 3, w=1.0 / sigma)[::-1]))
+    yield ("polyfit degree 3 (weighted): stderr", "numpy.polyfit cov", 1e-8,
+           lambda: _rel(polyfit(x, y3, 3, sigma=sigma).stderr,
+                        np.sqrt(np.diag(np.polyfit(x, y3, 3, w=1.0 / sigma, cov=True)[1]))[::-1]))
     model_values = np.polyval(np.polyfit(x, y3, 3, w=1.0 / sigma), x)
     yield ("chi2", "its definition", 1e-13,
            lambda: _rel(chi2(y3, model_values, sigma),
@@ -261,6 +307,27 @@ def checks_fitting():
            lambda: _rel_stderr(fit(problem.model, problem.x, problem.Y[0], problem.p0[0],
                                    sigma=problem.sigma, absolute_sigma=True, method="gd").params,
                                refs[0, 0], refs[0, 1]))
+
+    def bad_dataset_isolated():
+        # An all-missing dataset between two good ones changes nothing for the good ones.
+        Y = problem.Y[:3].copy()
+        Y[1] = np.nan
+        together = fit_batch(models.gaussian, problem.x, Y, sigma=problem.sigma)
+        alone = fit_batch(models.gaussian, problem.x, Y[[0, 2]], sigma=problem.sigma)
+        if np.asarray(together.status)[1] == 0:
+            return np.inf
+        return _rel(np.asarray(together.params)[[0, 2]], alone.params)
+    yield ("fit_batch: an all-NaN dataset spoils no other", "fitted alone", 1e-12,
+           bad_dataset_isolated)
+
+    # Noise-free data: the exact parameters, reported as converged (chi2 -> 0 is a success).
+    truth = np.vstack([problem.params[:5], [10.0, 0.0, 1.0, 1.0]])
+    exact_Y = problem.model(problem.x, *truth.T[:, :, None])
+    yield ("fit_batch noise-free gaussians: params", "exact", 1e-8,
+           lambda: _rel(fit_batch(models.gaussian, problem.x, exact_Y).params, truth))
+    yield ("fit_batch noise-free gaussians: not reported converged", "none", 0,
+           lambda: int(np.sum(np.asarray(fit_batch(models.gaussian, problem.x, exact_Y).status)
+                              != 0)))
 
     stamps = wl.gaussian_2d_problem(30)
     stamp_refs = _curve_fit_all(stamps)

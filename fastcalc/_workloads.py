@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from scipy.optimize import rosen, rosen_der, rosen_hess
 
 __all__ = [
     "rosenbrock", "rosenbrock_gradient", "rosenbrock_hessian", "rosenbrock_problem",
     "exp_sin_problem", "exp_sin_elementwise", "exp_sin_elementwise_derivative",
-    "cube_root_problem", "circle_line_problem", "peak_fit_problem",
+    "cube_root_problem", "circle_line_problem", "circle_exp_problem", "peak_fit_problem",
     "gaussian_2d_problem", "SEED",
 ]
 
@@ -26,36 +27,11 @@ SEED = 20261124
 # ----------------------------------------------------------------------------------------------
 # Scalar fields: the Rosenbrock function, its exact gradient and Hessian.
 
-def rosenbrock(x):
-    """Rosenbrock's function; ``x`` of shape ``(n,)`` gives a float, ``(n, k)`` gives ``(k,)``.
-
-    >>> float(rosenbrock(np.ones(5)))
-    0.0
-    """
-    x = np.asarray(x)
-    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2, axis=0)
-
-
-def rosenbrock_gradient(x):
-    """Exact gradient of :func:`rosenbrock` at ``x`` of shape ``(n,)``."""
-    x = np.asarray(x, dtype=float)
-    g = np.zeros_like(x)
-    inner = x[1:] - x[:-1] ** 2
-    g[:-1] += -400.0 * x[:-1] * inner - 2.0 * (1.0 - x[:-1])
-    g[1:] += 200.0 * inner
-    return g
-
-
-def rosenbrock_hessian(x):
-    """Exact Hessian of :func:`rosenbrock` at ``x`` of shape ``(n,)``."""
-    x = np.asarray(x, dtype=float)
-    n = x.size
-    h = np.zeros((n, n))
-    i = np.arange(n - 1)
-    h[i, i] += 1200.0 * x[:-1] ** 2 - 400.0 * x[1:] + 2.0
-    h[i + 1, i + 1] += 200.0
-    h[i, i + 1] = h[i + 1, i] = -400.0 * x[:-1]
-    return h
+# SciPy's Rosenbrock function and its exact derivatives: rosen accepts x of shape (n,) -> float
+# and (n, k) -> (k,), so one function serves the Python, vectorized and reference paths.
+rosenbrock = rosen
+rosenbrock_gradient = rosen_der
+rosenbrock_hessian = rosen_hess
 
 
 @dataclass
@@ -181,6 +157,33 @@ def circle_line_problem(size, seed=SEED):
     x0 = root + 0.3 * r[:, None] * rng.uniform(-1.0, 1.0, (size, 2))
     x0[:, 0] = np.abs(x0[:, 0]) + 0.1   # stay in the x > 0 basin
     return SystemProblem(_circle_line, _circle_line_jac, x0, r, b, root)
+
+
+def _circle_exp(x):
+    return np.array([x[0] * x[0] + x[1] * x[1] - 4.0, np.exp(x[0]) + x[1] - 1.0])
+
+
+def _circle_exp_jac(x):
+    one = np.ones_like(x[0])
+    return np.array([[2.0 * x[0], 2.0 * x[1]], [np.exp(x[0]), one]])
+
+
+def circle_exp_problem(size, seed=SEED):
+    """``x^2 + y^2 = 4``, ``exp(x) + y = 1`` (``circle_exp_system`` in ``fastcalc._testfunctions``)
+    from ``size`` starts within 0.3 of one of its two roots; ``root`` is that root.
+
+    >>> p = circle_exp_problem(2)
+    >>> bool(np.allclose(p.F(p.root[0]), 0.0, atol=1e-14))
+    True
+    """
+    from scipy.optimize import root as scipy_root
+    roots = np.array([scipy_root(_circle_exp, start, jac=_circle_exp_jac, method="hybr",
+                                 options={"xtol": 1e-15}).x for start in ([1.0, -1.7], [-1.8, 0.8])])
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, 2, size)
+    x0 = roots[which] + rng.uniform(-0.3, 0.3, (size, 2))
+    return SystemProblem(lambda x, *_: _circle_exp(x), lambda x, *_: _circle_exp_jac(x), x0,
+                         None, None, roots[which])
 
 
 # ----------------------------------------------------------------------------------------------

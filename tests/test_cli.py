@@ -64,7 +64,7 @@ def test_bench_prints_header_and_one_row_per_workload(tiny_bench):
     for column in ("workload", "fastcalc", "reference", "ratio", "fastcalc err", "ref. err"):
         assert column in header
     rows = [line for line in lines if line.startswith("derivatives")]
-    assert len(rows) == 4   # elementwise derivative; gradient vectorized, compiled, Python
+    assert len(rows) == 5   # derivative central, richardson; gradient vectorized, compiled, Python
     assert any("approx_derivative" in row for row in rows)
     assert "[bench]" in proc.stderr and "[bench]" not in proc.stdout   # progress on stderr
 
@@ -75,7 +75,7 @@ def test_bench_json_holds_every_row_with_times_ratio_and_errors(tiny_bench):
     data = json.loads((out / "rows.json").read_text())
     assert data["mode"] == "tiny"
     assert {"cpu", "cores", "python", "numpy", "scipy", "fastcalc", "threads"} <= set(data["machine"])
-    assert len(data["rows"]) == 4 and {r["area"] for r in data["rows"]} == {"derivatives"}
+    assert len(data["rows"]) == 5 and {r["area"] for r in data["rows"]} == {"derivatives"}
     timed = [r for r in data["rows"] if r["fastcalc_s"] is not None]
     assert timed, data["rows"]
     for row in timed:
@@ -100,6 +100,13 @@ def test_bench_runs_every_area_at_tiny_sizes(tmp_path):
     assert not [r for r in rows if r["note"].startswith("FAILED")]
 
 
+def test_bench_rejects_an_output_folder_that_does_not_exist(tmp_path):
+    proc = run_cli("bench", "--sizes", "tiny", "--only", "newton", "--json",
+                   tmp_path / "missing" / "rows.json")
+    assert_usage_error(proc, "--json", "does not exist")
+    assert "[bench] area" not in proc.stderr   # refused before any timing
+
+
 def test_bench_rejects_an_unknown_area():
     assert_usage_error(run_cli("bench", "--only", "derivatives,warp"), "unknown area warp")
 
@@ -115,6 +122,27 @@ def test_validate_passes_and_prints_the_table():
     assert sum("PASS" in line for line in lines) >= 10
     assert not any(" FAIL" in line for line in lines)
     assert lines[-1].endswith("skipped") and " 0 failed" in lines[-1]
+
+
+def test_validate_exits_1_when_a_check_fails():
+    # A deliberately wrong "routine" injected as an extra area: its failure must set the status.
+    script = (
+        "import sys\n"
+        "from fastcalc import _validate\n"
+        "def checks_broken():\n"
+        "    yield ('one plus one', 'exact 2', 1e-12, lambda: abs((1 + 1.5) - 2))\n"
+        "    yield ('raises', 'exact', 1e-12, lambda: 1 / 0)\n"
+        "_validate.CHECKS = {'broken': checks_broken}\n"
+        "from fastcalc.__main__ import main\n"
+        "sys.exit(main(['validate']))\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("broken")]
+    assert len(rows) == 2 and all(row.rstrip().endswith("FAIL") or "FAIL (" in row for row in rows)
+    assert "ZeroDivisionError" in rows[1]
+    assert "0 passed, 2 failed" in proc.stdout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +269,7 @@ def test_fit_missing_file(tmp_path):
 
 def test_fit_unknown_model(good_csv):
     assert_usage_error(run_cli("fit", good_csv, "--model", "banana", "--x-column"),
-                       "unknown model 'banana'")
+                       "unknown model", "banana", "gaussian")
 
 
 def test_fit_too_few_points(tmp_path):
@@ -297,6 +325,16 @@ def test_fit_plot_index_out_of_range(good_csv, tmp_path):
     assert_usage_error(proc, "--plot 7: no such dataset (there are 3")
 
 
+@needs_fitting
+def test_fit_unwritable_outputs(good_csv, tmp_path):
+    missing = tmp_path / "missing"
+    assert_usage_error(run_cli("fit", good_csv, "--model", "gaussian", "--x-column", "--out",
+                               missing / "fits.csv"), "cannot write", "fits.csv")
+    if HAVE_MATPLOTLIB:
+        assert_usage_error(run_cli("fit", good_csv, "--model", "gaussian", "--x-column", "--plot",
+                                   0, "--plot-out", missing / "p.png"), "cannot write", "p.png")
+
+
 def test_fit_conflicting_layout_options(good_csv):
     assert_usage_error(run_cli("fit", good_csv, "--model", "line", "--x-column", "--by", "rows"),
                        "--x-column")
@@ -308,3 +346,4 @@ def test_fit_argparse_errors_exit_2(good_csv):
     assert_usage_error(run_cli("fit", good_csv), "--model")              # required option
     assert_usage_error(run_cli("fit", good_csv, "--model", "line", "--plot", "two"), "invalid int")
     assert_usage_error(run_cli("frobnicate"), "invalid choice")
+    assert_usage_error(run_cli(), "required")                            # no command
