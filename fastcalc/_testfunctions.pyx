@@ -121,10 +121,7 @@ cdef api int circle_exp_jacobian(int n, double *x, int m, double *out,
     return 0
 
 
-<<<<<<< HEAD
-=======
 # ---- compiled fit models (fastcalc.fitting) ----
->>>>>>> cli
 cdef api int gaussian_model(int npts, double *x, int nparams, double *params, double *out,
                             void *user_data) noexcept nogil:
     """Fit model A exp(-(x - mu)^2 / (2 s^2)) + c, params (A, mu, s, c); -1 unless nparams == 4."""
