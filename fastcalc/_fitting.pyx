@@ -29,17 +29,11 @@ from libc.string cimport memcpy
 from fastcalc._evaluate cimport UserFunction, model_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
 from fastcalc._parallel cimport resolve_threads
+from fastcalc._status_codes cimport (SUCCESS, MAX_ITERATIONS, SINGULAR, NON_FINITE,
+                                     OUT_OF_BOUNDS, CALLBACK_ERROR)
 
 cnp.import_array()
 
-# Status codes: the values of fastcalc._status.Status.
-cdef enum:
-    SUCCESS = 0
-    MAX_ITERATIONS = 1
-    SINGULAR = 2
-    NON_FINITE = 3
-    OUT_OF_BOUNDS = 4
-    CALLBACK_ERROR = 5
 
 # Stages of the state machine.
 cdef enum:

@@ -33,17 +33,14 @@ from scipy.linalg.cython_lapack cimport dgesv
 
 from fastcalc._evaluate cimport UserFunction, elementwise_t, vector_field_t
 from fastcalc._parallel cimport resolve_threads
+from fastcalc._status_codes cimport (SUCCESS, MAX_ITERATIONS, SINGULAR, NON_FINITE,
+                                     OUT_OF_BOUNDS, CALLBACK_ERROR)
 
 cnp.import_array()
 
-# Status codes (fastcalc._status.Status); RUNNING marks an element still being iterated.
+# RUNNING marks an element still being iterated (the other codes: fastcalc._status_codes).
 cdef enum:
     RUNNING = -1
-    SUCCESS = 0
-    MAX_ITERATIONS = 1
-    SINGULAR = 2
-    NON_FINITE = 3
-    OUT_OF_BOUNDS = 4
 
 # Step rules.
 cpdef enum Method:
