@@ -9,20 +9,28 @@ Algorithm (``method="lm"``)
     decreasing, and the damped step ``min ||r - J dp||^2 + lam ||D dp||^2``, solved from the normal
     equations by Cholesky when every pivot keeps at least 1e-8 of its diagonal and otherwise by a
     Householder QR of ``J`` and of the small augmented matrix ``[R; sqrt(lam) D]`` (stable on
-    ill-conditioned problems such as the NIST StRD set). ``lam`` follows Nielsen's update.
-Stopping (``tol`` = ``(ftol, xtol, gtol)``, or one number for all three; default 1e-10 each)
-    * chi2 test: the actual and the predicted relative reductions of chi2 are both <= ftol;
-    * step test: ``||D dp|| <= xtol ||D p||``;
+    ill-conditioned problems such as the NIST StRD set). The step is controlled by a trust
+    radius ``delta`` on ``||D dp||`` as in MINPACK's lmder: ``delta = ||D p0||`` at the start (1
+    if that is 0); each trial takes the Gauss-Newton step (``lam = 0``) when it lies within
+    ``1.1 delta``, else the ``lam`` that brings ``||D dp||`` to ``delta`` (to 0.1 %, by Moré's
+    safeguarded Newton iteration, a few solves of the small system). With the ratio ``rho`` of
+    actual to predicted chi2 reduction: ``rho <= 0.25`` halves ``delta`` (to at most
+    ``5 ||D dp||``), a Gauss-Newton step or ``rho >= 0.75`` sets ``delta = 2 ||D dp||``, and the
+    step is accepted when ``rho >= 1e-4``.
+Stopping (``tol`` = ``(ftol, xtol, gtol)``, or one number for all three; default 1e-12 each)
+    * chi2 test: the actual and the predicted relative reductions of chi2 are both <= ftol, or
+      the Gauss-Newton step from the current point is predicted to remove <= ftol of chi2 (it is
+      then not taken);
+    * step test: an accepted step has ``||D dp|| <= xtol ||D p||``, or the trust radius has
+      shrunk to ``delta <= xtol ||D p||``;
     * gradient test: the cosine of the angle between the residual vector and every Jacobian column
       is <= gtol (projected on active bounds).
-    After a rejected step only a step that no longer changes the parameters ends the iteration
-    (a small step there reflects the grown damping, not convergence). At the exit a Gauss-Newton
-    step is computed once more: if it would still move some parameter by more than 1e-4 of its
-    value and remove more than 1e-8 of chi2, the point is not a minimum; LM then restarts from
-    it with fresh scaling and damping (at most 3 times) and otherwise reports ``MAX_ITERATIONS``
-    (1) instead of success. On the NIST StRD problems (default settings, analytic or
-    finite-difference Jacobian) this solves 27/27 from start 2 and 25/27 from start 1 at
-    LRE >= 4; the two misses (BoxBOD, MGH10 from start 1) end with a non-zero status.
+    At the exit a Gauss-Newton step is computed once more: if it would still move some parameter
+    by more than 1e-4 of its value and remove more than 1e-8 of chi2, the point is not a minimum;
+    LM then restarts from it with fresh scaling and trust radius (at most 3 times) and otherwise
+    reports ``MAX_ITERATIONS`` (1) instead of success. On the NIST StRD problems (default
+    settings, analytic or finite-difference Jacobian) this solves 27/27 from both starts at
+    LRE >= 5.0 (analytic) / 4.6 (finite differences), in 1656 iterations in all (analytic).
 Linear algebra
     Cholesky of the damped normal equations is used when every pivot keeps >= 1e-8 of its
     diagonal (about 1.7x faster than QR on small problems); otherwise Householder QR. Both give
@@ -35,7 +43,10 @@ Bounds
 Python-callable models
     ``fit_batch`` advances groups of 512 datasets in lock step: one broadcast model call per
     round for every dataset waiting for a trial value, and one per free parameter for the
-    forward-difference Jacobian (or one ``jac`` call), the algebra per dataset in C.
+    forward-difference Jacobian (or one ``jac`` call), the algebra per dataset in C. Groups run
+    on ``n_threads`` threads (NumPy and the algebra release the GIL), each computed exactly as on
+    one thread, so a Python model must be thread-safe there (pure NumPy functions are); use
+    ``n_threads=1`` for one that is not.
 Gradient descent (``method="gd"``)
     ``p += alpha D^-2 J^T r`` (gradient descent on chi2, preconditioned by the same scaling), with
     an adaptive step: ``alpha`` grows 1.5x after a step that lowers chi2 and halves (the step being
@@ -55,11 +66,12 @@ from scipy import LowLevelCallable  # type: ignore[import-untyped]
 
 from . import _fitting
 from ._evaluate import resolve
+from ._parallel import n_threads_for
 from ._status import Status, message_of, messages_of
 
 __all__ = ["BatchFitResult", "FitResult", "chi2", "fit", "fit_batch", "linear_fit", "polyfit"]
 
-DEFAULT_TOL = 1e-10
+DEFAULT_TOL = 1e-12
 GD_MAXITER = 20000
 _KIND_BUILTIN, _KIND_COMPILED, _KIND_PYTHON = 0, 1, 2
 _METHODS = {"lm": 0, "gd": 1}
@@ -424,7 +436,7 @@ class _Problem:
     """Validated inputs of fit / fit_batch."""
 
     def __init__(self, model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac, batch,
-                 absolute_sigma):
+                 absolute_sigma, x_per_dataset=None):
         if method not in _METHODS:
             raise ValueError(f"method must be 'lm' or 'gd', got {method!r}")
         self.method = method
@@ -486,10 +498,27 @@ class _Problem:
         if not np.all(np.isfinite(x)):
             raise ValueError("x contains NaN or inf")
         self.x_shared = True
+        if x_per_dataset is not None and x_per_dataset not in (True, False):
+            raise TypeError(f"x_per_dataset must be None, True or False, got {x_per_dataset!r}")
         if self.kind == _KIND_PYTHON:
-            if batch and x.ndim >= 2 and x.shape[0] == N and x.shape[-1] == m and (
-                    x.ndim > 2 or N > 1 or x.shape != (1, m)):
-                self.x_shared = False
+            if x_per_dataset is None:
+                per_dataset = (batch and x.ndim >= 2 and x.shape[0] == N and x.shape[-1] == m
+                               and (x.ndim > 2 or N > 1 or x.shape != (1, m)))
+                if per_dataset and x.ndim == 2 and N == 2:
+                    # (2, m) is also the shared x of a model of two variables (gaussian_2d's
+                    # layout): refuse to guess
+                    raise ValueError(
+                        f"x of shape {x.shape} with 2 datasets is ambiguous for a Python model: "
+                        "one row of x per dataset, or one x of two variables shared by both? "
+                        "Pass x_per_dataset=True or x_per_dataset=False")
+            elif x_per_dataset:
+                if not (x.ndim >= 2 and x.shape[0] == N):
+                    raise ValueError(f"x_per_dataset=True needs x of shape ({N}, ...) with one "
+                                     f"entry per dataset, got {x.shape}")
+                per_dataset = True
+            else:
+                per_dataset = False
+            self.x_shared = not per_dataset
             self.x = x
         else:
             if self.x_dim is None:   # compiled: 1-D x (or (k, m) rows in a single fit)
@@ -504,6 +533,10 @@ class _Problem:
             else:
                 want = f"{shared_shape}" + (f" or {(N,) + shared_shape}" if batch else "")
                 raise ValueError(f"x has shape {x.shape}, expected {want} for {m} points")
+            if x_per_dataset is not None and bool(x_per_dataset) == self.x_shared:
+                raise ValueError(f"x_per_dataset={x_per_dataset} contradicts x of shape {x.shape}: "
+                                 f"this model takes a shared x of shape {shared_shape} or one "
+                                 f"per dataset of shape {(N,) + shared_shape}")
             self.x = np.ascontiguousarray(xs)
         # ----- sigma
         if sigma is None:
@@ -611,6 +644,11 @@ class _Problem:
             except ImportError:
                 bar = None
         try:
+            if self.kind == _KIND_PYTHON and len(starts) > 1:
+                workers = min(len(starts), n_threads_for(n_threads))
+                if workers > 1:
+                    self._run_python_threads(starts, chunk, out, workers, bar)
+                    return out
             for start in starts:
                 stop = min(N, start + chunk)
                 if self.kind == _KIND_PYTHON:
@@ -629,6 +667,26 @@ class _Problem:
             if bar is not None:
                 bar.close()
         return out
+
+    def _run_python_threads(self, starts, chunk, out, workers, bar):
+        """Groups of datasets on `workers` threads: NumPy and the C algebra release the GIL, so
+        the model calls of different groups overlap. Every group is computed exactly as on one
+        thread (results do not depend on the thread count). The first exception propagates."""
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+        N = self.N
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(self._run_python, start, min(N, start + chunk), out): start
+                       for start in starts}
+            try:
+                for future in as_completed(futures):
+                    future.result()
+                    if bar is not None:
+                        start = futures[future]
+                        bar.update(min(N, start + chunk) - start)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
     def _run_python(self, start, stop, out):
         Y = self.Y[start:stop]
@@ -749,7 +807,7 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     maxiter : int, optional
         Iteration budget (trial steps); default ``200 * (n_free + 1)`` for LM, 20000 for GD.
     tol : float or (ftol, xtol, gtol), optional
-        Stopping tolerances (default 1e-10 each; see the module notes).
+        Stopping tolerances (default 1e-12 each; see the module notes).
     jac : callable, optional
         Analytic Jacobian: ``jac(x, *params) -> (m, p)`` for a Python model, or a compiled callable
         with the model signature writing ``(npts, nparams)`` row-major for a compiled model.
@@ -788,20 +846,24 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
 
 def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method="lm",
               bounds=None, fixed=None, maxiter=None, tol=None, n_threads=None, progress=False,
-              jac=None):
+              jac=None, x_per_dataset=None):
     """Fit ``model`` to N datasets at once.
 
     Built-in and compiled models run in a ``nogil`` ``prange`` loop over datasets (results
     identical for any ``n_threads``). A Python model is called once per round for all active
     datasets with parameters as ``(N_active, 1)`` columns — ``model(x, *columns)`` must broadcast
-    to ``(N_active, m)`` — plus once per free parameter for its finite-difference Jacobian.
+    to ``(N_active, m)`` — plus once per free parameter for its finite-difference Jacobian;
+    groups of 512 datasets run on ``n_threads`` threads (identical results for any count; the
+    model must then be thread-safe, as pure NumPy functions are).
 
     Parameters
     ----------
     model : see :func:`fit`
     x : array_like
         Shared ``(m,)`` (``(2, m)`` for ``gaussian_2d``) or per dataset ``(N, m)``
-        (``(N, 2, m)``).
+        (``(N, 2, m)``). A Python model receives a shared x as it is, and per dataset the rows
+        ``x[active]``; an ``x`` whose first axis has length N is taken per dataset, except that
+        ``(2, m)`` with N = 2 is refused as ambiguous (see ``x_per_dataset``).
     Y : array_like (N, m)
         Data; NaN marks missing points, so datasets of unequal length fit in one call.
     p0 : array_like (p,) or (N, p), optional
@@ -809,7 +871,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     sigma : array_like (m,) or (N, m), optional
     absolute_sigma, method, bounds, fixed, maxiter, tol : see :func:`fit`
     n_threads : int, optional
-        Threads (default: all cores).
+        Threads (default: all cores). With a Python model, threads run different groups of 512
+        datasets, calling the model concurrently; pass 1 for a model that is not thread-safe.
     progress : bool
         Show a tqdm progress bar (when tqdm is installed).
     jac : callable, optional
@@ -817,6 +880,11 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         as ``(N_active, 1)`` columns) returning ``p`` derivatives ``d model / d p_k``, each
         broadcasting to ``(N_active, m)`` — one call per iteration instead of ``p`` model calls.
         Compiled model: a compiled callable as in :func:`fit`.
+    x_per_dataset : bool, optional
+        Say explicitly whether the first axis of ``x`` runs over datasets (True) or ``x`` is
+        shared as a whole (False) — needed for a Python model with N = 2 and ``x`` of shape
+        ``(2, m)`` (two datasets, or one x of two variables?). For built-in and compiled models
+        the layout follows from the shape, and a contradicting value raises ``ValueError``.
 
     Returns
     -------
@@ -834,7 +902,7 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     [[2.0, 1.0], [-1.0, 3.0]]
     """
     problem = _Problem(model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
-                       batch=True, absolute_sigma=absolute_sigma)
+                       batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset)
     params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads, progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
                           problem.residuals_of, method)
