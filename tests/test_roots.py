@@ -350,6 +350,32 @@ def test_wrong_shapes_and_types_raise_clear_errors():
         newton_system(lambda X: X[:1], np.ones((3, 2)), vectorized=True)
 
 
+def test_several_per_element_args_follow_the_active_elements(rng):
+    # two parameter arrays and a scalar: every call sees x and both arrays compacted alike,
+    # all read-only (the first round passes the caller's own arrays)
+    a = rng.uniform(1.0, 1000.0, 5000)
+    scale = rng.uniform(0.5, 2.0, 5000)
+    seen = []
+
+    def f(x, a, scale, c):
+        assert x.shape == a.shape == scale.shape and c == 3.0
+        assert not (x.flags.writeable or a.flags.writeable or scale.flags.writeable)
+        seen.append(x.size)
+        return scale * (x * x * x - a)
+
+    def fprime(x, a, scale, c):
+        return c * scale * x * x
+
+    r = newton(f, np.ones(5000), fprime, args=(a, scale, 3.0), full_output=True)
+    assert r.converged.all() and sum(seen) == (r.nit + 1).sum()
+    np.testing.assert_allclose(r.x, np.cbrt(a), rtol=4 * EPS)
+    assert a.flags.writeable and scale.flags.writeable
+    # no per-element argument at all, and an empty batch
+    np.testing.assert_allclose(newton(lambda x: x * x - 2.0, np.full(3, 1.0), lambda x: 2 * x),
+                               np.sqrt(2.0), rtol=4 * EPS)
+    assert newton(cube, np.empty(0), cube_prime, args=(np.empty(0),)).shape == (0,)
+
+
 def test_inputs_are_not_mutated_and_read_only_inputs_work(rng):
     a = rng.uniform(1.0, 10.0, 100)
     x0 = rng.uniform(1.0, 3.0, 100)
@@ -476,3 +502,26 @@ def test_vectorized_system_per_system_args_follow_active_systems(rng):
     assert r.converged.all()
     np.testing.assert_allclose(r.x[:, 0], np.sqrt(c), rtol=4 * EPS)
     np.testing.assert_allclose(r.x[:, 1], 2 * np.sqrt(c), rtol=4 * EPS)
+
+
+def test_compiled_python_and_scalar_paths_take_identical_steps(rng):
+    # x*x*x and 3.0*x*x round identically in C and NumPy, so every path must agree bitwise:
+    # the compiled lanes, the vectorized round and the general per-element logic (scalar x0)
+    n = 2000
+    a = rng.uniform(-100.0, 100.0, n)
+    x0 = rng.uniform(-5.0, 5.0, n)
+    x0[:4] = [0.0, np.nan, 1e300, -1e-300]
+    a[4] = np.nan
+    kw = dict(full_output=True, maxiter=8)
+    compiled = newton(low_level("cube_root_eq"), x0, low_level("cube_root_eq_prime"), args=(a,),
+                      **kw)
+    with np.errstate(over="ignore", invalid="ignore"):
+        python = newton(lambda x, a: x * x * x - a, x0, lambda x, a: 3.0 * x * x, args=(a,),
+                        **kw)
+    assert set(np.unique(compiled.status)) == {0, 1, 2, 3}
+    for key in ("x", "fun", "status", "nit"):
+        np.testing.assert_array_equal(compiled[key], python[key])
+    for i in list(range(6)) + list(range(6, n, 97)):
+        one = newton(lambda x: x * x * x - a[i], x0[i], lambda x: 3.0 * x * x, **kw)
+        assert (one.status, one.nit) == (compiled.status[i], compiled.nit[i])
+        np.testing.assert_array_equal([one.x, one.fun], [compiled.x[i], compiled.fun[i]])
