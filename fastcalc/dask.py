@@ -12,23 +12,28 @@ the rest of fastcalc never imports it.
 
 Schedulers
 ----------
-The compiled kernels release the GIL, so the default threaded scheduler runs one chunk per core.
-Each chunk then runs on one thread (``n_threads=1``, the default here): Dask provides the
-parallelism, and letting every chunk also start one OpenMP thread per core only oversubscribes
-the machine. Pass ``n_threads=None`` to use every core per chunk instead (e.g. with a
-``distributed`` cluster of single-threaded worker processes, one per machine).
+The compiled kernels run without the GIL, so the default threaded scheduler runs one chunk per
+core: on 2 cores, 2 Dask threads fit 64-point Gaussians 1.9 times as fast as 1 thread (process
+CPU time / wall time 1.94-1.99; ``benchmarks/bench_dask.py``). Each chunk runs its kernel on one
+thread (``n_threads=1``, the default here): Dask supplies the parallelism. Letting every chunk
+also start one OpenMP thread per core (``n_threads=None``) used the same CPU time and was no
+faster on 2 cores, and on a many-core machine it starts cores x cores threads; use it only
+when each machine runs a single one-thread worker.
 
-Python models and functions hold the GIL: use processes for them (a ``distributed`` cluster with
-``threads_per_worker=1``, or ``dask.config.set(scheduler="processes")``).
+Python models hold the GIL while they run: for them prefer worker processes (a ``distributed``
+cluster with ``threads_per_worker=1``). Vectorized NumPy functions in :func:`newton` release it
+inside NumPy and still gain from threads.
 
 Chunk size
 ----------
-Chunk along the datasets only (``Y.chunks[1]`` is merged into one chunk if needed). Each chunk
-costs Dask a fixed overhead of the order of a millisecond, a built-in 64-point Gaussian fit about
-tens of microseconds: chunks of 1e4 to 1e5 datasets keep the overhead at a few percent while
-leaving enough chunks to balance the cores (see ``benchmarks/bench_dask.py``; the measured figures
-are in the README). For batch Newton on scalar equations, whose per-element cost is far
-smaller, use chunks of 1e5 to 1e6 elements.
+Chunk along the datasets only (the columns of ``Y`` are merged into one chunk if needed). Each
+chunk costs Dask and the in-memory call about 0.7 ms, while a 64-point Gaussian fit takes 8 to
+11 microseconds of CPU: 2e3 datasets per chunk cost 5 % more CPU than one in-memory call, and
+in 1e6-fit runs on 2 cores chunks of 1e5 beat chunks of 2e4 (4.9 s against 5.5 s; in memory
+4.2 s). Use 5e4 to 1e5 datasets per chunk, with at least a few chunks per core; a NumPy ``Y``
+is split into ``DEFAULT_FIT_CHUNK`` (5e4) rows. Batch Newton on scalar equations costs about
+60 ns per element (compiled): use 1e5 to 1e6 elements per chunk (1e4 costs 65 % more CPU than
+1e5); the default for a NumPy ``x0`` is 5e5. Measured with ``benchmarks/bench_dask.py``.
 
 Running on a cluster
 --------------------
@@ -37,9 +42,14 @@ Connect a ``distributed`` client; the same code then runs on the cluster::
     from distributed import Client
     client = Client("tcp://scheduler:8786")          # or Client(LocalCluster(...))
     Y = dask.array.from_zarr("spectra.zarr")          # (N, m), chunked along N
-    result = fastcalc.dask.fit_batch(fastcalc.models.gaussian, x, Y)
-    result.params.to_zarr("params.zarr")              # stays distributed, or
-    in_memory = result.compute()                      # gathers a BatchFitResult
+    lazy = fastcalc.dask.fit_batch(fastcalc.models.gaussian, x, Y)
+    lazy.params.to_zarr("params.zarr")                # results stay distributed, or
+    result = lazy.compute()                           # gather a BatchFitResult
+
+Load the data on the workers (``from_zarr``, ``from_delayed``...) rather than wrapping a large
+in-memory array, which would travel inside the graph. Only ``params``, ``cov``, ``chi2``,
+``dof``, ``nit``, ``nfev`` and ``status`` come back with ``compute()``; the residuals, as large as
+``Y``, are fetched on first access (or with ``compute(residuals=True)``).
 
 The workers need fastcalc installed. The model, function and arguments are pickled to them:
 built-in models and importable Python functions travel as they are, but a compiled callable
@@ -47,9 +57,8 @@ built-in models and importable Python functions travel as they are, but a compil
 Describe it with :func:`compiled` instead, e.g.
 ``compiled(LowLevelCallable.from_cython, my_module, "my_model")``: each worker process builds it
 once, where it runs. Passing the callable itself works with the threaded and synchronous
-schedulers, and raises a clear ``TypeError`` when a graph holding it is sent to other processes.
+schedulers; ``compute()`` with any other scheduler raises a ``TypeError`` saying so.
 """
-import importlib
 import threading
 
 import numpy as np
@@ -60,14 +69,14 @@ try:
     import dask.local
     import dask.threaded
     from dask.base import tokenize
-except ImportError as exc:  # pragma: no cover - exercised only without dask installed
+except ImportError as exc:  # tested by simulating a missing dask
     raise ImportError("fastcalc.dask requires dask; install it with "
                       "'pip install fastcalc[dask]'") from exc
 
 __all__ = ["DaskBatchFitResult", "DaskNewtonResult", "compiled", "fit_batch", "newton"]
 
 # Datasets per chunk when a NumPy Y is given (see "Chunk size" in the module docstring).
-DEFAULT_FIT_CHUNK = 20_000
+DEFAULT_FIT_CHUNK = 50_000
 # Equations per chunk when a NumPy x0 is given.
 DEFAULT_NEWTON_CHUNK = 500_000
 
@@ -76,7 +85,7 @@ DEFAULT_NEWTON_CHUNK = 500_000
 # Compiled callables: built inside each process, never pickled.
 
 _built_lock = threading.Lock()
-_built = {}   # token -> compiled callable built in this process
+_built: dict = {}   # token -> compiled callable built in this process
 
 
 class compiled:
@@ -130,7 +139,8 @@ class compiled:
 
     def __repr__(self):
         name = getattr(self.factory, "__name__", repr(self.factory))
-        parts = [name] + [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        parts = [name] + [repr(a) for a in self.args]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"compiled({', '.join(parts)})"
 
 
@@ -139,7 +149,8 @@ def _is_compiled_object(value):
     cls = type(value)
     if cls.__name__ == "LowLevelCallable" and cls.__module__.startswith("scipy"):
         return True
-    return cls.__module__.startswith("numba") and hasattr(value, "ctypes") and hasattr(value, "address")
+    return (cls.__module__.startswith("numba") and hasattr(value, "ctypes")
+            and hasattr(value, "address"))
 
 
 class _ThisProcessOnly:
@@ -190,34 +201,32 @@ def _local(value):
 # --------------------------------------------------------------------------------------------
 # Shared graph machinery: one in-memory call per chunk, each result field a Dask array.
 
-class _FieldSpec:
-    """One field of a batch result: its dtype and its shape after the batch axes."""
-
-    def __init__(self, dtype, trailing=()):
-        self.dtype = np.dtype(dtype)
-        self.trailing = tuple(trailing)
-
-
 def _fields_of_block(result, names):
     """Inside a task: the fields of an in-memory result, as a dict of arrays."""
     return {name: np.asarray(getattr(result, name)) for name in names}
 
 
-def _field_arrays(blocks, specs, batch_ndim):
-    """Dask arrays of each field from the object array ``blocks`` of per-chunk dicts."""
-    fields = {}
-    for name, spec in specs.items():
-        new_axes = list(range(batch_ndim, batch_ndim + len(spec.trailing)))
-        chunks = blocks.chunks + tuple((n,) for n in spec.trailing)
-        fields[name] = blocks.map_blocks(
-            _pick, name, dtype=spec.dtype, chunks=chunks, new_axis=new_axes or None,
-            meta=np.empty((0,) * (batch_ndim + len(spec.trailing)), dtype=spec.dtype),
-            name=f"{name}-{blocks.name}")
-    return fields
-
-
 def _pick(block, name):
     return block[name]
+
+
+def _field_array(blocks, name, dtype, trailing=(), function=_pick):
+    """Dask array of one field, taken by ``function(block, name)`` from each chunk's dict."""
+    ndim = blocks.ndim + len(trailing)
+    return blocks.map_blocks(
+        function, name, dtype=dtype, chunks=blocks.chunks + tuple((n,) for n in trailing),
+        new_axis=list(range(blocks.ndim, ndim)) or None, meta=np.empty((0,) * ndim, dtype=dtype),
+        name=f"{name}-{blocks.name}")
+
+
+def _assemble(blocks, parts, name):
+    """Field ``name`` of every chunk's dict (``parts``, in block order) in one array."""
+    first = np.asarray(parts[0][name])
+    out = np.empty(blocks.shape + first.shape[blocks.ndim:], dtype=first.dtype)
+    starts = [np.cumsum((0,) + chunks) for chunks in blocks.chunks]
+    for index, part in zip(np.ndindex(*blocks.numblocks), parts):
+        out[tuple(slice(s[k], s[k + 1]) for s, k in zip(starts, index))] = part[name]
+    return out
 
 
 def _as_dask(value, name, chunks):
@@ -234,12 +243,20 @@ _IN_PROCESS_SCHEDULERS = (dask.threaded.get, dask.local.get_sync)
 
 
 class _LazyBatchResult:
-    """Common behaviour of the lazy results: fields are Dask arrays; compute() gathers them."""
+    """A lazy batch result: one task per chunk returns a dict of that chunk's fields; each field
+    is exposed as a Dask array; compute() fetches the chunk dicts directly (one task per chunk)."""
 
-    def __init__(self, fields, process_bound=()):
-        self._arrays = dict(fields)
+    def __init__(self, blocks, process_bound=()):
+        self._blocks = blocks            # object Dask array: one dict of fields per chunk
         # compiled callables that only work in this process (_ThisProcessOnly)
         self._process_bound = tuple(process_bound)
+        self._arrays = self._fields_from(blocks)
+
+    def _fields_from(self, blocks):
+        raise NotImplementedError
+
+    def _with_blocks(self, blocks):
+        return type(self)(blocks, self._process_bound)
 
     def _check_scheduler(self, compute_kwargs):
         """Fail early, with the clear message, when compiled callables would be pickled."""
@@ -247,9 +264,18 @@ class _LazyBatchResult:
             return
         scheduler = dask.base.get_scheduler(scheduler=compute_kwargs.get("scheduler"),
                                             get=compute_kwargs.get("get"),
-                                            collections=list(self._arrays.values()))
+                                            collections=[self._blocks])
         if scheduler not in _IN_PROCESS_SCHEDULERS:
             raise self._process_bound[0].error()
+
+    def _fetch(self, names, extra=(), **compute_kwargs):
+        """Run the chunk tasks (and the collections ``extra`` in the same pass); return the
+        fields ``names`` assembled over the chunks, and the computed ``extra``."""
+        self._check_scheduler(compute_kwargs)
+        # optimize_graph=False keeps the task keys shared with ``extra`` (no second run)
+        parts = list(self._blocks.to_delayed(optimize_graph=False).ravel())
+        parts, *others = dask.compute(parts, *extra, **compute_kwargs)
+        return {name: _assemble(self._blocks, parts, name) for name in names}, others
 
     def __getattr__(self, name):
         arrays = self.__dict__.get("_arrays", {})
@@ -265,21 +291,16 @@ class _LazyBatchResult:
         """The names of the result fields (each a Dask array)."""
         return tuple(self._arrays)
 
-    def _gather(self, **compute_kwargs):
-        self._check_scheduler(compute_kwargs)
-        values = dask.compute(*self._arrays.values(), **compute_kwargs)
-        return dict(zip(self._arrays, values))
-
     def persist(self, **compute_kwargs):
-        """Compute every field and keep it in (cluster) memory; returns a new lazy result."""
+        """Run every chunk and keep the results in (cluster) memory: returns a lazy result
+        whose fields no longer need the fits (or solves) to run again."""
         self._check_scheduler(compute_kwargs)
-        values = dask.persist(*self._arrays.values(), **compute_kwargs)
-        return type(self)(dict(zip(self._arrays, values)), self._process_bound)
+        (blocks,) = dask.persist(self._blocks, **compute_kwargs)
+        return self._with_blocks(blocks)
 
     def __repr__(self):
-        status = self._arrays["status"]
-        return (f"<{type(self).__name__}: {status.shape} problems in {status.npartitions} "
-                f"chunks; fields {', '.join(self._arrays)}>")
+        return (f"<{type(self).__name__}: {self._blocks.shape} problems in "
+                f"{self._blocks.npartitions} chunks; fields {', '.join(self._arrays)}>")
 
 
 def _spare_letters(used):
@@ -288,27 +309,29 @@ def _spare_letters(used):
 
 
 def _batch_input(value, name, shared_ndim, rows, letters):
-    """A blockwise (array, index) pair for ``value``: split along the batch axis when it has one
-    value per dataset (``shared_ndim + 1`` dimensions, first of length ``sum(rows)``), else passed
-    whole to every chunk."""
+    """A blockwise (array, index) pair for ``value``: split like ``Y`` when it has one row per
+    dataset (``shared_ndim + 1`` dimensions), else passed whole to every chunk (a single row
+    included: the in-memory routine broadcasts it)."""
     if value is None:
         return [None, None]
-    n_total = sum(rows)
     if not isinstance(value, da.Array):
         value = np.asarray(value)
-        if value.ndim != shared_ndim + 1:
-            return [value, None]       # shared by every chunk; the in-memory routine checks it
-    if value.ndim == shared_ndim + 1:
-        if value.shape[0] != n_total:
-            raise ValueError(f"{name} has {value.shape[0]} rows but there are {n_total} "
-                             f"datasets; give {name} with {shared_ndim} dimension(s) (shared) "
-                             f"or one row per dataset")
-        chunks = (rows,) + (-1,) * shared_ndim
-        value = value.rechunk(chunks) if isinstance(value, da.Array) else \
-            da.from_array(value, chunks=chunks)
-        return [value, "i" + "".join(next(letters) for _ in range(shared_ndim))]
-    value = value.rechunk(-1)
-    return [value, "".join(next(letters) for _ in range(value.ndim))]
+    n_total = sum(rows)
+    per_dataset = value.ndim == shared_ndim + 1 and not (value.shape[0] == 1 and n_total != 1)
+    if not per_dataset:
+        if isinstance(value, da.Array):
+            return [value.rechunk(-1), "".join(next(letters) for _ in range(value.ndim))]
+        return [value, None]           # the in-memory routine checks its shape
+    if value.shape[0] != n_total:
+        raise ValueError(f"{name} has {value.shape[0]} rows but there are {n_total} datasets; "
+                         f"give {name} with {shared_ndim} dimension(s) (shared) or one row per "
+                         f"dataset")
+    chunks = (rows,) + (-1,) * shared_ndim
+    if isinstance(value, da.Array):
+        value = value.rechunk(chunks)
+    else:
+        value = da.from_array(value, chunks=chunks)
+    return [value, "i" + "".join(next(letters) for _ in range(shared_ndim))]
 
 
 def _check_known(array, name):
@@ -316,73 +339,165 @@ def _check_known(array, name):
         raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
 
 
-def _fit_block(Y, x, sigma, p0, *, model, options, names):
+def _fit_block(Y, x, sigma, p0, *, model, options):
     from fastcalc.fitting import fit_batch as in_memory_fit_batch
     result = in_memory_fit_batch(_local(model), x, Y, p0, sigma=sigma, **options)
-    return _fields_of_block(result, names)
+    return _fields_of_block(result, _FIT_CORE)
 
 
-def _model_nparams(model, p0):
-    """Number of fit parameters, needed up front for the shapes of params, stderr and cov."""
-    if p0 is not None and np.ndim(p0) >= 1:
-        return int(np.shape(p0)[-1])
-    nparams = getattr(model, "nparams", None)
-    if isinstance(nparams, (int, np.integer)):
-        return int(nparams)
-    if callable(model) and not _is_compiled_object(model) and not isinstance(model, compiled):
-        import inspect
-        try:
-            parameters = list(inspect.signature(model).parameters.values())
-        except (TypeError, ValueError):
-            parameters = None
-        if parameters and all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                              for p in parameters):
-            if len(parameters) >= 2:
-                return len(parameters) - 1
-    raise ValueError("p0 is required: the number of parameters of model cannot be inferred")
+def _derived_fit_field(block, name):
+    """stderr, redchi2, success or message of one chunk, derived exactly as BatchFitResult does."""
+    from fastcalc.fitting import BatchFitResult
+    return np.asarray(getattr(BatchFitResult(*(block[n] for n in _FIT_CORE), (), None), name))
 
 
-def _model_x_dim(model):
-    """Coordinates per point: 1, or 2 for gaussian_2d (whose x is (2, m) or (N, 2, m))."""
-    return int(getattr(model, "x_dim", 1))
+def _residuals_block(Y, x, sigma, p0, params, *, model, options):
+    # y - model(x, params) exactly as the in-memory BatchFitResult computes it, from the fitted
+    # params: no refit
+    from fastcalc.fitting import _Problem
+    problem = _Problem(_local(model), x, Y, p0, sigma, options.get("bounds"),
+                       options.get("fixed"), options.get("method", "lm"),
+                       options.get("maxiter"), options.get("tol"), None, batch=True,
+                       absolute_sigma=options.get("absolute_sigma", False))
+    return problem.residuals_of(params)
 
 
-def _fit_field_specs(nparams, npoints):
-    return {
-        "params": _FieldSpec(np.float64, (nparams,)),
-        "stderr": _FieldSpec(np.float64, (nparams,)),
-        "cov": _FieldSpec(np.float64, (nparams, nparams)),
-        "chi2": _FieldSpec(np.float64),
-        "redchi2": _FieldSpec(np.float64),
-        "dof": _FieldSpec(np.int64),
-        "nit": _FieldSpec(np.int64),
-        "nfev": _FieldSpec(np.int64),
-        "status": _FieldSpec(np.int64),
-        "success": _FieldSpec(np.bool_),
-        "message": _FieldSpec(object),
-        "residuals": _FieldSpec(np.float64, (npoints,)),
-    }
+def _residuals_array(params, inputs, model, options):
+    """The lazy residuals (N, m) from the lazy fitted ``params``: one task per chunk."""
+    return da.blockwise(
+        _residuals_block, "ij", *inputs, params, "iz", dtype=np.float64,
+        meta=np.empty((0, 0), dtype=np.float64), concatenate=True,
+        token="residuals-fastcalc-fit-batch", model=model, options=options)
+
+
+def _param_names(model, p0):
+    """Names of the fit parameters, known before anything runs (they fix the result shapes)."""
+    from fastcalc.fitting import _is_builtin, _python_param_names
+    if _is_builtin(model):
+        return tuple(model.param_names)
+    if isinstance(model, compiled) or _is_compiled_object(model):
+        if p0 is None:
+            raise ValueError("p0 is required for a compiled model")
+        return tuple(f"p{k}" for k in range(np.shape(p0)[-1] if np.ndim(p0) else 1))
+    if callable(model):
+        return _python_param_names(model, p0)
+    raise TypeError(f"model must be a fastcalc.models model, a compiled model callable or a "
+                    f"Python callable, got {type(model).__name__}")
+
+
+# The fields each chunk's fit returns (the BatchFitResult constructor's arrays), and those derived
+# from them, as (dtype, trailing shape) given the number of parameters P. The residuals (N, m)
+# are a separate lazy field, computed from params without refitting.
+_FIT_CORE = ("params", "cov", "chi2", "dof", "nit", "nfev", "status")
+
+
+def _fit_core_specs(P):
+    return {"params": (np.float64, (P,)), "cov": (np.float64, (P, P)), "chi2": (np.float64, ()),
+            "dof": (np.intc, ()), "nit": (np.intc, ()), "nfev": (np.intc, ()),
+            "status": (np.intc, ())}
+
+
+def _fit_derived_specs(P):
+    return {"stderr": (np.float64, (P,)), "redchi2": (np.float64, ()), "success": (np.bool_, ()),
+            "message": (object, ())}
 
 
 class DaskBatchFitResult(_LazyBatchResult):
-    """Lazy result of :func:`fastcalc.dask.fit_batch`: the fields of a ``BatchFitResult``, each a
-    Dask array over the datasets (``params`` is ``(N, p)``, ``cov`` ``(N, p, p)``, ``status``
-    ``(N,)``, ...). ``compute()`` returns the in-memory ``BatchFitResult``."""
+    """Lazy result of :func:`fastcalc.dask.fit_batch`.
 
-    def compute(self, **compute_kwargs):
+    Every field of a ``BatchFitResult`` is a Dask array over the datasets: ``params`` and
+    ``stderr`` ``(N, p)``, ``cov`` ``(N, p, p)``, ``chi2``, ``redchi2``, ``dof``, ``nit``,
+    ``nfev``, ``status``, ``success``, ``message`` ``(N,)`` and ``residuals`` ``(N, m)``;
+    ``param_names`` and ``method`` are plain attributes. Computing any subset of fields runs
+    each chunk's fit once. ``compute()`` returns the in-memory ``BatchFitResult``; ``persist()``
+    keeps the fitted chunks in memory (or on the cluster) for repeated use.
+
+    Examples
+    --------
+    >>> import numpy as np, dask, dask.array as da
+    >>> import fastcalc.dask
+    >>> x = np.arange(5.0)
+    >>> Y = da.from_array(np.vstack([1.0 + 2.0 * x, np.full(5, np.nan), 3.0 - x]), chunks=2)
+    >>> lazy = fastcalc.dask.fit_batch(fastcalc.models.line, x, Y)
+    >>> lazy
+    <DaskBatchFitResult: (3,) problems in 2 chunks; fields params, cov, ...>
+    >>> with dask.config.set(scheduler="synchronous"):
+    ...     fitted = lazy.persist()
+    ...     print(fitted.status.compute(), fitted.message[1].compute())
+    [0 2 0] zero derivative or singular matrix
+    """
+
+    def __init__(self, blocks, process_bound=(), *, param_names, method, residual_inputs):
+        self.param_names = tuple(param_names)
+        self.method = method
+        self._residual_inputs = residual_inputs     # (inputs, model, options)
+        super().__init__(blocks, process_bound)
+
+    def _fields_from(self, blocks):
+        P = len(self.param_names)
+        fields = {name: _field_array(blocks, name, dtype, trailing)
+                  for name, (dtype, trailing) in _fit_core_specs(P).items()}
+        fields.update({name: _field_array(blocks, name, dtype, trailing, _derived_fit_field)
+                       for name, (dtype, trailing) in _fit_derived_specs(P).items()})
+        fields["residuals"] = _residuals_array(fields["params"], *self._residual_inputs)
+        return fields
+
+    def _with_blocks(self, blocks):
+        return type(self)(blocks, self._process_bound, param_names=self.param_names,
+                          method=self.method, residual_inputs=self._residual_inputs)
+
+    def compute(self, *, residuals=False, **compute_kwargs):
         """Run the graph and return the in-memory ``fastcalc.BatchFitResult``.
 
-        Keyword arguments (``scheduler=``, ``num_workers=``...) are passed to ``dask.compute``.
+        Parameters
+        ----------
+        residuals : bool, default False
+            Also compute the residuals ``(N, m)`` now, in the same pass. Otherwise (as in memory)
+            they are computed on first access to ``result.residuals``: from the graph, whose
+            fits then run again unless the lazy result was persisted.
+        **compute_kwargs
+            Passed to ``dask.compute`` (``scheduler=``, ``num_workers=``...).
         """
         from fastcalc.fitting import BatchFitResult
-        return BatchFitResult(**self._gather(**compute_kwargs))
+        extra = (self._arrays["residuals"],) if residuals else ()
+        values, others = self._fetch(_FIT_CORE, extra, **compute_kwargs)
+        if residuals:
+            residuals_of = _ComputedResiduals(others[0])
+        else:
+            residuals_of = _ResidualsFromGraph(self._arrays["residuals"], compute_kwargs)
+        return BatchFitResult(*(values[n] for n in _FIT_CORE), self.param_names, residuals_of,
+                              self.method)
+
+
+class _ComputedResiduals:
+    """``residuals_of`` of a BatchFitResult whose residuals were computed with it."""
+
+    def __init__(self, residuals):
+        self.residuals = residuals
+
+    def __call__(self, params, rows=None):
+        return self.residuals if rows is None else self.residuals[rows]
+
+
+class _ResidualsFromGraph:
+    """``residuals_of`` of a BatchFitResult: computes the residuals from the Dask graph when
+    first asked for (only the chunks holding ``rows``)."""
+
+    def __init__(self, residuals, compute_kwargs):
+        self.residuals = residuals
+        self.compute_kwargs = compute_kwargs
+
+    def __call__(self, params, rows=None):
+        wanted = self.residuals if rows is None else self.residuals[np.asarray(rows)]
+        return wanted.compute(**self.compute_kwargs)
 
 
 def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     """Fit ``model`` to every row of a Dask array ``Y``: one in-memory fit_batch call per chunk.
 
     The lazy counterpart of :func:`fastcalc.fit_batch`, with the same arguments and results:
-    ``fit_batch(model, x, Y).compute()`` equals ``fastcalc.fit_batch(model, x, Y.compute())``.
+    ``fit_batch(model, x, Y).compute()`` equals ``fastcalc.fit_batch(model, x, Y.compute())``
+    field for field, whatever the chunks.
 
     Parameters
     ----------
@@ -398,7 +513,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
         columns are merged into one chunk if needed (``Y.rechunk({1: -1})``). A NumPy array is
         split into chunks of ``DEFAULT_FIT_CHUNK`` rows.
     p0 : array_like or dask array, optional
-        ``(p,)`` shared or ``(N, p)`` per dataset; omitted for built-in models (guessed per dataset).
+        ``(p,)`` shared or ``(N, p)`` per dataset; omitted for built-in models (guessed per
+        dataset).
     sigma : array_like or dask array, optional
         ``(m,)`` shared or ``(N, m)`` per dataset.
     n_threads : int or None, default 1
@@ -406,7 +522,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
         ``None`` uses every core per chunk (for one single-threaded worker per machine).
     **kwargs
         Passed to :func:`fastcalc.fit_batch` (``absolute_sigma``, ``method``, ``bounds``,
-        ``maxiter``, ``tol``...). ``progress`` is not accepted: use Dask's progress bars.
+        ``fixed``, ``maxiter``, ``tol``). ``progress`` is not accepted: use Dask's progress
+        bars (``dask.diagnostics.ProgressBar``, ``distributed.progress``).
 
     Returns
     -------
@@ -417,26 +534,27 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     ------
     ValueError
         ``Y`` is not 2-D, is empty or has unknown chunk sizes; a per-dataset argument has the
-        wrong number of rows. Errors of the fits themselves (a Python model that raises, bad
-        shapes) are raised by ``compute()``. Bad datasets never fail the graph: they get a status.
+        wrong number of rows; ``p0`` is needed and missing. Errors of the fits themselves (a
+        Python model that raises, inconsistent shapes) are raised by ``compute()``. Bad datasets
+        never fail the graph: they get a status.
 
     Examples
     --------
     >>> import numpy as np, dask.array as da
-    >>> import fastcalc, fastcalc.dask
+    >>> import fastcalc.dask
     >>> x = np.linspace(0.0, 1.0, 8)
     >>> Y = da.from_array(np.outer([1.0, 2.0, 3.0, 4.0], x) + 0.5, chunks=(2, 8))
-    >>> lazy = fastcalc.dask.fit_batch(lambda x, a, b: a * x + b, x, Y, p0=[1.0, 0.0])
+    >>> lazy = fastcalc.dask.fit_batch(fastcalc.models.line, x, Y)
     >>> lazy.params
     dask.array<params-..., shape=(4, 2), dtype=float64, chunksize=(2, 2), chunktype=numpy.ndarray>
     >>> result = lazy.compute(scheduler="synchronous")
-    >>> np.round(result.params, 6)
-    array([[1. , 0.5],
-           [2. , 0.5],
-           [3. , 0.5],
-           [4. , 0.5]])
-    >>> result.status
-    array([0, 0, 0, 0]...)
+    >>> result
+    BatchFitResult(4 datasets, 4 converged, params ('a', 'b'))
+    >>> result.params.round(6)
+    array([[0.5, 1. ],
+           [0.5, 2. ],
+           [0.5, 3. ],
+           [0.5, 4. ]])
     """
     if "progress" in kwargs:
         raise TypeError("fit_batch: progress is not supported over Dask; use "
@@ -450,18 +568,20 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     if Y.numblocks[1] != 1:
         Y = Y.rechunk({1: -1})
     rows = Y.chunks[0]
-    letters = _spare_letters("ij")
+    param_names = _param_names(model, p0)
+    letters = _spare_letters("ijz")
     inputs = [Y, "ij"]
-    inputs += _batch_input(x, "x", 1 if _model_x_dim(model) == 1 else 2, rows, letters)
+    inputs += _batch_input(x, "x", 1 if getattr(model, "x_dim", 1) == 1 else 2, rows, letters)
     inputs += _batch_input(sigma, "sigma", 1, rows, letters)
     inputs += _batch_input(p0, "p0", 1, rows, letters)
-    specs = _fit_field_specs(_model_nparams(model, p0), Y.shape[1])
     model = _portable(model, "model")
+    options = dict(kwargs, n_threads=n_threads)
     blocks = da.blockwise(
         _fit_block, "i", *inputs, dtype=object, meta=np.empty((0,), dtype=object),
-        concatenate=True, token="fastcalc-fit-batch", model=model,
-        options=dict(kwargs, n_threads=n_threads), names=tuple(specs))
-    return DaskBatchFitResult(_field_arrays(blocks, specs, 1), _process_bound(model))
+        concatenate=True, token="fastcalc-fit-batch", model=model, options=options)
+    return DaskBatchFitResult(blocks, _process_bound(model), param_names=param_names,
+                              method=kwargs.get("method", "lm"),
+                              residual_inputs=(inputs, model, options))
 
 
 class _ArraySlot:
@@ -496,33 +616,54 @@ def _fill(layout, blocks):
     return tuple(next(blocks) if isinstance(item, _ArraySlot) else item for item in layout)
 
 
-def _newton_block(x0, *blocks, f, fprime, fprime2, args_layout, bracket_layout, options, names):
+def _newton_block(x0, *blocks, f, fprime, fprime2, args_layout, bracket_layout, options):
     from fastcalc.roots import newton as in_memory_newton
     blocks = iter(blocks)
     args = _fill(args_layout, blocks)
     bracket = None if bracket_layout is None else _fill(bracket_layout, blocks)
     result = in_memory_newton(_local(f), x0, _local(fprime), args=args, fprime2=_local(fprime2),
                               bracket=bracket, full_output=True, **options)
-    return _fields_of_block(result, names)
+    return _fields_of_block(result, _NEWTON_CORE)
 
 
-def _newton_field_specs():
-    return {
-        "x": _FieldSpec(np.float64),
-        "fun": _FieldSpec(np.float64),
-        "status": _FieldSpec(np.intp),
-        "converged": _FieldSpec(np.bool_),
-        "nit": _FieldSpec(np.intp),
-        "nfev": _FieldSpec(np.intp),
-        "message": _FieldSpec(object),
-    }
+# The fields each chunk's solve returns; converged, success and message derive from status.
+_NEWTON_CORE = {"x": np.float64, "fun": np.float64, "status": np.intp, "nit": np.intp,
+                "nfev": np.intp}
+
+
+def _converged(block, name):
+    return block["status"] == 0
+
+
+def _messages(block, name):
+    from fastcalc._status import messages_of
+    return messages_of(block["status"])
 
 
 class DaskNewtonResult(_LazyBatchResult):
     """Lazy result of :func:`fastcalc.dask.newton`: the fields of the in-memory batch result
     (``x``, ``fun``, ``status``, ``converged``, ``nit``, ``nfev``, ``message``), each a Dask
     array shaped like ``x0``; ``root`` and ``success`` are aliases of ``x`` and ``converged``.
-    ``compute()`` returns the in-memory ``scipy.optimize.OptimizeResult``."""
+    ``compute()`` returns the in-memory ``scipy.optimize.OptimizeResult``.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> import fastcalc.dask
+    >>> c = da.from_array(np.array([8.0, 27.0, np.nan]), chunks=2)
+    >>> lazy = fastcalc.dask.newton(lambda x, c: x**3 - c, da.full(3, 2.0, chunks=2), args=(c,))
+    >>> lazy.success
+    dask.array<converged-..., shape=(3,), dtype=bool, chunksize=(2,), chunktype=numpy.ndarray>
+    >>> result = lazy.compute(scheduler="synchronous")
+    >>> result.x[:2], result.status
+    (array([2., 3.]), array([0, 0, 3]))
+    """
+
+    def _fields_from(self, blocks):
+        fields = {name: _field_array(blocks, name, dtype) for name, dtype in _NEWTON_CORE.items()}
+        fields["converged"] = _field_array(blocks, "converged", np.bool_, (), _converged)
+        fields["message"] = _field_array(blocks, "message", object, (), _messages)
+        return fields
 
     @property
     def root(self):
@@ -541,11 +682,13 @@ class DaskNewtonResult(_LazyBatchResult):
         Keyword arguments (``scheduler=``, ``num_workers=``...) are passed to ``dask.compute``.
         """
         from scipy.optimize import OptimizeResult
-        values = self._gather(**compute_kwargs)
+        from fastcalc._status import messages_of
+        values, _ = self._fetch(tuple(_NEWTON_CORE), **compute_kwargs)
+        converged = values["status"] == 0
         return OptimizeResult(x=values["x"], root=values["x"], fun=values["fun"],
-                              status=values["status"], converged=values["converged"],
-                              success=values["converged"], nit=values["nit"],
-                              nfev=values["nfev"], message=values["message"])
+                              status=values["status"], converged=converged, success=converged,
+                              nit=values["nit"], nfev=values["nfev"],
+                              message=messages_of(values["status"]))
 
 
 def newton(f, x0, fprime=None, *, args=(), fprime2=None, bracket=None, n_threads=1, **kwargs):
@@ -624,7 +767,6 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, bracket=None, n_threads
             item, extra = _elementwise_input(value, name, x0)
             bracket_layout.append(item)
             inputs += extra
-    specs = _newton_field_specs()
     f, fprime, fprime2 = (_portable(v, name) for v, name in
                           ((f, "f"), (fprime, "fprime"), (fprime2, "fprime2")))
     blocks = da.blockwise(
@@ -632,5 +774,5 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, bracket=None, n_threads
         token="fastcalc-newton", f=f, fprime=fprime, fprime2=fprime2,
         args_layout=tuple(args_layout),
         bracket_layout=None if bracket_layout is None else tuple(bracket_layout),
-        options=dict(kwargs, n_threads=n_threads), names=tuple(specs))
-    return DaskNewtonResult(_field_arrays(blocks, specs, x0.ndim), _process_bound(f, fprime, fprime2))
+        options=dict(kwargs, n_threads=n_threads))
+    return DaskNewtonResult(blocks, _process_bound(f, fprime, fprime2))
