@@ -251,6 +251,8 @@ def bench_hessian(bench):
 
     numdifftools_row("vectorized f", lambda hessian, p: hessian(p.f, p.x, vectorized=True))
     numdifftools_row("compiled f", lambda hessian, p: hessian(compiled, p.x))
+    numdifftools_row("vectorized f, accuracy 4",
+                     lambda hessian, p: hessian(p.f, p.x, vectorized=True, accuracy=4))
 
     def scipy_row():
         from fastcalc.differentiate import hessian
