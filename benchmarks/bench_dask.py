@@ -31,8 +31,8 @@ from fastcalc.models import gaussian  # noqa: E402
 FULL = os.environ.get("FASTCALC_BENCH_FULL") == "1"
 N_FITS = 1_000_000 if FULL else 4_000
 N_POINTS = 64
-CHUNK = 20_000 if FULL else 500
-CHUNK_SWEEP = (2_000, 20_000, 100_000, 250_000) if FULL else (250, 1_000)
+CHUNK = 100_000 if FULL else 500
+CHUNK_SWEEP = (2_000, 20_000, 50_000, 250_000) if FULL else (250, 1_000)
 N_SCIPY = 500 if FULL else 20
 ROUNDS = 1
 

@@ -118,14 +118,16 @@ def test_fit_batch_compiled_callable(benchmark):
     _record(benchmark, N_FAST)
 
 
+@pytest.mark.parametrize("threads", [None, 1], ids=["all-cores", "1-thread"])
 @pytest.mark.parametrize("kind", ["gaussian", "exponential"])
-def test_fit_batch_python_callable(benchmark, kind):
+def test_fit_batch_python_callable(benchmark, kind, threads):
     x, Y, P = _data(kind, N_PYTHON)
     p0 = _starts(kind, P)
     benchmark.group = f"fit {kind}"
-    result = benchmark.pedantic(fit_batch, args=(PY_MODELS[kind], x, Y, p0), rounds=3,
-                                iterations=1)
+    result = benchmark.pedantic(fit_batch, args=(PY_MODELS[kind], x, Y, p0),
+                                kwargs={"n_threads": threads}, rounds=5, iterations=1)
     assert result.success.mean() > 0.99
+    benchmark.extra_info["mean_nfev"] = float(result.nfev.mean())
     _record(benchmark, N_PYTHON)
 
 

@@ -251,6 +251,8 @@ def bench_hessian(bench):
 
     numdifftools_row("vectorized f", lambda hessian, p: hessian(p.f, p.x, vectorized=True))
     numdifftools_row("compiled f", lambda hessian, p: hessian(compiled, p.x))
+    numdifftools_row("vectorized f, accuracy 4",
+                     lambda hessian, p: hessian(p.f, p.x, vectorized=True, accuracy=4))
 
     def scipy_row():
         from fastcalc.differentiate import hessian
@@ -659,7 +661,8 @@ def write_plot(path, rows, info, mode):
         ax.set_xlim(min(0.5, min(ratios) / 2), max(ratios) * 4)
     ax.set_xlabel("speed-up over the reference (log scale; > 1: fastcalc faster)")
     ax.set_title(f"fastcalc {info['fastcalc']} against SciPy, numdifftools and lmfit ({mode} "
-                 f"sizes): {info['cpu']}, {info['threads']} threads", fontsize=9)
+                 f"sizes)\n{info['cpu']}, {info['cores']} cores, {info['threads']} threads",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

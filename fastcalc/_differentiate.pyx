@@ -423,7 +423,8 @@ def elementwise_values(UserFunction function, points, parameters=None):
     cdef cnp.ndarray flat = np.ascontiguousarray(points, dtype=np.float64).reshape(-1)
     cdef Py_ssize_t total = flat.shape[0], i, elements, width = 0
     cdef const double[:, ::1] params
-    cdef double *p = NULL
+    cdef double no_parameters = 0.0
+    cdef double *p = &no_parameters    # never NULL, even when k == 0
     if parameters is not None:
         params = parameters
         elements = params.shape[0]

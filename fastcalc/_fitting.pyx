@@ -16,6 +16,8 @@ solves ``min ||r - J dp||^2 + lam ||D dp||^2`` with MINPACK's scaling ``D`` (col
 never decreasing). It is solved from the normal equations by Cholesky when that is accurate (every
 pivot keeps at least 1e-8 of its diagonal) and otherwise by Householder QR of ``J`` followed by QR
 of the small augmented matrix ``[R; sqrt(lam) D]``, which never squares the condition number.
+``lam`` is not updated by a rule but chosen for a trust radius ``delta`` on ``||D dp||`` (MINPACK
+lmder/lmpar; see ``lm_step`` and the radius update in ``state_assess``).
 """
 import numpy as np
 cimport numpy as cnp
@@ -27,17 +29,11 @@ from libc.string cimport memcpy
 from fastcalc._evaluate cimport UserFunction, model_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
 from fastcalc._parallel cimport resolve_threads
+from fastcalc._status_codes cimport (SUCCESS, MAX_ITERATIONS, SINGULAR, NON_FINITE,
+                                     OUT_OF_BOUNDS, CALLBACK_ERROR)
 
 cnp.import_array()
 
-# Status codes: the values of fastcalc._status.Status.
-cdef enum:
-    SUCCESS = 0
-    MAX_ITERATIONS = 1
-    SINGULAR = 2
-    NON_FINITE = 3
-    OUT_OF_BOUNDS = 4
-    CALLBACK_ERROR = 5
 
 # Stages of the state machine.
 cdef enum:
@@ -111,7 +107,6 @@ cdef struct FitState:
     double delta        # trust radius on ||D dp|| (0: not set yet)
     double dnorm        # ||D dp|| of the proposed step
     double pnorm        # ||D p|| at params when it was proposed
-    double nu
     double alpha
     # arrays (see state_size)
     double *params
@@ -215,7 +210,6 @@ cdef void state_init(FitState *s, int method, int maxiter, double ftol, double x
     s.dnorm = 0.0
     s.pnorm = 0.0
     s.factor_is_qr = 0
-    s.nu = 2.0
     s.alpha = 1.0 / nfree_or_one(s.nfree)
     for k in range(s.nfree):
         s.scale[k] = 0.0

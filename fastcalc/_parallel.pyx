@@ -11,11 +11,15 @@ cdef extern from *:
     #define FASTCALC_HAVE_OPENMP 1
     #else
     static int omp_get_max_threads(void) { return 1; }
+    static int omp_get_num_procs(void) { return 1; }
     #define FASTCALC_HAVE_OPENMP 0
     #endif
     """
     int omp_get_max_threads() noexcept nogil
+    int omp_get_num_procs() noexcept nogil
     int FASTCALC_HAVE_OPENMP
+
+import numbers
 
 HAVE_OPENMP = bool(FASTCALC_HAVE_OPENMP)
 
@@ -25,15 +29,26 @@ def max_threads():
     return omp_get_max_threads()
 
 
+# Asking OpenMP for far more threads than cores can fail to start them (and abort the process);
+# results do not depend on the thread count, so larger requests are capped here.
+OVERSUBSCRIPTION = 4
+
+
 cdef int resolve_threads(object n_threads) except -1:
-    """Validate ``n_threads`` (None, or a positive int; -1 means all) and return a thread count."""
-    if n_threads is None or n_threads == -1:
+    """Validate ``n_threads`` (None, or a positive int; -1 means all) and return a thread count.
+
+    The count is at most ``OVERSUBSCRIPTION`` times the number of processors, and 1 without
+    OpenMP.
+    """
+    if n_threads is None or (not isinstance(n_threads, bool) and n_threads == -1):
         return omp_get_max_threads()
-    if isinstance(n_threads, bool) or not isinstance(n_threads, int):
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
         raise TypeError(f"n_threads must be a positive int, -1 or None, got {n_threads!r}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be a positive int, -1 or None, got {n_threads}")
-    return n_threads if FASTCALC_HAVE_OPENMP else 1
+    if not FASTCALC_HAVE_OPENMP:
+        return 1
+    return <int>min(int(n_threads), OVERSUBSCRIPTION * omp_get_num_procs())
 
 
 def n_threads_for(n_threads):

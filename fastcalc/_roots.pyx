@@ -5,12 +5,14 @@ The per-element logic (when an element has converged, failed, or takes which ste
 
 * the compiled path (``newton_compiled``): elements are solved start to finish in a ``prange``
   loop over blocks, each thread advancing 4 elements in lockstep so that their latency-bound
-  iterations overlap (a plain-Newton copy of the two functions, ``plain_element_step``, serves
-  the common case); and
+  iterations overlap (``solve_block_plain``, with the two functions' decisions written out,
+  serves plain Newton with f'); and
 * the Python path (``ElementwiseBatch``): the wrapper calls the user's vectorized functions on
   the still-active elements, one pass updates them all, finished elements are logged and their
   slots refilled from the end (so they are never evaluated again), and ``finish`` scatters the
-  log to the outputs (``plain_newton_round`` is the plain-Newton copy of that pass).
+  log to the outputs. Plain Newton with f' (the common case) has its own leaner batch,
+  ``NewtonBatch`` (one pass per round with stable compaction; decisions written out as in
+  ``solve_block_plain``).
 
 Systems (``newton_system_compiled``; the Python driver in ``roots.py`` uses
 ``solve_linear_systems``) use damped Newton-Raphson with a backtracking line search on
@@ -26,21 +28,19 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport fabs, isfinite, fmax, fmin, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
+from libc.limits cimport INT_MAX
 from scipy.linalg.cython_lapack cimport dgesv
 
 from fastcalc._evaluate cimport UserFunction, elementwise_t, vector_field_t
 from fastcalc._parallel cimport resolve_threads
+from fastcalc._status_codes cimport (SUCCESS, MAX_ITERATIONS, SINGULAR, NON_FINITE,
+                                     OUT_OF_BOUNDS, CALLBACK_ERROR)
 
 cnp.import_array()
 
-# Status codes (fastcalc._status.Status); RUNNING marks an element still being iterated.
+# RUNNING marks an element still being iterated (the other codes: fastcalc._status_codes).
 cdef enum:
     RUNNING = -1
-    SUCCESS = 0
-    MAX_ITERATIONS = 1
-    SINGULAR = 2
-    NON_FINITE = 3
-    OUT_OF_BOUNDS = 4
 
 # Step rules.
 cpdef enum Method:
@@ -313,98 +313,126 @@ cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
                 active -= which[lane] < 0
 
 
+cdef enum:
+    PLAIN_LANES = 4         # elements in lockstep in solve_block_plain
+
+cdef extern from "float.h":
+    # a compile-time constant (a module-level double would be reloaded after every call)
+    const double DBL_MAX
+
+
+cdef struct PlainLanes:
+    # State of the lanes of solve_block_plain. lim[lane] is maxiter, or -1 once a step was
+    # below tolerance (so "nit < lim" is the one test of "take another step").
+    double x[PLAIN_LANES]
+    double *p[PLAIN_LANES]
+    int nit[PLAIN_LANES]
+    int lim[PLAIN_LANES]
+    Py_ssize_t which[PLAIN_LANES]   # element index; -1: lane finished, none left to load
+
+
+cdef Py_ssize_t plain_lane_end(const CompiledProblem *P, PlainLanes *L, int lane, double fx,
+                               double df, bint after_f, Py_ssize_t next_i,
+                               Py_ssize_t stop) noexcept nogil:
+    """Write the outputs of the element in a finished lane and load the next element into it
+    (which = -1 if none is left). Returns the new next_i. Kept out of line: it runs once per
+    element, the lockstep loop once per iteration."""
+    cdef Py_ssize_t i = L.which[lane]
+    cdef int c, nit = L.nit[lane]
+    if after_f:
+        # the decisions of after_value
+        if not isfinite(fx):
+            c = NON_FINITE
+        elif fx == 0.0 or fabs(fx) <= P.s.ftol or L.lim[lane] < 0:
+            c = SUCCESS
+        else:
+            c = MAX_ITERATIONS
+    else:
+        # after_derivative: f' not finite, zero, or the step not finite
+        c = SINGULAR if df == 0.0 else NON_FINITE
+    P.x_out[i] = L.x[lane]
+    P.fun_out[i] = fx
+    P.status_out[i] = c
+    P.nit_out[i] = nit
+    P.nfev_out[i] = 2 * nit + (1 if after_f else 2)
+    if next_i < stop:
+        L.which[lane] = next_i
+        L.x[lane] = P.x0[next_i]
+        L.p[lane] = <double*>P.params + next_i * P.k
+        L.nit[lane] = 0
+        L.lim[lane] = P.s.maxiter
+        return next_i + 1
+    L.which[lane] = -1
+    return next_i
+
+
 cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
                             Py_ssize_t stop) noexcept nogil:
     """solve_block for plain Newton with an analytic f' and no bracket.
 
-    Each round calls f for all lanes, then f' for the lanes that step, then updates them: the
-    calls of one round are independent of each other, so the processor overlaps them (with
-    the step arithmetic interleaved between calls it hardly does). The decisions are those
-    of after_value + after_derivative (as in plain_element_step)."""
-    cdef double x[LANES]
-    cdef double fv[LANES]
-    cdef double dv[LANES]
-    cdef double *pl[LANES]
-    cdef int nit[LANES]
-    cdef int nfev[LANES]
-    cdef int pend[LANES]
-    cdef int code[LANES]
-    cdef Py_ssize_t which[LANES]
-    cdef Py_ssize_t next_i = start, i
-    cdef int lane, active = 0, c, k = shared.k
-    cdef double f, d, step, xn
+    One pass per round over the lanes (PLAIN_LANES elements in lockstep): f, then f' and the
+    step. Consecutive lanes are independent, so the processor overlaps one lane's division
+    with the next lane's calls; the per-round state is small (x, parameters, nit, one limit)
+    and the common case takes one predictable branch. A finished element's lane takes the
+    next element at once; lanes left without one are dropped after the pass. The decisions
+    are those of after_value + after_derivative (x, fun, status, nit, nfev identical)."""
+    cdef PlainLanes L
+    cdef Py_ssize_t next_i = start
+    cdef int lane, active = 0, live, k = shared.k, nit
+    cdef bint dropped
+    cdef double xl, fx, af, df, step, xn
+    cdef double *p
     # A private copy: the user's functions are opaque calls that could (as far as the compiler
     # knows) change *shared, which would force reloading every field after every call.
     cdef CompiledProblem P = shared[0]
-    for lane in range(LANES):
-        which[lane] = -1
-        if next_i < stop:
-            which[lane] = next_i
-            x[lane] = P.x0[next_i]
-            pl[lane] = <double*>P.params + next_i * k
-            nit[lane] = 0
-            nfev[lane] = 0
-            pend[lane] = 0
-            next_i += 1
-            active += 1
+    cdef elementwise_t func = P.f, deriv = P.fprime
+    cdef void *f_data = P.f_data
+    cdef void *d_data = P.fprime_data
+    cdef double ftol = P.s.ftol, tol = P.s.tol, rtol = P.s.rtol
+    while active < PLAIN_LANES and next_i < stop:
+        L.which[active] = next_i
+        L.x[active] = P.x0[next_i]
+        L.p[active] = <double*>P.params + next_i * k
+        L.nit[active] = 0
+        L.lim[active] = P.s.maxiter
+        next_i += 1
+        active += 1
     while active > 0:
-        for lane in range(LANES):
-            if which[lane] >= 0:
-                fv[lane] = P.f(x[lane], k, pl[lane], P.f_data)
-        for lane in range(LANES):
-            if which[lane] < 0:
-                continue
-            f = fv[lane]
-            nfev[lane] += 1
-            if not isfinite(f):
-                c = NON_FINITE
-            elif f == 0.0 or fabs(f) <= P.s.ftol or pend[lane]:
-                c = SUCCESS
-            elif nit[lane] >= P.s.maxiter:
-                c = MAX_ITERATIONS
+        dropped = False
+        for lane in range(active):
+            xl = L.x[lane]
+            p = L.p[lane]
+            fx = func(xl, k, p, f_data)
+            af = fabs(fx)
+            nit = L.nit[lane]
+            # step unless f is non-finite, |f| <= ftol (covers f == 0), the last step was
+            # below tolerance (lim = -1), or maxiter steps were taken
+            if (af > ftol) & (af <= DBL_MAX) & (nit < L.lim[lane]):
+                df = deriv(xl, k, p, d_data)
+                step = fx / df
+                xn = xl - step
+                # a zero f' gives an infinite step; an infinite f' a zero one
+                if (fabs(xn) <= DBL_MAX) & (fabs(df) <= DBL_MAX):
+                    L.x[lane] = xn
+                    L.nit[lane] = nit + 1
+                    if fabs(step) <= tol + rtol * fabs(xn):
+                        L.lim[lane] = -1
+                    continue
+                next_i = plain_lane_end(&P, &L, lane, fx, df, False, next_i, stop)
             else:
-                c = RUNNING
-                dv[lane] = P.fprime(x[lane], k, pl[lane], P.fprime_data)
-                nfev[lane] += 1
-            code[lane] = c
-        for lane in range(LANES):
-            if which[lane] < 0:
-                continue
-            c = code[lane]
-            if c == RUNNING:
-                d = dv[lane]
-                if not isfinite(d):
-                    c = NON_FINITE
-                elif d == 0.0:
-                    c = SINGULAR
-                else:
-                    step = fv[lane] / d
-                    xn = x[lane] - step
-                    if not isfinite(xn):
-                        c = NON_FINITE
-                    else:
-                        pend[lane] = fabs(step) <= P.s.tol + P.s.rtol * fabs(xn)
-                        x[lane] = xn
-                        nit[lane] += 1
-            if c == RUNNING:
-                continue
-            i = which[lane]
-            P.x_out[i] = x[lane]
-            P.fun_out[i] = fv[lane]
-            P.status_out[i] = c
-            P.nit_out[i] = nit[lane]
-            P.nfev_out[i] = nfev[lane]
-            if next_i < stop:
-                which[lane] = next_i
-                x[lane] = P.x0[next_i]
-                pl[lane] = <double*>P.params + next_i * k
-                nit[lane] = 0
-                nfev[lane] = 0
-                pend[lane] = 0
-                next_i += 1
-            else:
-                which[lane] = -1
-                active -= 1
+                next_i = plain_lane_end(&P, &L, lane, fx, 0.0, True, next_i, stop)
+            dropped |= L.which[lane] < 0
+        if dropped:
+            live = 0
+            for lane in range(active):
+                if L.which[lane] >= 0:
+                    L.which[live] = L.which[lane]
+                    L.x[live] = L.x[lane]
+                    L.p[live] = L.p[lane]
+                    L.nit[live] = L.nit[lane]
+                    L.lim[live] = L.lim[lane]
+                    live += 1
+            active = live
 
 
 def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
@@ -590,59 +618,6 @@ cdef inline void batch_done(BatchArrays *A, Py_ssize_t idx, double x, double fx,
     A.n_done = m + 1
 
 
-cdef Py_ssize_t plain_newton_round(BatchArrays *AP, const Settings *sp, Py_ssize_t n,
-                                   const double *fx, const double *df) noexcept nogil:
-    """:meth:`ElementwiseBatch.iterate` for plain Newton steps (no bracket, f' given): the
-    decisions of after_value + after_derivative written out on local pointers, so the pass
-    streams through memory. Must stay equivalent to them (tests compare with the compiled path,
-    which uses the general functions). Returns the number still active."""
-    cdef BatchArrays A = AP[0]      # local copies: pointers and settings stay in registers
-    cdef Settings s = sp[0]
-    cdef double *x = A.x
-    cdef int *nit = A.nit
-    cdef signed char *pending = A.pending
-    cdef Py_ssize_t i, holes = 0, k
-    cdef double xi, f, d, step, xn
-    cdef int status, it
-    for i in range(n):
-        xi = x[i]
-        f = fx[i]
-        it = nit[i]
-        if not isfinite(f):
-            status = NON_FINITE
-        elif f == 0.0 or fabs(f) <= s.ftol or pending[i]:
-            status = SUCCESS
-        elif it >= s.maxiter:
-            status = MAX_ITERATIONS
-        else:
-            d = df[i]
-            if not isfinite(d):
-                status = NON_FINITE
-            elif d == 0.0:
-                status = SINGULAR
-            else:
-                step = f / d
-                xn = xi - step
-                if isfinite(xn):
-                    x[i] = xn
-                    nit[i] = it + 1
-                    pending[i] = fabs(step) <= s.tol + s.rtol * fabs(xn)
-                    continue
-                status = NON_FINITE
-        k = A.n_done
-        A.done_idx[k] = A.idx[i]
-        A.done_x[k] = xi
-        A.done_fun[k] = f
-        A.done_status[k] = <signed char>status
-        A.done_nit[k] = it
-        A.done_nfev[k] = A.start_cost + (it + 1) * (1 + A.deriv_cost)
-        A.n_done = k + 1
-        A.holes[holes] = i
-        holes += 1
-    AP.n_done = A.n_done
-    return batch_fill_holes(AP, sp, n, holes)
-
-
 cdef class ElementwiseBatch:
     """Per-element state of a batch Newton solve, compacted to the active elements.
 
@@ -783,12 +758,6 @@ cdef class ElementwiseBatch:
         cdef int status
         cdef double dfi, d2fi
         cdef bint fd = f_plus is not None, have_df = df is not None, have_d2f = d2f is not None
-        if (have_df and not (fd or have_d2f or checked or self.s.bracketed)
-                and self.s.method == NEWTON and self.n_active > 0):
-            with nogil:
-                self.n_active = plain_newton_round(&self.A, &self.s, self.n_active, &fx[0],
-                                                   &df[0])
-            return
         start_element(&e, 0.0, &self.s)
         with nogil:
             for i in range(self.n_active):
@@ -845,6 +814,179 @@ cdef class ElementwiseBatch:
                 so[k] = self.A.done_status[m]
                 io[k] = self.A.done_nit[m]
                 eo[k] = self.A.done_nfev[m]
+
+
+cdef struct FinishedElement:
+    # NewtonBatch's record of a finished element: one record (and so, mostly, one cache
+    # line) per element written out of order, instead of five separate output arrays.
+    double x
+    double fun
+    int nit
+    int status
+
+
+cdef class NewtonBatch:
+    """Plain Newton steps for a batch with vectorized f and f' (no bracket, not Halley/secant).
+
+    Each round the wrapper calls f and f' on :attr:`x` ``[:n_active]`` (and the rows of
+    :attr:`params` sliced the same way) and passes the values to :meth:`iterate`: ONE pass
+    over contiguous buffers decides every element, steps the running ones, writes the finished
+    ones straight to the outputs and closes the gaps (a stable compaction, so finished
+    elements are never evaluated again and the next round's arrays are again contiguous).
+
+    The state per active element is only x, its parameters, and its index in the outputs (an
+    int: at most INT_MAX elements) with the "last step was below tolerance" flag folded in
+    (``~index``); ``nit`` is the round
+    number, shared by all active elements (every running element steps each round). Round 0
+    reads the caller's x0 and parameter arrays (:meth:`sources`) and writes the first
+    compacted state into the batch's own buffers, so nothing is copied up front. Stable
+    compaction keeps the active elements in output order, so outputs are written in
+    ascending address order each round; a finished element's outputs go to one record,
+    split into the output arrays by one sequential pass in :meth:`finish`.
+    """
+    cdef double tol, rtol, ftol
+    cdef int maxiter
+    cdef public int nit
+    cdef public Py_ssize_t n_active
+    cdef public object x, params, x_out, fun_out, status_out, nit_out, nfev_out
+    cdef object idx, x_first, rows_first, records
+
+    def __init__(self, cnp.ndarray x0, list rows, double tol, double rtol, double ftol,
+                 int maxiter):
+        """x0 and rows: 1-D C-contiguous float64 arrays of one length (read, never written)."""
+        cdef Py_ssize_t n = x0.shape[0]
+        self.tol = tol
+        self.rtol = rtol
+        self.ftol = ftol
+        self.maxiter = maxiter
+        self.nit = 0
+        self.n_active = n
+        self.x_first = x0
+        self.rows_first = rows
+        self.x = np.empty(n)
+        self.params = np.empty((len(rows), n))
+        if n > INT_MAX:
+            raise ValueError("internal: NewtonBatch takes at most INT_MAX elements")
+        self.idx = np.empty(n, dtype=np.intc)
+        self.records = np.empty(n * sizeof(FinishedElement), dtype=np.uint8)
+        self.x_out = self.fun_out = self.status_out = self.nit_out = self.nfev_out = None
+
+    def sources(self):
+        """``(x, rows)``: the active iterates and parameter rows f and f' are evaluated at."""
+        n = self.n_active
+        if self.nit == 0:
+            return self.x_first, self.rows_first
+        return self.x[:n], [self.params[r, :n] for r in range(self.params.shape[0])]
+
+    def iterate(self, const double[::1] fx, const double[::1] df):
+        """One round from f and f' at the active iterates; returns the number still active."""
+        cdef Py_ssize_t n = self.n_active, rows = self.params.shape[0], capacity = self.x.shape[0]
+        cdef Py_ssize_t i, j = 0, r
+        cdef int e
+        cdef bint first = self.nit == 0
+        cdef int nit = self.nit, status
+        cdef double f, af, d, step, xi, xn
+        cdef double tol = self.tol, rtol = self.rtol, ftol = self.ftol
+        cdef bint more = nit < self.maxiter
+        cdef double *x = _double_ptr(self.x)
+        cdef const double *x_src = x
+        cdef double *params = _double_ptr(self.params)
+        cdef int *idx = <int*>cnp.PyArray_DATA(self.idx)
+        cdef FinishedElement *done = <FinishedElement*>cnp.PyArray_DATA(self.records)
+        cdef const double[::1] x_view
+        cdef const double[::1] row_view
+        cdef const double **row_src = NULL
+        cdef const double *row0
+        if fx.shape[0] != n or df.shape[0] != n:
+            raise ValueError("internal: values of the wrong length")
+        if n == 0:
+            return 0
+        row_src = <const double**>malloc(max(rows, 1) * sizeof(double*))
+        if row_src == NULL:
+            raise MemoryError()
+        try:
+            if first:
+                x_view = self.x_first
+                x_src = &x_view[0]
+                for r in range(rows):
+                    row_view = self.rows_first[r]
+                    row_src[r] = &row_view[0]
+            else:
+                for r in range(rows):
+                    row_src[r] = params + r * capacity
+            row0 = row_src[0] if rows > 0 else NULL
+            with nogil:
+                for i in range(n):
+                    f = fx[i]
+                    xi = x_src[i]
+                    e = <int>i if first else idx[i]
+                    af = fabs(f)
+                    # step unless f is non-finite, |f| <= ftol (covers f == 0), the last step
+                    # was below tolerance (e < 0) or maxiter steps were taken
+                    if more and e >= 0 and af > ftol and af <= DBL_MAX:
+                        d = df[i]
+                        step = f / d
+                        xn = xi - step
+                        # a zero f' gives an infinite step; an infinite f' a zero one
+                        if fabs(xn) <= DBL_MAX and fabs(d) <= DBL_MAX:
+                            x[j] = xn
+                            idx[j] = e if fabs(step) > tol + rtol * fabs(xn) else ~e
+                            if j != i or first:
+                                if rows == 1:       # the common case, without a loop
+                                    params[j] = row0[i]
+                                else:
+                                    for r in range(rows):
+                                        params[r * capacity + j] = row_src[r][i]
+                            j += 1
+                            continue
+                        status = SINGULAR if d == 0.0 else NON_FINITE
+                    else:
+                        if e < 0:
+                            e = ~e
+                            status = SUCCESS if af <= DBL_MAX else NON_FINITE
+                        elif not isfinite(f):
+                            status = NON_FINITE
+                        elif af <= ftol:
+                            status = SUCCESS
+                        else:
+                            status = MAX_ITERATIONS
+                    done[e].x = xi
+                    done[e].fun = f
+                    done[e].nit = nit
+                    done[e].status = status
+        finally:
+            free(row_src)
+        self.nit = nit + 1
+        self.n_active = j
+        if first:
+            self.x_first = self.rows_first = None
+        return j
+
+    def finish(self):
+        """Split the records into ``x_out`` ... ``nfev_out`` (call once no element is active;
+        f and f' were evaluated in each of an element's nit + 1 rounds)."""
+        cdef Py_ssize_t n = self.x.shape[0], e
+        if self.n_active:
+            raise RuntimeError("internal error: finish() with active elements")
+        self.x_out = np.empty(n)
+        self.fun_out = np.empty(n)
+        self.status_out = np.empty(n, dtype=np.intp)
+        self.nit_out = np.empty(n, dtype=np.intp)
+        self.nfev_out = np.empty(n, dtype=np.intp)
+        cdef const FinishedElement *done = <FinishedElement*>cnp.PyArray_DATA(self.records)
+        cdef double *xo = _double_ptr(self.x_out)
+        cdef double *fo = _double_ptr(self.fun_out)
+        cdef Py_ssize_t *so = <Py_ssize_t*>cnp.PyArray_DATA(self.status_out)
+        cdef Py_ssize_t *io = <Py_ssize_t*>cnp.PyArray_DATA(self.nit_out)
+        cdef Py_ssize_t *eo = <Py_ssize_t*>cnp.PyArray_DATA(self.nfev_out)
+        with nogil:
+            for e in range(n):
+                xo[e] = done[e].x
+                fo[e] = done[e].fun
+                so[e] = done[e].status
+                io[e] = done[e].nit
+                eo[e] = 2 * <Py_ssize_t>done[e].nit + 2
+        self.records = None
 
 
 cdef double *_double_ptr(cnp.ndarray array):

@@ -8,7 +8,7 @@ They exercise the compiled-callable path of every routine without optional depen
     >>> f.signature
     'double (int, double *, void *)'
 """
-from libc.math cimport exp, sin, cos
+from libc.math cimport exp, sin, cos, NAN
 from scipy import LowLevelCallable
 
 
@@ -60,12 +60,14 @@ def low_level(name):
 
 # ---- elementwise equations and small systems for Newton-Raphson (fastcalc.roots) ----
 # Elementwise signature: double f(double x, int k, double *p, void *user_data), where p points
-# to this element's k parameters.
+# to this element's k parameters; a function must check k before reading p.
 from libc.math cimport log
 
 
 cdef api double cube_root_eq(double x, int k, double *p, void *user_data) noexcept nogil:
     """x^3 - p[0] (root: the cube root of p[0])."""
+    if k < 1:
+        return NAN   # too few parameters: a status, not a read past p
     return x * x * x - p[0]
 
 
@@ -81,16 +83,22 @@ cdef api double cube_root_eq_prime2(double x, int k, double *p, void *user_data)
 
 cdef api double kepler_eq(double x, int k, double *p, void *user_data) noexcept nogil:
     """Kepler's equation E - e sin E - M with p = (e, M)."""
+    if k < 2:
+        return NAN   # too few parameters: a status, not a read past p
     return x - p[0] * sin(x) - p[1]
 
 
 cdef api double kepler_eq_prime(double x, int k, double *p, void *user_data) noexcept nogil:
     """1 - e cos E, the derivative of kepler_eq."""
+    if k < 2:
+        return NAN   # too few parameters: a status, not a read past p
     return 1.0 - p[0] * cos(x)
 
 
 cdef api double log_eq(double x, int k, double *p, void *user_data) noexcept nogil:
     """log(x) - p[0]: NaN for x < 0, so Newton from far away fails (status tests)."""
+    if k < 1:
+        return NAN   # too few parameters: a status, not a read past p
     return log(x) - p[0]
 
 

@@ -19,13 +19,14 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from ._evaluate import FunctionKind, resolve
-from ._roots import ElementwiseBatch, Method, newton_compiled, newton_system_compiled, \
+from ._roots import ElementwiseBatch, Method, NewtonBatch, newton_compiled, newton_system_compiled, \
     solve_linear_systems
 from ._status import ConvergenceError, Status, message_of, messages_of
 
 __all__ = ["newton", "newton_system"]
 
 _EPS = np.finfo(np.float64).eps
+_INT_MAX = np.iinfo(np.intc).max     # NewtonBatch numbers elements with C ints
 _METHODS = {"newton": Method.NEWTON, "halley": Method.HALLEY, "secant": Method.SECANT}
 
 
@@ -222,9 +223,10 @@ def _parameter_matrix(args, shape, size):
 
 
 def _split_args(args, shape, size):
-    """Per-element array arguments as rows of one ``(r, N)`` array; the rest unchanged.
+    """Per-element array arguments as 1-D float64 rows of length N; the rest unchanged.
 
-    Returns ``(rows, layout)`` where layout[i] is a row index or None (argument passed as is).
+    Returns ``(rows, layout)``: a list of rows, and layout[i] a row index or None (argument
+    passed as is).
     """
     rows, layout = [], []
     for i, a in enumerate(args):
@@ -235,7 +237,7 @@ def _split_args(args, shape, size):
             continue
         layout.append(len(rows))
         rows.append(_broadcast_float(a, shape, f"args[{i}]"))
-    return (np.stack(rows) if rows else np.empty((0, size))), layout
+    return rows, layout
 
 
 def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
@@ -243,10 +245,15 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
     """Batch Newton for Python callables, compacted to the active elements each step."""
     size = x_start.shape[0]
     if scalar:
-        rows, layout = np.empty((0, size)), [None] * len(args)
+        rows, layout = [], [None] * len(args)
     else:
         rows, layout = _split_args(args, shape, size)
     bracket_on = a_end.shape[0] > 0
+    if (method == Method.NEWTON and fprime is not None and not bracket_on and not scalar
+            and size <= _INT_MAX):
+        return _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol,
+                                        maxiter)
+    rows = np.stack(rows) if rows else np.empty((0, size))
     # Evaluations of f, fprime, fprime2 per element: before the first round, and per round.
     start_cost = 2 * bracket_on + (method == Method.SECANT)
     deriv_cost = (0 if method == Method.SECANT else 1 if fprime is not None else 2) + (
@@ -289,6 +296,28 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
                           x_plus, x_minus, checked=checked)
     batch.finish()
     return batch.x_out, batch.fun_out, batch.status_out, batch.nit_out, batch.nfev_out
+
+
+def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol, maxiter):
+    """Batch Newton with vectorized f and f' (the common case): see :class:`NewtonBatch`."""
+    batch = NewtonBatch(x_start, rows, tol, rtol, ftol, maxiter)
+    while batch.n_active:
+        n = batch.n_active
+        x, row_values = batch.sources()
+        x, *row_values = (_read_only(v) for v in (x, *row_values))
+        call_args = [a if row is None else row_values[row] for a, row in zip(args, layout)]
+        fx = _values(f(x, *call_args), n, "f")
+        df = _values(fprime(x, *call_args), n, "fprime")
+        batch.iterate(fx, df)
+    batch.finish()
+    return batch.x_out, batch.fun_out, batch.status_out, batch.nit_out, batch.nfev_out
+
+
+def _read_only(array):
+    """A read-only view: f sees the batch's own buffers (or, in round 0, the caller's arrays)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _values(value, n, name):

@@ -1,4 +1,5 @@
 """fastcalc.fitting against scipy.optimize.curve_fit, numpy.polyfit and exact answers."""
+import os
 import warnings
 
 import numpy as np
@@ -8,7 +9,7 @@ from scipy.optimize import curve_fit, least_squares
 
 from fastcalc import BatchFitResult, FitResult, Status, chi2, fit, fit_batch, linear_fit, models
 from fastcalc import polyfit
-from fastcalc import _fitting
+from fastcalc import _fitting, nist
 from fastcalc._testfunctions import low_level
 
 # ---------------------------------------------------------------------------------------------
@@ -654,3 +655,26 @@ def test_gradient_descent_python_model_and_budget(rng):
     with pytest.warns(RuntimeWarning, match="did not converge"):
         short = fit(models.exponential, x, y, p0=[2.0, 1.0, 0.0], method="gd", maxiter=5)
     assert short.status == Status.MAX_ITERATIONS and short.nit == 5
+
+
+@pytest.fixture
+def strd_dir(request):
+    """The NIST StRD folder: FASTCALC_NIST_DIR when set, else the shared `nist_dir` fixture."""
+    env = os.environ.get("FASTCALC_NIST_DIR")
+    if env and os.path.isdir(env):
+        return env
+    return request.getfixturevalue("nist_dir")
+
+
+@pytest.mark.parametrize("jacobian", ["analytic", "finite-difference"])
+@pytest.mark.parametrize("name", ["BoxBOD", "MGH10", "Bennett5", "MGH17"])
+def test_trust_region_solves_the_hard_nist_starts(strd_dir, name, jacobian):
+    """Start 1 of these is far from the minimum (BoxBOD and MGH10 defeated the earlier
+    Nielsen-damped kernel): the trust-region kernel reaches the certified values with a success
+    status, within its default iteration budget."""
+    problem = nist.load(name, strd_dir)
+    r = fit(problem.f, problem.x, problem.y, p0=problem.start(1),
+            jac=problem.jac if jacobian == "analytic" else None)
+    assert r.success, (r.status, r.nit, r.params)
+    assert problem.min_lre(r.params) >= 4.0, (r.params, problem.certified_params)
+    assert_allclose(r.chi2, problem.certified_rss, rtol=1e-6)

@@ -350,6 +350,32 @@ def test_wrong_shapes_and_types_raise_clear_errors():
         newton_system(lambda X: X[:1], np.ones((3, 2)), vectorized=True)
 
 
+def test_several_per_element_args_follow_the_active_elements(rng):
+    # two parameter arrays and a scalar: every call sees x and both arrays compacted alike,
+    # all read-only (the first round passes the caller's own arrays)
+    a = rng.uniform(1.0, 1000.0, 5000)
+    scale = rng.uniform(0.5, 2.0, 5000)
+    seen = []
+
+    def f(x, a, scale, c):
+        assert x.shape == a.shape == scale.shape and c == 3.0
+        assert not (x.flags.writeable or a.flags.writeable or scale.flags.writeable)
+        seen.append(x.size)
+        return scale * (x * x * x - a)
+
+    def fprime(x, a, scale, c):
+        return c * scale * x * x
+
+    r = newton(f, np.ones(5000), fprime, args=(a, scale, 3.0), full_output=True)
+    assert r.converged.all() and sum(seen) == (r.nit + 1).sum()
+    np.testing.assert_allclose(r.x, np.cbrt(a), rtol=4 * EPS)
+    assert a.flags.writeable and scale.flags.writeable
+    # no per-element argument at all, and an empty batch
+    np.testing.assert_allclose(newton(lambda x: x * x - 2.0, np.full(3, 1.0), lambda x: 2 * x),
+                               np.sqrt(2.0), rtol=4 * EPS)
+    assert newton(cube, np.empty(0), cube_prime, args=(np.empty(0),)).shape == (0,)
+
+
 def test_inputs_are_not_mutated_and_read_only_inputs_work(rng):
     a = rng.uniform(1.0, 10.0, 100)
     x0 = rng.uniform(1.0, 3.0, 100)
