@@ -81,25 +81,29 @@ class ElementwiseBatch:
 class NewtonBatch:
     nit: int
     n_active: int
+    size: int
     x: NDArray[np.float64]
     params: NDArray[np.float64]
-    x_out: NDArray[np.float64] | None
-    fun_out: NDArray[np.float64] | None
-    status_out: NDArray[np.intp] | None
-    nit_out: NDArray[np.intp] | None
-    nfev_out: NDArray[np.intp] | None
     def __init__(
         self,
-        x0: NDArray[np.float64],
-        rows: list[NDArray[np.float64]],
+        capacity: int,
+        n_rows: int,
         tol: float,
         rtol: float,
         ftol: float,
         maxiter: int,
     ) -> None: ...
+    def start(self, x0: NDArray[np.float64], rows: list[NDArray[np.float64]]) -> None: ...
     def sources(self) -> tuple[NDArray[np.float64], list[NDArray[np.float64]]]: ...
     def iterate(self, fx: NDArray[np.float64], df: NDArray[np.float64]) -> int: ...
-    def finish(self) -> None: ...
+    def finish(
+        self,
+        x_out: NDArray[np.float64],
+        fun_out: NDArray[np.float64],
+        status_out: NDArray[np.intp],
+        nit_out: NDArray[np.intp],
+        nfev_out: NDArray[np.intp],
+    ) -> None: ...
 
 def newton_system_compiled(
     F: Any,

@@ -843,33 +843,50 @@ cdef class NewtonBatch:
     compaction keeps the active elements in output order, so outputs are written in
     ascending address order each round; a finished element's outputs go to one record,
     split into the output arrays by one sequential pass in :meth:`finish`.
+
+    One batch solves a chunk of at most ``capacity`` elements at a time (:meth:`start` ...
+    :meth:`finish`), reusing its buffers, so that a cache-sized chunk's state, the user's f/f'
+    values and their temporaries stay in cache between the user's calls and the update pass.
     """
     cdef double tol, rtol, ftol
     cdef int maxiter
     cdef public int nit
     cdef public Py_ssize_t n_active
-    cdef public object x, params, x_out, fun_out, status_out, nit_out, nfev_out
+    cdef public Py_ssize_t size
+    cdef public object x, params
     cdef object idx, x_first, rows_first, records
 
-    def __init__(self, cnp.ndarray x0, list rows, double tol, double rtol, double ftol,
-                 int maxiter):
-        """x0 and rows: 1-D C-contiguous float64 arrays of one length (read, never written)."""
-        cdef Py_ssize_t n = x0.shape[0]
+    def __init__(self, Py_ssize_t capacity, Py_ssize_t n_rows, double tol, double rtol,
+                 double ftol, int maxiter):
+        """Buffers for chunks of up to ``capacity`` elements with ``n_rows`` parameter rows."""
+        if capacity < 0 or capacity > INT_MAX or n_rows < 0:
+            raise ValueError("internal: NewtonBatch takes 0 to INT_MAX elements")
         self.tol = tol
         self.rtol = rtol
         self.ftol = ftol
         self.maxiter = maxiter
         self.nit = 0
+        self.n_active = 0
+        self.size = 0
+        self.x_first = self.rows_first = None
+        self.x = np.empty(capacity)
+        self.params = np.empty((n_rows, capacity))
+        self.idx = np.empty(capacity, dtype=np.intc)
+        self.records = np.empty(capacity * sizeof(FinishedElement), dtype=np.uint8)
+
+    def start(self, cnp.ndarray x0, list rows):
+        """Begin a chunk. x0 and rows: 1-D C-contiguous float64 arrays of one length, at most
+        the capacity (read, never written)."""
+        cdef Py_ssize_t n = x0.shape[0]
+        if self.n_active:
+            raise RuntimeError("internal error: start() with active elements")
+        if n > self.x.shape[0] or len(rows) != self.params.shape[0]:
+            raise ValueError("internal: chunk larger than the batch's capacity")
+        self.nit = 0
         self.n_active = n
+        self.size = n
         self.x_first = x0
         self.rows_first = rows
-        self.x = np.empty(n)
-        self.params = np.empty((len(rows), n))
-        if n > INT_MAX:
-            raise ValueError("internal: NewtonBatch takes at most INT_MAX elements")
-        self.idx = np.empty(n, dtype=np.intc)
-        self.records = np.empty(n * sizeof(FinishedElement), dtype=np.uint8)
-        self.x_out = self.fun_out = self.status_out = self.nit_out = self.nfev_out = None
 
     def sources(self):
         """``(x, rows)``: the active iterates and parameter rows f and f' are evaluated at."""
@@ -962,31 +979,25 @@ cdef class NewtonBatch:
             self.x_first = self.rows_first = None
         return j
 
-    def finish(self):
-        """Split the records into ``x_out`` ... ``nfev_out`` (call once no element is active;
-        f and f' were evaluated in each of an element's nit + 1 rounds)."""
-        cdef Py_ssize_t n = self.x.shape[0], e
+    def finish(self, double[::1] x_out, double[::1] fun_out, Py_ssize_t[::1] status_out,
+               Py_ssize_t[::1] nit_out, Py_ssize_t[::1] nfev_out):
+        """Split the chunk's records into the outputs (arrays of the chunk's length; call once
+        no element is active; f and f' were evaluated in each of an element's nit + 1 rounds)."""
+        cdef Py_ssize_t n = self.size, e
+        cdef const FinishedElement *done = <FinishedElement*>cnp.PyArray_DATA(self.records)
         if self.n_active:
             raise RuntimeError("internal error: finish() with active elements")
-        self.x_out = np.empty(n)
-        self.fun_out = np.empty(n)
-        self.status_out = np.empty(n, dtype=np.intp)
-        self.nit_out = np.empty(n, dtype=np.intp)
-        self.nfev_out = np.empty(n, dtype=np.intp)
-        cdef const FinishedElement *done = <FinishedElement*>cnp.PyArray_DATA(self.records)
-        cdef double *xo = _double_ptr(self.x_out)
-        cdef double *fo = _double_ptr(self.fun_out)
-        cdef Py_ssize_t *so = <Py_ssize_t*>cnp.PyArray_DATA(self.status_out)
-        cdef Py_ssize_t *io = <Py_ssize_t*>cnp.PyArray_DATA(self.nit_out)
-        cdef Py_ssize_t *eo = <Py_ssize_t*>cnp.PyArray_DATA(self.nfev_out)
+        if (x_out.shape[0] != n or fun_out.shape[0] != n or status_out.shape[0] != n
+                or nit_out.shape[0] != n or nfev_out.shape[0] != n):
+            raise ValueError("internal: outputs of the wrong length")
         with nogil:
             for e in range(n):
-                xo[e] = done[e].x
-                fo[e] = done[e].fun
-                so[e] = done[e].status
-                io[e] = done[e].nit
-                eo[e] = 2 * <Py_ssize_t>done[e].nit + 2
-        self.records = None
+                x_out[e] = done[e].x
+                fun_out[e] = done[e].fun
+                status_out[e] = done[e].status
+                nit_out[e] = done[e].nit
+                nfev_out[e] = 2 * <Py_ssize_t>done[e].nit + 2
+        self.size = 0
 
 
 cdef double *_double_ptr(cnp.ndarray array):

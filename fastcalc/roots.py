@@ -26,7 +26,10 @@ from ._status import ConvergenceError, Status, message_of, messages_of
 __all__ = ["newton", "newton_system"]
 
 _EPS = np.finfo(np.float64).eps
-_INT_MAX = np.iinfo(np.intc).max     # NewtonBatch numbers elements with C ints
+# Elements per chunk of a batch with vectorized f and f' (see _newton_vectorized_plain):
+# 512 kB per array of x, parameters, values and NumPy temporaries, mostly in L2; 32k and 64k
+# measured alike (1e6 cube roots: 135-144 ns/equation in one piece, 91-100 chunked).
+_NEWTON_CHUNK = 65_536
 _METHODS = {"newton": Method.NEWTON, "halley": Method.HALLEY, "secant": Method.SECANT}
 
 
@@ -40,7 +43,11 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         ``f(x, *args)``. With a scalar ``x0``, ``x`` is a float. With an array ``x0``, ``f`` must
         be vectorized elementwise: it receives a 1-D array of the still-active elements and the
         matching 1-D slices of every per-element argument, and returns an array of the same
-        length. A compiled ``f`` has the C signature
+        length. With a vectorized ``fprime`` (plain Newton, no bracket), batches of more than
+        65,536 elements are solved in chunks of that size, one after another, so that the
+        working arrays stay in cache: ``f`` and ``fprime`` are then called once per round per
+        chunk (more, smaller calls), never with more than one chunk's active elements; the
+        results do not depend on the chunking. A compiled ``f`` has the C signature
         ``double f(double x, int k, double *p, void *user_data)``: ``p`` points to this element's
         ``k`` parameters, i.e. the values of ``args`` for this element, in order (row i of a
         C-contiguous ``(N, k)`` array); compiled functions run without the GIL on ``n_threads``.
@@ -249,8 +256,7 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
     else:
         rows, layout = _split_args(args, shape, size)
     bracket_on = a_end.shape[0] > 0
-    if (method == Method.NEWTON and fprime is not None and not bracket_on and not scalar
-            and size <= _INT_MAX):
+    if method == Method.NEWTON and fprime is not None and not bracket_on and not scalar:
         return _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol,
                                         maxiter)
     rows = np.stack(rows) if rows else np.empty((0, size))
@@ -299,18 +305,36 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
 
 
 def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol, maxiter):
-    """Batch Newton with vectorized f and f' (the common case): see :class:`NewtonBatch`."""
-    batch = NewtonBatch(x_start, rows, tol, rtol, ftol, maxiter)
-    while batch.n_active:
-        n = batch.n_active
-        x, row_values = batch.sources()
-        x, *row_values = (_read_only(v) for v in (x, *row_values))
-        call_args = [a if row is None else row_values[row] for a, row in zip(args, layout)]
-        fx = _values(f(x, *call_args), n, "f")
-        df = _values(fprime(x, *call_args), n, "fprime")
-        batch.iterate(fx, df)
-    batch.finish()
-    return batch.x_out, batch.fun_out, batch.status_out, batch.nit_out, batch.nfev_out
+    """Batch Newton with vectorized f and f' (the common case): see :class:`NewtonBatch`.
+
+    Solved one chunk of ``_NEWTON_CHUNK`` elements at a time, each to completion: the chunk's
+    iterates, parameters, f/f' values and the user's temporaries then stay in cache between
+    f, f' and the update pass (much faster than streaming whole-batch arrays through memory
+    every round). Each element's iteration is independent, so results do not depend on the
+    chunking; a batch no larger than one chunk is solved exactly as before, in one piece.
+    """
+    size = x_start.shape[0]
+    chunk = min(size, _NEWTON_CHUNK)
+    outputs = (np.empty(size), np.empty(size), np.empty(size, dtype=np.intp),
+               np.empty(size, dtype=np.intp), np.empty(size, dtype=np.intp))
+    batch = NewtonBatch(chunk, len(rows), tol, rtol, ftol, maxiter)
+    for begin in range(0, size, max(chunk, 1)):
+        end = min(begin + chunk, size)
+        if chunk == size:
+            batch.start(x_start, rows)
+        else:
+            batch.start(x_start[begin:end], [row[begin:end] for row in rows])
+        while batch.n_active:
+            n = batch.n_active
+            x, row_values = batch.sources()
+            x, *row_values = (_read_only(v) for v in (x, *row_values))
+            call_args = [a if row is None else row_values[row] for a, row in zip(args, layout)]
+            fx = _values(f(x, *call_args), n, "f")
+            df = _values(fprime(x, *call_args), n, "fprime")
+            batch.iterate(fx, df)
+        batch.finish(*(out[begin:end] for out in outputs))
+    x, fun, status, nit, nfev = outputs
+    return x, fun, status, nit, nfev
 
 
 def _read_only(array):

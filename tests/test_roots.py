@@ -525,3 +525,70 @@ def test_compiled_python_and_scalar_paths_take_identical_steps(rng):
         one = newton(lambda x: x * x * x - a[i], x0[i], lambda x: 3.0 * x * x, **kw)
         assert (one.status, one.nit) == (compiled.status[i], compiled.nit[i])
         np.testing.assert_array_equal([one.x, one.fun], [compiled.x[i], compiled.fun[i]])
+
+
+def _mixed_batch(rng, n):
+    """x^3 + c x - a = 0 with every status: NaN parameters, zero derivatives, overflow."""
+    a = rng.uniform(-1000.0, 1000.0, n)
+    c = rng.choice([0.0, 1.0, -3.0, 0.5], n)
+    x0 = rng.uniform(-5.0, 5.0, n)
+    pick = rng.random(n)
+    a[pick < 0.01] = np.nan                             # status 3
+    x0[(pick >= 0.01) & (pick < 0.03)] = 0.0            # with c == 0: f' = 0, status 2
+    a[(pick >= 0.03) & (pick < 0.035)] = 1e300          # overflow to inf
+    x0[(pick >= 0.035) & (pick < 0.04)] = 1e6           # slow: maxiter
+    return x0, a, c
+
+
+def _mixed_f(x, a, c, s):
+    return x**3 + c * x - s * a
+
+
+def _mixed_fprime(x, a, c, s):
+    return 3.0 * x**2 + c
+
+
+def test_chunked_batch_is_bitwise_identical_to_one_piece(rng, monkeypatch):
+    # A batch with vectorized f and f' is solved in chunks of roots._NEWTON_CHUNK elements;
+    # per-element results must not depend on the chunking (one piece is the unchunked solver).
+    from fastcalc import roots
+    assert roots._NEWTON_CHUNK < 300_000
+    x0, a, c = _mixed_batch(rng, 300_000)
+    statuses = set()
+    with np.errstate(over="ignore", invalid="ignore"):
+        for maxiter, ftol in [(0, 0.0), (1, 1e-6), (3, 0.0), (8, 1.0), (50, 0.0), (50, 1e-6)]:
+            kw = dict(args=(a, c, 1.0), maxiter=maxiter, ftol=ftol, full_output=True)
+            chunked = newton(_mixed_f, x0, _mixed_fprime, **kw)
+            with monkeypatch.context() as m:
+                m.setattr(roots, "_NEWTON_CHUNK", 10**9)
+                whole = newton(_mixed_f, x0, _mixed_fprime, **kw)
+            for key in ("x", "fun", "status", "nit", "nfev"):
+                assert chunked[key].dtype == whole[key].dtype
+                assert chunked[key].tobytes() == whole[key].tobytes(), (maxiter, ftol, key)
+            statuses |= set(np.unique(chunked.status).tolist())
+    assert statuses == {0, 1, 2, 3}
+
+
+def test_chunks_evaluate_only_active_elements_with_their_args(rng, monkeypatch):
+    # uneven chunks: f sees at most one chunk, only running elements, each with its own
+    # parameters; a finished element is never evaluated again
+    from fastcalc import roots
+    monkeypatch.setattr(roots, "_NEWTON_CHUNK", 777)
+    n = 5000
+    x0, a, c = _mixed_batch(rng, n)
+    ident = np.arange(n, dtype=float)
+    evaluated = np.zeros(n, dtype=np.intp)
+
+    def f(x, a_, c_, s, i):
+        k = i.astype(np.intp)
+        assert x.size <= 777 and np.array_equal(k, np.sort(k))
+        assert np.array_equal(a_, a[k], equal_nan=True) and np.array_equal(c_, c[k])
+        evaluated[k] += 1
+        return _mixed_f(x, a_, c_, s)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = newton(f, x0, lambda x, a_, c_, s, i: _mixed_fprime(x, a_, c_, s),
+                   args=(a, c, 1.0, ident), maxiter=20, full_output=True)
+    assert set(np.unique(r.status).tolist()) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(evaluated, r.nit + 1)
+    np.testing.assert_array_equal(r.nfev, 2 * (r.nit + 1))
