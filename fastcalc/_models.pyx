@@ -316,19 +316,21 @@ cdef double refit_amplitude_offset(model_eval_t evaluate, int x_dim, int npts,
     """For models amplitude * shape(x; other params) + offset: solve (amplitude, offset)
     exactly by linear least squares for the shape given in p, store them in p and return
     the residual sum of squares (infinite, p unchanged, when impossible). The shape is
-    evaluated in chunks through stack buffers."""
+    evaluated in chunks through stack buffers.
+
+    Two unknowns need only the centred sums of the shape s and data y: they are accumulated
+    shifted by the first usable point (s0, y0), which keeps the cancellation to the spread of
+    the data, and involve no division or square root per point (a Givens update has both,
+    and their latency made this the largest part of a guess)."""
     cdef double x_chunk[2 * RSS_CHUNK]
     cdef double shape[RSS_CHUNK]
-    cdef double R[4]
-    cdef double qtb[2]
-    cdef double row[2]
-    cdef double coef[2]
     cdef double saved_amplitude = p[amplitude_index], saved_offset = p[offset_index]
-    cdef double rss = 0.0, r
-    cdef int start = 0, length, dim, j, failed = 0
+    cdef double s0 = 0.0, y0 = 0.0, ds, dy, count = 0.0
+    cdef double sum_s = 0.0, sum_y = 0.0, sum_ss = 0.0, sum_sy = 0.0, sum_yy = 0.0
+    cdef double raw_ss = 0.0, sxx, sxy, syy, r00, r11, amplitude, rss
+    cdef int start = 0, length, dim, j, failed = 0, first = 1
     p[amplitude_index] = 1.0
     p[offset_index] = 0.0
-    lsq_reset(R, qtb, 2)
     while start < npts and not failed:
         length = npts - start if npts - start < RSS_CHUNK else RSS_CHUNK
         for dim in range(x_dim):
@@ -341,19 +343,43 @@ cdef double refit_amplitude_offset(model_eval_t evaluate, int x_dim, int npts,
             if not isfinite(shape[j]):
                 failed = 1
                 break
-            row[0] = shape[j]
-            row[1] = 1.0
-            r = lsq_add_row(R, qtb, 2, row, y[start + j])
-            rss += r * r
+            if first:
+                s0 = shape[j]
+                y0 = y[start + j]
+                first = 0
+            ds = shape[j] - s0
+            dy = y[start + j] - y0
+            count += 1.0
+            sum_s += ds
+            sum_y += dy
+            sum_ss += ds * ds
+            sum_sy += ds * dy
+            sum_yy += dy * dy
+            raw_ss += shape[j] * shape[j]
         start += length
-    if failed or lsq_solve(R, qtb, 2, coef) != 0 or not (isfinite(coef[0])
-                                                         and isfinite(coef[1])):
-        p[amplitude_index] = saved_amplitude
-        p[offset_index] = saved_offset
+    p[amplitude_index] = saved_amplitude
+    p[offset_index] = saved_offset
+    if failed or count == 0.0:
         return INFINITY
-    p[amplitude_index] = coef[0]
-    p[offset_index] = coef[1]
-    return rss
+    sxx = sum_ss - sum_s * sum_s / count
+    sxy = sum_sy - sum_s * sum_y / count
+    syy = sum_yy - sum_y * sum_y / count
+    # the singularity test of a QR of the columns (shape, 1): R00^2 = sum s^2 and
+    # R11^2 = count * sxx / sum s^2; R11 <= 1e-13 max(R00, R11) counts as singular
+    r00 = raw_ss
+    if not (sxx > 0.0 and r00 > 0.0):
+        return INFINITY
+    r11 = count * sxx / r00
+    if r11 <= 1e-26 * (r00 if r00 > r11 else r11):
+        return INFINITY
+    amplitude = sxy / sxx
+    if not (isfinite(amplitude) and isfinite(y0 + sum_y / count
+                                             - amplitude * (s0 + sum_s / count))):
+        return INFINITY
+    p[amplitude_index] = amplitude
+    p[offset_index] = y0 + sum_y / count - amplitude * (s0 + sum_s / count)
+    rss = syy - amplitude * sxy
+    return rss if rss > 0.0 else 0.0
 
 
 cdef inline double peak_sign(double ymin, double ymean, double ymax) noexcept nogil:
