@@ -556,60 +556,111 @@ cdef int exponential_evaluate(int npts, const double *x, int nparams, const doub
     return finish_evaluate(npts, 3, out, jac)
 
 
-cdef double exponential_amplitude_offset(int npts, const double *x, const double *y,
-                                         double tau, double xmin, double xmax,
-                                         double *p0) noexcept nogil:
-    """Given tau the model is linear in (A, c): solve that least-squares problem exactly
-    and return its residual sum of squares (infinite if impossible). The exponential is
-    referred to the end where it is largest, so the column is <= 1."""
-    cdef double R[4]
-    cdef double qtb[2]
-    cdef double row[2]
-    cdef double coef[2]
-    cdef double xref = xmin if tau > 0 else xmax
-    cdef double rss = 0.0, r
-    cdef int i
-    lsq_reset(R, qtb, 2)
-    for i in range(npts):
-        if not usable(x[i], y[i]):
-            continue
-        row[0] = exp(-(x[i] - xref) / tau)
-        row[1] = 1.0
-        r = lsq_add_row(R, qtb, 2, row, y[i])
-        rss += r * r
-    if lsq_solve(R, qtb, 2, coef) != 0:
+cdef struct LineSums:
+    # sums for the least-squares line y = a * s + b, shifted by the first point (s0, y0)
+    double s0, y0, s, y, ss, sy, yy, raw_ss
+
+
+cdef inline void line_sums_add(LineSums *t, double count, double s, double y) noexcept nogil:
+    cdef double ds, dy
+    if count == 0.0:
+        t.s0 = s
+        t.y0 = y
+    ds = s - t.s0
+    dy = y - t.y0
+    t.s += ds
+    t.y += dy
+    t.ss += ds * ds
+    t.sy += ds * dy
+    t.yy += dy * dy
+    t.raw_ss += s * s
+
+
+cdef double line_sums_solve(const LineSums *t, double count, double *slope,
+                            double *intercept) noexcept nogil:
+    """Slope and intercept of the least-squares line and its residual sum of squares
+    (infinite when the columns (s, 1) are numerically dependent: the test of a QR,
+    R11 <= 1e-13 max(R00, R11) with R00^2 = sum s^2, R11^2 = count * sxx / sum s^2)."""
+    cdef double sxx, sxy, syy, r11, a, b, rss
+    if count == 0.0:
         return INFINITY
-    p0[0] = coef[0] * exp(xref / tau)
-    p0[1] = tau
-    p0[2] = coef[1]
-    if not params_finite(p0, 3):
+    sxx = t.ss - t.s * t.s / count
+    sxy = t.sy - t.s * t.y / count
+    syy = t.yy - t.y * t.y / count
+    if not (sxx > 0.0 and t.raw_ss > 0.0):
         return INFINITY
-    return rss
+    r11 = count * sxx / t.raw_ss
+    if r11 <= 1e-26 * (t.raw_ss if t.raw_ss > r11 else r11):
+        return INFINITY
+    a = sxy / sxx
+    b = t.y0 + t.y / count - a * (t.s0 + t.s / count)
+    if not (isfinite(a) and isfinite(b)):
+        return INFINITY
+    slope[0] = a
+    intercept[0] = b
+    rss = syy - a * sxy
+    return rss if rss > 0.0 else 0.0
 
 
 cdef int exponential_best_of(int npts, const double *x, const double *y, double tau,
                              double xmin, double xmax, double *p0) noexcept nogil:
     """Variable projection over a few decay rates: tau itself, half and twice it, and
     the opposite direction (noisy, nearly linear data can hide it); the candidate of least
-    residual, with its exact (A, c)."""
-    cdef double trial[3]
+    residual, with its exact (A, c). Given tau the model is linear in (A, c); the
+    exponential is referred to the end where it is largest, so the column is <= 1.
+
+    One pass: with e = exp(-(x - xref) / tau), the rates tau / 0.5 and tau / 2 have the
+    columns sqrt(e) and e^2, and the opposite direction those of its own e: two exp() per
+    point serve all five candidates."""
+    cdef LineSums sums[5]
     cdef double factors[5]
-    cdef double best = INFINITY, rss
-    cdef int j
-    for j in range(3):
-        trial[j] = 0.0
+    cdef double column[5]
+    cdef double best = INFINITY, rss, count = 0.0, slope = 0.0, intercept = 0.0, t, xref
+    cdef double xref_same = xmin if tau > 0 else xmax
+    cdef double xref_opposite = xmax if tau > 0 else xmin
+    cdef double inv_tau = 1.0 / tau
+    cdef double e_same, e_opposite
+    cdef int i, j
     factors[0] = 1.0
     factors[1] = 0.5
     factors[2] = 2.0
     factors[3] = -1.0
     factors[4] = -0.5
     for j in range(5):
-        rss = exponential_amplitude_offset(npts, x, y, tau / factors[j], xmin, xmax, trial)
-        if rss < best:
-            best = rss
-            p0[0] = trial[0]
-            p0[1] = trial[1]
-            p0[2] = trial[2]
+        sums[j].s0 = 0.0
+        sums[j].y0 = 0.0
+        sums[j].s = 0.0
+        sums[j].y = 0.0
+        sums[j].ss = 0.0
+        sums[j].sy = 0.0
+        sums[j].yy = 0.0
+        sums[j].raw_ss = 0.0
+    for i in range(npts):
+        if not usable(x[i], y[i]):
+            continue
+        e_same = exp(-(x[i] - xref_same) * inv_tau)
+        e_opposite = exp((x[i] - xref_opposite) * inv_tau)
+        column[0] = e_same
+        column[1] = sqrt(e_same)
+        column[2] = e_same * e_same
+        column[3] = e_opposite
+        column[4] = sqrt(e_opposite)
+        for j in range(5):
+            line_sums_add(&sums[j], count, column[j], y[i])
+        count += 1.0
+    for j in range(5):
+        rss = line_sums_solve(&sums[j], count, &slope, &intercept)
+        if not rss < best:
+            continue
+        t = tau / factors[j]
+        xref = xref_same if j < 3 else xref_opposite
+        column[0] = slope * exp(xref / t)
+        if not (isfinite(column[0]) and isfinite(t) and isfinite(intercept)):
+            continue
+        best = rss
+        p0[0] = column[0]
+        p0[1] = t
+        p0[2] = intercept
     return 0 if best < INFINITY else GUESS_TOO_FEW_POINTS
 
 
