@@ -515,11 +515,12 @@ cdef int peak_guess(model_eval_t evaluate, double fwhm_to_width, int npts, const
 cdef int gaussian_evaluate(int npts, const double *x, int nparams, const double *p,
                            double *out, double *jac) noexcept nogil:
     cdef double A = p[0], mu = p[1], sigma = p[2], c = p[3]
-    cdef double inv_var, d, e
+    cdef double inv_var, inv_sigma, d, e, slope
     cdef int i
     if not params_finite(p, 4) or sigma == 0.0:
         return 1
     inv_var = 1.0 / (sigma * sigma)
+    inv_sigma = 1.0 / sigma      # no division per point
     if jac == NULL:
         for i in range(npts):
             d = x[i] - mu
@@ -529,9 +530,10 @@ cdef int gaussian_evaluate(int npts, const double *x, int nparams, const double 
             d = x[i] - mu
             e = exp(-0.5 * d * d * inv_var)
             out[i] = A * e + c
+            slope = A * e * d * inv_var
             jac[4 * i] = e
-            jac[4 * i + 1] = A * e * d * inv_var
-            jac[4 * i + 2] = A * e * d * d * inv_var / sigma
+            jac[4 * i + 1] = slope
+            jac[4 * i + 2] = slope * d * inv_sigma
             jac[4 * i + 3] = 1.0
     return finish_evaluate(npts, 4, out, jac)
 
@@ -1178,11 +1180,12 @@ cdef int gaussian_2d_evaluate(int npts, const double *x, int nparams, const doub
                               double *out, double *jac) noexcept nogil:
     cdef double A = p[0], x0 = p[1], y0 = p[2], sigma = p[3], b = p[4]
     cdef const double *yc = x + npts
-    cdef double inv_var, dx, dy, r2, e
+    cdef double inv_var, inv_sigma, dx, dy, r2, e, e_scaled
     cdef int i
     if not params_finite(p, 5) or sigma == 0.0:
         return 1
     inv_var = 1.0 / (sigma * sigma)
+    inv_sigma = 1.0 / sigma      # no division per point
     if jac == NULL:
         for i in range(npts):
             dx = x[i] - x0
@@ -1196,9 +1199,10 @@ cdef int gaussian_2d_evaluate(int npts, const double *x, int nparams, const doub
             e = exp(-0.5 * r2 * inv_var)
             out[i] = A * e + b
             jac[5 * i] = e
-            jac[5 * i + 1] = A * e * dx * inv_var
-            jac[5 * i + 2] = A * e * dy * inv_var
-            jac[5 * i + 3] = A * e * r2 * inv_var / sigma
+            e_scaled = A * e * inv_var
+            jac[5 * i + 1] = e_scaled * dx
+            jac[5 * i + 2] = e_scaled * dy
+            jac[5 * i + 3] = e_scaled * r2 * inv_sigma
             jac[5 * i + 4] = 1.0
     return finish_evaluate(npts, 5, out, jac)
 
