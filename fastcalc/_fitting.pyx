@@ -865,23 +865,26 @@ cdef int evaluate_point(FitState *s, Problem *pr, const double *params, double *
                         double *resid, double *jac_out) noexcept nogil:
     """Model values and weighted residuals at params; the weighted free-column Jacobian too when
     jac_out is not NULL (built-in models). Returns a status code."""
-    cdef int m = pr.m, P = s.nparams, i, k, j, rc
+    cdef int m = pr.m, P = s.nparams, n = s.nfree, i, k, j, rc
     cdef double v
     if pr.kind == KIND_BUILTIN:
+        # a built-in kernel returns non-zero unless every value and Jacobian entry is finite
         rc = pr.builtin(m, pr.x, P, params, values, pr.jacrow if jac_out != NULL else NULL)
         if rc != 0:
             return NON_FINITE
+        for i in range(m):
+            resid[i] = pr.w[i] * (pr.y[i] - values[i])
     else:
         rc = pr.compiled(m, pr.x, P, <double *>params, values, pr.user_data)
         if rc != 0:
             return CALLBACK_ERROR
-    for i in range(m):
-        v = values[i]
-        if not isfinite(v):
-            return NON_FINITE
-        resid[i] = pr.w[i] * (pr.y[i] - v)
+        for i in range(m):
+            v = values[i]
+            if not isfinite(v):
+                return NON_FINITE
+            resid[i] = pr.w[i] * (pr.y[i] - v)
     if jac_out != NULL:
-        for k in range(s.nfree):
+        for k in range(n):
             j = s.free_index[k]
             for i in range(m):
                 jac_out[i + <Py_ssize_t>k * m] = pr.w[i] * pr.jacrow[<Py_ssize_t>i * P + j]
