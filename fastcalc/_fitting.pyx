@@ -244,6 +244,31 @@ cdef extern from *:
         _mm_storeu_pd(hi, s23);
         return ((lo[0] + tail) + hi[0]) + (lo[1] + hi[1]);
     }
+    /* a.b and a.c in one pass (a loaded once), each summed exactly as fastcalc_dot does. */
+    static inline void fastcalc_dot2(int n, const double *a, const double *b, const double *c,
+                                     double *ab, double *ac) {
+        __m128d b01 = _mm_setzero_pd(), b23 = _mm_setzero_pd();
+        __m128d c01 = _mm_setzero_pd(), c23 = _mm_setzero_pd();
+        double lo[2], hi[2], tail_b = 0.0, tail_c = 0.0;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            __m128d a01 = _mm_loadu_pd(a + i), a23 = _mm_loadu_pd(a + i + 2);
+            b01 = _mm_add_pd(b01, _mm_mul_pd(a01, _mm_loadu_pd(b + i)));
+            b23 = _mm_add_pd(b23, _mm_mul_pd(a23, _mm_loadu_pd(b + i + 2)));
+            c01 = _mm_add_pd(c01, _mm_mul_pd(a01, _mm_loadu_pd(c + i)));
+            c23 = _mm_add_pd(c23, _mm_mul_pd(a23, _mm_loadu_pd(c + i + 2)));
+        }
+        for (; i < n; i++) {
+            tail_b += a[i] * b[i];
+            tail_c += a[i] * c[i];
+        }
+        _mm_storeu_pd(lo, b01);
+        _mm_storeu_pd(hi, b23);
+        *ab = ((lo[0] + tail_b) + hi[0]) + (lo[1] + hi[1]);
+        _mm_storeu_pd(lo, c01);
+        _mm_storeu_pd(hi, c23);
+        *ac = ((lo[0] + tail_c) + hi[0]) + (lo[1] + hi[1]);
+    }
     #else
     static inline double fastcalc_dot(int n, const double *a, const double *b) {
         double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, tail = 0.0;
@@ -257,9 +282,16 @@ cdef extern from *:
         for (; i < n; i++) tail += a[i] * b[i];
         return ((s0 + tail) + s2) + (s1 + s3);
     }
+    static inline void fastcalc_dot2(int n, const double *a, const double *b, const double *c,
+                                     double *ab, double *ac) {
+        *ab = fastcalc_dot(n, a, b);
+        *ac = fastcalc_dot(n, a, c);
+    }
     #endif
     """
     double dot "fastcalc_dot"(int n, const double *a, const double *b) noexcept nogil
+    void dot2 "fastcalc_dot2"(int n, const double *a, const double *b, const double *c,
+                              double *ab, double *ac) noexcept nogil
 
 
 cdef void householder_triangularize(int rows, int cols, double *A, int lda,
@@ -402,18 +434,32 @@ cdef inline int at_upper(const FitState *s, int k) noexcept nogil:
 cdef void state_jacobian_ready(FitState *s) noexcept nogil:
     """J at params is in s.jac: update scaling and gradient, test convergence."""
     cdef int m = s.m, n = s.nfree, k, l
-    cdef double colnorm, g, rnorm
+    cdef double colnorm, g, rnorm, product
     cdef int gradient_small = 1
     cdef double *col
+    cdef double *other
     s.jac_valid = 1
     s.have_qr = 0
     s.have_normal = 0
     rnorm = sqrt(s.chi2)
     if s.method == METHOD_LM:
+        # J^T J and J^T r together, two products per pass over column k; "column n" is r
         for k in range(n):
-            for l in range(k, n):
-                s.normal[l + k * n] = dot(m, s.jac + <Py_ssize_t>l * m, s.jac + <Py_ssize_t>k * m)
-                s.normal[k + l * n] = s.normal[l + k * n]
+            col = s.jac + <Py_ssize_t>k * m
+            l = k
+            while l + 1 <= n:
+                other = s.jac + <Py_ssize_t>(l + 1) * m if l + 1 < n else s.resid
+                dot2(m, col, s.jac + <Py_ssize_t>l * m, other, &product, &g)
+                s.normal[l + k * n] = product
+                s.normal[k + l * n] = product
+                if l + 1 < n:
+                    s.normal[l + 1 + k * n] = g
+                    s.normal[k + (l + 1) * n] = g
+                else:
+                    s.grad[k] = g
+                l += 2
+            if l == n:
+                s.grad[k] = dot(m, col, s.resid)
         s.have_normal = 1
     for k in range(n):
         col = s.jac + <Py_ssize_t>k * m
@@ -425,8 +471,9 @@ cdef void state_jacobian_ready(FitState *s) noexcept nogil:
             s.scale[k] = colnorm
         if s.scale[k] == 0.0:
             s.scale[k] = 1.0
-        g = dot(m, col, s.resid)
-        s.grad[k] = g
+        if not s.have_normal:
+            s.grad[k] = dot(m, col, s.resid)
+        g = s.grad[k]
         # Projected gradient: a component pushing against an active bound does not count.
         if (g < 0.0 and at_lower(s, k)) or (g > 0.0 and at_upper(s, k)):
             continue
