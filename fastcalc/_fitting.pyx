@@ -97,6 +97,7 @@ cdef struct FitState:
     int have_qr
     int have_normal
     int factor_is_qr    # the last damped_step left its factor in aug (QR) rather than chol
+    int chol_is_normal  # chol holds the Cholesky factor of the whole J^T J (lam 0, all columns)
     int clipped
     int restarts        # fresh starts after a stall away from a minimum
     int rejections      # consecutive rejected steps
@@ -199,6 +200,7 @@ cdef void state_init(FitState *s, int method, int maxiter, double ftol, double x
     s.trial_has_jac = 0
     s.have_qr = 0
     s.have_normal = 0
+    s.chol_is_normal = 0
     s.clipped = 0
     s.restarts = 0
     s.rejections = 0
@@ -441,6 +443,7 @@ cdef void state_jacobian_ready(FitState *s) noexcept nogil:
     s.jac_valid = 1
     s.have_qr = 0
     s.have_normal = 0
+    s.chol_is_normal = 0
     rnorm = sqrt(s.chi2)
     if s.method == METHOD_LM:
         # J^T J and J^T r together, two products per pass over column k; "column n" is r
@@ -511,6 +514,7 @@ cdef double damped_step(FitState *s, int ncols, const int *columns, double lam) 
     cdef double quad, t
     for k in range(n):
         s.step[k] = 0.0
+    s.chol_is_normal = 0
     if ncols == 0:
         return 0.0
     # Normal equations by Cholesky when accurate.
@@ -522,6 +526,8 @@ cdef double damped_step(FitState *s, int ncols, const int *columns, double lam) 
             s.work[a] = s.grad[columns[a]]
         if cholesky(ncols, s.chol, ncols) == 0:
             s.factor_is_qr = 0
+            # the Gauss-Newton factor of all columns is the one state_finish needs
+            s.chol_is_normal = lam == 0.0 and ncols == n
             cholesky_solve(ncols, s.chol, ncols, s.work, s.augb)
             for a in range(ncols):
                 s.step[columns[a]] = s.augb[a]
@@ -807,11 +813,16 @@ cdef void state_finish(FitState *s) noexcept nogil:
     # (J^T J)^-1 from the Cholesky factor when accurate, else from R; the Gauss-Newton step
     # from params goes to s.step for the exit check.
     if s.have_normal:
-        for k in range(n):
-            for l in range(k, n):
-                s.chol[l + k * n] = s.normal[l + k * n]
-        if cholesky(n, s.chol, n) == 0:
+        if s.chol_is_normal:
+            # the last Gauss-Newton step factored exactly this matrix (lam 0, all columns)
             use_qr = 0
+        else:
+            for k in range(n):
+                for l in range(k, n):
+                    s.chol[l + k * n] = s.normal[l + k * n]
+            if cholesky(n, s.chol, n) == 0:
+                use_qr = 0
+        if not use_qr:
             cholesky_solve(n, s.chol, n, s.grad, s.step)
             # (J^T J)^-1 = L^-T L^-1: invert the triangular factor into s.aug, then multiply
             for k in range(n):
