@@ -73,13 +73,21 @@ cpdef enum ModelId:
 # ---------------------------------------------------------------------------------------
 
 cdef inline bint all_finite(const double *values, Py_ssize_t n) noexcept nogil:
-    # inf * 0 and nan * 0 are nan, so one nan-propagating sum checks every element
-    # (vectorizable, unlike a branch per element).
-    cdef double acc = 0.0
-    cdef Py_ssize_t i
-    for i in range(n):
-        acc += values[i] * 0.0
-    return acc == 0.0
+    # inf * 0 and nan * 0 are nan, so nan-propagating sums check every element without a
+    # branch per element. Four independent sums: one would be a chain of dependent adds
+    # (the compiler may not reorder them), its latency a large part of a model evaluation.
+    cdef double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0
+    cdef Py_ssize_t i = 0
+    while i + 4 <= n:
+        acc0 += values[i] * 0.0
+        acc1 += values[i + 1] * 0.0
+        acc2 += values[i + 2] * 0.0
+        acc3 += values[i + 3] * 0.0
+        i += 4
+    while i < n:
+        acc0 += values[i] * 0.0
+        i += 1
+    return (acc0 + acc1) + (acc2 + acc3) == 0.0
 
 
 cdef inline bint params_finite(const double *p, int nparams) noexcept nogil:
@@ -316,44 +324,74 @@ cdef double refit_amplitude_offset(model_eval_t evaluate, int x_dim, int npts,
     """For models amplitude * shape(x; other params) + offset: solve (amplitude, offset)
     exactly by linear least squares for the shape given in p, store them in p and return
     the residual sum of squares (infinite, p unchanged, when impossible). The shape is
-    evaluated in chunks through stack buffers."""
+    evaluated in chunks through stack buffers.
+
+    Two unknowns need only the centred sums of the shape s and data y: they are accumulated
+    shifted by the first usable point (s0, y0), which keeps the cancellation to the spread of
+    the data, and involve no division or square root per point (a Givens update has both,
+    and their latency made this the largest part of a guess)."""
     cdef double x_chunk[2 * RSS_CHUNK]
     cdef double shape[RSS_CHUNK]
-    cdef double R[4]
-    cdef double qtb[2]
-    cdef double row[2]
-    cdef double coef[2]
     cdef double saved_amplitude = p[amplitude_index], saved_offset = p[offset_index]
-    cdef double rss = 0.0, r
-    cdef int start = 0, length, dim, j, failed = 0
+    cdef double s0 = 0.0, y0 = 0.0, ds, dy, count = 0.0
+    cdef double sum_s = 0.0, sum_y = 0.0, sum_ss = 0.0, sum_sy = 0.0, sum_yy = 0.0
+    cdef double raw_ss = 0.0, sxx, sxy, syy, r00, r11, amplitude, rss
+    cdef int start = 0, length, dim, j, failed = 0, first = 1
     p[amplitude_index] = 1.0
     p[offset_index] = 0.0
-    lsq_reset(R, qtb, 2)
     while start < npts and not failed:
         length = npts - start if npts - start < RSS_CHUNK else RSS_CHUNK
-        for dim in range(x_dim):
-            for j in range(length):
-                x_chunk[dim * length + j] = x[dim * npts + start + j]
-        evaluate(length, x_chunk, nparams, p, shape, NULL)
+        if length == npts:
+            # one chunk: x already has the layout a chunk needs
+            evaluate(length, x, nparams, p, shape, NULL)
+        else:
+            for dim in range(x_dim):
+                for j in range(length):
+                    x_chunk[dim * length + j] = x[dim * npts + start + j]
+            evaluate(length, x_chunk, nparams, p, shape, NULL)
         for j in range(length):
             if not isfinite(y[start + j]):
                 continue
             if not isfinite(shape[j]):
                 failed = 1
                 break
-            row[0] = shape[j]
-            row[1] = 1.0
-            r = lsq_add_row(R, qtb, 2, row, y[start + j])
-            rss += r * r
+            if first:
+                s0 = shape[j]
+                y0 = y[start + j]
+                first = 0
+            ds = shape[j] - s0
+            dy = y[start + j] - y0
+            count += 1.0
+            sum_s += ds
+            sum_y += dy
+            sum_ss += ds * ds
+            sum_sy += ds * dy
+            sum_yy += dy * dy
+            raw_ss += shape[j] * shape[j]
         start += length
-    if failed or lsq_solve(R, qtb, 2, coef) != 0 or not (isfinite(coef[0])
-                                                         and isfinite(coef[1])):
-        p[amplitude_index] = saved_amplitude
-        p[offset_index] = saved_offset
+    p[amplitude_index] = saved_amplitude
+    p[offset_index] = saved_offset
+    if failed or count == 0.0:
         return INFINITY
-    p[amplitude_index] = coef[0]
-    p[offset_index] = coef[1]
-    return rss
+    sxx = sum_ss - sum_s * sum_s / count
+    sxy = sum_sy - sum_s * sum_y / count
+    syy = sum_yy - sum_y * sum_y / count
+    # the singularity test of a QR of the columns (shape, 1): R00^2 = sum s^2 and
+    # R11^2 = count * sxx / sum s^2; R11 <= 1e-13 max(R00, R11) counts as singular
+    r00 = raw_ss
+    if not (sxx > 0.0 and r00 > 0.0):
+        return INFINITY
+    r11 = count * sxx / r00
+    if r11 <= 1e-26 * (r00 if r00 > r11 else r11):
+        return INFINITY
+    amplitude = sxy / sxx
+    if not (isfinite(amplitude) and isfinite(y0 + sum_y / count
+                                             - amplitude * (s0 + sum_s / count))):
+        return INFINITY
+    p[amplitude_index] = amplitude
+    p[offset_index] = y0 + sum_y / count - amplitude * (s0 + sum_s / count)
+    rss = syy - amplitude * sxy
+    return rss if rss > 0.0 else 0.0
 
 
 cdef inline double peak_sign(double ymin, double ymean, double ymax) noexcept nogil:
@@ -481,11 +519,12 @@ cdef int peak_guess(model_eval_t evaluate, double fwhm_to_width, int npts, const
 cdef int gaussian_evaluate(int npts, const double *x, int nparams, const double *p,
                            double *out, double *jac) noexcept nogil:
     cdef double A = p[0], mu = p[1], sigma = p[2], c = p[3]
-    cdef double inv_var, d, e
+    cdef double inv_var, inv_sigma, d, e, slope
     cdef int i
     if not params_finite(p, 4) or sigma == 0.0:
         return 1
     inv_var = 1.0 / (sigma * sigma)
+    inv_sigma = 1.0 / sigma      # no division per point
     if jac == NULL:
         for i in range(npts):
             d = x[i] - mu
@@ -495,9 +534,10 @@ cdef int gaussian_evaluate(int npts, const double *x, int nparams, const double 
             d = x[i] - mu
             e = exp(-0.5 * d * d * inv_var)
             out[i] = A * e + c
+            slope = A * e * d * inv_var
             jac[4 * i] = e
-            jac[4 * i + 1] = A * e * d * inv_var
-            jac[4 * i + 2] = A * e * d * d * inv_var / sigma
+            jac[4 * i + 1] = slope
+            jac[4 * i + 2] = slope * d * inv_sigma
             jac[4 * i + 3] = 1.0
     return finish_evaluate(npts, 4, out, jac)
 
@@ -530,60 +570,111 @@ cdef int exponential_evaluate(int npts, const double *x, int nparams, const doub
     return finish_evaluate(npts, 3, out, jac)
 
 
-cdef double exponential_amplitude_offset(int npts, const double *x, const double *y,
-                                         double tau, double xmin, double xmax,
-                                         double *p0) noexcept nogil:
-    """Given tau the model is linear in (A, c): solve that least-squares problem exactly
-    and return its residual sum of squares (infinite if impossible). The exponential is
-    referred to the end where it is largest, so the column is <= 1."""
-    cdef double R[4]
-    cdef double qtb[2]
-    cdef double row[2]
-    cdef double coef[2]
-    cdef double xref = xmin if tau > 0 else xmax
-    cdef double rss = 0.0, r
-    cdef int i
-    lsq_reset(R, qtb, 2)
-    for i in range(npts):
-        if not usable(x[i], y[i]):
-            continue
-        row[0] = exp(-(x[i] - xref) / tau)
-        row[1] = 1.0
-        r = lsq_add_row(R, qtb, 2, row, y[i])
-        rss += r * r
-    if lsq_solve(R, qtb, 2, coef) != 0:
+cdef struct LineSums:
+    # sums for the least-squares line y = a * s + b, shifted by the first point (s0, y0)
+    double s0, y0, s, y, ss, sy, yy, raw_ss
+
+
+cdef inline void line_sums_add(LineSums *t, double count, double s, double y) noexcept nogil:
+    cdef double ds, dy
+    if count == 0.0:
+        t.s0 = s
+        t.y0 = y
+    ds = s - t.s0
+    dy = y - t.y0
+    t.s += ds
+    t.y += dy
+    t.ss += ds * ds
+    t.sy += ds * dy
+    t.yy += dy * dy
+    t.raw_ss += s * s
+
+
+cdef double line_sums_solve(const LineSums *t, double count, double *slope,
+                            double *intercept) noexcept nogil:
+    """Slope and intercept of the least-squares line and its residual sum of squares
+    (infinite when the columns (s, 1) are numerically dependent: the test of a QR,
+    R11 <= 1e-13 max(R00, R11) with R00^2 = sum s^2, R11^2 = count * sxx / sum s^2)."""
+    cdef double sxx, sxy, syy, r11, a, b, rss
+    if count == 0.0:
         return INFINITY
-    p0[0] = coef[0] * exp(xref / tau)
-    p0[1] = tau
-    p0[2] = coef[1]
-    if not params_finite(p0, 3):
+    sxx = t.ss - t.s * t.s / count
+    sxy = t.sy - t.s * t.y / count
+    syy = t.yy - t.y * t.y / count
+    if not (sxx > 0.0 and t.raw_ss > 0.0):
         return INFINITY
-    return rss
+    r11 = count * sxx / t.raw_ss
+    if r11 <= 1e-26 * (t.raw_ss if t.raw_ss > r11 else r11):
+        return INFINITY
+    a = sxy / sxx
+    b = t.y0 + t.y / count - a * (t.s0 + t.s / count)
+    if not (isfinite(a) and isfinite(b)):
+        return INFINITY
+    slope[0] = a
+    intercept[0] = b
+    rss = syy - a * sxy
+    return rss if rss > 0.0 else 0.0
 
 
 cdef int exponential_best_of(int npts, const double *x, const double *y, double tau,
                              double xmin, double xmax, double *p0) noexcept nogil:
     """Variable projection over a few decay rates: tau itself, half and twice it, and
     the opposite direction (noisy, nearly linear data can hide it); the candidate of least
-    residual, with its exact (A, c)."""
-    cdef double trial[3]
+    residual, with its exact (A, c). Given tau the model is linear in (A, c); the
+    exponential is referred to the end where it is largest, so the column is <= 1.
+
+    One pass: with e = exp(-(x - xref) / tau), the rates tau / 0.5 and tau / 2 have the
+    columns sqrt(e) and e^2, and the opposite direction those of its own e: two exp() per
+    point serve all five candidates."""
+    cdef LineSums sums[5]
     cdef double factors[5]
-    cdef double best = INFINITY, rss
-    cdef int j
-    for j in range(3):
-        trial[j] = 0.0
+    cdef double column[5]
+    cdef double best = INFINITY, rss, count = 0.0, slope = 0.0, intercept = 0.0, t, xref
+    cdef double xref_same = xmin if tau > 0 else xmax
+    cdef double xref_opposite = xmax if tau > 0 else xmin
+    cdef double inv_tau = 1.0 / tau
+    cdef double e_same, e_opposite
+    cdef int i, j
     factors[0] = 1.0
     factors[1] = 0.5
     factors[2] = 2.0
     factors[3] = -1.0
     factors[4] = -0.5
     for j in range(5):
-        rss = exponential_amplitude_offset(npts, x, y, tau / factors[j], xmin, xmax, trial)
-        if rss < best:
-            best = rss
-            p0[0] = trial[0]
-            p0[1] = trial[1]
-            p0[2] = trial[2]
+        sums[j].s0 = 0.0
+        sums[j].y0 = 0.0
+        sums[j].s = 0.0
+        sums[j].y = 0.0
+        sums[j].ss = 0.0
+        sums[j].sy = 0.0
+        sums[j].yy = 0.0
+        sums[j].raw_ss = 0.0
+    for i in range(npts):
+        if not usable(x[i], y[i]):
+            continue
+        e_same = exp(-(x[i] - xref_same) * inv_tau)
+        e_opposite = exp((x[i] - xref_opposite) * inv_tau)
+        column[0] = e_same
+        column[1] = sqrt(e_same)
+        column[2] = e_same * e_same
+        column[3] = e_opposite
+        column[4] = sqrt(e_opposite)
+        for j in range(5):
+            line_sums_add(&sums[j], count, column[j], y[i])
+        count += 1.0
+    for j in range(5):
+        rss = line_sums_solve(&sums[j], count, &slope, &intercept)
+        if not rss < best:
+            continue
+        t = tau / factors[j]
+        xref = xref_same if j < 3 else xref_opposite
+        column[0] = slope * exp(xref / t)
+        if not (isfinite(column[0]) and isfinite(t) and isfinite(intercept)):
+            continue
+        best = rss
+        p0[0] = column[0]
+        p0[1] = t
+        p0[2] = intercept
     return 0 if best < INFINITY else GUESS_TOO_FEW_POINTS
 
 
@@ -1093,11 +1184,12 @@ cdef int gaussian_2d_evaluate(int npts, const double *x, int nparams, const doub
                               double *out, double *jac) noexcept nogil:
     cdef double A = p[0], x0 = p[1], y0 = p[2], sigma = p[3], b = p[4]
     cdef const double *yc = x + npts
-    cdef double inv_var, dx, dy, r2, e
+    cdef double inv_var, inv_sigma, dx, dy, r2, e, e_scaled
     cdef int i
     if not params_finite(p, 5) or sigma == 0.0:
         return 1
     inv_var = 1.0 / (sigma * sigma)
+    inv_sigma = 1.0 / sigma      # no division per point
     if jac == NULL:
         for i in range(npts):
             dx = x[i] - x0
@@ -1111,9 +1203,10 @@ cdef int gaussian_2d_evaluate(int npts, const double *x, int nparams, const doub
             e = exp(-0.5 * r2 * inv_var)
             out[i] = A * e + b
             jac[5 * i] = e
-            jac[5 * i + 1] = A * e * dx * inv_var
-            jac[5 * i + 2] = A * e * dy * inv_var
-            jac[5 * i + 3] = A * e * r2 * inv_var / sigma
+            e_scaled = A * e * inv_var
+            jac[5 * i + 1] = e_scaled * dx
+            jac[5 * i + 2] = e_scaled * dy
+            jac[5 * i + 3] = e_scaled * r2 * inv_sigma
             jac[5 * i + 4] = 1.0
     return finish_evaluate(npts, 5, out, jac)
 
