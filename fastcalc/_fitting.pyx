@@ -97,6 +97,7 @@ cdef struct FitState:
     int have_qr
     int have_normal
     int factor_is_qr    # the last damped_step left its factor in aug (QR) rather than chol
+    int chol_is_normal  # chol holds the Cholesky factor of the whole J^T J (lam 0, all columns)
     int clipped
     int restarts        # fresh starts after a stall away from a minimum
     int rejections      # consecutive rejected steps
@@ -199,6 +200,7 @@ cdef void state_init(FitState *s, int method, int maxiter, double ftol, double x
     s.trial_has_jac = 0
     s.have_qr = 0
     s.have_normal = 0
+    s.chol_is_normal = 0
     s.clipped = 0
     s.restarts = 0
     s.rejections = 0
@@ -244,6 +246,31 @@ cdef extern from *:
         _mm_storeu_pd(hi, s23);
         return ((lo[0] + tail) + hi[0]) + (lo[1] + hi[1]);
     }
+    /* a.b and a.c in one pass (a loaded once), each summed exactly as fastcalc_dot does. */
+    static inline void fastcalc_dot2(int n, const double *a, const double *b, const double *c,
+                                     double *ab, double *ac) {
+        __m128d b01 = _mm_setzero_pd(), b23 = _mm_setzero_pd();
+        __m128d c01 = _mm_setzero_pd(), c23 = _mm_setzero_pd();
+        double lo[2], hi[2], tail_b = 0.0, tail_c = 0.0;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            __m128d a01 = _mm_loadu_pd(a + i), a23 = _mm_loadu_pd(a + i + 2);
+            b01 = _mm_add_pd(b01, _mm_mul_pd(a01, _mm_loadu_pd(b + i)));
+            b23 = _mm_add_pd(b23, _mm_mul_pd(a23, _mm_loadu_pd(b + i + 2)));
+            c01 = _mm_add_pd(c01, _mm_mul_pd(a01, _mm_loadu_pd(c + i)));
+            c23 = _mm_add_pd(c23, _mm_mul_pd(a23, _mm_loadu_pd(c + i + 2)));
+        }
+        for (; i < n; i++) {
+            tail_b += a[i] * b[i];
+            tail_c += a[i] * c[i];
+        }
+        _mm_storeu_pd(lo, b01);
+        _mm_storeu_pd(hi, b23);
+        *ab = ((lo[0] + tail_b) + hi[0]) + (lo[1] + hi[1]);
+        _mm_storeu_pd(lo, c01);
+        _mm_storeu_pd(hi, c23);
+        *ac = ((lo[0] + tail_c) + hi[0]) + (lo[1] + hi[1]);
+    }
     #else
     static inline double fastcalc_dot(int n, const double *a, const double *b) {
         double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, tail = 0.0;
@@ -257,9 +284,16 @@ cdef extern from *:
         for (; i < n; i++) tail += a[i] * b[i];
         return ((s0 + tail) + s2) + (s1 + s3);
     }
+    static inline void fastcalc_dot2(int n, const double *a, const double *b, const double *c,
+                                     double *ab, double *ac) {
+        *ab = fastcalc_dot(n, a, b);
+        *ac = fastcalc_dot(n, a, c);
+    }
     #endif
     """
     double dot "fastcalc_dot"(int n, const double *a, const double *b) noexcept nogil
+    void dot2 "fastcalc_dot2"(int n, const double *a, const double *b, const double *c,
+                              double *ab, double *ac) noexcept nogil
 
 
 cdef void householder_triangularize(int rows, int cols, double *A, int lda,
@@ -402,18 +436,33 @@ cdef inline int at_upper(const FitState *s, int k) noexcept nogil:
 cdef void state_jacobian_ready(FitState *s) noexcept nogil:
     """J at params is in s.jac: update scaling and gradient, test convergence."""
     cdef int m = s.m, n = s.nfree, k, l
-    cdef double colnorm, g, rnorm
+    cdef double colnorm, g, rnorm, product
     cdef int gradient_small = 1
     cdef double *col
+    cdef double *other
     s.jac_valid = 1
     s.have_qr = 0
     s.have_normal = 0
+    s.chol_is_normal = 0
     rnorm = sqrt(s.chi2)
     if s.method == METHOD_LM:
+        # J^T J and J^T r together, two products per pass over column k; "column n" is r
         for k in range(n):
-            for l in range(k, n):
-                s.normal[l + k * n] = dot(m, s.jac + <Py_ssize_t>l * m, s.jac + <Py_ssize_t>k * m)
-                s.normal[k + l * n] = s.normal[l + k * n]
+            col = s.jac + <Py_ssize_t>k * m
+            l = k
+            while l + 1 <= n:
+                other = s.jac + <Py_ssize_t>(l + 1) * m if l + 1 < n else s.resid
+                dot2(m, col, s.jac + <Py_ssize_t>l * m, other, &product, &g)
+                s.normal[l + k * n] = product
+                s.normal[k + l * n] = product
+                if l + 1 < n:
+                    s.normal[l + 1 + k * n] = g
+                    s.normal[k + (l + 1) * n] = g
+                else:
+                    s.grad[k] = g
+                l += 2
+            if l == n:
+                s.grad[k] = dot(m, col, s.resid)
         s.have_normal = 1
     for k in range(n):
         col = s.jac + <Py_ssize_t>k * m
@@ -425,8 +474,9 @@ cdef void state_jacobian_ready(FitState *s) noexcept nogil:
             s.scale[k] = colnorm
         if s.scale[k] == 0.0:
             s.scale[k] = 1.0
-        g = dot(m, col, s.resid)
-        s.grad[k] = g
+        if not s.have_normal:
+            s.grad[k] = dot(m, col, s.resid)
+        g = s.grad[k]
         # Projected gradient: a component pushing against an active bound does not count.
         if (g < 0.0 and at_lower(s, k)) or (g > 0.0 and at_upper(s, k)):
             continue
@@ -464,6 +514,7 @@ cdef double damped_step(FitState *s, int ncols, const int *columns, double lam) 
     cdef double quad, t
     for k in range(n):
         s.step[k] = 0.0
+    s.chol_is_normal = 0
     if ncols == 0:
         return 0.0
     # Normal equations by Cholesky when accurate.
@@ -475,6 +526,8 @@ cdef double damped_step(FitState *s, int ncols, const int *columns, double lam) 
             s.work[a] = s.grad[columns[a]]
         if cholesky(ncols, s.chol, ncols) == 0:
             s.factor_is_qr = 0
+            # the Gauss-Newton factor of all columns is the one state_finish needs
+            s.chol_is_normal = lam == 0.0 and ncols == n
             cholesky_solve(ncols, s.chol, ncols, s.work, s.augb)
             for a in range(ncols):
                 s.step[columns[a]] = s.augb[a]
@@ -760,11 +813,16 @@ cdef void state_finish(FitState *s) noexcept nogil:
     # (J^T J)^-1 from the Cholesky factor when accurate, else from R; the Gauss-Newton step
     # from params goes to s.step for the exit check.
     if s.have_normal:
-        for k in range(n):
-            for l in range(k, n):
-                s.chol[l + k * n] = s.normal[l + k * n]
-        if cholesky(n, s.chol, n) == 0:
+        if s.chol_is_normal:
+            # the last Gauss-Newton step factored exactly this matrix (lam 0, all columns)
             use_qr = 0
+        else:
+            for k in range(n):
+                for l in range(k, n):
+                    s.chol[l + k * n] = s.normal[l + k * n]
+            if cholesky(n, s.chol, n) == 0:
+                use_qr = 0
+        if not use_qr:
             cholesky_solve(n, s.chol, n, s.grad, s.step)
             # (J^T J)^-1 = L^-T L^-1: invert the triangular factor into s.aug, then multiply
             for k in range(n):
@@ -865,23 +923,26 @@ cdef int evaluate_point(FitState *s, Problem *pr, const double *params, double *
                         double *resid, double *jac_out) noexcept nogil:
     """Model values and weighted residuals at params; the weighted free-column Jacobian too when
     jac_out is not NULL (built-in models). Returns a status code."""
-    cdef int m = pr.m, P = s.nparams, i, k, j, rc
+    cdef int m = pr.m, P = s.nparams, n = s.nfree, i, k, j, rc
     cdef double v
     if pr.kind == KIND_BUILTIN:
+        # a built-in kernel returns non-zero unless every value and Jacobian entry is finite
         rc = pr.builtin(m, pr.x, P, params, values, pr.jacrow if jac_out != NULL else NULL)
         if rc != 0:
             return NON_FINITE
+        for i in range(m):
+            resid[i] = pr.w[i] * (pr.y[i] - values[i])
     else:
         rc = pr.compiled(m, pr.x, P, <double *>params, values, pr.user_data)
         if rc != 0:
             return CALLBACK_ERROR
-    for i in range(m):
-        v = values[i]
-        if not isfinite(v):
-            return NON_FINITE
-        resid[i] = pr.w[i] * (pr.y[i] - v)
+        for i in range(m):
+            v = values[i]
+            if not isfinite(v):
+                return NON_FINITE
+            resid[i] = pr.w[i] * (pr.y[i] - v)
     if jac_out != NULL:
-        for k in range(s.nfree):
+        for k in range(n):
             j = s.free_index[k]
             for i in range(m):
                 jac_out[i + <Py_ssize_t>k * m] = pr.w[i] * pr.jacrow[<Py_ssize_t>i * P + j]

@@ -341,10 +341,14 @@ cdef double refit_amplitude_offset(model_eval_t evaluate, int x_dim, int npts,
     p[offset_index] = 0.0
     while start < npts and not failed:
         length = npts - start if npts - start < RSS_CHUNK else RSS_CHUNK
-        for dim in range(x_dim):
-            for j in range(length):
-                x_chunk[dim * length + j] = x[dim * npts + start + j]
-        evaluate(length, x_chunk, nparams, p, shape, NULL)
+        if length == npts:
+            # one chunk: x already has the layout a chunk needs
+            evaluate(length, x, nparams, p, shape, NULL)
+        else:
+            for dim in range(x_dim):
+                for j in range(length):
+                    x_chunk[dim * length + j] = x[dim * npts + start + j]
+            evaluate(length, x_chunk, nparams, p, shape, NULL)
         for j in range(length):
             if not isfinite(y[start + j]):
                 continue

@@ -576,6 +576,9 @@ def test_chunks_evaluate_only_active_elements_with_their_args(rng, monkeypatch):
     monkeypatch.setattr(roots, "_NEWTON_CHUNK", 777)
     n = 5000
     x0, a, c = _mixed_batch(rng, n)
+    saved = x0.copy(), a.copy()
+    for array in (x0, a):       # read-only inputs: chunks are views of them
+        array.flags.writeable = False
     ident = np.arange(n, dtype=float)
     evaluated = np.zeros(n, dtype=np.intp)
 
@@ -592,3 +595,5 @@ def test_chunks_evaluate_only_active_elements_with_their_args(rng, monkeypatch):
     assert set(np.unique(r.status).tolist()) == {0, 1, 2, 3}
     np.testing.assert_array_equal(evaluated, r.nit + 1)
     np.testing.assert_array_equal(r.nfev, 2 * (r.nit + 1))
+    np.testing.assert_array_equal(x0, saved[0])
+    np.testing.assert_array_equal(a, saved[1])
