@@ -544,6 +544,25 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     -------
     ndarray, shape (n,), or DifferentiationResult
 
+    Raises
+    ------
+    ValueError
+        ``x`` empty, not 1-D or not finite; ``method``/``accuracy`` invalid; ``step`` not
+        positive and finite or of the wrong shape; ``bounds`` malformed or not containing ``x``;
+        ``f`` returning a value of the wrong shape; ``n_threads`` below 1 (other than -1).
+    TypeError
+        ``x`` complex or not numeric; ``f`` not callable, of the wrong compiled signature, or
+        returning non-numbers; ``n_threads`` not an int.
+    Exception
+        Any exception raised by ``f`` propagates unchanged.
+
+    Notes
+    -----
+    Failure behaviour: a component whose stencil meets a non-finite value is recomputed with a
+    one-sided stencil; if that fails too it is NaN with status 3 (``NON_FINITE``) in the
+    ``full_output`` result (a compiled callable returning NaN is handled the same way). No
+    exception or warning is raised for it: check ``status``.
+
     Examples
     --------
     >>> import numpy as np
@@ -585,6 +604,22 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     -------
     ndarray, shape (m, n), or DifferentiationResult
         ``J[i, j] = d f_i / d x_j``; ``status`` in the result is per column (input component).
+
+    Raises
+    ------
+    ValueError
+        As for :func:`gradient`; also ``f`` returning arrays of inconsistent or wrong shape, or
+        an invalid ``n_out``.
+    TypeError
+        As for :func:`gradient`.
+    Exception
+        Any exception raised by ``f`` propagates unchanged.
+
+    Notes
+    -----
+    Failure behaviour: as for :func:`gradient`, per column: a column that no stencil can
+    compute is NaN with status 3; a compiled vector field returning non-zero counts as
+    non-finite values.
 
     Examples
     --------
@@ -729,6 +764,20 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         non-finite value is recomputed with one-sided stencils (accuracy 2, every
         forward/backward combination of its two axes); only if all fail is it NaN with
         status 3. The ``grad`` path has the per-component fallback of :func:`jacobian`.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`gradient`; also ``grad`` returning the wrong shape.
+    TypeError
+        As for :func:`gradient`.
+    Exception
+        Any exception raised by ``f`` or ``grad`` propagates unchanged.
+
+    Notes
+    -----
+    Failure behaviour: entries whose stencil meets non-finite values fall back to one-sided
+    stencils; entries that still fail are NaN with status 3 (no exception, no warning).
 
     Examples
     --------
@@ -940,6 +989,25 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     -------
     float, ndarray (shape of x) or DifferentiationResult
 
+    Raises
+    ------
+    ValueError
+        ``x`` empty or not finite; ``order``, ``method`` or ``accuracy`` invalid; ``step`` not
+        positive and finite or not broadcastable to ``x``; ``f`` not returning the shape of its
+        input.
+    TypeError
+        ``x`` complex or not numeric; ``f`` not callable or returning non-numbers;
+        ``method="complex"`` with a compiled ``f``.
+    Exception
+        Any exception raised by ``f`` propagates unchanged.
+
+    Notes
+    -----
+    Failure behaviour: an element whose stencil meets a non-finite value of ``f`` is recomputed
+    with a one-sided stencil; if that fails too its derivative is NaN with status 3
+    (``NON_FINITE``) in the ``full_output`` result. No exception or warning is raised for it:
+    check ``status`` (or NaN). Other elements are unaffected.
+
     Examples
     --------
     >>> import numpy as np
@@ -1055,6 +1123,20 @@ def check_grad(f, grad, x, *, args=()):
     -------
     float
 
+    Raises
+    ------
+    ValueError
+        ``x`` empty, not 1-D or not finite; ``grad`` returning the wrong shape.
+    TypeError
+        ``f`` or ``grad`` not callable or returning non-numbers.
+    Exception
+        Any exception raised by ``f`` or ``grad`` propagates unchanged.
+
+    Notes
+    -----
+    Failure behaviour: NaN (never an exception) when ``grad`` or the finite-difference
+    reference is not finite.
+
     Examples
     --------
     >>> from scipy.optimize import rosen, rosen_der
@@ -1097,6 +1179,18 @@ def taylor(f, x0, order, *, args=()):
         ``p.coef[k] = f^(k)(x0) / k!``, coefficients of powers of ``(x - x0)``; its domain is
         shifted so that ``p(x)`` evaluates the Taylor approximation at ``x`` directly.
         Derivatives come from Richardson extrapolation.
+
+    Raises
+    ------
+    ValueError
+        ``x0`` not a finite scalar; ``order`` not an int from 0 to 4.
+    Exception
+        Any exception raised by ``f`` propagates unchanged.
+
+    Notes
+    -----
+    Failure behaviour: coefficients that cannot be computed (non-finite values of ``f`` on
+    both sides of ``x0``) are NaN; no exception or warning.
 
     Examples
     --------

@@ -253,6 +253,16 @@ def chi2(y, y_model, sigma=None):
     -------
     float, or ndarray (N,) for 2-D ``y``.
 
+    Raises
+    ------
+    ValueError
+        ``y_model`` or ``sigma`` not broadcastable to ``y``; ``sigma`` not finite and positive.
+
+    Notes
+    -----
+    Failure behaviour: NaN in ``y`` is a missing point (not counted); NaN in ``y_model`` gives
+    NaN and inf in ``y`` gives inf (never an exception).
+
     Examples
     --------
     >>> chi2([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], sigma=0.5)
@@ -297,6 +307,17 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     -------
     FitResult
         params ``(a, b)``: intercept and slope, as :data:`fastcalc.models.line`.
+
+    Raises
+    ------
+    ValueError
+        ``x`` and ``y`` not 1-D of the same length; NaN or inf in ``x``; fewer than 2 valid
+        points or all ``x`` equal; ``sigma`` not finite and positive or of the wrong shape.
+
+    Notes
+    -----
+    Failure behaviour: NaN in ``y`` marks a missing point; every other failure raises
+    ``ValueError`` (no status).
 
     Examples
     --------
@@ -351,6 +372,17 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     -------
     FitResult
         params ``(c0, ..., c_deg)``.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`linear_fit`; also ``deg`` not a non-negative int, fewer than ``deg + 1``
+        valid points, or a singular weighted Vandermonde matrix.
+
+    Notes
+    -----
+    Failure behaviour: NaN in ``y`` marks a missing point; every other failure raises
+    ``ValueError`` (no status).
 
     Examples
     --------
@@ -819,6 +851,33 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         A ``RuntimeWarning`` is issued when the fit did not converge (``status != 0``) or when
         the covariance cannot be estimated (``dof == 0`` without ``absolute_sigma``).
 
+    Raises
+    ------
+    ValueError
+        NaN or inf in ``x``, inf in ``y``, no points or fewer valid points than free
+        parameters; shapes of ``x``, ``sigma``, ``p0`` inconsistent with ``y``; ``p0`` missing
+        (compiled models), not finite or outside ``bounds``; invalid ``method``, ``bounds``,
+        ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape.
+    TypeError
+        ``model`` of an unsupported kind or wrong compiled signature; ``jac`` of the wrong
+        kind.
+    Exception
+        Any exception raised by a Python ``model`` or ``jac`` propagates unchanged.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the fit did not converge (``status != 0``) or the covariance cannot be estimated
+        (``dof == 0`` without ``absolute_sigma``).
+
+    Notes
+    -----
+    Failure behaviour: a fit that does not converge returns its last parameters with
+    ``success=False`` and a status (see the module notes): 1 (iteration budget exhausted or
+    stalled away from a minimum), 2 (singular Jacobian at the solution, covariance inf), 3
+    (non-finite model values at the start or in the Jacobian), 5 (a compiled model reported an
+    error). A trial step where the model is not finite is rejected, not an error.
+
     Examples
     --------
     >>> import numpy as np
@@ -890,6 +949,23 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     -------
     BatchFitResult
         Per-dataset statuses; a failing dataset never affects the others.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`fit` (checked for the whole batch before any fit starts); ``Y`` not 2-D;
+        ``n_threads`` below 1 (other than -1).
+    TypeError
+        As for :func:`fit`; ``n_threads`` not an int.
+    Exception
+        Any exception raised by a Python ``model`` propagates unchanged (the batch stops).
+
+    Notes
+    -----
+    Failure behaviour: every dataset has its own ``status`` (as for :func:`fit`); a dataset
+    that fails (all NaN, non-finite model values, no convergence) never changes the results of
+    the others, and no warning is issued: check ``status``/``success`` (and ``stderr``, inf
+    when the covariance cannot be estimated).
 
     Examples
     --------

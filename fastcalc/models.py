@@ -192,6 +192,18 @@ class Model:
             Values, of shape ``x.shape`` (``x.shape[1:]`` for ``gaussian_2d``). Where the
             parameters give no finite value (e.g. a zero width) every value is NaN.
 
+        Raises
+        ------
+        TypeError
+            Wrong number of parameters, or parameters or ``x`` not real numbers.
+        ValueError
+            ``x`` not of shape ``(2, ...)`` for ``gaussian_2d``.
+
+        Notes
+        -----
+        Failure behaviour: never raises for numerical problems; values that cannot be computed
+        are NaN.
+
         Examples
         --------
         >>> from fastcalc.models import line
@@ -222,6 +234,18 @@ class Model:
         ndarray
             Shape ``(*x.shape, nparams)`` (``(m, nparams)`` for 1-D x). All NaN where the
             parameters give no finite value.
+
+        Raises
+        ------
+        TypeError
+            Wrong number of parameters, or parameters or ``x`` not real numbers.
+        ValueError
+            ``x`` not of shape ``(2, ...)`` for ``gaussian_2d``.
+
+        Notes
+        -----
+        Failure behaviour: never raises for numerical problems; entries that cannot be computed
+        are NaN.
 
         Examples
         --------
@@ -258,6 +282,11 @@ class Model:
         ValueError
             If shapes disagree, or ``y`` has too few finite points (or x lies outside the
             model's domain) to determine the parameters.
+
+        Notes
+        -----
+        Failure behaviour: raises ``ValueError`` (above) rather than returning non-finite
+        parameters.
 
         Examples
         --------

@@ -111,6 +111,22 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
         1 maxiter or the line search could not decrease f, 3 non-finite value or gradient),
         ``success``, ``message``, and ``path`` if asked.
 
+    Raises
+    ------
+    ValueError
+        ``x0`` empty or not 1-D; ``step``, ``tol`` or ``maxiter`` invalid; ``grad`` returning
+        the wrong shape.
+    TypeError
+        ``x0`` not real numbers; ``grad`` not callable; ``f``/``grad`` returning non-numbers.
+    Exception
+        Any exception raised by ``f``, ``grad`` or ``callback`` propagates unchanged.
+
+    Notes
+    -----
+    Failure behaviour: never raises for a numerical failure: a non-finite ``x0``, value or
+    gradient gives status 3 (``NON_FINITE``), running out of iterations or of line-search
+    progress status 1; ``x`` is then the last iterate.
+
     Examples
     --------
     >>> import numpy as np
@@ -268,6 +284,23 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         (max-norm of the Lagrange system at x), ``nit``, ``nfev`` (evaluations of f and g, those
         of finite differences included), ``status`` (0 converged, 1 maxiter, 2 singular KKT
         matrix, 3 non-finite values), ``success``, ``message``.
+
+    Raises
+    ------
+    ValueError
+        ``x0`` empty, not 1-D or not finite; not ``1 <= m < n`` constraints; constraints,
+        ``grad``, ``constraints_jac`` or ``multipliers0`` of the wrong shape; invalid ``tol`` or
+        ``maxiter``.
+    TypeError
+        ``f``, constraints or derivatives not callable or returning non-numbers.
+    Exception
+        Any exception raised by ``f``, the constraints or the derivatives propagates unchanged.
+
+    Notes
+    -----
+    Failure behaviour: never raises for a numerical failure: status 1 (``maxiter``), 2
+    (singular KKT matrix) or 3 (non-finite values); ``x`` and ``multipliers`` are then the
+    last iterate.
 
     Examples
     --------

@@ -94,6 +94,25 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         ``success``), ``status`` (see ``fastcalc.Status``), ``nit`` (steps), ``nfev`` (evaluations
         of f, fprime and fprime2 together), ``message``; arrays shaped like ``x0`` in a batch.
 
+    Raises
+    ------
+    ConvergenceError
+        Scalar ``x0`` with ``full_output=False`` when the iteration fails (any non-zero status).
+    ValueError
+        Invalid ``tol``, ``rtol``, ``ftol``, ``maxiter``, ``method`` or ``bracket``; ``args`` or
+        ``bracket`` arrays that do not broadcast to ``x0``; ``f`` or a derivative returning the
+        wrong shape; ``n_threads`` below 1 (other than -1).
+    TypeError
+        ``x0`` not real numbers; ``f``/``fprime``/``fprime2`` mixing compiled and Python
+        callables or of the wrong compiled signature; ``n_threads`` not an int.
+    Exception
+        Any exception raised by ``f``, ``fprime`` or ``fprime2`` propagates unchanged.
+
+    Warns
+    -----
+    RuntimeWarning
+        Array ``x0`` with ``full_output=False`` when some elements did not converge.
+
     Notes
     -----
     A batch with Python functions runs in rounds: f and the derivative(s) are evaluated together
@@ -103,6 +122,11 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     ``nfev = (nit + 1) * (1 + derivative evaluations per step)`` (plus 2 for a bracket, 1 for
     the secant start). One equation (scalar ``x0``) and compiled functions evaluate the
     derivative only when a step is taken.
+
+    Failure behaviour: every element gets a status, 1 (``MAX_ITERATIONS``), 2 (zero
+    derivative), 3 (non-finite ``x0``, ``f`` or derivative: such an element is never reported
+    converged), 4 (bracket without a sign change, or ``x0`` outside it); a failed element keeps
+    its last iterate and never affects the others.
 
     Examples
     --------
@@ -403,6 +427,24 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         descent possible, 3 non-finite F or J), ``success``/``converged``, ``nit``, ``nfev``
         (evaluations of F, plus one per Jacobian evaluation), ``message``. With N systems every
         field has a leading axis N.
+
+    Raises
+    ------
+    ValueError
+        ``x0`` not of shape ``(n,)`` or ``(N, n)``; invalid tolerances or ``maxiter``; ``F`` or
+        ``jac`` returning the wrong shape; ``n_threads`` below 1 (other than -1).
+    TypeError
+        ``x0`` not real numbers; ``F``/``jac`` mixing compiled and Python callables or of the
+        wrong compiled signature; ``n_threads`` not an int.
+    Exception
+        Any exception raised by ``F`` or ``jac`` propagates unchanged.
+
+    Notes
+    -----
+    Failure behaviour: never raises for a numerical failure: ``status`` 1 (``maxiter``),
+    2 (singular Jacobian or no descent possible), 3 (non-finite ``x0``, ``F`` or ``J``; a
+    compiled ``F`` returning non-zero counts as non-finite). With N systems each has its own
+    status and a failing system never affects the others.
 
     Examples
     --------
