@@ -239,6 +239,14 @@ def _real_array(value, name):
     return np.asarray(array, dtype=np.float64)
 
 
+def _returned_values(result, name):
+    """What a Python ``model``/``jac`` returned, as float64; TypeError naming it for None,
+    complex or non-numeric values (numpy would turn None into a NaN silently)."""
+    if result is None:
+        raise TypeError(f"{name} returned None, expected an array of real values")
+    return _real_array(result, f"the values returned by {name}")
+
+
 def _weights(sigma, shape, name="sigma"):
     if sigma is None:
         return np.ones(shape)
@@ -788,13 +796,13 @@ class _Problem:
 
         def evaluate(params, rows):
             if single and params.shape[0] == 1:
-                values = np.asarray(model(x, *params[0]), dtype=np.float64)
+                values = _returned_values(model(x, *params[0]), "model")
                 if values.shape not in ((m,), (1, m), ()):
                     raise ValueError(f"model returned shape {values.shape}, expected ({m},)")
                 return values.reshape(1, -1) if values.ndim else values
             xs = x if shared else x[rows + start]
             columns = [params[:, k:k + 1] for k in range(params.shape[1])]
-            values = np.asarray(model(xs, *columns), dtype=np.float64)
+            values = _returned_values(model(xs, *columns), "model")
             try:
                 return np.broadcast_to(values, (params.shape[0], m))
             except ValueError:
@@ -809,7 +817,7 @@ class _Problem:
             def jacobian(params, rows):
                 a = params.shape[0]
                 if single and a == 1:     # curve_fit convention: (m, p)
-                    value = np.asarray(jac(x, *params[0]), dtype=np.float64)
+                    value = _returned_values(jac(x, *params[0]), "jac")
                     if value.shape != (m, P):
                         raise ValueError(f"jac returned shape {value.shape}, expected ({m}, {P})")
                     return value.T[None]
@@ -817,14 +825,15 @@ class _Problem:
                 xs = x if shared else x[rows + start]
                 columns = [params[:, k:k + 1] for k in range(P)]
                 parts = jac(xs, *columns)
+                if parts is None:
+                    raise TypeError("jac returned None, expected one derivative per parameter")
                 if len(parts) != P:
                     raise ValueError(f"jac returned {len(parts)} derivatives, expected {P} "
                                      "(one per parameter, each broadcasting to (N, m))")
                 out = np.empty((a, P, m))
                 for k in range(P):
                     try:
-                        out[:, k, :] = np.broadcast_to(np.asarray(parts[k], dtype=np.float64),
-                                                       (a, m))
+                        out[:, k, :] = np.broadcast_to(_returned_values(parts[k], "jac"), (a, m))
                     except ValueError:
                         raise ValueError(f"jac: derivative {k} has shape "
                                          f"{np.shape(parts[k])}, expected to broadcast to "
@@ -841,8 +850,8 @@ class _Problem:
             values = np.empty_like(Y)
             for a, r in enumerate(rows):
                 xs = self.x if self.x_shared else self.x[r]
-                values[a] = np.broadcast_to(np.asarray(self.model(xs, *params[a]),
-                                                       dtype=np.float64), (self.m,))
+                values[a] = np.broadcast_to(_returned_values(self.model(xs, *params[a]),
+                                                             "model"), (self.m,))
         else:
             x = self.x if self.x_shared else self.x[rows]
             values = _fitting.evaluate_model(
@@ -906,7 +915,8 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape.
     TypeError
         ``model`` of an unsupported kind or wrong compiled signature; ``jac`` of the wrong
-        kind; complex or non-numeric ``x``, ``y``, ``sigma`` or ``p0``.
+        kind; complex or non-numeric ``x``, ``y``, ``sigma`` or ``p0``; a Python ``model``
+        or ``jac`` returning None, complex or non-numeric values.
     Exception
         Any exception raised by a Python ``model`` or ``jac`` propagates unchanged.
 

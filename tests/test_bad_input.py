@@ -1042,9 +1042,7 @@ def _():
 register_callback_faults(
     "fit_python_y", lambda wrap: quiet(fc.fit, wrap(_gauss_py), X_DATA, Y_GAUSS, p0=GAUSS_P0),
     "model", nan_check=lambda r: is_status(r, Status.NON_FINITE),
-    wrong_shape=lambda original: (lambda x, *p: np.ones(x.size + 1)),
-    bugs={"callback_returns_none": "fit(lambda x, *p: None, x, y, p0=...) returns status 3 "
-          "(None taken as NaN values) instead of a TypeError/ValueError naming model"})
+    wrong_shape=lambda original: (lambda x, *p: np.ones(x.size + 1)))
 
 Y_BATCH = np.stack([Y_GAUSS, Y_GAUSS[::-1], np.round(Y_GAUSS * 0.5 + X_DATA)])
 
@@ -1100,10 +1098,7 @@ register_callback_faults(
     "fit_batch_python", lambda wrap: quiet(fc.fit_batch, wrap(_gauss_py), X_DATA, Y_BATCH,
                                            p0=GAUSS_P0),
     "model", nan_check=lambda r: is_status(r, Status.NON_FINITE),
-    wrong_shape=lambda original: (lambda x, *p: np.ones((7, 3))),
-    bugs={"callback_returns_none": "fit_batch(lambda x, *p: None, x, Y, p0=...) returns status 3 "
-          "for every dataset (None taken as NaN values) instead of a TypeError/ValueError "
-          "naming model"})
+    wrong_shape=lambda original: (lambda x, *p: np.ones((7, 3))))
 
 
 # =========================================================== models
