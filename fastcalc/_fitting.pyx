@@ -25,6 +25,8 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt, fabs, fmax, isfinite, INFINITY, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
+from cpython.exc cimport PyErr_CheckSignals
+from time import perf_counter
 
 from fastcalc._evaluate cimport UserFunction, model_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
@@ -58,6 +60,9 @@ cdef double RANK_TOLERANCE = 1e-12
 # this fraction of chi2 means the point is not a minimum.
 cdef double EXIT_STEP_TOLERANCE = 1e-4
 cdef double EXIT_REDUCTION_TOLERANCE = 1e-8
+# compiled batches check for Ctrl-C between sub-chunks of about this duration
+cdef double SIGNAL_CHECK_SECONDS = 0.02
+cdef Py_ssize_t MAX_SIGNAL_CHUNK = 65536
 # chi2 resolution relative to ||w f||^2: below it a predicted reduction is rounding noise
 cdef double EXIT_CHI2_RESOLUTION = 1e-16
 # predicted reduction (relative to chi2) a fruitless fresh start may leave behind
@@ -1275,14 +1280,26 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
     size = problem_size(inp.m, x_dim, inp.nparams) + state_size(inp.m, inp.nparams, inp.nfree) + 8
     if stop - start < 2 * nt:
         nt = 1
-    with nogil, parallel(num_threads=nt):
-        scratch = <double *>malloc(size * sizeof(double))
-        for d in prange(start, stop, schedule="static"):
-            if scratch == NULL:          # out of memory: an honest failure, never garbage
-                no_memory_output(&inp, d)
-            else:
-                fit_dataset(&inp, d, scratch)
-        free(scratch)
+    # Sub-chunks, with a check for signals (Ctrl-C) between them. The datasets are independent,
+    # so the sub-chunk boundaries do not change any result. A sub-chunk starts at one dataset
+    # per thread and doubles while it takes under SIGNAL_CHECK_SECONDS.
+    cdef Py_ssize_t lo = start, hi, chunk = nt
+    cdef double began
+    while lo < stop:
+        hi = lo + chunk if stop - lo > chunk else stop
+        began = perf_counter()
+        with nogil, parallel(num_threads=nt):
+            scratch = <double *>malloc(size * sizeof(double))
+            for d in prange(lo, hi, schedule="static"):
+                if scratch == NULL:          # out of memory: an honest failure, never garbage
+                    no_memory_output(&inp, d)
+                else:
+                    fit_dataset(&inp, d, scratch)
+            free(scratch)
+        PyErr_CheckSignals()
+        lo = hi
+        if perf_counter() - began < SIGNAL_CHECK_SECONDS and chunk < MAX_SIGNAL_CHUNK:
+            chunk *= 2
 
 
 # ---------------------------------------------------------------------------------------------
