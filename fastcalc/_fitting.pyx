@@ -22,9 +22,11 @@ lmder/lmpar; see ``lm_step`` and the radius update in ``state_assess``).
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange
-from libc.math cimport sqrt, fabs, isfinite, INFINITY, NAN
+from libc.math cimport sqrt, fabs, fmax, isfinite, INFINITY, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
+from cpython.exc cimport PyErr_CheckSignals
+from time import perf_counter
 
 from fastcalc._evaluate cimport UserFunction, model_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
@@ -58,6 +60,13 @@ cdef double RANK_TOLERANCE = 1e-12
 # this fraction of chi2 means the point is not a minimum.
 cdef double EXIT_STEP_TOLERANCE = 1e-4
 cdef double EXIT_REDUCTION_TOLERANCE = 1e-8
+# compiled batches check for Ctrl-C between sub-chunks of about this duration
+cdef double SIGNAL_CHECK_SECONDS = 0.02
+cdef Py_ssize_t MAX_SIGNAL_CHUNK = 65536
+# chi2 resolution relative to ||w f||^2: below it a predicted reduction is rounding noise
+cdef double EXIT_CHI2_RESOLUTION = 1e-16
+# predicted reduction (relative to chi2) a fruitless fresh start may leave behind
+cdef double EXIT_STALL_REDUCTION = 1e-6
 cdef int MAX_RESTARTS = 3
 # Trust region (MINPACK lmder): the first radius on ||D dp|| is this multiple of ||D p0||.
 cdef double TRUST_REGION_FACTOR = 1.0
@@ -69,6 +78,8 @@ cdef double RADIUS_TOLERANCE = 0.001
 cdef int MAX_LAMBDA_ITERATIONS = 10
 cdef double DWARF = 2.2250738585072014e-308
 cdef double SQRT_EPS = 1.4901161193847656e-08
+# fraction of the model's size by which the typical scale of a parameter moves it (fd_step)
+cdef double FD_SCALE_FRACTION = 1e-3
 
 
 cdef struct FitState:
@@ -100,6 +111,7 @@ cdef struct FitState:
     int chol_is_normal  # chol holds the Cholesky factor of the whole J^T J (lam 0, all columns)
     int clipped
     int restarts        # fresh starts after a stall away from a minimum
+    double chi2_restart # chi2 at the last fresh start
     int rejections      # consecutive rejected steps
     double chi2
     double chi2_trial
@@ -203,6 +215,7 @@ cdef void state_init(FitState *s, int method, int maxiter, double ftol, double x
     s.chol_is_normal = 0
     s.clipped = 0
     s.restarts = 0
+    s.chi2_restart = INFINITY
     s.rejections = 0
     s.chi2 = NAN
     s.chi2_trial = NAN
@@ -803,6 +816,7 @@ cdef void state_finish(FitState *s) noexcept nogil:
     """Covariance at params, the exit check, and DONE. J at params must be valid."""
     cdef int n = s.nfree, P = s.nparams, k, l, i, j, dof, use_qr = 1
     cdef double factor, total, dnorm = 0.0, reduction = 0.0, d
+    cdef double model_scale = 0.0, pscale, stderr, chi2_floor
     if not s.jac_valid:
         s.finishing = 1
         s.stage = NEED_JACOBIAN
@@ -871,21 +885,39 @@ cdef void state_finish(FitState *s) noexcept nogil:
         for l in range(n):
             s.cov[s.free_index[k] * P + s.free_index[l]] = s.work[k + l * n] * factor
     if s.status == SUCCESS and s.chi2 > 0.0:
-        # dnorm: the largest component of the Gauss-Newton step relative to its parameter
+        # dnorm: the largest component of the Gauss-Newton step relative to its parameter's
+        # scale, max(|p_j|, standard error of p_j), so that a parameter converging to 0 is not
+        # taken for a moving one. model_scale ~ ||w f||: sum |p_j| * (column norm of J), so the
+        # predicted reduction is compared with at least the chi2 resolution of the data
+        # (an exact fit has chi2 ~ 1e-37 and a reduction of the same size).
+        for k in range(n):
+            j = s.free_index[k]
+            model_scale += fabs(s.params[j]) * s.scale[k]
         for k in range(n):
             j = s.free_index[k]
             d = s.step[k]
             if (d < 0.0 and at_lower(s, k)) or (d > 0.0 and at_upper(s, k)):
                 continue
             reduction += s.grad[k] * d
-            if fabs(d) > dnorm * fabs(s.params[j]):
-                dnorm = fabs(d) / fabs(s.params[j]) if s.params[j] != 0.0 else INFINITY
+            pscale = fabs(s.params[j])
+            stderr = sqrt(fabs(s.work[k + k * n] * factor))
+            if stderr > pscale:
+                pscale = stderr
+            if fabs(d) > dnorm * pscale:
+                dnorm = fabs(d) / pscale if pscale > 0.0 else INFINITY
+        chi2_floor = EXIT_CHI2_RESOLUTION * model_scale * model_scale
+        # A fresh start that lowered chi2 not at all, with a small predicted reduction, means
+        # the prediction is the Jacobian's own error (forward differences of a parameter near
+        # 0 use a tiny step): this is the minimum as far as the model evaluations can tell.
         if (dnorm > EXIT_STEP_TOLERANCE
-                and reduction > EXIT_REDUCTION_TOLERANCE * s.chi2):
+                and reduction > EXIT_REDUCTION_TOLERANCE * fmax(s.chi2, chi2_floor)
+                and not (s.restarts > 0 and s.chi2 >= s.chi2_restart
+                         and reduction <= EXIT_STALL_REDUCTION * s.chi2)):
             # Stalled away from a minimum (typically the never-decreasing scaling froze a
             # parameter): start afresh from here with the current scaling and damping reset.
             if s.restarts < MAX_RESTARTS and s.nit < s.maxiter:
                 s.restarts += 1
+                s.chi2_restart = s.chi2
                 for k in range(n):
                     s.scale[k] = 0.0
                 s.lam = 0.0
@@ -949,6 +981,28 @@ cdef int evaluate_point(FitState *s, Problem *pr, const double *params, double *
     return SUCCESS
 
 
+cdef double fd_step(FitState *s, int k) noexcept nogil:
+    """Forward-difference step of free parameter k: SQRT_EPS * max(|p_j|, its typical scale).
+
+    The typical scale is FD_SCALE_FRACTION * ||w f|| / D_k (||w f|| ~ sum_j |p_j| D_j), the
+    change of p_j that moves the model by a fixed fraction of its size: a parameter near 0 (an
+    offset converging to 0) would otherwise get a step of ~1e-21 and a Jacobian column of
+    rounding noise. Before the scaling D is known (the first Jacobian) the floor is SQRT_EPS."""
+    cdef int l, j = s.free_index[k]
+    cdef double model_scale = 0.0, typical, h
+    for l in range(s.nfree):
+        model_scale += fabs(s.params[s.free_index[l]]) * s.scale[l]
+    h = fabs(s.params[j])
+    if s.scale[k] > 0.0 and model_scale > 0.0:
+        typical = FD_SCALE_FRACTION * model_scale / s.scale[k]
+        if typical > h:
+            h = typical
+    h *= SQRT_EPS
+    if h == 0.0:
+        h = SQRT_EPS
+    return h
+
+
 cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
     """J at s.params from the compiled Jacobian callable, or forward differences."""
     cdef int m = pr.m, P = s.nparams, i, k, j, rc
@@ -966,9 +1020,7 @@ cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
     memcpy(pr.fd_params, s.params, <size_t>P * sizeof(double))
     for k in range(s.nfree):
         j = s.free_index[k]
-        h = SQRT_EPS * fabs(s.params[j])
-        if h == 0.0:
-            h = SQRT_EPS
+        h = fd_step(s, k)
         if s.has_bounds and s.params[j] + h > s.upper[j]:
             h = -h
         pr.fd_params[j] = s.params[j] + h
@@ -1228,14 +1280,26 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
     size = problem_size(inp.m, x_dim, inp.nparams) + state_size(inp.m, inp.nparams, inp.nfree) + 8
     if stop - start < 2 * nt:
         nt = 1
-    with nogil, parallel(num_threads=nt):
-        scratch = <double *>malloc(size * sizeof(double))
-        for d in prange(start, stop, schedule="static"):
-            if scratch == NULL:          # out of memory: an honest failure, never garbage
-                no_memory_output(&inp, d)
-            else:
-                fit_dataset(&inp, d, scratch)
-        free(scratch)
+    # Sub-chunks, with a check for signals (Ctrl-C) between them. The datasets are independent,
+    # so the sub-chunk boundaries do not change any result. A sub-chunk starts at one dataset
+    # per thread and doubles while it takes under SIGNAL_CHECK_SECONDS.
+    cdef Py_ssize_t lo = start, hi, chunk = nt
+    cdef double began
+    while lo < stop:
+        hi = lo + chunk if stop - lo > chunk else stop
+        began = perf_counter()
+        with nogil, parallel(num_threads=nt):
+            scratch = <double *>malloc(size * sizeof(double))
+            for d in prange(lo, hi, schedule="static"):
+                if scratch == NULL:          # out of memory: an honest failure, never garbage
+                    no_memory_output(&inp, d)
+                else:
+                    fit_dataset(&inp, d, scratch)
+            free(scratch)
+        PyErr_CheckSignals()
+        lo = hi
+        if perf_counter() - began < SIGNAL_CHECK_SECONDS and chunk < MAX_SIGNAL_CHUNK:
+            chunk *= 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1264,6 +1328,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
     cdef const double[:, :, ::1] jvals
     cdef const double[::1] steps
     cdef Py_ssize_t[::1] rview
+    cdef double[::1] hview
     cdef double h
     if blocks == NULL or states == NULL:
         free(blocks)
@@ -1316,8 +1381,11 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                     for k in range(n):
                         j = free_index[k]
                         shifted = params.copy()
-                        hs = SQRT_EPS * np.abs(params[:, j])
-                        hs[hs == 0.0] = SQRT_EPS
+                        hs = np.empty(na)
+                        hview = hs
+                        with nogil:
+                            for a in range(na):
+                                hview[a] = fd_step(&states[rview[a]], k)
                         if has_bounds:
                             hs[params[:, j] + hs > upper[j]] *= -1.0
                         shifted[:, j] += hs

@@ -19,7 +19,12 @@ class ModelId(IntEnum):
 
 def kernel_shape(model_id: int, nparams: int) -> tuple[int, int]: ...
 def evaluate(
-    model_id: int, nparams: int, x: npt.ArrayLike, p: npt.ArrayLike, want_jac: bool = ...
+    model_id: int,
+    nparams: int,
+    x: npt.ArrayLike,
+    p: npt.ArrayLike,
+    want_jac: bool = ...,
+    per_point: bool = ...,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None, int]: ...
 def guess(
     model_id: int, nparams: int, x: npt.ArrayLike, y: npt.ArrayLike

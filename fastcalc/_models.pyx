@@ -28,7 +28,7 @@ Guesses are O(npts) (except sine on unsorted x: a periodogram scan, O(npts^2)), 
 nothing (polynomials above degree MAX_STACK_PARAMS - 1 use one malloc), touch no Python and
 are thread-safe: fit_batch calls them inside prange loops.
 """
-from libc.math cimport atan2, cos, exp, fabs, hypot, isfinite, log, sin, sqrt, INFINITY, M_PI
+from libc.math cimport atan2, cos, exp, fabs, hypot, isfinite, log, pow, sin, sqrt, INFINITY, M_PI, NAN
 from libc.stdlib cimport free, malloc
 
 import numpy as np
@@ -536,8 +536,12 @@ cdef int gaussian_evaluate(int npts, const double *x, int nparams, const double 
             out[i] = A * e + c
             slope = A * e * d * inv_var
             jac[4 * i] = e
-            jac[4 * i + 1] = slope
-            jac[4 * i + 2] = slope * d * inv_sigma
+            if e == 0.0:    # far tail (also x = +-inf, where 0 * inf would be NaN)
+                jac[4 * i + 1] = 0.0
+                jac[4 * i + 2] = 0.0
+            else:
+                jac[4 * i + 1] = slope
+                jac[4 * i + 2] = slope * d * inv_sigma
             jac[4 * i + 3] = 1.0
     return finish_evaluate(npts, 4, out, jac)
 
@@ -940,12 +944,11 @@ cdef int power_law_evaluate(int npts, const double *x, int nparams, const double
     for i in range(npts):
         if not x[i] > 0.0:
             return 1
-        logx = log(x[i])
-        power = exp(k * logx)
+        power = pow(x[i], k)        # correctly rounded where exp(k log x) is not
         out[i] = A * power
         if jac != NULL:
             jac[2 * i] = power
-            jac[2 * i + 1] = A * power * logx
+            jac[2 * i + 1] = A * power * log(x[i])
     return finish_evaluate(npts, 2, out, jac)
 
 
@@ -1423,7 +1426,7 @@ def kernel_shape(int model_id, int nparams):
     return k.nparams, k.x_dim
 
 
-def evaluate(int model_id, int nparams, x, p, bint want_jac=False):
+def evaluate(int model_id, int nparams, x, p, bint want_jac=False, bint per_point=False):
     """Evaluate built-in model ``model_id`` at ``x`` (x_dim * npts values, row-major).
 
     The low-level entry used by :class:`fastcalc.models.Model`; no validation beyond
@@ -1439,13 +1442,17 @@ def evaluate(int model_id, int nparams, x, p, bint want_jac=False):
         Parameters.
     want_jac : bool
         Also compute the analytic Jacobian.
+    per_point : bool
+        When some points give no finite value but the parameters are valid, evaluate point by
+        point: those points (values and Jacobian rows) are NaN, the others exact, status 0.
 
     Returns
     -------
     values : ndarray, shape (npts,)
     jacobian : ndarray, shape (npts, nparams), or None
     status : int
-        0 on success, non-zero when the parameters give no finite value.
+        0 on success, non-zero when the parameters (or, without ``per_point``, some point)
+        give no finite value.
 
     Examples
     --------
@@ -1458,6 +1465,8 @@ def evaluate(int model_id, int nparams, x, p, bint want_jac=False):
            [1., 1.]])
     >>> evaluate(ModelId.GAUSSIAN, 4, [0.0], [1.0, 0.0, 0.0, 0.0])[2]  # sigma = 0
     1
+    >>> evaluate(ModelId.POWER_LAW, 2, [-1.0, 4.0], [1.0, 0.5], per_point=True)[0]
+    array([nan,  2.])
     """
     cdef ModelKernel k = checked_kernel(model_id, nparams)
     cdef const double[::1] xv = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
@@ -1480,9 +1489,40 @@ def evaluate(int model_id, int nparams, x, p, bint want_jac=False):
     if npts > 0:
         with nogil:
             status = k.evaluate(npts, &xv[0], k.nparams, &pv[0], &outv[0], jac_ptr)
+        if status != 0 and per_point and k.evaluate(0, NULL, k.nparams, &pv[0], NULL, NULL) == 0:
+            # the parameters are valid: only some points fail
+            status = evaluate_point_by_point(k, npts, &xv[0], &pv[0], &outv[0], jac_ptr)
     else:
         status = k.evaluate(0, NULL, k.nparams, &pv[0], NULL, NULL)
     return out, jac, status
+
+
+cdef int evaluate_point_by_point(ModelKernel k, int npts, const double *x, const double *p,
+                                 double *out, double *jac) except -1:
+    """Each point alone (its coordinates gathered from the x_dim rows); NaN where it fails."""
+    cdef int i, d, j, P = k.nparams
+    cdef double value
+    cdef double *point = <double *>malloc(k.x_dim * sizeof(double))
+    cdef double *row = <double *>malloc(P * sizeof(double)) if jac != NULL else NULL
+    if point == NULL or (jac != NULL and row == NULL):
+        free(point)
+        free(row)
+        raise MemoryError()
+    with nogil:
+        for i in range(npts):
+            for d in range(k.x_dim):
+                point[d] = x[<Py_ssize_t>d * npts + i]
+            if k.evaluate(1, point, P, p, &value, row) == 0:
+                out[i] = value
+                for j in range(P if jac != NULL else 0):
+                    jac[<Py_ssize_t>i * P + j] = row[j]
+            else:
+                out[i] = NAN
+                for j in range(P if jac != NULL else 0):
+                    jac[<Py_ssize_t>i * P + j] = NAN
+    free(point)
+    free(row)
+    return 0
 
 
 def guess(int model_id, int nparams, x, y):

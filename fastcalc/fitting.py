@@ -224,10 +224,33 @@ class BatchFitResult:
 # ---------------------------------------------------------------------------------------------
 # Closed-form and linear least squares
 
+def _real_array(value, name):
+    """``value`` as a float64 array; TypeError naming ``name`` for complex or non-numeric data
+    (numpy would drop an imaginary part silently or fail without naming the argument)."""
+    array = np.asarray(value)
+    if np.iscomplexobj(array):
+        raise TypeError(f"{name} must be real, got complex values")
+    if array.dtype.kind not in "biuf":
+        try:
+            array = np.asarray(array, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be an array of real numbers, got dtype "
+                            f"{array.dtype}") from None
+    return np.asarray(array, dtype=np.float64)
+
+
+def _returned_values(result, name):
+    """What a Python ``model``/``jac`` returned, as float64; TypeError naming it for None,
+    complex or non-numeric values (numpy would turn None into a NaN silently)."""
+    if result is None:
+        raise TypeError(f"{name} returned None, expected an array of real values")
+    return _real_array(result, f"the values returned by {name}")
+
+
 def _weights(sigma, shape, name="sigma"):
     if sigma is None:
         return np.ones(shape)
-    sigma = np.asarray(sigma, dtype=np.float64)
+    sigma = _real_array(sigma, name)
     try:
         sigma = np.broadcast_to(sigma, shape)
     except ValueError:
@@ -257,6 +280,8 @@ def chi2(y, y_model, sigma=None):
     ------
     ValueError
         ``y_model`` or ``sigma`` not broadcastable to ``y``; ``sigma`` not finite and positive.
+    TypeError
+        Complex or non-numeric ``y``, ``y_model`` or ``sigma``.
 
     Notes
     -----
@@ -268,8 +293,8 @@ def chi2(y, y_model, sigma=None):
     >>> chi2([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], sigma=0.5)
     5.0
     """
-    y = np.asarray(y, dtype=np.float64)
-    y_model = np.asarray(y_model, dtype=np.float64)
+    y = _real_array(y, "y")
+    y_model = _real_array(y_model, "y_model")
     try:
         y, y_model = np.broadcast_arrays(y, y_model)
     except ValueError:
@@ -282,13 +307,24 @@ def chi2(y, y_model, sigma=None):
 
 
 def _valid_xy(x, y, name_x="x"):
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    x = _real_array(x, name_x)
+    y = _real_array(y, "y")
     if x.ndim != 1 or y.shape != x.shape:
         raise ValueError(f"x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name_x} contains NaN or inf")
+    if np.any(np.isinf(y)):
+        raise ValueError("y contains inf (use NaN for missing points)")
     return x, y
+
+
+def _power_of_two_scale(values):
+    """2**e with max|values| in [2**(e-1), 2**e) (1.0 for all zero): dividing by it is exact,
+    and keeps sums of squares of huge or tiny x from overflowing or underflowing."""
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    if largest == 0.0:
+        return 1.0
+    return float(np.ldexp(1.0, int(np.frexp(largest)[1])))
 
 
 def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
@@ -311,13 +347,17 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     Raises
     ------
     ValueError
-        ``x`` and ``y`` not 1-D of the same length; NaN or inf in ``x``; fewer than 2 valid
-        points or all ``x`` equal; ``sigma`` not finite and positive or of the wrong shape.
+        ``x`` and ``y`` not 1-D of the same length; NaN or inf in ``x``; inf in ``y``; fewer
+        than 2 valid points or all ``x`` equal; ``sigma`` not finite and positive or of the
+        wrong shape.
+    TypeError
+        Complex or non-numeric ``x``, ``y`` or ``sigma``.
 
     Notes
     -----
     Failure behaviour: NaN in ``y`` marks a missing point; every other failure raises
-    ``ValueError`` (no status).
+    ``ValueError``/``TypeError`` (no status). ``x`` is scaled internally by a power of two, so
+    very large or small ``x`` (e.g. 1e160) do not overflow.
 
     Examples
     --------
@@ -330,17 +370,22 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     valid = np.isfinite(y)
     if valid.sum() < 2:
         raise ValueError("linear_fit needs at least 2 valid points")
-    xv, yv, wv = x[valid], y[valid], w[valid] ** 2
+    # x is divided by a power of two (exact) so that its sums of squares cannot overflow
+    xscale = _power_of_two_scale(x[valid])
+    u = x / xscale
+    uv, yv, wv = u[valid], y[valid], w[valid] ** 2
     s = wv.sum()
-    xm = (wv * xv).sum() / s
-    t = xv - xm
+    um = (wv * uv).sum() / s
+    t = uv - um
     stt = (wv * t * t).sum()
     if stt == 0.0:
         raise ValueError("linear_fit needs at least 2 distinct x values")
-    slope = (wv * t * yv).sum() / stt
-    intercept = (wv * yv).sum() / s - xm * slope
-    cov = np.array([[1.0 / s + xm * xm / stt, -xm / stt], [-xm / stt, 1.0 / stt]])
-    resid = np.where(valid, y - (slope * x + intercept), np.nan)
+    slope_u = (wv * t * yv).sum() / stt
+    intercept = (wv * yv).sum() / s - um * slope_u
+    slope = slope_u / xscale
+    cov = np.array([[1.0 / s + um * um / stt, -um / stt / xscale],
+                    [-um / stt / xscale, 1.0 / stt / xscale / xscale]])
+    resid = np.where(valid, y - (slope_u * u + intercept), np.nan)
     chi = float(np.sum((resid[valid] * np.sqrt(wv)) ** 2))
     dof = int(valid.sum()) - 2
     if not absolute_sigma:
@@ -378,6 +423,8 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     ValueError
         As for :func:`linear_fit`; also ``deg`` not a non-negative int, fewer than ``deg + 1``
         valid points, or a singular weighted Vandermonde matrix.
+    TypeError
+        As for :func:`linear_fit`.
 
     Notes
     -----
@@ -397,7 +444,11 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     n = int(deg) + 1
     if valid.sum() < n:
         raise ValueError(f"polyfit of degree {deg} needs at least {n} valid points")
-    A = np.vander(x[valid], n, increasing=True) * w[valid, None]
+    # x is divided by a power of two (exact; the column scaling below makes the QR identical)
+    # so that its powers cannot overflow or underflow
+    xscale = _power_of_two_scale(x[valid])
+    u = x / xscale
+    A = np.vander(u[valid], n, increasing=True) * w[valid, None]
     b = y[valid] * w[valid]
     norms = np.linalg.norm(A, axis=0)
     norms[norms == 0] = 1.0
@@ -406,10 +457,13 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     if np.any(diag <= 1e-13 * max(diag.max(), 1e-300)):
         raise ValueError("polyfit: the weighted Vandermonde matrix is singular "
                          "(too few distinct x values for this degree)")
-    coef = np.linalg.solve(r, q.T @ b) / norms
+    coef_u = np.linalg.solve(r, q.T @ b) / norms
     rinv = np.linalg.solve(r, np.eye(n))
-    cov = (rinv @ rinv.T) / np.outer(norms, norms)
-    resid = np.where(valid, y - np.polyval(coef[::-1], x), np.nan)
+    cov_u = (rinv @ rinv.T) / np.outer(norms, norms)
+    resid = np.where(valid, y - np.polyval(coef_u[::-1], u), np.nan)
+    powers = np.power(1.0 / xscale, np.arange(n))      # c_k = d_k / xscale**k
+    coef = coef_u * powers
+    cov = cov_u * np.outer(powers, powers)
     chi = float(np.sum((resid[valid] * w[valid]) ** 2))
     dof = int(valid.sum()) - n
     if not absolute_sigma:
@@ -512,7 +566,7 @@ class _Problem:
                             f"or a Python callable, got {type(model).__name__}")
         P = self.nparams
         # ----- data
-        Y = np.asarray(Y, dtype=np.float64)
+        Y = _real_array(Y, "Y" if batch else "y")
         if batch:
             if Y.ndim != 2:
                 raise ValueError(f"Y must be 2-D (N datasets, m points), got shape {Y.shape}")
@@ -526,7 +580,7 @@ class _Problem:
         if np.any(np.isinf(Y)):
             raise ValueError("y contains inf (use NaN for missing points)")
         self.N, self.m = N, m
-        x = np.asarray(x, dtype=np.float64)
+        x = _real_array(x, "x")
         if not np.all(np.isfinite(x)):
             raise ValueError("x contains NaN or inf")
         self.x_shared = True
@@ -575,7 +629,7 @@ class _Problem:
             self.sigma = None
             self.W = None
         else:
-            s = np.asarray(sigma, dtype=np.float64)
+            s = _real_array(sigma, "sigma")
             if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
                 raise ValueError(f"sigma has shape {s.shape}, expected (m,) = ({m},)"
                                  + (f" or (N, m) = ({N}, {m})" if batch else ""))
@@ -630,7 +684,7 @@ class _Problem:
                 self.use_guess = False
             else:
                 p0 = np.full(P, np.nan)
-        p0 = np.asarray(p0, dtype=np.float64)
+        p0 = _real_array(p0, "p0")
         if p0.ndim == 0:
             p0 = p0.reshape(1)
         if p0.shape == (P,):
@@ -742,13 +796,13 @@ class _Problem:
 
         def evaluate(params, rows):
             if single and params.shape[0] == 1:
-                values = np.asarray(model(x, *params[0]), dtype=np.float64)
+                values = _returned_values(model(x, *params[0]), "model")
                 if values.shape not in ((m,), (1, m), ()):
                     raise ValueError(f"model returned shape {values.shape}, expected ({m},)")
                 return values.reshape(1, -1) if values.ndim else values
             xs = x if shared else x[rows + start]
             columns = [params[:, k:k + 1] for k in range(params.shape[1])]
-            values = np.asarray(model(xs, *columns), dtype=np.float64)
+            values = _returned_values(model(xs, *columns), "model")
             try:
                 return np.broadcast_to(values, (params.shape[0], m))
             except ValueError:
@@ -763,7 +817,7 @@ class _Problem:
             def jacobian(params, rows):
                 a = params.shape[0]
                 if single and a == 1:     # curve_fit convention: (m, p)
-                    value = np.asarray(jac(x, *params[0]), dtype=np.float64)
+                    value = _returned_values(jac(x, *params[0]), "jac")
                     if value.shape != (m, P):
                         raise ValueError(f"jac returned shape {value.shape}, expected ({m}, {P})")
                     return value.T[None]
@@ -771,14 +825,15 @@ class _Problem:
                 xs = x if shared else x[rows + start]
                 columns = [params[:, k:k + 1] for k in range(P)]
                 parts = jac(xs, *columns)
+                if parts is None:
+                    raise TypeError("jac returned None, expected one derivative per parameter")
                 if len(parts) != P:
                     raise ValueError(f"jac returned {len(parts)} derivatives, expected {P} "
                                      "(one per parameter, each broadcasting to (N, m))")
                 out = np.empty((a, P, m))
                 for k in range(P):
                     try:
-                        out[:, k, :] = np.broadcast_to(np.asarray(parts[k], dtype=np.float64),
-                                                       (a, m))
+                        out[:, k, :] = np.broadcast_to(_returned_values(parts[k], "jac"), (a, m))
                     except ValueError:
                         raise ValueError(f"jac: derivative {k} has shape "
                                          f"{np.shape(parts[k])}, expected to broadcast to "
@@ -795,8 +850,8 @@ class _Problem:
             values = np.empty_like(Y)
             for a, r in enumerate(rows):
                 xs = self.x if self.x_shared else self.x[r]
-                values[a] = np.broadcast_to(np.asarray(self.model(xs, *params[a]),
-                                                       dtype=np.float64), (self.m,))
+                values[a] = np.broadcast_to(_returned_values(self.model(xs, *params[a]),
+                                                             "model"), (self.m,))
         else:
             x = self.x if self.x_shared else self.x[rows]
             values = _fitting.evaluate_model(
@@ -860,7 +915,8 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape.
     TypeError
         ``model`` of an unsupported kind or wrong compiled signature; ``jac`` of the wrong
-        kind.
+        kind; complex or non-numeric ``x``, ``y``, ``sigma`` or ``p0``; a Python ``model``
+        or ``jac`` returning None, complex or non-numeric values.
     Exception
         Any exception raised by a Python ``model`` or ``jac`` propagates unchanged.
 

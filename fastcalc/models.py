@@ -190,7 +190,8 @@ class Model:
         -------
         ndarray
             Values, of shape ``x.shape`` (``x.shape[1:]`` for ``gaussian_2d``). Where the
-            parameters give no finite value (e.g. a zero width) every value is NaN.
+            parameters give no finite value (e.g. a zero width) every value is NaN; a point
+            giving no finite value (NaN in ``x``, outside the domain) is NaN alone.
 
         Raises
         ------
@@ -212,7 +213,8 @@ class Model:
         """
         p = self._params(params)
         points, shape = self._points(x)
-        values, _, status = _models.evaluate(int(self.model_id), self.nparams, points, p)
+        values, _, status = _models.evaluate(int(self.model_id), self.nparams, points, p,
+                                             per_point=True)
         if status != 0:
             values.fill(np.nan)
         return values.reshape(shape)
@@ -233,7 +235,7 @@ class Model:
         -------
         ndarray
             Shape ``(*x.shape, nparams)`` (``(m, nparams)`` for 1-D x). All NaN where the
-            parameters give no finite value.
+            parameters give no finite value; the row of a point giving no finite value is NaN.
 
         Raises
         ------
@@ -256,7 +258,8 @@ class Model:
         """
         p = self._params(params)
         points, shape = self._points(x)
-        _, jac, status = _models.evaluate(int(self.model_id), self.nparams, points, p, True)
+        _, jac, status = _models.evaluate(int(self.model_id), self.nparams, points, p, True,
+                                          per_point=True)
         if status != 0:
             jac.fill(np.nan)
         return jac.reshape(tuple(shape) + (self.nparams,))
@@ -280,8 +283,10 @@ class Model:
         Raises
         ------
         ValueError
-            If shapes disagree, or ``y`` has too few finite points (or x lies outside the
-            model's domain) to determine the parameters.
+            If shapes disagree, ``x`` has NaN or inf, ``y`` has inf, or ``y`` has too few
+            finite points (or x lies outside the model's domain) to determine the parameters.
+        TypeError
+            Complex or non-numeric ``x`` or ``y``.
 
         Notes
         -----
@@ -298,9 +303,16 @@ class Model:
         points, _ = self._points(x)
         if np.iscomplexobj(y):
             raise TypeError("y must be real, got a complex array")
-        y = np.asarray(y, dtype=np.float64)
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError("y must be an array of real numbers") from None
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D, got shape {y.shape}")
+        if np.any(np.isinf(y)):
+            raise ValueError("y contains inf (use NaN for missing points)")
+        if not np.all(np.isfinite(points)):
+            raise ValueError("x contains NaN or inf")
         if np.ndim(x) != (1 if self.x_dim == 1 else 2) or points.shape[1] != y.shape[0]:
             want = "(m,)" if self.x_dim == 1 else "(2, m)"
             raise ValueError(f"x must have shape {want} with m = len(y) = {y.shape[0]}, "

@@ -423,12 +423,4 @@ KNOWN_UNINTERRUPTIBLE = {
         "SIGINT is not honoured while the nogil prange kernel runs (newton_compiled never "
         "calls PyErr_CheckSignals between rounds/chunks), so Ctrl-C cannot stop a long batch; "
         "batches with Python callbacks do honour it"),
-    "fit_batch_builtin": (
-        "fit_batch with a built-in model (gaussian, 2000 datasets, method='gd'): SIGINT is not "
-        "honoured until the compiled chunk (_COMPILED_CHUNK = 65536 datasets, i.e. the whole "
-        "call here) ends: _fitting.fit_compiled never calls PyErr_CheckSignals, so Ctrl-C "
-        "cannot stop a long batch"),
-    "fit_batch_compiled": (
-        "fit_batch with a compiled model (gaussian_model LowLevelCallable): as for built-in "
-        "models, SIGINT waits for the end of the 65536-dataset compiled chunk"),
 }

@@ -487,16 +487,6 @@ def test_batch_newton_damaged_elements_never_spoil_the_others(seed, n, kind):
 
 
 # ------------------------------------------------------------------ noise-free data, exact fits
-_ZERO_PARAMETER = (
-    "fit/fit_batch on noise-free data whose true parameters include an exact 0 (e.g. "
-    "fit(models.gaussian, x, models.gaussian(x, 3, 5, 1, 0)) with x = linspace(0.5, 10, 30)) "
-    "return the exact parameters (error < 1e-15) but status 1 'maximum number of iterations "
-    "reached' after only 4-7 iterations (maxiter is 200 * (p + 1)), and fit warns that it did "
-    "not converge; the same data with offset 0.5 gives status 0. Cause: the exit check in "
-    "_fitting.pyx state_finish measures the Gauss-Newton step relative to |p_j| "
-    "(dnorm = |d| / |p_j|, unbounded for p_j ~ 1e-20) and the predicted reduction relative to "
-    "chi2 (~1e-37), so the exact solution is taken as 'stalled away from a minimum', "
-    "restarted, and ends with status 1")
 _EXACT_CASES = [
     ("line", models.line, [1.0, 2.0]), ("line0", models.line, [0.0, 2.0]),
     ("polynomial", models.polynomial(2), [1.0, -0.5, 0.1]),
@@ -514,10 +504,7 @@ _EXACT_CASES = [
 
 
 @pytest.mark.parametrize("name, model, true", [
-    pytest.param(name, model, true, id=name,
-                 marks=(pytest.mark.xfail(strict=True, reason=_ZERO_PARAMETER)
-                        if name in ("polynomial0", "gaussian0", "sine0") else ()))
-    for name, model, true in _EXACT_CASES])
+    pytest.param(name, model, true, id=name) for name, model, true in _EXACT_CASES])
 def test_noise_free_data_fit_exactly_with_success(name, model, true):
     x = np.linspace(0.5, 10, 30)
     y = model(x, *true)
@@ -576,11 +563,6 @@ def test_gradient_descent_random_quadratic_vs_exact_and_bfgs(seed, n, condition)
     assert abs(r.fun - bfgs.fun) <= 1e-10 * (1 + abs(bfgs.fun)) or r.fun <= bfgs.fun
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fit_batch with a Python Gaussian model (forward-difference Jacobian), 3000 noisy datasets "
-    "(rng seed 1, noise 0.05) whose true offset is 0: datasets 639, 1237, 2628 end with status "
-    "1 after 83-120 iterations although their chi2 equals curve_fit's to 1e-8 relative: the "
-    "same exit check (step relative to |c| ~ 1e-6) declares a converged fit stalled"))
 def test_python_model_batch_with_zero_offset_all_converge():
     x = np.linspace(0, 10, 40)
     Y = 5 * np.exp(-(x - 4.5) ** 2 / 2) + np.random.default_rng(1).normal(0, 0.05, (3000, 40))
