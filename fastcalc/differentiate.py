@@ -942,9 +942,15 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
     values = _call_elementwise(f, points.reshape((-1,) + shape),
                                args).reshape(points.shape).real.astype(np.float64)
     scale = (h[None, :] * factors[:, None]) ** -order
-    estimates = np.einsum("j,ljk->lk", weights, values) * scale
-    rounding = _ROUNDING_ULPS * _EPS * np.einsum("j,ljk->lk", np.abs(weights),
-                                                 np.abs(values)) * scale
+    # Accumulate the stencil points one at a time, in a fixed order: each element's sum is then
+    # the same whatever the other elements of the call (einsum's order depends on the shape).
+    total = np.zeros(values.shape[::2])
+    magnitude = np.zeros(values.shape[::2])
+    for j, weight in enumerate(weights):
+        total += weight * values[:, j, :]
+        magnitude += abs(weight) * np.abs(values[:, j, :])
+    estimates = total * scale
+    rounding = _ROUNDING_ULPS * _EPS * magnitude * scale
     finite = np.isfinite(values)
     bad = np.zeros(x.size, dtype=np.uint8)
     for mask, flag in ((offsets > 0, 1), (offsets < 0, 2), (offsets == 0, 4)):

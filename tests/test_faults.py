@@ -207,12 +207,6 @@ def test_derivative_nan_on_one_side_falls_back_to_one_sided():
     assert r.df[1] == fc.derivative(_rational, np.array([1.0, 2.0]), accuracy=4)[1]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "derivative: an element's result depends on the other elements of the call (batch size): "
-    "derivative(f, [2.0], accuracy=4) = 12.499999999987388 but derivative(f, [1.5, 2.0], "
-    "accuracy=4)[1] = 12.499999999987248 for f = x*x*x - 2.0/x (np.einsum('j,ljk->lk', ...) "
-    "in _elementwise_stage sums in a shape-dependent order); results then change with "
-    "chunking (e.g. fastcalc.dask)"))
 @pytest.mark.parametrize("accuracy", [4, 6, 8])
 def test_derivative_element_independent_of_batch(accuracy):
     alone = fc.derivative(_rational, np.array([2.0]), accuracy=accuracy)[0]
