@@ -412,11 +412,6 @@ def test_keyboard_interrupt_during_long_batch(workload, request):
 
 
 KNOWN_UNINTERRUPTIBLE = {
-    "newton_batch_compiled": (
-        "newton with a compiled elementwise f (kepler_eq, 20000 elements, maxiter=2**31-1): "
-        "SIGINT is not honoured while the nogil prange kernel runs (newton_compiled never "
-        "calls PyErr_CheckSignals between rounds/chunks), so Ctrl-C cannot stop a long batch; "
-        "batches with Python callbacks do honour it"),
     "fit_batch_builtin": (
         "fit_batch with a built-in model (gaussian, 2000 datasets, method='gd'): SIGINT is not "
         "honoured until the compiled chunk (_COMPILED_CHUNK = 65536 datasets, i.e. the whole "
