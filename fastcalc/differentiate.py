@@ -129,6 +129,44 @@ def _check_args(args):
     return (args,)
 
 
+def _real_valued(function, name="f"):
+    """``function`` checked to return numbers (not None, strings or objects)."""
+    def checked(*args):
+        value = function(*args)
+        kind = value.dtype.kind if isinstance(value, np.ndarray) else (
+            "O" if value is None or isinstance(value, (str, bytes)) else
+            np.asarray(value).dtype.kind)
+        if kind not in "biufc":     # complex: method="complex"
+            raise TypeError(f"{name} must return numbers, got {value!r}")
+        return value
+    return checked
+
+
+def _elementwise_steps(step, shape):
+    """``step`` broadcast to the shape of ``x`` and flattened (None stays None)."""
+    if step is None:
+        return None
+    try:
+        return np.broadcast_to(step, shape).ravel()
+    except ValueError:
+        raise ValueError(f"step must be broadcastable to the shape of x {shape}, got shape "
+                         f"{np.shape(step)}") from None
+
+
+def _check_elementwise_args(args, shape):
+    """Array ``args`` hold per-element parameters: they must broadcast to ``x.shape`` (they
+    are then broadcast against the points ``(points,) + x.shape``)."""
+    for i, arg in enumerate(args):
+        if isinstance(arg, np.ndarray) and arg.ndim:
+            try:
+                fits = arg.ndim <= len(shape) and np.broadcast_shapes(arg.shape, shape) == shape
+            except ValueError:
+                fits = False
+            if not fits:
+                raise ValueError(f"args[{i}] (shape {arg.shape}) must broadcast against the "
+                                 f"shape of x {shape}") from None
+
+
 @lru_cache(maxsize=None)
 def _relative_step(kind, accuracy, order):
     """The ``c`` of ``h = c * max(1, |x|)``.
@@ -632,6 +670,11 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     x = _check_point(x)
     accuracy = _check_method(method, accuracy)
     function = resolve(f, args=_check_args(args), vectorized=vectorized, signatures=("vector",))
+    if function.kind != FunctionKind.COMPILED:
+        # NumPy turns None (or an object array of them) into NaN: a TypeError instead
+        function = resolve(_real_valued(function.function, function.name), args=function.args,
+                           vectorized=function.kind == FunctionKind.VECTORIZED,
+                           signatures=("vector",), name=function.name)
     bounds = _check_bounds(bounds, x)
     if n_out is None:
         m = x.size if function.kind == FunctionKind.COMPILED else -1
@@ -1045,9 +1088,11 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     flat = x_arr.ravel()
     if function.kind == FunctionKind.COMPILED:
         f, args = _compiled_elementwise(function, args, flat.size, method)
+    else:
+        _check_elementwise_args(args, shape)
     richardson = method == "richardson"
     if method == "complex":
-        h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
+        h = _steps(flat, _elementwise_steps(step, shape),
                    "complex", 2, 1)
         values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args).ravel()
         df = np.asarray(values.imag, dtype=np.float64) / h
@@ -1058,7 +1103,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         accuracy, method = 2, "central"
     else:
         kind = "central" if richardson else method
-        h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
+        h = _steps(flat, _elementwise_steps(step, shape),
                    "richardson" if richardson else kind, accuracy, order)
         df, error, bad, nfev = _elementwise_stage(f, flat, h, kind, accuracy, order,
                                                   richardson, args, shape)
@@ -1216,7 +1261,11 @@ def taylor(f, x0, order, *, args=()):
         raise ValueError("x0 must be a scalar")
     args = _check_args(args)
     center = float(x0[0])
-    coefficients = [float(np.asarray(f(np.float64(center), *args), dtype=np.float64))]
+    value = np.asarray(f(np.float64(center), *args))
+    if value.size != 1 or value.dtype.kind not in "biuf":
+        raise TypeError(f"f must return one real number, got {type(value).__name__} of shape "
+                        f"{value.shape} and dtype {value.dtype}")
+    coefficients = [float(value.reshape(()))]
     for k in range(1, order + 1):
         coefficients.append(derivative(f, center, order=k, method="richardson", args=args)
                             / math.factorial(k))
