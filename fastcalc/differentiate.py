@@ -28,6 +28,8 @@ status 3 (:class:`fastcalc.Status` ``NON_FINITE``). ``bounds=(lb, ub)`` keeps ev
 inside by switching components near a bound to a one-sided stencil.
 """
 import math
+import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -384,6 +386,20 @@ def _romberg(estimates, rounding, kind, base=2):
     return value.reshape(shape), error.reshape(shape)
 
 
+@contextmanager
+def _complex_safe(name):
+    """Complex-step evaluations of ``name``: NumPy's ComplexWarning (the imaginary part
+    discarded, e.g. by ``math.sin`` or ``float``) would make the derivative silently 0; it
+    becomes a TypeError naming the function."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        try:
+            yield
+        except np.exceptions.ComplexWarning as exc:
+            raise TypeError(f"{name} is not complex-safe (it discarded the imaginary part: "
+                            f"{exc}); method='complex' needs f to accept complex input") from None
+
+
 def _complex_stage(function, x, components, h, m):
     """Complex-step first derivatives ``Im f(x + i h e_j) / h`` (Python callables only)."""
     if function.kind == FunctionKind.COMPILED:
@@ -392,6 +408,11 @@ def _complex_stage(function, x, components, h, m):
     count = components.size
     points = np.repeat(x.astype(np.complex128)[None, :], count, axis=0)
     points[np.arange(count), components] += 1j * h
+    with _complex_safe(function.name):
+        return _complex_values(function, points, count, h, m)
+
+
+def _complex_values(function, points, count, h, m):
     if function.kind == FunctionKind.VECTORIZED:
         values = np.asarray(function.function(points.T, *function.args))
         if m is None:
@@ -590,7 +611,9 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
         ``f`` returning a value of the wrong shape; ``n_threads`` below 1 (other than -1).
     TypeError
         ``x`` complex or not numeric; ``f`` not callable, of the wrong compiled signature, or
-        returning non-numbers; ``n_threads`` not an int.
+        returning non-numbers; ``n_threads`` not an int; ``method="complex"`` with a compiled
+        ``f`` or an ``f`` that is not complex-safe (it discards the imaginary part, e.g.
+        ``math.sin``: NumPy's ``ComplexWarning`` is turned into this error).
     Exception
         Any exception raised by ``f`` propagates unchanged.
 
@@ -1046,7 +1069,9 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         input.
     TypeError
         ``x`` complex or not numeric; ``f`` not callable or returning non-numbers;
-        ``method="complex"`` with a compiled ``f``.
+        ``method="complex"`` with a compiled ``f`` or an ``f`` that is not complex-safe (it
+        discards the imaginary part, e.g. ``math.sin``: NumPy's ``ComplexWarning`` is turned
+        into this error).
     Exception
         Any exception raised by ``f`` propagates unchanged.
 
@@ -1094,7 +1119,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     if method == "complex":
         h = _steps(flat, _elementwise_steps(step, shape),
                    "complex", 2, 1)
-        values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args).ravel()
+        with _complex_safe("f"):
+            values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args).ravel()
         df = np.asarray(values.imag, dtype=np.float64) / h
         error = _ROUNDING_ULPS * _EPS * np.abs(df)
         bad = np.where(np.isfinite(values), 0, 3).astype(np.uint8)

@@ -19,3 +19,32 @@ def test_lagrange_nonfinite_x0_names_x0():
 def test_gradient_descent_f_returning_array_names_f():
     with pytest.raises(TypeError, match="f must"):
         fc.gradient_descent(lambda x: np.ones(3), [1.0, 2.0])
+
+
+def test_complex_step_with_f_not_complex_safe_names_f():
+    import math
+    with pytest.raises(TypeError, match="f is not complex-safe"):
+        fc.gradient(lambda v: math.sin(v[0]) + v[1], [1.0, 2.0], method="complex")
+    with pytest.raises(TypeError, match="f is not complex-safe"):
+        fc.jacobian(lambda v: np.array([math.sin(v[0]), v[1]]), [1.0, 2.0], method="complex")
+    with pytest.raises(TypeError, match="f is not complex-safe"):
+        fc.derivative(lambda x: np.array([math.sin(t) for t in x]), [1.0, 2.0],
+                      method="complex")
+    # complex-safe functions are unaffected
+    np.testing.assert_allclose(fc.derivative(np.sin, [1.0, 2.0], method="complex"),
+                               np.cos([1.0, 2.0]), rtol=1e-15)
+
+
+def test_jacobian_f_returning_none_names_f():
+    with pytest.raises(TypeError, match="f must return numbers"):
+        fc.jacobian(lambda x: None, [1.0, 2.0, -3.0])
+
+
+def test_derivative_step_and_args_shape_named():
+    with pytest.raises(ValueError, match="step"):
+        fc.derivative(np.sin, [1.0, 2.0], step=[0.1] * 3)
+    with pytest.raises(ValueError, match=r"args\[0\]"):
+        fc.derivative(lambda x, a: a * x, np.array([1.0, 2.0]), args=(np.ones(3),))
+    np.testing.assert_allclose(
+        fc.derivative(lambda x, a: a * x, np.array([1.0, 2.0]), args=(np.array([2.0, 3.0]),)),
+        [2.0, 3.0], rtol=1e-9)
