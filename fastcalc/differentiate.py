@@ -365,8 +365,29 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
         out[selected], error[selected] = _romberg(df[block].reshape(shape),
                                                   rounding[block].reshape(shape), kind)
         flags[selected] = np.bitwise_or.reduce(bad[block].reshape(levels, -1), axis=0)
+        flags[selected] |= np.where(_unconverged(df[block].reshape(shape),
+                                                 rounding[block].reshape(shape), kind).any(axis=1),
+                                    _UNCONVERGED, 0).astype(np.uint8)
         start += size
     return out, error, flags, nfev, m
+
+
+_UNCONVERGED = 8      # a flag beside those of combine: the Richardson table did not converge
+
+
+def _unconverged(estimates, rounding, kind, base=2):
+    """Where a one-sided Richardson table (``estimates[k]`` at steps ``h / 2**k``) shows no
+    convergence: the last two differences of its first column must shrink by about ``2**base``
+    (the order of the stencil), unless they are at rounding level. Near a singularity (steps
+    beyond the radius of convergence of the Taylor series) they do not, and the extrapolated
+    value and its error estimate cannot be trusted. Central tables are not checked (they are
+    used where both sides are finite; a one-sided table is the fallback near trouble)."""
+    if kind == "central" or estimates.shape[0] < 3:
+        return np.zeros(estimates.shape[1:], dtype=bool)
+    last = np.abs(estimates[-1] - estimates[-2])
+    previous = np.abs(estimates[-2] - estimates[-3])
+    noise = 10.0 * (rounding[-1] + rounding[-2] + rounding[-3])
+    return (last > noise) & (previous < last * (2.0 ** base / 1.5))
 
 
 def _romberg(estimates, rounding, kind, base=2):
@@ -522,9 +543,12 @@ def _axis_derivatives(function, x, *, method, accuracy, step, bounds, m, n_threa
         df, error, bad, nfev, m = _stage(function, x, np.arange(n, dtype=np.intp), h, kinds,
                                          richardson, accuracy, m, n_threads)
     status = np.zeros(n, dtype=np.int8)
+    unconverged = (bad & _UNCONVERGED) != 0
+    bad = bad & ~np.uint8(_UNCONVERGED)
     if bad.any():
         nfev += _fallback(function, x, h, np.flatnonzero(bad), bad, df, error, status, method,
                           accuracy, bounds, m, n_threads)
+    status[unconverged & (bad == 0)] = Status.MAX_ITERATIONS
     return df, error, status, nfev, m
 
 
@@ -554,9 +578,10 @@ def _fallback(function, x, h, failed, bad, df, error, status, method, accuracy, 
         sub_df, sub_error, sub_bad, extra, _ = _stage(
             function, x, targets, h[targets], kinds[usable], richardson, one_sided, m, n_threads)
         nfev += extra
-        ok = sub_bad == 0
+        ok = (sub_bad & ~np.uint8(_UNCONVERGED)) == 0
         df[targets[ok]] = sub_df[ok]
         error[targets[ok]] = sub_error[ok]
+        status[targets[ok & ((sub_bad & _UNCONVERGED) != 0)]] = Status.MAX_ITERATIONS
         remaining = np.setdiff1d(remaining, targets[ok])
         if remaining.size == 0:
             break
@@ -621,8 +646,11 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     -----
     Failure behaviour: a component whose stencil meets a non-finite value is recomputed with a
     one-sided stencil; if that fails too it is NaN with status 3 (``NON_FINITE``) in the
-    ``full_output`` result (a compiled callable returning NaN is handled the same way). No
-    exception or warning is raised for it: check ``status``.
+    ``full_output`` result (a compiled callable returning NaN is handled the same way). With
+    ``method="richardson"``, a one-sided extrapolation table (fallback or bounds) whose
+    differences do not shrink at the rate of the stencil (steps too large near a singularity)
+    keeps its value but gets status 1 (``MAX_ITERATIONS``): its error estimate is not reliable.
+    No exception or warning is raised for it: check ``status``.
 
     Examples
     --------
@@ -1024,6 +1052,7 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
             bad |= np.where((~finite[:, mask]).any(axis=(0, 1)), flag, 0).astype(np.uint8)
     if richardson:
         df, error = _romberg(estimates[:, :, None], rounding[:, :, None], kind)
+        bad |= np.where(_unconverged(estimates, rounding, kind), _UNCONVERGED, 0).astype(np.uint8)
         return df[:, 0], error[:, 0], bad, values.size
     return estimates[0], rounding[0], bad, values.size
 
@@ -1079,8 +1108,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     -----
     Failure behaviour: an element whose stencil meets a non-finite value of ``f`` is recomputed
     with a one-sided stencil; if that fails too its derivative is NaN with status 3
-    (``NON_FINITE``) in the ``full_output`` result. No exception or warning is raised for it:
-    check ``status`` (or NaN). Other elements are unaffected.
+    (``NON_FINITE``) in the ``full_output`` result. With ``method="richardson"`` a one-sided
+    fallback whose extrapolation table does not converge keeps its value with status 1
+    (``MAX_ITERATIONS``; its error estimate is unreliable). No exception or warning is raised
+    for it: check ``status`` (or NaN). Other elements are unaffected.
 
     Examples
     --------
@@ -1149,8 +1180,9 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
             sub_df, sub_error, sub_bad, extra = _elementwise_stage(
                 f, flat, h, kind, one_sided, order, richardson, args, shape)
             nfev += extra
-            fixed = wanted & (sub_bad == 0)
+            fixed = wanted & ((sub_bad & ~np.uint8(_UNCONVERGED)) == 0)
             df[fixed], error[fixed] = sub_df[fixed], sub_error[fixed]
+            status[fixed & ((sub_bad & _UNCONVERGED) != 0)] = Status.MAX_ITERATIONS
             failed = failed & ~fixed
         df[failed] = np.nan
         error[failed] = np.nan

@@ -48,3 +48,19 @@ def test_derivative_step_and_args_shape_named():
     np.testing.assert_allclose(
         fc.derivative(lambda x, a: a * x, np.array([1.0, 2.0]), args=(np.array([2.0, 3.0]),)),
         [2.0, 3.0], rtol=1e-9)
+
+
+def test_richardson_one_sided_table_not_converging_reports_status_1():
+    def sqrt_domain(x):
+        x = np.asarray(x, dtype=float)
+        return np.sqrt(np.where(x >= 0, x, np.nan))
+    r = fc.derivative(sqrt_domain, np.array([1e-3, 1e-2, 0.1, 1.0]), method="richardson",
+                      full_output=True)
+    np.testing.assert_array_equal(r.status, [1, 1, 0, 0])
+    exact = 0.5 / np.sqrt([0.1, 1.0])
+    assert np.all(np.abs(r.df[2:] - exact) <= r.error[2:])
+    # smooth one-sided (forward) fallback far from trouble converges: status 0
+    r = fc.derivative(lambda x: np.where(x >= 1.0, np.log(np.maximum(x, 1.0)), np.nan),
+                      np.array([1.0, 2.0]), method="richardson", full_output=True)
+    assert np.all(r.status == 0), r
+    np.testing.assert_allclose(r.df, [1.0, 0.5], rtol=1e-9)

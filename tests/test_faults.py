@@ -228,13 +228,7 @@ def _sqrt_domain(x):
 
 
 @pytest.mark.parametrize("x0", [
-    pytest.param(1e-3, marks=pytest.mark.xfail(strict=True, reason=(
-        "richardson after the one-sided fallback near a singularity reports a dishonest error: "
-        "derivative(sqrt, 1e-3, method='richardson') = 12.85 (exact 15.81, error 2.96) with "
-        "error estimate 0.126 and status 0 (also gradient with bounds=([0], [1])); at 1e-2: "
-        "error 0.022, estimate 0.0053. SciPy's differentiate reports failure there"))),
-    pytest.param(1e-2, marks=pytest.mark.xfail(strict=True, reason="as for 1e-3")),
-    0.1, 1.0])
+    1e-3, 1e-2, 0.1, 1.0])
 def test_richardson_error_estimate_honest_after_one_sided_fallback(x0):
     r = fc.derivative(_sqrt_domain, x0, method="richardson", full_output=True)
     exact = 0.5 / np.sqrt(x0)
