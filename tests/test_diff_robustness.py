@@ -64,3 +64,57 @@ def test_richardson_one_sided_table_not_converging_reports_status_1():
                       np.array([1.0, 2.0]), method="richardson", full_output=True)
     assert np.all(r.status == 0), r
     np.testing.assert_allclose(r.df, [1.0, 0.5], rtol=1e-9)
+
+
+_INTERRUPT_CHILD = """
+import sys, numpy as np, fastcalc as fc
+from fastcalc._testfunctions import low_level
+try:
+    print("ready", flush=True)
+    fc.newton_system(low_level("reciprocal_system"), np.ones((400000, 1)), maxiter=10**6)
+    print("finished without interruption", flush=True)
+    sys.exit(3)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(42)
+"""
+
+
+def test_keyboard_interrupt_during_long_compiled_newton_system():
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = str(Path(fc.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS="2")
+    child = subprocess.Popen([sys.executable, "-c", _INTERRUPT_CHILD], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=root)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        assert child.poll() is None, "the workload finished before the interrupt"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=3.0)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 42 and "interrupted" in out, (child.returncode, out, err[-2000:])
+
+
+def test_compiled_newton_results_independent_of_threads_and_batch_size():
+    from fastcalc._testfunctions import low_level
+    x0 = np.linspace(0.5, 3.0, 1500)
+    e, M = np.full(1500, 0.7), np.linspace(0.1, 3.0, 1500)
+    full = fc.newton(low_level("kepler_eq"), x0, low_level("kepler_eq_prime"), args=(e, M),
+                     full_output=True)
+    for threads in (1, 2):
+        part = fc.newton(low_level("kepler_eq"), x0[-3:], low_level("kepler_eq_prime"),
+                         args=(e[-3:], M[-3:]), full_output=True, n_threads=threads)
+        np.testing.assert_array_equal(part.root, full.root[-3:])
+    sys0 = np.array([[1.0, -2.0]])
+    one = fc.newton_system(low_level("circle_exp_system"), sys0[0])
+    many = fc.newton_system(low_level("circle_exp_system"), np.repeat(sys0, 64, axis=0))
+    np.testing.assert_array_equal(many.x[-1], one.x)
