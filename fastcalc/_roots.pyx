@@ -24,7 +24,7 @@ which elements are processed.
 """
 import numpy as np
 cimport numpy as cnp
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport fabs, isfinite, fmax, fmin, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
@@ -43,6 +43,43 @@ cdef enum:
     RUNNING = -1
 
 # Step rules.
+# --------------------------------------------------------------------------------------------
+# Ctrl-C inside the compiled (nogil) kernels: every SIGNAL_ROUNDS rounds the calling thread
+# (OpenMP thread 0) takes the GIL and runs Python's signal handlers; an exception they raise
+# (KeyboardInterrupt) stays set on that thread and a shared flag tells every thread to stop.
+# The checks never change the arithmetic, so results stay identical.
+
+cdef extern from *:
+    """
+    static int fastcalc_flag_read(int *flag) { return *(volatile int *)flag; }
+    static void fastcalc_flag_set(int *flag) { *(volatile int *)flag = 1; }
+    """
+    int flag_read "fastcalc_flag_read" (int *flag) noexcept nogil
+    void flag_set "fastcalc_flag_set" (int *flag) noexcept nogil
+
+cdef extern from "Python.h":
+    # declared without an exception clause: the exception is kept set, raised after the loop
+    int check_signals_keep_error "PyErr_CheckSignals" () noexcept
+
+cdef enum:
+    SIGNAL_ROUNDS = 16384   # rounds (elementwise) between two checks
+    SIGNAL_SYSTEM_ROUNDS = 256  # Newton iterations (systems) between two checks
+
+
+cdef bint interrupted(int *flag, bint calling_thread) noexcept nogil:
+    """True once a signal handler raised; only the calling thread runs the handlers."""
+    if calling_thread and not flag_read(flag):
+        with gil:
+            if check_signals_keep_error() != 0:
+                flag_set(flag)
+    return flag_read(flag) != 0
+
+
+cdef int raise_pending_error() except -1:
+    """Propagate the exception left set by a signal handler."""
+    return -1
+
+
 cpdef enum Method:
     NEWTON = 0
     HALLEY = 1
@@ -215,6 +252,7 @@ cdef struct CompiledProblem:
     Py_ssize_t *status_out
     Py_ssize_t *nit_out
     Py_ssize_t *nfev_out
+    int *interrupted            # shared flag: a signal handler raised, stop every thread
 
 
 cdef inline int element_begin(const CompiledProblem *P, Py_ssize_t i,
@@ -291,18 +329,23 @@ cdef inline Py_ssize_t fill_lane(const CompiledProblem *P, Element *lane, Py_ssi
 
 
 cdef void solve_block(const CompiledProblem *P, Py_ssize_t start,
-                      Py_ssize_t stop) noexcept nogil:
+                      Py_ssize_t stop, bint calling_thread) noexcept nogil:
     """Solve elements [start, stop): LANES independent elements advance one round at a time,
     so their (latency-bound) iterations overlap; a finished lane takes the next element. Each
     element's arithmetic is exactly that of solving it alone."""
     cdef Element lanes[LANES]
     cdef Py_ssize_t which[LANES]
     cdef Py_ssize_t next_i = start
-    cdef int lane, active = 0, status
+    cdef int lane, active = 0, status, rounds = 0
     for lane in range(LANES):
         next_i = fill_lane(P, &lanes[lane], &which[lane], next_i, stop)
         active += which[lane] >= 0
     while active > 0:
+        rounds += 1
+        if rounds == SIGNAL_ROUNDS:
+            rounds = 0
+            if interrupted(P.interrupted, calling_thread):
+                return
         for lane in range(LANES):
             if which[lane] < 0:
                 continue
@@ -367,7 +410,7 @@ cdef Py_ssize_t plain_lane_end(const CompiledProblem *P, PlainLanes *L, int lane
 
 
 cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
-                            Py_ssize_t stop) noexcept nogil:
+                            Py_ssize_t stop, bint calling_thread) noexcept nogil:
     """solve_block for plain Newton with an analytic f' and no bracket.
 
     One pass per round over the lanes (PLAIN_LANES elements in lockstep): f, then f' and the
@@ -378,7 +421,7 @@ cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
     are those of after_value + after_derivative (x, fun, status, nit, nfev identical)."""
     cdef PlainLanes L
     cdef Py_ssize_t next_i = start
-    cdef int lane, active = 0, live, k = shared.k, nit
+    cdef int lane, active = 0, live, k = shared.k, nit, rounds = 0
     cdef bint dropped
     cdef double xl, fx, af, df, step, xn
     cdef double *p
@@ -398,6 +441,11 @@ cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
         next_i += 1
         active += 1
     while active > 0:
+        rounds += 1
+        if rounds == SIGNAL_ROUNDS:
+            rounds = 0
+            if interrupted(P.interrupted, calling_thread):
+                return
         dropped = False
         for lane in range(active):
             xl = L.x[lane]
@@ -450,6 +498,8 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     cdef bint plain
     cdef CompiledProblem P
     cdef double dummy = 0.0
+    cdef int stop_flag = 0
+    P.interrupted = &stop_flag
     P.f = <elementwise_t>f.c_function
     P.f_data = f.user_data
     P.fprime = NULL
@@ -486,13 +536,18 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     P.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(nit_out)
     P.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(nfev_out)
     blocks = (n + BLOCK - 1) // BLOCK
+    if blocks < nt:
+        nt = <int>blocks    # a small batch: no idle threads to start (same results)
     plain = P.s.method == NEWTON and P.fprime != NULL and not P.s.bracketed
     with nogil, parallel(num_threads=nt):
         for block in prange(blocks, schedule="static"):
             if plain:
-                solve_block_plain(&P, block * BLOCK, min(n, (block + 1) * BLOCK))
+                solve_block_plain(&P, block * BLOCK, min(n, (block + 1) * BLOCK),
+                                  threadid() == 0)
             else:
-                solve_block(&P, block * BLOCK, min(n, (block + 1) * BLOCK))
+                solve_block(&P, block * BLOCK, min(n, (block + 1) * BLOCK), threadid() == 0)
+    if stop_flag:
+        raise_pending_error()
     return x_out, fun_out, status_out, nit_out, nfev_out
 
 
@@ -1054,7 +1109,7 @@ cdef inline int evaluate_field(vector_field_t F, void *data, int n, double *x,
 cdef inline int solve_compiled_system(
         vector_field_t F, void *F_data, vector_field_t J, void *J_data,
         const SystemSettings *s, double *x, double *fx, double *work, int *ipiv,
-        int *nit_out, int *nfev_out) noexcept nogil:
+        int *nit_out, int *nfev_out, int *stop_flag, bint calling_thread) noexcept nogil:
     """Solve one system F(x) = 0 in place from x; return its status.
 
     work holds 2 n^2 + 4 n doubles: the column-major Jacobian (factored by dgesv), the row-major
@@ -1082,6 +1137,11 @@ cdef inline int solve_compiled_system(
         if norm_inf(fx, n) <= s.ftol:
             break
         if nit >= s.maxiter:
+            nit_out[0] = nit
+            nfev_out[0] = nfev
+            return MAX_ITERATIONS
+        if nit % SIGNAL_SYSTEM_ROUNDS == SIGNAL_SYSTEM_ROUNDS - 1 \
+                and interrupted(stop_flag, calling_thread):
             nit_out[0] = nit
             nfev_out[0] = nfev
             return MAX_ITERATIONS
@@ -1171,6 +1231,7 @@ def newton_system_compiled(UserFunction F, UserFunction jac, const double[:, ::1
     cdef double *work
     cdef int *ipiv
     cdef int nit, nfev
+    cdef int stop_flag = 0
     if jac is not None:
         Jn = <vector_field_t>jac.c_function
         J_data = jac.user_data
@@ -1192,6 +1253,8 @@ def newton_system_compiled(UserFunction F, UserFunction jac, const double[:, ::1
         nit_out[:] = 0
         nfev_out[:] = 0
         return x_out, fun_out, status_out, nit_out, nfev_out
+    if N < 2 * nt:
+        nt = 1              # a small batch: no threads to start (same results)
     with nogil, parallel(num_threads=nt):
         work = <double*>malloc((2 * n * n + 4 * n) * sizeof(double))
         ipiv = <int*>malloc(n * sizeof(int))
@@ -1199,14 +1262,19 @@ def newton_system_compiled(UserFunction F, UserFunction jac, const double[:, ::1
             if work == NULL or ipiv == NULL:
                 sv[i] = NON_FINITE
                 continue
+            if flag_read(&stop_flag):
+                continue
             nit = 0
             nfev = 0
             sv[i] = solve_compiled_system(Fn, F_data, Jn, J_data, &s, &xv[i, 0], &fv[i, 0],
-                                          work, ipiv, &nit, &nfev)
+                                          work, ipiv, &nit, &nfev, &stop_flag,
+                                          threadid() == 0)
             itv[i] = nit
             fev[i] = nfev
         free(work)
         free(ipiv)
+    if stop_flag:
+        raise_pending_error()
     return x_out, fun_out, status_out, nit_out, nfev_out
 
 

@@ -164,3 +164,15 @@ cdef api int failing_model(int npts, double *x, int nparams, double *params, dou
                            void *user_data) noexcept nogil:
     """A fit model that always reports failure (returns 1)."""
     return 1
+
+
+cdef api int reciprocal_system(int n, double *x, int m, double *out,
+                               void *user_data) noexcept nogil:
+    """F_i(x) = 1 / x_i (m == n): no root; Newton doubles x for ~1000 iterations (a slow
+    system for interrupt tests)."""
+    cdef int i
+    if m != n:
+        return -1
+    for i in range(n):
+        out[i] = 1.0 / x[i]
+    return 0

@@ -28,6 +28,8 @@ status 3 (:class:`fastcalc.Status` ``NON_FINITE``). ``bounds=(lb, ub)`` keeps ev
 inside by switching components near a bound to a one-sided stencil.
 """
 import math
+import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -127,6 +129,44 @@ def _check_args(args):
     if isinstance(args, list):
         return tuple(args)
     return (args,)
+
+
+def _real_valued(function, name="f"):
+    """``function`` checked to return numbers (not None, strings or objects)."""
+    def checked(*args):
+        value = function(*args)
+        kind = value.dtype.kind if isinstance(value, np.ndarray) else (
+            "O" if value is None or isinstance(value, (str, bytes)) else
+            np.asarray(value).dtype.kind)
+        if kind not in "biufc":     # complex: method="complex"
+            raise TypeError(f"{name} must return numbers, got {value!r}")
+        return value
+    return checked
+
+
+def _elementwise_steps(step, shape):
+    """``step`` broadcast to the shape of ``x`` and flattened (None stays None)."""
+    if step is None:
+        return None
+    try:
+        return np.broadcast_to(step, shape).ravel()
+    except ValueError:
+        raise ValueError(f"step must be broadcastable to the shape of x {shape}, got shape "
+                         f"{np.shape(step)}") from None
+
+
+def _check_elementwise_args(args, shape):
+    """Array ``args`` hold per-element parameters: they must broadcast to ``x.shape`` (they
+    are then broadcast against the points ``(points,) + x.shape``)."""
+    for i, arg in enumerate(args):
+        if isinstance(arg, np.ndarray) and arg.ndim:
+            try:
+                fits = arg.ndim <= len(shape) and np.broadcast_shapes(arg.shape, shape) == shape
+            except ValueError:
+                fits = False
+            if not fits:
+                raise ValueError(f"args[{i}] (shape {arg.shape}) must broadcast against the "
+                                 f"shape of x {shape}") from None
 
 
 @lru_cache(maxsize=None)
@@ -325,8 +365,29 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
         out[selected], error[selected] = _romberg(df[block].reshape(shape),
                                                   rounding[block].reshape(shape), kind)
         flags[selected] = np.bitwise_or.reduce(bad[block].reshape(levels, -1), axis=0)
+        flags[selected] |= np.where(_unconverged(df[block].reshape(shape),
+                                                 rounding[block].reshape(shape), kind).any(axis=1),
+                                    _UNCONVERGED, 0).astype(np.uint8)
         start += size
     return out, error, flags, nfev, m
+
+
+_UNCONVERGED = 8      # a flag beside those of combine: the Richardson table did not converge
+
+
+def _unconverged(estimates, rounding, kind, base=2):
+    """Where a one-sided Richardson table (``estimates[k]`` at steps ``h / 2**k``) shows no
+    convergence: the last two differences of its first column must shrink by about ``2**base``
+    (the order of the stencil), unless they are at rounding level. Near a singularity (steps
+    beyond the radius of convergence of the Taylor series) they do not, and the extrapolated
+    value and its error estimate cannot be trusted. Central tables are not checked (they are
+    used where both sides are finite; a one-sided table is the fallback near trouble)."""
+    if kind == "central" or estimates.shape[0] < 3:
+        return np.zeros(estimates.shape[1:], dtype=bool)
+    last = np.abs(estimates[-1] - estimates[-2])
+    previous = np.abs(estimates[-2] - estimates[-3])
+    noise = 10.0 * (rounding[-1] + rounding[-2] + rounding[-3])
+    return (last > noise) & (previous < last * (2.0 ** base / 1.5))
 
 
 def _romberg(estimates, rounding, kind, base=2):
@@ -346,6 +407,20 @@ def _romberg(estimates, rounding, kind, base=2):
     return value.reshape(shape), error.reshape(shape)
 
 
+@contextmanager
+def _complex_safe(name):
+    """Complex-step evaluations of ``name``: NumPy's ComplexWarning (the imaginary part
+    discarded, e.g. by ``math.sin`` or ``float``) would make the derivative silently 0; it
+    becomes a TypeError naming the function."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        try:
+            yield
+        except np.exceptions.ComplexWarning as exc:
+            raise TypeError(f"{name} is not complex-safe (it discarded the imaginary part: "
+                            f"{exc}); method='complex' needs f to accept complex input") from None
+
+
 def _complex_stage(function, x, components, h, m):
     """Complex-step first derivatives ``Im f(x + i h e_j) / h`` (Python callables only)."""
     if function.kind == FunctionKind.COMPILED:
@@ -354,6 +429,11 @@ def _complex_stage(function, x, components, h, m):
     count = components.size
     points = np.repeat(x.astype(np.complex128)[None, :], count, axis=0)
     points[np.arange(count), components] += 1j * h
+    with _complex_safe(function.name):
+        return _complex_values(function, points, count, h, m)
+
+
+def _complex_values(function, points, count, h, m):
     if function.kind == FunctionKind.VECTORIZED:
         values = np.asarray(function.function(points.T, *function.args))
         if m is None:
@@ -463,9 +543,12 @@ def _axis_derivatives(function, x, *, method, accuracy, step, bounds, m, n_threa
         df, error, bad, nfev, m = _stage(function, x, np.arange(n, dtype=np.intp), h, kinds,
                                          richardson, accuracy, m, n_threads)
     status = np.zeros(n, dtype=np.int8)
+    unconverged = (bad & _UNCONVERGED) != 0
+    bad = bad & ~np.uint8(_UNCONVERGED)
     if bad.any():
         nfev += _fallback(function, x, h, np.flatnonzero(bad), bad, df, error, status, method,
                           accuracy, bounds, m, n_threads)
+    status[unconverged & (bad == 0)] = Status.MAX_ITERATIONS
     return df, error, status, nfev, m
 
 
@@ -495,9 +578,10 @@ def _fallback(function, x, h, failed, bad, df, error, status, method, accuracy, 
         sub_df, sub_error, sub_bad, extra, _ = _stage(
             function, x, targets, h[targets], kinds[usable], richardson, one_sided, m, n_threads)
         nfev += extra
-        ok = sub_bad == 0
+        ok = (sub_bad & ~np.uint8(_UNCONVERGED)) == 0
         df[targets[ok]] = sub_df[ok]
         error[targets[ok]] = sub_error[ok]
+        status[targets[ok & ((sub_bad & _UNCONVERGED) != 0)]] = Status.MAX_ITERATIONS
         remaining = np.setdiff1d(remaining, targets[ok])
         if remaining.size == 0:
             break
@@ -552,7 +636,9 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
         ``f`` returning a value of the wrong shape; ``n_threads`` below 1 (other than -1).
     TypeError
         ``x`` complex or not numeric; ``f`` not callable, of the wrong compiled signature, or
-        returning non-numbers; ``n_threads`` not an int.
+        returning non-numbers; ``n_threads`` not an int; ``method="complex"`` with a compiled
+        ``f`` or an ``f`` that is not complex-safe (it discards the imaginary part, e.g.
+        ``math.sin``: NumPy's ``ComplexWarning`` is turned into this error).
     Exception
         Any exception raised by ``f`` propagates unchanged.
 
@@ -560,8 +646,11 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     -----
     Failure behaviour: a component whose stencil meets a non-finite value is recomputed with a
     one-sided stencil; if that fails too it is NaN with status 3 (``NON_FINITE``) in the
-    ``full_output`` result (a compiled callable returning NaN is handled the same way). No
-    exception or warning is raised for it: check ``status``.
+    ``full_output`` result (a compiled callable returning NaN is handled the same way). With
+    ``method="richardson"``, a one-sided extrapolation table (fallback or bounds) whose
+    differences do not shrink at the rate of the stencil (steps too large near a singularity)
+    keeps its value but gets status 1 (``MAX_ITERATIONS``): its error estimate is not reliable.
+    No exception or warning is raised for it: check ``status``.
 
     Examples
     --------
@@ -632,6 +721,11 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     x = _check_point(x)
     accuracy = _check_method(method, accuracy)
     function = resolve(f, args=_check_args(args), vectorized=vectorized, signatures=("vector",))
+    if function.kind != FunctionKind.COMPILED:
+        # NumPy turns None (or an object array of them) into NaN: a TypeError instead
+        function = resolve(_real_valued(function.function, function.name), args=function.args,
+                           vectorized=function.kind == FunctionKind.VECTORIZED,
+                           signatures=("vector",), name=function.name)
     bounds = _check_bounds(bounds, x)
     if n_out is None:
         m = x.size if function.kind == FunctionKind.COMPILED else -1
@@ -942,9 +1036,15 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
     values = _call_elementwise(f, points.reshape((-1,) + shape),
                                args).reshape(points.shape).real.astype(np.float64)
     scale = (h[None, :] * factors[:, None]) ** -order
-    estimates = np.einsum("j,ljk->lk", weights, values) * scale
-    rounding = _ROUNDING_ULPS * _EPS * np.einsum("j,ljk->lk", np.abs(weights),
-                                                 np.abs(values)) * scale
+    # Accumulate the stencil points one at a time, in a fixed order: each element's sum is then
+    # the same whatever the other elements of the call (einsum's order depends on the shape).
+    total = np.zeros(values.shape[::2])
+    magnitude = np.zeros(values.shape[::2])
+    for j, weight in enumerate(weights):
+        total += weight * values[:, j, :]
+        magnitude += abs(weight) * np.abs(values[:, j, :])
+    estimates = total * scale
+    rounding = _ROUNDING_ULPS * _EPS * magnitude * scale
     finite = np.isfinite(values)
     bad = np.zeros(x.size, dtype=np.uint8)
     for mask, flag in ((offsets > 0, 1), (offsets < 0, 2), (offsets == 0, 4)):
@@ -952,6 +1052,7 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
             bad |= np.where((~finite[:, mask]).any(axis=(0, 1)), flag, 0).astype(np.uint8)
     if richardson:
         df, error = _romberg(estimates[:, :, None], rounding[:, :, None], kind)
+        bad |= np.where(_unconverged(estimates, rounding, kind), _UNCONVERGED, 0).astype(np.uint8)
         return df[:, 0], error[:, 0], bad, values.size
     return estimates[0], rounding[0], bad, values.size
 
@@ -997,7 +1098,9 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         input.
     TypeError
         ``x`` complex or not numeric; ``f`` not callable or returning non-numbers;
-        ``method="complex"`` with a compiled ``f``.
+        ``method="complex"`` with a compiled ``f`` or an ``f`` that is not complex-safe (it
+        discards the imaginary part, e.g. ``math.sin``: NumPy's ``ComplexWarning`` is turned
+        into this error).
     Exception
         Any exception raised by ``f`` propagates unchanged.
 
@@ -1005,8 +1108,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     -----
     Failure behaviour: an element whose stencil meets a non-finite value of ``f`` is recomputed
     with a one-sided stencil; if that fails too its derivative is NaN with status 3
-    (``NON_FINITE``) in the ``full_output`` result. No exception or warning is raised for it:
-    check ``status`` (or NaN). Other elements are unaffected.
+    (``NON_FINITE``) in the ``full_output`` result. With ``method="richardson"`` a one-sided
+    fallback whose extrapolation table does not converge keeps its value with status 1
+    (``MAX_ITERATIONS``; its error estimate is unreliable). No exception or warning is raised
+    for it: check ``status`` (or NaN). Other elements are unaffected.
 
     Examples
     --------
@@ -1039,11 +1144,14 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     flat = x_arr.ravel()
     if function.kind == FunctionKind.COMPILED:
         f, args = _compiled_elementwise(function, args, flat.size, method)
+    else:
+        _check_elementwise_args(args, shape)
     richardson = method == "richardson"
     if method == "complex":
-        h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
+        h = _steps(flat, _elementwise_steps(step, shape),
                    "complex", 2, 1)
-        values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args).ravel()
+        with _complex_safe("f"):
+            values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args).ravel()
         df = np.asarray(values.imag, dtype=np.float64) / h
         error = _ROUNDING_ULPS * _EPS * np.abs(df)
         bad = np.where(np.isfinite(values), 0, 3).astype(np.uint8)
@@ -1052,7 +1160,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         accuracy, method = 2, "central"
     else:
         kind = "central" if richardson else method
-        h = _steps(flat, None if step is None else np.broadcast_to(step, shape).ravel(),
+        h = _steps(flat, _elementwise_steps(step, shape),
                    "richardson" if richardson else kind, accuracy, order)
         df, error, bad, nfev = _elementwise_stage(f, flat, h, kind, accuracy, order,
                                                   richardson, args, shape)
@@ -1072,8 +1180,9 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
             sub_df, sub_error, sub_bad, extra = _elementwise_stage(
                 f, flat, h, kind, one_sided, order, richardson, args, shape)
             nfev += extra
-            fixed = wanted & (sub_bad == 0)
+            fixed = wanted & ((sub_bad & ~np.uint8(_UNCONVERGED)) == 0)
             df[fixed], error[fixed] = sub_df[fixed], sub_error[fixed]
+            status[fixed & ((sub_bad & _UNCONVERGED) != 0)] = Status.MAX_ITERATIONS
             failed = failed & ~fixed
         df[failed] = np.nan
         error[failed] = np.nan
@@ -1210,7 +1319,11 @@ def taylor(f, x0, order, *, args=()):
         raise ValueError("x0 must be a scalar")
     args = _check_args(args)
     center = float(x0[0])
-    coefficients = [float(np.asarray(f(np.float64(center), *args), dtype=np.float64))]
+    value = np.asarray(f(np.float64(center), *args))
+    if value.size != 1 or value.dtype.kind not in "biuf":
+        raise TypeError(f"f must return one real number, got {type(value).__name__} of shape "
+                        f"{value.shape} and dtype {value.dtype}")
+    coefficients = [float(value.reshape(()))]
     for k in range(1, order + 1):
         coefficients.append(derivative(f, center, order=k, method="richardson", args=args)
                             / math.factorial(k))

@@ -41,6 +41,15 @@ def _point(x0):
     return np.array(x, dtype=np.float64)
 
 
+def _scalar(value, name="f"):
+    """``float(value)``, or a TypeError naming the function that returned it."""
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must return one real number, got {type(value).__name__} "
+                        f"of shape {np.shape(value)}") from exc
+
+
 def _args(args):
     if isinstance(args, tuple):
         return args
@@ -153,7 +162,7 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
     def value(point):
         nonlocal nfev
         nfev += 1
-        return float(function(point))
+        return _scalar(function(point))
 
     def slope(point):
         nonlocal nfev, njev
@@ -313,6 +322,8 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     (0, True, [0.707106781187])
     """
     x = _point(x0)
+    if not np.isfinite(x).all():
+        raise ValueError("x0 must be finite (no NaN or inf)")
     n = x.size
     args = _args(args)
     tol = _positive("tol", tol)
@@ -346,7 +357,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
 
     def lagrangian_hessian(point, lam):
         counts["nfev"] += 1 + n + n * n
-        return _hessian(lambda p, *a: function(p) - lam @ g(p, *a), point, args)
+        return _hessian(lambda p, *a: _scalar(function(p)) - lam @ g(p, *a), point, args)
 
     def residual(point, lam):
         gf, J, gv = grad_f(point), jac_g(point), g(point, *args)
@@ -354,7 +365,11 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         return np.concatenate([gf - J.T @ lam, gv]), gf, J, gv
 
     if multipliers0 is None:
-        lam = np.linalg.lstsq(jac_g(x).T, grad_f(x), rcond=None)[0]
+        J0, gf0 = jac_g(x), grad_f(x)
+        if np.isfinite(J0).all() and np.isfinite(gf0).all():
+            lam = np.linalg.lstsq(J0.T, gf0, rcond=None)[0]
+        else:       # LAPACK must not see NaN: the residual below reports status 3
+            lam = np.full(m, np.nan)
     else:
         lam = np.array(multipliers0, dtype=np.float64).reshape(-1)
         if lam.shape != (m,):
@@ -389,7 +404,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         if np.abs(delta).max() <= tol * scale and np.isfinite(F).all():
             status = Status.SUCCESS
             break
-    fx = float(function(x))
+    fx = _scalar(function(x))
     counts["nfev"] += 1
     return OptimizeResult(x=x, multipliers=lam, fun=fx, constraints=gv, jac=gf,
                           residual=float(np.abs(F).max()), nit=nit, nfev=counts["nfev"],

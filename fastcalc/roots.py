@@ -469,6 +469,9 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         raise TypeError(f"x0 must be real numbers, got dtype {x0_array.dtype}")
     if x0_array.ndim not in (1, 2):
         raise ValueError(f"x0 must have shape (n,) or (N, n), got {x0_array.shape}")
+    if x0_array.shape[-1] == 0:
+        raise ValueError(f"x0 must have at least one unknown (n >= 1), got shape "
+                         f"{x0_array.shape}")
     single = x0_array.ndim == 1
     X0 = np.ascontiguousarray(np.atleast_2d(x0_array), dtype=np.float64)
     F_user = resolve(F, args=args, vectorized=vectorized, signatures=("vector",), name="F")

@@ -279,9 +279,7 @@ register_input_variants("derivative", lambda v: fc.derivative(_sin_poly, v, accu
                         np.array([0.0, 1.0, 2.0, -3.0]), "x", wrong_ndim=None)
 
 
-@case("derivative", "step_wrong_shape", bug="derivative(np.sin, [1., 2.], step=[0.1] * 3) raises "
-      "numpy's broadcast ValueError ('operands could not be broadcast together with remapped "
-      "shapes ...'), which does not name step")
+@case("derivative", "step_wrong_shape")
 def _():
     expect_error((ValueError,), "step", lambda: fc.derivative(np.sin, [1.0, 2.0], step=[0.1] * 3))
 
@@ -299,9 +297,7 @@ def _():
     expect_error((ValueError,), "accuracy", lambda: fc.derivative(np.sin, 1.0, accuracy=3))
 
 
-@case("derivative", "args_do_not_broadcast", bug="derivative(lambda x, a: a * x, [1., 2.], "
-      "args=(np.ones(3),)) raises numpy's 'operands could not be broadcast together with shapes "
-      "(3,) (2,2)', which does not name args")
+@case("derivative", "args_do_not_broadcast")
 def _():
     expect_error((ValueError,), ("args", "args[0]"), lambda: fc.derivative(
         lambda x, a: a * x, np.array([1.0, 2.0]), args=(np.ones(3),)))
@@ -382,10 +378,7 @@ register_callback_faults(
 register_callback_faults(
     "jacobian", lambda wrap: fc.jacobian(wrap(_vector_field), GOOD_POINT, full_output=True),
     "f", nan_check=lambda r: (is_status(r, Status.NON_FINITE), _all_nan(r.df)),
-    wrong_shape=lambda original: (lambda x: np.ones((2, 2))),
-    bugs={"callback_returns_none": "jacobian(lambda x: None, [1., 2., -3.]) returns a (1, 3) "
-          "all-NaN Jacobian with status 3 (None taken as a NaN scalar) instead of a TypeError "
-          "naming f (gradient raises 'f must return a real number, got None')"})
+    wrong_shape=lambda original: (lambda x: np.ones((2, 2))))
 register_callback_faults(
     "hessian", lambda wrap: fc.hessian(wrap(_scalar_field), GOOD_POINT, full_output=True),
     "f", nan_check=lambda r: (is_status(r, Status.NON_FINITE), _all_nan(r.df)),
@@ -439,10 +432,7 @@ def _():
 register_callback_faults(
     "taylor", lambda wrap: fc.taylor(wrap(np.exp), 0.5, 3), "f",
     nan_check=lambda p: _all_nan(p.coef),
-    wrong_shape=lambda original: (lambda x: np.ones(3)),
-    bugs={"callback_wrong_shape": "taylor(lambda x: np.ones(3), 0.5, 3) raises TypeError('only "
-          "0-dimensional arrays can be converted to Python scalars'), which does not name f "
-          "(derivative itself raises 'f must be elementwise: ...')"})
+    wrong_shape=lambda original: (lambda x: np.ones(3)))
 
 
 # =========================================================== roots
@@ -663,11 +653,7 @@ def _system_nan_check(run):
 
 
 register_input_variants("newton_system", _newton_system, np.array([1.0, -2.0]), "x0",
-                        nan=_system_nan_check, inf=_system_nan_check,
-                        bugs={"empty": "newton_system(F, np.empty(0)) raises IndexError('index 0 "
-                                       "is out of bounds ...') with jac, numpy's ValueError "
-                                       "('zero-size array to reduction operation maximum ...') "
-                                       "without: neither names x0"})
+                        nan=_system_nan_check, inf=_system_nan_check)
 
 SYSTEM_X0 = np.array([[1.0, -2.0], [-2.0, 1.0], [2.0, 0.0]])
 
@@ -768,13 +754,7 @@ def _():
 register_callback_faults(
     "gradient_descent", lambda wrap: fc.gradient_descent(wrap(_bowl), [0.0, 0.0], _bowl_grad),
     "f", nan_check=lambda r: is_status(r, Status.NON_FINITE),
-    wrong_shape=lambda original: (lambda x: np.ones(2)),
-    bugs={"callback_wrong_shape": "gradient_descent(lambda x: np.ones(2), [0., 0.]) raises "
-          "TypeError('only 0-dimensional arrays can be converted to Python scalars'), which "
-          "does not name f",
-          "callback_returns_none": "gradient_descent(lambda x: None, [0., 0.]) raises "
-          "TypeError(\"float() argument must be a string or a real number, not 'NoneType'\"), "
-          "which does not name f"})
+    wrong_shape=lambda original: (lambda x: np.ones(2)))
 register_callback_faults(
     "gradient_descent_grad", lambda wrap: fc.gradient_descent(_bowl, [0.0, 0.0],
                                                               wrap(_bowl_grad)),
@@ -808,10 +788,7 @@ def _lagrange(v):
     return fc.lagrange(_linear, _circle, v)
 
 
-register_input_variants("lagrange", _lagrange, np.array([1.0, 1.0]), "x0",
-                        bugs={label: "lagrange rejects a non-finite x0 with ValueError('x must "
-                              "be finite (no NaN or inf)'): the message names x, the argument "
-                              "is x0" for label in ("nan", "inf")})
+register_input_variants("lagrange", _lagrange, np.array([1.0, 1.0]), "x0")
 
 
 @case("lagrange", "too_many_constraints")
@@ -839,11 +816,7 @@ register_callback_faults(
 register_callback_faults(
     "lagrange_constraints", lambda wrap: fc.lagrange(_linear, wrap(_circle), [1.0, 0.5]),
     "constraints", nan_check=lambda r: is_status(r, Status.NON_FINITE),
-    wrong_shape=lambda original: (lambda x: np.ones((2, 2))),
-    bugs={"callback_nan": "lagrange(f, g, x0) with g returning NaN raises numpy LinAlgError('SVD "
-          "did not converge in Linear Least Squares') from the default multipliers0 (and LAPACK "
-          "prints 'On entry to DLASCL parameter number 4 had an illegal value' to stderr) "
-          "instead of returning status 3 like a NaN f does"})
+    wrong_shape=lambda original: (lambda x: np.ones((2, 2))))
 
 
 # =========================================================== fitting

@@ -207,12 +207,6 @@ def test_derivative_nan_on_one_side_falls_back_to_one_sided():
     assert r.df[1] == fc.derivative(_rational, np.array([1.0, 2.0]), accuracy=4)[1]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "derivative: an element's result depends on the other elements of the call (batch size): "
-    "derivative(f, [2.0], accuracy=4) = 12.499999999987388 but derivative(f, [1.5, 2.0], "
-    "accuracy=4)[1] = 12.499999999987248 for f = x*x*x - 2.0/x (np.einsum('j,ljk->lk', ...) "
-    "in _elementwise_stage sums in a shape-dependent order); results then change with "
-    "chunking (e.g. fastcalc.dask)"))
 @pytest.mark.parametrize("accuracy", [4, 6, 8])
 def test_derivative_element_independent_of_batch(accuracy):
     alone = fc.derivative(_rational, np.array([2.0]), accuracy=accuracy)[0]
@@ -234,13 +228,7 @@ def _sqrt_domain(x):
 
 
 @pytest.mark.parametrize("x0", [
-    pytest.param(1e-3, marks=pytest.mark.xfail(strict=True, reason=(
-        "richardson after the one-sided fallback near a singularity reports a dishonest error: "
-        "derivative(sqrt, 1e-3, method='richardson') = 12.85 (exact 15.81, error 2.96) with "
-        "error estimate 0.126 and status 0 (also gradient with bounds=([0], [1])); at 1e-2: "
-        "error 0.022, estimate 0.0053. SciPy's differentiate reports failure there"))),
-    pytest.param(1e-2, marks=pytest.mark.xfail(strict=True, reason="as for 1e-3")),
-    0.1, 1.0])
+    1e-3, 1e-2, 0.1, 1.0])
 def test_richardson_error_estimate_honest_after_one_sided_fallback(x0):
     r = fc.derivative(_sqrt_domain, x0, method="richardson", full_output=True)
     exact = 0.5 / np.sqrt(x0)
@@ -411,16 +399,6 @@ def _interrupt_child(work):
 
 
 @pytest.mark.parametrize("workload", sorted(_WORKLOADS))
-def test_keyboard_interrupt_during_long_batch(workload, request):
-    if workload in KNOWN_UNINTERRUPTIBLE:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_UNINTERRUPTIBLE[workload]))
+def test_keyboard_interrupt_during_long_batch(workload):
     assert _interrupt_child(_WORKLOADS[workload]) < PROMPT_SECONDS
 
-
-KNOWN_UNINTERRUPTIBLE = {
-    "newton_batch_compiled": (
-        "newton with a compiled elementwise f (kepler_eq, 20000 elements, maxiter=2**31-1): "
-        "SIGINT is not honoured while the nogil prange kernel runs (newton_compiled never "
-        "calls PyErr_CheckSignals between rounds/chunks), so Ctrl-C cannot stop a long batch; "
-        "batches with Python callbacks do honour it"),
-}

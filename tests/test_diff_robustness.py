@@ -1,0 +1,120 @@
+"""Robustness fixes of differentiation / roots / optimize (bad input named, statuses)."""
+import numpy as np
+import pytest
+
+import fastcalc as fc
+
+
+def test_lagrange_nan_constraint_gives_status_3_without_linalg_error(capfd):
+    r = fc.lagrange(lambda x: x[0] + x[1], lambda x: np.nan, [1.0, 0.5])
+    assert r.status == 3 and not r.success
+    assert "DLASCL" not in capfd.readouterr().err
+
+
+def test_lagrange_nonfinite_x0_names_x0():
+    with pytest.raises(ValueError, match="x0"):
+        fc.lagrange(lambda x: x[0] + x[1], lambda x: x[0] - 1.0, [np.nan, 1.0])
+
+
+def test_gradient_descent_f_returning_array_names_f():
+    with pytest.raises(TypeError, match="f must"):
+        fc.gradient_descent(lambda x: np.ones(3), [1.0, 2.0])
+
+
+def test_complex_step_with_f_not_complex_safe_names_f():
+    import math
+    with pytest.raises(TypeError, match="f is not complex-safe"):
+        fc.gradient(lambda v: math.sin(v[0]) + v[1], [1.0, 2.0], method="complex")
+    with pytest.raises(TypeError, match="f is not complex-safe"):
+        fc.jacobian(lambda v: np.array([math.sin(v[0]), v[1]]), [1.0, 2.0], method="complex")
+    with pytest.raises(TypeError, match="f is not complex-safe"):
+        fc.derivative(lambda x: np.array([math.sin(t) for t in x]), [1.0, 2.0],
+                      method="complex")
+    # complex-safe functions are unaffected
+    np.testing.assert_allclose(fc.derivative(np.sin, [1.0, 2.0], method="complex"),
+                               np.cos([1.0, 2.0]), rtol=1e-15)
+
+
+def test_jacobian_f_returning_none_names_f():
+    with pytest.raises(TypeError, match="f must return numbers"):
+        fc.jacobian(lambda x: None, [1.0, 2.0, -3.0])
+
+
+def test_derivative_step_and_args_shape_named():
+    with pytest.raises(ValueError, match="step"):
+        fc.derivative(np.sin, [1.0, 2.0], step=[0.1] * 3)
+    with pytest.raises(ValueError, match=r"args\[0\]"):
+        fc.derivative(lambda x, a: a * x, np.array([1.0, 2.0]), args=(np.ones(3),))
+    np.testing.assert_allclose(
+        fc.derivative(lambda x, a: a * x, np.array([1.0, 2.0]), args=(np.array([2.0, 3.0]),)),
+        [2.0, 3.0], rtol=1e-9)
+
+
+def test_richardson_one_sided_table_not_converging_reports_status_1():
+    def sqrt_domain(x):
+        x = np.asarray(x, dtype=float)
+        return np.sqrt(np.where(x >= 0, x, np.nan))
+    r = fc.derivative(sqrt_domain, np.array([1e-3, 1e-2, 0.1, 1.0]), method="richardson",
+                      full_output=True)
+    np.testing.assert_array_equal(r.status, [1, 1, 0, 0])
+    exact = 0.5 / np.sqrt([0.1, 1.0])
+    assert np.all(np.abs(r.df[2:] - exact) <= r.error[2:])
+    # smooth one-sided (forward) fallback far from trouble converges: status 0
+    r = fc.derivative(lambda x: np.where(x >= 1.0, np.log(np.maximum(x, 1.0)), np.nan),
+                      np.array([1.0, 2.0]), method="richardson", full_output=True)
+    assert np.all(r.status == 0), r
+    np.testing.assert_allclose(r.df, [1.0, 0.5], rtol=1e-9)
+
+
+_INTERRUPT_CHILD = """
+import sys, numpy as np, fastcalc as fc
+from fastcalc._testfunctions import low_level
+try:
+    print("ready", flush=True)
+    fc.newton_system(low_level("reciprocal_system"), np.ones((400000, 1)), maxiter=10**6)
+    print("finished without interruption", flush=True)
+    sys.exit(3)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(42)
+"""
+
+
+def test_keyboard_interrupt_during_long_compiled_newton_system():
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = str(Path(fc.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS="2")
+    child = subprocess.Popen([sys.executable, "-c", _INTERRUPT_CHILD], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=root)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        assert child.poll() is None, "the workload finished before the interrupt"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=3.0)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 42 and "interrupted" in out, (child.returncode, out, err[-2000:])
+
+
+def test_compiled_newton_results_independent_of_threads_and_batch_size():
+    from fastcalc._testfunctions import low_level
+    x0 = np.linspace(0.5, 3.0, 1500)
+    e, M = np.full(1500, 0.7), np.linspace(0.1, 3.0, 1500)
+    full = fc.newton(low_level("kepler_eq"), x0, low_level("kepler_eq_prime"), args=(e, M),
+                     full_output=True)
+    for threads in (1, 2):
+        part = fc.newton(low_level("kepler_eq"), x0[-3:], low_level("kepler_eq_prime"),
+                         args=(e[-3:], M[-3:]), full_output=True, n_threads=threads)
+        np.testing.assert_array_equal(part.root, full.root[-3:])
+    sys0 = np.array([[1.0, -2.0]])
+    one = fc.newton_system(low_level("circle_exp_system"), sys0[0])
+    many = fc.newton_system(low_level("circle_exp_system"), np.repeat(sys0, 64, axis=0))
+    np.testing.assert_array_equal(many.x[-1], one.x)
