@@ -31,11 +31,6 @@ CASE_TIMEOUT = 30.0          # seconds per case inside the child (a hang fails t
 CASES = {}                   # routine -> {case name: function}; a case raises AssertionError
 KNOWN_BUGS = {}              # (routine, case) -> reason: xfail(strict=True) until fixed
 
-_COMPLEX_DROPPED = ("{0} silently discards the imaginary part of complex {1} (returns a "
-                    "successful result computed from the real part) instead of a TypeError "
-                    "naming {1}")
-_STRINGS = ("{0} with string {1} raises numpy's ValueError('could not convert string to float: "
-            "...'), which does not name {1}")
 
 
 class Boom(Exception):
