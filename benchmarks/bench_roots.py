@@ -21,6 +21,7 @@ import scipy.optimize as so
 
 from fastcalc import newton, newton_system
 from fastcalc._testfunctions import low_level
+from fastcalc._workloads import circle_exp_problem
 
 N_EQUATIONS = 1_000_000
 N_SYSTEMS = 100_000
@@ -88,20 +89,11 @@ def test_batch_newton_cube_roots(benchmark, cube_roots, solver):
 
 # ------------------------------------------------------------------- 2-D systems
 
-def circle_exp(x):
-    return np.array([x[0] ** 2 + x[1] ** 2 - 4.0, np.exp(x[0]) + x[1] - 1.0])
-
-
-def circle_exp_jac(x):
-    return np.array([[2 * x[0], 2 * x[1]], [np.exp(x[0]), 1.0]])
-
-
-def circle_exp_columns(X):
-    return np.stack([X[0] ** 2 + X[1] ** 2 - 4.0, np.exp(X[0]) + X[1] - 1.0])
-
-
-def circle_exp_jac_columns(X):
-    return np.array([[2 * X[0], 2 * X[1]], [np.exp(X[0]), np.ones_like(X[0])]])
+# The system of fastcalc._workloads (and of the compiled circle_exp_system), shared with
+# `python -m fastcalc bench`: its F and jac take one point (2,) or columns of points (2, k).
+_SYSTEM = circle_exp_problem(1)
+circle_exp = circle_exp_columns = _SYSTEM.F
+circle_exp_jac = circle_exp_jac_columns = _SYSTEM.jac
 
 
 @pytest.fixture(scope="module")
