@@ -312,51 +312,46 @@ def bench_systems(bench):
     area = "systems"
     from scipy import optimize
     size, subset = s["systems_n"], s["systems_subset"]
-    p = wl.circle_line_problem(size)
 
-    def row():
+    def system_row(label, setup, metric, about=""):
+        """fastcalc on all systems against a ``root`` loop on a subset; ``setup()`` returns the
+        problem, the fastcalc call and the ``args`` of system ``i`` for ``root``."""
+        def row():
+            problem, solve, scipy_args = setup()
+
+            def scipy_loop():
+                return np.array([optimize.root(problem.F, problem.x0[i], args=scipy_args(i),
+                                               jac=problem.jac, method="hybr").x
+                                 for i in range(subset)])
+
+            t_sub, r_sp = bench.time(scipy_loop)
+            t_fc, res = bench.time(solve)
+            return BenchRow(area, label, f"N={size:,}", t_fc, "scipy.optimize.root(hybr) loop",
+                            t_sub * size / subset, None,
+                            float(np.max(np.abs(res.x - problem.root))),
+                            float(np.max(np.abs(r_sp - problem.root[:subset]))), metric,
+                            f"{about}root timed on {subset:,} of {size:,} systems and scaled; "
+                            f"per system: fastcalc {format_seconds(t_fc / size)}, SciPy "
+                            f"{format_seconds(t_sub / subset)}")
+        bench.attempt(area, label, row)
+
+    def vectorized():
         from fastcalc.roots import newton_system
-
-        def scipy_loop():
-            return np.array([optimize.root(p.F, p.x0[i], args=(p.r[i], p.b[i]), jac=p.jac,
-                                           method="hybr").x for i in range(subset)])
-
-        t_sub, r_sp = bench.time(scipy_loop)
-        t_fc, res = bench.time(lambda: newton_system(p.F, p.x0, p.jac, args=(p.r, p.b),
-                                                     vectorized=True))
-        return BenchRow(area, "newton_system 2-D, vectorized F and jac", f"N={size:,}", t_fc,
-                        "scipy.optimize.root(hybr) loop", t_sub * size / subset, None,
-                        float(np.max(np.abs(res.x - p.root))),
-                        float(np.max(np.abs(r_sp - p.root[:subset]))),
-                        "max abs. error vs exact root",
-                        f"root timed on {subset:,} of {size:,} systems and scaled; per system: "
-                        f"fastcalc {format_seconds(t_fc / size)}, SciPy "
-                        f"{format_seconds(t_sub / subset)}")
-
-    bench.attempt(area, "newton_system 2-D, vectorized F and jac", row)
+        p = wl.circle_line_problem(size)
+        return (p, lambda: newton_system(p.F, p.x0, p.jac, args=(p.r, p.b), vectorized=True),
+                lambda i: (p.r[i], p.b[i]))
 
     def compiled():
         from fastcalc._testfunctions import low_level
         from fastcalc.roots import newton_system
         q = wl.circle_exp_problem(size)
-
-        def scipy_loop():
-            return np.array([optimize.root(q.F, q.x0[i], jac=q.jac, method="hybr").x
-                             for i in range(subset)])
-
-        t_sub, r_sp = bench.time(scipy_loop)
         F_c, jac_c = low_level("circle_exp_system"), low_level("circle_exp_jacobian")
-        t_fc, res = bench.time(lambda: newton_system(F_c, q.x0, jac_c))
-        return BenchRow(area, "newton_system 2-D, compiled F and jac", f"N={size:,}", t_fc,
-                        "scipy.optimize.root(hybr) loop", t_sub * size / subset, None,
-                        float(np.max(np.abs(res.x - q.root))),
-                        float(np.max(np.abs(r_sp - q.root[:subset]))),
-                        "max abs. error vs the root (hybr, xtol 1e-15)",
-                        f"x^2 + y^2 = 4, exp(x) + y = 1; root timed on {subset:,} of {size:,} "
-                        f"systems and scaled; per system: fastcalc {format_seconds(t_fc / size)}, "
-                        f"SciPy {format_seconds(t_sub / subset)}")
+        return q, lambda: newton_system(F_c, q.x0, jac_c), lambda i: ()
 
-    bench.attempt(area, "newton_system 2-D, compiled F and jac", compiled)
+    system_row("newton_system 2-D, vectorized F and jac", vectorized,
+               "max abs. error vs exact root")
+    system_row("newton_system 2-D, compiled F and jac", compiled,
+               "max abs. error vs the root (hybr, xtol 1e-15)", "x^2 + y^2 = 4, exp(x) + y = 1; ")
 
 
 BUILTIN_STARTS = "fastcalc from the model's own guess (no p0), curve_fit from p0 near the truth"
