@@ -19,7 +19,8 @@ def fit_python(
     Y: NDArray[np.float64], W: NDArray[np.float64], p0: NDArray[np.float64],
     lower: NDArray[np.float64], upper: NDArray[np.float64], has_bounds: bool,
     free_index: NDArray[np.intc], method: int, maxiter: int, ftol: float, xtol: float,
-    gtol: float, absolute_sigma: bool, params_out: NDArray[np.float64],
+    gtol: float, absolute_sigma: bool, fd_in_one_call: bool,
+    params_out: NDArray[np.float64],
     cov_out: NDArray[np.float64], chi2_out: NDArray[np.float64], dof_out: NDArray[np.intc],
     nit_out: NDArray[np.intc], nfev_out: NDArray[np.intc], status_out: NDArray[np.intc],
 ) -> None: ...

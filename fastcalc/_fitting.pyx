@@ -1309,13 +1309,15 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                const double[:, ::1] p0, const double[::1] lower, const double[::1] upper,
                bint has_bounds, const int[::1] free_index, int method, int maxiter,
                double ftol, double xtol, double gtol, bint absolute_sigma,
+               bint fd_in_one_call,
                double[:, ::1] params_out, double[:, :, ::1] cov_out, double[::1] chi2_out,
                int[::1] dof_out, int[::1] nit_out, int[::1] nfev_out, int[::1] status_out):
     """Fit K datasets of a Python model in lock step.
 
     evaluate(params (a, P), rows (a,)) -> (a, m) model values for the datasets ``rows``;
-    jacobian(params, rows) -> (a, P, m), or None for forward differences (one evaluate call per
-    free parameter). Y (K, m) holds any finite value at missing points, whose weight in
+    jacobian(params, rows) -> (a, P, m), or None for forward differences: one evaluate call per
+    free parameter, or with ``fd_in_one_call`` one call for all of them (n*a rows: block k
+    shifts free parameter k). Y (K, m) holds any finite value at missing points, whose weight in
     W = 1/sigma (K, m) is 0. Exceptions raised by the callables propagate.
     """
     cdef Py_ssize_t K = Y.shape[0], m = Y.shape[1], P = p0.shape[1], d, a, i, k, j, na
@@ -1377,6 +1379,10 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                                 j = free_index[k]
                                 for i in range(m):
                                     s.jac[i + k * m] = W[rview[a], i] * jvals[a, j, i]
+                            state_jacobian_ready(s)   # while this J is in cache
+                elif fd_in_one_call:
+                    _fd_jacobian_one_call(evaluate, states, params, rows, m, n, free_index,
+                                          upper, has_bounds, W)
                 else:
                     for k in range(n):
                         j = free_index[k]
@@ -1400,9 +1406,9 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                                     s.jac[i + k * m] = (
                                         W[rview[a], i] * (vals[a, i] - s.values[i]) * h
                                         if W[rview[a], i] != 0.0 else 0.0)
-                with nogil:
-                    for a in range(na):
-                        state_jacobian_ready(&states[rview[a]])
+                    with nogil:
+                        for a in range(na):
+                            state_jacobian_ready(&states[rview[a]])
             # 2. Proposals.
             with nogil:
                 for d in range(K):
@@ -1435,6 +1441,47 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
     finally:
         free(blocks)
         free(states)
+
+
+cdef void _fd_jacobian_one_call(object evaluate, FitState *states, object params, object rows,
+                                Py_ssize_t m, int n, const int[::1] free_index,
+                                const double[::1] upper, bint has_bounds,
+                                const double[:, ::1] W) except *:
+    """Forward-difference Jacobians of datasets `rows` from ONE model call on n*a points (rows
+    k*a..(k+1)*a shift free parameter k), each handed to state_jacobian_ready. Fewer, larger
+    calls than one per parameter; every dataset gets exactly the columns those would give."""
+    cdef Py_ssize_t[::1] rview = rows
+    cdef Py_ssize_t na = rview.shape[0], a, i, k, r
+    cdef int j
+    cdef FitState *s
+    cdef double h, w
+    shifted = np.tile(params, (n, 1))
+    cdef double[:, ::1] sview = shifted
+    cdef const double[:, ::1] pview = params
+    steps = np.empty(n * na)
+    cdef double[::1] hview = steps
+    with nogil:
+        for k in range(n):
+            j = free_index[k]
+            for a in range(na):
+                r = k * na + a
+                h = fd_step(&states[rview[a]], <int>k)
+                if has_bounds and pview[a, j] + h > upper[j]:
+                    h = -h
+                sview[r, j] = pview[a, j] + h
+                hview[r] = 1.0 / (sview[r, j] - pview[a, j])   # the step actually taken
+    cdef const double[:, ::1] vals = _values(evaluate, shifted, np.tile(rows, n), m)
+    with nogil:
+        for a in range(na):
+            s = &states[rview[a]]
+            s.nfev += n
+            for k in range(n):
+                r = k * na + a
+                h = hview[r]
+                for i in range(m):
+                    w = W[rview[a], i]
+                    s.jac[i + k * m] = w * (vals[r, i] - s.values[i]) * h if w != 0.0 else 0.0
+            state_jacobian_ready(s)   # while this J is in cache
 
 
 cdef object _rows_at(FitState *states, Py_ssize_t K, int stage):

@@ -9,7 +9,7 @@ from scipy.optimize import curve_fit, least_squares
 
 from fastcalc import BatchFitResult, FitResult, Status, chi2, fit, fit_batch, linear_fit, models
 from fastcalc import polyfit
-from fastcalc import _fitting, nist
+from fastcalc import _fitting, fitting, nist
 from fastcalc._testfunctions import low_level
 
 # ---------------------------------------------------------------------------------------------
@@ -308,6 +308,29 @@ def test_batch_python_model_matches_single_fits(rng):
     assert_allclose(batch.params, ref.params, rtol=0, atol=1e-6)
 
 
+def test_batch_python_model_one_call_jacobian_with_bounds_and_fixed(rng):
+    """fit_batch takes all forward-difference columns from one model call (each free parameter
+    shifted in its own block of rows); with an active upper bound (steps taken backwards) and a
+    fixed parameter, every dataset matches its single fit, which uses one call per parameter."""
+    x, Y, P = gaussian_batch(rng, 8)
+    upper = [np.inf, np.inf, 0.7, np.inf]      # sigma capped below most true widths
+    calls = []
+
+    def model(x, a, mu, s, c):
+        calls.append(np.shape(a)[0])
+        return python_gaussian(x, a, mu, s, c)
+
+    kw = dict(p0=[2.0, 0.0, 0.65, 0.5], bounds=([-np.inf] * 4, upper), fixed=[False] * 3 + [True])
+    batch = fit_batch(model, x, Y, **kw)
+    assert 3 * 8 in calls                      # 3 free parameters x 8 datasets in one call
+    assert np.any(batch.params[:, 2] == 0.7)   # the bound is active
+    for i in range(8):
+        single = fit(python_gaussian, x, Y[i], **kw)
+        assert_allclose(batch.params[i], single.params, rtol=1e-12, atol=1e-12)
+        assert_allclose(batch.chi2[i], single.chi2, rtol=1e-12)
+        assert batch.nfev[i] == single.nfev and batch.status[i] == single.status
+
+
 def test_batch_compiled_model_matches_builtin(rng):
     x, Y, _ = gaussian_batch(rng, 30)
     ref = fit_batch(models.gaussian, x, Y, p0=[2.0, 0.0, 1.0, 0.5])
@@ -517,9 +540,11 @@ def test_model_exceptions_propagate(rng):
         fit(lambda x, a, b: a * x + b, x, x, jac=broken_jac)
 
 
-def test_python_model_groups_on_threads_are_bitwise_identical(rng):
-    """More than one group of datasets (512 each) runs on several threads; every field equals the
-    single-thread run, with per-dataset x, sigma and a missing dataset in a later group."""
+def test_python_model_groups_on_threads_are_bitwise_identical(rng, monkeypatch):
+    """More than one group of datasets (500 each here) runs on several threads; every field
+    equals the single-thread run, with per-dataset x, sigma and a missing dataset in a later
+    group."""
+    monkeypatch.setattr(fitting, "_PYTHON_CHUNK", 500)
     n = 1300
     x, Y, _ = gaussian_batch(rng, n, m=24)
     X = x + 0.01 * rng.uniform(size=(n, 24))
@@ -534,7 +559,8 @@ def test_python_model_groups_on_threads_are_bitwise_identical(rng):
     assert results[0].success.sum() >= n - 5
 
 
-def test_python_model_exception_in_a_later_group_propagates_from_threads(rng):
+def test_python_model_exception_in_a_later_group_propagates_from_threads(rng, monkeypatch):
+    monkeypatch.setattr(fitting, "_PYTHON_CHUNK", 500)
     x, Y, _ = gaussian_batch(rng, 1200, m=16)
 
     def model(x, a, mu, s, c):
