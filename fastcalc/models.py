@@ -34,7 +34,9 @@ estimated from the data in O(m) without allocation; points with NaN y are ignore
   centre from the centroid of the points above half maximum, width from their extent or
   number (FWHM; for 2-D their radius and area), then amplitude and baseline exactly by
   linear least squares for that shape. Peak or dip is decided by the data, or by the
-  smaller residual when unclear.
+  smaller residual when unclear. gaussian_2d then sharpens amplitude, centre and width by
+  Caruana's log-parabola fit (weights (y - baseline)^2, as Guo 2011) over the points above
+  20% of the amplitude, kept only when it gives a peak inside the sampled box.
 - exponential: decay rate from the means of three x bins (a log-linear fit above the
   tail when the decay is faster than a bin), then the best of a few rates around it
   (including the opposite sign) with A and c exact for each.
