@@ -1315,10 +1315,10 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
     """Fit K datasets of a Python model in lock step.
 
     evaluate(params (a, P), rows (a,)) -> (a, m) model values for the datasets ``rows``;
-    jacobian(params, rows) -> (a, P, m), or None for forward differences: one evaluate call per
-    free parameter, or with ``fd_in_one_call`` one call for all of them (n*a rows: block k
-    shifts free parameter k). Y (K, m) holds any finite value at missing points, whose weight in
-    W = 1/sigma (K, m) is 0. Exceptions raised by the callables propagate.
+    jacobian(params, rows) -> (a, P, m), or None for forward differences (_fd_jacobians: one
+    evaluate call per free parameter, or with ``fd_in_one_call`` one for all). Y (K, m) holds
+    any finite value at missing points, whose weight in W = 1/sigma (K, m) is 0. Exceptions
+    raised by the callables propagate.
     """
     cdef Py_ssize_t K = Y.shape[0], m = Y.shape[1], P = p0.shape[1], d, a, i, k, j, na
     cdef int n = <int>free_index.shape[0], nvalid, rc
@@ -1328,10 +1328,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
     cdef FitState *s
     cdef const double[:, ::1] vals
     cdef const double[:, :, ::1] jvals
-    cdef const double[::1] steps
     cdef Py_ssize_t[::1] rview
-    cdef double[::1] hview
-    cdef double h
     if blocks == NULL or states == NULL:
         free(blocks)
         free(states)
@@ -1380,35 +1377,9 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
                                 for i in range(m):
                                     s.jac[i + k * m] = W[rview[a], i] * jvals[a, j, i]
                             state_jacobian_ready(s)   # while this J is in cache
-                elif fd_in_one_call:
-                    _fd_jacobian_one_call(evaluate, states, params, rows, m, n, free_index,
-                                          upper, has_bounds, W)
                 else:
-                    for k in range(n):
-                        j = free_index[k]
-                        shifted = params.copy()
-                        hs = np.empty(na)
-                        hview = hs
-                        with nogil:
-                            for a in range(na):
-                                hview[a] = fd_step(&states[rview[a]], k)
-                        if has_bounds:
-                            hs[params[:, j] + hs > upper[j]] *= -1.0
-                        shifted[:, j] += hs
-                        steps = shifted[:, j] - params[:, j]
-                        vals = _values(evaluate, shifted, rows, m)
-                        with nogil:
-                            for a in range(na):
-                                s = &states[rview[a]]
-                                s.nfev += 1
-                                h = 1.0 / steps[a]
-                                for i in range(m):
-                                    s.jac[i + k * m] = (
-                                        W[rview[a], i] * (vals[a, i] - s.values[i]) * h
-                                        if W[rview[a], i] != 0.0 else 0.0)
-                    with nogil:
-                        for a in range(na):
-                            state_jacobian_ready(&states[rview[a]])
+                    _fd_jacobians(evaluate, states, params, rows, m, n, free_index, upper,
+                                  has_bounds, W, fd_in_one_call)
             # 2. Proposals.
             with nogil:
                 for d in range(K):
@@ -1443,45 +1414,53 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
         free(states)
 
 
-cdef void _fd_jacobian_one_call(object evaluate, FitState *states, object params, object rows,
-                                Py_ssize_t m, int n, const int[::1] free_index,
-                                const double[::1] upper, bint has_bounds,
-                                const double[:, ::1] W) except *:
-    """Forward-difference Jacobians of datasets `rows` from ONE model call on n*a points (rows
-    k*a..(k+1)*a shift free parameter k), each handed to state_jacobian_ready. Fewer, larger
-    calls than one per parameter; every dataset gets exactly the columns those would give."""
+cdef void _fd_jacobians(object evaluate, FitState *states, object params, object rows,
+                        Py_ssize_t m, int n, const int[::1] free_index, const double[::1] upper,
+                        bint has_bounds, const double[:, ::1] W, bint in_one_call) except *:
+    """Forward-difference Jacobians of datasets `rows`, each handed to state_jacobian_ready
+    while it is in cache. One model call per free parameter, or with `in_one_call` one call on
+    n*a points (rows k*a..(k+1)*a shift free parameter k): fewer, larger calls, and every
+    dataset gets exactly the columns the per-parameter calls give."""
     cdef Py_ssize_t[::1] rview = rows
-    cdef Py_ssize_t na = rview.shape[0], a, i, k, r
-    cdef int j
+    cdef Py_ssize_t na = rview.shape[0], a, i, k, kk, r
+    cdef int j, first, count, block = n if in_one_call else 1
     cdef FitState *s
     cdef double h, w
-    shifted = np.tile(params, (n, 1))
-    cdef double[:, ::1] sview = shifted
+    cdef double[:, ::1] sview
+    cdef double[::1] hview
+    cdef const double[:, ::1] vals
     cdef const double[:, ::1] pview = params
-    steps = np.empty(n * na)
-    cdef double[::1] hview = steps
-    with nogil:
-        for k in range(n):
-            j = free_index[k]
+    for first in range(0, n, block):
+        count = block if first + block <= n else n - first
+        shifted = np.tile(params, (count, 1))
+        sview = shifted
+        steps = np.empty(count * na)
+        hview = steps
+        with nogil:
+            for kk in range(count):
+                j = free_index[first + kk]
+                for a in range(na):
+                    r = kk * na + a
+                    h = fd_step(&states[rview[a]], <int>(first + kk))
+                    if has_bounds and pview[a, j] + h > upper[j]:
+                        h = -h
+                    sview[r, j] = pview[a, j] + h
+                    hview[r] = 1.0 / (sview[r, j] - pview[a, j])   # the step actually taken
+        vals = _values(evaluate, shifted, np.tile(rows, count) if count > 1 else rows, m)
+        with nogil:
             for a in range(na):
-                r = k * na + a
-                h = fd_step(&states[rview[a]], <int>k)
-                if has_bounds and pview[a, j] + h > upper[j]:
-                    h = -h
-                sview[r, j] = pview[a, j] + h
-                hview[r] = 1.0 / (sview[r, j] - pview[a, j])   # the step actually taken
-    cdef const double[:, ::1] vals = _values(evaluate, shifted, np.tile(rows, n), m)
-    with nogil:
-        for a in range(na):
-            s = &states[rview[a]]
-            s.nfev += n
-            for k in range(n):
-                r = k * na + a
-                h = hview[r]
-                for i in range(m):
-                    w = W[rview[a], i]
-                    s.jac[i + k * m] = w * (vals[r, i] - s.values[i]) * h if w != 0.0 else 0.0
-            state_jacobian_ready(s)   # while this J is in cache
+                s = &states[rview[a]]
+                s.nfev += count
+                for kk in range(count):
+                    k = first + kk
+                    r = kk * na + a
+                    h = hview[r]
+                    for i in range(m):
+                        w = W[rview[a], i]
+                        s.jac[i + k * m] = (w * (vals[r, i] - s.values[i]) * h
+                                            if w != 0.0 else 0.0)
+                if first + count == n:
+                    state_jacobian_ready(s)
 
 
 cdef object _rows_at(FitState *states, Py_ssize_t K, int stage):
