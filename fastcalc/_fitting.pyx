@@ -22,7 +22,7 @@ lmder/lmpar; see ``lm_step`` and the radius update in ``state_assess``).
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange
-from libc.math cimport sqrt, fabs, fmax, isfinite, INFINITY, NAN
+from libc.math cimport sqrt, fabs, fmax, isfinite, ilogb, ldexp, INFINITY, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
@@ -309,18 +309,59 @@ cdef extern from *:
                               double *ab, double *ac) noexcept nogil
 
 
+cdef extern from "float.h":
+    const double DBL_MAX
+
+
+# Sums of squares below this may have lost digits to underflow (DBL_MIN / DBL_EPSILON).
+cdef double SQUARES_UNDERFLOW = 1.0020841800044864e-292
+
+
+cdef double power_of_two_scale(int n, const double *v) noexcept nogil:
+    """A power of two close to max |v_i| (1 if v is zero or not finite). Dividing by it is
+    exact, so sums of squares of v / scale neither overflow nor underflow and give the same
+    digits as v would without those limits."""
+    cdef int i
+    cdef double biggest = 0.0
+    for i in range(n):
+        biggest = fmax(biggest, fabs(v[i]))
+    if biggest == 0.0 or not isfinite(biggest):
+        return 1.0
+    return ldexp(1.0, ilogb(biggest))
+
+
+cdef double column_norm(int n, const double *v) noexcept nogil:
+    """||v||, also when the sum of squares would overflow or underflow (huge or tiny x)."""
+    cdef int i
+    cdef double total = dot(n, v, v), scale, t
+    if SQUARES_UNDERFLOW <= total <= DBL_MAX:
+        return sqrt(total)
+    scale = power_of_two_scale(n, v)
+    total = 0.0
+    for i in range(n):
+        t = v[i] / scale
+        total += t * t
+    return scale * sqrt(total)
+
+
 cdef void householder_triangularize(int rows, int cols, double *A, int lda,
                                     double *b) noexcept nogil:
     """Reduce A (rows x cols) to upper-triangular R in place by Householder reflections, applying
-    the same reflections to b (so b becomes Q^T b). Entries below the diagonal are zeroed."""
+    the same reflections to b (so b becomes Q^T b). Entries below the diagonal are zeroed.
+
+    Each reflection vector is divided by a power of two near its largest entry: the reflection
+    is the same, no rounding changes, and neither its norm nor its products with the other
+    columns overflow or underflow when the columns are huge or tiny (x near 1e200 or 1e-200)."""
     cdef int k, i, j
-    cdef double norm, alpha, x0, vk, vnorm2, t
+    cdef double norm, alpha, x0, vk, vnorm2, t, scale
     cdef double *col
     cdef double *other
     for k in range(cols if cols < rows else rows):
         col = A + <Py_ssize_t>k * lda
+        scale = power_of_two_scale(rows - k, col + k)
         norm = 0.0
         for i in range(k, rows):
+            col[i] /= scale
             norm += col[i] * col[i]
         norm = sqrt(norm)
         if norm == 0.0:
@@ -344,7 +385,7 @@ cdef void householder_triangularize(int rows, int cols, double *A, int lda,
         t = 2.0 * t / vnorm2
         for i in range(k, rows):
             b[i] -= t * col[i]
-        col[k] = alpha
+        col[k] = alpha * scale
         for i in range(k + 1, rows):
             col[i] = 0.0
 
@@ -477,9 +518,14 @@ cdef void state_jacobian_ready(FitState *s) noexcept nogil:
             if l == n:
                 s.grad[k] = dot(m, col, s.resid)
         s.have_normal = 1
+        for k in range(n):
+            # J^T J overflows (or loses digits to underflow) when x is huge (tiny): then the
+            # steps come from the QR factors of J, which are safe at any scale.
+            if not (SQUARES_UNDERFLOW <= s.normal[k + k * n] <= DBL_MAX):
+                s.have_normal = 0
     for k in range(n):
         col = s.jac + <Py_ssize_t>k * m
-        colnorm = sqrt(s.normal[k + k * n] if s.have_normal else dot(m, col, col))
+        colnorm = sqrt(s.normal[k + k * n]) if s.have_normal else column_norm(m, col)
         if not isfinite(colnorm):        # a NaN or inf entry (or an overflowing column)
             state_fail(s, NON_FINITE)
             return
@@ -595,7 +641,10 @@ cdef double radius_slope(FitState *s, int ncols, const int *columns, double dxno
     cdef double *z = s.work
     for a in range(ncols):
         k = columns[a]
-        total = s.scale[k] * s.scale[k] * s.step[k] / dxnorm
+        total = s.scale[k] * s.scale[k]
+        # (D^2 dp)_k; D_k^2 overflows (underflows) for huge (tiny) x, D_k (D_k dp_k) does not
+        total = (total * s.step[k] if SQUARES_UNDERFLOW <= total <= DBL_MAX
+                 else s.scale[k] * (s.scale[k] * s.step[k])) / dxnorm
         if s.factor_is_qr:      # F = R^T, R upper triangular in aug (leading dimension 2n)
             for b in range(a):
                 total -= s.aug[b + a * 2 * n] * z[b]

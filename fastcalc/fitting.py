@@ -957,8 +957,9 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         warnings.warn(f"fit did not converge: {result.message} (status {int(result.status)})",
                       RuntimeWarning, stacklevel=2)
     elif not np.all(np.isfinite(result.cov)):
-        warnings.warn("the covariance of the parameters could not be estimated "
-                      f"(dof = {result.dof}); cov is inf", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"{np.count_nonzero(~np.isfinite(result.cov))} of {result.cov.size} "
+                      f"covariance entries are inf (dof = {result.dof}; with dof > 0, variances "
+                      "beyond the double range)", RuntimeWarning, stacklevel=2)
     return result
 
 

@@ -615,6 +615,15 @@ def test_householder_least_squares_matches_lapack(rng):
                         rtol=1e-9)
 
 
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+def test_householder_least_squares_at_extreme_scales(rng, scale):
+    # Columns whose squares overflow (or underflow): the answer is that of the rescaled problem.
+    A = rng.normal(size=(9, 3))
+    b = rng.normal(size=9)
+    expected = np.linalg.lstsq(A, b, rcond=None)[0] / scale
+    assert_allclose(_fitting._householder_lstsq(A * scale, b), expected, rtol=1e-12)
+
+
 def test_cholesky_matches_lapack_and_rejects_ill_conditioned(rng):
     A = rng.normal(size=(20, 5))
     M = A.T @ A
@@ -623,6 +632,36 @@ def test_cholesky_matches_lapack_and_rejects_ill_conditioned(rng):
     B = A.copy()
     B[:, 4] = B[:, 3] * (1 + 1e-9)
     assert _fitting._cholesky_solve(B.T @ B, b) is None
+
+
+@pytest.mark.parametrize("scale", [1e120, 1e-120, 1e200, 1e-200])
+@pytest.mark.parametrize("kind", ["builtin", "python", "batch"])
+@pytest.mark.filterwarnings("ignore:.*covariance entries are inf:RuntimeWarning")  # tiny x
+def test_fit_at_extreme_x_scales_matches_the_rescaled_fit(rng, scale, kind):
+    # J^T J of a quadratic in x overflows (x ~ 1e120) or underflows (x ~ 1e-120): the steps must
+    # come from scale-safe factors, giving the fit on u = x / scale with c_k / scale^k.
+    u = np.linspace(0.5, 4.0, 12)
+    y = 1.0 + 2.0 * u - 0.75 * u**2 + rng.normal(scale=0.05, size=u.size)
+    deg = 1 if abs(np.log10(scale)) > 150 else 2     # keep x^deg within the double range
+    powers = scale ** -np.arange(deg + 1.0)
+    reference = fit(models.polynomial(deg), u, y)
+    assert reference.success
+    p0 = np.ones(deg + 1) * powers
+    if kind == "builtin":
+        r = fit(models.polynomial(deg), u * scale, y, p0=p0)
+    elif kind == "python":
+        r = fit(lambda x, *c: sum(ck * x**k for k, ck in enumerate(c)), u * scale, y, p0=p0)
+    else:
+        r = fit_batch(models.polynomial(deg), u * scale, np.stack([y, 2 * y]), p0=p0)
+        assert_array_equal(r.status, 0)
+        assert_allclose(r.params[1] / powers, 2 * reference.params, rtol=1e-8)
+        r = r[0]
+    assert r.success, r.message
+    # forward differences of the Python model agree to ~sqrt(eps), analytic Jacobians closely
+    rtol = 1e-6 if kind == "python" else 1e-8
+    assert_allclose(r.params / powers, reference.params, rtol=rtol)
+    # the intercept's variance does not scale; the others' do (and may over/underflow)
+    assert_allclose(r.cov[0, 0], reference.cov[0, 0], rtol=1e-5)
 
 
 def test_batch_python_model_with_broadcast_jacobian(rng):
