@@ -7,8 +7,9 @@ the algebra:
   (``fastcalc._models``) or a compiled model callable; ``fit_compiled`` runs it over datasets in a
   ``prange`` loop with per-thread scratch.
 * ``fit_python`` drives many datasets of a Python-callable model in lock step: one broadcast model
-  call per round for every dataset waiting for values, one call per free parameter for the
-  finite-difference Jacobian, and the algebra per dataset in C.
+  call per round for every dataset waiting for values, the finite-difference Jacobian columns
+  from one call (``fit_batch``) or one call per free parameter (``fit``, whose model need not
+  broadcast), and the algebra per dataset in C.
 
 Notation: weighted residuals ``r = w (y - f(p))`` with ``w = 1/sigma`` (0 for a missing point), and
 ``J = w df/dp`` (columns of the free parameters only, column-major). The Levenberg-Marquardt step
@@ -16,6 +17,9 @@ solves ``min ||r - J dp||^2 + lam ||D dp||^2`` with MINPACK's scaling ``D`` (col
 never decreasing). It is solved from the normal equations by Cholesky when that is accurate (every
 pivot keeps at least 1e-8 of its diagonal) and otherwise by Householder QR of ``J`` followed by QR
 of the small augmented matrix ``[R; sqrt(lam) D]``, which never squares the condition number.
+QR is also used when ``J^T J`` would overflow or underflow (x near 1e200 or 1e-200): its
+reflections and the column norms are computed from vectors divided by powers of two, which is
+exact, so any representable scale of x works.
 ``lam`` is not updated by a rule but chosen for a trust radius ``delta`` on ``||D dp||`` (MINPACK
 lmder/lmpar; see ``lm_step`` and the radius update in ``state_assess``).
 """
