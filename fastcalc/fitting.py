@@ -41,8 +41,8 @@ Bounds
     reduction is that of the clipped step. The covariance is that of the unconstrained problem at
     the solution.
 Python-callable models
-    ``fit_batch`` advances groups of 2048 datasets in lock step: one broadcast model call per
-    round for every dataset waiting for a trial value, and one for the forward-difference
+    ``fit_batch`` advances groups of at most 1280 datasets in lock step: one broadcast model
+    call per round for every dataset waiting for a trial value, and one for the forward-difference
     Jacobians (each free parameter shifted in its own block of rows; or one ``jac`` call), the
     algebra per dataset in C. Groups run
     on ``n_threads`` threads (NumPy and the algebra release the GIL), each computed exactly as on
@@ -76,10 +76,22 @@ DEFAULT_TOL = 1e-12
 GD_MAXITER = 20000
 _KIND_BUILTIN, _KIND_COMPILED, _KIND_PYTHON = 0, 1, 2
 _METHODS = {"lm": 0, "gd": 1}
-# Datasets per lock-step group of a Python model: large enough that NumPy's work dwarfs the
-# per-call overhead and GIL hand-offs between threads (measured best for 64-point models).
-_PYTHON_CHUNK = 2048
+# Datasets per lock-step group of a Python model, at most: large enough that NumPy's work dwarfs
+# the per-call overhead and GIL hand-offs between threads (1024-2048 measured best for 64-point
+# models). The number of groups is rounded up to a multiple of _PYTHON_GROUPS_MULTIPLE so that
+# 1, 2 or 4 threads get equal shares; it depends on the number of datasets only, so results
+# never depend on the thread count.
+_PYTHON_CHUNK = 1280
+_PYTHON_GROUPS_MULTIPLE = 4
 _COMPILED_CHUNK = 65536
+
+
+def _python_group_size(n_datasets):
+    """Datasets per lock-step group of a Python model (see _PYTHON_CHUNK)."""
+    groups = -(-n_datasets // _PYTHON_CHUNK)
+    if groups > 1:
+        groups = -(-groups // _PYTHON_GROUPS_MULTIPLE) * _PYTHON_GROUPS_MULTIPLE
+    return max(1, -(-n_datasets // groups)) if groups else _PYTHON_CHUNK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -723,7 +735,7 @@ class _Problem:
     def run(self, n_threads=None, progress=False):
         out = self.outputs()
         N = self.N
-        chunk = _PYTHON_CHUNK if self.kind == _KIND_PYTHON else _COMPILED_CHUNK
+        chunk = _python_group_size(N) if self.kind == _KIND_PYTHON else _COMPILED_CHUNK
         starts = list(range(0, N, chunk))
         bar = None
         if progress and len(starts) > 0:
@@ -972,8 +984,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     identical for any ``n_threads``). A Python model is called once per round for all active
     datasets with parameters as ``(N_active, 1)`` columns — ``model(x, *columns)`` must broadcast
     to ``(N_active, m)`` — plus once with ``n_free * N_active`` rows for the finite-difference
-    Jacobians; groups of 2048 datasets run on ``n_threads`` threads (identical results for any count; the
-    model must then be thread-safe, as pure NumPy functions are).
+    Jacobians; groups of at most 1280 datasets run on ``n_threads`` threads (identical results
+    for any count; the model must then be thread-safe, as pure NumPy functions are).
 
     Parameters
     ----------
@@ -990,8 +1002,9 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     sigma : array_like (m,) or (N, m), optional
     absolute_sigma, method, bounds, fixed, maxiter, tol : see :func:`fit`
     n_threads : int, optional
-        Threads (default: all cores). With a Python model, threads run different groups of 2048
-        datasets, calling the model concurrently; pass 1 for a model that is not thread-safe.
+        Threads (default: all cores). With a Python model, threads run different groups of up
+        to 1280 datasets, calling the model concurrently; pass 1 for a model that is not
+        thread-safe.
     progress : bool
         Show a tqdm progress bar (when tqdm is installed).
     jac : callable, optional

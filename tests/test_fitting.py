@@ -541,7 +541,7 @@ def test_model_exceptions_propagate(rng):
 
 
 def test_python_model_groups_on_threads_are_bitwise_identical(rng, monkeypatch):
-    """More than one group of datasets (500 each here) runs on several threads; every field
+    """More than one group of datasets (at most 500 each here) runs on several threads; every field
     equals the single-thread run, with per-dataset x, sigma and a missing dataset in a later
     group."""
     monkeypatch.setattr(fitting, "_PYTHON_CHUNK", 500)
@@ -559,6 +559,15 @@ def test_python_model_groups_on_threads_are_bitwise_identical(rng, monkeypatch):
     assert results[0].success.sum() >= n - 5
 
 
+@pytest.mark.parametrize("n", [1, 2, 1279, 1280, 1281, 10_000, 100_000, 100_003])
+def test_python_model_groups_are_balanced_and_cover_every_dataset(n):
+    size = fitting._python_group_size(n)
+    groups = -(-n // size)
+    assert 1 <= size <= fitting._PYTHON_CHUNK
+    assert groups == 1 or groups % fitting._PYTHON_GROUPS_MULTIPLE == 0
+    assert size * (groups - 1) < n <= size * groups     # no empty group
+
+
 def test_python_model_exception_in_a_later_group_propagates_from_threads(rng, monkeypatch):
     monkeypatch.setattr(fitting, "_PYTHON_CHUNK", 500)
     x, Y, _ = gaussian_batch(rng, 1200, m=16)
@@ -569,7 +578,7 @@ def test_python_model_exception_in_a_later_group_propagates_from_threads(rng, mo
         return python_gaussian(x, a, mu, s, c)
 
     p0 = np.tile([2.0, 0.0, 1.0, 0.5], (1200, 1))
-    p0[1100, 0] = 100.0                 # only the third group sees it
+    p0[1100, 0] = 100.0                 # only the last of four groups sees it
     for threads in (1, 2):
         with pytest.raises(ArithmeticError, match="bad group"):
             fit_batch(model, x, Y, p0=p0, n_threads=threads)
