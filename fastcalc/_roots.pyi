@@ -6,6 +6,9 @@ import numpy as np
 from numpy.typing import NDArray
 from typing_extensions import disjoint_base
 
+# x, fun, status, nit, nfev (fun, nit, nfev None unless details)
+_CompiledArrays = tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray[np.intp],
+                        NDArray[np.intp] | None, NDArray[np.intp] | None]
 _Arrays5 = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp], NDArray[np.intp],
                  NDArray[np.intp]]
 
@@ -28,7 +31,8 @@ def newton_compiled(
     maxiter: int,
     method: int,
     n_threads: int | None,
-) -> _Arrays5: ...
+    details: bool = ...,
+) -> _CompiledArrays: ...
 
 @disjoint_base
 class ElementwiseBatch:

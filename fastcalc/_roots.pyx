@@ -246,7 +246,7 @@ cdef struct CompiledProblem:
     const double *a             # bracket ends (when bracketed)
     const double *b
     Settings s
-    # outputs
+    # outputs (fun_out, nit_out, nfev_out: NULL when not wanted)
     double *x_out
     double *fun_out
     Py_ssize_t *status_out
@@ -302,10 +302,11 @@ cdef inline int element_step(const CompiledProblem *P, Py_ssize_t i,
 cdef inline void element_output(const CompiledProblem *P, Py_ssize_t i, const Element *e,
                                 int status) noexcept nogil:
     P.x_out[i] = e.x
-    P.fun_out[i] = e.fx
     P.status_out[i] = status
-    P.nit_out[i] = e.nit
-    P.nfev_out[i] = e.nfev
+    if P.fun_out != NULL:
+        P.fun_out[i] = e.fx
+        P.nit_out[i] = e.nit
+        P.nfev_out[i] = e.nfev
 
 
 cdef enum:
@@ -394,10 +395,11 @@ cdef Py_ssize_t plain_lane_end(const CompiledProblem *P, PlainLanes *L, int lane
         # after_derivative: f' not finite, zero, or the step not finite
         c = SINGULAR if df == 0.0 else NON_FINITE
     P.x_out[i] = L.x[lane]
-    P.fun_out[i] = fx
     P.status_out[i] = c
-    P.nit_out[i] = nit
-    P.nfev_out[i] = 2 * nit + (1 if after_f else 2)
+    if P.fun_out != NULL:
+        P.fun_out[i] = fx
+        P.nit_out[i] = nit
+        P.nfev_out[i] = 2 * nit + (1 if after_f else 2)
     if next_i < stop:
         L.which[lane] = next_i
         L.x[lane] = P.x0[next_i]
@@ -487,11 +489,12 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
                     const double[::1] x0, const double[:, ::1] params,
                     const double[::1] a, const double[::1] b,
                     double tol, double rtol, double ftol, int maxiter, int method,
-                    object n_threads):
+                    object n_threads, bint details=True):
     """Solve ``f(x_i; params[i]) = 0`` for every element i, all compiled, on ``n_threads``.
 
     ``fprime``/``fprime2`` may be None (finite differences / not Halley). ``a``/``b`` are the
-    per-element bracket (empty arrays: no bracket). Returns ``(x, fun, status, nit, nfev)``.
+    per-element bracket (empty arrays: no bracket). Returns ``(x, fun, status, nit, nfev)``;
+    ``fun``, ``nit`` and ``nfev`` are None unless ``details`` (three arrays fewer to write).
     """
     cdef Py_ssize_t n = x0.shape[0], block, blocks
     cdef int nt = resolve_threads(n_threads)
@@ -524,17 +527,21 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     P.a = &a[0] if P.s.bracketed else &dummy
     P.b = &b[0] if P.s.bracketed else &dummy
     x_out = np.empty(n, dtype=np.float64)
-    fun_out = np.empty(n, dtype=np.float64)
     status_out = np.empty(n, dtype=np.intp)
-    nit_out = np.empty(n, dtype=np.intp)
-    nfev_out = np.empty(n, dtype=np.intp)
+    fun_out = nit_out = nfev_out = None
+    P.fun_out = NULL
+    P.nit_out = P.nfev_out = NULL
+    if details:
+        fun_out = np.empty(n, dtype=np.float64)
+        nit_out = np.empty(n, dtype=np.intp)
+        nfev_out = np.empty(n, dtype=np.intp)
+        P.fun_out = <double*>cnp.PyArray_DATA(fun_out)
+        P.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(nit_out)
+        P.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(nfev_out)
     if n == 0:
         return x_out, fun_out, status_out, nit_out, nfev_out
     P.x_out = <double*>cnp.PyArray_DATA(x_out)
-    P.fun_out = <double*>cnp.PyArray_DATA(fun_out)
     P.status_out = <Py_ssize_t*>cnp.PyArray_DATA(status_out)
-    P.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(nit_out)
-    P.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(nfev_out)
     blocks = (n + BLOCK - 1) // BLOCK
     if blocks < nt:
         nt = <int>blocks    # a small batch: no idle threads to start (same results)

@@ -185,7 +185,8 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         params = _parameter_matrix(args, shape, size)
         x, fun, status, nit, nfev = newton_compiled(
             f_user, derivatives[0], derivatives[1], x_start, params, a_end, b_end,
-            float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads)
+            float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads,
+            details=full_output or scalar)
     else:
         x, fun, status, nit, nfev = _newton_python(
             f_user.function, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
@@ -203,12 +204,13 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
                                    f"(x={x!r}, f(x)={fun!r}, {nit} iterations)")
         return x
 
-    x, fun, status, nit, nfev = (v.reshape(shape) for v in (x, fun, status, nit, nfev))
     if full_output:
+        x, fun, status, nit, nfev = (v.reshape(shape) for v in (x, fun, status, nit, nfev))
         converged = status == 0
         return OptimizeResult(x=x, root=x, fun=fun, status=status, converged=converged,
                               success=converged, nit=nit, nfev=nfev,
                               message=messages_of(status))
+    x, status = x.reshape(shape), status.reshape(shape)
     failed = np.count_nonzero(status)
     if failed:
         codes = ", ".join(f"{np.count_nonzero(status == s)} {message_of(s)!r}"
