@@ -423,7 +423,7 @@ cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
     are those of after_value + after_derivative (x, fun, status, nit, nfev identical)."""
     cdef PlainLanes L
     cdef Py_ssize_t next_i = start
-    cdef int lane, active = 0, live, k = shared.k, nit, rounds = 0
+    cdef int lane, active = 0, live, k = shared.k, nit, lim, rounds = 0
     cdef bint dropped
     cdef double xl, fx, af, df, step, xn
     cdef double *p
@@ -465,8 +465,9 @@ cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
                 if (fabs(xn) <= DBL_MAX) & (fabs(df) <= DBL_MAX):
                     L.x[lane] = xn
                     L.nit[lane] = nit + 1
-                    if fabs(step) <= tol + rtol * fabs(xn):
-                        L.lim[lane] = -1
+                    # a select, not a branch: which step converges is unpredictable
+                    lim = L.lim[lane]
+                    L.lim[lane] = -1 if fabs(step) <= tol + rtol * fabs(xn) else lim
                     continue
                 next_i = plain_lane_end(&P, &L, lane, fx, df, False, next_i, stop)
             else:
