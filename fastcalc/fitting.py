@@ -69,6 +69,7 @@ from . import _fitting
 from ._evaluate import resolve
 from ._parallel import n_threads_for
 from ._status import Status, message_of, messages_of
+from ._threads import run_on_threads
 
 __all__ = ["BatchFitResult", "FitResult", "chi2", "fit", "fit_batch", "linear_fit", "polyfit"]
 
@@ -744,50 +745,33 @@ class _Problem:
                 bar = tqdm(total=N, unit="fit")
             except ImportError:
                 bar = None
+
+        def run_group(start):
+            stop = min(N, start + chunk)
+            if self.kind == _KIND_PYTHON:
+                self._run_python(start, stop, out)
+            else:
+                _fitting.fit_compiled(
+                    self.kind, getattr(self.model, "model_id", 0) if self.kind == 0 else 0,
+                    self.model if self.kind == _KIND_COMPILED else None, self.jac_fn,
+                    self.x, self.x_dim, self.Y, self.sigma, self.p0, self.use_guess,
+                    self.lower, self.upper, self.has_bounds, self.free_index,
+                    _METHODS[self.method], self.maxiter, self.ftol, self.xtol, self.gtol,
+                    self.absolute_sigma, start, stop, n_threads, *out)
+
+        def group_done(start):
+            if bar is not None:
+                bar.update(min(N, start + chunk) - start)
+
+        # Python-model groups run on threads (NumPy and the C algebra release the GIL, so their
+        # model calls overlap); compiled kernels use their own prange threads per group.
+        workers = n_threads_for(n_threads) if self.kind == _KIND_PYTHON else 1
         try:
-            if self.kind == _KIND_PYTHON and len(starts) > 1:
-                workers = min(len(starts), n_threads_for(n_threads))
-                if workers > 1:
-                    self._run_python_threads(starts, chunk, out, workers, bar)
-                    return out
-            for start in starts:
-                stop = min(N, start + chunk)
-                if self.kind == _KIND_PYTHON:
-                    self._run_python(start, stop, out)
-                else:
-                    _fitting.fit_compiled(
-                        self.kind, getattr(self.model, "model_id", 0) if self.kind == 0 else 0,
-                        self.model if self.kind == _KIND_COMPILED else None, self.jac_fn,
-                        self.x, self.x_dim, self.Y, self.sigma, self.p0, self.use_guess,
-                        self.lower, self.upper, self.has_bounds, self.free_index,
-                        _METHODS[self.method], self.maxiter, self.ftol, self.xtol, self.gtol,
-                        self.absolute_sigma, start, stop, n_threads, *out)
-                if bar is not None:
-                    bar.update(stop - start)
+            run_on_threads(run_group, starts, workers, group_done)
         finally:
             if bar is not None:
                 bar.close()
         return out
-
-    def _run_python_threads(self, starts, chunk, out, workers, bar):
-        """Groups of datasets on `workers` threads: NumPy and the C algebra release the GIL, so
-        the model calls of different groups overlap. Every group is computed exactly as on one
-        thread (results do not depend on the thread count). The first exception propagates."""
-        from concurrent.futures import ThreadPoolExecutor, as_completed
-        N = self.N
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(self._run_python, start, min(N, start + chunk), out): start
-                       for start in starts}
-            try:
-                for future in as_completed(futures):
-                    future.result()
-                    if bar is not None:
-                        start = futures[future]
-                        bar.update(min(N, start + chunk) - start)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
 
     def _run_python(self, start, stop, out):
         Y = self.Y[start:stop]
