@@ -13,15 +13,18 @@ Stopping rule of :func:`newton` (per element), checked each time f is evaluated 
 * ``f(x)`` NaN or inf, or a NaN/inf derivative or step: status 3; zero derivative: status 2 (with
   a bracket, a bisection step instead); ``maxiter`` steps taken: status 1.
 """
+import queue
 import warnings
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 
 from ._evaluate import FunctionKind, resolve
+from ._parallel import n_threads_for
 from ._roots import ElementwiseBatch, Method, NewtonBatch, newton_compiled, newton_system_compiled, \
     solve_linear_systems
 from ._status import ConvergenceError, Status, message_of, messages_of
+from ._threads import run_on_threads
 
 __all__ = ["newton", "newton_system"]
 
@@ -44,10 +47,11 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         be vectorized elementwise: it receives a 1-D array of the still-active elements and the
         matching 1-D slices of every per-element argument, and returns an array of the same
         length. With a vectorized ``fprime`` (plain Newton, no bracket), batches of more than
-        65,536 elements are solved in chunks of that size, one after another, so that the
-        working arrays stay in cache: ``f`` and ``fprime`` are then called once per round per
-        chunk (more, smaller calls), never with more than one chunk's active elements; the
-        results do not depend on the chunking. A compiled ``f`` has the C signature
+        65,536 elements are solved in chunks of that size, so that the working arrays stay in
+        cache, on ``n_threads`` threads: ``f`` and ``fprime`` are then called once per round
+        per chunk (more, smaller calls, concurrently from several threads), never with more
+        than one chunk's active elements; the results do not depend on the chunking or on
+        the number of threads. A compiled ``f`` has the C signature
         ``double f(double x, int k, double *p, void *user_data)``: ``p`` points to this element's
         ``k`` parameters, i.e. the values of ``args`` for this element, in order (row i of a
         C-contiguous ``(N, k)`` array); compiled functions run without the GIL on ``n_threads``.
@@ -81,7 +85,10 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     full_output : bool, optional
         Return an ``OptimizeResult`` instead of the root(s); a scalar solve then never raises.
     n_threads : int, optional
-        Threads for compiled functions (None or -1: all). Results do not depend on it.
+        Threads (None or -1: all) for compiled functions, and for the chunks of a batch with
+        vectorized ``f`` and ``fprime``: those two are then called from several threads at once
+        and must be thread-safe (pure NumPy functions are); pass 1 for functions that are not.
+        Results do not depend on it.
 
     Returns
     -------
@@ -149,6 +156,7 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         raise ValueError("method='halley' needs fprime2")
     _check_tolerances(tol=tol, rtol=rtol, ftol=ftol)
     maxiter = _check_maxiter(maxiter)
+    n_threads_for(n_threads)        # validated whatever the kind of f
     if not isinstance(args, tuple):
         args = tuple(args) if isinstance(args, list) else (args,)
 
@@ -190,7 +198,7 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     else:
         x, fun, status, nit, nfev = _newton_python(
             f_user.function, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
-            float(tol), float(rtol), float(ftol), maxiter, _METHODS[method])
+            float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads)
 
     if scalar:
         x, fun, status, nit, nfev = (v[0].item() for v in (x, fun, status, nit, nfev))
@@ -274,7 +282,7 @@ def _split_args(args, shape, size):
 
 
 def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
-                   tol, rtol, ftol, maxiter, method):
+                   tol, rtol, ftol, maxiter, method, n_threads):
     """Batch Newton for Python callables, compacted to the active elements each step."""
     size = x_start.shape[0]
     if scalar:
@@ -284,7 +292,7 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
     bracket_on = a_end.shape[0] > 0
     if method == Method.NEWTON and fprime is not None and not bracket_on and not scalar:
         return _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol,
-                                        maxiter)
+                                        maxiter, n_threads)
     rows = np.stack(rows) if rows else np.empty((0, size))
     # Evaluations of f, fprime, fprime2 per element: before the first round, and per round.
     start_cost = 2 * bracket_on + (method == Method.SECANT)
@@ -330,7 +338,8 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
     return batch.x_out, batch.fun_out, batch.status_out, batch.nit_out, batch.nfev_out
 
 
-def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol, maxiter):
+def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol, maxiter,
+                             n_threads):
     """Batch Newton with vectorized f and f' (the common case): see :class:`NewtonBatch`.
 
     Solved one chunk of ``_NEWTON_CHUNK`` elements at a time, each to completion: the chunk's
@@ -343,8 +352,13 @@ def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, 
     chunk = min(size, _NEWTON_CHUNK)
     outputs = (np.empty(size), np.empty(size), np.empty(size, dtype=np.intp),
                np.empty(size, dtype=np.intp), np.empty(size, dtype=np.intp))
-    batch = NewtonBatch(chunk, len(rows), tol, rtol, ftol, maxiter)
-    for begin in range(0, size, max(chunk, 1)):
+    idle = queue.SimpleQueue()      # batches (buffers for one chunk) not in use by a thread
+
+    def solve_chunk(begin):
+        try:
+            batch = idle.get_nowait()
+        except queue.Empty:
+            batch = NewtonBatch(chunk, len(rows), tol, rtol, ftol, maxiter)
         end = min(begin + chunk, size)
         if chunk == size:
             batch.start(x_start, rows)
@@ -359,6 +373,9 @@ def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, 
             df = _values(fprime(x, *call_args), n, "fprime")
             batch.iterate(fx, df)
         batch.finish(*(out[begin:end] for out in outputs))
+        idle.put(batch)             # (not after an exception: its chunk is unfinished)
+
+    run_on_threads(solve_chunk, range(0, size, max(chunk, 1)), n_threads_for(n_threads))
     x, fun, status, nit, nfev = outputs
     return x, fun, status, nit, nfev
 

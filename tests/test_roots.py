@@ -569,6 +569,47 @@ def test_chunked_batch_is_bitwise_identical_to_one_piece(rng, monkeypatch):
     assert statuses == {0, 1, 2, 3}
 
 
+def test_chunks_on_threads_are_bitwise_identical(rng, monkeypatch):
+    # the chunks of a vectorized batch run on n_threads threads; nothing may depend on that
+    from fastcalc import roots
+    monkeypatch.setattr(roots, "_NEWTON_CHUNK", 777)
+    x0, a, c = _mixed_batch(rng, 6000)
+    with np.errstate(over="ignore", invalid="ignore"):
+        results = [newton(_mixed_f, x0, _mixed_fprime, args=(a, c, 1.0), maxiter=30,
+                          full_output=True, n_threads=t) for t in (1, 2, 3)]
+    assert set(np.unique(results[0].status).tolist()) == {0, 1, 2, 3}
+    for r in results[1:]:
+        for key in ("x", "fun", "status", "nit", "nfev"):
+            assert r[key].tobytes() == results[0][key].tobytes(), key
+
+
+def test_chunk_threads_keep_the_callers_errstate_and_propagate_exceptions(rng, monkeypatch):
+    from fastcalc import roots
+    monkeypatch.setattr(roots, "_NEWTON_CHUNK", 500)
+    x0 = np.full(4000, 2.0)
+    a = np.full(4000, 8.0)
+    a[3900] = 1e300                     # only the last chunk overflows
+
+    def f(x, a):
+        return x**3 - a * 1e10
+
+    for threads in (1, 2):
+        # np.errstate is context-local: the worker threads must see the caller's
+        with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+            newton(f, x0, lambda x, a: 3 * x**2, args=(a,), n_threads=threads)
+
+    def g(x, a):
+        if np.any(a > 100.0):
+            raise ArithmeticError("bad chunk")
+        return x**3 - a
+
+    for threads in (1, 2):
+        with pytest.raises(ArithmeticError, match="bad chunk"):
+            newton(g, x0, lambda x, a: 3 * x**2, args=(a,), n_threads=threads)
+    with pytest.raises(ValueError, match="n_threads"):
+        newton(g, x0, lambda x, a: 3 * x**2, args=(np.full(4000, 8.0),), n_threads=0)
+
+
 def test_chunks_evaluate_only_active_elements_with_their_args(rng, monkeypatch):
     # uneven chunks: f sees at most one chunk, only running elements, each with its own
     # parameters; a finished element is never evaluated again
