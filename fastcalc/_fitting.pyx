@@ -19,7 +19,8 @@ pivot keeps at least 1e-8 of its diagonal) and otherwise by Householder QR of ``
 of the small augmented matrix ``[R; sqrt(lam) D]``, which never squares the condition number.
 QR is also used when ``J^T J`` would overflow or underflow (x near 1e200 or 1e-200): its
 reflections and the column norms are computed from vectors divided by powers of two, which is
-exact, so any representable scale of x works.
+exact, and ``D^2`` is never formed where it would leave the double range (the trust-radius slope,
+the steepest-descent step), so any representable scale of x works.
 ``lam`` is not updated by a rule but chosen for a trust radius ``delta`` on ``||D dp||`` (MINPACK
 lmder/lmpar; see ``lm_step`` and the radius update in ``state_assess``).
 """
@@ -723,6 +724,15 @@ cdef double lm_step(FitState *s, int ncols, const int *columns) noexcept nogil:
     return quad
 
 
+cdef inline double gradient_step(const FitState *s, int k) noexcept nogil:
+    """Steepest-descent step alpha g_k / D_k^2 (D_k^2 can overflow or underflow: x huge or
+    tiny)."""
+    cdef double d2 = s.scale[k] * s.scale[k]
+    if SQUARES_UNDERFLOW <= d2 <= DBL_MAX:
+        return s.alpha * s.grad[k] / d2
+    return s.alpha * (s.grad[k] / s.scale[k]) / s.scale[k]
+
+
 cdef void state_propose(FitState *s) noexcept nogil:
     """Propose a trial point (stage NEED_TRIAL -> NEED_VALUES, or DONE)."""
     cdef int n = s.nfree, k, j, ncols, again
@@ -754,7 +764,7 @@ cdef void state_propose(FitState *s) noexcept nogil:
             quad = lm_step(s, ncols, s.columns)
         else:
             for k in range(n):
-                s.step[k] = 0.0 if s.blocked[k] else s.alpha * s.grad[k] / (s.scale[k] * s.scale[k])
+                s.step[k] = 0.0 if s.blocked[k] else gradient_step(s, k)
         # A parameter on a bound whose step points outward is held there (then solve again).
         if s.has_bounds:
             for k in range(n):
