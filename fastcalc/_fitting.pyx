@@ -355,8 +355,9 @@ cdef void householder_triangularize(int rows, int cols, double *A, int lda,
     the same reflections to b (so b becomes Q^T b). Entries below the diagonal are zeroed.
 
     Each reflection vector is divided by a power of two near its largest entry: the reflection
-    is the same, no rounding changes, and neither its norm nor its products with the other
-    columns overflow or underflow when the columns are huge or tiny (x near 1e200 or 1e-200)."""
+    is the same, the division is exact (unless an entry drops below the normal range), and
+    neither its norm nor its products with the other columns overflow or underflow when the
+    columns are huge or tiny (x near 1e200 or 1e-200)."""
     cdef int k, i, j
     cdef double norm, alpha, x0, vk, vnorm2, t, scale
     cdef double *col

@@ -89,10 +89,10 @@ _COMPILED_CHUNK = 65536
 
 def _python_group_size(n_datasets):
     """Datasets per lock-step group of a Python model (see _PYTHON_CHUNK)."""
-    groups = -(-n_datasets // _PYTHON_CHUNK)
+    groups = max(1, -(-n_datasets // _PYTHON_CHUNK))
     if groups > 1:
         groups = -(-groups // _PYTHON_GROUPS_MULTIPLE) * _PYTHON_GROUPS_MULTIPLE
-    return max(1, -(-n_datasets // groups)) if groups else _PYTHON_CHUNK
+    return max(1, -(-n_datasets // groups))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -342,11 +342,12 @@ def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, 
                              n_threads):
     """Batch Newton with vectorized f and f' (the common case): see :class:`NewtonBatch`.
 
-    Solved one chunk of ``_NEWTON_CHUNK`` elements at a time, each to completion: the chunk's
-    iterates, parameters, f/f' values and the user's temporaries then stay in cache between
-    f, f' and the update pass (much faster than streaming whole-batch arrays through memory
-    every round). Each element's iteration is independent, so results do not depend on the
-    chunking; a batch no larger than one chunk is solved exactly as before, in one piece.
+    Solved in chunks of ``_NEWTON_CHUNK`` elements, each to completion: the chunk's iterates,
+    parameters, f/f' values and the user's temporaries then stay in cache between f, f' and the
+    update pass (much faster than streaming whole-batch arrays through memory every round).
+    The chunks run on ``n_threads`` threads, each thread reusing one batch's buffers. Each
+    element's iteration is independent, so results do not depend on the chunking or the
+    threads; a batch no larger than one chunk is solved in one piece.
     """
     size = x_start.shape[0]
     chunk = min(size, _NEWTON_CHUNK)

@@ -559,7 +559,7 @@ def test_python_model_groups_on_threads_are_bitwise_identical(rng, monkeypatch):
     assert results[0].success.sum() >= n - 5
 
 
-@pytest.mark.parametrize("n", [1, 2, 1279, 1280, 1281, 10_000, 100_000, 100_003])
+@pytest.mark.parametrize("n", [0, 1, 2, 1279, 1280, 1281, 10_000, 100_000, 100_003])
 def test_python_model_groups_are_balanced_and_cover_every_dataset(n):
     size = fitting._python_group_size(n)
     groups = -(-n // size)
