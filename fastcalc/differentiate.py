@@ -36,6 +36,7 @@ import numpy as np
 from numpy.polynomial import Polynomial
 from scipy.optimize import OptimizeResult
 
+from ._arrays import real_array
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
                              elementwise_values, relative_steps, romberg, stencil)
 from ._evaluate import FunctionKind, resolve
@@ -94,12 +95,7 @@ def _check_point(x, name="x"):
     if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size \
             and x.flags.c_contiguous and np.isfinite(x.sum()):
         return x
-    if np.iscomplexobj(x):
-        raise TypeError(f"{name} must be real, got a complex array")
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be real numbers, got {type(x).__name__}") from exc
+    arr = real_array(x, name)
     if arr.ndim == 0:
         arr = arr.reshape(1)
     elif arr.ndim != 1:
@@ -1130,12 +1126,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     if method == "complex" and order != 1:
         raise ValueError("method='complex' computes first derivatives only (order=1)")
     args = _check_args(args)
-    if np.iscomplexobj(x):
-        raise TypeError("x must be real, got a complex array")
-    try:
-        x_arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"x must be real numbers, got {type(x).__name__}") from exc
+    x_arr = real_array(x, "x")
     if x_arr.size == 0:
         raise ValueError("x must not be empty")
     if not np.isfinite(x_arr).all():

@@ -66,6 +66,7 @@ import numpy as np
 from scipy import LowLevelCallable  # type: ignore[import-untyped]
 
 from . import _fitting
+from ._arrays import real_array
 from ._evaluate import resolve
 from ._parallel import n_threads_for
 from ._status import Status, message_of, messages_of
@@ -240,33 +241,19 @@ class BatchFitResult:
 # ---------------------------------------------------------------------------------------------
 # Closed-form and linear least squares
 
-def _real_array(value, name):
-    """``value`` as a float64 array; TypeError naming ``name`` for complex or non-numeric data
-    (numpy would drop an imaginary part silently or fail without naming the argument)."""
-    array = np.asarray(value)
-    if np.iscomplexobj(array):
-        raise TypeError(f"{name} must be real, got complex values")
-    if array.dtype.kind not in "biuf":
-        try:
-            array = np.asarray(array, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be an array of real numbers, got dtype "
-                            f"{array.dtype}") from None
-    return np.asarray(array, dtype=np.float64)
-
 
 def _returned_values(result, name):
     """What a Python ``model``/``jac`` returned, as float64; TypeError naming it for None,
     complex or non-numeric values (numpy would turn None into a NaN silently)."""
     if result is None:
         raise TypeError(f"{name} returned None, expected an array of real values")
-    return _real_array(result, f"the values returned by {name}")
+    return real_array(result, f"the values returned by {name}")
 
 
 def _weights(sigma, shape, name="sigma"):
     if sigma is None:
         return np.ones(shape)
-    sigma = _real_array(sigma, name)
+    sigma = real_array(sigma, name)
     try:
         sigma = np.broadcast_to(sigma, shape)
     except ValueError:
@@ -309,8 +296,8 @@ def chi2(y, y_model, sigma=None):
     >>> chi2([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], sigma=0.5)
     5.0
     """
-    y = _real_array(y, "y")
-    y_model = _real_array(y_model, "y_model")
+    y = real_array(y, "y")
+    y_model = real_array(y_model, "y_model")
     try:
         y, y_model = np.broadcast_arrays(y, y_model)
     except ValueError:
@@ -323,8 +310,8 @@ def chi2(y, y_model, sigma=None):
 
 
 def _valid_xy(x, y, name_x="x"):
-    x = _real_array(x, name_x)
-    y = _real_array(y, "y")
+    x = real_array(x, name_x)
+    y = real_array(y, "y")
     if x.ndim != 1 or y.shape != x.shape:
         raise ValueError(f"x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
     if not np.all(np.isfinite(x)):
@@ -582,7 +569,7 @@ class _Problem:
                             f"or a Python callable, got {type(model).__name__}")
         P = self.nparams
         # ----- data
-        Y = _real_array(Y, "Y" if batch else "y")
+        Y = real_array(Y, "Y" if batch else "y")
         if batch:
             if Y.ndim != 2:
                 raise ValueError(f"Y must be 2-D (N datasets, m points), got shape {Y.shape}")
@@ -596,7 +583,7 @@ class _Problem:
         if np.any(np.isinf(Y)):
             raise ValueError("y contains inf (use NaN for missing points)")
         self.N, self.m = N, m
-        x = _real_array(x, "x")
+        x = real_array(x, "x")
         if not np.all(np.isfinite(x)):
             raise ValueError("x contains NaN or inf")
         self.x_shared = True
@@ -645,7 +632,7 @@ class _Problem:
             self.sigma = None
             self.W = None
         else:
-            s = _real_array(sigma, "sigma")
+            s = real_array(sigma, "sigma")
             if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
                 raise ValueError(f"sigma has shape {s.shape}, expected (m,) = ({m},)"
                                  + (f" or (N, m) = ({N}, {m})" if batch else ""))
@@ -700,7 +687,7 @@ class _Problem:
                 self.use_guess = False
             else:
                 p0 = np.full(P, np.nan)
-        p0 = _real_array(p0, "p0")
+        p0 = real_array(p0, "p0")
         if p0.ndim == 0:
             p0 = p0.reshape(1)
         if p0.shape == (P,):

@@ -62,6 +62,7 @@ import re
 import numpy as np
 
 from . import _models
+from ._arrays import real_array
 from ._models import ModelId
 
 __all__ = [
@@ -149,12 +150,7 @@ class Model:
 
     def _points(self, x, name="x"):
         """x as a float64 array of shape (x_dim, m) plus the output shape."""
-        if np.iscomplexobj(x):
-            raise TypeError(f"{name} must be real, got a complex array")
-        try:
-            x = np.asarray(x, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be an array of real numbers: {exc}") from None
+        x = real_array(x, name)
         if self.x_dim == 1:
             return x.reshape(1, -1), x.shape
         if x.ndim < 1 or x.shape[0] != self.x_dim:
@@ -303,12 +299,7 @@ class Model:
         array([1., 2.])
         """
         points, _ = self._points(x)
-        if np.iscomplexobj(y):
-            raise TypeError("y must be real, got a complex array")
-        try:
-            y = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError("y must be an array of real numbers") from None
+        y = real_array(y, "y")
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D, got shape {y.shape}")
         if np.any(np.isinf(y)):
