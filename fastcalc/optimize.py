@@ -117,7 +117,8 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
     result : scipy.optimize.OptimizeResult
         ``x``, ``fun``, ``jac`` (gradient at x), ``nit``, ``nfev`` (evaluations of f, those of
         finite differences included), ``njev`` (gradient evaluations), ``status`` (0 converged,
-        1 maxiter or the line search could not decrease f, 3 non-finite value or gradient),
+        1 maxiter or the line search could not decrease f, 3 non-finite value or gradient, or a
+        gradient norm beyond the float range),
         ``success``, ``message``, and ``path`` if asked.
 
     Raises
@@ -187,18 +188,29 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
             break
         if nit >= maxiter:
             break
-        g2 = float(g @ g)
         if step is None:
-            t = 2.0 * t
-            while True:
+            # |g| scaled by its largest component: g @ g overflows for |g| > 1e154, and an
+            # infinite |g|^2 would fail every Armijo test (and 0 * inf stall the loop below).
+            g_max = float(np.abs(g).max())
+            g_norm = g_max * float(np.sqrt((g / g_max) @ (g / g_max)))
+            if not np.isfinite(g_norm):
+                status = Status.NON_FINITE
+                break
+            t = min(2.0 * t, 1e300)
+            # t * |g| halves each pass, so the escape test ends the search within ~2100 passes
+            # (the bound only guards against a NaN in the test).
+            for _ in range(2200):
                 trial = x - t * g
                 f_trial = value(trial)
-                if f_trial <= fx - 1e-4 * t * g2:     # NaN fails: backtrack away from it
+                # (t |g|) |g| rather than t |g|^2: finite whenever the step is
+                if f_trial <= fx - 1e-4 * (t * g_norm) * g_norm:    # NaN fails: backtrack
                     break
                 t *= 0.5
-                if t * np.sqrt(g2) <= 1e-16 * max(1.0, np.abs(x).max()):
+                if not t * g_norm > 1e-16 * max(1.0, np.abs(x).max()):
                     trial = None       # the step no longer changes x: no descent possible
                     break
+            else:
+                trial = None
             if trial is None:
                 break
         else:

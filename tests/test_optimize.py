@@ -89,6 +89,34 @@ def test_callback_and_function_errors_propagate():
         gradient_descent(lambda x: 1 / 0, [1.0, 2.0])
 
 
+def _within(seconds, function):
+    """function() run on a daemon thread; fails (instead of hanging) if it does not return."""
+    import threading
+    out = []
+
+    def run():
+        with np.errstate(over="ignore", invalid="ignore"):      # f overflows on purpose
+            out.append(function())
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert out, f"did not return within {seconds} s"
+    return out[0]
+
+
+def test_huge_gradient_norm_neither_hangs_nor_stalls():
+    # |grad|^2 overflows (|grad| ~ 1e160): the line search used to test t * sqrt(inf) (NaN)
+    # and spin forever; now it scales |grad| and converges like an ordinary quadratic
+    f = lambda x: 1e160 * (x @ x)            # noqa: E731
+    for grad in (None, lambda x: 2e160 * x):
+        r = _within(20, lambda: gradient_descent(f, [1.0, -2.0], grad, tol=1e150))
+        assert r.status == 0 and np.abs(r.x).max() <= 1e150 / 2e160
+    # gradient too large for any tolerance: an honest status after maxiter steps
+    r = _within(20, lambda: gradient_descent(lambda x: 1e155 * x[0]**2, [1.0], maxiter=3))
+    assert r.status == Status.MAX_ITERATIONS and r.nit == 3 and abs(r.x[0]) < 1.0
+
+
 def test_gradient_descent_bad_input():
     f = lambda x: x @ x    # noqa: E731
     with pytest.raises(ValueError, match="x0"):
