@@ -1208,9 +1208,10 @@ cdef inline int solve_compiled_system(
             nit_out[0] = nit
             nfev_out[0] = nfev
             return SINGULAR
-        step_norm = 0.0
+        # The full Newton step, not the damped t * step: near a minimum of ||F|| that is no
+        # root, the step is large but t * step tiny, and that must not count as convergence.
+        step_norm = norm_inf(step, n)
         for i in range(n):
-            step_norm = fmax(step_norm, fabs(trial[i] - x[i]))
             x[i] = trial[i]
             fx[i] = ftrial[i]
         phi = phi_trial

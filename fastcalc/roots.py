@@ -429,8 +429,11 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         argument whose last axis has length N is per-system: it is sliced on that last axis to
         the systems being evaluated (like the columns of ``X``); other arguments pass unchanged.
     tol, rtol : float, optional
-        Converged when a step has ``max|s| <= tol + rtol * max|x_new|`` (F is evaluated at
-        ``x_new`` by the line search, so ``x`` and ``fun`` belong together).
+        Converged when the Newton step ``s`` (before damping) has
+        ``max|s| <= tol + rtol * max|x_new|`` (F is evaluated at ``x_new`` by the line search,
+        so ``x`` and ``fun`` belong together). A small damped step ``t s`` is not
+        convergence: near a minimum of ``||F||`` that is no root the iteration ends with
+        status 2 (no descent possible) or 1.
     ftol : float, optional
         Also converged when ``max|F(x)| <= ftol`` (default 0: only an exact zero).
     maxiter : int, optional
@@ -636,8 +639,11 @@ class _SystemSolver:
                 t[searching] *= 0.5
             self.nit[active] += 1
             self.finish(active[~accepted], Status.SINGULAR)
-            active, Xa, X_new, F_new = (v[accepted] for v in (active, Xa, X_new, F_new))
-            step_norm = np.abs(X_new - Xa).max(axis=1)
+            active, Xa, X_new, F_new, step = (v[accepted]
+                                              for v in (active, Xa, X_new, F_new, step))
+            # The full Newton step, not the damped one: near a minimum of ||F|| that is no
+            # root, s is large but t s tiny, and that must not count as convergence.
+            step_norm = np.abs(step).max(axis=1)
             self.X[active] = X_new
             self.fun[active] = F_new
             phi[active] = 0.5 * np.einsum("ij,ij->i", F_new, F_new)

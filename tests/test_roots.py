@@ -480,6 +480,38 @@ def test_system_statuses_per_system():
     assert r.status == Status.MAX_ITERATIONS and r.nit == 1
 
 
+def test_system_without_root_is_not_converged_by_a_tiny_damped_step():
+    # ||F|| has a minimum 1e-4 > 0 at x = 0 (SciPy's hybr reports failure): near it the Newton
+    # step is huge and the line search damps it to ~1e-9, which used to count as converged
+    F = lambda x: np.array([x[0]**2 + x[1]**2 + 1e-4, x[0] - x[1]])        # noqa: E731
+    jac = lambda x: np.array([[2 * x[0], 2 * x[1]], [1.0, -1.0]])         # noqa: E731
+    FX = lambda X: np.stack([X[0]**2 + X[1]**2 + 1e-4, X[0] - X[1]])      # noqa: E731
+    runs = [newton_system(F, [1.0, 2.0]), newton_system(F, [1.0, 2.0], jac),
+            newton_system(FX, [[1.0, 2.0]], vectorized=True),
+            newton_system(lambda x: x**2 + 1e-4, [3.0], lambda x: np.array([[2 * x[0]]]))]
+    numba = pytest.importorskip("numba")
+    sig = numba.types.intc(numba.types.intc, numba.types.CPointer(numba.types.float64),
+                           numba.types.intc, numba.types.CPointer(numba.types.float64),
+                           numba.types.voidptr)
+
+    @numba.cfunc(sig)
+    def compiled(n, x, m, out, data):
+        for i in range(n):
+            out[i] = x[i] * x[i] + 1e-4
+        return 0
+
+    @numba.cfunc(sig)
+    def compiled_jac(n, x, m, out, data):
+        out[0] = 2.0 * x[0]
+        return 0
+
+    runs += [newton_system(compiled, [3.0]), newton_system(compiled, [3.0], compiled_jac)]
+    for r in runs:
+        # no descent possible along the Newton direction: status 2, not "converged"
+        assert np.all(r.status == Status.SINGULAR) and not np.any(r.success)
+        assert np.abs(r.fun).max() >= 1e-4 * (1 - 1e-12)
+
+
 def test_system_threads_do_not_matter(rng):
     X0 = rng.uniform(-3, 3, (5001, 2))
     F, J = low_level("circle_exp_system"), low_level("circle_exp_jacobian")
