@@ -138,18 +138,24 @@ cdef inline int after_derivative(Element *e, double df, double d2f,
                                  const Settings *s) noexcept nogil:
     """Take one step from e.x given f'(x) (and f''(x) for Halley); return a status or RUNNING."""
     cdef double step = 0.0, x_new = 0.0, adjust, low, high
-    cdef bint bisect = False
+    cdef bint bisect = False, finite
     if s.method == SECANT:
         if e.x == e.xprev:
-            return SINGULAR
-        df = (e.fx - e.fprev) / (e.x - e.xprev)
+            if not s.bracketed:
+                return SINGULAR
+            df = 0.0        # bisect
+        else:
+            df = (e.fx - e.fprev) / (e.x - e.xprev)
         e.xprev = e.x
         e.fprev = e.fx
-    if not isfinite(df) or (s.method == HALLEY and not isfinite(d2f)):
-        return NON_FINITE
-    if df == 0.0:
-        if not s.bracketed:
+    finite = isfinite(df) and (s.method != HALLEY or isfinite(d2f))
+    if not s.bracketed:
+        if not finite:
+            return NON_FINITE
+        if df == 0.0:
             return SINGULAR
+    if not finite or df == 0.0:
+        # With a bracket a useless derivative costs one bisection step, not the element.
         bisect = True
     else:
         step = e.fx / df
@@ -199,9 +205,40 @@ cdef inline void start_element(Element *e, double x0, const Settings *s) noexcep
     e.dxold = 0.0
 
 
-cdef inline double secant_start(double x0) noexcept nogil:
-    """Second starting point of the secant method (SciPy's choice)."""
-    return x0 * (1.0 + 1e-4) + (1e-4 if x0 >= 0.0 else -1e-4)
+cdef inline double secant_start(double x0, bint bracketed, double a, double b) noexcept nogil:
+    """Second starting point of the secant method (SciPy's choice); with a bracket [a, b]
+    (either order) mirrored about x0, then clamped, if it falls outside."""
+    cdef double x1 = x0 * (1.0 + 1e-4) + (1e-4 if x0 >= 0.0 else -1e-4)
+    cdef double low = fmin(a, b), high = fmax(a, b)
+    if bracketed and not (low <= x1 <= high):
+        x1 = fmin(fmax(x0 - (x1 - x0), low), high)
+    return x1
+
+
+cdef inline void fd_points_in(double x, bint bracketed, double a, double b, double *xp,
+                              double *xm) noexcept nogil:
+    """Stencil x +- h of the central difference. With a bracket [a, b] (either order) that the
+    stencil crosses: a central difference with step d/2, d the distance to the nearer end (a
+    plain clamp would put a point at the end, which can be far from x on f's own scale); if x
+    is within h/1024 of an end (rounding would swamp such a step), a one-sided difference of
+    step h into the bracket (clamped to the other end)."""
+    cdef double h = fd_step(x), low, high, d
+    xp[0] = x + h
+    xm[0] = x - h
+    if bracketed:
+        low = fmin(a, b)
+        high = fmax(a, b)
+        if xm[0] < low or xp[0] > high:
+            d = fmin(x - low, high - x)
+            if d >= h * (1.0 / 1024.0):
+                xp[0] = x + 0.5 * d
+                xm[0] = x - 0.5 * d
+            elif x - low <= high - x:
+                xm[0] = x
+                xp[0] = fmin(x + h, high)
+            else:
+                xp[0] = x
+                xm[0] = fmax(x - h, low)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,6 +248,10 @@ cdef inline int bracket_start(Element *e, double a, double b, double fa, double 
                               int *status) noexcept nogil:
     """Set up the bracket; return 1 if the element is already finished (status set)."""
     cdef double low = a if a < b else b, high = b if a < b else a
+    if not isfinite(e.x):
+        e.fx = NAN      # f is not evaluated at x
+        status[0] = NON_FINITE
+        return 1
     if not (isfinite(fa) and isfinite(fb)):
         e.fx = fb if isfinite(fa) else fa
         status[0] = NON_FINITE
@@ -269,7 +310,7 @@ cdef inline int element_begin(const CompiledProblem *P, Py_ssize_t i,
         if bracket_start(e, P.a[i], P.b[i], fa, fb, &status):
             return status
     if P.s.method == SECANT:
-        e.xprev = secant_start(e.x)
+        e.xprev = secant_start(e.x, P.s.bracketed, e.a, e.b)
         e.fprev = P.f(e.xprev, P.k, p, P.f_data)
         e.nfev += 1
     return RUNNING
@@ -279,7 +320,7 @@ cdef inline int element_step(const CompiledProblem *P, Py_ssize_t i,
                              Element *e) noexcept nogil:
     """One Newton round of element i: f, then (unless finished) f' and the step."""
     cdef double *p = <double*>P.params + i * P.k
-    cdef double df = 0.0, d2f = 0.0, h, xp, xm
+    cdef double df = 0.0, d2f = 0.0, xp, xm
     cdef int status = after_value(e, P.f(e.x, P.k, p, P.f_data), &P.s)
     if status != RUNNING:
         return status
@@ -288,9 +329,10 @@ cdef inline int element_step(const CompiledProblem *P, Py_ssize_t i,
             df = P.fprime(e.x, P.k, p, P.fprime_data)
             e.nfev += 1
         else:
-            h = fd_step(e.x)
-            xp = e.x + h
-            xm = e.x - h
+            if P.s.bracketed:
+                fd_points_in(e.x, True, P.a[i], P.b[i], &xp, &xm)
+            else:       # (P.a, P.b point to one dummy value)
+                fd_points_in(e.x, False, 0.0, 0.0, &xp, &xm)
             df = (P.f(xp, P.k, p, P.f_data) - P.f(xm, P.k, p, P.f_data)) / (xp - xm)
             e.nfev += 2
         if P.s.method == HALLEY:
@@ -768,8 +810,12 @@ cdef class ElementwiseBatch:
     def secant_points(self):
         """Second starting points of the secant method at the active elements."""
         cdef Py_ssize_t i
+        cdef bint bracketed = self.s.bracketed
         for i in range(self.n_active):
-            self.A.xprev[i] = secant_start(self.A.x[i])
+            # (before the first round the bracket is the one given)
+            self.A.xprev[i] = secant_start(self.A.x[i], bracketed,
+                                           self.A.a[i] if bracketed else 0.0,
+                                           self.A.b[i] if bracketed else 0.0)
         return np.asarray(<double[:self.n_active]>self.A.xprev) if self.n_active else np.empty(0)
 
     def start_secant(self, const double[::1] fprev):
@@ -778,18 +824,25 @@ cdef class ElementwiseBatch:
         for i in range(self.n_active):
             self.A.fprev[i] = fprev[i]
 
-    def fd_points(self):
-        """Points x + h and x - h of the central-difference derivative at the active iterates."""
-        cdef Py_ssize_t i, n = self.n_active
+    def fd_points(self, const double[::1] a=None, const double[::1] b=None):
+        """Points x + h and x - h of the central-difference derivative at the active iterates;
+        with the given bracket ends ``a``, ``b`` (all elements, in the original order) clamped
+        to them."""
+        cdef Py_ssize_t i, k, n = self.n_active
+        cdef bint bracketed = a is not None
         plus = np.empty(n)
         minus = np.empty(n)
         cdef double[::1] pv = plus, mv = minus
-        cdef double h
+        cdef double lo = 0.0, hi = 0.0
+        if bracketed and (a.shape[0] != self.A.capacity or b.shape[0] != self.A.capacity):
+            raise ValueError("internal: bracket ends of the wrong length")
         with nogil:
             for i in range(n):
-                h = fd_step(self.A.x[i])
-                pv[i] = self.A.x[i] + h
-                mv[i] = self.A.x[i] - h
+                if bracketed:
+                    k = self.A.idx[i]
+                    lo = a[k]
+                    hi = b[k]
+                fd_points_in(self.A.x[i], bracketed, lo, hi, &pv[i], &mv[i])
         return plus, minus
 
     def check_values(self, const double[::1] fx):

@@ -11,7 +11,8 @@ Stopping rule of :func:`newton` (per element), checked each time f is evaluated 
   returned with ``fun = f(x)`` evaluated there, so ``x`` and ``fun`` always belong together, and
   an element whose f is NaN or inf is never reported converged;
 * ``f(x)`` NaN or inf, or a NaN/inf derivative or step: status 3; zero derivative: status 2 (with
-  a bracket, a bisection step instead); ``maxiter`` steps taken: status 1.
+  a bracket, a zero or non-finite derivative or step gives a bisection step instead);
+  ``maxiter`` steps taken: status 1.
 """
 import queue
 import warnings
@@ -77,8 +78,12 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     bracket : (a, b), optional
         End points (scalars or arrays broadcast to ``x0``) where f has opposite signs. The
         iteration is then safeguarded: a Newton step that leaves the current bracket, or does not
-        halve it fast enough, is replaced by bisection, so iterates never leave ``[a, b]``. No sign
-        change, or ``x0`` outside ``[a, b]``: status 4. Costs two evaluations of f per element.
+        halve it fast enough, is replaced by bisection, so iterates never leave ``[a, b]``; so is
+        a step from a zero or non-finite derivative. f is never evaluated outside ``[a, b]``:
+        near an end the finite-difference stencil shrinks to fit (one-sided at the end
+        itself) and the secant's second start is mirrored inside. No sign change, or ``x0``
+        outside ``[a, b]``: status 4 (non-finite ``x0``: status 3). Costs two evaluations of
+        f per element.
     method : {"newton", "halley", "secant"}, optional
         Default: "halley" if ``fprime2`` is given, else "newton". "secant" uses the previous
         iterate instead of a derivative (second starting point ``x0 (1 + 1e-4) +- 1e-4``).
@@ -331,7 +336,7 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
         elif fprime is not None:
             batch.iterate(fx, call(fprime, "fprime", x), d2f, checked=checked)
         else:
-            x_plus, x_minus = batch.fd_points()
+            x_plus, x_minus = batch.fd_points(a_end, b_end) if bracket_on else batch.fd_points()
             batch.iterate(fx, None, d2f, call(f, "f", x_plus), call(f, "f", x_minus),
                           x_plus, x_minus, checked=checked)
     batch.finish()

@@ -303,6 +303,75 @@ def test_bracket_never_left_even_when_newton_would_jump():
     assert plain != pytest.approx(0.0, abs=1e-3)
 
 
+def _recording(f, seen):
+    def recorded(x, *args):
+        seen.append(np.array(x, dtype=float).ravel())
+        return f(x, *args)
+    return recorded
+
+
+def _compiled_recording(seen):
+    """log(x) - p[0] as a compiled (ctypes) elementwise function that records its x."""
+    import ctypes
+    from scipy import LowLevelCallable
+    proto = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double, ctypes.c_int,
+                             ctypes.POINTER(ctypes.c_double), ctypes.c_void_p)
+
+    def log_eq(x, k, p, data):
+        seen.append(np.array([x]))
+        return math.log(x) - p[0] if x > 0 else math.nan
+
+    callback = proto(log_eq)
+    llc = LowLevelCallable(callback, signature="double (double, int, double *, void *)")
+    return llc, callback        # (the callback must outlive the call)
+
+
+def test_bracket_contains_every_evaluation_and_bad_derivatives_bisect():
+    # Roots exp(p) lie in [1e-300, 3]; the FD stencil x +- h (h ~ 6e-6) and the secant's
+    # second start used to leave the bracket (log of a negative number: status 3), and a NaN
+    # derivative gave status 3 instead of a bisection step.
+    p = np.array([-13.0, -12.0, 0.0, 0.5])
+    a, b = np.full(4, 1e-300), np.full(4, 3.0)
+    log_eq = lambda x, p: np.log(x) - p             # noqa: E731
+    cases = [dict(), dict(method="secant"), dict(fprime=lambda x, p: np.full_like(x, np.nan)),
+             dict(fprime=lambda x, p: 1.0 / x, fprime2=lambda x, p: np.full_like(x, np.inf))]
+    for kw in cases:
+        seen = []
+        f = _recording(log_eq, seen)
+        with np.errstate(all="ignore"):
+            batch = newton(f, None, args=(p,), bracket=(a, b), tol=1e-13, full_output=True,
+                           **kw)
+            one = newton(f, 1e-300, args=(p[0],), bracket=(1e-300, 3.0), tol=1e-13,
+                         full_output=True, **kw)
+        seen = np.concatenate(seen)
+        assert seen.min() >= 1e-300 and seen.max() <= 3.0, kw
+        np.testing.assert_array_equal(batch.status, 0)
+        np.testing.assert_allclose(batch.x, np.exp(p), rtol=1e-6, atol=2e-13)
+        assert one.status == 0 and abs(one.x - math.exp(p[0])) <= 2e-13
+    for method in ("newton", "secant"):
+        seen = []
+        llc, keep = _compiled_recording(seen)
+        r = newton(llc, None, args=(p,), bracket=(a, b), tol=1e-13, method=method,
+                   full_output=True, n_threads=1)
+        seen = np.concatenate(seen)
+        assert seen.min() >= 1e-300 and seen.max() <= 3.0, method
+        np.testing.assert_array_equal(r.status, 0)
+        np.testing.assert_allclose(r.x, np.exp(p), rtol=1e-6, atol=2e-13)
+    # x0 at an end: the secant start x0 (1 + 1e-4) + 1e-4 is outside; it is mirrored inside
+    seen = []
+    f = _recording(lambda x: np.sqrt(4.0 - x) - 1.9, seen)
+    r = newton(f, 4.0, method="secant", bracket=(0.0, 4.0), full_output=True)
+    assert r.status == 0 and abs(r.x - (4.0 - 1.9**2)) < 1e-12
+    assert min(map(min, seen)) >= 0.0 and max(map(max, seen)) <= 4.0
+    r = newton(lambda x: x**3 - 1e-3, np.array([1.5]), lambda x: np.full_like(x, np.nan),
+               bracket=(0, 3), full_output=True)
+    assert r.status[0] == 0 and abs(r.x[0] - 0.1) < 1e-8
+    # a NaN x0 is non-finite (3), not "outside the bracket" (4)
+    for f in (lambda x, c: x**3 - c, low_level("cube_root_eq")):
+        r = newton(f, np.array([np.nan, 1.0]), args=(1e-3,), bracket=(0, 3), full_output=True)
+        np.testing.assert_array_equal(r.status, [Status.NON_FINITE, 0])
+
+
 def test_exception_in_callback_propagates_unchanged():
     class Boom(ValueError):
         pass
