@@ -231,6 +231,20 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
     return result
 
 
+def _equilibrated(matrix):
+    """``matrix`` with rows, then columns, scaled by powers of two to max-norm in [1/2, 1).
+
+    Exact (no rounding), and undoes the scaling of f and of each constraint, which multiplies
+    the condition number of the KKT matrix (by ~scale^2) without making it any more singular;
+    a zero row or column stays zero, so truly singular matrices stay singular.
+    """
+    for axis in (1, 0):
+        largest = np.abs(matrix).max(axis=axis, keepdims=True)
+        exponent = np.frexp(np.where(largest > 0, largest, 1.0))[1]
+        matrix = np.ldexp(matrix, -exponent)
+    return matrix
+
+
 def _constraint_function(constraints):
     """One vector function g(x) -> (m,) from a callable or a sequence of scalar callables."""
     if callable(constraints):
@@ -320,8 +334,9 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     Notes
     -----
     Failure behaviour: never raises for a numerical failure: status 1 (``maxiter``), 2
-    (singular KKT matrix) or 3 (non-finite values); ``x`` and ``multipliers`` are then the
-    last iterate.
+    (singular KKT matrix: condition number above 1e14 after its rows and columns are scaled
+    by powers of two, so scaling f or a constraint does not matter) or 3 (non-finite values);
+    ``x`` and ``multipliers`` are then the last iterate.
 
     Examples
     --------
@@ -405,7 +420,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         except np.linalg.LinAlgError:
             status = Status.SINGULAR
             break
-        if not np.isfinite(delta).all() or np.linalg.cond(kkt) > 1e14:
+        if not np.isfinite(delta).all() or np.linalg.cond(_equilibrated(kkt)) > 1e14:
             status = Status.SINGULAR
             break
         x = x + delta[:n]

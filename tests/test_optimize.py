@@ -210,6 +210,21 @@ def test_lagrange_with_given_derivatives_and_compiled_f():
     np.testing.assert_allclose(rosen_der(r.x), r.multipliers[0] * A[0], atol=1e-9)
 
 
+def test_lagrange_scaled_problems_are_not_singular():
+    # cond(KKT) grows like scale^2: an absolute threshold on it called these singular
+    # (status 2, x unchanged); SLSQP and the exact answer: x = (0.5, 0.5)
+    plain = lambda x: x[0]**2 + x[1]**2                    # noqa: E731
+    line = lambda x: x[0] + x[1] - 1.0                     # noqa: E731
+    ref = minimize(plain, [0.3, 0.1], method="SLSQP", tol=1e-12,
+                   constraints={"type": "eq", "fun": line}).x
+    for scale_f, scale_g in ((1e8, 1.0), (1e12, 1.0), (1.0, 1e-8), (1e7, 1e-8), (1.0, 1e8)):
+        r = lagrange(lambda x: scale_f * plain(x), lambda x: scale_g * line(x), [0.3, 0.1])
+        assert r.status == 0, (scale_f, scale_g)
+        np.testing.assert_allclose(r.x, [0.5, 0.5], rtol=1e-10)
+        np.testing.assert_allclose(r.x, ref, rtol=1e-6)
+        np.testing.assert_allclose(r.multipliers, [scale_f / scale_g], rtol=1e-8)
+
+
 def test_lagrange_statuses_and_bad_input():
     f = lambda x: x[0] + x[1]    # noqa: E731
     # two copies of one constraint: the KKT matrix is singular
