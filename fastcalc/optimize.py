@@ -91,8 +91,8 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
     Parameters
     ----------
     f : callable or scipy.LowLevelCallable
-        ``f(x, *args) -> float``, ``x`` of shape ``(n,)``; or a compiled scalar field
-        ``double f(int n, double *x, void *user_data)``.
+        ``f(x, *args) -> float``, ``x`` of shape ``(n,)`` (a copy of the iterate, as for ``grad``
+        and ``callback``); or a compiled scalar field ``double f(int n, double *x, void *user_data)``.
     x0 : array_like, shape (n,)
         Starting point (never modified).
     grad : callable, optional
@@ -163,7 +163,7 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
     def value(point):
         nonlocal nfev
         nfev += 1
-        return _scalar(function(point))
+        return _scalar(function(point.copy()))     # f may modify its x: never our iterate
 
     def slope(point):
         nonlocal nfev, njev
@@ -290,7 +290,8 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     Parameters
     ----------
     f : callable or scipy.LowLevelCallable
-        ``f(x, *args) -> float`` (or a compiled scalar field).
+        ``f(x, *args) -> float`` (or a compiled scalar field); ``f``, the constraints and the
+        derivatives get copies of ``x``.
     constraints : callable or sequence of callables
         ``g(x, *args)`` returning a scalar or an ``(m,)`` array, or a sequence of callables each
         returning a scalar; the constraints are ``g(x) = 0``. Fewer constraints than variables.
@@ -384,7 +385,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
 
     def lagrangian_hessian(point, lam):
         counts["nfev"] += 1 + n + n * n
-        return _hessian(lambda p, *a: _scalar(function(p)) - lam @ g(p, *a), point, args)
+        return _hessian(lambda p, *a: _scalar(function(p.copy())) - lam @ g(p, *a), point, args)
 
     def residual(point, lam):
         gf, J, gv = grad_f(point), jac_g(point), g(point, *args)
@@ -431,7 +432,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         if np.abs(delta).max() <= tol * scale and np.isfinite(F).all():
             status = Status.SUCCESS
             break
-    fx = _scalar(function(x))
+    fx = _scalar(function(x.copy()))
     counts["nfev"] += 1
     return OptimizeResult(x=x, multipliers=lam, fun=fx, constraints=gv, jac=gf,
                           residual=float(np.abs(F).max()), nit=nit, nfev=counts["nfev"],

@@ -47,7 +47,7 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         ``f(x, *args)``. With a scalar ``x0``, ``x`` is a float. With an array ``x0``, ``f`` must
         be vectorized elementwise: it receives a 1-D array of the still-active elements and the
         matching 1-D slices of every per-element argument, and returns an array of the same
-        length. With a vectorized ``fprime`` (plain Newton, no bracket), batches of more than
+        length. Both are read-only views (modifying them raises ValueError). With a vectorized ``fprime`` (plain Newton, no bracket), batches of more than
         65,536 elements are solved in chunks of that size, so that the working arrays stay in
         cache, on ``n_threads`` threads: ``f`` and ``fprime`` are then called once per round
         per chunk (more, smaller calls, concurrently from several threads), never with more
@@ -312,10 +312,10 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
         if scalar:
             value = function(float(points[0]), *args)
         else:
-            view = points[:n]
-            view.flags.writeable = False
-            call_args = [a if row is None else params[row, :n] for a, row in zip(args, layout)]
-            value = function(view, *call_args)
+            # read-only views: f must not change the batch's iterates or parameters
+            call_args = [a if row is None else _read_only(params[row, :n])
+                         for a, row in zip(args, layout)]
+            value = function(_read_only(points[:n]), *call_args)
         return _values(value, n, name)
 
     if bracket_on:
@@ -422,7 +422,8 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         ``j`` being system j's point, returning ``(n, k)``; it is called once per evaluation with
         the still-active systems only. Compiled: the vector-field signature
         ``int F(int n, double *x, int m, double *out, void *user_data)`` (``m == n``, 0 = success),
-        run without the GIL over the systems on ``n_threads``.
+        run without the GIL over the systems on ``n_threads``. A Python ``F`` gets a copy of
+        ``x``; a vectorized one a read-only ``X``; per-system argument slices are read-only.
     x0 : array_like, shape (n,) or (N, n)
         Starting point of one system, or of N independent systems (one per row).
     jac : callable, optional
@@ -544,13 +545,15 @@ class _SystemSolver:
         self.nfev = np.zeros(self.N, dtype=np.intp)
 
     def _args_for(self, systems):
-        return [a[..., systems] if per else a for a, per in zip(self.args, self.per_system)]
+        # read-only: a system's slice of a per-system argument is a view of the caller's array
+        return [_read_only(a[..., systems]) if per else a
+                for a, per in zip(self.args, self.per_system)]
 
     def values(self, points, systems):
         """F at ``points`` (k, n), row j belonging to system ``systems[j]`` -> (k, n)."""
         k, n = points.shape
-        if self.vectorized:
-            value = np.asarray(self.F(points.T, *self._args_for(systems)))
+        if self.vectorized:     # (a read-only view: points may be self.X)
+            value = np.asarray(self.F(_read_only(points.T), *self._args_for(systems)))
             return _checked(value, (n, k), "F", "F(X) for X of shape (n, k)").T
         out = np.empty((k, n))
         for j in range(k):
@@ -563,7 +566,7 @@ class _SystemSolver:
         k, n = points.shape
         if self.jac is not None:
             if self.vectorized:
-                value = np.asarray(self.jac(points.T, *self._args_for(systems)))
+                value = np.asarray(self.jac(_read_only(points.T), *self._args_for(systems)))
                 J = _checked(value, (n, n, k), "jac", "jac(X) for X of shape (n, k)")
                 return np.moveaxis(J, 2, 0), 1
             J = np.empty((k, n, n))

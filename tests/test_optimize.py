@@ -117,6 +117,30 @@ def test_huge_gradient_norm_neither_hangs_nor_stalls():
     assert r.status == Status.MAX_ITERATIONS and r.nit == 3 and abs(r.x[0]) < 1.0
 
 
+def test_functions_that_modify_their_x_do_not_change_the_iterate():
+    # f used to receive a writable view of the iterate: `x *= 2` moved the solver
+    def scaled_sum(x):
+        value = x[0] + x[1]
+        x *= 2.0
+        return value
+
+    r = lagrange(scaled_sum, lambda x: x[0]**2 + x[1]**2 - 1.0, [1.0, 0.5])
+    assert r.status == 0
+    np.testing.assert_allclose(r.x, [SQRT_HALF, SQRT_HALF], rtol=1e-12)
+    np.testing.assert_allclose(r.constraints, [r.x @ r.x - 1.0], atol=1e-15)
+
+    def bowl(x):
+        value = (x[0] - 1.0)**2 + 10.0 * (x[1] + 2.0)**2
+        x *= 2.0
+        return value
+
+    for grad in (None, lambda x: np.array([2 * (x[0] - 1.0), 20 * (x[1] + 2.0)])):
+        r = gradient_descent(bowl, [0.0, 0.0], grad, tol=1e-8)
+        assert r.status == 0
+        np.testing.assert_allclose(r.x, [1.0, -2.0], rtol=1e-8)
+        assert r.fun == (r.x[0] - 1.0)**2 + 10.0 * (r.x[1] + 2.0)**2
+
+
 def test_gradient_descent_bad_input():
     f = lambda x: x @ x    # noqa: E731
     with pytest.raises(ValueError, match="x0"):

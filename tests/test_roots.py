@@ -475,6 +475,41 @@ def test_user_function_cannot_corrupt_the_iterates():
         newton(f, np.ones(3), lambda x: np.ones_like(x))
 
 
+def test_user_function_cannot_change_its_parameters_or_system_points():
+    # per-element args were writable on the FD, secant, Halley and bracket paths, so
+    # `a += 1` silently changed the equations; the points of a vectorized system were a
+    # writable view of the solver's iterates
+    def f(x, a):
+        r = x**2 - a
+        a += 1.0
+        return r
+
+    fp = lambda x, a: 2.0 * x            # noqa: E731
+    for kw in (dict(), dict(method="secant"), dict(fprime=fp, fprime2=lambda x, a: 2.0 + 0 * x),
+               dict(fprime=fp, bracket=(0.0, 10.0)), dict(fprime=fp)):
+        a = np.array([4.0, 9.0])
+        with pytest.raises(ValueError, match="read-only"):
+            newton(f, np.array([1.0, 1.0]), args=(a,), **kw)
+        np.testing.assert_array_equal(a, [4.0, 9.0])
+
+    def F(X):
+        value = X**2 - 4.0
+        X *= 2.0
+        return value
+
+    with pytest.raises(ValueError, match="read-only"):
+        newton_system(F, [[1.0], [3.0]], vectorized=True)
+    c = np.array([4.0, 9.0])
+
+    def G(x, c):
+        c += 1.0          # c is this system's (0-d) slice of the per-system argument
+        return x**2 - c
+
+    with pytest.raises(ValueError, match="read-only"):
+        newton_system(G, [[1.0], [3.0]], args=(c,))
+    np.testing.assert_array_equal(c, [4.0, 9.0])
+
+
 # ---------------------------------------------------------------- newton_system
 
 def circle_exp(x):
