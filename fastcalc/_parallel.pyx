@@ -40,10 +40,13 @@ cdef int resolve_threads(object n_threads) except -1:
     The count is at most ``OVERSUBSCRIPTION`` times the number of processors, and 1 without
     OpenMP.
     """
-    if n_threads is None or (not isinstance(n_threads, bool) and n_threads == -1):
+    if n_threads is None:
         return omp_get_max_threads()
+    # the type first: comparing an array (or other object) with -1 need not give a bool
     if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
         raise TypeError(f"n_threads must be a positive int, -1 or None, got {n_threads!r}")
+    if n_threads == -1:
+        return omp_get_max_threads()
     if n_threads < 1:
         raise ValueError(f"n_threads must be a positive int, -1 or None, got {n_threads}")
     if not FASTCALC_HAVE_OPENMP:

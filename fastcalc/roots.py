@@ -62,7 +62,8 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         Derivative ``f'(x, *args)``, of the same kind as ``f``. None: a central finite
         difference with relative step ``cbrt(eps) * max(1, |x|)`` (two extra evaluations of f).
     args : tuple, optional
-        Extra arguments. With an array ``x0`` every non-scalar argument is a per-element
+        Extra arguments. With an array ``x0`` every argument with ``np.ndim >= 1`` (any
+        array-like: ndarray, list, pandas Series, ``array.array``, ...) is a per-element
         parameter, broadcast to ``x0``'s shape and converted to float64; it follows the active
         elements (use a closure to pass an array shared by all elements). Scalars are passed
         unchanged (to compiled functions they become one parameter with the same value for all).
@@ -278,7 +279,13 @@ def _split_args(args, shape, size):
     for i, a in enumerate(args):
         if isinstance(a, np.ndarray) and a.ndim == 0:
             a = a[()]
-        if np.isscalar(a) or not isinstance(a, (np.ndarray, list, tuple)):
+        # Any array-like of ndim >= 1 (pandas Series, array.array, range, ...) is per-element,
+        # as for compiled f; scalars and other objects pass unchanged.
+        try:
+            ndim = np.ndim(a)
+        except ValueError:
+            raise ValueError(f"args[{i}] is not a rectangular array") from None
+        if ndim == 0:
             layout.append(None)
             continue
         layout.append(len(rows))
@@ -447,7 +454,8 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     vectorized : bool, optional
         Whether a Python ``F`` (and ``jac``) takes all points at once, as above.
     n_threads : int, optional
-        Threads for compiled F (None or -1: all). Results do not depend on it.
+        Threads for compiled F (None or -1: all; validated for every kind of F). Results do
+        not depend on it.
 
     Returns
     -------
@@ -491,6 +499,7 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     """
     _check_tolerances(tol=tol, rtol=rtol, ftol=ftol)
     maxiter = _check_maxiter(maxiter)
+    n_threads_for(n_threads)        # validated whatever the kind of F
     if not isinstance(args, tuple):
         args = tuple(args) if isinstance(args, list) else (args,)
     x0_array = np.asarray(x0)

@@ -372,6 +372,35 @@ def test_bracket_contains_every_evaluation_and_bad_derivatives_bisect():
         np.testing.assert_array_equal(r.status, [Status.NON_FINITE, 0])
 
 
+def test_n_threads_validated_for_every_kind_of_function():
+    # a Python F used to ignore n_threads entirely; an array gave numpy's "truth value" error
+    for F, x0, kw in ((lambda x: x - 1.0, [2.0], {}),
+                      (lambda X: X - 1.0, [[2.0]], dict(vectorized=True)),
+                      (low_level("circle_exp_system"), [2.0, 1.0], {})):
+        for bad, error in ((0, ValueError), (-2, ValueError), ("x", TypeError),
+                           (1.5, TypeError), (True, TypeError), (np.array([1, 2]), TypeError)):
+            with pytest.raises(error, match="n_threads"):
+                newton_system(F, x0, n_threads=bad, **kw)
+    with pytest.raises(TypeError, match="n_threads"):
+        newton(cube, np.ones(3), cube_prime, args=(8.0,), n_threads=np.array([1, 2]))
+
+
+def test_any_array_like_arg_is_per_element():
+    # only ndarray/list/tuple were per-element for Python f: a Series or array.array was
+    # passed whole (to every call, whatever the active elements)
+    import array
+    a = [1.0, 8.0, 27.0]
+    likes = [array.array("d", a), range(1, 4), memoryview(np.array(a))]
+    pandas = pytest.importorskip("pandas")
+    likes.append(pandas.Series(a))
+    for like in likes:
+        expected = np.cbrt(np.asarray(like, dtype=float))
+        for kw in (dict(fprime=cube_prime), dict(), dict(method="secant")):
+            r = newton(cube, np.full(3, 2.0), args=(like,), full_output=True, **kw)
+            np.testing.assert_array_equal(r.status, 0)
+            np.testing.assert_allclose(r.x, expected, rtol=1e-12)
+
+
 def test_exception_in_callback_propagates_unchanged():
     class Boom(ValueError):
         pass
