@@ -11,11 +11,13 @@ in this module go through :func:`_gradient`, :func:`_jacobian` and :func:`_hessi
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from ._arrays import real_array
 from ._evaluate import resolve
 from ._status import Status, message_of
 from .differentiate import gradient as _fd_gradient
 from .differentiate import hessian as _fd_hessian
 from .differentiate import jacobian as _fd_jacobian
+from .roots import _real_number
 
 __all__ = ["gradient_descent", "lagrange"]
 
@@ -42,12 +44,13 @@ def _point(x0):
 
 
 def _scalar(value, name="f"):
-    """``float(value)``, or a TypeError naming the function that returned it."""
-    try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
+    """``float(value)``, or a TypeError naming the function that returned it (also for
+    strings, which ``float`` would parse)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiub" or array.size != 1:
         raise TypeError(f"{name} must return one real number, got {type(value).__name__} "
-                        f"of shape {np.shape(value)}") from exc
+                        f"of shape {np.shape(value)}")
+    return float(array.reshape(()))
 
 
 def _args(args):
@@ -59,9 +62,10 @@ def _args(args):
 def _positive(name, value, allow_none=False):
     if value is None and allow_none:
         return None
-    if not np.isscalar(value) or not np.isfinite(value) or value <= 0:
+    value = _real_number(name, value)
+    if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    return value
 
 
 def _maxiter(maxiter):
@@ -127,7 +131,8 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
         ``x0`` empty or not 1-D; ``step``, ``tol`` or ``maxiter`` invalid; ``grad`` returning
         the wrong shape.
     TypeError
-        ``x0`` not real numbers; ``grad`` not callable; ``f``/``grad`` returning non-numbers.
+        ``x0``, ``step`` or ``tol`` not real numbers (bools rejected); ``grad`` or ``callback``
+        not callable; ``f``/``grad`` returning non-numbers (strings included).
     Exception
         Any exception raised by ``f``, ``grad`` or ``callback`` propagates unchanged.
 
@@ -156,8 +161,9 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
     tol = _positive("tol", tol)
     maxiter = _maxiter(maxiter)
     function = resolve(f, args=args, signatures=("scalar",), name="f")
-    if grad is not None and not callable(grad):
-        raise TypeError(f"grad must be callable, got {type(grad).__name__}")
+    for name, fn in (("grad", grad), ("callback", callback)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
     nfev = njev = 0
 
     def value(point):
@@ -328,7 +334,8 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         ``grad``, ``constraints_jac`` or ``multipliers0`` of the wrong shape; invalid ``tol`` or
         ``maxiter``.
     TypeError
-        ``f``, constraints or derivatives not callable or returning non-numbers.
+        ``f``, constraints or derivatives not callable or returning non-numbers (complex
+        included); ``multipliers0`` or ``tol`` not real numbers.
     Exception
         Any exception raised by ``f``, the constraints or the derivatives propagates unchanged.
 
@@ -376,7 +383,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
 
     def jac_g(point):
         if constraints_jac is not None:
-            J = np.asarray(constraints_jac(point.copy(), *args), dtype=np.float64)
+            J = real_array(constraints_jac(point.copy(), *args), "constraints_jac's value")
             if J.shape != (m, n):
                 raise ValueError(f"constraints_jac returned shape {J.shape}, expected ({m}, {n})")
             return J
@@ -399,7 +406,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         else:       # LAPACK must not see NaN: the residual below reports status 3
             lam = np.full(m, np.nan)
     else:
-        lam = np.array(multipliers0, dtype=np.float64).reshape(-1)
+        lam = np.array(real_array(multipliers0, "multipliers0")).reshape(-1)
         if lam.shape != (m,):
             raise ValueError(f"multipliers0 must have shape ({m},), got {np.shape(multipliers0)}")
     F, gf, J, gv = residual(x, lam)

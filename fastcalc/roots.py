@@ -14,6 +14,7 @@ Stopping rule of :func:`newton` (per element), checked each time f is evaluated 
   a bracket, a zero or non-finite derivative or step gives a bisection step instead);
   ``maxiter`` steps taken: status 1.
 """
+import numbers
 import queue
 import warnings
 
@@ -116,8 +117,9 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         ``bracket`` arrays that do not broadcast to ``x0``; ``f`` or a derivative returning the
         wrong shape; ``n_threads`` below 1 (other than -1).
     TypeError
-        ``x0`` not real numbers; ``f``/``fprime``/``fprime2`` mixing compiled and Python
-        callables or of the wrong compiled signature; ``n_threads`` not an int.
+        ``x0``, ``bracket`` or a tolerance not real numbers (a bool is not a tolerance);
+        ``f``/``fprime``/``fprime2`` mixing compiled and Python callables or of the wrong
+        compiled signature; ``n_threads`` not an int.
     Exception
         Any exception raised by ``f``, ``fprime`` or ``fprime2`` propagates unchanged.
 
@@ -174,10 +176,20 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         if g is not None and (g.kind == FunctionKind.COMPILED) != compiled:
             raise TypeError(f"{g.name} must be compiled if and only if f is compiled")
 
+    if bracket is not None:
+        try:
+            a_end, b_end = bracket
+        except (TypeError, ValueError):
+            raise ValueError("bracket must be a pair (a, b)") from None
+        a_end, b_end = (_real_values(v, "bracket") for v in (a_end, b_end))
     if x0 is None:
         if bracket is None:
             raise ValueError("x0 is required unless bracket is given")
-        x0 = 0.5 * (np.asarray(bracket[0], dtype=float) + np.asarray(bracket[1], dtype=float))
+        try:
+            x0 = 0.5 * (a_end + b_end)
+        except ValueError:
+            raise ValueError(f"bracket ends of shapes {a_end.shape} and {b_end.shape} do not "
+                             "broadcast together") from None
     x0_array = np.asarray(x0)
     if x0_array.dtype.kind not in "fiub":
         raise TypeError(f"x0 must be real numbers, got dtype {x0_array.dtype}")
@@ -187,10 +199,6 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     size = x_start.shape[0]
 
     if bracket is not None:
-        try:
-            a_end, b_end = bracket
-        except (TypeError, ValueError):
-            raise ValueError("bracket must be a pair (a, b)") from None
         a_end, b_end = (_broadcast_float(v, shape, "bracket") for v in (a_end, b_end))
     else:
         a_end = b_end = np.empty(0)
@@ -235,9 +243,19 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     return x
 
 
+def _real_number(name, value):
+    """``float(value)``; a TypeError naming ``name`` unless a real number (bools excluded).
+
+    Shared with :mod:`fastcalc.optimize`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
 def _check_tolerances(**values):
     for name, value in values.items():
-        if not np.isscalar(value) or not np.isfinite(value) or value < 0:
+        value = _real_number(name, value)
+        if not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
@@ -247,10 +265,15 @@ def _check_maxiter(maxiter):
     return int(min(maxiter, 2**31 - 1))
 
 
-def _broadcast_float(value, shape, name):
+def _real_values(value, name):
     array = np.asarray(value)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be real numbers, got dtype {array.dtype}")
+    return array
+
+
+def _broadcast_float(value, shape, name):
+    array = _real_values(value, name)
     try:
         array = np.broadcast_to(array, shape)
     except ValueError:
@@ -471,8 +494,9 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         ``x0`` not of shape ``(n,)`` or ``(N, n)``; invalid tolerances or ``maxiter``; ``F`` or
         ``jac`` returning the wrong shape; ``n_threads`` below 1 (other than -1).
     TypeError
-        ``x0`` not real numbers; ``F``/``jac`` mixing compiled and Python callables or of the
-        wrong compiled signature; ``n_threads`` not an int.
+        ``x0`` or a tolerance not real numbers (a bool is not a tolerance); ``F``/``jac``
+        mixing compiled and Python callables or of the wrong compiled signature;
+        ``n_threads`` not an int.
     Exception
         Any exception raised by ``F`` or ``jac`` propagates unchanged.
 

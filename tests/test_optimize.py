@@ -249,6 +249,29 @@ def test_lagrange_scaled_problems_are_not_singular():
         np.testing.assert_allclose(r.multipliers, [scale_f / scale_g], rtol=1e-8)
 
 
+def test_bad_arguments_name_themselves():
+    # used to give numpy's or Python's raw errors, only a ComplexWarning, or accept strings
+    f = lambda x: x @ x           # noqa: E731
+    for name in ("step", "tol"):
+        for bad in ("a", 1j, True, [0.1]):
+            with pytest.raises(TypeError, match=f"^{name} must be a real number"):
+                gradient_descent(f, [1.0], **{name: bad})
+    with pytest.raises(TypeError, match="^tol must be a real number"):
+        lagrange(f, lambda x: x[0] - 1.0, [1.0, 2.0], tol="a")
+    with pytest.raises(TypeError, match="callback must be callable"):
+        gradient_descent(f, [1.0], callback=5)
+    with pytest.raises(TypeError, match="f must return one real number"):
+        gradient_descent(lambda x: "1.0", [1.0], grad=lambda x: 2 * x)
+    g = lambda x: x[0] + x[1] - 1.0           # noqa: E731
+    for kw in (dict(multipliers0="a"), dict(multipliers0=[1j]),
+               dict(constraints_jac=lambda x: np.array([[1 + 0j, 1.0]])),
+               dict(constraints_jac=lambda x: "ab")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(TypeError, match=next(iter(kw))):
+                lagrange(f, g, [0.3, 0.1], **kw)
+
+
 def test_lagrange_statuses_and_bad_input():
     f = lambda x: x[0] + x[1]    # noqa: E731
     # two copies of one constraint: the KKT matrix is singular

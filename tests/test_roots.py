@@ -401,6 +401,26 @@ def test_any_array_like_arg_is_per_element():
             np.testing.assert_allclose(r.x, expected, rtol=1e-12)
 
 
+def test_bad_tolerances_and_brackets_name_the_argument():
+    # used to fail inside numpy ("ufunc 'isfinite' not supported", "'<' not supported",
+    # "'int' object is not subscriptable", IndexError) or accept True as 1
+    f = lambda x: x - 1.0         # noqa: E731
+    for name in ("tol", "rtol", "ftol"):
+        for bad in ("1e-8", 1j, True, np.bool_(True), None, [1e-8]):
+            with pytest.raises(TypeError, match=f"^{name} must be a real number"):
+                newton(f, 0.0, **{name: bad})
+            with pytest.raises(TypeError, match=f"^{name} must be a real number"):
+                newton_system(lambda x: x - 1.0, [0.0], **{name: bad})
+    for bracket, error in (((0,), ValueError), (5, ValueError), ("abc", ValueError),
+                           ("ab", TypeError), ((0j, 3), TypeError), (("a", 3), TypeError),
+                           ((np.zeros(2), np.ones(3)), ValueError)):
+        for x0 in (None, 0.5):
+            with pytest.raises(error, match="bracket"):
+                newton(f, x0, bracket=bracket)
+    assert newton(f, None, bracket=(0, 3)) == 1.0
+    assert newton(f, 0.0, tol=np.float32(1e-8)) == 1.0
+
+
 def test_exception_in_callback_propagates_unchanged():
     class Boom(ValueError):
         pass
