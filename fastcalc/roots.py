@@ -48,7 +48,8 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         ``f(x, *args)``. With a scalar ``x0``, ``x`` is a float. With an array ``x0``, ``f`` must
         be vectorized elementwise: it receives a 1-D array of the still-active elements and the
         matching 1-D slices of every per-element argument, and returns an array of the same
-        length. Both are read-only views (modifying them raises ValueError). With a vectorized ``fprime`` (plain Newton, no bracket), batches of more than
+        length (a scalar is not broadcast to all elements: ValueError, as for ``fprime``
+        and ``fprime2``). Both are read-only views (modifying them raises ValueError). With a vectorized ``fprime`` (plain Newton, no bracket), batches of more than
         65,536 elements are solved in chunks of that size, so that the working arrays stay in
         cache, on ``n_threads`` threads: ``f`` and ``fprime`` are then called once per round
         per chunk (more, smaller calls, concurrently from several threads), never with more
@@ -340,13 +341,11 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
     def call(function, name, points):
         n = batch.n_active
         if scalar:
-            value = function(float(points[0]), *args)
-        else:
-            # read-only views: f must not change the batch's iterates or parameters
-            call_args = [a if row is None else _read_only(params[row, :n])
-                         for a, row in zip(args, layout)]
-            value = function(_read_only(points[:n]), *call_args)
-        return _values(value, n, name)
+            return _values(function(float(points[0]), *args), n, name, scalar=True)
+        # read-only views: f must not change the batch's iterates or parameters
+        call_args = [a if row is None else _read_only(params[row, :n])
+                     for a, row in zip(args, layout)]
+        return _values(function(_read_only(points[:n]), *call_args), n, name)
 
     if bracket_on:
         batch.start_bracket(a_end, b_end, call(f, "f", a_end), call(f, "f", b_end))
@@ -423,17 +422,20 @@ def _read_only(array):
     return view
 
 
-def _values(value, n, name):
-    """A user function's return as a C-contiguous float64 array of length n."""
+def _values(value, n, name, scalar=False):
+    """A user function's return as a C-contiguous float64 array of length n.
+
+    A batch needs exactly one value per active element: a scalar (say, an f' written as
+    ``lambda x: 2.0``) broadcast to all would give every element the same value silently.
+    One equation (``scalar``) takes a number or a length-1 array."""
     array = np.asarray(value)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name} must return real numbers, got dtype {array.dtype}")
     if array.shape != (n,):
-        if array.ndim == 0 or array.shape == (1,):
-            array = np.broadcast_to(array.reshape(()), (n,))
-        else:
+        if not (scalar and array.size == 1):
             raise ValueError(f"{name} returned shape {array.shape}, expected ({n},) "
                              "(one value per active element)")
+        array = array.reshape(n)
     return np.ascontiguousarray(array, dtype=np.float64)
 
 

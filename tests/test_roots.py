@@ -421,6 +421,23 @@ def test_bad_tolerances_and_brackets_name_the_argument():
     assert newton(f, 0.0, tol=np.float32(1e-8)) == 1.0
 
 
+def test_batch_function_returning_one_value_for_all_elements_raises():
+    # a scalar (or shape (1,)) return used to be broadcast: f returning 0.0 marked every
+    # element converged at x0, and fprime = lambda x: 2.0 gave every element the same slope
+    x0 = np.array([1.0, 2.0, 3.0])
+    for kw in (dict(fprime=lambda x: 2.0 * x), dict(), dict(method="secant"),
+               dict(fprime=lambda x: 2.0 * x, bracket=(0.0, 5.0))):
+        for bad in (lambda x: 0.0, lambda x: np.zeros(1)):
+            with pytest.raises(ValueError, match=r"^f returned shape"):
+                newton(bad, x0, **kw)
+    for kw in (dict(), dict(bracket=(0.0, 5.0))):
+        for bad in (lambda x: 2.0, lambda x: np.array([2.0])):
+            with pytest.raises(ValueError, match=r"^fprime returned shape"):
+                newton(lambda x: x - 1.5, x0, bad, **kw)
+    # one equation takes a number or a length-1 array
+    assert newton(lambda x: np.array([x - 1.5]), 1.0, lambda x: 1.0) == 1.5
+
+
 def test_exception_in_callback_propagates_unchanged():
     class Boom(ValueError):
         pass
