@@ -440,7 +440,7 @@ def _values(value, n, name, scalar=False):
 
 
 def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=0.0,
-                  maxiter=100, vectorized=False, n_threads=None):
+                  maxiter=100, vectorized=False, n_threads=None, per_system=None):
     """Solve ``F(x) = 0``, ``x`` in R^n, by damped Newton-Raphson; or N such systems at once.
 
     Each step solves ``J(x) s = -F(x)`` (LAPACK ``dgesv``) and backtracks ``x + t s`` with
@@ -463,9 +463,12 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         ``X`` of shape ``(n, k)``; compiled: the vector-field signature with ``m == n * n``,
         writing J row-major. None: central finite differences (``2 n`` evaluations of F).
     args : tuple, optional
-        Extra arguments of F and jac (not for compiled functions). With N systems, an array
-        argument whose last axis has length N is per-system: it is sliced on that last axis to
-        the systems being evaluated (like the columns of ``X``); other arguments pass unchanged.
+        Extra arguments of F and jac (not for compiled functions). With N systems, a
+        per-system argument is sliced on its last axis to the systems being evaluated (like
+        the columns of ``X``); other arguments pass unchanged. Which arguments are per-system:
+        see ``per_system`` -- by default every ndarray whose last axis has length N, so a
+        shared coefficient vector of length N (e.g. ``n == N``) would be cut up too: pass
+        ``per_system`` then.
     tol, rtol : float, optional
         Converged when the Newton step ``s`` (before damping) has
         ``max|s| <= tol + rtol * max|x_new|`` (F is evaluated at ``x_new`` by the line search,
@@ -481,6 +484,10 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     n_threads : int, optional
         Threads for compiled F (None or -1: all; validated for every kind of F). Results do
         not depend on it.
+    per_system : bool or sequence of bool, optional
+        Which of ``args`` are per-system (N systems only): one flag per argument, or one for
+        all. A per-system argument must be an ndarray whose last axis has length N. None
+        (default): the ndarrays whose last axis has length N.
 
     Returns
     -------
@@ -544,12 +551,13 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     compiled = F_user.kind == FunctionKind.COMPILED
     if jac_user is not None and (jac_user.kind == FunctionKind.COMPILED) != compiled:
         raise TypeError("jac must be compiled if and only if F is compiled")
+    per_system = _per_system_flags(per_system, args, single, X0.shape[0])
     if compiled:
         x, fun, status, nit, nfev = newton_system_compiled(
             F_user, jac_user, X0, float(tol), float(rtol), float(ftol), maxiter, n_threads)
     else:
         x, fun, status, nit, nfev = _SystemSolver(
-            F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter).solve()
+            F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter, per_system).solve()
     if single:
         x, fun = x[0], fun[0]
         status, nit, nfev = int(status[0]), int(nit[0]), int(nfev[0])
@@ -565,14 +573,13 @@ class _SystemSolver:
     """Damped Newton-Raphson on the active systems, Python F (vectorized or one call per
     system); the linear solves run in the compiled LAPACK loop."""
 
-    def __init__(self, F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter):
+    def __init__(self, F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter,
+                 per_system):
         self.F, self.jac, self.args = F, jac, args
         self.vectorized = vectorized
         self.N, self.n = X0.shape
         self.tol, self.rtol, self.ftol, self.maxiter = tol, rtol, ftol, maxiter
-        # Per-system arguments: arrays whose last axis has length N (several systems only).
-        self.per_system = [not single and isinstance(a, np.ndarray) and a.ndim >= 1
-                           and a.shape[-1] == self.N for a in args]
+        self.per_system = per_system
         self.X = X0.copy()
         self.fun = np.full((self.N, self.n), np.nan)
         self.status = np.full(self.N, -1, dtype=np.intp)
@@ -694,6 +701,25 @@ class _SystemSolver:
             self.finish(active[small], Status.SUCCESS)
             active = active[~small]
         return self.X, self.fun, self.status, self.nit, self.nfev
+
+
+def _per_system_flags(per_system, args, single, N):
+    """Whether each of ``args`` is sliced per system (see newton_system's ``per_system``)."""
+    if per_system is None:      # arrays whose last axis has length N (several systems only)
+        return [not single and isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[-1] == N
+                for a in args]
+    flags = [per_system] * len(args) if isinstance(per_system, (bool, np.bool_)) \
+        else list(per_system) if isinstance(per_system, (list, tuple)) else None
+    if flags is None or len(flags) != len(args) or \
+            not all(isinstance(v, (bool, np.bool_)) for v in flags):
+        raise ValueError(f"per_system must be a bool or one bool per argument ({len(args)}), "
+                         f"got {per_system!r}")
+    for i, (a, per) in enumerate(zip(args, flags)):
+        if per and not single and not (isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[-1] == N):
+            raise ValueError(f"args[{i}] is per-system, so it must be an ndarray whose last "
+                             f"axis has length N = {N}, got {type(a).__name__} of shape "
+                             f"{np.shape(a)}")
+    return [bool(per) and not single for per in flags]
 
 
 def _checked(value, shape, name, what):

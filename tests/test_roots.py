@@ -706,6 +706,26 @@ def test_vectorized_system_per_system_args_follow_active_systems(rng):
     np.testing.assert_allclose(r.x[:, 1], 2 * np.sqrt(c), rtol=4 * EPS)
 
 
+def test_per_system_keyword_keeps_a_shared_vector_of_length_n_whole():
+    # with n == N the default rule slices a shared coefficient vector per system too;
+    # per_system says which arguments are per-system
+    coef = np.array([1.0, 2.0])                # shared by both systems: F_i = coef_i x_i - c
+    c = np.array([2.0, 4.0])                   # one value per system
+    F = lambda X, coef, c: coef[:, None] * X - c                  # noqa: E731
+    f = lambda x, coef, c: coef * x - c                          # noqa: E731
+    exact = c[:, None] / coef[None, :]
+    for kw in (dict(F=F, vectorized=True), dict(F=f)):
+        for per_system in ((False, True), [False, True]):
+            r = newton_system(x0=np.ones((2, 2)), args=(coef, c), per_system=per_system, **kw)
+            np.testing.assert_array_equal(r.status, 0)
+            np.testing.assert_allclose(r.x, exact, rtol=4 * EPS)
+    with pytest.raises(ValueError, match="per_system"):
+        newton_system(F, np.ones((2, 2)), args=(coef, c), vectorized=True, per_system=(True,))
+    with pytest.raises(ValueError, match=r"args\[1\] is per-system"):
+        newton_system(F, np.ones((2, 2)), args=(coef, np.ones(3)), vectorized=True,
+                      per_system=(False, True))
+
+
 def test_compiled_python_and_scalar_paths_take_identical_steps(rng):
     # x*x*x and 3.0*x*x round identically in C and NumPy, so every path must agree bitwise:
     # the compiled lanes, the vectorized round and the general per-element logic (scalar x0)
