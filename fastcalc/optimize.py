@@ -95,8 +95,9 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
     Parameters
     ----------
     f : callable or scipy.LowLevelCallable
-        ``f(x, *args) -> float``, ``x`` of shape ``(n,)`` (a copy of the iterate, as for ``grad``
-        and ``callback``); or a compiled scalar field ``double f(int n, double *x, void *user_data)``.
+        ``f(x, *args) -> float``, ``x`` of shape ``(n,)`` (a copy of the iterate, as for
+        ``grad`` and ``callback``); or a compiled scalar field
+        ``double f(int n, double *x, void *user_data)``.
     x0 : array_like, shape (n,)
         Starting point (never modified).
     grad : callable, optional

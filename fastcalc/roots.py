@@ -49,8 +49,9 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         be vectorized elementwise: it receives a 1-D array of the still-active elements and the
         matching 1-D slices of every per-element argument, and returns an array of the same
         length (a scalar is not broadcast to all elements: ValueError, as for ``fprime``
-        and ``fprime2``). Both are read-only views (modifying them raises ValueError). With a vectorized ``fprime`` (plain Newton, no bracket), batches of more than
-        65,536 elements are solved in chunks of that size, so that the working arrays stay in
+        and ``fprime2``). Both are read-only views (modifying them raises ValueError).
+        With a vectorized ``fprime`` (plain Newton, no bracket), batches of more than 65,536
+        elements are solved in chunks of that size, so that the working arrays stay in
         cache, on ``n_threads`` threads: ``f`` and ``fprime`` are then called once per round
         per chunk (more, smaller calls, concurrently from several threads), never with more
         than one chunk's active elements; the results do not depend on the chunking or on
@@ -715,7 +716,8 @@ def _per_system_flags(per_system, args, single, N):
         raise ValueError(f"per_system must be a bool or one bool per argument ({len(args)}), "
                          f"got {per_system!r}")
     for i, (a, per) in enumerate(zip(args, flags)):
-        if per and not single and not (isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[-1] == N):
+        if per and not single and not (isinstance(a, np.ndarray) and a.ndim >= 1
+                                       and a.shape[-1] == N):
             raise ValueError(f"args[{i}] is per-system, so it must be an ndarray whose last "
                              f"axis has length N = {N}, got {type(a).__name__} of shape "
                              f"{np.shape(a)}")
