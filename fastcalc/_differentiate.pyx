@@ -377,13 +377,23 @@ cdef cnp.ndarray compiled_axis_values(UserFunction function, const double[::1] x
         threads = 1
     with nogil:
         if center >= 0:
+            # The callable gets a copy: its C signature lets it write to x, and the caller's x
+            # must neither change nor be written at all (it may be read-only memory).
             out_row = &values[0, 0] if width > 0 else NULL
-            if vector:
-                if vector_fn(<int>n, <double*>&x[0], width, out_row, user_data) != 0:
-                    for i in range(width):
-                        out_row[i] = NAN
+            work = <double*>malloc(n * sizeof(double))
+            if work == NULL:
+                for i in range(width):
+                    out_row[i] = NAN
             else:
-                out_row[0] = scalar_fn(<int>n, <double*>&x[0], user_data)
+                memcpy(work, &x[0], n * sizeof(double))
+                if vector:
+                    if vector_fn(<int>n, work, width, out_row, user_data) != 0:
+                        for i in range(width):
+                            out_row[i] = NAN
+                else:
+                    out_row[0] = scalar_fn(<int>n, work, user_data)
+                free(work)
+                work = NULL
     with nogil, parallel(num_threads=threads):
         work = <double*>malloc(n * sizeof(double))
         if work != NULL:

@@ -118,3 +118,69 @@ def test_compiled_newton_results_independent_of_threads_and_batch_size():
     one = fc.newton_system(low_level("circle_exp_system"), sys0[0])
     many = fc.newton_system(low_level("circle_exp_system"), np.repeat(sys0, 64, axis=0))
     np.testing.assert_array_equal(many.x[-1], one.x)
+
+
+# ------------------------------------------------------------------------------------------
+# differentiate: bugs found by the adversarial review
+
+
+@pytest.fixture(scope="module")
+def scribblers():
+    """Compiled scalar and vector fields that write to their x (their C signature allows it)."""
+    numba = pytest.importorskip("numba", reason="numba is optional")
+    from numba import types
+
+    @numba.cfunc(types.double(types.intc, types.CPointer(types.double), types.voidptr))
+    def scalar(n, x_ptr, user_data):
+        x = numba.carray(x_ptr, (n,))
+        total = 0.0
+        for i in range(n):
+            total += x[i] ** 2
+        for i in range(n):
+            x[i] = x[i] + 0.0    # a write of the same value: harmless unless x is read-only
+        return total
+
+    @numba.cfunc(types.intc(types.intc, types.CPointer(types.double), types.intc,
+                            types.CPointer(types.double), types.voidptr))
+    def vector(n, x_ptr, m, out_ptr, user_data):
+        x = numba.carray(x_ptr, (n,))
+        out = numba.carray(out_ptr, (m,))
+        for i in range(m):
+            out[i] = x[i] ** 2
+        for i in range(n):
+            x[i] = x[i] + 0.0
+        return 0
+
+    @numba.cfunc(types.double(types.intc, types.CPointer(types.double), types.voidptr))
+    def clobber(n, x_ptr, user_data):
+        x = numba.carray(x_ptr, (n,))
+        total = 0.0
+        for i in range(n):
+            total += x[i] ** 2
+        x[0] = 1234.0            # a real write: must never reach the caller's x
+        return total
+
+    return scalar, vector, clobber
+
+
+def test_compiled_callable_never_writes_to_callers_x(scribblers, tmp_path):
+    scalar, vector, clobber = scribblers
+    path = tmp_path / "x.bin"
+    np.array([1.0, 2.0, 3.0]).tofile(path)
+    x = np.asarray(np.memmap(path, dtype=np.float64, mode="r"))   # read-only memory
+    assert not x.flags.writeable
+    for method in ("central", "forward", "backward", "richardson"):
+        np.testing.assert_allclose(fc.gradient(scalar, x, method=method), 2 * x, rtol=1e-6)
+        np.testing.assert_allclose(fc.gradient(scalar, x, method=method, bounds=(1.0, 3.0)),
+                                   2 * x, rtol=1e-6)
+        np.testing.assert_allclose(fc.jacobian(vector, x, method=method), np.diag(2 * x),
+                                   rtol=1e-6, atol=1e-6)
+    for method in ("central", "richardson"):
+        np.testing.assert_allclose(fc.hessian(scalar, x, method=method), 2 * np.eye(3),
+                                   atol=1e-5)
+    np.testing.assert_allclose(fc.hessian(None, x, grad=vector), np.diag(2 * x), atol=1e-6)
+    assert fc.check_grad(scalar, vector, x) > 0.1    # vector is x**2, not 2x: no crash
+    x = np.array([1.0, 2.0, 3.0])
+    for method in ("central", "forward", "backward"):
+        fc.gradient(clobber, x, method=method)
+        np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
