@@ -1005,12 +1005,12 @@ def _extrapolate(estimates, rounding):
 def _call_elementwise(f, points, args, name="f"):
     """``f(points, *args)`` checked to return one real value per point (same shape)."""
     values = np.asarray(f(points, *args))
+    # No broadcasting: a scalar from an array call (np.sum(x**2)) is not elementwise, and
+    # broadcasting it would give silently zero derivatives.
     if values.shape != points.shape:
-        try:
-            values = np.broadcast_to(values, points.shape)
-        except ValueError:
-            raise ValueError(f"{name} must be elementwise: called with shape {points.shape}, "
-                             f"it returned shape {values.shape}") from None
+        raise ValueError(f"{name} must be elementwise: called with shape {points.shape}, "
+                         f"it returned shape {values.shape} (a constant function must return "
+                         "an array of its input's shape, e.g. np.full_like(x, c))")
     if values.dtype.kind not in "fiuc b":
         raise TypeError(f"{name} must return numbers, got dtype {values.dtype}")
     return values
@@ -1090,10 +1090,12 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     ------
     ValueError
         ``x`` empty or not finite; ``order``, ``method`` or ``accuracy`` invalid; ``step`` not
-        positive and finite or not broadcastable to ``x``; ``f`` not returning the shape of its
-        input.
+        positive and finite or not broadcastable to ``x``; ``f`` not returning exactly the shape
+        of its input (no broadcasting: a constant must be returned as ``np.full_like(x, c)``);
+        the parameters ``args[0]`` of a compiled ``f`` not of shape ``x.shape + (k,)``.
     TypeError
-        ``x`` complex or not numeric; ``f`` not callable or returning non-numbers;
+        ``x`` complex or not numeric; ``f`` not callable or returning non-numbers; parameters
+        of a compiled ``f`` not real numbers;
         ``method="complex"`` with a compiled ``f`` or an ``f`` that is not complex-safe (it
         discards the imaginary part, e.g. ``math.sin``: NumPy's ``ComplexWarning`` is turned
         into this error).
@@ -1134,7 +1136,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     shape = x_arr.shape
     flat = x_arr.ravel()
     if function.kind == FunctionKind.COMPILED:
-        f, args = _compiled_elementwise(function, args, flat.size, method)
+        f, args = _compiled_elementwise(function, args, shape, method)
     else:
         _check_elementwise_args(args, shape)
     richardson = method == "richardson"
@@ -1184,9 +1186,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     return df[()] if df.ndim else float(df)
 
 
-def _compiled_elementwise(function, args, size, method):
+def _compiled_elementwise(function, args, shape, method):
     """A compiled elementwise function as an array function; ``args`` may hold one parameter
     array of shape ``x.shape + (k,)`` (``k`` parameters per element)."""
+    size = math.prod(shape)
     if method == "complex":
         raise TypeError("f: method='complex' needs a Python function that accepts complex "
                         "input; compiled callables are real-valued")
@@ -1195,9 +1198,15 @@ def _compiled_elementwise(function, args, size, method):
                         "(shape x.shape + (k,)) in args")
     parameters = None
     if args:
-        parameters = np.ascontiguousarray(args[0], dtype=np.float64)
-        if parameters.size % size or parameters.ndim == 0:
-            raise ValueError(f"args[0] must have shape x.shape + (k,), got {parameters.shape}")
+        parameters = np.asarray(args[0])
+        if parameters.dtype.kind not in "biufc":   # strings would be parsed as numbers
+            raise TypeError(f"args[0] must be real numbers, got dtype {parameters.dtype}")
+        parameters = np.ascontiguousarray(real_array(parameters, "args[0]"))
+        # Only the documented layout: a transposed (k, N) array has the right size but would
+        # give each element another element's parameters.
+        if parameters.shape[:-1] != shape or parameters.ndim != len(shape) + 1:
+            raise ValueError(f"args[0] must have shape x.shape + (k,) = {shape + ('k',)}, "
+                             f"got {parameters.shape}".replace("'k'", "k"))
         parameters = parameters.reshape(size, -1)
     return (lambda points: elementwise_values(function, points, parameters)), ()
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import fastcalc as fc
+from fastcalc._testfunctions import low_level
 
 
 def test_lagrange_nan_constraint_gives_status_3_without_linalg_error(capfd):
@@ -184,3 +185,29 @@ def test_compiled_callable_never_writes_to_callers_x(scribblers, tmp_path):
     for method in ("central", "forward", "backward"):
         fc.gradient(clobber, x, method=method)
         np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
+
+
+def test_derivative_non_elementwise_output_names_f():
+    with pytest.raises(ValueError, match="f must be elementwise"):
+        fc.derivative(lambda x: np.sum(x ** 2), [1.0, 2.0])    # was silently [0, 0]
+    with pytest.raises(ValueError, match="f must be elementwise"):
+        fc.derivative(lambda x: 5.0, [1.0, 2.0], method="richardson")
+    np.testing.assert_allclose(fc.derivative(lambda x: np.full_like(x, 5.0), [1.0, 2.0]), 0.0)
+
+
+def test_compiled_elementwise_parameters_need_the_documented_layout():
+    kepler = low_level("kepler_eq")          # E - e sin E - M, p = (e, M)
+    params = np.array([[0.1, 1.0], [0.5, 2.0], [0.9, 3.0]])     # (N, k)
+    x = np.array([0.5, 1.0, 2.0])
+    np.testing.assert_allclose(fc.derivative(kepler, x, args=(params,), accuracy=4),
+                               1 - params[:, 0] * np.cos(x), rtol=1e-9)
+    with pytest.raises(ValueError, match=r"args\[0\] must have shape x.shape \+ \(k,\)"):
+        fc.derivative(kepler, x, args=(params.T.copy(),))       # (k, N): was accepted
+    with pytest.raises(ValueError, match=r"args\[0\]"):
+        fc.derivative(kepler, x, args=(params.ravel(),))
+    with pytest.raises(TypeError, match=r"args\[0\] must be real"):
+        fc.derivative(kepler, x, args=(params + 1j,))
+    with pytest.raises(TypeError, match=r"args\[0\] must be real"):
+        fc.derivative(kepler, x, args=("0.1",))
+    assert abs(fc.derivative(kepler, 1.0, args=(np.array([0.5, 2.0]),))
+               - (1 - 0.5 * np.cos(1.0))) < 1e-9
