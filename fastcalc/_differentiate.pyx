@@ -222,14 +222,18 @@ def combine(const double[:, ::1] values, const cnp.intp_t[::1] output,
     return result_arr, magnitude_arr, bad_arr
 
 
-def relative_steps(const double[::1] x, double c):
-    """Steps ``c * max(1, |x|)`` rounded so that ``(x + h) - x == h`` exactly."""
+def relative_steps(const double[::1] x, double c, double c_rel):
+    """Steps ``c * max(1, |x|)``, limited to ``max(10 c, c_rel |x|)`` above ``|x| = 10`` (see
+    ``differentiate._step_coefficients``), rounded so that ``(x + h) - x == h`` exactly."""
     cdef Py_ssize_t n = x.shape[0], i
     steps = np.empty(n, dtype=np.float64)
     cdef double[::1] h = steps
-    cdef double step, shifted
+    cdef double step, shifted, size
     for i in range(n):
-        step = c * (fabs(x[i]) if fabs(x[i]) > 1.0 else 1.0)
+        size = fabs(x[i])
+        step = c * (size if size > 1.0 else 1.0)
+        if size > 10.0 and step > 10.0 * c and step > c_rel * size:
+            step = 10.0 * c if 10.0 * c > c_rel * size else c_rel * size
         shifted = x[i] + step
         step = shifted - x[i]
         h[i] = step

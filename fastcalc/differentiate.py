@@ -16,11 +16,23 @@ Methods
     complex input; compiled callables cannot (they are real by signature).
 ``"richardson"``
     Central differences at the steps ``h, h/2, h/4, ...`` extrapolated (Romberg); the reported
-    error estimate comes from the extrapolation table plus the rounding error.
+    error estimate comes from the extrapolation table plus the rounding error. The table is a
+    window of 6 steps that slides to smaller steps (down to ``h / 2**29``) until every
+    difference of its first column shrinks at the rate of the stencil (or is at rounding
+    level); if the budget ends first, the component gets status 1 (``MAX_ITERATIONS``).
 
 Steps are relative by default, ``h = c * max(1, |x|)`` with ``c`` minimizing truncation plus
-rounding error of the stencil, and are made exactly representable (``(x + h) - x == h``).
-``step=`` gives absolute steps (for ``"richardson"``: the largest step).
+rounding error of the stencil, except that above ``|x| = 10`` the step is at most
+``max(10 c, c_rel |x|)`` with ``c_rel**order = 1e-4``: a relative step suits functions whose
+scale grows with ``|x|`` (``log``, ``x**k``: rounding error ~1e-12 or less at any ``|x|``),
+but for functions of unit scale (``sin``, ``exp``) a step that is a sizeable fraction of
+``|x|`` is useless, and the large ``c`` of high accuracies made it so (h = 18 at x = 1000 for
+accuracy 8). The limit only binds when ``c > c_rel`` (high accuracies and orders; accuracy 2
+first derivatives keep ``c * max(1, |x|)`` exactly). Limits of the rule: unit-scale functions
+at ``|x| >> 1e3`` still get steps too large for them (use ``step=`` or ``"richardson"``), and
+functions varying on scales much below 1 near ``|x| <= 1`` get steps too large as well.
+Steps are made exactly representable (``(x + h) - x == h``). ``step=`` gives absolute steps
+(for ``"richardson"``: the largest step).
 
 A component whose stencil meets a non-finite value is recomputed with one-sided stencils of the
 same accuracy (the side without the bad value first); only if those fail too is it NaN with
@@ -51,6 +63,9 @@ _METHODS = ("central", "forward", "backward", "complex", "richardson")
 _OPPOSITE = {"forward": "backward", "backward": "forward"}
 # Richardson: number of halvings of the step, and the largest step (relative) per derivative order.
 _RICHARDSON_LEVELS = 6
+# Step budget of the adaptive tables: the window of _RICHARDSON_LEVELS steps slides down to at
+# most h / 2**(_RICHARDSON_MAX_LEVELS - 1).
+_RICHARDSON_MAX_LEVELS = 30
 _RICHARDSON_STEP = {1: 2.0 ** -3, 2: 2.0 ** -2, 3: 2.0 ** -1, 4: 2.0 ** -1}
 _COMPLEX_STEP = 1e-100
 # Safety factor on Richardson's error estimate (the extrapolation difference underestimates the
@@ -70,7 +85,8 @@ class DifferentiationResult(OptimizeResult):
         Error estimate of each entry (truncation + rounding for ``"richardson"``; the rounding
         error for the other methods, whose truncation error is not measured).
     status : ndarray of int
-        Per component: 0 success, 3 a non-finite value that no stencil could avoid.
+        Per component: 0 success, 1 a Richardson table that did not converge (its error
+        estimate is unreliable), 3 a non-finite value that no stencil could avoid.
     success : bool
         True when every status is 0.
     nfev : int
@@ -186,10 +202,40 @@ def _relative_step(kind, accuracy, order):
     return (order * rounding / (accuracy * truncation)) ** (1.0 / (order + accuracy))
 
 
+# The relative part of a default step, c_rel * |x|, keeps the rounding error of the derivative
+# of a power law (log, x**k: f^(j) ~ f / x**j) near eps / c_rel**order ~ 1e-12 or below.
+_RELATIVE_LIMIT = 1e-4
+
+
+@lru_cache(maxsize=None)
+def _step_coefficients(kind, accuracy, order):
+    """``(c, c_rel)`` of the default step ``h = c * max(1, |x|)`` limited, for ``|x| > 10``, to
+    ``max(10 c, c_rel |x|)``.
+
+    ``c * |x|`` is the right step for a function whose scale grows like ``|x|`` (a power law),
+    but for one of unit scale (sin, exp) a step that is a sizeable fraction of ``|x|`` is
+    useless (high accuracies have c up to 0.13: h = 126 at x = 1000). ``c_rel`` is the largest
+    relative step whose rounding error on a power law stays ~ 1e-12 (``c_rel**order = 1e-4``);
+    it only binds when ``c`` is larger (accuracy 2 keeps ``c * max(1, |x|)`` exactly).
+    """
+    c = _relative_step(kind, accuracy, order)
+    return c, min(c, _RELATIVE_LIMIT ** (1.0 / order))
+
+
+def _default_steps(x, kind, accuracy, order):
+    """The default steps of :func:`_step_coefficients` (not yet made representable)."""
+    c, c_rel = _step_coefficients(kind, accuracy, order)
+    size = np.abs(x)
+    h = c * np.maximum(1.0, size)
+    if kind == "complex" or c_rel == c:
+        return h
+    return np.where(size > 10.0, np.minimum(h, np.maximum(10.0 * c, c_rel * size)), h)
+
+
 def _steps(x, step, kind, accuracy, order, name="step"):
     """Per-component steps, exactly representable: ``(x + h) - x == h``."""
     if step is None:
-        h = _relative_step(kind, accuracy, order) * np.maximum(1.0, np.abs(x))
+        h = _default_steps(x, kind, accuracy, order)
     else:
         try:
             h = np.asarray(step, dtype=np.float64)
@@ -350,6 +396,9 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
             inverse[order] = np.arange(order.size)
             df, rounding, bad = df[inverse], rounding[inverse], bad[inverse]
         return df, rounding, bad, nfev, m
+    rounding += _argument_rounding(df, np.concatenate(
+        [np.tile(x[components[selected]], levels) for _, selected in groups]),
+        np.concatenate(plan.scales))
     out = np.empty((components.size, m))
     error = np.empty((components.size, m))
     flags = np.zeros(components.size, dtype=np.uint8)
@@ -358,12 +407,21 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
         size = selected.size * levels
         block = slice(start, start + size)
         shape = (levels, selected.size, m)
-        out[selected], error[selected] = _romberg(df[block].reshape(shape),
-                                                  rounding[block].reshape(shape), kind)
-        flags[selected] = np.bitwise_or.reduce(bad[block].reshape(levels, -1), axis=0)
-        flags[selected] |= np.where(_unconverged(df[block].reshape(shape),
-                                                 rounding[block].reshape(shape), kind).any(axis=1),
-                                    _UNCONVERGED, 0).astype(np.uint8)
+        kind_accuracy = base_accuracy + (base_accuracy % 2 if kind == "central" else 0)
+
+        def extend(level, rows, kind=kind, selected=selected, kind_accuracy=kind_accuracy):
+            more = _Plan(x)
+            more.add_axis_group(components[selected[rows]], h[selected[rows]] * 2.0 ** -level,
+                                kind, kind_accuracy, 1)
+            e, magnitude, b, count, _ = _run_plan(function, more, m, n_threads)
+            r = _ROUNDING_ULPS * _EPS * magnitude + _argument_rounding(
+                e, x[components[selected[rows]]], more.scales[0])
+            return e, r, b, count
+
+        out[selected], error[selected], flags[selected], extra = _adaptive_romberg(
+            df[block].reshape(shape), rounding[block].reshape(shape),
+            bad[block].reshape(levels, -1), kind, extend)
+        nfev += extra
         start += size
     return out, error, flags, nfev, m
 
@@ -371,19 +429,65 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
 _UNCONVERGED = 8      # a flag beside those of combine: the Richardson table did not converge
 
 
+def _argument_rounding(estimates, x, inverse_h):
+    """Error of difference quotients ``(c, m)`` from the rounding of their points ``x + s h``
+    (about ``eps |x| |f'|`` per value, which ``_ROUNDING_ULPS * eps * |f|`` misses when
+    ``|x| >> h``): ``4 eps |x| |estimate| / h``, the estimate standing in for
+    ``f' h**(1-order)``."""
+    return (4.0 * _EPS) * np.abs(x)[:, None] * np.abs(estimates) * np.abs(inverse_h)[:, None]
+
+
 def _unconverged(estimates, rounding, kind, base=2):
-    """Where a one-sided Richardson table (``estimates[k]`` at steps ``h / 2**k``) shows no
-    convergence: the last two differences of its first column must shrink by about ``2**base``
-    (the order of the stencil), unless they are at rounding level. Near a singularity (steps
-    beyond the radius of convergence of the Taylor series) they do not, and the extrapolated
-    value and its error estimate cannot be trusted. Central tables are not checked (they are
-    used where both sides are finite; a one-sided table is the fallback near trouble)."""
-    if kind == "central" or estimates.shape[0] < 3:
+    """Where a Richardson table (``estimates[k]`` at steps ``h / 2**k``) shows no convergence:
+    every difference of its first column must shrink by about ``2**base`` (the order of the
+    stencil) from one step to the next, unless it is at rounding level. Steps too large for
+    the function (beyond the radius of convergence of its Taylor series, or many periods of an
+    oscillation) give differences that do not; their extrapolations can agree by accident, so
+    the value and error estimate of such a table cannot be trusted."""
+    if estimates.shape[0] < 3:
         return np.zeros(estimates.shape[1:], dtype=bool)
-    last = np.abs(estimates[-1] - estimates[-2])
-    previous = np.abs(estimates[-2] - estimates[-3])
-    noise = 10.0 * (rounding[-1] + rounding[-2] + rounding[-3])
-    return (last > noise) & (previous < last * (2.0 ** base / 1.5))
+    difference = np.abs(np.diff(estimates, axis=0))
+    quiet = difference <= 10.0 * (rounding[1:] + rounding[:-1])
+    shrinking = quiet[1:] | (difference[:-1] >= difference[1:] * (2.0 ** base / 1.5))
+    return ~shrinking.all(axis=0)
+
+
+def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2):
+    """Romberg extrapolation over a window of steps that slides to smaller steps until the
+    table converges (:func:`_unconverged`) or the step budget ends.
+
+    ``estimates``, ``rounding``: ``(W, c, m)`` at steps ``h / 2**k``; ``bad``: ``(W, c)``
+    non-finite flags. ``extend(level, rows)`` returns ``(estimates (r, m), rounding, bad (r,),
+    nfev)`` at step ``h / 2**level`` for the components ``rows``. A component whose window
+    meets a non-finite value slides on while its newest step is clean (large steps reaching
+    outside the domain). Returns ``(value (c, m), error (c, m), flags (c,), nfev)``: flags hold
+    the non-finite flags of the final window and ``_UNCONVERGED`` when the budget ran out.
+    """
+    estimates, rounding, bad = estimates.copy(), rounding.copy(), bad.copy()
+    window = estimates.shape[0]
+
+    def state(rows):
+        flags = np.bitwise_or.reduce(bad[:, rows], axis=0)
+        unconverged = _unconverged(estimates[:, rows], rounding[:, rows], kind, base)
+        return flags, unconverged.reshape(rows.size, -1).any(axis=1)
+
+    rows = np.arange(estimates.shape[1])
+    flags, unconverged = state(rows)
+    active = rows[np.where(flags != 0, bad[-1] == 0, unconverged)]
+    level, nfev = window, 0
+    while active.size and level < _RICHARDSON_MAX_LEVELS:
+        e, r, b, count = extend(level, active)
+        nfev += count
+        estimates[:, active] = np.concatenate([estimates[1:, active], e[None]])
+        rounding[:, active] = np.concatenate([rounding[1:, active], r[None]])
+        bad[:, active] = np.concatenate([bad[1:, active], b[None]])
+        level += 1
+        flags, unconverged = state(active)
+        active = active[np.where(flags != 0, bad[-1, active] == 0, unconverged)]
+    flags, unconverged = state(rows)
+    value, error = _romberg(estimates, rounding, kind, base)
+    flags = flags | np.where((flags == 0) & unconverged, _UNCONVERGED, 0).astype(np.uint8)
+    return value, error, flags, nfev
 
 
 def _romberg(estimates, rounding, kind, base=2):
@@ -523,7 +627,7 @@ def _axis_derivatives(function, x, *, method, accuracy, step, bounds, m, n_threa
     elif bounds is None and not richardson:
         # the fast path: one stencil for every component
         if step is None:
-            h = relative_steps(x, _relative_step(method, accuracy, 1))
+            h = relative_steps(x, *_step_coefficients(method, accuracy, 1))
         else:
             h = _steps(x, step, method, accuracy, 1)
         offsets, weights, _ = stencil(method, accuracy, 1)
@@ -607,7 +711,8 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     accuracy : int
         Order of the truncation error: 2, 4, 6, 8 (central) or 1 to 4 (one-sided).
     step : float or array_like, optional
-        Absolute step(s); default ``c * max(1, |x|)`` with ``c`` optimal for the stencil.
+        Absolute step(s); default ``c * max(1, |x|)`` with ``c`` optimal for the stencil,
+        limited above ``|x| = 10`` (module documentation).
     bounds : (lb, ub), optional
         No evaluation leaves ``lb <= x <= ub``: components near a bound use one-sided stencils.
     args : tuple
@@ -643,10 +748,11 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     Failure behaviour: a component whose stencil meets a non-finite value is recomputed with a
     one-sided stencil; if that fails too it is NaN with status 3 (``NON_FINITE``) in the
     ``full_output`` result (a compiled callable returning NaN is handled the same way). With
-    ``method="richardson"``, a one-sided extrapolation table (fallback or bounds) whose
-    differences do not shrink at the rate of the stencil (steps too large near a singularity)
-    keeps its value but gets status 1 (``MAX_ITERATIONS``): its error estimate is not reliable.
-    No exception or warning is raised for it: check ``status``.
+    ``method="richardson"``, an extrapolation table (central, fallback or bounds) whose
+    differences still do not shrink at the rate of the stencil when the steps have slid down
+    to ``h / 2**29`` (near a singularity, or noise) keeps its last value but gets status 1
+    (``MAX_ITERATIONS``): its error estimate is not reliable. No exception or warning is
+    raised for it: check ``status``.
 
     Examples
     --------
@@ -803,8 +909,11 @@ def _hessian_levels(function, x, h, levels, ratio, n_threads):
     entries, magnitude, bad = combine(values, output, point, np.tile(t["coefficient"], levels),
                                       np.tile(t["side"], levels), scale)
     shape = (levels, nv)
-    return (entries.reshape(shape), _ROUNDING_ULPS * _EPS * magnitude.reshape(shape),
-            bad.reshape(shape), k * levels)
+    size = np.tile(np.maximum(np.abs(x)[np.concatenate([np.arange(n), ui])],
+                              np.abs(x)[np.concatenate([np.arange(n), uj])]), levels)
+    rounding = _ROUNDING_ULPS * _EPS * magnitude + _argument_rounding(
+        entries, size, np.sqrt(np.abs(scale)))
+    return (entries.reshape(shape), rounding.reshape(shape), bad.reshape(shape), k * levels)
 
 
 def _symmetric(entries, n):
@@ -824,7 +933,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
 
     Without ``grad``, the n(n+1)/2 unique entries come from a symmetric 2-D stencil on values
     of ``f`` (``1 + n + n**2`` points for accuracy 2, all in one batch; never a Jacobian of a
-    Jacobian). Higher accuracies extrapolate the same stencil at steps ``h, 2h, 4h, 8h``. With
+    Jacobian). Higher accuracies extrapolate the same stencil at steps ``h, 2h, ...``
+    (``accuracy // 2`` steps; the default step of the accuracy is the largest). With
     ``grad``, the Hessian is the central-difference Jacobian of ``grad``, symmetrized. The
     result is exactly symmetric.
 
@@ -839,8 +949,10 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     accuracy : {2, 4, 6, 8}
         Order of the truncation error for ``method="central"``.
     step : float or array_like, optional
-        Absolute step(s); default relative. For ``"central"`` the base step ``h`` (accuracies
-        above 2 extrapolate from ``h, 2h, 4h, 8h``); for ``"richardson"`` the largest step.
+        Absolute step(s); default relative (module documentation). For ``"central"`` the base
+        step ``h`` (accuracies above 2 extrapolate from ``h, 2h, ...``, up to ``8h``); for
+        ``"richardson"`` the largest step (the steps then slide down until the table
+        converges; status 1 if it does not).
     grad : callable, scipy.LowLevelCallable or numba cfunc, optional
         Gradient ``grad(x, *args) -> (n,)`` (vectorized: ``(n, k) -> (n, k)``; compiled: a
         vector field with ``m = n``).
@@ -900,15 +1012,28 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         if richardson:   # steps h, h/2, h/4, ... from a large h
             h = np.array(_steps(x, step, "richardson", 2, 2))
             levels, ratio = _RICHARDSON_LEVELS - 1, 0.5
-        else:            # steps h, 2h, 4h, ... from the optimal accuracy-2 step
-            h = np.array(_steps(x, step, "central", accuracy, 2))
+        else:            # steps h, 2h, 4h, ... (accuracy // 2 of them)
             levels, ratio = accuracy // 2, 2.0
+            h = np.array(_steps(x, step, "central", accuracy, 2))
+            if step is None and levels > 1:
+                # the default step of the accuracy is the LARGEST of the ladder: starting
+                # from it (up to 8h) reached far beyond the stencil's own extent
+                h = _steps(x, h / 2.0 ** (levels - 1), "central", accuracy, 2)
         entries, rounding, bad, nfev = _hessian_levels(function, x, h, levels, ratio, n_threads)
+        unconverged = np.zeros(entries.shape[1], dtype=bool)
         if levels == 1:
             value, estimate = entries[0], rounding[0]
         elif richardson:
-            value, estimate = _romberg(entries[:, :, None], rounding[:, :, None], "central")
-            value, estimate = value[:, 0], estimate[:, 0]
+            def extend(level, rows):
+                e, r, b, count = _hessian_levels(function, x, h * ratio ** level, 1, ratio,
+                                                 n_threads)
+                return e[0, rows, None], r[0, rows, None], b[0, rows], count
+
+            value, estimate, flags, extra = _adaptive_romberg(
+                entries[:, :, None], rounding[:, :, None], bad, "central", extend)
+            value, estimate, nfev = value[:, 0], estimate[:, 0], nfev + extra
+            unconverged = (flags & _UNCONVERGED) != 0
+            bad = (flags & ~np.uint8(_UNCONVERGED))[None, :]
         else:
             value, estimate = _extrapolate(entries[::-1], rounding[::-1])
         failed = np.bitwise_or.reduce(bad, axis=0) != 0
@@ -923,7 +1048,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         estimate = np.where(failed, np.nan, estimate)
         df = _symmetric(value, n)
         error = _symmetric(estimate, n)
-        status = _symmetric(np.where(failed, Status.NON_FINITE, 0).astype(np.int8), n)
+        status = _symmetric(np.where(failed, Status.NON_FINITE, np.where(
+            unconverged, Status.MAX_ITERATIONS, 0)).astype(np.int8), n)
     if full_output:
         return _result(df, error, status, nfev)
     return df
@@ -1016,21 +1142,17 @@ def _call_elementwise(f, points, args, name="f"):
     return values
 
 
-def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
-    """Derivatives of ``f`` at every element of ``x`` with one stencil kind (one call of f).
+def _elementwise_levels(f, x, h, offsets, weights, factors, order, args, shape):
+    """One stencil at the steps ``h * factors[l]`` for every element (one call of f).
 
-    Returns ``(df, error, bad)`` flattened, ``bad`` with the flags of ``combine``.
+    Returns ``(estimates (L, N), rounding (L, N), bad (L, N), nfev)``, ``bad`` with the flags of
+    ``combine`` per level.
     """
-    levels = _RICHARDSON_LEVELS if richardson else 1
-    base = 2 if richardson else accuracy
-    offsets, weights, _ = stencil(kind, base + (base % 2 if kind == "central" else 0), order)
-    offsets, weights = np.array(offsets), np.array(weights)
-    factors = 2.0 ** -np.arange(levels)
-    # points[level, offset, element] = x + offset * h * 2**-level
+    # points[level, offset, element] = x + offset * h * factor
     deltas = (factors[:, None, None] * offsets[None, :, None]) * h[None, None, :]
     points = x[None, None, :] + deltas
     values = _call_elementwise(f, points.reshape((-1,) + shape),
-                               args).reshape(points.shape).real.astype(np.float64)
+                               args).reshape(points.shape).astype(np.float64)
     scale = (h[None, :] * factors[:, None]) ** -order
     # Accumulate the stencil points one at a time, in a fixed order: each element's sum is then
     # the same whatever the other elements of the call (einsum's order depends on the shape).
@@ -1040,17 +1162,41 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
         total += weight * values[:, j, :]
         magnitude += abs(weight) * np.abs(values[:, j, :])
     estimates = total * scale
-    rounding = _ROUNDING_ULPS * _EPS * magnitude * scale
+    rounding = _ROUNDING_ULPS * _EPS * magnitude * scale + (4.0 * _EPS) * np.abs(x) * np.abs(
+        estimates) / (h[None, :] * factors[:, None])
     finite = np.isfinite(values)
-    bad = np.zeros(x.size, dtype=np.uint8)
+    bad = np.zeros(estimates.shape, dtype=np.uint8)
     for mask, flag in ((offsets > 0, 1), (offsets < 0, 2), (offsets == 0, 4)):
         if mask.any():
-            bad |= np.where((~finite[:, mask]).any(axis=(0, 1)), flag, 0).astype(np.uint8)
-    if richardson:
-        df, error = _romberg(estimates[:, :, None], rounding[:, :, None], kind)
-        bad |= np.where(_unconverged(estimates, rounding, kind), _UNCONVERGED, 0).astype(np.uint8)
-        return df[:, 0], error[:, 0], bad, values.size
-    return estimates[0], rounding[0], bad, values.size
+            bad |= np.where((~finite[:, mask]).any(axis=1), flag, 0).astype(np.uint8)
+    return estimates, rounding, bad, values.size
+
+
+def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
+    """Derivatives of ``f`` at every element of ``x`` with one stencil kind.
+
+    Returns ``(df, error, bad, nfev)`` flattened, ``bad`` with the flags of ``combine`` (and
+    ``_UNCONVERGED``).
+    """
+    base = 2 if richardson else accuracy
+    offsets, weights, _ = stencil(kind, base + (base % 2 if kind == "central" else 0), order)
+    offsets, weights = np.array(offsets), np.array(weights)
+    if not richardson:
+        estimates, rounding, bad, nfev = _elementwise_levels(
+            f, x, h, offsets, weights, np.ones(1), order, args, shape)
+        return estimates[0], rounding[0], bad[0], nfev
+    estimates, rounding, bad, nfev = _elementwise_levels(
+        f, x, h, offsets, weights, 2.0 ** -np.arange(_RICHARDSON_LEVELS), order, args, shape)
+
+    def extend(level, rows):
+        # every element is evaluated (array args broadcast against the whole of x)
+        e, r, b, count = _elementwise_levels(f, x, h, offsets, weights,
+                                             np.array([2.0 ** -level]), order, args, shape)
+        return e[0, rows, None], r[0, rows, None], b[0, rows], count
+
+    df, error, bad, extra = _adaptive_romberg(estimates[:, :, None], rounding[:, :, None], bad,
+                                              kind, extend)
+    return df[:, 0], error[:, 0], bad, nfev + extra
 
 
 def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(),
@@ -1076,7 +1222,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     accuracy : int
         Order of the truncation error: 2, 4, 6, 8 (central) or 1 to 4 (one-sided).
     step : float or array_like, optional
-        Absolute step(s) broadcastable to ``x``; default ``c * max(1, |x|)``.
+        Absolute step(s) broadcastable to ``x``; default ``c * max(1, |x|)``, limited above
+        ``|x| = 10`` (module documentation).
     args : tuple
         Extra arguments of ``f``.
     full_output : bool
@@ -1106,10 +1253,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     -----
     Failure behaviour: an element whose stencil meets a non-finite value of ``f`` is recomputed
     with a one-sided stencil; if that fails too its derivative is NaN with status 3
-    (``NON_FINITE``) in the ``full_output`` result. With ``method="richardson"`` a one-sided
-    fallback whose extrapolation table does not converge keeps its value with status 1
-    (``MAX_ITERATIONS``; its error estimate is unreliable). No exception or warning is raised
-    for it: check ``status`` (or NaN). Other elements are unaffected.
+    (``NON_FINITE``) in the ``full_output`` result. With ``method="richardson"`` an element
+    whose extrapolation table does not converge within the step budget keeps its value with
+    status 1 (``MAX_ITERATIONS``; its error estimate is unreliable). No exception or warning
+    is raised for it: check ``status`` (or NaN). Other elements are unaffected.
 
     Examples
     --------
