@@ -1420,8 +1420,10 @@ def taylor(f, x0, order, *, args=()):
 
     Parameters
     ----------
-    f : callable
-        Elementwise function of one variable, as for :func:`derivative`.
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        Elementwise function of one variable, as for :func:`derivative` (a compiled
+        ``double f(double x, int k, double *p, void *user_data)`` takes its parameters as
+        ``args=(p,)`` with ``p`` of shape ``(k,)``).
     x0 : float
         Expansion point.
     order : {0, 1, 2, 3, 4}
@@ -1439,14 +1441,18 @@ def taylor(f, x0, order, *, args=()):
     Raises
     ------
     ValueError
-        ``x0`` not a finite scalar; ``order`` not an int from 0 to 4.
+        ``x0`` not a finite scalar; ``order`` not an int from 0 to 4; ``f`` not elementwise.
+    TypeError
+        ``f`` not callable, of the wrong compiled signature, or returning non-numbers.
     Exception
         Any exception raised by ``f`` propagates unchanged.
 
     Notes
     -----
-    Failure behaviour: coefficients that cannot be computed (non-finite values of ``f`` on
-    both sides of ``x0``) are NaN; no exception or warning.
+    Failure behaviour: coefficients whose derivative does not succeed (status other than 0
+    in :func:`derivative` with ``method="richardson"``: non-finite values of ``f`` on both
+    sides of ``x0``, or an extrapolation that does not converge) are NaN; no exception or
+    warning.
 
     Examples
     --------
@@ -1466,12 +1472,17 @@ def taylor(f, x0, order, *, args=()):
         raise ValueError("x0 must be a scalar")
     args = _check_args(args)
     center = float(x0[0])
-    value = np.asarray(f(np.float64(center), *args))
-    if value.size != 1 or value.dtype.kind not in "biuf":
-        raise TypeError(f"f must return one real number, got {type(value).__name__} of shape "
-                        f"{value.shape} and dtype {value.dtype}")
-    coefficients = [float(value.reshape(()))]
+    # f(x0) through the same layer as the derivatives (compiled callables included)
+    function = resolve(f, signatures=("elementwise",))
+    if function.kind == FunctionKind.COMPILED:
+        call, call_args = _compiled_elementwise(function, args, (), "richardson")
+    else:
+        _check_elementwise_args(args, ())
+        call, call_args = f, args
+    coefficients = [float(_call_elementwise(call, np.array([center]), call_args)[0])]
     for k in range(1, order + 1):
-        coefficients.append(derivative(f, center, order=k, method="richardson", args=args)
-                            / math.factorial(k))
+        result = derivative(f, center, order=k, method="richardson", args=args,
+                            full_output=True)
+        # an unconverged or failed derivative gives NaN, as documented, not a wrong number
+        coefficients.append(result.df / math.factorial(k) if result.status == 0 else np.nan)
     return Polynomial(coefficients, domain=[center - 1.0, center + 1.0], window=[-1.0, 1.0])

@@ -268,3 +268,21 @@ def test_richardson_large_steps_outside_the_domain_slide_inside():
     for order in (1, 2, 3, 4):    # order 3 used to be NaN: every stencil reached 0.5 +- 1
         r = fc.derivative(f, 0.5, order=order, method="richardson", full_output=True)
         assert r.status == 0 and abs(r.df - np.exp(0.5)) <= r.error < 1e-6, (order, r)
+
+
+def test_taylor_uses_the_derivative_status():
+    p = fc.taylor(np.log, 0.1, 4)
+    np.testing.assert_allclose(p.coef, [np.log(0.1), 10, -50, 1000 / 3, -2500], rtol=1e-7)
+    with np.errstate(divide="ignore"):
+        p = fc.taylor(lambda x: np.sqrt(np.abs(x)), 0.0, 2)
+    assert np.isnan(p.coef[2])        # no second derivative at 0: NaN, not -1.7e12
+
+
+def test_taylor_accepts_compiled_callables():
+    e, mean_anomaly, x0 = 0.5, 0.2, 0.7      # kepler_eq: x - e sin x - M
+    p = fc.taylor(low_level("kepler_eq"), x0, 3, args=(np.array([e, mean_anomaly]),))
+    np.testing.assert_allclose(p.coef, [x0 - e * np.sin(x0) - mean_anomaly,
+                                        1 - e * np.cos(x0), e * np.sin(x0) / 2,
+                                        e * np.cos(x0) / 6], rtol=1e-8)
+    with pytest.raises(TypeError, match="signature"):
+        fc.taylor(low_level("rosenbrock"), 0.5, 2)
