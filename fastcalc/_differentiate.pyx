@@ -26,6 +26,7 @@ from cpython.float cimport PyFloat_Check, PyFloat_AS_DOUBLE
 
 from fastcalc._evaluate cimport (UserFunction, scalar_field_t, vector_field_t, elementwise_t,
                                  COMPILED)
+from fastcalc._evaluate import real_values
 from fastcalc._parallel cimport resolve_threads
 
 cnp.import_array()
@@ -352,11 +353,9 @@ cdef cnp.ndarray _python_scalar_values(UserFunction function, cnp.ndarray points
 
 
 cdef double _real_scalar(object value, str name) except? -1.0:
-    arr = np.asarray(value)
+    arr = real_values(value, name)    # the rule of the user-function layer
     if arr.size != 1:
         raise ValueError(f"{name} must return a scalar, got an array of shape {arr.shape}")
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must return a real number, got {value!r}")
     return float(arr.reshape(()))
 
 

@@ -51,7 +51,7 @@ from scipy.optimize import OptimizeResult
 from ._arrays import real_array
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
                              elementwise_values, relative_steps, romberg, stencil)
-from ._evaluate import FunctionKind, resolve
+from ._evaluate import FunctionKind, real_values, resolve
 from ._status import Status, messages_of
 
 __all__ = ["DifferentiationResult", "check_grad", "derivative", "gradient", "hessian",
@@ -141,19 +141,6 @@ def _check_args(args):
     if isinstance(args, list):
         return tuple(args)
     return (args,)
-
-
-def _real_valued(function, name="f"):
-    """``function`` checked to return numbers (not None, strings or objects)."""
-    def checked(*args):
-        value = function(*args)
-        kind = value.dtype.kind if isinstance(value, np.ndarray) else (
-            "O" if value is None or isinstance(value, (str, bytes)) else
-            np.asarray(value).dtype.kind)
-        if kind not in "biufc":     # complex: method="complex"
-            raise TypeError(f"{name} must return numbers, got {value!r}")
-        return value
-    return checked
 
 
 def _elementwise_steps(step, shape):
@@ -535,7 +522,8 @@ def _complex_stage(function, x, components, h, m):
 
 def _complex_values(function, points, count, h, m):
     if function.kind == FunctionKind.VECTORIZED:
-        values = np.asarray(function.function(points.T, *function.args))
+        values = real_values(function.function(points.T, *function.args), function.name,
+                             complex_ok=True)
         if m is None:
             if values.shape != (count,):
                 raise ValueError(f"{function.name} (vectorized scalar field) returned shape "
@@ -549,7 +537,8 @@ def _complex_values(function, points, count, h, m):
                                  f"{values.shape}, expected (m, {count})")
             values = values.T
     else:
-        rows = [np.asarray(function.function(p, *function.args)) for p in points]
+        rows = [real_values(function.function(p, *function.args), function.name,
+                            complex_ok=True) for p in points]
         if m is None:
             bad_shape = [r.shape for r in rows if r.size != 1]
             if bad_shape:
@@ -737,7 +726,9 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
         ``f`` returning a value of the wrong shape; ``n_threads`` below 1 (other than -1).
     TypeError
         ``x`` complex or not numeric; ``f`` not callable, of the wrong compiled signature, or
-        returning non-numbers; ``n_threads`` not an int; ``method="complex"`` with a compiled
+        returning anything but real numbers (bool, int, float, NumPy integers and floats; not
+        strings, None, Decimal, Fraction, nor complex values outside ``method="complex"``);
+        ``n_threads`` not an int; ``method="complex"`` with a compiled
         ``f`` or an ``f`` that is not complex-safe (it discards the imaginary part, e.g.
         ``math.sin``: NumPy's ``ComplexWarning`` is turned into this error).
     Exception
@@ -823,11 +814,6 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     x = _check_point(x)
     accuracy = _check_method(method, accuracy)
     function = resolve(f, args=_check_args(args), vectorized=vectorized, signatures=("vector",))
-    if function.kind != FunctionKind.COMPILED:
-        # NumPy turns None (or an object array of them) into NaN: a TypeError instead
-        function = resolve(_real_valued(function.function, function.name), args=function.args,
-                           vectorized=function.kind == FunctionKind.VECTORIZED,
-                           signatures=("vector",), name=function.name)
     bounds = _check_bounds(bounds, x)
     if n_out is None:
         m = x.size if function.kind == FunctionKind.COMPILED else -1
@@ -1128,17 +1114,16 @@ def _extrapolate(estimates, rounding):
 # --------------------------------------------------------------------------------------------
 # elementwise derivatives, gradient check, Taylor polynomials
 
-def _call_elementwise(f, points, args, name="f"):
-    """``f(points, *args)`` checked to return one real value per point (same shape)."""
-    values = np.asarray(f(points, *args))
+def _call_elementwise(f, points, args, name="f", complex_ok=False):
+    """``f(points, *args)`` checked to return one real value per point (same shape); complex
+    values only with ``complex_ok`` (complex step)."""
+    values = real_values(f(points, *args), name, complex_ok)
     # No broadcasting: a scalar from an array call (np.sum(x**2)) is not elementwise, and
     # broadcasting it would give silently zero derivatives.
     if values.shape != points.shape:
         raise ValueError(f"{name} must be elementwise: called with shape {points.shape}, "
                          f"it returned shape {values.shape} (a constant function must return "
                          "an array of its input's shape, e.g. np.full_like(x, c))")
-    if values.dtype.kind not in "fiuc b":
-        raise TypeError(f"{name} must return numbers, got dtype {values.dtype}")
     return values
 
 
@@ -1241,7 +1226,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         of its input (no broadcasting: a constant must be returned as ``np.full_like(x, c)``);
         the parameters ``args[0]`` of a compiled ``f`` not of shape ``x.shape + (k,)``.
     TypeError
-        ``x`` complex or not numeric; ``f`` not callable or returning non-numbers; parameters
+        ``x`` complex or not numeric; ``f`` not callable or returning anything but real
+        numbers (as for :func:`gradient`); parameters
         of a compiled ``f`` not real numbers;
         ``method="complex"`` with a compiled ``f`` or an ``f`` that is not complex-safe (it
         discards the imaginary part, e.g. ``math.sin``: NumPy's ``ComplexWarning`` is turned
@@ -1291,7 +1277,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         h = _steps(flat, _elementwise_steps(step, shape),
                    "complex", 2, 1)
         with _complex_safe("f"):
-            values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args).ravel()
+            values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args,
+                                       complex_ok=True).ravel()
         df = np.asarray(values.imag, dtype=np.float64) / h
         error = _ROUNDING_ULPS * _EPS * np.abs(df)
         bad = np.where(np.isfinite(values), 0, 3).astype(np.uint8)

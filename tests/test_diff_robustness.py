@@ -1,4 +1,8 @@
 """Robustness fixes of differentiation / roots / optimize (bad input named, statuses)."""
+import warnings
+from decimal import Decimal
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -286,3 +290,51 @@ def test_taylor_accepts_compiled_callables():
                                         e * np.cos(x0) / 6], rtol=1e-8)
     with pytest.raises(TypeError, match="signature"):
         fc.taylor(low_level("rosenbrock"), 0.5, 2)
+
+
+_COMPLEX_RETURNS = [
+    ("derivative", lambda: fc.derivative(lambda x: np.sqrt(x - 2 + 0j), 1.0)),
+    ("jacobian", lambda: fc.jacobian(lambda x: np.sqrt(x - 2 + 0j), [1.0])),
+    ("gradient", lambda: fc.gradient(lambda x: np.sqrt(x[0] - 2 + 0j), [1.0])),
+    ("gradient richardson",
+     lambda: fc.gradient(lambda x: np.sqrt(x[0] - 2 + 0j), [1.0], method="richardson")),
+    ("gradient bounds", lambda: fc.gradient(lambda x: complex(x[0], 1), [1.0], bounds=(0, 2))),
+    ("hessian", lambda: fc.hessian(lambda x: complex(x[0], 1), [1.0])),
+    ("check_grad", lambda: fc.check_grad(lambda x: x[0] ** 2, lambda x: x + 0j, [1.0])),
+]
+
+
+@pytest.mark.parametrize("name, call", _COMPLEX_RETURNS, ids=[c[0] for c in _COMPLEX_RETURNS])
+def test_complex_return_values_are_a_type_error_on_every_path(name, call):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")    # no ComplexWarning, no silent .real
+        with pytest.raises(TypeError, match=r"(f|grad) returned complex values"):
+            call()
+
+
+_NON_NUMERIC = ["1.5", b"1", Decimal("1"), Fraction(1, 2), None, object()]
+
+
+@pytest.mark.parametrize("value", _NON_NUMERIC, ids=repr)
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_non_numeric_return_values_are_a_type_error_on_every_path(value, method):
+    for call in (lambda: fc.gradient(lambda x: value, [1.0], method=method),
+                 lambda: fc.gradient(lambda x: value, [1.0], method=method, bounds=(0, 2)),
+                 lambda: fc.gradient(lambda X: [value] * X.shape[1], [1.0], method=method,
+                                     vectorized=True),
+                 lambda: fc.jacobian(lambda x: [value, value], [1.0, 2.0], method=method),
+                 lambda: fc.hessian(lambda x: value, [1.0], method=method),
+                 lambda: fc.derivative(lambda x: np.full(x.shape, value), [1.0], method=method)):
+        with pytest.raises(TypeError, match="f .*must return numbers"):
+            call()
+
+
+def test_real_numbers_of_every_kind_are_accepted():
+    assert fc.gradient(lambda x: 3, [1.0])[0] == 0.0
+    assert fc.gradient(lambda x: True, [1.0])[0] == 0.0
+    assert fc.gradient(lambda x: np.int64(7), [1.0], method="richardson")[0] == 0.0
+    assert fc.derivative(lambda x: np.ones(x.shape, dtype=np.uint8), 1.0) == 0.0
+    np.testing.assert_allclose(fc.jacobian(lambda x: [x[0] ** 2, 2 * x[1]], [1.0, 2.0]),
+                               [[2, 0], [0, 2]], atol=1e-8)
+    np.testing.assert_allclose(fc.jacobian(np.sin, [1.0], method="complex"), [[np.cos(1.0)]],
+                               rtol=1e-15)
