@@ -594,13 +594,28 @@ def _bounded_kinds(method, accuracy, x, h, bounds):
     roomier = np.where(room_up >= room_down, "forward", "backward").astype(object)
     other = np.where(room_up >= room_down, "backward", "forward").astype(object)
     chosen = _one_sided_kinds(x, h, [kinds, roomier, other], accuracy, bounds)
-    squeezed = chosen == None  # noqa: E711 (object array)
-    if squeezed.any():
+    squeezed = np.flatnonzero(chosen == None)  # noqa: E711 (object array)
+    if squeezed.size:
         chosen[squeezed] = roomier[squeezed]
         reach = _extent("forward", accuracy)[1]
         room = np.maximum(room_up, room_down)[squeezed]
         shrunk = room / reach * (1.0 - 1e-9)
         h[squeezed] = np.minimum(h[squeezed], (x[squeezed] + shrunk) - x[squeezed])
+        # (x + shrunk) - x rounds: to 0 (no step at all) or up, putting x + reach * h outside
+        # the bounds. Halve until the evaluated points themselves fit.
+        for _ in range(4):
+            fits = (h[squeezed] > 0) & (_one_sided_kinds(
+                x[squeezed], h[squeezed], [chosen[squeezed]], accuracy,
+                (lower[squeezed], upper[squeezed])) != None)  # noqa: E711
+            if fits.all():
+                break
+            retry = squeezed[~fits]
+            h[retry] = (x[retry] + 0.5 * h[retry]) - x[retry]
+        else:
+            tight = squeezed[~fits][0]
+            raise ValueError(f"bounds too narrow: no one-sided stencil of accuracy {accuracy} "
+                             f"fits between lb = {float(lower[tight])!r} and ub = "
+                             f"{float(upper[tight])!r} around x[{tight}] = {float(x[tight])!r}")
     return chosen
 
 
@@ -722,7 +737,8 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     ------
     ValueError
         ``x`` empty, not 1-D or not finite; ``method``/``accuracy`` invalid; ``step`` not
-        positive and finite or of the wrong shape; ``bounds`` malformed or not containing ``x``;
+        positive and finite or of the wrong shape; ``bounds`` malformed, not containing ``x``
+        or so narrow (a few ulps) that no stencil fits between them;
         ``f`` returning a value of the wrong shape; ``n_threads`` below 1 (other than -1).
     TypeError
         ``x`` complex or not numeric; ``f`` not callable, of the wrong compiled signature, or

@@ -338,3 +338,25 @@ def test_real_numbers_of_every_kind_are_accepted():
                                [[2, 0], [0, 2]], atol=1e-8)
     np.testing.assert_allclose(fc.jacobian(np.sin, [1.0], method="complex"), [[np.cos(1.0)]],
                                rtol=1e-15)
+
+
+@pytest.mark.parametrize("accuracy, upper", [(2, np.nextafter(1.0, 2.0)), (8, 1.000000000000001),
+                                             (2, 1 + 1e-12), (4, 1 + 1e-12)])
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_narrow_bounds_never_evaluate_outside_nor_report_nan_success(accuracy, upper, method):
+    points = []
+
+    def f(x):
+        points.append(x[0])
+        return float(x[0] ** 2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")     # no divide-by-zero warning either
+        try:
+            r = fc.gradient(f, [1.0], method=method, bounds=(1.0, upper), full_output=True,
+                            accuracy=accuracy if method == "central" else 2)
+        except ValueError as exc:
+            assert "bounds too narrow" in str(exc)
+        else:
+            assert r.status[0] == 0 and abs(r.df[0] - 2.0) < 1e-2     # was nan / -4
+    assert all(1.0 <= p <= upper for p in points)
