@@ -236,7 +236,10 @@ def relative_steps(const double[::1] x, double c, double c_rel):
         if size > 10.0 and step > 10.0 * c and step > c_rel * size:
             step = 10.0 * c if 10.0 * c > c_rel * size else c_rel * size
         shifted = x[i] + step
-        step = shifted - x[i]
+        if isfinite(shifted):
+            step = shifted - x[i]
+        else:            # near DBL_MAX: representable on the other side
+            step = x[i] - (x[i] - step)
         h[i] = step
     return steps
 

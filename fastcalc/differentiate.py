@@ -42,7 +42,7 @@ inside by switching components near a bound to a one-sided stencil.
 import math
 import warnings
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 import numpy as np
 from numpy.polynomial import Polynomial
@@ -58,6 +58,20 @@ __all__ = ["DifferentiationResult", "check_grad", "derivative", "gradient", "hes
            "jacobian", "taylor"]
 
 _EPS = np.finfo(np.float64).eps
+# Library arithmetic on points and differences (x + h overflowing near DBL_MAX, inf - inf in a
+# table) must not raise NumPy warnings: the results are checked for finiteness instead. User
+# functions are never called under it, so their warnings stay the caller's.
+def _quiet():
+    return np.errstate(all="ignore")
+
+
+def _quietly(function):
+    """``function`` run under :func:`_quiet` (pure library arithmetic only)."""
+    @wraps(function)
+    def quiet(*args, **kwargs):
+        with _quiet():
+            return function(*args, **kwargs)
+    return quiet
 _ACCURACIES = {"central": (2, 4, 6, 8), "forward": (1, 2, 3, 4), "backward": (1, 2, 3, 4)}
 _METHODS = ("central", "forward", "backward", "complex", "richardson")
 _OPPOSITE = {"forward": "backward", "backward": "forward"}
@@ -236,9 +250,12 @@ def _steps(x, step, kind, accuracy, order, name="step"):
         h = np.broadcast_to(h, x.shape)
     if kind == "complex":
         return np.array(h, dtype=np.float64)
-    exact = (x + h) - x
-    # A step below the spacing of x rounds to zero: fall back to one unit in the last place.
-    return np.where(exact > 0, exact, np.spacing(np.abs(x)))
+    with _quiet():
+        exact = (x + h) - x
+        # near DBL_MAX x + h overflows: make the step representable on the other side
+        exact = np.where(np.isfinite(exact), exact, x - (x - h))
+        # A step below the spacing of x rounds to zero: fall back to one unit in the last place.
+        return np.where(exact > 0, exact, np.spacing(np.abs(x)))
 
 
 def _check_bounds(bounds, x):
@@ -305,7 +322,8 @@ class _Plan:
         t = _template(count, kind, accuracy, order)
         base = self.npoints
         first_index = np.repeat(components, t["per"])
-        first_value = (self.x[components][:, None] + h[:, None] * t["offsets"]).ravel()
+        with _quiet():    # points beyond DBL_MAX are inf: non-finite values, then a fallback
+            first_value = (self.x[components][:, None] + h[:, None] * t["offsets"]).ravel()
         if t["uses_center"]:
             first_index = np.concatenate(([-1], first_index))
             first_value = np.concatenate(([0.0], first_value))
@@ -416,6 +434,7 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
 _UNCONVERGED = 8      # a flag beside those of combine: the Richardson table did not converge
 
 
+@_quietly
 def _argument_rounding(estimates, x, inverse_h):
     """Error of difference quotients ``(c, m)`` from the rounding of their points ``x + s h``
     (about ``eps |x| |f'|`` per value, which ``_ROUNDING_ULPS * eps * |f|`` misses when
@@ -424,6 +443,7 @@ def _argument_rounding(estimates, x, inverse_h):
     return (4.0 * _EPS) * np.abs(x)[:, None] * np.abs(estimates) * np.abs(inverse_h)[:, None]
 
 
+@_quietly
 def _unconverged(estimates, rounding, kind, base=2):
     """Where a Richardson table (``estimates[k]`` at steps ``h / 2**k``) shows no convergence:
     every difference of its first column must shrink by about ``2**base`` (the order of the
@@ -894,7 +914,8 @@ def _hessian_levels(function, x, h, levels, ratio, n_threads):
     parts = []
     for level in range(levels):
         step = h * ratio ** level
-        up, down = (x + step), (x - step)
+        with _quiet():
+            up, down = (x + step), (x - step)
         first_value = np.concatenate([[0.0], up, down, up[ui], down[ui]])
         second_value = np.concatenate([[0.0], np.zeros(2 * n), up[uj], down[uj]])
         scale = np.concatenate([step ** -2, 0.5 / (step[ui] * step[uj])])
@@ -913,8 +934,9 @@ def _hessian_levels(function, x, h, levels, ratio, n_threads):
     shape = (levels, nv)
     size = np.tile(np.maximum(np.abs(x)[np.concatenate([np.arange(n), ui])],
                               np.abs(x)[np.concatenate([np.arange(n), uj])]), levels)
-    rounding = _ROUNDING_ULPS * _EPS * magnitude + _argument_rounding(
-        entries, size, np.sqrt(np.abs(scale)))
+    with _quiet():
+        rounding = _ROUNDING_ULPS * _EPS * magnitude + _argument_rounding(
+            entries, size, np.sqrt(np.abs(scale)))
     return (entries.reshape(shape), rounding.reshape(shape), bad.reshape(shape), k * levels)
 
 
@@ -1071,6 +1093,7 @@ def _hessian_fallback(function, x, h, failed, n_threads):
     first_index, first_value, second_index, second_value = [], [], [], []
     output, point, coefficient, scale, owner = [], [], [], [], []
 
+    @_quietly
     def add_point(i, a, j, b):
         first_index.append(i if a else -1)
         first_value.append(x[i] + a * h[i] if a else 0.0)
@@ -1116,6 +1139,7 @@ def _hessian_fallback(function, x, h, failed, n_threads):
             first_index.size)
 
 
+@_quietly
 def _extrapolate(estimates, rounding):
     """Full Richardson extrapolation (powers 2, 4, ...) of estimates at steps ``h / 2**k``."""
     table, errors = estimates, rounding
@@ -1151,9 +1175,16 @@ def _elementwise_levels(f, x, h, offsets, weights, factors, order, args, shape):
     """
     # points[level, offset, element] = x + offset * h * factor
     deltas = (factors[:, None, None] * offsets[None, :, None]) * h[None, None, :]
-    points = x[None, None, :] + deltas
+    with _quiet():
+        points = x[None, None, :] + deltas
     values = _call_elementwise(f, points.reshape((-1,) + shape),
                                args).reshape(points.shape).astype(np.float64)
+    with _quiet():
+        return _elementwise_combine(values, x, h, offsets, weights, factors, order)
+
+
+def _elementwise_combine(values, x, h, offsets, weights, factors, order):
+    """The differences of :func:`_elementwise_levels` from the values ``(L, offsets, N)``."""
     scale = (h[None, :] * factors[:, None]) ** -order
     # Accumulate the stencil points one at a time, in a fixed order: each element's sum is then
     # the same whatever the other elements of the call (einsum's order depends on the shape).

@@ -360,3 +360,17 @@ def test_narrow_bounds_never_evaluate_outside_nor_report_nan_success(accuracy, u
         else:
             assert r.status[0] == 0 and abs(r.df[0] - 2.0) < 1e-2     # was nan / -4
     assert all(1.0 <= p <= upper for p in points)
+
+
+def test_near_dbl_max_one_sided_stencils_work_without_library_warnings():
+    big = np.finfo(np.float64).max
+    exact = 1 / big
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for method in ("backward", "central", "richardson"):    # central: backward fallback
+            r = fc.derivative(np.log, big, method=method, full_output=True)
+            assert r.status == 0 and abs(r.df / exact - 1) < 1e-7, (method, r)
+            r = fc.gradient(lambda x: np.log(x[0]), [big], method=method, full_output=True)
+            assert r.status[0] == 0 and abs(r.df[0] / exact - 1) < 1e-7, (method, r)
+        r = fc.hessian(lambda x: np.log(x[0]), [big], full_output=True)
+        assert r.status[0, 0] == 0 and np.isfinite(r.df[0, 0])
