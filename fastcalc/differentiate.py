@@ -13,7 +13,8 @@ Methods
     One-sided differences, ``accuracy`` 1 to 4.
 ``"complex"``
     Complex step ``Im f(x + ih) / h``: first derivatives exact to rounding. ``f`` must accept
-    complex input; compiled callables cannot (they are real by signature).
+    complex input; compiled callables cannot (they are real by signature). The default step is
+    ``1e-100 |x|`` (``1e-100`` at ``x = 0``, at least the smallest normal number).
 ``"richardson"``
     Central differences at the steps ``h, h/2, h/4, ...`` extrapolated (Romberg); the reported
     error estimate comes from the extrapolation table plus the rounding error. The table is a
@@ -227,8 +228,13 @@ def _default_steps(x, kind, accuracy, order):
     """The default steps of :func:`_step_coefficients` (not yet made representable)."""
     c, c_rel = _step_coefficients(kind, accuracy, order)
     size = np.abs(x)
+    if kind == "complex":
+        # No cancellation in Im f(x + ih), so the step may be as small as wanted: relative to
+        # |x| for |x| < 1 too (h = 1e-100 at x = 1e-120 gave 1.6e100 for d log/dx = 1e120);
+        # 1e-100 at x = 0, never below the smallest normal number.
+        return np.maximum(c * np.where(size > 0.0, size, 1.0), np.finfo(np.float64).tiny)
     h = c * np.maximum(1.0, size)
-    if kind == "complex" or c_rel == c:
+    if c_rel == c:
         return h
     return np.where(size > 10.0, np.minimum(h, np.maximum(10.0 * c, c_rel * size)), h)
 

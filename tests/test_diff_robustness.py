@@ -374,3 +374,12 @@ def test_near_dbl_max_one_sided_stencils_work_without_library_warnings():
             assert r.status[0] == 0 and abs(r.df[0] / exact - 1) < 1e-7, (method, r)
         r = fc.hessian(lambda x: np.log(x[0]), [big], full_output=True)
         assert r.status[0, 0] == 0 and np.isfinite(r.df[0, 0])
+
+
+def test_complex_step_is_relative_below_one():
+    x = np.array([1e-300, 1e-120, 1e-5, 0.3, 1.0, 1e5, 1e300])
+    np.testing.assert_allclose(fc.derivative(np.log, x, method="complex") * x, 1.0, rtol=1e-14)
+    np.testing.assert_allclose(
+        fc.gradient(lambda v: np.sum(np.log(v)), x, method="complex") * x, 1.0, rtol=1e-14)
+    assert fc.derivative(np.sin, 0.0, method="complex") == 1.0      # x = 0 still works
+    assert fc.derivative(np.exp, 0.0, method="complex") == 1.0
