@@ -160,6 +160,10 @@ cdef class UserFunction:
                 value = value[None, :]
             if m < 0 and value.ndim == 2:
                 m = value.shape[0]
+            if m < 0:     # the output size is not known: say so rather than show -1
+                raise ValueError(f"{self.name} (vectorized vector field) returned shape "
+                                 f"{value.shape}, expected (m, {k}): m outputs for each of "
+                                 f"the {k} points (columns)")
             return _as_shape(value, (m, k), self.name, "vectorized vector field").T
         out = None
         for j in range(k):

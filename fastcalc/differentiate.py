@@ -53,6 +53,7 @@ from ._arrays import real_array
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
                              elementwise_values, relative_steps, romberg, stencil)
 from ._evaluate import FunctionKind, real_values, resolve
+from ._parallel import n_threads_for
 from ._status import Status, messages_of
 
 __all__ = ["DifferentiationResult", "check_grad", "derivative", "gradient", "hessian",
@@ -121,12 +122,31 @@ def _result(df, error, status, nfev):
 # --------------------------------------------------------------------------------------------
 # validation
 
+def _real_input(value, name):
+    """``value`` (a user input: x, bounds, step) as a float64 array, every problem a
+    ValueError/TypeError naming ``name``: NumPy's own messages (ragged nesting, ints beyond
+    float64) name nothing, and it would parse strings or turn None into NaN."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or a rectangular (not ragged) array of "
+                         "numbers") from None
+    if arr.dtype.kind in "USV" or (arr.dtype.kind == "O" and any(
+            item is None or isinstance(item, (str, bytes)) for item in arr.flat)):
+        raise TypeError(f"{name} must be real numbers, got "
+                        f"{type(value).__name__ if arr.ndim == 0 else arr.dtype}")
+    try:
+        return real_array(arr, name)
+    except OverflowError:
+        raise ValueError(f"{name} must be finite: it overflows float64") from None
+
+
 def _check_point(x, name="x"):
     """``x`` as a finite, non-empty 1-D float64 array (read-only views are fine: never written)."""
     if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size \
             and x.flags.c_contiguous and np.isfinite(x.sum()):
         return x
-    arr = real_array(x, name)
+    arr = _real_input(x, name)
     if arr.ndim == 0:
         arr = arr.reshape(1)
     elif arr.ndim != 1:
@@ -141,13 +161,13 @@ def _check_point(x, name="x"):
 def _check_method(method, accuracy, allowed=_METHODS):
     if method not in allowed:
         raise ValueError(f"method must be one of {', '.join(map(repr, allowed))}; got {method!r}")
-    if method in _ACCURACIES:
-        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, np.integer)) \
-                or accuracy not in _ACCURACIES[method]:
-            raise ValueError(f"accuracy for method {method!r} must be one of "
-                             f"{_ACCURACIES[method]}; got {accuracy!r}")
-        return int(accuracy)
-    return 2
+    # "richardson" and "complex" do not use accuracy, but an invalid one is still an error
+    allowed_accuracies = _ACCURACIES.get(method, _ACCURACIES["central"])
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, np.integer)) \
+            or accuracy not in allowed_accuracies:
+        raise ValueError(f"accuracy for method {method!r} must be one of "
+                         f"{allowed_accuracies}; got {accuracy!r}")
+    return int(accuracy) if method in _ACCURACIES else 2
 
 
 def _check_args(args):
@@ -162,6 +182,7 @@ def _elementwise_steps(step, shape):
     """``step`` broadcast to the shape of ``x`` and flattened (None stays None)."""
     if step is None:
         return None
+    step = _real_input(step, "step")
     try:
         return np.broadcast_to(step, shape).ravel()
     except ValueError:
@@ -244,10 +265,7 @@ def _steps(x, step, kind, accuracy, order, name="step"):
     if step is None:
         h = _default_steps(x, kind, accuracy, order)
     else:
-        try:
-            h = np.asarray(step, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be a positive number or array") from exc
+        h = _real_input(step, name)
         if h.ndim > x.ndim or (h.ndim and h.shape != x.shape):
             raise ValueError(f"{name} must be a scalar or have the shape of x {x.shape}, "
                              f"got {h.shape}")
@@ -271,10 +289,13 @@ def _check_bounds(bounds, x):
         lower, upper = bounds
     except (TypeError, ValueError) as exc:
         raise ValueError("bounds must be a pair (lb, ub)") from exc
-    lower = np.broadcast_to(np.asarray(-np.inf if lower is None else lower, dtype=np.float64),
-                            x.shape)
-    upper = np.broadcast_to(np.asarray(np.inf if upper is None else upper, dtype=np.float64),
-                            x.shape)
+    lower = _real_input(-np.inf if lower is None else lower, "bounds (lb)")
+    upper = _real_input(np.inf if upper is None else upper, "bounds (ub)")
+    try:
+        lower, upper = np.broadcast_to(lower, x.shape), np.broadcast_to(upper, x.shape)
+    except ValueError:
+        raise ValueError(f"bounds: lb (shape {lower.shape}) and ub (shape {upper.shape}) must "
+                         f"be scalars or have the shape of x {x.shape}") from None
     if np.isnan(lower).any() or np.isnan(upper).any() or (lower >= upper).any():
         raise ValueError("bounds must satisfy lb < ub with no NaN")
     if ((x < lower) | (x > upper)).any():
@@ -740,6 +761,7 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
         See the module documentation. ``"complex"`` needs ``f`` to accept complex input.
     accuracy : int
         Order of the truncation error: 2, 4, 6, 8 (central) or 1 to 4 (one-sided).
+        ``"richardson"`` and ``"complex"`` do not use it, but it must still be 2, 4, 6 or 8.
     step : float or array_like, optional
         Absolute step(s); default ``c * max(1, |x|)`` with ``c`` optimal for the stencil,
         limited above ``|x| = 10`` (module documentation).
@@ -796,6 +818,7 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     """
     x = _check_point(x)
     accuracy = _check_method(method, accuracy)
+    n_threads_for(n_threads)    # validated for every kind of f, not only compiled ones
     function = resolve(f, args=_check_args(args), vectorized=vectorized, signatures=("scalar",))
     bounds = _check_bounds(bounds, x)
     df, error, status, nfev, _ = _axis_derivatives(function, x, method=method, accuracy=accuracy,
@@ -855,6 +878,7 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     """
     x = _check_point(x)
     accuracy = _check_method(method, accuracy)
+    n_threads_for(n_threads)    # validated for every kind of f, not only compiled ones
     function = resolve(f, args=_check_args(args), vectorized=vectorized, signatures=("vector",))
     bounds = _check_bounds(bounds, x)
     if n_out is None:
@@ -977,7 +1001,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     method : {"central", "richardson"}
         ``"richardson"`` extrapolates adaptively and estimates the error.
     accuracy : {2, 4, 6, 8}
-        Order of the truncation error for ``method="central"``.
+        Order of the truncation error for ``method="central"`` (``"richardson"`` does not use
+        it, but it must still be one of these).
     step : float or array_like, optional
         Absolute step(s); default relative (module documentation). For ``"central"`` the base
         step ``h`` (accuracies above 2 extrapolate from ``h, 2h, ...``, up to ``8h``); for
@@ -1021,6 +1046,7 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     """
     x = _check_point(x)
     accuracy = _check_method(method, accuracy, ("central", "richardson"))
+    n_threads_for(n_threads)
     n = x.size
     args = _check_args(args)
     if grad is not None:
@@ -1259,6 +1285,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         ``"complex"`` (order 1 only) needs ``f`` to accept complex input.
     accuracy : int
         Order of the truncation error: 2, 4, 6, 8 (central) or 1 to 4 (one-sided).
+        ``"richardson"`` and ``"complex"`` do not use it, but it must still be 2, 4, 6 or 8.
     step : float or array_like, optional
         Absolute step(s) broadcastable to ``x``; default ``c * max(1, |x|)``, limited above
         ``|x| = 10`` (module documentation).
@@ -1314,7 +1341,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     if method == "complex" and order != 1:
         raise ValueError("method='complex' computes first derivatives only (order=1)")
     args = _check_args(args)
-    x_arr = real_array(x, "x")
+    x_arr = _real_input(x, "x")
     if x_arr.size == 0:
         raise ValueError("x must not be empty")
     if not np.isfinite(x_arr).all():

@@ -383,3 +383,68 @@ def test_complex_step_is_relative_below_one():
         fc.gradient(lambda v: np.sum(np.log(v)), x, method="complex") * x, 1.0, rtol=1e-14)
     assert fc.derivative(np.sin, 0.0, method="complex") == 1.0      # x = 0 still works
     assert fc.derivative(np.exp, 0.0, method="complex") == 1.0
+
+
+def _sum_of_squares(x):
+    return float(x @ x)
+
+
+@pytest.mark.parametrize("routine", ["gradient", "jacobian", "hessian"])
+def test_n_threads_is_validated_for_python_callables(routine):
+    f = (lambda x: x) if routine == "jacobian" else _sum_of_squares
+    call = getattr(fc, routine)
+    for bad, error in ((-5, ValueError), (0, ValueError), ("many", TypeError), (2.5, TypeError)):
+        with pytest.raises(error, match="n_threads"):
+            call(f, [1.0, 2.0], n_threads=bad)
+
+
+@pytest.mark.parametrize("bounds, error", [
+    ((0, 1, 2), ValueError), (("a", "b"), TypeError), (("0", "2"), TypeError),
+    ((0j, 2 + 0j), TypeError), (([0, 0, 0], 5), ValueError), (np.zeros((2, 2, 2)), ValueError)])
+def test_malformed_bounds_name_bounds(bounds, error):
+    with pytest.raises(error, match="bounds"):
+        fc.gradient(_sum_of_squares, [1.0, 2.0], bounds=bounds)
+
+
+@pytest.mark.parametrize("x, error", [([1.0, [2.0, 3.0]], ValueError), (10 ** 400, ValueError),
+                                      ([10 ** 400], ValueError), (None, TypeError),
+                                      ("1.0", TypeError)])
+def test_malformed_x_names_x(x, error):
+    with pytest.raises(error, match="x must be (a number|finite: it overflows|real)"):
+        fc.gradient(_sum_of_squares, x)
+    with pytest.raises(error, match="x must be (a number|finite: it overflows|real)"):
+        fc.derivative(np.sin, x)
+
+
+@pytest.mark.parametrize("value", [object(), {}, [None, None], None])
+def test_check_grad_bad_grad_values_name_grad(value):
+    with pytest.raises(TypeError, match="grad must return numbers"):
+        fc.check_grad(_sum_of_squares, lambda x: value, [1.0, 2.0])
+
+
+def test_vectorized_jacobian_shape_message_shows_the_expected_shape():
+    with pytest.raises(ValueError, match=r"expected \(m, 8\)"):     # was "(-1, 8)"
+        fc.jacobian(lambda X: np.ones((2, 2, X.shape[1])), [1.0, 2.0, 3.0, 4.0],
+                    vectorized=True)
+
+
+@pytest.mark.parametrize("method", ["richardson", "complex"])
+@pytest.mark.parametrize("accuracy", [None, "2", -2, 3, True])
+def test_accuracy_is_validated_for_every_method(method, accuracy):
+    with pytest.raises(ValueError, match="accuracy"):
+        fc.derivative(np.sin, 1.0, method=method, accuracy=accuracy)
+    with pytest.raises(ValueError, match="accuracy"):
+        fc.gradient(lambda x: np.sum(np.sin(x)), [1.0], method=method, accuracy=accuracy)
+
+
+@pytest.mark.parametrize("step", [1e-3 + 1j, "0.1", None])
+def test_step_complex_or_string_is_a_type_error_everywhere(step):
+    if step is None:
+        step = [None]
+    for call in (lambda: fc.derivative(np.sin, 1.0, step=step),
+                 lambda: fc.gradient(_sum_of_squares, [1.0], step=step),
+                 lambda: fc.hessian(_sum_of_squares, [1.0], step=step)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(TypeError, match="step must be real"):
+                call()
