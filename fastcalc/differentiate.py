@@ -35,10 +35,14 @@ functions varying on scales much below 1 near ``|x| <= 1`` get steps too large a
 Steps are made exactly representable (``(x + h) - x == h``). ``step=`` gives absolute steps
 (for ``"richardson"``: the largest step).
 
-A component whose stencil meets a non-finite value is recomputed with one-sided stencils of the
-same accuracy (the side without the bad value first); only if those fail too is it NaN with
-status 3 (:class:`fastcalc.Status` ``NON_FINITE``). ``bounds=(lb, ub)`` keeps every evaluation
-inside by switching components near a bound to a one-sided stencil.
+A component whose stencil meets a non-finite value is recomputed with one-sided stencils of
+accuracy ``min(accuracy, 4)`` (the one-sided stencils go up to 4; for ``"richardson"``
+accuracy-2 one-sided differences, extrapolated; for ``"complex"`` accuracy 2), the side without
+the bad value first; only if those fail too is it NaN with status 3 (:class:`fastcalc.Status`
+``NON_FINITE``). ``bounds=(lb, ub)`` keeps every evaluation inside by switching components near
+a bound to a one-sided stencil of the same accuracy as the central one (accuracy-2 one-sided
+differences, extrapolated, for ``"richardson"``), with a smaller step where even that does
+not fit.
 """
 import math
 import warnings
@@ -627,7 +631,7 @@ def _one_sided_kinds(x, h, candidates, accuracy, bounds):
 
 
 def _bounded_kinds(method, accuracy, x, h, bounds):
-    """Stencil kind of each component: one-sided near a bound (of the same accuracy).
+    """Stencil kind of each component: one-sided near a bound (of the same ``accuracy``).
 
     Where no stencil fits between the bounds, the step ``h`` is shrunk (in place) so that the
     one-sided stencil on the roomier side does.
@@ -766,7 +770,8 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
         Absolute step(s); default ``c * max(1, |x|)`` with ``c`` optimal for the stencil,
         limited above ``|x| = 10`` (module documentation).
     bounds : (lb, ub), optional
-        No evaluation leaves ``lb <= x <= ub``: components near a bound use one-sided stencils.
+        No evaluation leaves ``lb <= x <= ub``: components near a bound use one-sided stencils
+        of the same accuracy, with a smaller step where needed (module documentation).
     args : tuple
         Extra arguments of ``f``.
     vectorized : bool
@@ -801,7 +806,8 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     Notes
     -----
     Failure behaviour: a component whose stencil meets a non-finite value is recomputed with a
-    one-sided stencil; if that fails too it is NaN with status 3 (``NON_FINITE``) in the
+    one-sided stencil of accuracy ``min(accuracy, 4)`` (2 for ``"richardson"``, extrapolated,
+    and ``"complex"``); if that fails too it is NaN with status 3 (``NON_FINITE``) in the
     ``full_output`` result (a compiled callable returning NaN is handled the same way). With
     ``method="richardson"``, an extrapolation table (central, fallback or bounds) whose
     differences still do not shrink at the rate of the stencil when the steps have slid down
@@ -1318,7 +1324,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     Notes
     -----
     Failure behaviour: an element whose stencil meets a non-finite value of ``f`` is recomputed
-    with a one-sided stencil; if that fails too its derivative is NaN with status 3
+    with a one-sided stencil of accuracy ``min(accuracy, 4)`` (2 for ``"richardson"``,
+    extrapolated, and ``"complex"``); if that fails too its derivative is NaN with status 3
     (``NON_FINITE``) in the ``full_output`` result. With ``method="richardson"`` an element
     whose extrapolation table does not converge within the step budget keeps its value with
     status 1 (``MAX_ITERATIONS``; its error estimate is unreliable). No exception or warning
