@@ -260,8 +260,8 @@ def test_richardson_never_reports_success_with_a_wrong_answer():
     x = np.array([1e-3, 0.5, 3.0, 10.0, 100.0, 1000.0, 1e4])
     for f, exact in functions.items():
         for order in (1, 2):
-            r = fc.derivative(f, x, order=order, method="richardson", full_output=True)
-            with np.errstate(over="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):   # f's own: exp(1e4), log(-1)
+                r = fc.derivative(f, x, order=order, method="richardson", full_output=True)
                 wrong = np.abs(r.df - exact[order - 1](x)) > r.error
             assert not (wrong & (r.status == 0)).any(), (f, order, x[wrong], r)
 
@@ -275,7 +275,8 @@ def test_richardson_large_steps_outside_the_domain_slide_inside():
 
 
 def test_taylor_uses_the_derivative_status():
-    p = fc.taylor(np.log, 0.1, 4)
+    with np.errstate(invalid="ignore"):      # the largest steps reach log(x < 0)
+        p = fc.taylor(np.log, 0.1, 4)
     np.testing.assert_allclose(p.coef, [np.log(0.1), 10, -50, 1000 / 3, -2500], rtol=1e-7)
     with np.errstate(divide="ignore"):
         p = fc.taylor(lambda x: np.sqrt(np.abs(x)), 0.0, 2)
