@@ -28,8 +28,8 @@ rounding error of the stencil, except that above ``|x| = 10`` the step is at mos
 scale grows with ``|x|`` (``log``, ``x**k``: rounding error ~1e-12 or less at any ``|x|``),
 but for functions of unit scale (``sin``, ``exp``) a step that is a sizeable fraction of
 ``|x|`` is useless, and the large ``c`` of high accuracies made it so (h = 18 at x = 1000 for
-accuracy 8). The limit only binds when ``c > c_rel`` (high accuracies and orders; accuracy 2
-first derivatives keep ``c * max(1, |x|)`` exactly). Limits of the rule: unit-scale functions
+accuracy 8). The limit only binds when ``c > c_rel`` (high accuracies and orders, and the
+largest ``"richardson"`` step; accuracy-2 first derivatives keep ``c * max(1, |x|)`` exactly). Limits of the rule: unit-scale functions
 at ``|x| >> 1e3`` still get steps too large for them (use ``step=`` or ``"richardson"``), and
 functions varying on scales much below 1 near ``|x| <= 1`` get steps too large as well.
 Steps are made exactly representable (``(x + h) - x == h``). ``step=`` gives absolute steps
