@@ -26,6 +26,7 @@ from cpython.float cimport PyFloat_Check, PyFloat_AS_DOUBLE
 
 from fastcalc._evaluate cimport (UserFunction, scalar_field_t, vector_field_t, elementwise_t,
                                  COMPILED)
+from fastcalc._evaluate import real_values
 from fastcalc._parallel cimport resolve_threads
 
 cnp.import_array()
@@ -222,16 +223,23 @@ def combine(const double[:, ::1] values, const cnp.intp_t[::1] output,
     return result_arr, magnitude_arr, bad_arr
 
 
-def relative_steps(const double[::1] x, double c):
-    """Steps ``c * max(1, |x|)`` rounded so that ``(x + h) - x == h`` exactly."""
+def relative_steps(const double[::1] x, double c, double c_rel):
+    """Steps ``c * max(1, |x|)``, limited to ``max(10 c, c_rel |x|)`` above ``|x| = 10`` (see
+    ``differentiate._step_coefficients``), rounded so that ``(x + h) - x == h`` exactly."""
     cdef Py_ssize_t n = x.shape[0], i
     steps = np.empty(n, dtype=np.float64)
     cdef double[::1] h = steps
-    cdef double step, shifted
+    cdef double step, shifted, size
     for i in range(n):
-        step = c * (fabs(x[i]) if fabs(x[i]) > 1.0 else 1.0)
+        size = fabs(x[i])
+        step = c * (size if size > 1.0 else 1.0)
+        if size > 10.0 and step > 10.0 * c and step > c_rel * size:
+            step = 10.0 * c if 10.0 * c > c_rel * size else c_rel * size
         shifted = x[i] + step
-        step = shifted - x[i]
+        if isfinite(shifted):
+            step = shifted - x[i]
+        else:            # near DBL_MAX: representable on the other side
+            step = x[i] - (x[i] - step)
         h[i] = step
     return steps
 
@@ -348,11 +356,9 @@ cdef cnp.ndarray _python_scalar_values(UserFunction function, cnp.ndarray points
 
 
 cdef double _real_scalar(object value, str name) except? -1.0:
-    arr = np.asarray(value)
+    arr = real_values(value, name)    # the rule of the user-function layer
     if arr.size != 1:
         raise ValueError(f"{name} must return a scalar, got an array of shape {arr.shape}")
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must return a real number, got {value!r}")
     return float(arr.reshape(()))
 
 
@@ -377,13 +383,23 @@ cdef cnp.ndarray compiled_axis_values(UserFunction function, const double[::1] x
         threads = 1
     with nogil:
         if center >= 0:
+            # The callable gets a copy: its C signature lets it write to x, and the caller's x
+            # must neither change nor be written at all (it may be read-only memory).
             out_row = &values[0, 0] if width > 0 else NULL
-            if vector:
-                if vector_fn(<int>n, <double*>&x[0], width, out_row, user_data) != 0:
-                    for i in range(width):
-                        out_row[i] = NAN
+            work = <double*>malloc(n * sizeof(double))
+            if work == NULL:
+                for i in range(width):
+                    out_row[i] = NAN
             else:
-                out_row[0] = scalar_fn(<int>n, <double*>&x[0], user_data)
+                memcpy(work, &x[0], n * sizeof(double))
+                if vector:
+                    if vector_fn(<int>n, work, width, out_row, user_data) != 0:
+                        for i in range(width):
+                            out_row[i] = NAN
+                else:
+                    out_row[0] = scalar_fn(<int>n, work, user_data)
+                free(work)
+                work = NULL
     with nogil, parallel(num_threads=threads):
         work = <double*>malloc(n * sizeof(double))
         if work != NULL:

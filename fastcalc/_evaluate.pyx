@@ -100,7 +100,7 @@ cdef class UserFunction:
         if self.kind == COMPILED or self.signature == "scalar":
             return float(self.scalar_values(points)[0])
         if self.kind == VECTORIZED:
-            value = np.asarray(self.function(points.T, *self.args), dtype=np.float64)
+            value = real_values(self.function(points.T, *self.args), self.name)
             return value[..., 0] if value.ndim else float(value)
         return self.function(points[0], *self.args)
 
@@ -154,15 +154,20 @@ cdef class UserFunction:
             return out
         arr = np.asarray(points)
         if self.kind == VECTORIZED:
-            value = np.asarray(self.function(arr.T, *self.args), dtype=np.float64)
+            value = real_values(self.function(arr.T, *self.args),
+                                f"{self.name} (vectorized vector field)")
             if value.ndim == 1 and m in (-1, 1) and value.shape[0] == k:
                 value = value[None, :]
             if m < 0 and value.ndim == 2:
                 m = value.shape[0]
+            if m < 0:     # the output size is not known: say so rather than show -1
+                raise ValueError(f"{self.name} (vectorized vector field) returned shape "
+                                 f"{value.shape}, expected (m, {k}): m outputs for each of "
+                                 f"the {k} points (columns)")
             return _as_shape(value, (m, k), self.name, "vectorized vector field").T
         out = None
         for j in range(k):
-            value = np.asarray(self.function(arr[j], *self.args), dtype=np.float64)
+            value = real_values(self.function(arr[j], *self.args), self.name)
             if value.ndim > 1:
                 raise ValueError(f"{self.name} must return a scalar or a 1-D array, "
                                  f"got shape {value.shape}")
@@ -186,27 +191,43 @@ def resolve(function, *, args=(), vectorized=False, signatures=("scalar", "vecto
                         name=name)
 
 
+def real_values(value, name, complex_ok=False):
+    """The one rule for values returned by a user function: ``value`` as a float64 array.
+
+    Real numbers (bool, int, float, NumPy integer/float scalars and arrays) are accepted.
+    Complex values raise a TypeError naming the function (converting them would drop the
+    imaginary part), unless ``complex_ok`` (complex-step differentiation), when they are
+    returned as they are. Anything else (None, str, bytes, Decimal, Fraction, objects) raises a
+    TypeError naming the function: NumPy would turn None into NaN and parse numeric strings.
+    """
+    arr = value if type(value) is np.ndarray else np.asarray(value)
+    kind = arr.dtype.kind
+    if kind == "f" or kind == "i" or kind == "u" or kind == "b":
+        return arr.astype(np.float64, copy=False)
+    if kind == "c":
+        if complex_ok:
+            return arr
+        raise TypeError(f"{name} returned complex values; it must return real numbers "
+                        "(complex input and output are for method='complex' only)")
+    got = type(value).__name__ if arr.ndim == 0 else f"an array of dtype {arr.dtype}"
+    raise TypeError(f"{name} must return numbers (real), got {got}: {_short_repr(value)}")
+
+
+def _short_repr(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 cdef double _as_scalar(object value, str name) except? -1.0:
-    try:
-        return float(value)
-    except TypeError:
-        pass
-    arr = np.asarray(value)
+    arr = real_values(value, name)
     if arr.size != 1:
         raise ValueError(f"{name} must return a scalar, got an array of shape {arr.shape}")
-    try:
-        return float(arr.reshape(()))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must return a real number, got {value!r}") from exc
+    return float(arr.reshape(()))
 
 
 def _as_shape(value, shape, name, what):
     """``value`` as a float64 array of ``shape``, or a ValueError naming the function."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} ({what}) must return real numbers, got {type(value).__name__}") \
-            from exc
+    arr = real_values(value, f"{name} ({what})")
     if arr.shape != shape:
         raise ValueError(f"{name} ({what}) returned shape {arr.shape}, expected {shape}")
     return arr

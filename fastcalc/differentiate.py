@@ -13,24 +13,41 @@ Methods
     One-sided differences, ``accuracy`` 1 to 4.
 ``"complex"``
     Complex step ``Im f(x + ih) / h``: first derivatives exact to rounding. ``f`` must accept
-    complex input; compiled callables cannot (they are real by signature).
+    complex input; compiled callables cannot (they are real by signature). The default step is
+    ``1e-100 |x|`` (``1e-100`` at ``x = 0``, at least the smallest normal number).
 ``"richardson"``
     Central differences at the steps ``h, h/2, h/4, ...`` extrapolated (Romberg); the reported
-    error estimate comes from the extrapolation table plus the rounding error.
+    error estimate comes from the extrapolation table plus the rounding error. The table is a
+    window of 6 steps that slides to smaller steps (down to ``h / 2**29``) until every
+    difference of its first column shrinks at the rate of the stencil (or is at rounding
+    level); if the budget ends first, the component gets status 1 (``MAX_ITERATIONS``).
 
 Steps are relative by default, ``h = c * max(1, |x|)`` with ``c`` minimizing truncation plus
-rounding error of the stencil, and are made exactly representable (``(x + h) - x == h``).
-``step=`` gives absolute steps (for ``"richardson"``: the largest step).
+rounding error of the stencil, except that above ``|x| = 10`` the step is at most
+``max(10 c, c_rel |x|)`` with ``c_rel**order = 1e-4``: a relative step suits functions whose
+scale grows with ``|x|`` (``log``, ``x**k``: rounding error ~1e-12 or less at any ``|x|``),
+but for functions of unit scale (``sin``, ``exp``) a step that is a sizeable fraction of
+``|x|`` is useless, and the large ``c`` of high accuracies made it so (h = 18 at x = 1000 for
+accuracy 8). The limit only binds when ``c > c_rel`` (high accuracies and orders, and the
+largest ``"richardson"`` step; accuracy-2 first derivatives keep ``c * max(1, |x|)`` exactly). Limits of the rule: unit-scale functions
+at ``|x| >> 1e3`` still get steps too large for them (use ``step=`` or ``"richardson"``), and
+functions varying on scales much below 1 near ``|x| <= 1`` get steps too large as well.
+Steps are made exactly representable (``(x + h) - x == h``). ``step=`` gives absolute steps
+(for ``"richardson"``: the largest step).
 
-A component whose stencil meets a non-finite value is recomputed with one-sided stencils of the
-same accuracy (the side without the bad value first); only if those fail too is it NaN with
-status 3 (:class:`fastcalc.Status` ``NON_FINITE``). ``bounds=(lb, ub)`` keeps every evaluation
-inside by switching components near a bound to a one-sided stencil.
+A component whose stencil meets a non-finite value is recomputed with one-sided stencils of
+accuracy ``min(accuracy, 4)`` (the one-sided stencils go up to 4; for ``"richardson"``
+accuracy-2 one-sided differences, extrapolated; for ``"complex"`` accuracy 2), the side without
+the bad value first; only if those fail too is it NaN with status 3 (:class:`fastcalc.Status`
+``NON_FINITE``). ``bounds=(lb, ub)`` keeps every evaluation inside by switching components near
+a bound to a one-sided stencil of the same accuracy as the central one (accuracy-2 one-sided
+differences, extrapolated, for ``"richardson"``), with a smaller step where even that does
+not fit.
 """
 import math
 import warnings
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 import numpy as np
 from numpy.polynomial import Polynomial
@@ -39,18 +56,36 @@ from scipy.optimize import OptimizeResult
 from ._arrays import real_array
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
                              elementwise_values, relative_steps, romberg, stencil)
-from ._evaluate import FunctionKind, resolve
+from ._evaluate import FunctionKind, real_values, resolve
+from ._parallel import n_threads_for
 from ._status import Status, messages_of
 
 __all__ = ["DifferentiationResult", "check_grad", "derivative", "gradient", "hessian",
            "jacobian", "taylor"]
 
 _EPS = np.finfo(np.float64).eps
+# Library arithmetic on points and differences (x + h overflowing near DBL_MAX, inf - inf in a
+# table) must not raise NumPy warnings: the results are checked for finiteness instead. User
+# functions are never called under it, so their warnings stay the caller's.
+def _quiet():
+    return np.errstate(all="ignore")
+
+
+def _quietly(function):
+    """``function`` run under :func:`_quiet` (pure library arithmetic only)."""
+    @wraps(function)
+    def quiet(*args, **kwargs):
+        with _quiet():
+            return function(*args, **kwargs)
+    return quiet
 _ACCURACIES = {"central": (2, 4, 6, 8), "forward": (1, 2, 3, 4), "backward": (1, 2, 3, 4)}
 _METHODS = ("central", "forward", "backward", "complex", "richardson")
 _OPPOSITE = {"forward": "backward", "backward": "forward"}
 # Richardson: number of halvings of the step, and the largest step (relative) per derivative order.
 _RICHARDSON_LEVELS = 6
+# Step budget of the adaptive tables: the window of _RICHARDSON_LEVELS steps slides down to at
+# most h / 2**(_RICHARDSON_MAX_LEVELS - 1).
+_RICHARDSON_MAX_LEVELS = 30
 _RICHARDSON_STEP = {1: 2.0 ** -3, 2: 2.0 ** -2, 3: 2.0 ** -1, 4: 2.0 ** -1}
 _COMPLEX_STEP = 1e-100
 # Safety factor on Richardson's error estimate (the extrapolation difference underestimates the
@@ -70,7 +105,8 @@ class DifferentiationResult(OptimizeResult):
         Error estimate of each entry (truncation + rounding for ``"richardson"``; the rounding
         error for the other methods, whose truncation error is not measured).
     status : ndarray of int
-        Per component: 0 success, 3 a non-finite value that no stencil could avoid.
+        Per component: 0 success, 1 a Richardson table that did not converge (its error
+        estimate is unreliable), 3 a non-finite value that no stencil could avoid.
     success : bool
         True when every status is 0.
     nfev : int
@@ -90,12 +126,31 @@ def _result(df, error, status, nfev):
 # --------------------------------------------------------------------------------------------
 # validation
 
+def _real_input(value, name):
+    """``value`` (a user input: x, bounds, step) as a float64 array, every problem a
+    ValueError/TypeError naming ``name``: NumPy's own messages (ragged nesting, ints beyond
+    float64) name nothing, and it would parse strings or turn None into NaN."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or a rectangular (not ragged) array of "
+                         "numbers") from None
+    if arr.dtype.kind in "USV" or (arr.dtype.kind == "O" and any(
+            item is None or isinstance(item, (str, bytes)) for item in arr.flat)):
+        raise TypeError(f"{name} must be real numbers, got "
+                        f"{type(value).__name__ if arr.ndim == 0 else arr.dtype}")
+    try:
+        return real_array(arr, name)
+    except OverflowError:
+        raise ValueError(f"{name} must be finite: it overflows float64") from None
+
+
 def _check_point(x, name="x"):
     """``x`` as a finite, non-empty 1-D float64 array (read-only views are fine: never written)."""
     if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size \
             and x.flags.c_contiguous and np.isfinite(x.sum()):
         return x
-    arr = real_array(x, name)
+    arr = _real_input(x, name)
     if arr.ndim == 0:
         arr = arr.reshape(1)
     elif arr.ndim != 1:
@@ -110,13 +165,13 @@ def _check_point(x, name="x"):
 def _check_method(method, accuracy, allowed=_METHODS):
     if method not in allowed:
         raise ValueError(f"method must be one of {', '.join(map(repr, allowed))}; got {method!r}")
-    if method in _ACCURACIES:
-        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, np.integer)) \
-                or accuracy not in _ACCURACIES[method]:
-            raise ValueError(f"accuracy for method {method!r} must be one of "
-                             f"{_ACCURACIES[method]}; got {accuracy!r}")
-        return int(accuracy)
-    return 2
+    # "richardson" and "complex" do not use accuracy, but an invalid one is still an error
+    allowed_accuracies = _ACCURACIES.get(method, _ACCURACIES["central"])
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, np.integer)) \
+            or accuracy not in allowed_accuracies:
+        raise ValueError(f"accuracy for method {method!r} must be one of "
+                         f"{allowed_accuracies}; got {accuracy!r}")
+    return int(accuracy) if method in _ACCURACIES else 2
 
 
 def _check_args(args):
@@ -127,23 +182,11 @@ def _check_args(args):
     return (args,)
 
 
-def _real_valued(function, name="f"):
-    """``function`` checked to return numbers (not None, strings or objects)."""
-    def checked(*args):
-        value = function(*args)
-        kind = value.dtype.kind if isinstance(value, np.ndarray) else (
-            "O" if value is None or isinstance(value, (str, bytes)) else
-            np.asarray(value).dtype.kind)
-        if kind not in "biufc":     # complex: method="complex"
-            raise TypeError(f"{name} must return numbers, got {value!r}")
-        return value
-    return checked
-
-
 def _elementwise_steps(step, shape):
     """``step`` broadcast to the shape of ``x`` and flattened (None stays None)."""
     if step is None:
         return None
+    step = _real_input(step, "step")
     try:
         return np.broadcast_to(step, shape).ravel()
     except ValueError:
@@ -186,15 +229,47 @@ def _relative_step(kind, accuracy, order):
     return (order * rounding / (accuracy * truncation)) ** (1.0 / (order + accuracy))
 
 
+# The relative part of a default step, c_rel * |x|, keeps the rounding error of the derivative
+# of a power law (log, x**k: f^(j) ~ f / x**j) near eps / c_rel**order ~ 1e-12 or below.
+_RELATIVE_LIMIT = 1e-4
+
+
+@lru_cache(maxsize=None)
+def _step_coefficients(kind, accuracy, order):
+    """``(c, c_rel)`` of the default step ``h = c * max(1, |x|)`` limited, for ``|x| > 10``, to
+    ``max(10 c, c_rel |x|)``.
+
+    ``c * |x|`` is the right step for a function whose scale grows like ``|x|`` (a power law),
+    but for one of unit scale (sin, exp) a step that is a sizeable fraction of ``|x|`` is
+    useless (high accuracies have c up to 0.13: h = 126 at x = 1000). ``c_rel`` is the largest
+    relative step whose rounding error on a power law stays ~ 1e-12 (``c_rel**order = 1e-4``);
+    it only binds when ``c`` is larger (accuracy 2 keeps ``c * max(1, |x|)`` exactly).
+    """
+    c = _relative_step(kind, accuracy, order)
+    return c, min(c, _RELATIVE_LIMIT ** (1.0 / order))
+
+
+def _default_steps(x, kind, accuracy, order):
+    """The default steps of :func:`_step_coefficients` (not yet made representable)."""
+    c, c_rel = _step_coefficients(kind, accuracy, order)
+    size = np.abs(x)
+    if kind == "complex":
+        # No cancellation in Im f(x + ih), so the step may be as small as wanted: relative to
+        # |x| for |x| < 1 too (h = 1e-100 at x = 1e-120 gave 1.6e100 for d log/dx = 1e120);
+        # 1e-100 at x = 0, never below the smallest normal number.
+        return np.maximum(c * np.where(size > 0.0, size, 1.0), np.finfo(np.float64).tiny)
+    h = c * np.maximum(1.0, size)
+    if c_rel == c:
+        return h
+    return np.where(size > 10.0, np.minimum(h, np.maximum(10.0 * c, c_rel * size)), h)
+
+
 def _steps(x, step, kind, accuracy, order, name="step"):
     """Per-component steps, exactly representable: ``(x + h) - x == h``."""
     if step is None:
-        h = _relative_step(kind, accuracy, order) * np.maximum(1.0, np.abs(x))
+        h = _default_steps(x, kind, accuracy, order)
     else:
-        try:
-            h = np.asarray(step, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be a positive number or array") from exc
+        h = _real_input(step, name)
         if h.ndim > x.ndim or (h.ndim and h.shape != x.shape):
             raise ValueError(f"{name} must be a scalar or have the shape of x {x.shape}, "
                              f"got {h.shape}")
@@ -203,9 +278,12 @@ def _steps(x, step, kind, accuracy, order, name="step"):
         h = np.broadcast_to(h, x.shape)
     if kind == "complex":
         return np.array(h, dtype=np.float64)
-    exact = (x + h) - x
-    # A step below the spacing of x rounds to zero: fall back to one unit in the last place.
-    return np.where(exact > 0, exact, np.spacing(np.abs(x)))
+    with _quiet():
+        exact = (x + h) - x
+        # near DBL_MAX x + h overflows: make the step representable on the other side
+        exact = np.where(np.isfinite(exact), exact, x - (x - h))
+        # A step below the spacing of x rounds to zero: fall back to one unit in the last place.
+        return np.where(exact > 0, exact, np.spacing(np.abs(x)))
 
 
 def _check_bounds(bounds, x):
@@ -215,10 +293,13 @@ def _check_bounds(bounds, x):
         lower, upper = bounds
     except (TypeError, ValueError) as exc:
         raise ValueError("bounds must be a pair (lb, ub)") from exc
-    lower = np.broadcast_to(np.asarray(-np.inf if lower is None else lower, dtype=np.float64),
-                            x.shape)
-    upper = np.broadcast_to(np.asarray(np.inf if upper is None else upper, dtype=np.float64),
-                            x.shape)
+    lower = _real_input(-np.inf if lower is None else lower, "bounds (lb)")
+    upper = _real_input(np.inf if upper is None else upper, "bounds (ub)")
+    try:
+        lower, upper = np.broadcast_to(lower, x.shape), np.broadcast_to(upper, x.shape)
+    except ValueError:
+        raise ValueError(f"bounds: lb (shape {lower.shape}) and ub (shape {upper.shape}) must "
+                         f"be scalars or have the shape of x {x.shape}") from None
     if np.isnan(lower).any() or np.isnan(upper).any() or (lower >= upper).any():
         raise ValueError("bounds must satisfy lb < ub with no NaN")
     if ((x < lower) | (x > upper)).any():
@@ -272,7 +353,8 @@ class _Plan:
         t = _template(count, kind, accuracy, order)
         base = self.npoints
         first_index = np.repeat(components, t["per"])
-        first_value = (self.x[components][:, None] + h[:, None] * t["offsets"]).ravel()
+        with _quiet():    # points beyond DBL_MAX are inf: non-finite values, then a fallback
+            first_value = (self.x[components][:, None] + h[:, None] * t["offsets"]).ravel()
         if t["uses_center"]:
             first_index = np.concatenate(([-1], first_index))
             first_value = np.concatenate(([0.0], first_value))
@@ -350,6 +432,9 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
             inverse[order] = np.arange(order.size)
             df, rounding, bad = df[inverse], rounding[inverse], bad[inverse]
         return df, rounding, bad, nfev, m
+    rounding += _argument_rounding(df, np.concatenate(
+        [np.tile(x[components[selected]], levels) for _, selected in groups]),
+        np.concatenate(plan.scales))
     out = np.empty((components.size, m))
     error = np.empty((components.size, m))
     flags = np.zeros(components.size, dtype=np.uint8)
@@ -358,12 +443,21 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
         size = selected.size * levels
         block = slice(start, start + size)
         shape = (levels, selected.size, m)
-        out[selected], error[selected] = _romberg(df[block].reshape(shape),
-                                                  rounding[block].reshape(shape), kind)
-        flags[selected] = np.bitwise_or.reduce(bad[block].reshape(levels, -1), axis=0)
-        flags[selected] |= np.where(_unconverged(df[block].reshape(shape),
-                                                 rounding[block].reshape(shape), kind).any(axis=1),
-                                    _UNCONVERGED, 0).astype(np.uint8)
+        kind_accuracy = base_accuracy + (base_accuracy % 2 if kind == "central" else 0)
+
+        def extend(level, rows, kind=kind, selected=selected, kind_accuracy=kind_accuracy):
+            more = _Plan(x)
+            more.add_axis_group(components[selected[rows]], h[selected[rows]] * 2.0 ** -level,
+                                kind, kind_accuracy, 1)
+            e, magnitude, b, count, _ = _run_plan(function, more, m, n_threads)
+            r = _ROUNDING_ULPS * _EPS * magnitude + _argument_rounding(
+                e, x[components[selected[rows]]], more.scales[0])
+            return e, r, b, count
+
+        out[selected], error[selected], flags[selected], extra = _adaptive_romberg(
+            df[block].reshape(shape), rounding[block].reshape(shape),
+            bad[block].reshape(levels, -1), kind, extend)
+        nfev += extra
         start += size
     return out, error, flags, nfev, m
 
@@ -371,19 +465,67 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
 _UNCONVERGED = 8      # a flag beside those of combine: the Richardson table did not converge
 
 
+@_quietly
+def _argument_rounding(estimates, x, inverse_h):
+    """Error of difference quotients ``(c, m)`` from the rounding of their points ``x + s h``
+    (about ``eps |x| |f'|`` per value, which ``_ROUNDING_ULPS * eps * |f|`` misses when
+    ``|x| >> h``): ``4 eps |x| |estimate| / h``, the estimate standing in for
+    ``f' h**(1-order)``."""
+    return (4.0 * _EPS) * np.abs(x)[:, None] * np.abs(estimates) * np.abs(inverse_h)[:, None]
+
+
+@_quietly
 def _unconverged(estimates, rounding, kind, base=2):
-    """Where a one-sided Richardson table (``estimates[k]`` at steps ``h / 2**k``) shows no
-    convergence: the last two differences of its first column must shrink by about ``2**base``
-    (the order of the stencil), unless they are at rounding level. Near a singularity (steps
-    beyond the radius of convergence of the Taylor series) they do not, and the extrapolated
-    value and its error estimate cannot be trusted. Central tables are not checked (they are
-    used where both sides are finite; a one-sided table is the fallback near trouble)."""
-    if kind == "central" or estimates.shape[0] < 3:
+    """Where a Richardson table (``estimates[k]`` at steps ``h / 2**k``) shows no convergence:
+    every difference of its first column must shrink by about ``2**base`` (the order of the
+    stencil) from one step to the next, unless it is at rounding level. Steps too large for
+    the function (beyond the radius of convergence of its Taylor series, or many periods of an
+    oscillation) give differences that do not; their extrapolations can agree by accident, so
+    the value and error estimate of such a table cannot be trusted."""
+    if estimates.shape[0] < 3:
         return np.zeros(estimates.shape[1:], dtype=bool)
-    last = np.abs(estimates[-1] - estimates[-2])
-    previous = np.abs(estimates[-2] - estimates[-3])
-    noise = 10.0 * (rounding[-1] + rounding[-2] + rounding[-3])
-    return (last > noise) & (previous < last * (2.0 ** base / 1.5))
+    difference = np.abs(np.diff(estimates, axis=0))
+    quiet = difference <= 10.0 * (rounding[1:] + rounding[:-1])
+    shrinking = quiet[1:] | (difference[:-1] >= difference[1:] * (2.0 ** base / 1.5))
+    return ~shrinking.all(axis=0)
+
+
+def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2):
+    """Romberg extrapolation over a window of steps that slides to smaller steps until the
+    table converges (:func:`_unconverged`) or the step budget ends.
+
+    ``estimates``, ``rounding``: ``(W, c, m)`` at steps ``h / 2**k``; ``bad``: ``(W, c)``
+    non-finite flags. ``extend(level, rows)`` returns ``(estimates (r, m), rounding, bad (r,),
+    nfev)`` at step ``h / 2**level`` for the components ``rows``. A component whose window
+    meets a non-finite value slides on while its newest step is clean (large steps reaching
+    outside the domain). Returns ``(value (c, m), error (c, m), flags (c,), nfev)``: flags hold
+    the non-finite flags of the final window and ``_UNCONVERGED`` when the budget ran out.
+    """
+    estimates, rounding, bad = estimates.copy(), rounding.copy(), bad.copy()
+    window = estimates.shape[0]
+
+    def state(rows):
+        flags = np.bitwise_or.reduce(bad[:, rows], axis=0)
+        unconverged = _unconverged(estimates[:, rows], rounding[:, rows], kind, base)
+        return flags, unconverged.reshape(rows.size, -1).any(axis=1)
+
+    rows = np.arange(estimates.shape[1])
+    flags, unconverged = state(rows)
+    active = rows[np.where(flags != 0, bad[-1] == 0, unconverged)]
+    level, nfev = window, 0
+    while active.size and level < _RICHARDSON_MAX_LEVELS:
+        e, r, b, count = extend(level, active)
+        nfev += count
+        estimates[:, active] = np.concatenate([estimates[1:, active], e[None]])
+        rounding[:, active] = np.concatenate([rounding[1:, active], r[None]])
+        bad[:, active] = np.concatenate([bad[1:, active], b[None]])
+        level += 1
+        flags, unconverged = state(active)
+        active = active[np.where(flags != 0, bad[-1, active] == 0, unconverged)]
+    flags, unconverged = state(rows)
+    value, error = _romberg(estimates, rounding, kind, base)
+    flags = flags | np.where((flags == 0) & unconverged, _UNCONVERGED, 0).astype(np.uint8)
+    return value, error, flags, nfev
 
 
 def _romberg(estimates, rounding, kind, base=2):
@@ -431,7 +573,8 @@ def _complex_stage(function, x, components, h, m):
 
 def _complex_values(function, points, count, h, m):
     if function.kind == FunctionKind.VECTORIZED:
-        values = np.asarray(function.function(points.T, *function.args))
+        values = real_values(function.function(points.T, *function.args), function.name,
+                             complex_ok=True)
         if m is None:
             if values.shape != (count,):
                 raise ValueError(f"{function.name} (vectorized scalar field) returned shape "
@@ -445,7 +588,8 @@ def _complex_values(function, points, count, h, m):
                                  f"{values.shape}, expected (m, {count})")
             values = values.T
     else:
-        rows = [np.asarray(function.function(p, *function.args)) for p in points]
+        rows = [real_values(function.function(p, *function.args), function.name,
+                            complex_ok=True) for p in points]
         if m is None:
             bad_shape = [r.shape for r in rows if r.size != 1]
             if bad_shape:
@@ -487,7 +631,7 @@ def _one_sided_kinds(x, h, candidates, accuracy, bounds):
 
 
 def _bounded_kinds(method, accuracy, x, h, bounds):
-    """Stencil kind of each component: one-sided near a bound (of the same accuracy).
+    """Stencil kind of each component: one-sided near a bound (of the same ``accuracy``).
 
     Where no stencil fits between the bounds, the step ``h`` is shrunk (in place) so that the
     one-sided stencil on the roomier side does.
@@ -501,13 +645,28 @@ def _bounded_kinds(method, accuracy, x, h, bounds):
     roomier = np.where(room_up >= room_down, "forward", "backward").astype(object)
     other = np.where(room_up >= room_down, "backward", "forward").astype(object)
     chosen = _one_sided_kinds(x, h, [kinds, roomier, other], accuracy, bounds)
-    squeezed = chosen == None  # noqa: E711 (object array)
-    if squeezed.any():
+    squeezed = np.flatnonzero(chosen == None)  # noqa: E711 (object array)
+    if squeezed.size:
         chosen[squeezed] = roomier[squeezed]
         reach = _extent("forward", accuracy)[1]
         room = np.maximum(room_up, room_down)[squeezed]
         shrunk = room / reach * (1.0 - 1e-9)
         h[squeezed] = np.minimum(h[squeezed], (x[squeezed] + shrunk) - x[squeezed])
+        # (x + shrunk) - x rounds: to 0 (no step at all) or up, putting x + reach * h outside
+        # the bounds. Halve until the evaluated points themselves fit.
+        for _ in range(4):
+            fits = (h[squeezed] > 0) & (_one_sided_kinds(
+                x[squeezed], h[squeezed], [chosen[squeezed]], accuracy,
+                (lower[squeezed], upper[squeezed])) != None)  # noqa: E711
+            if fits.all():
+                break
+            retry = squeezed[~fits]
+            h[retry] = (x[retry] + 0.5 * h[retry]) - x[retry]
+        else:
+            tight = squeezed[~fits][0]
+            raise ValueError(f"bounds too narrow: no one-sided stencil of accuracy {accuracy} "
+                             f"fits between lb = {float(lower[tight])!r} and ub = "
+                             f"{float(upper[tight])!r} around x[{tight}] = {float(x[tight])!r}")
     return chosen
 
 
@@ -523,7 +682,7 @@ def _axis_derivatives(function, x, *, method, accuracy, step, bounds, m, n_threa
     elif bounds is None and not richardson:
         # the fast path: one stencil for every component
         if step is None:
-            h = relative_steps(x, _relative_step(method, accuracy, 1))
+            h = relative_steps(x, *_step_coefficients(method, accuracy, 1))
         else:
             h = _steps(x, step, method, accuracy, 1)
         offsets, weights, _ = stencil(method, accuracy, 1)
@@ -606,10 +765,13 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
         See the module documentation. ``"complex"`` needs ``f`` to accept complex input.
     accuracy : int
         Order of the truncation error: 2, 4, 6, 8 (central) or 1 to 4 (one-sided).
+        ``"richardson"`` and ``"complex"`` do not use it, but it must still be 2, 4, 6 or 8.
     step : float or array_like, optional
-        Absolute step(s); default ``c * max(1, |x|)`` with ``c`` optimal for the stencil.
+        Absolute step(s); default ``c * max(1, |x|)`` with ``c`` optimal for the stencil,
+        limited above ``|x| = 10`` (module documentation).
     bounds : (lb, ub), optional
-        No evaluation leaves ``lb <= x <= ub``: components near a bound use one-sided stencils.
+        No evaluation leaves ``lb <= x <= ub``: components near a bound use one-sided stencils
+        of the same accuracy, with a smaller step where needed (module documentation).
     args : tuple
         Extra arguments of ``f``.
     vectorized : bool
@@ -628,11 +790,14 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     ------
     ValueError
         ``x`` empty, not 1-D or not finite; ``method``/``accuracy`` invalid; ``step`` not
-        positive and finite or of the wrong shape; ``bounds`` malformed or not containing ``x``;
+        positive and finite or of the wrong shape; ``bounds`` malformed, not containing ``x``
+        or so narrow (a few ulps) that no stencil fits between them;
         ``f`` returning a value of the wrong shape; ``n_threads`` below 1 (other than -1).
     TypeError
         ``x`` complex or not numeric; ``f`` not callable, of the wrong compiled signature, or
-        returning non-numbers; ``n_threads`` not an int; ``method="complex"`` with a compiled
+        returning anything but real numbers (bool, int, float, NumPy integers and floats; not
+        strings, None, Decimal, Fraction, nor complex values outside ``method="complex"``);
+        ``n_threads`` not an int; ``method="complex"`` with a compiled
         ``f`` or an ``f`` that is not complex-safe (it discards the imaginary part, e.g.
         ``math.sin``: NumPy's ``ComplexWarning`` is turned into this error).
     Exception
@@ -641,12 +806,14 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     Notes
     -----
     Failure behaviour: a component whose stencil meets a non-finite value is recomputed with a
-    one-sided stencil; if that fails too it is NaN with status 3 (``NON_FINITE``) in the
+    one-sided stencil of accuracy ``min(accuracy, 4)`` (2 for ``"richardson"``, extrapolated,
+    and ``"complex"``); if that fails too it is NaN with status 3 (``NON_FINITE``) in the
     ``full_output`` result (a compiled callable returning NaN is handled the same way). With
-    ``method="richardson"``, a one-sided extrapolation table (fallback or bounds) whose
-    differences do not shrink at the rate of the stencil (steps too large near a singularity)
-    keeps its value but gets status 1 (``MAX_ITERATIONS``): its error estimate is not reliable.
-    No exception or warning is raised for it: check ``status``.
+    ``method="richardson"``, an extrapolation table (central, fallback or bounds) whose
+    differences still do not shrink at the rate of the stencil when the steps have slid down
+    to ``h / 2**29`` (near a singularity, or noise) keeps its last value but gets status 1
+    (``MAX_ITERATIONS``): its error estimate is not reliable. No exception or warning is
+    raised for it: check ``status``.
 
     Examples
     --------
@@ -657,6 +824,7 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     """
     x = _check_point(x)
     accuracy = _check_method(method, accuracy)
+    n_threads_for(n_threads)    # validated for every kind of f, not only compiled ones
     function = resolve(f, args=_check_args(args), vectorized=vectorized, signatures=("scalar",))
     bounds = _check_bounds(bounds, x)
     df, error, status, nfev, _ = _axis_derivatives(function, x, method=method, accuracy=accuracy,
@@ -716,12 +884,8 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     """
     x = _check_point(x)
     accuracy = _check_method(method, accuracy)
+    n_threads_for(n_threads)    # validated for every kind of f, not only compiled ones
     function = resolve(f, args=_check_args(args), vectorized=vectorized, signatures=("vector",))
-    if function.kind != FunctionKind.COMPILED:
-        # NumPy turns None (or an object array of them) into NaN: a TypeError instead
-        function = resolve(_real_valued(function.function, function.name), args=function.args,
-                           vectorized=function.kind == FunctionKind.VECTORIZED,
-                           signatures=("vector",), name=function.name)
     bounds = _check_bounds(bounds, x)
     if n_out is None:
         m = x.size if function.kind == FunctionKind.COMPILED else -1
@@ -786,7 +950,8 @@ def _hessian_levels(function, x, h, levels, ratio, n_threads):
     parts = []
     for level in range(levels):
         step = h * ratio ** level
-        up, down = (x + step), (x - step)
+        with _quiet():
+            up, down = (x + step), (x - step)
         first_value = np.concatenate([[0.0], up, down, up[ui], down[ui]])
         second_value = np.concatenate([[0.0], np.zeros(2 * n), up[uj], down[uj]])
         scale = np.concatenate([step ** -2, 0.5 / (step[ui] * step[uj])])
@@ -803,8 +968,12 @@ def _hessian_levels(function, x, h, levels, ratio, n_threads):
     entries, magnitude, bad = combine(values, output, point, np.tile(t["coefficient"], levels),
                                       np.tile(t["side"], levels), scale)
     shape = (levels, nv)
-    return (entries.reshape(shape), _ROUNDING_ULPS * _EPS * magnitude.reshape(shape),
-            bad.reshape(shape), k * levels)
+    size = np.tile(np.maximum(np.abs(x)[np.concatenate([np.arange(n), ui])],
+                              np.abs(x)[np.concatenate([np.arange(n), uj])]), levels)
+    with _quiet():
+        rounding = _ROUNDING_ULPS * _EPS * magnitude + _argument_rounding(
+            entries, size, np.sqrt(np.abs(scale)))
+    return (entries.reshape(shape), rounding.reshape(shape), bad.reshape(shape), k * levels)
 
 
 def _symmetric(entries, n):
@@ -824,7 +993,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
 
     Without ``grad``, the n(n+1)/2 unique entries come from a symmetric 2-D stencil on values
     of ``f`` (``1 + n + n**2`` points for accuracy 2, all in one batch; never a Jacobian of a
-    Jacobian). Higher accuracies extrapolate the same stencil at steps ``h, 2h, 4h, 8h``. With
+    Jacobian). Higher accuracies extrapolate the same stencil at steps ``h, 2h, ...``
+    (``accuracy // 2`` steps; the default step of the accuracy is the largest). With
     ``grad``, the Hessian is the central-difference Jacobian of ``grad``, symmetrized. The
     result is exactly symmetric.
 
@@ -837,10 +1007,13 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     method : {"central", "richardson"}
         ``"richardson"`` extrapolates adaptively and estimates the error.
     accuracy : {2, 4, 6, 8}
-        Order of the truncation error for ``method="central"``.
+        Order of the truncation error for ``method="central"`` (``"richardson"`` does not use
+        it, but it must still be one of these).
     step : float or array_like, optional
-        Absolute step(s); default relative. For ``"central"`` the base step ``h`` (accuracies
-        above 2 extrapolate from ``h, 2h, 4h, 8h``); for ``"richardson"`` the largest step.
+        Absolute step(s); default relative (module documentation). For ``"central"`` the base
+        step ``h`` (accuracies above 2 extrapolate from ``h, 2h, ...``, up to ``8h``); for
+        ``"richardson"`` the largest step (the steps then slide down until the table
+        converges; status 1 if it does not).
     grad : callable, scipy.LowLevelCallable or numba cfunc, optional
         Gradient ``grad(x, *args) -> (n,)`` (vectorized: ``(n, k) -> (n, k)``; compiled: a
         vector field with ``m = n``).
@@ -879,6 +1052,7 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     """
     x = _check_point(x)
     accuracy = _check_method(method, accuracy, ("central", "richardson"))
+    n_threads_for(n_threads)
     n = x.size
     args = _check_args(args)
     if grad is not None:
@@ -900,15 +1074,28 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         if richardson:   # steps h, h/2, h/4, ... from a large h
             h = np.array(_steps(x, step, "richardson", 2, 2))
             levels, ratio = _RICHARDSON_LEVELS - 1, 0.5
-        else:            # steps h, 2h, 4h, ... from the optimal accuracy-2 step
-            h = np.array(_steps(x, step, "central", accuracy, 2))
+        else:            # steps h, 2h, 4h, ... (accuracy // 2 of them)
             levels, ratio = accuracy // 2, 2.0
+            h = np.array(_steps(x, step, "central", accuracy, 2))
+            if step is None and levels > 1:
+                # the default step of the accuracy is the LARGEST of the ladder: starting
+                # from it (up to 8h) reached far beyond the stencil's own extent
+                h = _steps(x, h / 2.0 ** (levels - 1), "central", accuracy, 2)
         entries, rounding, bad, nfev = _hessian_levels(function, x, h, levels, ratio, n_threads)
+        unconverged = np.zeros(entries.shape[1], dtype=bool)
         if levels == 1:
             value, estimate = entries[0], rounding[0]
         elif richardson:
-            value, estimate = _romberg(entries[:, :, None], rounding[:, :, None], "central")
-            value, estimate = value[:, 0], estimate[:, 0]
+            def extend(level, rows):
+                e, r, b, count = _hessian_levels(function, x, h * ratio ** level, 1, ratio,
+                                                 n_threads)
+                return e[0, rows, None], r[0, rows, None], b[0, rows], count
+
+            value, estimate, flags, extra = _adaptive_romberg(
+                entries[:, :, None], rounding[:, :, None], bad, "central", extend)
+            value, estimate, nfev = value[:, 0], estimate[:, 0], nfev + extra
+            unconverged = (flags & _UNCONVERGED) != 0
+            bad = (flags & ~np.uint8(_UNCONVERGED))[None, :]
         else:
             value, estimate = _extrapolate(entries[::-1], rounding[::-1])
         failed = np.bitwise_or.reduce(bad, axis=0) != 0
@@ -923,7 +1110,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         estimate = np.where(failed, np.nan, estimate)
         df = _symmetric(value, n)
         error = _symmetric(estimate, n)
-        status = _symmetric(np.where(failed, Status.NON_FINITE, 0).astype(np.int8), n)
+        status = _symmetric(np.where(failed, Status.NON_FINITE, np.where(
+            unconverged, Status.MAX_ITERATIONS, 0)).astype(np.int8), n)
     if full_output:
         return _result(df, error, status, nfev)
     return df
@@ -943,6 +1131,7 @@ def _hessian_fallback(function, x, h, failed, n_threads):
     first_index, first_value, second_index, second_value = [], [], [], []
     output, point, coefficient, scale, owner = [], [], [], [], []
 
+    @_quietly
     def add_point(i, a, j, b):
         first_index.append(i if a else -1)
         first_value.append(x[i] + a * h[i] if a else 0.0)
@@ -988,6 +1177,7 @@ def _hessian_fallback(function, x, h, failed, n_threads):
             first_index.size)
 
 
+@_quietly
 def _extrapolate(estimates, rounding):
     """Full Richardson extrapolation (powers 2, 4, ...) of estimates at steps ``h / 2**k``."""
     table, errors = estimates, rounding
@@ -1002,35 +1192,37 @@ def _extrapolate(estimates, rounding):
 # --------------------------------------------------------------------------------------------
 # elementwise derivatives, gradient check, Taylor polynomials
 
-def _call_elementwise(f, points, args, name="f"):
-    """``f(points, *args)`` checked to return one real value per point (same shape)."""
-    values = np.asarray(f(points, *args))
+def _call_elementwise(f, points, args, name="f", complex_ok=False):
+    """``f(points, *args)`` checked to return one real value per point (same shape); complex
+    values only with ``complex_ok`` (complex step)."""
+    values = real_values(f(points, *args), name, complex_ok)
+    # No broadcasting: a scalar from an array call (np.sum(x**2)) is not elementwise, and
+    # broadcasting it would give silently zero derivatives.
     if values.shape != points.shape:
-        try:
-            values = np.broadcast_to(values, points.shape)
-        except ValueError:
-            raise ValueError(f"{name} must be elementwise: called with shape {points.shape}, "
-                             f"it returned shape {values.shape}") from None
-    if values.dtype.kind not in "fiuc b":
-        raise TypeError(f"{name} must return numbers, got dtype {values.dtype}")
+        raise ValueError(f"{name} must be elementwise: called with shape {points.shape}, "
+                         f"it returned shape {values.shape} (a constant function must return "
+                         "an array of its input's shape, e.g. np.full_like(x, c))")
     return values
 
 
-def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
-    """Derivatives of ``f`` at every element of ``x`` with one stencil kind (one call of f).
+def _elementwise_levels(f, x, h, offsets, weights, factors, order, args, shape):
+    """One stencil at the steps ``h * factors[l]`` for every element (one call of f).
 
-    Returns ``(df, error, bad)`` flattened, ``bad`` with the flags of ``combine``.
+    Returns ``(estimates (L, N), rounding (L, N), bad (L, N), nfev)``, ``bad`` with the flags of
+    ``combine`` per level.
     """
-    levels = _RICHARDSON_LEVELS if richardson else 1
-    base = 2 if richardson else accuracy
-    offsets, weights, _ = stencil(kind, base + (base % 2 if kind == "central" else 0), order)
-    offsets, weights = np.array(offsets), np.array(weights)
-    factors = 2.0 ** -np.arange(levels)
-    # points[level, offset, element] = x + offset * h * 2**-level
+    # points[level, offset, element] = x + offset * h * factor
     deltas = (factors[:, None, None] * offsets[None, :, None]) * h[None, None, :]
-    points = x[None, None, :] + deltas
+    with _quiet():
+        points = x[None, None, :] + deltas
     values = _call_elementwise(f, points.reshape((-1,) + shape),
-                               args).reshape(points.shape).real.astype(np.float64)
+                               args).reshape(points.shape).astype(np.float64)
+    with _quiet():
+        return _elementwise_combine(values, x, h, offsets, weights, factors, order)
+
+
+def _elementwise_combine(values, x, h, offsets, weights, factors, order):
+    """The differences of :func:`_elementwise_levels` from the values ``(L, offsets, N)``."""
     scale = (h[None, :] * factors[:, None]) ** -order
     # Accumulate the stencil points one at a time, in a fixed order: each element's sum is then
     # the same whatever the other elements of the call (einsum's order depends on the shape).
@@ -1040,17 +1232,41 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
         total += weight * values[:, j, :]
         magnitude += abs(weight) * np.abs(values[:, j, :])
     estimates = total * scale
-    rounding = _ROUNDING_ULPS * _EPS * magnitude * scale
+    rounding = _ROUNDING_ULPS * _EPS * magnitude * scale + (4.0 * _EPS) * np.abs(x) * np.abs(
+        estimates) / (h[None, :] * factors[:, None])
     finite = np.isfinite(values)
-    bad = np.zeros(x.size, dtype=np.uint8)
+    bad = np.zeros(estimates.shape, dtype=np.uint8)
     for mask, flag in ((offsets > 0, 1), (offsets < 0, 2), (offsets == 0, 4)):
         if mask.any():
-            bad |= np.where((~finite[:, mask]).any(axis=(0, 1)), flag, 0).astype(np.uint8)
-    if richardson:
-        df, error = _romberg(estimates[:, :, None], rounding[:, :, None], kind)
-        bad |= np.where(_unconverged(estimates, rounding, kind), _UNCONVERGED, 0).astype(np.uint8)
-        return df[:, 0], error[:, 0], bad, values.size
-    return estimates[0], rounding[0], bad, values.size
+            bad |= np.where((~finite[:, mask]).any(axis=1), flag, 0).astype(np.uint8)
+    return estimates, rounding, bad, values.size
+
+
+def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
+    """Derivatives of ``f`` at every element of ``x`` with one stencil kind.
+
+    Returns ``(df, error, bad, nfev)`` flattened, ``bad`` with the flags of ``combine`` (and
+    ``_UNCONVERGED``).
+    """
+    base = 2 if richardson else accuracy
+    offsets, weights, _ = stencil(kind, base + (base % 2 if kind == "central" else 0), order)
+    offsets, weights = np.array(offsets), np.array(weights)
+    if not richardson:
+        estimates, rounding, bad, nfev = _elementwise_levels(
+            f, x, h, offsets, weights, np.ones(1), order, args, shape)
+        return estimates[0], rounding[0], bad[0], nfev
+    estimates, rounding, bad, nfev = _elementwise_levels(
+        f, x, h, offsets, weights, 2.0 ** -np.arange(_RICHARDSON_LEVELS), order, args, shape)
+
+    def extend(level, rows):
+        # every element is evaluated (array args broadcast against the whole of x)
+        e, r, b, count = _elementwise_levels(f, x, h, offsets, weights,
+                                             np.array([2.0 ** -level]), order, args, shape)
+        return e[0, rows, None], r[0, rows, None], b[0, rows], count
+
+    df, error, bad, extra = _adaptive_romberg(estimates[:, :, None], rounding[:, :, None], bad,
+                                              kind, extend)
+    return df[:, 0], error[:, 0], bad, nfev + extra
 
 
 def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(),
@@ -1075,8 +1291,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         ``"complex"`` (order 1 only) needs ``f`` to accept complex input.
     accuracy : int
         Order of the truncation error: 2, 4, 6, 8 (central) or 1 to 4 (one-sided).
+        ``"richardson"`` and ``"complex"`` do not use it, but it must still be 2, 4, 6 or 8.
     step : float or array_like, optional
-        Absolute step(s) broadcastable to ``x``; default ``c * max(1, |x|)``.
+        Absolute step(s) broadcastable to ``x``; default ``c * max(1, |x|)``, limited above
+        ``|x| = 10`` (module documentation).
     args : tuple
         Extra arguments of ``f``.
     full_output : bool
@@ -1090,10 +1308,13 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     ------
     ValueError
         ``x`` empty or not finite; ``order``, ``method`` or ``accuracy`` invalid; ``step`` not
-        positive and finite or not broadcastable to ``x``; ``f`` not returning the shape of its
-        input.
+        positive and finite or not broadcastable to ``x``; ``f`` not returning exactly the shape
+        of its input (no broadcasting: a constant must be returned as ``np.full_like(x, c)``);
+        the parameters ``args[0]`` of a compiled ``f`` not of shape ``x.shape + (k,)``.
     TypeError
-        ``x`` complex or not numeric; ``f`` not callable or returning non-numbers;
+        ``x`` complex or not numeric; ``f`` not callable or returning anything but real
+        numbers (as for :func:`gradient`); parameters
+        of a compiled ``f`` not real numbers;
         ``method="complex"`` with a compiled ``f`` or an ``f`` that is not complex-safe (it
         discards the imaginary part, e.g. ``math.sin``: NumPy's ``ComplexWarning`` is turned
         into this error).
@@ -1103,11 +1324,12 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     Notes
     -----
     Failure behaviour: an element whose stencil meets a non-finite value of ``f`` is recomputed
-    with a one-sided stencil; if that fails too its derivative is NaN with status 3
-    (``NON_FINITE``) in the ``full_output`` result. With ``method="richardson"`` a one-sided
-    fallback whose extrapolation table does not converge keeps its value with status 1
-    (``MAX_ITERATIONS``; its error estimate is unreliable). No exception or warning is raised
-    for it: check ``status`` (or NaN). Other elements are unaffected.
+    with a one-sided stencil of accuracy ``min(accuracy, 4)`` (2 for ``"richardson"``,
+    extrapolated, and ``"complex"``); if that fails too its derivative is NaN with status 3
+    (``NON_FINITE``) in the ``full_output`` result. With ``method="richardson"`` an element
+    whose extrapolation table does not converge within the step budget keeps its value with
+    status 1 (``MAX_ITERATIONS``; its error estimate is unreliable). No exception or warning
+    is raised for it: check ``status`` (or NaN). Other elements are unaffected.
 
     Examples
     --------
@@ -1126,7 +1348,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     if method == "complex" and order != 1:
         raise ValueError("method='complex' computes first derivatives only (order=1)")
     args = _check_args(args)
-    x_arr = real_array(x, "x")
+    x_arr = _real_input(x, "x")
     if x_arr.size == 0:
         raise ValueError("x must not be empty")
     if not np.isfinite(x_arr).all():
@@ -1134,7 +1356,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     shape = x_arr.shape
     flat = x_arr.ravel()
     if function.kind == FunctionKind.COMPILED:
-        f, args = _compiled_elementwise(function, args, flat.size, method)
+        f, args = _compiled_elementwise(function, args, shape, method)
     else:
         _check_elementwise_args(args, shape)
     richardson = method == "richardson"
@@ -1142,7 +1364,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         h = _steps(flat, _elementwise_steps(step, shape),
                    "complex", 2, 1)
         with _complex_safe("f"):
-            values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args).ravel()
+            values = _call_elementwise(f, (flat + 1j * h).reshape(shape), args,
+                                       complex_ok=True).ravel()
         df = np.asarray(values.imag, dtype=np.float64) / h
         error = _ROUNDING_ULPS * _EPS * np.abs(df)
         bad = np.where(np.isfinite(values), 0, 3).astype(np.uint8)
@@ -1184,9 +1407,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     return df[()] if df.ndim else float(df)
 
 
-def _compiled_elementwise(function, args, size, method):
+def _compiled_elementwise(function, args, shape, method):
     """A compiled elementwise function as an array function; ``args`` may hold one parameter
     array of shape ``x.shape + (k,)`` (``k`` parameters per element)."""
+    size = math.prod(shape)
     if method == "complex":
         raise TypeError("f: method='complex' needs a Python function that accepts complex "
                         "input; compiled callables are real-valued")
@@ -1195,9 +1419,15 @@ def _compiled_elementwise(function, args, size, method):
                         "(shape x.shape + (k,)) in args")
     parameters = None
     if args:
-        parameters = np.ascontiguousarray(args[0], dtype=np.float64)
-        if parameters.size % size or parameters.ndim == 0:
-            raise ValueError(f"args[0] must have shape x.shape + (k,), got {parameters.shape}")
+        parameters = np.asarray(args[0])
+        if parameters.dtype.kind not in "biufc":   # strings would be parsed as numbers
+            raise TypeError(f"args[0] must be real numbers, got dtype {parameters.dtype}")
+        parameters = np.ascontiguousarray(real_array(parameters, "args[0]"))
+        # Only the documented layout: a transposed (k, N) array has the right size but would
+        # give each element another element's parameters.
+        if parameters.shape[:-1] != shape or parameters.ndim != len(shape) + 1:
+            raise ValueError(f"args[0] must have shape x.shape + (k,) = {shape + ('k',)}, "
+                             f"got {parameters.shape}".replace("'k'", "k"))
         parameters = parameters.reshape(size, -1)
     return (lambda points: elementwise_values(function, points, parameters)), ()
 
@@ -1264,8 +1494,10 @@ def taylor(f, x0, order, *, args=()):
 
     Parameters
     ----------
-    f : callable
-        Elementwise function of one variable, as for :func:`derivative`.
+    f : callable, scipy.LowLevelCallable or numba cfunc
+        Elementwise function of one variable, as for :func:`derivative` (a compiled
+        ``double f(double x, int k, double *p, void *user_data)`` takes its parameters as
+        ``args=(p,)`` with ``p`` of shape ``(k,)``).
     x0 : float
         Expansion point.
     order : {0, 1, 2, 3, 4}
@@ -1283,14 +1515,18 @@ def taylor(f, x0, order, *, args=()):
     Raises
     ------
     ValueError
-        ``x0`` not a finite scalar; ``order`` not an int from 0 to 4.
+        ``x0`` not a finite scalar; ``order`` not an int from 0 to 4; ``f`` not elementwise.
+    TypeError
+        ``f`` not callable, of the wrong compiled signature, or returning non-numbers.
     Exception
         Any exception raised by ``f`` propagates unchanged.
 
     Notes
     -----
-    Failure behaviour: coefficients that cannot be computed (non-finite values of ``f`` on
-    both sides of ``x0``) are NaN; no exception or warning.
+    Failure behaviour: coefficients whose derivative does not succeed (status other than 0
+    in :func:`derivative` with ``method="richardson"``: non-finite values of ``f`` on both
+    sides of ``x0``, or an extrapolation that does not converge) are NaN; no exception or
+    warning.
 
     Examples
     --------
@@ -1310,12 +1546,17 @@ def taylor(f, x0, order, *, args=()):
         raise ValueError("x0 must be a scalar")
     args = _check_args(args)
     center = float(x0[0])
-    value = np.asarray(f(np.float64(center), *args))
-    if value.size != 1 or value.dtype.kind not in "biuf":
-        raise TypeError(f"f must return one real number, got {type(value).__name__} of shape "
-                        f"{value.shape} and dtype {value.dtype}")
-    coefficients = [float(value.reshape(()))]
+    # f(x0) through the same layer as the derivatives (compiled callables included)
+    function = resolve(f, signatures=("elementwise",))
+    if function.kind == FunctionKind.COMPILED:
+        call, call_args = _compiled_elementwise(function, args, (), "richardson")
+    else:
+        _check_elementwise_args(args, ())
+        call, call_args = f, args
+    coefficients = [float(_call_elementwise(call, np.array([center]), call_args)[0])]
     for k in range(1, order + 1):
-        coefficients.append(derivative(f, center, order=k, method="richardson", args=args)
-                            / math.factorial(k))
+        result = derivative(f, center, order=k, method="richardson", args=args,
+                            full_output=True)
+        # an unconverged or failed derivative gives NaN, as documented, not a wrong number
+        coefficients.append(result.df / math.factorial(k) if result.status == 0 else np.nan)
     return Polynomial(coefficients, domain=[center - 1.0, center + 1.0], window=[-1.0, 1.0])

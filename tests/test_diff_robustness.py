@@ -1,8 +1,13 @@
 """Robustness fixes of differentiation / roots / optimize (bad input named, statuses)."""
+import warnings
+from decimal import Decimal
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 import fastcalc as fc
+from fastcalc._testfunctions import low_level
 
 
 def test_lagrange_nan_constraint_gives_status_3_without_linalg_error(capfd):
@@ -56,9 +61,12 @@ def test_richardson_one_sided_table_not_converging_reports_status_1():
         return np.sqrt(np.where(x >= 0, x, np.nan))
     r = fc.derivative(sqrt_domain, np.array([1e-3, 1e-2, 0.1, 1.0]), method="richardson",
                       full_output=True)
-    np.testing.assert_array_equal(r.status, [1, 1, 0, 0])
-    exact = 0.5 / np.sqrt([0.1, 1.0])
-    assert np.all(np.abs(r.df[2:] - exact) <= r.error[2:])
+    # The steps slide down until the central table converges inside the domain (they used to
+    # stop at h/32 and report status 1 for 1e-3 and 1e-2); the error estimate stays honest.
+    np.testing.assert_array_equal(r.status, [0, 0, 0, 0])
+    exact = 0.5 / np.sqrt([1e-3, 1e-2, 0.1, 1.0])
+    assert np.all(np.abs(r.df - exact) <= r.error)
+    np.testing.assert_allclose(r.df, exact, rtol=1e-7)
     # smooth one-sided (forward) fallback far from trouble converges: status 0
     r = fc.derivative(lambda x: np.where(x >= 1.0, np.log(np.maximum(x, 1.0)), np.nan),
                       np.array([1.0, 2.0]), method="richardson", full_output=True)
@@ -118,3 +126,326 @@ def test_compiled_newton_results_independent_of_threads_and_batch_size():
     one = fc.newton_system(low_level("circle_exp_system"), sys0[0])
     many = fc.newton_system(low_level("circle_exp_system"), np.repeat(sys0, 64, axis=0))
     np.testing.assert_array_equal(many.x[-1], one.x)
+
+
+# ------------------------------------------------------------------------------------------
+# differentiate: bugs found by the adversarial review
+
+
+@pytest.fixture(scope="module")
+def scribblers():
+    """Compiled scalar and vector fields that write to their x (their C signature allows it)."""
+    numba = pytest.importorskip("numba", reason="numba is optional")
+    from numba import types
+
+    @numba.cfunc(types.double(types.intc, types.CPointer(types.double), types.voidptr))
+    def scalar(n, x_ptr, user_data):
+        x = numba.carray(x_ptr, (n,))
+        total = 0.0
+        for i in range(n):
+            total += x[i] ** 2
+        for i in range(n):
+            x[i] = x[i] + 0.0    # a write of the same value: harmless unless x is read-only
+        return total
+
+    @numba.cfunc(types.intc(types.intc, types.CPointer(types.double), types.intc,
+                            types.CPointer(types.double), types.voidptr))
+    def vector(n, x_ptr, m, out_ptr, user_data):
+        x = numba.carray(x_ptr, (n,))
+        out = numba.carray(out_ptr, (m,))
+        for i in range(m):
+            out[i] = x[i] ** 2
+        for i in range(n):
+            x[i] = x[i] + 0.0
+        return 0
+
+    @numba.cfunc(types.double(types.intc, types.CPointer(types.double), types.voidptr))
+    def clobber(n, x_ptr, user_data):
+        x = numba.carray(x_ptr, (n,))
+        total = 0.0
+        for i in range(n):
+            total += x[i] ** 2
+        x[0] = 1234.0            # a real write: must never reach the caller's x
+        return total
+
+    return scalar, vector, clobber
+
+
+def test_compiled_callable_never_writes_to_callers_x(scribblers, tmp_path):
+    scalar, vector, clobber = scribblers
+    path = tmp_path / "x.bin"
+    np.array([1.0, 2.0, 3.0]).tofile(path)
+    x = np.asarray(np.memmap(path, dtype=np.float64, mode="r"))   # read-only memory
+    assert not x.flags.writeable
+    for method in ("central", "forward", "backward", "richardson"):
+        np.testing.assert_allclose(fc.gradient(scalar, x, method=method), 2 * x, rtol=1e-6)
+        np.testing.assert_allclose(fc.gradient(scalar, x, method=method, bounds=(1.0, 3.0)),
+                                   2 * x, rtol=1e-6)
+        np.testing.assert_allclose(fc.jacobian(vector, x, method=method), np.diag(2 * x),
+                                   rtol=1e-6, atol=1e-6)
+    for method in ("central", "richardson"):
+        np.testing.assert_allclose(fc.hessian(scalar, x, method=method), 2 * np.eye(3),
+                                   atol=1e-5)
+    np.testing.assert_allclose(fc.hessian(None, x, grad=vector), np.diag(2 * x), atol=1e-6)
+    assert fc.check_grad(scalar, vector, x) > 0.1    # vector is x**2, not 2x: no crash
+    x = np.array([1.0, 2.0, 3.0])
+    for method in ("central", "forward", "backward"):
+        fc.gradient(clobber, x, method=method)
+        np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
+
+
+def test_derivative_non_elementwise_output_names_f():
+    with pytest.raises(ValueError, match="f must be elementwise"):
+        fc.derivative(lambda x: np.sum(x ** 2), [1.0, 2.0])    # was silently [0, 0]
+    with pytest.raises(ValueError, match="f must be elementwise"):
+        fc.derivative(lambda x: 5.0, [1.0, 2.0], method="richardson")
+    np.testing.assert_allclose(fc.derivative(lambda x: np.full_like(x, 5.0), [1.0, 2.0]), 0.0)
+
+
+def test_compiled_elementwise_parameters_need_the_documented_layout():
+    kepler = low_level("kepler_eq")          # E - e sin E - M, p = (e, M)
+    params = np.array([[0.1, 1.0], [0.5, 2.0], [0.9, 3.0]])     # (N, k)
+    x = np.array([0.5, 1.0, 2.0])
+    np.testing.assert_allclose(fc.derivative(kepler, x, args=(params,), accuracy=4),
+                               1 - params[:, 0] * np.cos(x), rtol=1e-9)
+    with pytest.raises(ValueError, match=r"args\[0\] must have shape x.shape \+ \(k,\)"):
+        fc.derivative(kepler, x, args=(params.T.copy(),))       # (k, N): was accepted
+    with pytest.raises(ValueError, match=r"args\[0\]"):
+        fc.derivative(kepler, x, args=(params.ravel(),))
+    with pytest.raises(TypeError, match=r"args\[0\] must be real"):
+        fc.derivative(kepler, x, args=(params + 1j,))
+    with pytest.raises(TypeError, match=r"args\[0\] must be real"):
+        fc.derivative(kepler, x, args=("0.1",))
+    assert abs(fc.derivative(kepler, 1.0, args=(np.array([0.5, 2.0]),))
+               - (1 - 0.5 * np.cos(1.0))) < 1e-9
+
+
+def test_default_steps_at_large_x_high_accuracy():
+    # h = c * |x| was 18..126 at x = 1000 for the high accuracies: cos(1000) came out -0.019
+    assert abs(fc.derivative(np.sin, 1000.0, accuracy=8) - np.cos(1000.0)) < 1e-8
+    assert abs(fc.gradient(lambda x: np.sin(x[0]), [1000.0], accuracy=8)[0]
+               - np.cos(1000.0)) < 1e-8
+    assert abs(fc.derivative(np.exp, 100.0, accuracy=8) / np.exp(100.0) - 1) < 1e-8
+    assert abs(fc.hessian(lambda x: np.exp(x[0]), [50.0], accuracy=8)[0, 0] / np.exp(50.0)
+               - 1) < 1e-9                                      # was -2.3e6
+    assert fc.check_grad(lambda x: np.sin(x[0]), lambda x: np.cos(x), [1000.0]) < 1e-8
+    np.testing.assert_allclose(fc.taylor(np.sin, 100.0, 4).coef,
+                               [np.sin(100), np.cos(100), -np.sin(100) / 2, -np.cos(100) / 6,
+                                np.sin(100) / 24], rtol=1e-6)
+
+
+@pytest.mark.parametrize("accuracy", [2, 4, 6, 8])
+def test_default_steps_stay_relative_for_power_laws_at_huge_x(accuracy):
+    x = np.array([1e4, 1e10])
+    np.testing.assert_allclose(fc.derivative(lambda t: t ** 2, x, accuracy=accuracy), 2 * x,
+                               rtol=1e-9)
+    np.testing.assert_allclose(fc.derivative(np.log, x, accuracy=accuracy), 1 / x, rtol=1e-9)
+    np.testing.assert_allclose(fc.gradient(lambda v: np.sum(np.log(v)), x, accuracy=accuracy),
+                               1 / x, rtol=1e-9)
+    np.testing.assert_allclose(fc.derivative(np.log, x, order=2, accuracy=accuracy),
+                               -1 / x ** 2, rtol=1e-6)
+
+
+def test_richardson_never_reports_success_with_a_wrong_answer():
+    # the steps slide down until the table converges (or the budget ends: status 1)
+    r = fc.derivative(np.sin, 1000.0, method="richardson", full_output=True)
+    assert r.status == 0 and abs(r.df - np.cos(1000.0)) < 1e-9      # was -0.003, status 0
+    r = fc.derivative(lambda x: np.sin(100 * x), -3.0, method="richardson", full_output=True)
+    assert r.status == 0 and abs(r.df - 100 * np.cos(-300.0)) < 1e-8   # was 0.0117, status 0
+    functions = {np.sin: (np.cos, lambda x: -np.sin(x)), np.exp: (np.exp, np.exp),
+                 np.log: (lambda x: 1 / x, lambda x: -1 / x ** 2),
+                 (lambda x: x ** -2.0): (lambda x: -2 * x ** -3.0, lambda x: 6 * x ** -4.0),
+                 (lambda x: np.sin(100 * x)): (lambda x: 100 * np.cos(100 * x),
+                                               lambda x: -1e4 * np.sin(100 * x))}
+    x = np.array([1e-3, 0.5, 3.0, 10.0, 100.0, 1000.0, 1e4])
+    for f, exact in functions.items():
+        for order in (1, 2):
+            with np.errstate(over="ignore", invalid="ignore"):   # f's own: exp(1e4), log(-1)
+                r = fc.derivative(f, x, order=order, method="richardson", full_output=True)
+                wrong = np.abs(r.df - exact[order - 1](x)) > r.error
+            assert not (wrong & (r.status == 0)).any(), (f, order, x[wrong], r)
+
+
+def test_richardson_large_steps_outside_the_domain_slide_inside():
+    def f(x):        # smooth on [0, 1] only
+        return np.where((x >= 0) & (x <= 1), np.exp(np.clip(x, 0, 1)), np.nan)
+    for order in (1, 2, 3, 4):    # order 3 used to be NaN: every stencil reached 0.5 +- 1
+        r = fc.derivative(f, 0.5, order=order, method="richardson", full_output=True)
+        assert r.status == 0 and abs(r.df - np.exp(0.5)) <= r.error < 1e-6, (order, r)
+
+
+def test_taylor_uses_the_derivative_status():
+    with np.errstate(invalid="ignore"):      # the largest steps reach log(x < 0)
+        p = fc.taylor(np.log, 0.1, 4)
+    np.testing.assert_allclose(p.coef, [np.log(0.1), 10, -50, 1000 / 3, -2500], rtol=1e-7)
+    with np.errstate(divide="ignore"):
+        p = fc.taylor(lambda x: np.sqrt(np.abs(x)), 0.0, 2)
+    assert np.isnan(p.coef[2])        # no second derivative at 0: NaN, not -1.7e12
+
+
+def test_taylor_accepts_compiled_callables():
+    e, mean_anomaly, x0 = 0.5, 0.2, 0.7      # kepler_eq: x - e sin x - M
+    p = fc.taylor(low_level("kepler_eq"), x0, 3, args=(np.array([e, mean_anomaly]),))
+    np.testing.assert_allclose(p.coef, [x0 - e * np.sin(x0) - mean_anomaly,
+                                        1 - e * np.cos(x0), e * np.sin(x0) / 2,
+                                        e * np.cos(x0) / 6], rtol=1e-8)
+    with pytest.raises(TypeError, match="signature"):
+        fc.taylor(low_level("rosenbrock"), 0.5, 2)
+
+
+_COMPLEX_RETURNS = [
+    ("derivative", lambda: fc.derivative(lambda x: np.sqrt(x - 2 + 0j), 1.0)),
+    ("jacobian", lambda: fc.jacobian(lambda x: np.sqrt(x - 2 + 0j), [1.0])),
+    ("gradient", lambda: fc.gradient(lambda x: np.sqrt(x[0] - 2 + 0j), [1.0])),
+    ("gradient richardson",
+     lambda: fc.gradient(lambda x: np.sqrt(x[0] - 2 + 0j), [1.0], method="richardson")),
+    ("gradient bounds", lambda: fc.gradient(lambda x: complex(x[0], 1), [1.0], bounds=(0, 2))),
+    ("hessian", lambda: fc.hessian(lambda x: complex(x[0], 1), [1.0])),
+    ("check_grad", lambda: fc.check_grad(lambda x: x[0] ** 2, lambda x: x + 0j, [1.0])),
+]
+
+
+@pytest.mark.parametrize("name, call", _COMPLEX_RETURNS, ids=[c[0] for c in _COMPLEX_RETURNS])
+def test_complex_return_values_are_a_type_error_on_every_path(name, call):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")    # no ComplexWarning, no silent .real
+        with pytest.raises(TypeError, match=r"(f|grad) returned complex values"):
+            call()
+
+
+_NON_NUMERIC = ["1.5", b"1", Decimal("1"), Fraction(1, 2), None, object()]
+
+
+@pytest.mark.parametrize("value", _NON_NUMERIC, ids=repr)
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_non_numeric_return_values_are_a_type_error_on_every_path(value, method):
+    for call in (lambda: fc.gradient(lambda x: value, [1.0], method=method),
+                 lambda: fc.gradient(lambda x: value, [1.0], method=method, bounds=(0, 2)),
+                 lambda: fc.gradient(lambda X: [value] * X.shape[1], [1.0], method=method,
+                                     vectorized=True),
+                 lambda: fc.jacobian(lambda x: [value, value], [1.0, 2.0], method=method),
+                 lambda: fc.hessian(lambda x: value, [1.0], method=method),
+                 lambda: fc.derivative(lambda x: np.full(x.shape, value), [1.0], method=method)):
+        with pytest.raises(TypeError, match="f .*must return numbers"):
+            call()
+
+
+def test_real_numbers_of_every_kind_are_accepted():
+    assert fc.gradient(lambda x: 3, [1.0])[0] == 0.0
+    assert fc.gradient(lambda x: True, [1.0])[0] == 0.0
+    assert fc.gradient(lambda x: np.int64(7), [1.0], method="richardson")[0] == 0.0
+    assert fc.derivative(lambda x: np.ones(x.shape, dtype=np.uint8), 1.0) == 0.0
+    np.testing.assert_allclose(fc.jacobian(lambda x: [x[0] ** 2, 2 * x[1]], [1.0, 2.0]),
+                               [[2, 0], [0, 2]], atol=1e-8)
+    np.testing.assert_allclose(fc.jacobian(np.sin, [1.0], method="complex"), [[np.cos(1.0)]],
+                               rtol=1e-15)
+
+
+@pytest.mark.parametrize("accuracy, upper", [(2, np.nextafter(1.0, 2.0)), (8, 1.000000000000001),
+                                             (2, 1 + 1e-12), (4, 1 + 1e-12)])
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_narrow_bounds_never_evaluate_outside_nor_report_nan_success(accuracy, upper, method):
+    points = []
+
+    def f(x):
+        points.append(x[0])
+        return float(x[0] ** 2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")     # no divide-by-zero warning either
+        try:
+            r = fc.gradient(f, [1.0], method=method, bounds=(1.0, upper), full_output=True,
+                            accuracy=accuracy if method == "central" else 2)
+        except ValueError as exc:
+            assert "bounds too narrow" in str(exc)
+        else:
+            assert r.status[0] == 0 and abs(r.df[0] - 2.0) < 1e-2     # was nan / -4
+    assert all(1.0 <= p <= upper for p in points)
+
+
+def test_near_dbl_max_one_sided_stencils_work_without_library_warnings():
+    big = np.finfo(np.float64).max
+    exact = 1 / big
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for method in ("backward", "central", "richardson"):    # central: backward fallback
+            r = fc.derivative(np.log, big, method=method, full_output=True)
+            assert r.status == 0 and abs(r.df / exact - 1) < 1e-7, (method, r)
+            r = fc.gradient(lambda x: np.log(x[0]), [big], method=method, full_output=True)
+            assert r.status[0] == 0 and abs(r.df[0] / exact - 1) < 1e-7, (method, r)
+        r = fc.hessian(lambda x: np.log(x[0]), [big], full_output=True)
+        assert r.status[0, 0] == 0 and np.isfinite(r.df[0, 0])
+
+
+def test_complex_step_is_relative_below_one():
+    x = np.array([1e-300, 1e-120, 1e-5, 0.3, 1.0, 1e5, 1e300])
+    np.testing.assert_allclose(fc.derivative(np.log, x, method="complex") * x, 1.0, rtol=1e-14)
+    np.testing.assert_allclose(
+        fc.gradient(lambda v: np.sum(np.log(v)), x, method="complex") * x, 1.0, rtol=1e-14)
+    assert fc.derivative(np.sin, 0.0, method="complex") == 1.0      # x = 0 still works
+    assert fc.derivative(np.exp, 0.0, method="complex") == 1.0
+
+
+def _sum_of_squares(x):
+    return float(x @ x)
+
+
+@pytest.mark.parametrize("routine", ["gradient", "jacobian", "hessian"])
+def test_n_threads_is_validated_for_python_callables(routine):
+    f = (lambda x: x) if routine == "jacobian" else _sum_of_squares
+    call = getattr(fc, routine)
+    for bad, error in ((-5, ValueError), (0, ValueError), ("many", TypeError), (2.5, TypeError)):
+        with pytest.raises(error, match="n_threads"):
+            call(f, [1.0, 2.0], n_threads=bad)
+
+
+@pytest.mark.parametrize("bounds, error", [
+    ((0, 1, 2), ValueError), (("a", "b"), TypeError), (("0", "2"), TypeError),
+    ((0j, 2 + 0j), TypeError), (([0, 0, 0], 5), ValueError), (np.zeros((2, 2, 2)), ValueError)])
+def test_malformed_bounds_name_bounds(bounds, error):
+    with pytest.raises(error, match="bounds"):
+        fc.gradient(_sum_of_squares, [1.0, 2.0], bounds=bounds)
+
+
+@pytest.mark.parametrize("x, error", [([1.0, [2.0, 3.0]], ValueError), (10 ** 400, ValueError),
+                                      ([10 ** 400], ValueError), (None, TypeError),
+                                      ("1.0", TypeError)])
+def test_malformed_x_names_x(x, error):
+    with pytest.raises(error, match="x must be (a number|finite: it overflows|real)"):
+        fc.gradient(_sum_of_squares, x)
+    with pytest.raises(error, match="x must be (a number|finite: it overflows|real)"):
+        fc.derivative(np.sin, x)
+
+
+@pytest.mark.parametrize("value", [object(), {}, [None, None], None])
+def test_check_grad_bad_grad_values_name_grad(value):
+    with pytest.raises(TypeError, match="grad must return numbers"):
+        fc.check_grad(_sum_of_squares, lambda x: value, [1.0, 2.0])
+
+
+def test_vectorized_jacobian_shape_message_shows_the_expected_shape():
+    with pytest.raises(ValueError, match=r"expected \(m, 8\)"):     # was "(-1, 8)"
+        fc.jacobian(lambda X: np.ones((2, 2, X.shape[1])), [1.0, 2.0, 3.0, 4.0],
+                    vectorized=True)
+
+
+@pytest.mark.parametrize("method", ["richardson", "complex"])
+@pytest.mark.parametrize("accuracy", [None, "2", -2, 3, True])
+def test_accuracy_is_validated_for_every_method(method, accuracy):
+    with pytest.raises(ValueError, match="accuracy"):
+        fc.derivative(np.sin, 1.0, method=method, accuracy=accuracy)
+    with pytest.raises(ValueError, match="accuracy"):
+        fc.gradient(lambda x: np.sum(np.sin(x)), [1.0], method=method, accuracy=accuracy)
+
+
+@pytest.mark.parametrize("step", [1e-3 + 1j, "0.1", None])
+def test_step_complex_or_string_is_a_type_error_everywhere(step):
+    if step is None:
+        step = [None]
+    for call in (lambda: fc.derivative(np.sin, 1.0, step=step),
+                 lambda: fc.gradient(_sum_of_squares, [1.0], step=step),
+                 lambda: fc.hessian(_sum_of_squares, [1.0], step=step)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(TypeError, match="step must be real"):
+                call()

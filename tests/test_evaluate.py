@@ -110,3 +110,17 @@ def test_numba_cfunc_is_wrapped_automatically(points):
     f = resolve(first_times_two)
     assert f.kind == FunctionKind.COMPILED
     np.testing.assert_allclose(f.scalar_values(points), 2 * points[:, 0])
+
+
+@pytest.mark.parametrize("value", ["1.5", b"1", None, 1 + 2j, [None, None], ["1", "2"]],
+                         ids=repr)
+def test_one_rule_for_return_values(value):
+    # real numbers only: no parsed strings, no None -> NaN, no dropped imaginary part
+    points = np.ones((2, 2))
+    match = "complex" if isinstance(value, complex) else "must return numbers"
+    for function in (resolve(lambda x: value).scalar_values,
+                     resolve(lambda x: value, signatures=("vector",)).vector_values,
+                     resolve(lambda X: [value] * X.shape[1], vectorized=True).scalar_values):
+        with pytest.raises(TypeError, match=match):
+            function(points)
+    np.testing.assert_array_equal(resolve(lambda x: True).scalar_values(points), [1.0, 1.0])
