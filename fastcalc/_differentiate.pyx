@@ -378,6 +378,7 @@ cdef cnp.ndarray compiled_axis_values(UserFunction function, const double[::1] x
     cdef vector_field_t vector_fn = <vector_field_t>function.c_function
     cdef void *user_data = function.user_data
     cdef double *work = NULL
+    cdef double *center_copy = NULL
     cdef double *out_row = NULL
     if npoints * n < _PARALLEL_WORK:
         threads = 1
@@ -386,20 +387,19 @@ cdef cnp.ndarray compiled_axis_values(UserFunction function, const double[::1] x
             # The callable gets a copy: its C signature lets it write to x, and the caller's x
             # must neither change nor be written at all (it may be read-only memory).
             out_row = &values[0, 0] if width > 0 else NULL
-            work = <double*>malloc(n * sizeof(double))
-            if work == NULL:
+            center_copy = <double*>malloc(n * sizeof(double))
+            if center_copy == NULL:
                 for i in range(width):
                     out_row[i] = NAN
             else:
-                memcpy(work, &x[0], n * sizeof(double))
+                memcpy(center_copy, &x[0], n * sizeof(double))
                 if vector:
-                    if vector_fn(<int>n, work, width, out_row, user_data) != 0:
+                    if vector_fn(<int>n, center_copy, width, out_row, user_data) != 0:
                         for i in range(width):
                             out_row[i] = NAN
                 else:
-                    out_row[0] = scalar_fn(<int>n, work, user_data)
-                free(work)
-                work = NULL
+                    out_row[0] = scalar_fn(<int>n, center_copy, user_data)
+                free(center_copy)
     with nogil, parallel(num_threads=threads):
         work = <double*>malloc(n * sizeof(double))
         if work != NULL:
