@@ -29,9 +29,10 @@ scale grows with ``|x|`` (``log``, ``x**k``: rounding error ~1e-12 or less at an
 but for functions of unit scale (``sin``, ``exp``) a step that is a sizeable fraction of
 ``|x|`` is useless, and the large ``c`` of high accuracies made it so (h = 18 at x = 1000 for
 accuracy 8). The limit only binds when ``c > c_rel`` (high accuracies and orders, and the
-largest ``"richardson"`` step; accuracy-2 first derivatives keep ``c * max(1, |x|)`` exactly). Limits of the rule: unit-scale functions
-at ``|x| >> 1e3`` still get steps too large for them (use ``step=`` or ``"richardson"``), and
-functions varying on scales much below 1 near ``|x| <= 1`` get steps too large as well.
+largest ``"richardson"`` step; accuracy-2 first derivatives keep ``c * max(1, |x|)``
+exactly). Limits of the rule: unit-scale functions at ``|x| >> 1e3`` still get steps too
+large for them (use ``step=`` or ``"richardson"``), and functions varying on scales much
+below 1 near ``|x| <= 1`` get steps too large as well.
 Steps are made exactly representable (``(x + h) - x == h``). ``step=`` gives absolute steps
 (for ``"richardson"``: the largest step).
 
@@ -64,6 +65,8 @@ __all__ = ["DifferentiationResult", "check_grad", "derivative", "gradient", "hes
            "jacobian", "taylor"]
 
 _EPS = np.finfo(np.float64).eps
+
+
 # Library arithmetic on points and differences (x + h overflowing near DBL_MAX, inf - inf in a
 # table) must not raise NumPy warnings: the results are checked for finiteness instead. User
 # functions are never called under it, so their warnings stay the caller's.
@@ -78,6 +81,8 @@ def _quietly(function):
         with _quiet():
             return function(*args, **kwargs)
     return quiet
+
+
 _ACCURACIES = {"central": (2, 4, 6, 8), "forward": (1, 2, 3, 4), "backward": (1, 2, 3, 4)}
 _METHODS = ("central", "forward", "backward", "complex", "richardson")
 _OPPOSITE = {"forward": "backward", "backward": "forward"}
