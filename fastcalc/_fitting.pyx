@@ -1494,6 +1494,12 @@ cdef void _fd_jacobians(object evaluate, FitState *states, object params, object
     cdef double[::1] hview
     cdef const double[:, ::1] vals
     cdef const double[:, ::1] pview = params
+    if n == 0:
+        # no free parameter: J has no columns, but the state still needs its Jacobian step
+        # (which finishes it), or the lock-step loop would wait for it forever
+        for a in range(na):
+            state_jacobian_ready(&states[rview[a]])
+        return
     for first in range(0, n, block):
         count = block if first + block <= n else n - first
         shifted = np.tile(params, (count, 1))

@@ -756,3 +756,29 @@ def test_trust_region_solves_the_hard_nist_starts(strd_dir, name, jacobian):
     assert r.success, (r.status, r.nit, r.params)
     assert problem.min_lre(r.params) >= 4.0, (r.params, problem.certified_params)
     assert_allclose(r.chi2, problem.certified_rss, rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["lm", "gd"])
+def test_no_free_parameters_finishes_like_a_builtin_model(method):
+    # every parameter fixed (or none at all): the lock-step loop of a Python model used to wait
+    # forever for a Jacobian with no columns, and fit_batch raised from range(0, 0, 0)
+    x = np.linspace(0.0, 1.0, 10)
+    y = 1.0 + 2.0 * x + 0.01 * np.sin(7.0 * x)
+    ref = fit(models.line, x, y, [1.0, 2.0], fixed=[0, 1], method=method)
+    assert ref.status == 0 and ref.nit == 0
+    line = lambda x, a, b: a + b * x  # noqa: E731
+    for fixed in ([0, 1], [True, True], ["a", "b"]):
+        r = fit(line, x, y, [1.0, 2.0], fixed=fixed, method=method)
+        assert r.status == 0 and r.nit == 0 and r.nfev == ref.nfev
+        assert_array_equal(r.params, [1.0, 2.0])
+        assert_array_equal(r.cov, np.zeros((2, 2)))
+        assert r.chi2 == ref.chi2
+        rb = fit_batch(line, x, np.stack([y, 2 * y]), [1.0, 2.0], fixed=fixed, method=method)
+        assert_array_equal(rb.status, [0, 0])
+        assert_array_equal(rb.params, [[1.0, 2.0]] * 2)
+        assert_array_equal(rb.cov, np.zeros((2, 2, 2)))
+        assert rb.chi2[0] == ref.chi2
+    r = fit(lambda x: 1.0 + 2.0 * x, x, y, [], method=method)
+    assert r.status == 0 and r.params.shape == (0,) and r.chi2 == ref.chi2
+    rb = fit_batch(lambda x: 1.0 + 2.0 * x, x, np.stack([y, y]), [], method=method)
+    assert_array_equal(rb.status, [0, 0])
