@@ -53,6 +53,12 @@ Gradient descent (``method="gd"``)
     an adaptive step: ``alpha`` grows 1.5x after a step that lowers chi2 and halves (the step being
     rejected) otherwise. Same stopping tests. Its default iteration budget is ``maxiter=20000``
     (LM: ``200 * (n_free + 1)``); it is much slower than LM and exists for teaching and comparison.
+Scale of the data
+    The fit does not depend on the scale of ``y`` (or of ``y / sigma``): data of extreme scale
+    (``|y / sigma|`` beyond about 1e+-60) are fitted with the weights divided by a power of two,
+    so ``y * 2**k`` gives the parameters proportional to ``y`` times ``2**k`` for any
+    representable scale. ``chi2`` and the covariance are reported for the data as given; when
+    they leave the double range (e.g. y ~ 1e200: chi2 ~ 1e400) they are inf or 0.
 Statuses (per dataset)
     0 converged; 1 iteration budget exhausted or stalled away from a minimum; 2 too few points,
     no initial guess possible or singular Jacobian at the solution (covariance inf); 3 non-finite

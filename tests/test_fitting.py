@@ -782,3 +782,84 @@ def test_no_free_parameters_finishes_like_a_builtin_model(method):
     assert r.status == 0 and r.params.shape == (0,) and r.chi2 == ref.chi2
     rb = fit_batch(lambda x: 1.0 + 2.0 * x, x, np.stack([y, y]), [], method=method)
     assert_array_equal(rb.status, [0, 0])
+
+
+# parameters proportional to y (the model is linear in them); the others do not change with y
+Y_LINEAR_PARAMS = {"line": ("a", "b"), "polynomial2": ("c0", "c1", "c2"),
+                   "exponential": ("A", "c"), "gaussian": ("A", "c"), "lorentzian": ("A", "c"),
+                   "logistic": ("L", "c"), "power_law": ("A",), "sine": ("A", "c"),
+                   "gaussian_2d": ("A", "b")}
+Y_EXPONENTS = [-650, -560, -300, -201, 201, 300, 560, 650]
+
+
+def y_scaling(model, k):
+    return np.array([2.0**k if n in Y_LINEAR_PARAMS_BY_MODEL[model.name] else 1.0
+                     for n in model.param_names])
+
+
+Y_LINEAR_PARAMS_BY_MODEL = {BUILTIN_CASES[k][0].name: v for k, v in Y_LINEAR_PARAMS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_CASES))
+@pytest.mark.filterwarnings("ignore:.*covariance entries are inf:RuntimeWarning")  # (2^650)^2
+def test_fit_is_equivariant_under_scaling_of_y(rng, name):
+    # y * 2^k must give the amplitude-like parameters * 2^k for any representable scale: chi2
+    # ~ (2^k)^2 used to underflow to 0 (fit stopped at p0 with "success") or overflow (status 3)
+    model, true, x = BUILTIN_CASES[name]
+    y = noisy(model, true, x, rng)
+    p0 = np.array(true) * 1.05
+    ref = fit(model, x, y, p0=p0)
+    ref_guess = fit(model, x, y)
+    ref_py = fit(lambda x, *p: model(x, *p), x, y, p0=p0)
+    assert ref.success and ref_guess.success and ref_py.success
+    for k in Y_EXPONENTS:
+        S = y_scaling(model, k)
+        ys = y * 2.0**k
+        r = fit(model, x, ys, p0=p0 * S)
+        assert r.success, (k, r.message)
+        assert_allclose(r.params / S, ref.params, rtol=1e-7, err_msg=str(k))
+        # the reported chi2 ~ 4^k may leave the double range (inf or 0)
+        with np.errstate(over="ignore", under="ignore"):
+            assert r.chi2 == pytest.approx(np.ldexp(ref.chi2, 2 * k), rel=1e-6)
+        if abs(k) <= 300:   # (the sine and power_law guesses fail beyond about 2^+-500)
+            r = fit(model, x, ys)
+            assert r.success, (k, r.message)
+            assert_allclose(r.params / S, ref_guess.params, rtol=1e-7, err_msg=str(k))
+        r = fit(lambda x, *p: model(x, *p), x, ys, p0=p0 * S)
+        assert r.success, (k, r.message)
+        assert_allclose(r.params / S, ref_py.params, rtol=1e-6, err_msg=str(k))
+        rb = fit_batch(model, x, np.stack([y, ys]), p0=np.stack([p0, p0 * S]))
+        assert_array_equal(rb.status, [0, 0])
+        assert_array_equal(rb.params[0], ref.params)       # the ordinary dataset: unchanged
+        assert_allclose(rb.params[1] / S, ref.params, rtol=1e-7, err_msg=str(k))
+
+
+@pytest.mark.parametrize("k", Y_EXPONENTS)
+@pytest.mark.filterwarnings("ignore:.*covariance entries are inf:RuntimeWarning")  # (2^650)^2
+def test_equivariance_under_scaling_of_y_gd_batch_and_absolute_sigma(rng, k):
+    x = np.linspace(0.0, 1.0, 10)
+    y = np.array([1.0, 1.3, 1.35, 1.7, 1.8, 2.1, 2.2, 2.4, 2.6, 3.1])
+    popt, pcov = curve_fit(lambda x, a, b: a + b * x, x, y)
+    s = 2.0**k
+    # the reported case: p0 at the data's scale, chi2 ~ 1e-340 underflowed to 0
+    for method, rtol in (("lm", 1e-9), ("gd", 1e-5)):
+        r = fit(models.line, x, y * s, p0=[0.5 * s, -0.3 * s], method=method)
+        assert r.success and r.nit > 0
+        assert_allclose(r.params / s, popt, rtol=rtol)
+        rb = fit_batch(lambda x, a, b: a + b * x, x, np.stack([y, y * s]),
+                       p0=[[0.5, -0.3], [0.5 * s, -0.3 * s]], method=method)
+        assert_array_equal(rb.status, [0, 0])
+        assert_allclose(rb.params[1] / s, popt, rtol=max(rtol, 1e-7))   # forward differences
+    # absolute sigma scaled with y: the covariance is that of the ordinary problem times s^2
+    # (the weights w y stay of order 1, chi2 and the covariance scale-free)
+    r = fit(models.line, x, y * s, p0=[0.5 * s, -0.3 * s], sigma=0.1 * s, absolute_sigma=True)
+    ref = fit(models.line, x, y, p0=[0.5, -0.3], sigma=0.1, absolute_sigma=True)
+    assert_allclose(r.params / s, ref.params, rtol=1e-12)
+    with np.errstate(over="ignore", under="ignore"):
+        assert_allclose(r.cov, np.ldexp(ref.cov, 2 * k), rtol=1e-12)
+    assert r.chi2 == pytest.approx(ref.chi2, rel=1e-12)
+    # absolute sigma of order 1 with data of scale s: chi2 ~ s^2 reported (0 or inf beyond)
+    r = fit(models.line, x, y * s, p0=[0.5 * s, -0.3 * s], sigma=0.1, absolute_sigma=True)
+    assert_allclose(r.params / s, ref.params, rtol=1e-9)
+    with np.errstate(over="ignore", under="ignore"):
+        assert r.chi2 == pytest.approx(np.ldexp(ref.chi2, 2 * k), rel=1e-9)
