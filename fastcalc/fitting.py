@@ -257,8 +257,10 @@ def _returned_values(result, name):
 
 
 def _weights(sigma, shape, name="sigma"):
+    """(w, e): the weights 1/sigma are w * 2**e, with w <= 1 at its largest (so that neither
+    1/sigma for a tiny sigma nor w**2 overflows, and a uniform sigma gives a uniform w)."""
     if sigma is None:
-        return np.ones(shape)
+        return np.ones(shape), 0
     sigma = real_array(sigma, name)
     try:
         sigma = np.broadcast_to(sigma, shape)
@@ -267,7 +269,28 @@ def _weights(sigma, shape, name="sigma"):
             from None
     if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
         raise ValueError(f"{name} must be finite and > 0")
-    return 1.0 / sigma
+    e = _exponent(np.min(sigma)) - 1 if sigma.size else 0      # sigma / 2**e >= 1
+    with np.errstate(under="ignore"):    # a weight 2**-1074 times the largest does not count
+        return 1.0 / np.ldexp(sigma, -e), -e
+
+
+def _exponent(value):
+    """e with |value| in [2**(e-1), 2**e) (0 for 0)."""
+    return int(np.frexp(float(value))[1])
+
+
+def _sum_of_squares(r, exponent=0, axis=-1):
+    """sum((r * 2**exponent)**2) over axis without overflow or underflow of the squares: the
+    rows are divided by a power of two near their largest entry first. A total beyond the
+    double range is inf (or 0)."""
+    r = np.asarray(r, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        largest = np.max(np.abs(r), axis=axis, keepdims=True, initial=0.0)
+    e = np.frexp(np.where(np.isfinite(largest), largest, 1.0))[1]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        scaled = np.ldexp(r, -e)
+        total = np.sum(scaled * scaled, axis=axis, keepdims=True)
+        return np.squeeze(np.ldexp(total, 2 * (e + exponent)), axis=axis)
 
 
 def chi2(y, y_model, sigma=None):
@@ -295,7 +318,9 @@ def chi2(y, y_model, sigma=None):
     Notes
     -----
     Failure behaviour: NaN in ``y`` is a missing point (not counted); NaN in ``y_model`` gives
-    NaN and inf in ``y`` gives inf (never an exception).
+    NaN and inf in ``y`` gives inf (never an exception). The squares are summed scaled by powers
+    of two, so they neither overflow nor underflow; only a total beyond the double range is inf
+    (or 0), without a warning.
 
     Examples
     --------
@@ -309,9 +334,11 @@ def chi2(y, y_model, sigma=None):
     except ValueError:
         raise ValueError(f"y_model has shape {y_model.shape}, incompatible with y of shape "
                          f"{y.shape}") from None
-    w = _weights(sigma, y.shape)
-    r = np.where(np.isnan(y), 0.0, (y - y_model) * w)
-    total = np.sum(r * r, axis=-1)
+    w, e = _weights(sigma, y.shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf in y or y_model: an inf chi2
+        d = y - y_model
+    r = np.where(np.isnan(y), 0.0, d * w)        # w <= 1: no overflow
+    total = _sum_of_squares(r, e)
     return float(total) if np.ndim(total) == 0 else total
 
 
@@ -327,13 +354,11 @@ def _valid_xy(x, y, name_x="x"):
     return x, y
 
 
-def _power_of_two_scale(values):
-    """2**e with max|values| in [2**(e-1), 2**e) (1.0 for all zero): dividing by it is exact,
-    and keeps sums of squares of huge or tiny x from overflowing or underflowing."""
+def _scale_exponent(values):
+    """k with max|values| in [2**k, 2**(k+1)) (0 for all zero): dividing by 2**k is exact,
+    and keeps sums of squares of huge or tiny x or y from overflowing or underflowing."""
     largest = float(np.max(np.abs(values))) if values.size else 0.0
-    if largest == 0.0:
-        return 1.0
-    return float(np.ldexp(1.0, int(np.frexp(largest)[1])))
+    return _exponent(largest) - 1 if largest != 0.0 else 0
 
 
 def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
@@ -365,8 +390,10 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     Notes
     -----
     Failure behaviour: NaN in ``y`` marks a missing point; every other failure raises
-    ``ValueError``/``TypeError`` (no status). ``x`` is scaled internally by a power of two, so
-    very large or small ``x`` (e.g. 1e160) do not overflow.
+    ``ValueError``/``TypeError`` (no status). ``x``, ``y`` and the weights are scaled internally
+    by powers of two, so any representable ``x``, ``y`` and ``sigma`` (e.g. 1e300 or 1e-300)
+    work, and the parameters do not depend on a uniform ``sigma``; a result beyond the double
+    range (e.g. chi2 ~ 1e400 for y ~ 1e200) is inf or 0, without a warning.
 
     Examples
     --------
@@ -375,14 +402,16 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     [1.03, 1.98]
     """
     x, y = _valid_xy(x, y)
-    w = _weights(sigma, y.shape)
+    w, we = _weights(sigma, y.shape)
     valid = np.isfinite(y)
     if valid.sum() < 2:
         raise ValueError("linear_fit needs at least 2 valid points")
-    # x is divided by a power of two (exact) so that its sums of squares cannot overflow
-    xscale = _power_of_two_scale(x[valid])
-    u = x / xscale
-    uv, yv, wv = u[valid], y[valid], w[valid] ** 2
+    # x and y are divided by powers of two and the weights come as w * 2**we (all exact), so
+    # that no sum of squares overflows or underflows; the results are scaled back at the end
+    kx, ky = _scale_exponent(x[valid]), _scale_exponent(y[valid])
+    uv, yv = np.ldexp(x[valid], -kx), np.ldexp(y[valid], -ky)
+    with np.errstate(under="ignore"):    # a weight far below the largest does not count
+        wv = w[valid] ** 2
     s = wv.sum()
     um = (wv * uv).sum() / s
     t = uv - um
@@ -390,15 +419,24 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     if stt == 0.0:
         raise ValueError("linear_fit needs at least 2 distinct x values")
     slope_u = (wv * t * yv).sum() / stt
-    intercept = (wv * yv).sum() / s - um * slope_u
-    slope = slope_u / xscale
-    cov = np.array([[1.0 / s + um * um / stt, -um / stt / xscale],
-                    [-um / stt / xscale, 1.0 / stt / xscale / xscale]])
-    resid = np.where(valid, y - (slope_u * u + intercept), np.nan)
-    chi = float(np.sum((resid[valid] * np.sqrt(wv)) ** 2))
+    intercept_u = (wv * yv).sum() / s - um * slope_u
+    resid_u = yv - (slope_u * uv + intercept_u)
+    chi_u = float(np.sum((resid_u * w[valid]) ** 2))
+    cov = np.array([[1.0 / s + um * um / stt, -um / stt], [-um / stt, 1.0 / stt]])
     dof = int(valid.sum()) - 2
-    if not absolute_sigma:
-        cov = cov * (chi / dof) if dof > 0 else np.full((2, 2), np.inf)
+    # back to the units of x and y: one exact (or, beyond the double range, inf or 0) ldexp
+    k = np.arange(2)
+    with np.errstate(over="ignore", under="ignore"):
+        intercept, slope = np.ldexp([intercept_u, slope_u], ky - k * kx)
+        if absolute_sigma:
+            cov = np.ldexp(cov, -np.add.outer(k, k) * kx - 2 * we)
+        elif dof > 0:
+            cov = np.ldexp(cov * (chi_u / dof), 2 * ky - np.add.outer(k, k) * kx)
+        else:
+            cov = np.full((2, 2), np.inf)
+        chi = float(np.ldexp(chi_u, 2 * (ky + we)))
+        resid = np.full(y.shape, np.nan)
+        resid[valid] = y[valid] - np.ldexp(slope_u * uv + intercept_u, ky)
     return FitResult([intercept, slope], cov, chi, dof, 0, 0, 0, resid, ("a", "b"))
 
 
@@ -438,7 +476,8 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     Notes
     -----
     Failure behaviour: NaN in ``y`` marks a missing point; every other failure raises
-    ``ValueError`` (no status).
+    ``ValueError`` (no status). Extreme scales of ``x``, ``y`` and ``sigma`` are handled as in
+    :func:`linear_fit`.
 
     Examples
     --------
@@ -448,17 +487,19 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     if isinstance(deg, bool) or not isinstance(deg, (int, np.integer)) or deg < 0:
         raise ValueError(f"deg must be a non-negative int, got {deg!r}")
     x, y = _valid_xy(x, y)
-    w = _weights(sigma, y.shape)
+    w, we = _weights(sigma, y.shape)
     valid = np.isfinite(y)
     n = int(deg) + 1
     if valid.sum() < n:
         raise ValueError(f"polyfit of degree {deg} needs at least {n} valid points")
-    # x is divided by a power of two (exact; the column scaling below makes the QR identical)
-    # so that its powers cannot overflow or underflow
-    xscale = _power_of_two_scale(x[valid])
-    u = x / xscale
-    A = np.vander(u[valid], n, increasing=True) * w[valid, None]
-    b = y[valid] * w[valid]
+    # x and y are divided by powers of two (exact; the column scaling below makes the QR
+    # identical) and the weights come as w * 2**we, so that no power or square overflows or
+    # underflows; the results are scaled back at the end
+    kx, ky = _scale_exponent(x[valid]), _scale_exponent(y[valid])
+    uv, yv = np.ldexp(x[valid], -kx), np.ldexp(y[valid], -ky)
+    with np.errstate(under="ignore"):
+        A = np.vander(uv, n, increasing=True) * w[valid, None]
+    b = yv * w[valid]
     norms = np.linalg.norm(A, axis=0)
     norms[norms == 0] = 1.0
     q, r = np.linalg.qr(A / norms)
@@ -469,14 +510,24 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     coef_u = np.linalg.solve(r, q.T @ b) / norms
     rinv = np.linalg.solve(r, np.eye(n))
     cov_u = (rinv @ rinv.T) / np.outer(norms, norms)
-    resid = np.where(valid, y - np.polyval(coef_u[::-1], u), np.nan)
-    powers = np.power(1.0 / xscale, np.arange(n))      # c_k = d_k / xscale**k
-    coef = coef_u * powers
-    cov = cov_u * np.outer(powers, powers)
-    chi = float(np.sum((resid[valid] * w[valid]) ** 2))
+    fitted_u = np.polyval(coef_u[::-1], uv)
+    chi_u = float(np.sum(((yv - fitted_u) * w[valid]) ** 2))
     dof = int(valid.sum()) - n
-    if not absolute_sigma:
-        cov = cov * (chi / dof) if dof > 0 else np.full((n, n), np.inf)
+    # back to the units of x and y, c_k = d_k 2**(ky - k kx): one exact (or, beyond the double
+    # range, inf or 0) ldexp
+    k = np.arange(n)
+    kk = np.add.outer(k, k)
+    with np.errstate(over="ignore", under="ignore"):
+        coef = np.ldexp(coef_u, ky - k * kx)
+        if absolute_sigma:
+            cov = np.ldexp(cov_u, -kk * kx - 2 * we)
+        elif dof > 0:
+            cov = np.ldexp(cov_u * (chi_u / dof), 2 * ky - kk * kx)
+        else:
+            cov = np.full((n, n), np.inf)
+        chi = float(np.ldexp(chi_u, 2 * (ky + we)))
+        resid = np.full(y.shape, np.nan)
+        resid[valid] = y[valid] - np.ldexp(fitted_u, ky)
     names = tuple(f"c{k}" for k in range(n))
     return FitResult(coef, cov, chi, dof, 0, 0, 0, resid, names)
 

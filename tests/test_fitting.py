@@ -863,3 +863,59 @@ def test_equivariance_under_scaling_of_y_gd_batch_and_absolute_sigma(rng, k):
     assert_allclose(r.params / s, ref.params, rtol=1e-9)
     with np.errstate(over="ignore", under="ignore"):
         assert r.chi2 == pytest.approx(np.ldexp(ref.chi2, 2 * k), rel=1e-9)
+
+
+def test_linear_fit_and_polyfit_do_not_depend_on_a_uniform_sigma():
+    # w**2 underflowed (sigma 1e160: params off by 1e-3) or overflowed (1e-160: NaN)
+    x = np.linspace(0.0, 1.0, 10)
+    y = np.array([1.0, 1.3, 1.35, 1.7, 1.8, 2.1, 2.2, 2.4, 2.6, 3.1])
+    ref, ref_abs = linear_fit(x, y), linear_fit(x, y, sigma=1.0, absolute_sigma=True)
+    pref = polyfit(x, y, 2)
+    spread = np.linspace(0.5, 1.0, 10)
+    ref1 = polyfit(x, y, 1, sigma=spread, absolute_sigma=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_allclose(linear_fit(x, y, sigma=5e-324).params, ref.params, rtol=1e-14)
+    for k in (-1021, -1000, -532, 532, 1000, 1023):
+        s = 2.0**k
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            r = linear_fit(x, y, sigma=s)
+            assert_allclose(r.params, ref.params, rtol=1e-14)
+            assert_allclose(r.cov, ref.cov, rtol=1e-13)
+            assert_allclose(polyfit(x, y, 2, sigma=s).params, pref.params, rtol=1e-13)
+            r = linear_fit(x, y, sigma=s, absolute_sigma=True)
+            r1 = polyfit(x, y, 1, sigma=spread * s, absolute_sigma=True)
+        with np.errstate(over="ignore", under="ignore"):    # (0 or inf beyond the range)
+            assert_allclose(r.cov, np.ldexp(ref_abs.cov, 2 * k), rtol=1e-13)
+            assert r.chi2 == pytest.approx(np.ldexp(ref.chi2, -2 * k), rel=1e-13)
+            assert_allclose(r1.params, ref1.params, rtol=1e-13)
+            assert_allclose(r1.cov, np.ldexp(ref1.cov, 2 * k), rtol=1e-13)
+
+
+@pytest.mark.parametrize("kx", [-900, -600, 0, 600, 1021])
+@pytest.mark.parametrize("ky", [-900, -600, 0, 600, 1021])
+def test_linear_fit_polyfit_and_chi2_at_extreme_x_and_y(kx, ky):
+    # x near 1e308 gave a false "needs 2 distinct x values" (2**1024 = inf as the scale);
+    # y ~ 1e200 and tiny sigma leaked overflow warnings. Results are those of the ordinary
+    # problem, scaled; numbers beyond the double range are inf or 0, never a warning.
+    u = np.array([0.5, 0.75, 0.85, 0.9, 1.0])
+    v = np.array([1.0, 2.0, 3.1, 3.0, 4.2])
+    ref, pref = linear_fit(u, v), polyfit(u, v, 2)
+    x, y = np.ldexp(u, kx), np.ldexp(v, ky)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = linear_fit(x, y)
+        p = polyfit(x, y, 2)
+        c = chi2(y, np.ldexp(v[::-1], ky), sigma=np.ldexp(0.5, ky))
+        c2 = chi2(np.stack([y, v]), np.stack([np.ldexp(v[::-1], ky), v[::-1]]))
+    with np.errstate(over="ignore", under="ignore"):
+        assert_allclose(r.params, np.ldexp(ref.params, ky - np.arange(2) * kx), rtol=1e-13)
+        assert_allclose(p.params, np.ldexp(pref.params, ky - np.arange(3) * kx), rtol=1e-12)
+        kk = np.add.outer(np.arange(2), np.arange(2))
+        assert_allclose(r.cov, np.ldexp(ref.cov, 2 * ky - kk * kx), rtol=1e-12)
+        assert r.chi2 == pytest.approx(np.ldexp(ref.chi2, 2 * ky), rel=1e-13)
+        assert_allclose(r.residuals, np.ldexp(ref.residuals, ky), rtol=1e-12, atol=0)
+        expected = chi2(v, v[::-1], sigma=0.5)
+        assert c == pytest.approx(expected, rel=1e-14)
+        assert_allclose(c2, [np.ldexp(chi2(v, v[::-1]), 2 * ky), chi2(v, v[::-1])], rtol=1e-14)
