@@ -308,16 +308,20 @@ def _spare_letters(used):
     return iter(c for c in "abcdefghklmnopqrstuvwxyz" if c not in used)
 
 
-def _batch_input(value, name, shared_ndim, rows, letters):
+def _batch_input(value, name, shared_ndim, rows, letters, per_dataset=None):
     """A blockwise (array, index) pair for ``value``: split like ``Y`` when it has one row per
-    dataset (``shared_ndim + 1`` dimensions), else passed whole to every chunk (a single row
-    included: the in-memory routine broadcasts it)."""
+    dataset (``shared_ndim + 1`` dimensions, or as ``per_dataset`` says), else passed whole to
+    every chunk (a single row included: the in-memory routine broadcasts it)."""
     if value is None:
         return [None, None]
     if not isinstance(value, da.Array):
         value = np.asarray(value)
     n_total = sum(rows)
-    per_dataset = value.ndim == shared_ndim + 1 and not (value.shape[0] == 1 and n_total != 1)
+    if per_dataset is None:
+        per_dataset = (value.ndim == shared_ndim + 1
+                       and not (value.shape[0] == 1 and n_total != 1))
+    else:
+        shared_ndim = value.ndim - 1 if per_dataset else value.ndim
     if not per_dataset:
         if isinstance(value, da.Array):
             return [value.rechunk(-1), "".join(next(letters) for _ in range(value.ndim))]
@@ -332,6 +336,12 @@ def _batch_input(value, name, shared_ndim, rows, letters):
     else:
         value = da.from_array(value, chunks=chunks)
     return [value, "i" + "".join(next(letters) for _ in range(shared_ndim))]
+
+
+def _is_python_model(model):
+    from fastcalc.fitting import _is_builtin
+    return (callable(model) and not isinstance(model, compiled)
+            and not _is_compiled_object(model) and not _is_builtin(model))
 
 
 def _check_known(array, name):
@@ -358,7 +368,8 @@ def _residuals_block(Y, x, sigma, p0, params, *, model, options):
     problem = _Problem(_local(model), x, Y, p0, sigma, options.get("bounds"),
                        options.get("fixed"), options.get("method", "lm"),
                        options.get("maxiter"), options.get("tol"), None, batch=True,
-                       absolute_sigma=options.get("absolute_sigma", False))
+                       absolute_sigma=options.get("absolute_sigma", False),
+                       x_per_dataset=options.get("x_per_dataset"))
     return problem.residuals_of(params)
 
 
@@ -522,7 +533,9 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
         ``None`` uses every core per chunk (for one single-threaded worker per machine).
     **kwargs
         Passed to :func:`fastcalc.fit_batch` (``absolute_sigma``, ``method``, ``bounds``,
-        ``fixed``, ``maxiter``, ``tol``). ``progress`` is not accepted: use Dask's progress
+        ``fixed``, ``maxiter``, ``tol``, ``x_per_dataset``). For a Python model the layout of
+        ``x`` (per dataset or shared) is decided once from the shapes of the whole ``x`` and
+        ``Y``, as the in-memory routine would, and passed to every chunk. ``progress`` is not accepted: use Dask's progress
         bars (``dask.diagnostics.ProgressBar``, ``distributed.progress``).
 
     Returns
@@ -571,7 +584,16 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     param_names = _param_names(model, p0)
     letters = _spare_letters("ijz")
     inputs = [Y, "ij"]
-    inputs += _batch_input(x, "x", 1 if getattr(model, "x_dim", 1) == 1 else 2, rows, letters)
+    x_per_dataset = kwargs.get("x_per_dataset")
+    if _is_python_model(model):
+        # decided once from the whole Y, never per chunk (whose row count would change the
+        # in-memory auto-detection), and passed to every chunk's fit and residuals
+        from fastcalc.fitting import _python_x_per_dataset
+        x_per_dataset = _python_x_per_dataset(np.shape(x), Y.shape[0], Y.shape[1], True,
+                                              x_per_dataset)
+        kwargs = dict(kwargs, x_per_dataset=x_per_dataset)
+    inputs += _batch_input(x, "x", 1 if getattr(model, "x_dim", 1) == 1 else 2, rows, letters,
+                           x_per_dataset)
     inputs += _batch_input(sigma, "sigma", 1, rows, letters)
     inputs += _batch_input(p0, "p0", 1, rows, letters)
     model = _portable(model, "model")

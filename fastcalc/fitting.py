@@ -578,6 +578,30 @@ def _python_param_names(model, p0):
     return tuple(p.name for p in params[1:])
 
 
+def _python_x_per_dataset(x_shape, N, m, batch, x_per_dataset):
+    """Whether the first axis of x runs over the N datasets of a Python model (x_per_dataset
+    None: decided from the shapes). The Dask layer decides it once for the whole Y with this
+    and passes it to every chunk, so that the result does not depend on the chunking."""
+    ndim = len(x_shape)
+    if x_per_dataset is None:
+        per_dataset = (batch and ndim >= 2 and x_shape[0] == N and x_shape[-1] == m
+                       and (ndim > 2 or N > 1 or tuple(x_shape) != (1, m)))
+        if per_dataset and ndim == 2 and N == 2:
+            # (2, m) is also the shared x of a model of two variables (gaussian_2d's
+            # layout): refuse to guess
+            raise ValueError(
+                f"x of shape {tuple(x_shape)} with 2 datasets is ambiguous for a Python model: "
+                "one row of x per dataset, or one x of two variables shared by both? "
+                "Pass x_per_dataset=True or x_per_dataset=False")
+        return per_dataset
+    if x_per_dataset:
+        if not (ndim >= 2 and x_shape[0] == N):
+            raise ValueError(f"x_per_dataset=True needs x of shape ({N}, ...) with one "
+                             f"entry per dataset, got {tuple(x_shape)}")
+        return True
+    return False
+
+
 class _Problem:
     """Validated inputs of fit / fit_batch."""
 
@@ -647,24 +671,7 @@ class _Problem:
         if x_per_dataset is not None and x_per_dataset not in (True, False):
             raise TypeError(f"x_per_dataset must be None, True or False, got {x_per_dataset!r}")
         if self.kind == _KIND_PYTHON:
-            if x_per_dataset is None:
-                per_dataset = (batch and x.ndim >= 2 and x.shape[0] == N and x.shape[-1] == m
-                               and (x.ndim > 2 or N > 1 or x.shape != (1, m)))
-                if per_dataset and x.ndim == 2 and N == 2:
-                    # (2, m) is also the shared x of a model of two variables (gaussian_2d's
-                    # layout): refuse to guess
-                    raise ValueError(
-                        f"x of shape {x.shape} with 2 datasets is ambiguous for a Python model: "
-                        "one row of x per dataset, or one x of two variables shared by both? "
-                        "Pass x_per_dataset=True or x_per_dataset=False")
-            elif x_per_dataset:
-                if not (x.ndim >= 2 and x.shape[0] == N):
-                    raise ValueError(f"x_per_dataset=True needs x of shape ({N}, ...) with one "
-                                     f"entry per dataset, got {x.shape}")
-                per_dataset = True
-            else:
-                per_dataset = False
-            self.x_shared = not per_dataset
+            self.x_shared = not _python_x_per_dataset(x.shape, N, m, batch, x_per_dataset)
             self.x = x
         else:
             if self.x_dim is None:   # compiled: 1-D x (or (k, m) rows in a single fit)
@@ -890,11 +897,9 @@ class _Problem:
             rows = np.arange(self.N)
         Y = self.Y[rows]
         if self.kind == _KIND_PYTHON:
-            values = np.empty_like(Y)
-            for a, r in enumerate(rows):
-                xs = self.x if self.x_shared else self.x[r]
-                values[a] = np.broadcast_to(_returned_values(self.model(xs, *params[a]),
-                                                             "model"), (self.m,))
+            # the model is called exactly as during the fit (same conventions, same checks)
+            evaluate = self._python_callables(0)[0]
+            values = evaluate(np.ascontiguousarray(params, dtype=float), np.asarray(rows))
         else:
             x = self.x if self.x_shared else self.x[rows]
             values = _fitting.evaluate_model(

@@ -392,3 +392,25 @@ def test_core_never_imports_dask():
             "assert 'dask' not in sys.modules, sorted(m for m in sys.modules if 'dask' in m)\n")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=Path(fastcalc.__file__).resolve().parents[1])
+
+
+def python_line(x, a, b):
+    return a + b * x
+
+
+@pytest.mark.parametrize("x_per_dataset", [None, True])
+def test_python_model_per_dataset_x_does_not_depend_on_the_chunks(rng, x_per_dataset):
+    # each chunk used to decide the layout of x from its own row count: a 2-row chunk was
+    # "ambiguous", and the residuals ignored x_per_dataset (failing for chunks of 4, 2, 1)
+    x = np.linspace(0.0, 1.0, 12)
+    X = np.stack([x * (1.0 + 0.1 * k) for k in range(8)])
+    Y = np.stack([(k + 1.0) * (1.0 + 2.0 * x) + 0.01 * rng.standard_normal(12)
+                  for k in range(8)])
+    expected = fastcalc.fit_batch(python_line, X, Y, [0.0, 0.0])
+    for rows in (8, 4, 3, 2, 1):
+        lazy = fdask.fit_batch(python_line, X, da.from_array(Y, chunks=(rows, 12)), [0.0, 0.0],
+                               x_per_dataset=x_per_dataset)
+        result = lazy.compute(residuals=True, scheduler="synchronous")
+        assert_same(result, expected, FIT_FIELDS)
+    with pytest.raises(ValueError, match="ambiguous"):   # decided from the whole Y, at once
+        fdask.fit_batch(python_line, X[:2], da.from_array(Y[:2], chunks=(1, 12)), [0.0, 0.0])

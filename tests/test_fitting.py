@@ -919,3 +919,24 @@ def test_linear_fit_polyfit_and_chi2_at_extreme_x_and_y(kx, ky):
         expected = chi2(v, v[::-1], sigma=0.5)
         assert c == pytest.approx(expected, rel=1e-14)
         assert_allclose(c2, [np.ldexp(chi2(v, v[::-1]), 2 * ky), chi2(v, v[::-1])], rtol=1e-14)
+
+
+def test_residuals_of_python_models_returning_a_row(rng):
+    # the residuals called the model differently from the fit and required exactly (m,)
+    x = np.linspace(0.0, 1.0, 12)
+    y = 1.0 + 2.0 * x + 0.01 * rng.standard_normal(12)
+
+    def expected(y, params):
+        return y - (params[0] + params[1] * x)
+
+    r = fit(lambda x, a, b: (a + b * x)[None, :], x, y, [0.0, 0.0])
+    assert_allclose(r.params, linear_fit(x, y).params, rtol=1e-6)
+    assert_allclose(r.residuals, expected(y, r.params), rtol=1e-14, atol=1e-15)
+    rb = fit_batch(lambda x, a, b: a + b * x, x[None, :], y[None, :], [0.0, 0.0])
+    assert_allclose(rb.residuals, [expected(y, rb.params[0])], rtol=1e-14, atol=1e-15)
+    assert_allclose(rb[0].residuals, expected(y, rb.params[0]), rtol=1e-14, atol=1e-15)
+    Y = np.stack([y, 2 * y, 3 * y])
+    rb = fit_batch(lambda x, a, b: a + b * x, x, Y, [0.0, 0.0])
+    assert_allclose(rb.residuals, [expected(Y[k], rb.params[k]) for k in range(3)],
+                    rtol=1e-14, atol=1e-15)
+    assert_array_equal(rb[2].residuals, rb.residuals[2])
