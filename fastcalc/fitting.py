@@ -129,7 +129,7 @@ class FitResult:
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, residuals, param_names,
-                 method="lm"):
+                 method="lm", input_error=""):
         self.params = np.asarray(params, dtype=np.float64)
         self.cov = np.asarray(cov, dtype=np.float64)
         with np.errstate(invalid="ignore"):
@@ -141,7 +141,7 @@ class FitResult:
         self.nfev = int(nfev)
         self.status = Status(int(status))
         self.success = self.status == Status.SUCCESS
-        self.message = message_of(self.status)
+        self.message = message_of(self.status) + (f": {input_error}" if input_error else "")
         self.residuals = residuals
         self.param_names = tuple(param_names)
         self.method = method
@@ -179,11 +179,13 @@ class BatchFitResult:
 
     ``len(result)`` is N; ``result[i]`` is the :class:`FitResult` of dataset ``i``;
     ``to_dataframe()`` gives a pandas DataFrame (one row per dataset). ``residuals`` (N, m) is
-    computed on first access.
+    computed on first access. ``input_error`` (N,) says, for a dataset not fitted because its
+    own inputs are invalid (status 3, or 4 for ``p0`` outside the bounds), what is wrong ("" for
+    the others); ``message`` includes it.
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, param_names, residuals_of,
-                 method="lm"):
+                 method="lm", input_error=None):
         self.params = params
         self.cov = cov
         with np.errstate(invalid="ignore"):
@@ -199,11 +201,16 @@ class BatchFitResult:
         self.method = method
         self._residuals_of = residuals_of
         self._residuals = None
+        self.input_error = (np.full(np.shape(status), "", dtype=object) if input_error is None
+                            else np.asarray(input_error, dtype=object))
 
     @property
     def message(self):
-        """Per-dataset status messages (object array)."""
-        return messages_of(self.status)
+        """Per-dataset status messages (object array), with the ``input_error`` if any."""
+        messages = messages_of(self.status)
+        for i in np.flatnonzero(self.input_error != ""):
+            messages[i] = f"{messages[i]}: {self.input_error[i]}"
+        return messages
 
     @property
     def residuals(self):
@@ -221,7 +228,8 @@ class BatchFitResult:
         residuals = (self._residuals[i] if self._residuals is not None
                      else self._residuals_of(self.params[i:i + 1], rows=np.array([i]))[0])
         return FitResult(self.params[i], self.cov[i], self.chi2[i], self.dof[i], self.nit[i],
-                         self.nfev[i], self.status[i], residuals, self.param_names, self.method)
+                         self.nfev[i], self.status[i], residuals, self.param_names, self.method,
+                         self.input_error[i])
 
     def __repr__(self):
         return (f"BatchFitResult({len(self)} datasets, {int(self.success.sum())} converged, "
@@ -661,18 +669,21 @@ class _Problem:
         N, m = Y.shape
         if m == 0:
             raise ValueError("y has no points")
-        if np.any(np.isinf(Y)):
-            raise ValueError("y contains inf (use NaN for missing points)")
         self.N, self.m = N, m
+        # fit_batch: datasets whose own data are invalid get a status (_bad_rows), the others
+        # fit as if they were alone; fit and inputs shared by every dataset raise
+        self.bad_status = np.zeros(N, dtype=np.intc)
+        self.input_error = np.full(N, "", dtype=object)
+        self._bad_rows(np.isinf(Y).any(axis=1), "Y contains inf (use NaN for missing points)",
+                       "y contains inf (use NaN for missing points)")
         x = real_array(x, "x")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("x contains NaN or inf")
         self.x_shared = True
         if x_per_dataset is not None and x_per_dataset not in (True, False):
             raise TypeError(f"x_per_dataset must be None, True or False, got {x_per_dataset!r}")
         if self.kind == _KIND_PYTHON:
             self.x_shared = not _python_x_per_dataset(x.shape, N, m, batch, x_per_dataset)
             self.x = x
+            xrows = x.reshape(N, -1) if not self.x_shared else x.reshape(1, -1)
         else:
             if self.x_dim is None:   # compiled: 1-D x (or (k, m) rows in a single fit)
                 self.x_dim = 1 if (x.ndim == 1 or batch) else x.shape[0]
@@ -691,6 +702,12 @@ class _Problem:
                                  f"this model takes a shared x of shape {shared_shape} or one "
                                  f"per dataset of shape {(N,) + shared_shape}")
             self.x = np.ascontiguousarray(xs)
+            xrows = self.x
+        if self.x_shared:
+            if not np.all(np.isfinite(xrows)):
+                raise ValueError("x contains NaN or inf")
+        else:
+            self._bad_rows(~np.isfinite(xrows).all(axis=1), "x contains NaN or inf")
         # ----- sigma
         if sigma is None:
             self.sigma = None
@@ -700,10 +717,16 @@ class _Problem:
             if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
                 raise ValueError(f"sigma has shape {s.shape}, expected (m,) = ({m},)"
                                  + (f" or (N, m) = ({N}, {m})" if batch else ""))
-            if not np.all(np.isfinite(s)) or np.any(s <= 0):
-                raise ValueError("sigma must be finite and > 0")
+            # (1, m) is one row per dataset when there is one dataset (a Dask chunk of one row)
+            shared = s.ndim < 2 or (s.shape[0] == 1 and N > 1)
             s = np.broadcast_to(s, (m,)) if s.ndim == 0 else s
-            self.sigma = np.ascontiguousarray(s.reshape(-1, m))
+            s = s.reshape(-1, m)
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.isfinite(s) & (s > 0)).all(axis=1)
+            if shared and bad[0]:
+                raise ValueError("sigma must be finite and > 0")
+            self._bad_rows(bad, "sigma must be finite and > 0")
+            self.sigma = np.ascontiguousarray(s)
         # ----- fixed
         mask = np.zeros(P, dtype=bool)
         if fixed is not None:
@@ -760,10 +783,17 @@ class _Problem:
             raise ValueError(f"p0 has shape {p0.shape}, expected ({P},)"
                              + (f" or ({N}, {P})" if batch else "") + " for this model")
         if not self.use_guess:
-            if not np.all(np.isfinite(p0)):
+            shared = p0.strides[0] == 0     # (p,) broadcast: wrong for every dataset
+            bad = ~np.isfinite(p0).all(axis=1)
+            if shared and bad[0]:
                 raise ValueError("p0 contains NaN or inf")
-            if self.has_bounds and (np.any(p0 < self.lower) or np.any(p0 > self.upper)):
-                raise ValueError("p0 is outside the bounds")
+            self._bad_rows(bad, "p0 contains NaN or inf")
+            if self.has_bounds:
+                with np.errstate(invalid="ignore"):
+                    bad = np.any((p0 < self.lower) | (p0 > self.upper), axis=1)
+                if shared and bad[0]:
+                    raise ValueError("p0 is outside the bounds")
+                self._bad_rows(bad, "p0 is outside the bounds", status=Status.OUT_OF_BOUNDS)
         self.p0 = np.ascontiguousarray(p0)
         if not batch:
             nvalid = int(np.isfinite(Y).sum())
@@ -776,6 +806,48 @@ class _Problem:
             raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
         self.maxiter = int(maxiter)
         self.Y = np.ascontiguousarray(Y)
+        if self.bad_status.any():
+            self._neutralise_bad_rows()
+
+    def _bad_rows(self, rows, reason, single_reason=None, status=Status.NON_FINITE):
+        """Datasets `rows` (bool (N,)) have invalid inputs: a status in fit_batch, a ValueError
+        in fit. The first reason found is kept."""
+        if not np.any(rows):
+            return
+        if not self.batch:
+            raise ValueError(single_reason or reason)
+        new = rows & (self.bad_status == 0)
+        self.bad_status[new] = status
+        self.input_error[new] = reason
+
+    def _neutralise_bad_rows(self):
+        """Copies of the inputs in which the bad datasets are all missing (so the kernels end
+        them at once, never evaluating the model there) with finite x, sigma and p0; their
+        outputs are overwritten by _mark_bad_rows. The user's arrays are not touched."""
+        bad = self.bad_status != 0
+        self.Y = self.Y.copy()
+        self.Y[bad] = np.nan
+        if self.sigma is not None and self.sigma.shape[0] > 1:
+            self.sigma = self.sigma.copy()
+            self.sigma[bad] = 1.0
+        if not self.x_shared:
+            self.x = np.array(self.x, dtype=np.float64)
+            self.x[bad] = 0.0
+        self.p0 = np.array(self.p0)
+        self.p0[bad] = np.nan if self.use_guess else np.where(
+            np.isfinite(self.lower), self.lower, np.where(np.isfinite(self.upper), self.upper, 0.0))
+
+    def _mark_bad_rows(self, out):
+        params, cov, chi, dof, nit, nfev, status = out
+        bad = self.bad_status != 0
+        if bad.any():
+            params[bad] = np.nan
+            cov[bad] = np.nan
+            chi[bad] = np.nan
+            dof[bad] = 0
+            nit[bad] = 0
+            nfev[bad] = 0
+            status[bad] = self.bad_status[bad]
 
     # ----- running
     def outputs(self):
@@ -822,6 +894,7 @@ class _Problem:
         finally:
             if bar is not None:
                 bar.close()
+        self._mark_bad_rows(out)
         return out
 
     def _run_python(self, start, stop, out):
@@ -1059,8 +1132,13 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     Raises
     ------
     ValueError
-        As for :func:`fit` (checked for the whole batch before any fit starts); ``Y`` not 2-D;
-        ``n_threads`` below 1 (other than -1).
+        As for :func:`fit` for what is wrong for every dataset (shapes, dtypes, ``p0`` of the
+        wrong length, a shared ``x``, ``sigma`` or ``p0`` that is invalid, ...: checked before
+        any fit starts); ``Y`` not 2-D; ``n_threads`` below 1 (other than -1). The inputs of
+        one dataset alone (inf in its row of ``Y``, NaN or inf in its row of ``p0`` or of a
+        per-dataset ``x``, its ``sigma`` row not finite and > 0, its ``p0`` outside the bounds)
+        never raise: that dataset gets status 3 (4 for the bounds) with NaN results and the
+        reason in ``input_error``/``message``.
     TypeError
         As for :func:`fit`; ``n_threads`` not an int.
     Exception
@@ -1069,8 +1147,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     Notes
     -----
     Failure behaviour: every dataset has its own ``status`` (as for :func:`fit`); a dataset
-    that fails (all NaN, non-finite model values, no convergence) never changes the results of
-    the others, and no warning is issued: check ``status``/``success`` (and ``stderr``, inf
+    that fails (all NaN, invalid inputs of its own, non-finite model values, no convergence)
+    never changes the results of the others, and no warning is issued: check ``status``/``success`` (and ``stderr``, inf
     when the covariance cannot be estimated).
 
     Examples
@@ -1087,4 +1165,4 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
                        batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset)
     params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads, progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
-                          problem.residuals_of, method)
+                          problem.residuals_of, method, problem.input_error)

@@ -23,7 +23,7 @@ from fastcalc.models import gaussian, line  # noqa: E402
 # send them by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-FIT_FIELDS = ("params", "stderr", "cov", "chi2", "redchi2", "dof", "nit", "nfev", "status",
+FIT_FIELDS = ("params", "stderr", "cov", "chi2", "redchi2", "dof", "nit", "nfev", "status", "input_error",
               "success", "message", "residuals")
 NEWTON_FIELDS = ("x", "root", "fun", "status", "converged", "success", "nit", "nfev", "message")
 
@@ -414,3 +414,16 @@ def test_python_model_per_dataset_x_does_not_depend_on_the_chunks(rng, x_per_dat
         assert_same(result, expected, FIT_FIELDS)
     with pytest.raises(ValueError, match="ambiguous"):   # decided from the whole Y, at once
         fdask.fit_batch(python_line, X[:2], da.from_array(Y[:2], chunks=(1, 12)), [0.0, 0.0])
+
+
+def test_dataset_with_invalid_inputs_gets_its_status_with_any_chunking(rng):
+    x, Y = gaussian_data(rng, 6)
+    Y[4, 2] = np.inf
+    sigma = np.full(Y.shape, 0.05)
+    sigma[1, 0] = 0.0
+    expected = fastcalc.fit_batch(gaussian, x, Y, sigma=sigma)
+    assert list(expected.status) == [0, 3, 0, 0, 3, 0]
+    for rows in (6, 4, 1):
+        lazy = fdask.fit_batch(gaussian, x, da.from_array(Y, chunks=(rows, -1)), sigma=sigma)
+        assert_same(lazy.compute(residuals=True, scheduler="synchronous"), expected, FIT_FIELDS)
+        assert "Y contains inf" in lazy.message[4].compute(scheduler="synchronous")

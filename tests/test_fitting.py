@@ -940,3 +940,60 @@ def test_residuals_of_python_models_returning_a_row(rng):
     assert_allclose(rb.residuals, [expected(Y[k], rb.params[k]) for k in range(3)],
                     rtol=1e-14, atol=1e-15)
     assert_array_equal(rb[2].residuals, rb.residuals[2])
+
+
+@pytest.mark.parametrize("kind", ["builtin", "python", "compiled"])
+def test_one_dataset_with_invalid_inputs_gets_a_status_not_an_error(rng, kind):
+    # inf in one row of Y, NaN in one row of p0 or x, sigma <= 0 in one row used to raise for
+    # the whole batch; now that dataset alone gets status 3 (4: p0 outside the bounds)
+    model = {"builtin": models.gaussian, "python": python_gaussian,
+             "compiled": low_level("gaussian_model")}[kind]
+    true = np.array([2.0, 2.5, 0.7, 0.3])
+    x = X1
+    Y = noisy(models.gaussian, true, x, rng, shape=(5, x.size))
+    P0 = np.tile(true * 1.05, (5, 1))
+    X = np.tile(x, (5, 1))
+    S = np.full((5, x.size), 0.02)
+    kw = dict(x_per_dataset=True) if kind == "python" else {}
+    ref = fit_batch(model, X, Y, P0, sigma=S, **kw)
+    assert_array_equal(ref.status, 0)
+    Yb, P0b, Xb, Sb = Y.copy(), P0.copy(), X.copy(), S.copy()
+    Yb[0, 3] = np.inf
+    P0b[1, 2] = np.nan
+    Xb[2, 5] = np.nan
+    Sb[3, 7] = 0.0
+    Sb[4, 1] = -np.inf
+    originals = [a.copy() for a in (Yb, P0b, Xb, Sb)]
+    r = fit_batch(model, Xb, Yb, P0b, sigma=Sb, **kw)
+    for a, b in zip((Yb, P0b, Xb, Sb), originals):
+        assert_array_equal(a, b)                                  # not mutated
+    assert_array_equal(r.status, Status.NON_FINITE)
+    assert np.all(np.isnan(r.params)) and np.all(np.isnan(r.cov)) and np.all(np.isnan(r.chi2))
+    reasons = ["Y contains inf", "p0 contains NaN", "x contains NaN", "sigma must be finite",
+               "sigma must be finite"]
+    for i, reason in enumerate(reasons):
+        assert reason in r.input_error[i] and reason in r.message[i] and reason in r[i].message
+    # one bad row among good ones: the good ones are bitwise what they are alone
+    for bad in ({"Y": Yb[[0]]}, {"P0": P0b[[1]]}, {"X": Xb[[2]]}, {"S": Sb[[3]]}):
+        args = {"X": X[:3], "Y": Y[:3], "P0": P0[:3], "S": S[:3]}
+        for name, row in bad.items():
+            args[name] = np.concatenate([args[name][:1], row, args[name][2:]])
+        r = fit_batch(model, args["X"], args["Y"], args["P0"], sigma=args["S"], **kw)
+        assert_array_equal(r.status, [0, 3, 0])
+        assert_array_equal(r.params[[0, 2]], ref.params[[0, 2]])
+        assert_array_equal(r.cov[[0, 2]], ref.cov[[0, 2]])
+        assert np.all(np.isnan(r.residuals[1]))
+    P0o = P0.copy()
+    P0o[4, 0] = 10.0
+    r = fit_batch(model, X, Y, P0o, sigma=S, bounds=([0, 0, 0, -1], [5, 5, 5, 1]), **kw)
+    assert_array_equal(r.status, [0, 0, 0, 0, Status.OUT_OF_BOUNDS])
+    assert "p0 is outside the bounds" in r.message[4]
+    # invalid for every dataset (shared inputs), or a single fit: still a ValueError
+    with pytest.raises(ValueError, match="sigma"):
+        fit_batch(model, X, Y, P0, sigma=np.r_[0.0, S[0, 1:]], **kw)
+    with pytest.raises(ValueError, match="p0"):
+        fit_batch(model, X, Y, np.r_[np.nan, true[1:]], **kw)
+    with pytest.raises(ValueError, match="x contains"):
+        fit_batch(model, np.r_[np.nan, x[1:]], Y, P0)
+    with pytest.raises(ValueError, match="y contains inf"):
+        fit(model, x, Yb[0], P0[0])
