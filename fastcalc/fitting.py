@@ -636,6 +636,12 @@ class _Problem:
             self.kind = _KIND_COMPILED
             self.model = resolve(model, signatures=("model",), name="model")
             if jac is not None:
+                if not _is_compiled(jac):
+                    # resolve() would wrap a Python callable, which the kernel cannot call:
+                    # the fit would silently use finite differences
+                    raise TypeError("jac of a compiled model must be a compiled callable with "
+                                    "the model signature (writing the (npts, nparams) Jacobian), "
+                                    f"got {type(jac).__name__}")
                 self.jac_fn = resolve(jac, signatures=("model",), name="jac")
             if p0 is None:
                 raise ValueError("p0 is required for a compiled model")

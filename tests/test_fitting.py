@@ -997,3 +997,14 @@ def test_one_dataset_with_invalid_inputs_gets_a_status_not_an_error(rng, kind):
         fit_batch(model, np.r_[np.nan, x[1:]], Y, P0)
     with pytest.raises(ValueError, match="y contains inf"):
         fit(model, x, Yb[0], P0[0])
+
+
+def test_python_jac_with_a_compiled_model_is_refused(rng):
+    # it was wrapped, never called, and the fit silently used finite differences
+    x = X1
+    y = noisy(models.gaussian, (2.0, 2.5, 0.7, 0.3), x, rng)
+    for run in (fit, fit_batch):
+        with pytest.raises(TypeError, match="jac"):
+            run(low_level("gaussian_model"), x, y if run is fit else y[None],
+                [2.0, 2.5, 0.7, 0.3], jac=lambda *a: 0)
+
