@@ -237,18 +237,27 @@ class BatchFitResult:
 
     def to_dataframe(self):
         """One row per dataset: parameters, ``stderr_<name>``, chi2, redchi2, dof, nit, nfev,
-        status, success (requires pandas)."""
+        status, success (requires pandas).
+
+        A parameter whose name is also one of the other columns (a model ``f(x, a, chi2)``,
+        or parameters ``a`` and ``stderr_a``) gets the column ``param_<name>`` instead, so
+        that no column overwrites another."""
         try:
             import pandas as pd  # type: ignore[import-untyped]
         except ImportError as exc:   # pragma: no cover - pandas is installed in CI
             raise ImportError("to_dataframe() requires pandas") from exc
+        statistics = dict(chi2=self.chi2, redchi2=self.redchi2, dof=self.dof, nit=self.nit,
+                          nfev=self.nfev, status=self.status, success=self.success)
+        others = set(statistics) | {f"stderr_{name}" for name in self.param_names}
         columns = {}
         for k, name in enumerate(self.param_names):
-            columns[name] = self.params[:, k]
+            column = name
+            while column in others or column in columns:
+                column = f"param_{column}"
+            columns[column] = self.params[:, k]
         for k, name in enumerate(self.param_names):
             columns[f"stderr_{name}"] = self.stderr[:, k]
-        columns.update(chi2=self.chi2, redchi2=self.redchi2, dof=self.dof, nit=self.nit,
-                       nfev=self.nfev, status=self.status, success=self.success)
+        columns.update(statistics)
         return pd.DataFrame(columns)
 
 

@@ -1008,3 +1008,28 @@ def test_python_jac_with_a_compiled_model_is_refused(rng):
             run(low_level("gaussian_model"), x, y if run is fit else y[None],
                 [2.0, 2.5, 0.7, 0.3], jac=lambda *a: 0)
 
+
+def test_to_dataframe_never_overwrites_a_parameter_column():
+    pytest.importorskip("pandas")
+    x = np.linspace(0.0, 1.0, 10)
+    Y = np.stack([1.0 + 2.0 * x + 0.01 * np.sin(9 * x), 3.0 - x + 0.01 * np.cos(9 * x)])
+
+    def f(x, a, chi2):
+        return a + chi2 * x
+
+    r = fit_batch(f, x, Y, [0.0, 0.0])
+    df = r.to_dataframe()
+    assert_array_equal(df["param_chi2"], r.params[:, 1])
+    assert_array_equal(df["chi2"], r.chi2)
+    assert_array_equal(df["stderr_chi2"], r.stderr[:, 1])
+    assert_array_equal(df["a"], r.params[:, 0])
+
+    def g(x, a, stderr_a):
+        return a + stderr_a * x
+
+    r = fit_batch(g, x, Y, [0.0, 0.0])
+    df = r.to_dataframe()
+    assert_array_equal(df["param_stderr_a"], r.params[:, 1])
+    assert_array_equal(df["stderr_a"], r.stderr[:, 0])
+    assert_array_equal(df["stderr_stderr_a"], r.stderr[:, 1])
+    assert len(df.columns) == 2 * 2 + 7
