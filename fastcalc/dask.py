@@ -578,6 +578,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     if "progress" in kwargs:
         raise TypeError("fit_batch: progress is not supported over Dask; use "
                         "dask.diagnostics.ProgressBar or distributed.progress")
+    if np.ndim(Y) != 2:      # (before chunking a NumPy Y by rows)
+        raise ValueError(f"Y must be 2-D (one dataset per row), got shape {np.shape(Y)}")
     Y = _as_dask(Y, "Y", chunks=(DEFAULT_FIT_CHUNK, -1))
     if Y.ndim != 2:
         raise ValueError(f"Y must be 2-D (one dataset per row), got shape {Y.shape}")

@@ -66,6 +66,7 @@ Statuses (per dataset)
     start or in its Jacobian. (A trial step where the model is not finite is simply rejected.)
 """
 import inspect
+import numbers
 import warnings
 
 import numpy as np
@@ -92,6 +93,7 @@ _METHODS = {"lm": 0, "gd": 1}
 _PYTHON_CHUNK = 1280
 _PYTHON_GROUPS_MULTIPLE = 4
 _COMPILED_CHUNK = 65536
+_MAX_INT = 2**31 - 1
 
 
 def _python_group_size(n_datasets):
@@ -265,6 +267,26 @@ class BatchFitResult:
 # Closed-form and linear least squares
 
 
+def _real_data(value, name):
+    """``real_array``, also refusing what NumPy would quietly turn into numbers: None (a NaN,
+    i.e. a missing point or an error far from its cause), strings ('1.5') and object arrays
+    holding anything but real numbers. NaN is how a missing value is written."""
+    if value is None:
+        raise TypeError(f"{name} must be an array of real numbers, got None")
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError):       # ragged: real_array names the argument
+            return real_array(value, name)
+    if value.dtype.kind in "USa" or (value.dtype == object and not all(
+            isinstance(v, (numbers.Real, np.number)) and not isinstance(v, np.complexfloating)
+            for v in value.flat)):
+        kind = "strings" if value.dtype.kind in "USa" else "non-numeric objects (use NaN " \
+            "for a missing value)"
+        raise TypeError(f"{name} must be real numbers, got {kind}")
+    return real_array(value, name)
+
+
 def _returned_values(result, name):
     """What a Python ``model``/``jac`` returned, as float64; TypeError naming it for None,
     complex or non-numeric values (numpy would turn None into a NaN silently)."""
@@ -278,7 +300,7 @@ def _weights(sigma, shape, name="sigma"):
     1/sigma for a tiny sigma nor w**2 overflows, and a uniform sigma gives a uniform w)."""
     if sigma is None:
         return np.ones(shape), 0
-    sigma = real_array(sigma, name)
+    sigma = _real_data(sigma, name)
     try:
         sigma = np.broadcast_to(sigma, shape)
     except ValueError:
@@ -344,8 +366,8 @@ def chi2(y, y_model, sigma=None):
     >>> chi2([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], sigma=0.5)
     5.0
     """
-    y = real_array(y, "y")
-    y_model = real_array(y_model, "y_model")
+    y = _real_data(y, "y")
+    y_model = _real_data(y_model, "y_model")
     try:
         y, y_model = np.broadcast_arrays(y, y_model)
     except ValueError:
@@ -360,8 +382,8 @@ def chi2(y, y_model, sigma=None):
 
 
 def _valid_xy(x, y, name_x="x"):
-    x = real_array(x, name_x)
-    y = real_array(y, "y")
+    x = _real_data(x, name_x)
+    y = _real_data(y, "y")
     if x.ndim != 1 or y.shape != x.shape:
         raise ValueError(f"x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
     if not np.all(np.isfinite(x)):
@@ -564,12 +586,12 @@ def _is_compiled(model):
 def _tolerances(tol):
     if tol is None:
         return DEFAULT_TOL, DEFAULT_TOL, DEFAULT_TOL
-    if np.ndim(tol) == 0:
-        tol = (float(tol),) * 3
-    tol = tuple(float(t) for t in tol)
-    if len(tol) != 3 or not all(np.isfinite(t) and t >= 0 for t in tol):
+    values = _real_data(tol, "tol")
+    if values.ndim == 0:
+        values = np.repeat(values, 3)
+    if values.shape != (3,) or not np.all(np.isfinite(values) & (values >= 0)):
         raise ValueError(f"tol must be a non-negative number or (ftol, xtol, gtol), got {tol!r}")
-    return tol
+    return tuple(float(t) for t in values)
 
 
 def _python_param_names(model, p0):
@@ -593,6 +615,17 @@ def _python_param_names(model, p0):
         raise ValueError("p0 is required: the number of parameters of model cannot be "
                          "determined from its signature")
     return tuple(p.name for p in params[1:])
+
+
+def _bound(value, unbounded, which, P):
+    """One side of bounds as a (P,) float array; None means unbounded (as in SciPy)."""
+    if value is None:
+        return np.full(P, unbounded)
+    value = _real_data(value, f"bounds ({which})")
+    if value.shape not in ((), (P,)):
+        raise ValueError(f"bounds ({which}) has shape {value.shape}, expected a scalar or "
+                         f"({P},), one per parameter")
+    return np.array(np.broadcast_to(value, (P,)))
 
 
 def _python_x_per_dataset(x_shape, N, m, batch, x_per_dataset):
@@ -624,6 +657,8 @@ class _Problem:
 
     def __init__(self, model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac, batch,
                  absolute_sigma, x_per_dataset=None):
+        if not isinstance(method, str):
+            raise TypeError(f"method must be 'lm' or 'gd', got {type(method).__name__}")
         if method not in _METHODS:
             raise ValueError(f"method must be 'lm' or 'gd', got {method!r}")
         self.method = method
@@ -673,7 +708,7 @@ class _Problem:
                             f"or a Python callable, got {type(model).__name__}")
         P = self.nparams
         # ----- data
-        Y = real_array(Y, "Y" if batch else "y")
+        Y = _real_data(Y, "Y" if batch else "y")
         if batch:
             if Y.ndim != 2:
                 raise ValueError(f"Y must be 2-D (N datasets, m points), got shape {Y.shape}")
@@ -691,7 +726,7 @@ class _Problem:
         self.input_error = np.full(N, "", dtype=object)
         self._bad_rows(np.isinf(Y).any(axis=1), "Y contains inf (use NaN for missing points)",
                        "y contains inf (use NaN for missing points)")
-        x = real_array(x, "x")
+        x = _real_data(x, "x")
         self.x_shared = True
         if x_per_dataset is not None and x_per_dataset not in (True, False):
             raise TypeError(f"x_per_dataset must be None, True or False, got {x_per_dataset!r}")
@@ -728,7 +763,7 @@ class _Problem:
             self.sigma = None
             self.W = None
         else:
-            s = real_array(sigma, "sigma")
+            s = _real_data(sigma, "sigma")
             if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
                 raise ValueError(f"sigma has shape {s.shape}, expected (m,) = ({m},)"
                                  + (f" or (N, m) = ({N}, {m})" if batch else ""))
@@ -745,13 +780,28 @@ class _Problem:
         # ----- fixed
         mask = np.zeros(P, dtype=bool)
         if fixed is not None:
-            items = np.atleast_1d(np.asarray(fixed))
-            if items.dtype == bool:
-                if items.shape != (P,):
-                    raise ValueError(f"fixed as a boolean mask must have {P} entries")
-                mask = items.copy()
+            # the items as given: np.asarray would turn ['A', 2] into the strings 'A', '2'
+            if isinstance(fixed, (str, bytes, int, np.integer, np.bool_)):
+                items = [fixed]
+            elif isinstance(fixed, np.ndarray):
+                items = np.atleast_1d(fixed).tolist()
             else:
-                for item in items.tolist():
+                try:
+                    items = list(fixed)
+                except TypeError:
+                    raise TypeError(f"fixed must be a boolean mask or a sequence of parameter "
+                                    f"indices or names, got {type(fixed).__name__}") from None
+            if items and all(isinstance(item, (bool, np.bool_)) for item in items):
+                if len(items) != P:
+                    raise ValueError(f"fixed as a boolean mask must have {P} entries")
+                mask = np.array(items, dtype=bool)
+            else:
+                for item in items:
+                    if isinstance(item, (bool, np.bool_)):
+                        raise ValueError(f"fixed: {item!r} mixed with indices or names (give a "
+                                         "boolean mask of every parameter, or indices/names)")
+                    if isinstance(item, np.integer):
+                        item = int(item)
                     if isinstance(item, str):
                         if item not in self.param_names:
                             raise ValueError(f"fixed: unknown parameter {item!r}; parameters "
@@ -774,8 +824,8 @@ class _Problem:
                 lb, ub = bounds
             except (TypeError, ValueError):
                 raise ValueError("bounds must be a pair (lower, upper)") from None
-            self.lower = np.array(np.broadcast_to(np.asarray(lb, dtype=np.float64), (P,)))
-            self.upper = np.array(np.broadcast_to(np.asarray(ub, dtype=np.float64), (P,)))
+            self.lower = _bound(lb, -np.inf, "lower", P)
+            self.upper = _bound(ub, np.inf, "upper", P)
             if np.any(np.isnan(self.lower)) or np.any(np.isnan(self.upper)) or np.any(
                     self.lower >= self.upper):
                 raise ValueError("bounds: every lower bound must be < its upper bound")
@@ -789,7 +839,7 @@ class _Problem:
                 self.use_guess = False
             else:
                 p0 = np.full(P, np.nan)
-        p0 = real_array(p0, "p0")
+        p0 = _real_data(p0, "p0")
         if p0.ndim == 0:
             p0 = p0.reshape(1)
         if p0.shape == (P,):
@@ -817,8 +867,10 @@ class _Problem:
                                  "parameters")
         if maxiter is None:
             maxiter = GD_MAXITER if method == "gd" else 200 * (nfree + 1)
-        if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
+        if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)):
             raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
+        if not 1 <= maxiter <= _MAX_INT:      # the kernels count iterations in a C int
+            raise ValueError(f"maxiter must be an int from 1 to {_MAX_INT}, got {maxiter!r}")
         self.maxiter = int(maxiter)
         self.Y = np.ascontiguousarray(Y)
         if self.bad_status.any():
@@ -963,8 +1015,11 @@ class _Problem:
                 xs = x if shared else x[rows + start]
                 columns = [params[:, k:k + 1] for k in range(P)]
                 parts = jac(xs, *columns)
-                if parts is None:
-                    raise TypeError("jac returned None, expected one derivative per parameter")
+                if not hasattr(parts, "__len__") or (isinstance(parts, np.ndarray)
+                                                     and parts.ndim == 0):
+                    raise TypeError(f"jac returned {type(parts).__name__}, expected a sequence "
+                                    f"of {P} derivatives (one per parameter, each broadcasting "
+                                    f"to ({a}, {m}))")
                 if len(parts) != P:
                     raise ValueError(f"jac returned {len(parts)} derivatives, expected {P} "
                                      "(one per parameter, each broadcasting to (N, m))")
@@ -1024,11 +1079,13 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     method : {"lm", "gd"}
         Levenberg-Marquardt (default) or gradient descent on chi2 (see the module notes).
     bounds : (lower, upper), optional
-        Box bounds, scalars or ``(p,)`` arrays (``±inf`` for none).
+        Box bounds, scalars or ``(p,)`` arrays (``±inf`` for none; ``None`` for a side without
+        bounds, as in SciPy).
     fixed : sequence, optional
         Parameters held at their ``p0`` value: a boolean mask, indices or names.
     maxiter : int, optional
-        Iteration budget (trial steps); default ``200 * (n_free + 1)`` for LM, 20000 for GD.
+        Iteration budget (trial steps), at most 2**31 - 1; default ``200 * (n_free + 1)`` for
+        LM, 20000 for GD.
     tol : float or (ftol, xtol, gtol), optional
         Stopping tolerances (default 1e-12 each; see the module notes).
     jac : callable, optional
@@ -1051,8 +1108,10 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape.
     TypeError
         ``model`` of an unsupported kind or wrong compiled signature; ``jac`` of the wrong
-        kind; complex or non-numeric ``x``, ``y``, ``sigma`` or ``p0``; a Python ``model``
-        or ``jac`` returning None, complex or non-numeric values.
+        kind (a compiled model needs a compiled ``jac``); ``x``, ``y``, ``sigma``, ``p0``,
+        ``bounds`` or ``tol`` None, complex or non-numeric (strings, or object arrays holding
+        anything but numbers: NaN, not None, marks a missing point); ``method`` not a str; a
+        Python ``model`` or ``jac`` returning None, complex or non-numeric values.
     Exception
         Any exception raised by a Python ``model`` or ``jac`` propagates unchanged.
 

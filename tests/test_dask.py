@@ -427,3 +427,9 @@ def test_dataset_with_invalid_inputs_gets_its_status_with_any_chunking(rng):
         lazy = fdask.fit_batch(gaussian, x, da.from_array(Y, chunks=(rows, -1)), sigma=sigma)
         assert_same(lazy.compute(residuals=True, scheduler="synchronous"), expected, FIT_FIELDS)
         assert "Y contains inf" in lazy.message[4].compute(scheduler="synchronous")
+
+
+def test_fit_batch_one_dimensional_numpy_y_names_its_shape():
+    # a 1-D NumPy Y was chunked by rows first: "Chunks do not add up to shape"
+    with pytest.raises(ValueError, match=r"Y must be 2-D \(one dataset per row\), got shape"):
+        fdask.fit_batch(line, np.arange(5.0), np.arange(5.0))

@@ -1033,3 +1033,61 @@ def test_to_dataframe_never_overwrites_a_parameter_column():
     assert_array_equal(df["stderr_a"], r.stderr[:, 0])
     assert_array_equal(df["stderr_stderr_a"], r.stderr[:, 1])
     assert len(df.columns) == 2 * 2 + 7
+
+
+@pytest.mark.parametrize("kind", ["builtin", "python"])
+def test_argument_errors_name_the_argument(kind):
+    x = np.linspace(0.1, 5.0, 20)
+    y = models.exponential(x, 3.0, 1.5, 0.5)
+    p0 = [3.0, 1.5, 0.5]
+    model = (models.exponential if kind == "builtin"
+             else lambda x, A, tau, c: A * np.exp(-x / tau) + c)
+    cases = [
+        (dict(bounds=([0, 0], [1, 1])), ValueError, r"bounds \(lower\) has shape \(2,\)"),
+        (dict(bounds=("a", "b")), TypeError, r"bounds \(lower\) must be real numbers"),
+        (dict(bounds=(0j, 10)), TypeError, r"bounds \(lower\) must be real"),
+        (dict(bounds=(0, [1j, 2, 3])), TypeError, r"bounds \(upper\) must be real"),
+        (dict(tol=1j), TypeError, "tol must be real"),
+        (dict(tol="a"), TypeError, "tol must be real numbers"),
+        (dict(method=["lm"]), TypeError, "method must be 'lm' or 'gd', got list"),
+        (dict(maxiter=2**40), ValueError, "maxiter must be an int from 1 to"),
+    ]
+    for kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            fit(model, x, y, p0, **kwargs)
+    with pytest.raises(TypeError, match="x must be an array of real numbers, got None"):
+        fit(model, None, y, p0)
+    with pytest.raises(TypeError, match="y must be real numbers, got strings"):
+        fit(model, x, y.astype(str), p0)
+    with pytest.raises(TypeError, match="use NaN for a missing value"):
+        fit(model, x, np.r_[y[:-1], None].astype(object), p0)
+    with pytest.raises(TypeError, match="Y must be real numbers, got strings"):
+        fit_batch(model, x, y[None].astype(str), p0)
+    # None in bounds is unbounded on that side (as in SciPy); numeric object arrays are fine
+    ref = fit(model, x, y, p0, bounds=(-np.inf, 10.0))
+    assert_array_equal(fit(model, x, y, p0, bounds=(None, 10.0)).params, ref.params)
+    assert_array_equal(fit(model, x, y, p0, bounds=(None, None)).params,
+                       fit(model, x, y, p0).params)
+    y_missing = np.r_[y[:-1], np.nan]
+    assert_array_equal(fit(model, x, y_missing.astype(object), p0).params,
+                       fit(model, x, y_missing, p0).params)
+    # fixed given as names and indices together: each item as given (numpy made '2' of 2)
+    r = fit(model, x, y * 1.01, p0, fixed=["A", 2])
+    assert r.params[0] == 3.0 and r.params[2] == 0.5 and r.params[1] != 1.5
+    assert_array_equal(r.params, fit(model, x, y * 1.01, p0, fixed=[0, 2]).params)
+    assert_array_equal(r.params, fit(model, x, y * 1.01, p0, fixed=np.array([0, 2])).params)
+    assert_array_equal(r.params, fit(model, x, y * 1.01, p0,
+                                     fixed=np.array([True, False, True])).params)
+
+
+def test_more_argument_errors_name_the_argument():
+    x = np.linspace(0.0, 1.0, 10)
+    y = 1.0 + 2.0 * x
+    with pytest.raises(TypeError, match="jac returned float, expected a sequence of 2"):
+        fit_batch(lambda x, a, b: a + b * x, x, y[None], [0.0, 0.0], jac=lambda *a: 5.0)
+    with pytest.raises(TypeError, match="y must be an array of real numbers, got None"):
+        chi2(None, y)
+    with pytest.raises(TypeError, match="y_model must be an array of real numbers"):
+        chi2(y, None)
+    with pytest.raises(TypeError, match="x must be real numbers, got strings"):
+        linear_fit(x.astype(str), y)
