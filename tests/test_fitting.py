@@ -1091,3 +1091,19 @@ def test_more_argument_errors_name_the_argument():
         chi2(y, None)
     with pytest.raises(TypeError, match="x must be real numbers, got strings"):
         linear_fit(x.astype(str), y)
+
+
+def test_compiled_model_is_equivariant_under_scaling_of_y(rng):
+    model, true, x = BUILTIN_CASES["gaussian"]
+    y = noisy(model, true, x, rng)
+    p0 = np.array(true) * 1.05
+    for jac in (None, low_level("gaussian_model_jac")):
+        ref = fit(low_level("gaussian_model"), x, y, p0, jac=jac)
+        assert ref.success
+        for k in (-650, -300, 300, 650):
+            S = y_scaling(model, k)
+            r = fit_batch(low_level("gaussian_model"), x, np.stack([y, y * 2.0**k]),
+                          np.stack([p0, p0 * S]), jac=jac)
+            assert_array_equal(r.status, [0, 0])
+            assert_array_equal(r.params[0], ref.params)
+            assert_allclose(r.params[1] / S, ref.params, rtol=1e-6 if jac is None else 1e-7)
