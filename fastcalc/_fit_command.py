@@ -5,7 +5,9 @@ the table has one row per dataset: its name, each parameter and its standard err
 reduced chi2, status and message.
 """
 import csv
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +25,26 @@ def resolve_model(name):
         return models.get_model(name)
     except (KeyError, ValueError, TypeError) as exc:
         raise UsageError(str(exc).strip("'\"")) from None
+
+
+def _polynomial_degree(name):
+    """N of a polynomial model name (``polyN``, ``polynomialN``, ``polynomial(N)``), else None:
+    checked against the data before the model, with its N + 1 parameter names, is built (a
+    name like poly100000000 would otherwise exhaust the memory first)."""
+    match = re.fullmatch(r"\s*poly(?:nomial)?[\s_\-]*\(?\s*(\d+)\s*\)?\s*", name.lower())
+    return int(match.group(1)) if match else None
+
+
+def _check_plot_format(path):
+    """UsageError, before any fit, for a --plot-out whose extension matplotlib cannot write."""
+    suffix = Path(path).suffix[1:].lower()
+    if not suffix:
+        return                  # matplotlib's default format
+    from matplotlib.backend_bases import FigureCanvasBase
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in supported:
+        raise UsageError(f"--plot-out {path}: unsupported image format {suffix!r} (supported: "
+                         f"{', '.join(sorted(supported))})")
 
 
 def _messages(result):
@@ -100,19 +122,24 @@ def run_fit(args, parser=None):
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs matplotlib: pip install 'fastcalc[plot]'") from None
+        if args.plot_out:
+            _check_plot_format(args.plot_out)
     elif args.plot_out:
         raise UsageError("--plot-out needs --plot N (the dataset to draw)")
-    model = resolve_model(args.model)
+    degree = _polynomial_degree(args.model)
+    model = resolve_model(args.model) if degree is None else None
     if getattr(model, "x_dim", 1) != 1:
         raise UsageError(f"model {args.model!r} needs 2-D coordinates; the fit command handles "
                          "1-D x only")
     array, header = read_array(args.data)
     x, Y, names = split_datasets(array, header, x_column=args.x_column, x_row=args.x_row,
                                  by=args.by, path=args.data)
-    n_params = len(model.param_names)
+    n_params = len(model.param_names) if degree is None else degree + 1
     if x.size < n_params:
         raise UsageError(f"{args.data}: {x.size} points per dataset, but model {args.model!r} has "
                          f"{n_params} parameters: need at least {n_params} points")
+    if model is None:
+        model = resolve_model(args.model)
     sigma = None
     if args.sigma is not None:
         sigma = read_sigma(args.sigma, array.shape, Y.shape, x_column=args.x_column,
@@ -145,5 +172,7 @@ def run_fit(args, parser=None):
                   args.model)
         except OSError as exc:
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:       # e.g. a format matplotlib refuses (checked above)
+            raise UsageError(f"cannot write {path}: {exc}") from None
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -20,7 +20,11 @@ of the small augmented matrix ``[R; sqrt(lam) D]``, which never squares the cond
 QR is also used when ``J^T J`` would overflow or underflow (x near 1e200 or 1e-200): its
 reflections and the column norms are computed from vectors divided by powers of two, which is
 exact, and ``D^2`` is never formed where it would leave the double range (the trust-radius slope,
-the steepest-descent step), so any representable scale of x works.
+the steepest-descent step), so any representable scale of x works. Data of unusual scale (largest ``|w y|`` beyond 2^+-200) are
+fitted with their weights divided by a power of two near it (``data_scale_exponent``): the same
+problem with every quantity divided exactly, so chi2 ~ ``(w y)^2`` neither underflows (y ~ 1e-170
+used to end the fit at once with chi2 = 0) nor overflows; chi2 (and the covariance with
+``absolute_sigma``) are scaled back at the end.
 ``lam`` is not updated by a rule but chosen for a trust radius ``delta`` on ``||D dp||`` (MINPACK
 lmder/lmpar; see ``lm_step`` and the radius update in ``state_assess``).
 """
@@ -118,6 +122,7 @@ cdef struct FitState:
     int restarts        # fresh starts after a stall away from a minimum
     double chi2_restart # chi2 at the last fresh start
     int rejections      # consecutive rejected steps
+    int data_exponent   # the weights were divided by 2**data_exponent (data_scale_exponent)
     double chi2
     double chi2_trial
     double predicted
@@ -222,6 +227,7 @@ cdef void state_init(FitState *s, int method, int maxiter, double ftol, double x
     s.restarts = 0
     s.chi2_restart = INFINITY
     s.rejections = 0
+    s.data_exponent = 0
     s.chi2 = NAN
     s.chi2_trial = NAN
     s.predicted = 0.0
@@ -347,6 +353,66 @@ cdef double column_norm(int n, const double *v) noexcept nogil:
         t = v[i] / scale
         total += t * t
     return scale * sqrt(total)
+
+
+# Weighted data whose largest |w y| lies within 2**-DATA_EXPONENT_LIMIT .. 2**DATA_EXPONENT_LIMIT
+# are fitted as they are; beyond, the weights are divided by a power of two near it first.
+cdef int DATA_EXPONENT_LIMIT = 200
+cdef double DATA_SCALE_LOW = 6.223015277861142e-61      # 2**-200
+cdef double DATA_SCALE_HIGH = 1.6069380442589903e+60    # 2**200
+
+
+cdef int data_scale_exponent(int m, const double *y, const double *w) noexcept nogil:
+    """e with max |w_i y_i| in [2**e, 2**(e+1)) when that is outside the ordinary range
+    (DATA_EXPONENT_LIMIT), else 0 (also for all-zero data).
+
+    Fitting with the weights divided by 2**e is the same problem with every quantity of the
+    iteration (residuals, chi2, J, J^T r, the trust radius) divided by an exact power of two,
+    so the data's scale no longer decides whether chi2 (~ (w y)**2) or J^T r underflow or
+    overflow (y near 1e-170 or 1e200): the parameters come out as for data of order 1. Only the
+    data of unusual scale are touched, so ordinary fits stay bitwise as they were."""
+    cdef int i, e, biggest = -100000
+    cdef double largest = 0.0
+    # fast path (every fit pays it): the plain products, when clearly within range
+    for i in range(m):
+        largest = fmax(largest, fabs(w[i] * y[i]))
+    if DATA_SCALE_LOW <= largest <= DATA_SCALE_HIGH:
+        return 0
+    for i in range(m):
+        if y[i] != 0.0 and w[i] != 0.0:
+            e = ilogb(w[i]) + ilogb(y[i])     # w y itself may overflow or underflow
+            if e > biggest:
+                biggest = e
+    if biggest == -100000 or -DATA_EXPONENT_LIMIT <= biggest <= DATA_EXPONENT_LIMIT:
+        return 0
+    return biggest
+
+
+cdef void scale_weights(int m, double *w, int e) noexcept nogil:
+    cdef int i
+    for i in range(m):
+        w[i] = ldexp(w[i], -e)
+
+
+cdef double unscaled_chi2(FitState *s) noexcept nogil:
+    """chi2 of the data as given when the weights were divided by 2**data_exponent (it may
+    leave the double range: then inf or 0); the covariance with absolute_sigma is rescaled in
+    place (without, the scale cancels in chi2 / dof)."""
+    cdef int k, e = s.data_exponent
+    if e == 0:
+        return s.chi2
+    if s.absolute_sigma:
+        for k in range(s.nparams * s.nparams):
+            s.cov[k] = ldexp(s.cov[k], -2 * e)
+    return ldexp(s.chi2, 2 * e)
+
+
+cdef int all_zero(int n, const double *v) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        if v[i] != 0.0:
+            return 0
+    return 1
 
 
 cdef void householder_triangularize(int rows, int cols, double *A, int lda,
@@ -551,7 +617,8 @@ cdef void state_jacobian_ready(FitState *s) noexcept nogil:
     if s.finishing:
         state_finish(s)
         return
-    if gradient_small or s.chi2 == 0.0:
+    # chi2 == 0 ends the fit only for an exact fit (not for residuals whose squares underflow)
+    if gradient_small or (s.chi2 == 0.0 and all_zero(m, s.resid)):
         state_finish(s)
         return
     s.stage = NEED_TRIAL
@@ -1172,7 +1239,7 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
     """Gather dataset d (missing points dropped), fit it, write its outputs."""
     cdef FitState s
     cdef Problem pr
-    cdef int m = inp.m, P = inp.nparams, i, r, nvalid = 0, rc
+    cdef int m = inp.m, P = inp.nparams, i, r, nvalid = 0, rc, e
     cdef const double *x = inp.x + d * inp.x_stride
     cdef const double *y = inp.Y + d * <Py_ssize_t>m
     cdef const double *sig = inp.sigma + d * inp.sigma_stride if inp.sigma != NULL else NULL
@@ -1196,6 +1263,9 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
             for i in range(nvalid):
                 pr.x[<Py_ssize_t>r * nvalid + i] = pr.x[<Py_ssize_t>r * m + i]
     pr.m = nvalid
+    e = data_scale_exponent(nvalid, pr.y, pr.w)
+    if e != 0:
+        scale_weights(nvalid, pr.w, e)
     pr.kind = inp.kind
     pr.builtin = inp.builtin
     pr.compiled = inp.compiled
@@ -1208,6 +1278,7 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
     state_init(&s, inp.method, inp.maxiter, inp.ftol, inp.xtol, inp.gtol, inp.absolute_sigma,
                inp.free_index, inp.lower, inp.upper, inp.has_bounds,
                inp.cov_out + d * P * P)
+    s.data_exponent = e
     memcpy(s.params, inp.p0 + d * P, <size_t>P * sizeof(double))
     if nvalid < inp.nfree or nvalid == 0:
         state_fail(&s, SINGULAR)
@@ -1224,7 +1295,7 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
         if s.stage != DONE:
             fit_one(&s, &pr)
     memcpy(inp.params_out + d * P, s.params, <size_t>P * sizeof(double))
-    inp.chi2_out[d] = s.chi2
+    inp.chi2_out[d] = unscaled_chi2(&s)
     inp.dof_out[d] = nvalid - inp.nfree
     inp.nit_out[d] = s.nit
     inp.nfev_out[d] = s.nfev
@@ -1369,7 +1440,7 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
 # ---------------------------------------------------------------------------------------------
 # Python-model driver: datasets advance in lock step, the model is called once per round.
 
-def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const double[:, ::1] W,
+def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[:, ::1] W,
                const double[:, ::1] p0, const double[::1] lower, const double[::1] upper,
                bint has_bounds, const int[::1] free_index, int method, int maxiter,
                double ftol, double xtol, double gtol, bint absolute_sigma,
@@ -1381,8 +1452,9 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
     evaluate(params (a, P), rows (a,)) -> (a, m) model values for the datasets ``rows``;
     jacobian(params, rows) -> (a, P, m), or None for forward differences (_fd_jacobians: one
     evaluate call per free parameter, or with ``fd_in_one_call`` one for all). Y (K, m) holds
-    any finite value at missing points, whose weight in W = 1/sigma (K, m) is 0. Exceptions
-    raised by the callables propagate.
+    any finite value at missing points, whose weight in W = 1/sigma (K, m) is 0; rows of data of
+    unusual scale have their W divided by a power of two in place (data_scale_exponent).
+    Exceptions raised by the callables propagate.
     """
     cdef Py_ssize_t K = Y.shape[0], m = Y.shape[1], P = p0.shape[1], d, a, i, k, j, na
     cdef int n = <int>free_index.shape[0], nvalid, rc
@@ -1409,6 +1481,9 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
             state_init(s, method, maxiter, ftol, xtol, gtol, absolute_sigma,
                        &free_index[0] if n > 0 else NULL, &lower[0], &upper[0], has_bounds,
                        &cov_out[d, 0, 0])
+            s.data_exponent = data_scale_exponent(<int>m, &Y[d, 0], &W[d, 0])
+            if s.data_exponent != 0:
+                scale_weights(<int>m, &W[d, 0], s.data_exponent)
             for j in range(P):
                 s.params[j] = p0[d, j]
             if nvalid < n or nvalid == 0:
@@ -1468,7 +1543,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, const d
             s = &states[d]
             for j in range(P):
                 params_out[d, j] = s.params[j]
-            chi2_out[d] = s.chi2
+            chi2_out[d] = unscaled_chi2(s)
             dof_out[d] = s.n_valid - n
             nit_out[d] = s.nit
             nfev_out[d] = s.nfev
@@ -1494,6 +1569,12 @@ cdef void _fd_jacobians(object evaluate, FitState *states, object params, object
     cdef double[::1] hview
     cdef const double[:, ::1] vals
     cdef const double[:, ::1] pview = params
+    if n == 0:
+        # no free parameter: J has no columns, but the state still needs its Jacobian step
+        # (which finishes it), or the lock-step loop would wait for it forever
+        for a in range(na):
+            state_jacobian_ready(&states[rview[a]])
+        return
     for first in range(0, n, block):
         count = block if first + block <= n else n - first
         shifted = np.tile(params, (count, 1))

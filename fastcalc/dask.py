@@ -308,16 +308,20 @@ def _spare_letters(used):
     return iter(c for c in "abcdefghklmnopqrstuvwxyz" if c not in used)
 
 
-def _batch_input(value, name, shared_ndim, rows, letters):
+def _batch_input(value, name, shared_ndim, rows, letters, per_dataset=None):
     """A blockwise (array, index) pair for ``value``: split like ``Y`` when it has one row per
-    dataset (``shared_ndim + 1`` dimensions), else passed whole to every chunk (a single row
-    included: the in-memory routine broadcasts it)."""
+    dataset (``shared_ndim + 1`` dimensions, or as ``per_dataset`` says), else passed whole to
+    every chunk (a single row included: the in-memory routine broadcasts it)."""
     if value is None:
         return [None, None]
     if not isinstance(value, da.Array):
         value = np.asarray(value)
     n_total = sum(rows)
-    per_dataset = value.ndim == shared_ndim + 1 and not (value.shape[0] == 1 and n_total != 1)
+    if per_dataset is None:
+        per_dataset = (value.ndim == shared_ndim + 1
+                       and not (value.shape[0] == 1 and n_total != 1))
+    else:
+        shared_ndim = value.ndim - 1 if per_dataset else value.ndim
     if not per_dataset:
         if isinstance(value, da.Array):
             return [value.rechunk(-1), "".join(next(letters) for _ in range(value.ndim))]
@@ -334,6 +338,12 @@ def _batch_input(value, name, shared_ndim, rows, letters):
     return [value, "i" + "".join(next(letters) for _ in range(shared_ndim))]
 
 
+def _is_python_model(model):
+    from fastcalc.fitting import _is_builtin
+    return (callable(model) and not isinstance(model, compiled)
+            and not _is_compiled_object(model) and not _is_builtin(model))
+
+
 def _check_known(array, name):
     if any(np.isnan(n) for n in array.shape):
         raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
@@ -348,7 +358,13 @@ def _fit_block(Y, x, sigma, p0, *, model, options):
 def _derived_fit_field(block, name):
     """stderr, redchi2, success or message of one chunk, derived exactly as BatchFitResult does."""
     from fastcalc.fitting import BatchFitResult
-    return np.asarray(getattr(BatchFitResult(*(block[n] for n in _FIT_CORE), (), None), name))
+    return np.asarray(getattr(_batch_fit_result(BatchFitResult, block, (), None, "lm"), name))
+
+
+def _batch_fit_result(cls, values, param_names, residuals_of, method):
+    """The in-memory BatchFitResult from the core fields (the arrays its constructor takes)."""
+    return cls(*(values[n] for n in _FIT_CORE if n != "input_error"), param_names,
+               residuals_of, method, values["input_error"])
 
 
 def _residuals_block(Y, x, sigma, p0, params, *, model, options):
@@ -358,7 +374,8 @@ def _residuals_block(Y, x, sigma, p0, params, *, model, options):
     problem = _Problem(_local(model), x, Y, p0, sigma, options.get("bounds"),
                        options.get("fixed"), options.get("method", "lm"),
                        options.get("maxiter"), options.get("tol"), None, batch=True,
-                       absolute_sigma=options.get("absolute_sigma", False))
+                       absolute_sigma=options.get("absolute_sigma", False),
+                       x_per_dataset=options.get("x_per_dataset"))
     return problem.residuals_of(params)
 
 
@@ -388,13 +405,13 @@ def _param_names(model, p0):
 # The fields each chunk's fit returns (the BatchFitResult constructor's arrays), and those derived
 # from them, as (dtype, trailing shape) given the number of parameters P. The residuals (N, m)
 # are a separate lazy field, computed from params without refitting.
-_FIT_CORE = ("params", "cov", "chi2", "dof", "nit", "nfev", "status")
+_FIT_CORE = ("params", "cov", "chi2", "dof", "nit", "nfev", "status", "input_error")
 
 
 def _fit_core_specs(P):
     return {"params": (np.float64, (P,)), "cov": (np.float64, (P, P)), "chi2": (np.float64, ()),
             "dof": (np.intc, ()), "nit": (np.intc, ()), "nfev": (np.intc, ()),
-            "status": (np.intc, ())}
+            "status": (np.intc, ()), "input_error": (object, ())}
 
 
 def _fit_derived_specs(P):
@@ -465,8 +482,8 @@ class DaskBatchFitResult(_LazyBatchResult):
             residuals_of = _ComputedResiduals(others[0])
         else:
             residuals_of = _ResidualsFromGraph(self._arrays["residuals"], compute_kwargs)
-        return BatchFitResult(*(values[n] for n in _FIT_CORE), self.param_names, residuals_of,
-                              self.method)
+        return _batch_fit_result(BatchFitResult, values, self.param_names, residuals_of,
+                                 self.method)
 
 
 class _ComputedResiduals:
@@ -522,7 +539,9 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
         ``None`` uses every core per chunk (for one single-threaded worker per machine).
     **kwargs
         Passed to :func:`fastcalc.fit_batch` (``absolute_sigma``, ``method``, ``bounds``,
-        ``fixed``, ``maxiter``, ``tol``). ``progress`` is not accepted: use Dask's progress
+        ``fixed``, ``maxiter``, ``tol``, ``x_per_dataset``). For a Python model the layout of
+        ``x`` (per dataset or shared) is decided once from the shapes of the whole ``x`` and
+        ``Y``, as the in-memory routine would, and passed to every chunk. ``progress`` is not accepted: use Dask's progress
         bars (``dask.diagnostics.ProgressBar``, ``distributed.progress``).
 
     Returns
@@ -559,6 +578,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     if "progress" in kwargs:
         raise TypeError("fit_batch: progress is not supported over Dask; use "
                         "dask.diagnostics.ProgressBar or distributed.progress")
+    if np.ndim(Y) != 2:      # (before chunking a NumPy Y by rows)
+        raise ValueError(f"Y must be 2-D (one dataset per row), got shape {np.shape(Y)}")
     Y = _as_dask(Y, "Y", chunks=(DEFAULT_FIT_CHUNK, -1))
     if Y.ndim != 2:
         raise ValueError(f"Y must be 2-D (one dataset per row), got shape {Y.shape}")
@@ -571,7 +592,16 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     param_names = _param_names(model, p0)
     letters = _spare_letters("ijz")
     inputs = [Y, "ij"]
-    inputs += _batch_input(x, "x", 1 if getattr(model, "x_dim", 1) == 1 else 2, rows, letters)
+    x_per_dataset = kwargs.get("x_per_dataset")
+    if _is_python_model(model):
+        # decided once from the whole Y, never per chunk (whose row count would change the
+        # in-memory auto-detection), and passed to every chunk's fit and residuals
+        from fastcalc.fitting import _python_x_per_dataset
+        x_per_dataset = _python_x_per_dataset(np.shape(x), Y.shape[0], Y.shape[1], True,
+                                              x_per_dataset)
+        kwargs = dict(kwargs, x_per_dataset=x_per_dataset)
+    inputs += _batch_input(x, "x", 1 if getattr(model, "x_dim", 1) == 1 else 2, rows, letters,
+                           x_per_dataset)
     inputs += _batch_input(sigma, "sigma", 1, rows, letters)
     inputs += _batch_input(p0, "p0", 1, rows, letters)
     model = _portable(model, "model")

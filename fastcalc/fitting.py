@@ -53,6 +53,12 @@ Gradient descent (``method="gd"``)
     an adaptive step: ``alpha`` grows 1.5x after a step that lowers chi2 and halves (the step being
     rejected) otherwise. Same stopping tests. Its default iteration budget is ``maxiter=20000``
     (LM: ``200 * (n_free + 1)``); it is much slower than LM and exists for teaching and comparison.
+Scale of the data
+    The fit does not depend on the scale of ``y`` (or of ``y / sigma``): data of extreme scale
+    (``|y / sigma|`` beyond about 1e+-60) are fitted with the weights divided by a power of two,
+    so ``y * 2**k`` gives the parameters proportional to ``y`` times ``2**k`` for any
+    representable scale. ``chi2`` and the covariance are reported for the data as given; when
+    they leave the double range (e.g. y ~ 1e200: chi2 ~ 1e400) they are inf or 0.
 Statuses (per dataset)
     0 converged; 1 iteration budget exhausted or stalled away from a minimum; 2 too few points,
     no initial guess possible or singular Jacobian at the solution (covariance inf); 3 non-finite
@@ -60,6 +66,7 @@ Statuses (per dataset)
     start or in its Jacobian. (A trial step where the model is not finite is simply rejected.)
 """
 import inspect
+import numbers
 import warnings
 
 import numpy as np
@@ -86,6 +93,7 @@ _METHODS = {"lm": 0, "gd": 1}
 _PYTHON_CHUNK = 1280
 _PYTHON_GROUPS_MULTIPLE = 4
 _COMPILED_CHUNK = 65536
+_MAX_INT = 2**31 - 1
 
 
 def _python_group_size(n_datasets):
@@ -123,7 +131,7 @@ class FitResult:
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, residuals, param_names,
-                 method="lm"):
+                 method="lm", input_error=""):
         self.params = np.asarray(params, dtype=np.float64)
         self.cov = np.asarray(cov, dtype=np.float64)
         with np.errstate(invalid="ignore"):
@@ -135,7 +143,7 @@ class FitResult:
         self.nfev = int(nfev)
         self.status = Status(int(status))
         self.success = self.status == Status.SUCCESS
-        self.message = message_of(self.status)
+        self.message = message_of(self.status) + (f": {input_error}" if input_error else "")
         self.residuals = residuals
         self.param_names = tuple(param_names)
         self.method = method
@@ -173,11 +181,13 @@ class BatchFitResult:
 
     ``len(result)`` is N; ``result[i]`` is the :class:`FitResult` of dataset ``i``;
     ``to_dataframe()`` gives a pandas DataFrame (one row per dataset). ``residuals`` (N, m) is
-    computed on first access.
+    computed on first access. ``input_error`` (N,) says, for a dataset not fitted because its
+    own inputs are invalid (status 3, or 4 for ``p0`` outside the bounds), what is wrong ("" for
+    the others); ``message`` includes it.
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, param_names, residuals_of,
-                 method="lm"):
+                 method="lm", input_error=None):
         self.params = params
         self.cov = cov
         with np.errstate(invalid="ignore"):
@@ -193,11 +203,16 @@ class BatchFitResult:
         self.method = method
         self._residuals_of = residuals_of
         self._residuals = None
+        self.input_error = (np.full(np.shape(status), "", dtype=object) if input_error is None
+                            else np.asarray(input_error, dtype=object))
 
     @property
     def message(self):
-        """Per-dataset status messages (object array)."""
-        return messages_of(self.status)
+        """Per-dataset status messages (object array), with the ``input_error`` if any."""
+        messages = messages_of(self.status)
+        for i in np.flatnonzero(self.input_error != ""):
+            messages[i] = f"{messages[i]}: {self.input_error[i]}"
+        return messages
 
     @property
     def residuals(self):
@@ -215,7 +230,8 @@ class BatchFitResult:
         residuals = (self._residuals[i] if self._residuals is not None
                      else self._residuals_of(self.params[i:i + 1], rows=np.array([i]))[0])
         return FitResult(self.params[i], self.cov[i], self.chi2[i], self.dof[i], self.nit[i],
-                         self.nfev[i], self.status[i], residuals, self.param_names, self.method)
+                         self.nfev[i], self.status[i], residuals, self.param_names, self.method,
+                         self.input_error[i])
 
     def __repr__(self):
         return (f"BatchFitResult({len(self)} datasets, {int(self.success.sum())} converged, "
@@ -223,23 +239,52 @@ class BatchFitResult:
 
     def to_dataframe(self):
         """One row per dataset: parameters, ``stderr_<name>``, chi2, redchi2, dof, nit, nfev,
-        status, success (requires pandas)."""
+        status, success (requires pandas).
+
+        A parameter whose name is also one of the other columns (a model ``f(x, a, chi2)``,
+        or parameters ``a`` and ``stderr_a``) gets the column ``param_<name>`` instead, so
+        that no column overwrites another."""
         try:
             import pandas as pd  # type: ignore[import-untyped]
         except ImportError as exc:   # pragma: no cover - pandas is installed in CI
             raise ImportError("to_dataframe() requires pandas") from exc
+        statistics = dict(chi2=self.chi2, redchi2=self.redchi2, dof=self.dof, nit=self.nit,
+                          nfev=self.nfev, status=self.status, success=self.success)
+        others = set(statistics) | {f"stderr_{name}" for name in self.param_names}
         columns = {}
         for k, name in enumerate(self.param_names):
-            columns[name] = self.params[:, k]
+            column = name
+            while column in others or column in columns:
+                column = f"param_{column}"
+            columns[column] = self.params[:, k]
         for k, name in enumerate(self.param_names):
             columns[f"stderr_{name}"] = self.stderr[:, k]
-        columns.update(chi2=self.chi2, redchi2=self.redchi2, dof=self.dof, nit=self.nit,
-                       nfev=self.nfev, status=self.status, success=self.success)
+        columns.update(statistics)
         return pd.DataFrame(columns)
 
 
 # ---------------------------------------------------------------------------------------------
 # Closed-form and linear least squares
+
+
+def _real_data(value, name):
+    """``real_array``, also refusing what NumPy would quietly turn into numbers: None (a NaN,
+    i.e. a missing point or an error far from its cause), strings ('1.5') and object arrays
+    holding anything but real numbers. NaN is how a missing value is written."""
+    if value is None:
+        raise TypeError(f"{name} must be an array of real numbers, got None")
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError):       # ragged: real_array names the argument
+            return real_array(value, name)
+    if value.dtype.kind in "USa" or (value.dtype == object and not all(
+            isinstance(v, (numbers.Real, np.number)) and not isinstance(v, np.complexfloating)
+            for v in value.flat)):
+        kind = "strings" if value.dtype.kind in "USa" else "non-numeric objects (use NaN " \
+            "for a missing value)"
+        raise TypeError(f"{name} must be real numbers, got {kind}")
+    return real_array(value, name)
 
 
 def _returned_values(result, name):
@@ -251,9 +296,11 @@ def _returned_values(result, name):
 
 
 def _weights(sigma, shape, name="sigma"):
+    """(w, e): the weights 1/sigma are w * 2**e, with w <= 1 at its largest (so that neither
+    1/sigma for a tiny sigma nor w**2 overflows, and a uniform sigma gives a uniform w)."""
     if sigma is None:
-        return np.ones(shape)
-    sigma = real_array(sigma, name)
+        return np.ones(shape), 0
+    sigma = _real_data(sigma, name)
     try:
         sigma = np.broadcast_to(sigma, shape)
     except ValueError:
@@ -261,7 +308,28 @@ def _weights(sigma, shape, name="sigma"):
             from None
     if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
         raise ValueError(f"{name} must be finite and > 0")
-    return 1.0 / sigma
+    e = _exponent(np.min(sigma)) - 1 if sigma.size else 0      # sigma / 2**e >= 1
+    with np.errstate(under="ignore"):    # a weight 2**-1074 times the largest does not count
+        return 1.0 / np.ldexp(sigma, -e), -e
+
+
+def _exponent(value):
+    """e with |value| in [2**(e-1), 2**e) (0 for 0)."""
+    return int(np.frexp(float(value))[1])
+
+
+def _sum_of_squares(r, exponent=0, axis=-1):
+    """sum((r * 2**exponent)**2) over axis without overflow or underflow of the squares: the
+    rows are divided by a power of two near their largest entry first. A total beyond the
+    double range is inf (or 0)."""
+    r = np.asarray(r, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        largest = np.max(np.abs(r), axis=axis, keepdims=True, initial=0.0)
+    e = np.frexp(np.where(np.isfinite(largest), largest, 1.0))[1]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        scaled = np.ldexp(r, -e)
+        total = np.sum(scaled * scaled, axis=axis, keepdims=True)
+        return np.squeeze(np.ldexp(total, 2 * (e + exponent)), axis=axis)
 
 
 def chi2(y, y_model, sigma=None):
@@ -289,29 +357,33 @@ def chi2(y, y_model, sigma=None):
     Notes
     -----
     Failure behaviour: NaN in ``y`` is a missing point (not counted); NaN in ``y_model`` gives
-    NaN and inf in ``y`` gives inf (never an exception).
+    NaN and inf in ``y`` gives inf (never an exception). The squares are summed scaled by powers
+    of two, so they neither overflow nor underflow; only a total beyond the double range is inf
+    (or 0), without a warning.
 
     Examples
     --------
     >>> chi2([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], sigma=0.5)
     5.0
     """
-    y = real_array(y, "y")
-    y_model = real_array(y_model, "y_model")
+    y = _real_data(y, "y")
+    y_model = _real_data(y_model, "y_model")
     try:
         y, y_model = np.broadcast_arrays(y, y_model)
     except ValueError:
         raise ValueError(f"y_model has shape {y_model.shape}, incompatible with y of shape "
                          f"{y.shape}") from None
-    w = _weights(sigma, y.shape)
-    r = np.where(np.isnan(y), 0.0, (y - y_model) * w)
-    total = np.sum(r * r, axis=-1)
+    w, e = _weights(sigma, y.shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf in y or y_model: an inf chi2
+        d = y - y_model
+    r = np.where(np.isnan(y), 0.0, d * w)        # w <= 1: no overflow
+    total = _sum_of_squares(r, e)
     return float(total) if np.ndim(total) == 0 else total
 
 
 def _valid_xy(x, y, name_x="x"):
-    x = real_array(x, name_x)
-    y = real_array(y, "y")
+    x = _real_data(x, name_x)
+    y = _real_data(y, "y")
     if x.ndim != 1 or y.shape != x.shape:
         raise ValueError(f"x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
     if not np.all(np.isfinite(x)):
@@ -321,13 +393,11 @@ def _valid_xy(x, y, name_x="x"):
     return x, y
 
 
-def _power_of_two_scale(values):
-    """2**e with max|values| in [2**(e-1), 2**e) (1.0 for all zero): dividing by it is exact,
-    and keeps sums of squares of huge or tiny x from overflowing or underflowing."""
+def _scale_exponent(values):
+    """k with max|values| in [2**k, 2**(k+1)) (0 for all zero): dividing by 2**k is exact,
+    and keeps sums of squares of huge or tiny x or y from overflowing or underflowing."""
     largest = float(np.max(np.abs(values))) if values.size else 0.0
-    if largest == 0.0:
-        return 1.0
-    return float(np.ldexp(1.0, int(np.frexp(largest)[1])))
+    return _exponent(largest) - 1 if largest != 0.0 else 0
 
 
 def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
@@ -359,8 +429,10 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     Notes
     -----
     Failure behaviour: NaN in ``y`` marks a missing point; every other failure raises
-    ``ValueError``/``TypeError`` (no status). ``x`` is scaled internally by a power of two, so
-    very large or small ``x`` (e.g. 1e160) do not overflow.
+    ``ValueError``/``TypeError`` (no status). ``x``, ``y`` and the weights are scaled internally
+    by powers of two, so any representable ``x``, ``y`` and ``sigma`` (e.g. 1e300 or 1e-300)
+    work, and the parameters do not depend on a uniform ``sigma``; a result beyond the double
+    range (e.g. chi2 ~ 1e400 for y ~ 1e200) is inf or 0, without a warning.
 
     Examples
     --------
@@ -369,14 +441,16 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     [1.03, 1.98]
     """
     x, y = _valid_xy(x, y)
-    w = _weights(sigma, y.shape)
+    w, we = _weights(sigma, y.shape)
     valid = np.isfinite(y)
     if valid.sum() < 2:
         raise ValueError("linear_fit needs at least 2 valid points")
-    # x is divided by a power of two (exact) so that its sums of squares cannot overflow
-    xscale = _power_of_two_scale(x[valid])
-    u = x / xscale
-    uv, yv, wv = u[valid], y[valid], w[valid] ** 2
+    # x and y are divided by powers of two and the weights come as w * 2**we (all exact), so
+    # that no sum of squares overflows or underflows; the results are scaled back at the end
+    kx, ky = _scale_exponent(x[valid]), _scale_exponent(y[valid])
+    uv, yv = np.ldexp(x[valid], -kx), np.ldexp(y[valid], -ky)
+    with np.errstate(under="ignore"):    # a weight far below the largest does not count
+        wv = w[valid] ** 2
     s = wv.sum()
     um = (wv * uv).sum() / s
     t = uv - um
@@ -384,15 +458,24 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     if stt == 0.0:
         raise ValueError("linear_fit needs at least 2 distinct x values")
     slope_u = (wv * t * yv).sum() / stt
-    intercept = (wv * yv).sum() / s - um * slope_u
-    slope = slope_u / xscale
-    cov = np.array([[1.0 / s + um * um / stt, -um / stt / xscale],
-                    [-um / stt / xscale, 1.0 / stt / xscale / xscale]])
-    resid = np.where(valid, y - (slope_u * u + intercept), np.nan)
-    chi = float(np.sum((resid[valid] * np.sqrt(wv)) ** 2))
+    intercept_u = (wv * yv).sum() / s - um * slope_u
+    resid_u = yv - (slope_u * uv + intercept_u)
+    chi_u = float(np.sum((resid_u * w[valid]) ** 2))
+    cov = np.array([[1.0 / s + um * um / stt, -um / stt], [-um / stt, 1.0 / stt]])
     dof = int(valid.sum()) - 2
-    if not absolute_sigma:
-        cov = cov * (chi / dof) if dof > 0 else np.full((2, 2), np.inf)
+    # back to the units of x and y: one exact (or, beyond the double range, inf or 0) ldexp
+    k = np.arange(2)
+    with np.errstate(over="ignore", under="ignore"):
+        intercept, slope = np.ldexp([intercept_u, slope_u], ky - k * kx)
+        if absolute_sigma:
+            cov = np.ldexp(cov, -np.add.outer(k, k) * kx - 2 * we)
+        elif dof > 0:
+            cov = np.ldexp(cov * (chi_u / dof), 2 * ky - np.add.outer(k, k) * kx)
+        else:
+            cov = np.full((2, 2), np.inf)
+        chi = float(np.ldexp(chi_u, 2 * (ky + we)))
+        resid = np.full(y.shape, np.nan)
+        resid[valid] = y[valid] - np.ldexp(slope_u * uv + intercept_u, ky)
     return FitResult([intercept, slope], cov, chi, dof, 0, 0, 0, resid, ("a", "b"))
 
 
@@ -432,7 +515,8 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     Notes
     -----
     Failure behaviour: NaN in ``y`` marks a missing point; every other failure raises
-    ``ValueError`` (no status).
+    ``ValueError`` (no status). Extreme scales of ``x``, ``y`` and ``sigma`` are handled as in
+    :func:`linear_fit`.
 
     Examples
     --------
@@ -442,17 +526,19 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     if isinstance(deg, bool) or not isinstance(deg, (int, np.integer)) or deg < 0:
         raise ValueError(f"deg must be a non-negative int, got {deg!r}")
     x, y = _valid_xy(x, y)
-    w = _weights(sigma, y.shape)
+    w, we = _weights(sigma, y.shape)
     valid = np.isfinite(y)
     n = int(deg) + 1
     if valid.sum() < n:
         raise ValueError(f"polyfit of degree {deg} needs at least {n} valid points")
-    # x is divided by a power of two (exact; the column scaling below makes the QR identical)
-    # so that its powers cannot overflow or underflow
-    xscale = _power_of_two_scale(x[valid])
-    u = x / xscale
-    A = np.vander(u[valid], n, increasing=True) * w[valid, None]
-    b = y[valid] * w[valid]
+    # x and y are divided by powers of two (exact; the column scaling below makes the QR
+    # identical) and the weights come as w * 2**we, so that no power or square overflows or
+    # underflows; the results are scaled back at the end
+    kx, ky = _scale_exponent(x[valid]), _scale_exponent(y[valid])
+    uv, yv = np.ldexp(x[valid], -kx), np.ldexp(y[valid], -ky)
+    with np.errstate(under="ignore"):
+        A = np.vander(uv, n, increasing=True) * w[valid, None]
+    b = yv * w[valid]
     norms = np.linalg.norm(A, axis=0)
     norms[norms == 0] = 1.0
     q, r = np.linalg.qr(A / norms)
@@ -463,14 +549,24 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     coef_u = np.linalg.solve(r, q.T @ b) / norms
     rinv = np.linalg.solve(r, np.eye(n))
     cov_u = (rinv @ rinv.T) / np.outer(norms, norms)
-    resid = np.where(valid, y - np.polyval(coef_u[::-1], u), np.nan)
-    powers = np.power(1.0 / xscale, np.arange(n))      # c_k = d_k / xscale**k
-    coef = coef_u * powers
-    cov = cov_u * np.outer(powers, powers)
-    chi = float(np.sum((resid[valid] * w[valid]) ** 2))
+    fitted_u = np.polyval(coef_u[::-1], uv)
+    chi_u = float(np.sum(((yv - fitted_u) * w[valid]) ** 2))
     dof = int(valid.sum()) - n
-    if not absolute_sigma:
-        cov = cov * (chi / dof) if dof > 0 else np.full((n, n), np.inf)
+    # back to the units of x and y, c_k = d_k 2**(ky - k kx): one exact (or, beyond the double
+    # range, inf or 0) ldexp
+    k = np.arange(n)
+    kk = np.add.outer(k, k)
+    with np.errstate(over="ignore", under="ignore"):
+        coef = np.ldexp(coef_u, ky - k * kx)
+        if absolute_sigma:
+            cov = np.ldexp(cov_u, -kk * kx - 2 * we)
+        elif dof > 0:
+            cov = np.ldexp(cov_u * (chi_u / dof), 2 * ky - kk * kx)
+        else:
+            cov = np.full((n, n), np.inf)
+        chi = float(np.ldexp(chi_u, 2 * (ky + we)))
+        resid = np.full(y.shape, np.nan)
+        resid[valid] = y[valid] - np.ldexp(fitted_u, ky)
     names = tuple(f"c{k}" for k in range(n))
     return FitResult(coef, cov, chi, dof, 0, 0, 0, resid, names)
 
@@ -490,12 +586,12 @@ def _is_compiled(model):
 def _tolerances(tol):
     if tol is None:
         return DEFAULT_TOL, DEFAULT_TOL, DEFAULT_TOL
-    if np.ndim(tol) == 0:
-        tol = (float(tol),) * 3
-    tol = tuple(float(t) for t in tol)
-    if len(tol) != 3 or not all(np.isfinite(t) and t >= 0 for t in tol):
+    values = _real_data(tol, "tol")
+    if values.ndim == 0:
+        values = np.repeat(values, 3)
+    if values.shape != (3,) or not np.all(np.isfinite(values) & (values >= 0)):
         raise ValueError(f"tol must be a non-negative number or (ftol, xtol, gtol), got {tol!r}")
-    return tol
+    return tuple(float(t) for t in values)
 
 
 def _python_param_names(model, p0):
@@ -521,11 +617,48 @@ def _python_param_names(model, p0):
     return tuple(p.name for p in params[1:])
 
 
+def _bound(value, unbounded, which, P):
+    """One side of bounds as a (P,) float array; None means unbounded (as in SciPy)."""
+    if value is None:
+        return np.full(P, unbounded)
+    value = _real_data(value, f"bounds ({which})")
+    if value.shape not in ((), (P,)):
+        raise ValueError(f"bounds ({which}) has shape {value.shape}, expected a scalar or "
+                         f"({P},), one per parameter")
+    return np.array(np.broadcast_to(value, (P,)))
+
+
+def _python_x_per_dataset(x_shape, N, m, batch, x_per_dataset):
+    """Whether the first axis of x runs over the N datasets of a Python model (x_per_dataset
+    None: decided from the shapes). The Dask layer decides it once for the whole Y with this
+    and passes it to every chunk, so that the result does not depend on the chunking."""
+    ndim = len(x_shape)
+    if x_per_dataset is None:
+        per_dataset = (batch and ndim >= 2 and x_shape[0] == N and x_shape[-1] == m
+                       and (ndim > 2 or N > 1 or tuple(x_shape) != (1, m)))
+        if per_dataset and ndim == 2 and N == 2:
+            # (2, m) is also the shared x of a model of two variables (gaussian_2d's
+            # layout): refuse to guess
+            raise ValueError(
+                f"x of shape {tuple(x_shape)} with 2 datasets is ambiguous for a Python model: "
+                "one row of x per dataset, or one x of two variables shared by both? "
+                "Pass x_per_dataset=True or x_per_dataset=False")
+        return per_dataset
+    if x_per_dataset:
+        if not (ndim >= 2 and x_shape[0] == N):
+            raise ValueError(f"x_per_dataset=True needs x of shape ({N}, ...) with one "
+                             f"entry per dataset, got {tuple(x_shape)}")
+        return True
+    return False
+
+
 class _Problem:
     """Validated inputs of fit / fit_batch."""
 
     def __init__(self, model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac, batch,
                  absolute_sigma, x_per_dataset=None):
+        if not isinstance(method, str):
+            raise TypeError(f"method must be 'lm' or 'gd', got {type(method).__name__}")
         if method not in _METHODS:
             raise ValueError(f"method must be 'lm' or 'gd', got {method!r}")
         self.method = method
@@ -547,6 +680,12 @@ class _Problem:
             self.kind = _KIND_COMPILED
             self.model = resolve(model, signatures=("model",), name="model")
             if jac is not None:
+                if not _is_compiled(jac):
+                    # resolve() would wrap a Python callable, which the kernel cannot call:
+                    # the fit would silently use finite differences
+                    raise TypeError("jac of a compiled model must be a compiled callable with "
+                                    "the model signature (writing the (npts, nparams) Jacobian), "
+                                    f"got {type(jac).__name__}")
                 self.jac_fn = resolve(jac, signatures=("model",), name="jac")
             if p0 is None:
                 raise ValueError("p0 is required for a compiled model")
@@ -569,7 +708,7 @@ class _Problem:
                             f"or a Python callable, got {type(model).__name__}")
         P = self.nparams
         # ----- data
-        Y = real_array(Y, "Y" if batch else "y")
+        Y = _real_data(Y, "Y" if batch else "y")
         if batch:
             if Y.ndim != 2:
                 raise ValueError(f"Y must be 2-D (N datasets, m points), got shape {Y.shape}")
@@ -580,35 +719,21 @@ class _Problem:
         N, m = Y.shape
         if m == 0:
             raise ValueError("y has no points")
-        if np.any(np.isinf(Y)):
-            raise ValueError("y contains inf (use NaN for missing points)")
         self.N, self.m = N, m
-        x = real_array(x, "x")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("x contains NaN or inf")
+        # fit_batch: datasets whose own data are invalid get a status (_bad_rows), the others
+        # fit as if they were alone; fit and inputs shared by every dataset raise
+        self.bad_status = np.zeros(N, dtype=np.intc)
+        self.input_error = np.full(N, "", dtype=object)
+        self._bad_rows(np.isinf(Y).any(axis=1), "Y contains inf (use NaN for missing points)",
+                       "y contains inf (use NaN for missing points)")
+        x = _real_data(x, "x")
         self.x_shared = True
         if x_per_dataset is not None and x_per_dataset not in (True, False):
             raise TypeError(f"x_per_dataset must be None, True or False, got {x_per_dataset!r}")
         if self.kind == _KIND_PYTHON:
-            if x_per_dataset is None:
-                per_dataset = (batch and x.ndim >= 2 and x.shape[0] == N and x.shape[-1] == m
-                               and (x.ndim > 2 or N > 1 or x.shape != (1, m)))
-                if per_dataset and x.ndim == 2 and N == 2:
-                    # (2, m) is also the shared x of a model of two variables (gaussian_2d's
-                    # layout): refuse to guess
-                    raise ValueError(
-                        f"x of shape {x.shape} with 2 datasets is ambiguous for a Python model: "
-                        "one row of x per dataset, or one x of two variables shared by both? "
-                        "Pass x_per_dataset=True or x_per_dataset=False")
-            elif x_per_dataset:
-                if not (x.ndim >= 2 and x.shape[0] == N):
-                    raise ValueError(f"x_per_dataset=True needs x of shape ({N}, ...) with one "
-                                     f"entry per dataset, got {x.shape}")
-                per_dataset = True
-            else:
-                per_dataset = False
-            self.x_shared = not per_dataset
+            self.x_shared = not _python_x_per_dataset(x.shape, N, m, batch, x_per_dataset)
             self.x = x
+            xrows = x.reshape(N, -1) if not self.x_shared else x.reshape(1, -1)
         else:
             if self.x_dim is None:   # compiled: 1-D x (or (k, m) rows in a single fit)
                 self.x_dim = 1 if (x.ndim == 1 or batch) else x.shape[0]
@@ -627,29 +752,56 @@ class _Problem:
                                  f"this model takes a shared x of shape {shared_shape} or one "
                                  f"per dataset of shape {(N,) + shared_shape}")
             self.x = np.ascontiguousarray(xs)
+            xrows = self.x
+        if self.x_shared:
+            if not np.all(np.isfinite(xrows)):
+                raise ValueError("x contains NaN or inf")
+        else:
+            self._bad_rows(~np.isfinite(xrows).all(axis=1), "x contains NaN or inf")
         # ----- sigma
         if sigma is None:
             self.sigma = None
             self.W = None
         else:
-            s = real_array(sigma, "sigma")
+            s = _real_data(sigma, "sigma")
             if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
                 raise ValueError(f"sigma has shape {s.shape}, expected (m,) = ({m},)"
                                  + (f" or (N, m) = ({N}, {m})" if batch else ""))
-            if not np.all(np.isfinite(s)) or np.any(s <= 0):
-                raise ValueError("sigma must be finite and > 0")
+            # (1, m) is one row per dataset when there is one dataset (a Dask chunk of one row)
+            shared = s.ndim < 2 or (s.shape[0] == 1 and N > 1)
             s = np.broadcast_to(s, (m,)) if s.ndim == 0 else s
-            self.sigma = np.ascontiguousarray(s.reshape(-1, m))
+            s = s.reshape(-1, m)
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.isfinite(s) & (s > 0)).all(axis=1)
+            if shared and bad[0]:
+                raise ValueError("sigma must be finite and > 0")
+            self._bad_rows(bad, "sigma must be finite and > 0")
+            self.sigma = np.ascontiguousarray(s)
         # ----- fixed
         mask = np.zeros(P, dtype=bool)
         if fixed is not None:
-            items = np.atleast_1d(np.asarray(fixed))
-            if items.dtype == bool:
-                if items.shape != (P,):
-                    raise ValueError(f"fixed as a boolean mask must have {P} entries")
-                mask = items.copy()
+            # the items as given: np.asarray would turn ['A', 2] into the strings 'A', '2'
+            if isinstance(fixed, (str, bytes, int, np.integer, np.bool_)):
+                items = [fixed]
+            elif isinstance(fixed, np.ndarray):
+                items = np.atleast_1d(fixed).tolist()
             else:
-                for item in items.tolist():
+                try:
+                    items = list(fixed)
+                except TypeError:
+                    raise TypeError(f"fixed must be a boolean mask or a sequence of parameter "
+                                    f"indices or names, got {type(fixed).__name__}") from None
+            if items and all(isinstance(item, (bool, np.bool_)) for item in items):
+                if len(items) != P:
+                    raise ValueError(f"fixed as a boolean mask must have {P} entries")
+                mask = np.array(items, dtype=bool)
+            else:
+                for item in items:
+                    if isinstance(item, (bool, np.bool_)):
+                        raise ValueError(f"fixed: {item!r} mixed with indices or names (give a "
+                                         "boolean mask of every parameter, or indices/names)")
+                    if isinstance(item, np.integer):
+                        item = int(item)
                     if isinstance(item, str):
                         if item not in self.param_names:
                             raise ValueError(f"fixed: unknown parameter {item!r}; parameters "
@@ -672,8 +824,8 @@ class _Problem:
                 lb, ub = bounds
             except (TypeError, ValueError):
                 raise ValueError("bounds must be a pair (lower, upper)") from None
-            self.lower = np.array(np.broadcast_to(np.asarray(lb, dtype=np.float64), (P,)))
-            self.upper = np.array(np.broadcast_to(np.asarray(ub, dtype=np.float64), (P,)))
+            self.lower = _bound(lb, -np.inf, "lower", P)
+            self.upper = _bound(ub, np.inf, "upper", P)
             if np.any(np.isnan(self.lower)) or np.any(np.isnan(self.upper)) or np.any(
                     self.lower >= self.upper):
                 raise ValueError("bounds: every lower bound must be < its upper bound")
@@ -687,7 +839,7 @@ class _Problem:
                 self.use_guess = False
             else:
                 p0 = np.full(P, np.nan)
-        p0 = real_array(p0, "p0")
+        p0 = _real_data(p0, "p0")
         if p0.ndim == 0:
             p0 = p0.reshape(1)
         if p0.shape == (P,):
@@ -696,10 +848,17 @@ class _Problem:
             raise ValueError(f"p0 has shape {p0.shape}, expected ({P},)"
                              + (f" or ({N}, {P})" if batch else "") + " for this model")
         if not self.use_guess:
-            if not np.all(np.isfinite(p0)):
+            shared = p0.strides[0] == 0     # (p,) broadcast: wrong for every dataset
+            bad = ~np.isfinite(p0).all(axis=1)
+            if shared and bad[0]:
                 raise ValueError("p0 contains NaN or inf")
-            if self.has_bounds and (np.any(p0 < self.lower) or np.any(p0 > self.upper)):
-                raise ValueError("p0 is outside the bounds")
+            self._bad_rows(bad, "p0 contains NaN or inf")
+            if self.has_bounds:
+                with np.errstate(invalid="ignore"):
+                    bad = np.any((p0 < self.lower) | (p0 > self.upper), axis=1)
+                if shared and bad[0]:
+                    raise ValueError("p0 is outside the bounds")
+                self._bad_rows(bad, "p0 is outside the bounds", status=Status.OUT_OF_BOUNDS)
         self.p0 = np.ascontiguousarray(p0)
         if not batch:
             nvalid = int(np.isfinite(Y).sum())
@@ -708,10 +867,54 @@ class _Problem:
                                  "parameters")
         if maxiter is None:
             maxiter = GD_MAXITER if method == "gd" else 200 * (nfree + 1)
-        if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
+        if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)):
             raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
+        if not 1 <= maxiter <= _MAX_INT:      # the kernels count iterations in a C int
+            raise ValueError(f"maxiter must be an int from 1 to {_MAX_INT}, got {maxiter!r}")
         self.maxiter = int(maxiter)
         self.Y = np.ascontiguousarray(Y)
+        if self.bad_status.any():
+            self._neutralise_bad_rows()
+
+    def _bad_rows(self, rows, reason, single_reason=None, status=Status.NON_FINITE):
+        """Datasets `rows` (bool (N,)) have invalid inputs: a status in fit_batch, a ValueError
+        in fit. The first reason found is kept."""
+        if not np.any(rows):
+            return
+        if not self.batch:
+            raise ValueError(single_reason or reason)
+        new = rows & (self.bad_status == 0)
+        self.bad_status[new] = status
+        self.input_error[new] = reason
+
+    def _neutralise_bad_rows(self):
+        """Copies of the inputs in which the bad datasets are all missing (so the kernels end
+        them at once, never evaluating the model there) with finite x, sigma and p0; their
+        outputs are overwritten by _mark_bad_rows. The user's arrays are not touched."""
+        bad = self.bad_status != 0
+        self.Y = self.Y.copy()
+        self.Y[bad] = np.nan
+        if self.sigma is not None and self.sigma.shape[0] > 1:
+            self.sigma = self.sigma.copy()
+            self.sigma[bad] = 1.0
+        if not self.x_shared:
+            self.x = np.array(self.x, dtype=np.float64)
+            self.x[bad] = 0.0
+        self.p0 = np.array(self.p0)
+        self.p0[bad] = np.nan if self.use_guess else np.where(
+            np.isfinite(self.lower), self.lower, np.where(np.isfinite(self.upper), self.upper, 0.0))
+
+    def _mark_bad_rows(self, out):
+        params, cov, chi, dof, nit, nfev, status = out
+        bad = self.bad_status != 0
+        if bad.any():
+            params[bad] = np.nan
+            cov[bad] = np.nan
+            chi[bad] = np.nan
+            dof[bad] = 0
+            nit[bad] = 0
+            nfev[bad] = 0
+            status[bad] = self.bad_status[bad]
 
     # ----- running
     def outputs(self):
@@ -758,6 +961,7 @@ class _Problem:
         finally:
             if bar is not None:
                 bar.close()
+        self._mark_bad_rows(out)
         return out
 
     def _run_python(self, start, stop, out):
@@ -811,8 +1015,11 @@ class _Problem:
                 xs = x if shared else x[rows + start]
                 columns = [params[:, k:k + 1] for k in range(P)]
                 parts = jac(xs, *columns)
-                if parts is None:
-                    raise TypeError("jac returned None, expected one derivative per parameter")
+                if not hasattr(parts, "__len__") or (isinstance(parts, np.ndarray)
+                                                     and parts.ndim == 0):
+                    raise TypeError(f"jac returned {type(parts).__name__}, expected a sequence "
+                                    f"of {P} derivatives (one per parameter, each broadcasting "
+                                    f"to ({a}, {m}))")
                 if len(parts) != P:
                     raise ValueError(f"jac returned {len(parts)} derivatives, expected {P} "
                                      "(one per parameter, each broadcasting to (N, m))")
@@ -833,11 +1040,9 @@ class _Problem:
             rows = np.arange(self.N)
         Y = self.Y[rows]
         if self.kind == _KIND_PYTHON:
-            values = np.empty_like(Y)
-            for a, r in enumerate(rows):
-                xs = self.x if self.x_shared else self.x[r]
-                values[a] = np.broadcast_to(_returned_values(self.model(xs, *params[a]),
-                                                             "model"), (self.m,))
+            # the model is called exactly as during the fit (same conventions, same checks)
+            evaluate = self._python_callables(0)[0]
+            values = evaluate(np.ascontiguousarray(params, dtype=float), np.asarray(rows))
         else:
             x = self.x if self.x_shared else self.x[rows]
             values = _fitting.evaluate_model(
@@ -874,11 +1079,13 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     method : {"lm", "gd"}
         Levenberg-Marquardt (default) or gradient descent on chi2 (see the module notes).
     bounds : (lower, upper), optional
-        Box bounds, scalars or ``(p,)`` arrays (``±inf`` for none).
+        Box bounds, scalars or ``(p,)`` arrays (``±inf`` for none; ``None`` for a side without
+        bounds, as in SciPy).
     fixed : sequence, optional
         Parameters held at their ``p0`` value: a boolean mask, indices or names.
     maxiter : int, optional
-        Iteration budget (trial steps); default ``200 * (n_free + 1)`` for LM, 20000 for GD.
+        Iteration budget (trial steps), at most 2**31 - 1; default ``200 * (n_free + 1)`` for
+        LM, 20000 for GD.
     tol : float or (ftol, xtol, gtol), optional
         Stopping tolerances (default 1e-12 each; see the module notes).
     jac : callable, optional
@@ -901,8 +1108,10 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape.
     TypeError
         ``model`` of an unsupported kind or wrong compiled signature; ``jac`` of the wrong
-        kind; complex or non-numeric ``x``, ``y``, ``sigma`` or ``p0``; a Python ``model``
-        or ``jac`` returning None, complex or non-numeric values.
+        kind (a compiled model needs a compiled ``jac``); ``x``, ``y``, ``sigma``, ``p0``,
+        ``bounds`` or ``tol`` None, complex or non-numeric (strings, or object arrays holding
+        anything but numbers: NaN, not None, marks a missing point); ``method`` not a str; a
+        Python ``model`` or ``jac`` returning None, complex or non-numeric values.
     Exception
         Any exception raised by a Python ``model`` or ``jac`` propagates unchanged.
 
@@ -997,8 +1206,13 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     Raises
     ------
     ValueError
-        As for :func:`fit` (checked for the whole batch before any fit starts); ``Y`` not 2-D;
-        ``n_threads`` below 1 (other than -1).
+        As for :func:`fit` for what is wrong for every dataset (shapes, dtypes, ``p0`` of the
+        wrong length, a shared ``x``, ``sigma`` or ``p0`` that is invalid, ...: checked before
+        any fit starts); ``Y`` not 2-D; ``n_threads`` below 1 (other than -1). The inputs of
+        one dataset alone (inf in its row of ``Y``, NaN or inf in its row of ``p0`` or of a
+        per-dataset ``x``, its ``sigma`` row not finite and > 0, its ``p0`` outside the bounds)
+        never raise: that dataset gets status 3 (4 for the bounds) with NaN results and the
+        reason in ``input_error``/``message``.
     TypeError
         As for :func:`fit`; ``n_threads`` not an int.
     Exception
@@ -1007,8 +1221,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     Notes
     -----
     Failure behaviour: every dataset has its own ``status`` (as for :func:`fit`); a dataset
-    that fails (all NaN, non-finite model values, no convergence) never changes the results of
-    the others, and no warning is issued: check ``status``/``success`` (and ``stderr``, inf
+    that fails (all NaN, invalid inputs of its own, non-finite model values, no convergence)
+    never changes the results of the others, and no warning is issued: check ``status``/``success`` (and ``stderr``, inf
     when the covariance cannot be estimated).
 
     Examples
@@ -1025,4 +1239,4 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
                        batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset)
     params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads, progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
-                          problem.residuals_of, method)
+                          problem.residuals_of, method, problem.input_error)

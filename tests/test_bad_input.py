@@ -534,6 +534,16 @@ def _batch_nan_check(run):
         "a NaN start spoiled the other elements"
 
 
+def _batch_inf_row_check(run):
+    # an inf in one dataset is that dataset's status (NON_FINITE), not an error for the batch
+    Y = Y_BATCH.copy()
+    Y[1, 3] = np.inf
+    r = run(Y)
+    assert r.status[1] == Status.NON_FINITE and np.all(r.status[[0, 2]] == 0), r.status
+    alone = run(Y_BATCH[[0, 2]])
+    assert np.array_equal(r.params[[0, 2]], alone.params), "an inf dataset spoiled the others"
+
+
 def _batch_empty_check(run):
     r = run(np.empty(0))
     assert r.x.shape == (0,) and r.status.shape == (0,), r
@@ -1032,7 +1042,7 @@ def _batch_empty_check(run):
 
 
 register_input_variants("fit_batch", _fit_batch, Y_BATCH, "Y", nan=_batch_nan_row_check,
-                        empty=None)
+                        inf=_batch_inf_row_check, empty=None)
 
 
 @case("fit_batch", "no_datasets")

@@ -347,3 +347,19 @@ def test_fit_argparse_errors_exit_2(good_csv):
     assert_usage_error(run_cli("fit", good_csv, "--model", "line", "--plot", "two"), "invalid int")
     assert_usage_error(run_cli("frobnicate"), "invalid choice")
     assert_usage_error(run_cli(), "required")                            # no command
+
+
+@needs_matplotlib
+def test_fit_plot_out_of_an_unsupported_format_is_a_usage_error(good_csv, tmp_path):
+    # matplotlib's "Format 'txt' is not supported" used to escape as a traceback (exit 1)
+    proc = run_cli("fit", good_csv, "--model", "gaussian", "--x-column", "--plot", 0,
+                   "--plot-out", tmp_path / "p.txt")
+    assert_usage_error(proc, "p.txt", "unsupported image format 'txt'")
+    assert not (tmp_path / "p.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["poly100000000", "polynomial(100000000)", "Poly-99999999999"])
+def test_fit_huge_polynomial_degree_is_checked_before_the_model_is_built(good_csv, name):
+    # the 1e8 parameter names were built before the "N points but P parameters" check
+    proc = run_cli("fit", good_csv, "--model", name, "--x-column", timeout=60)
+    assert_usage_error(proc, "points per dataset", "need at least")

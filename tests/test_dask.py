@@ -23,7 +23,7 @@ from fastcalc.models import gaussian, line  # noqa: E402
 # send them by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-FIT_FIELDS = ("params", "stderr", "cov", "chi2", "redchi2", "dof", "nit", "nfev", "status",
+FIT_FIELDS = ("params", "stderr", "cov", "chi2", "redchi2", "dof", "nit", "nfev", "status", "input_error",
               "success", "message", "residuals")
 NEWTON_FIELDS = ("x", "root", "fun", "status", "converged", "success", "nit", "nfev", "message")
 
@@ -392,3 +392,44 @@ def test_core_never_imports_dask():
             "assert 'dask' not in sys.modules, sorted(m for m in sys.modules if 'dask' in m)\n")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=Path(fastcalc.__file__).resolve().parents[1])
+
+
+def python_line(x, a, b):
+    return a + b * x
+
+
+@pytest.mark.parametrize("x_per_dataset", [None, True])
+def test_python_model_per_dataset_x_does_not_depend_on_the_chunks(rng, x_per_dataset):
+    # each chunk used to decide the layout of x from its own row count: a 2-row chunk was
+    # "ambiguous", and the residuals ignored x_per_dataset (failing for chunks of 4, 2, 1)
+    x = np.linspace(0.0, 1.0, 12)
+    X = np.stack([x * (1.0 + 0.1 * k) for k in range(8)])
+    Y = np.stack([(k + 1.0) * (1.0 + 2.0 * x) + 0.01 * rng.standard_normal(12)
+                  for k in range(8)])
+    expected = fastcalc.fit_batch(python_line, X, Y, [0.0, 0.0])
+    for rows in (8, 4, 3, 2, 1):
+        lazy = fdask.fit_batch(python_line, X, da.from_array(Y, chunks=(rows, 12)), [0.0, 0.0],
+                               x_per_dataset=x_per_dataset)
+        result = lazy.compute(residuals=True, scheduler="synchronous")
+        assert_same(result, expected, FIT_FIELDS)
+    with pytest.raises(ValueError, match="ambiguous"):   # decided from the whole Y, at once
+        fdask.fit_batch(python_line, X[:2], da.from_array(Y[:2], chunks=(1, 12)), [0.0, 0.0])
+
+
+def test_dataset_with_invalid_inputs_gets_its_status_with_any_chunking(rng):
+    x, Y = gaussian_data(rng, 6)
+    Y[4, 2] = np.inf
+    sigma = np.full(Y.shape, 0.05)
+    sigma[1, 0] = 0.0
+    expected = fastcalc.fit_batch(gaussian, x, Y, sigma=sigma)
+    assert list(expected.status) == [0, 3, 0, 0, 3, 0]
+    for rows in (6, 4, 1):
+        lazy = fdask.fit_batch(gaussian, x, da.from_array(Y, chunks=(rows, -1)), sigma=sigma)
+        assert_same(lazy.compute(residuals=True, scheduler="synchronous"), expected, FIT_FIELDS)
+        assert "Y contains inf" in lazy.message[4].compute(scheduler="synchronous")
+
+
+def test_fit_batch_one_dimensional_numpy_y_names_its_shape():
+    # a 1-D NumPy Y was chunked by rows first: "Chunks do not add up to shape"
+    with pytest.raises(ValueError, match=r"Y must be 2-D \(one dataset per row\), got shape"):
+        fdask.fit_batch(line, np.arange(5.0), np.arange(5.0))

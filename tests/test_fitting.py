@@ -756,3 +756,354 @@ def test_trust_region_solves_the_hard_nist_starts(strd_dir, name, jacobian):
     assert r.success, (r.status, r.nit, r.params)
     assert problem.min_lre(r.params) >= 4.0, (r.params, problem.certified_params)
     assert_allclose(r.chi2, problem.certified_rss, rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["lm", "gd"])
+def test_no_free_parameters_finishes_like_a_builtin_model(method):
+    # every parameter fixed (or none at all): the lock-step loop of a Python model used to wait
+    # forever for a Jacobian with no columns, and fit_batch raised from range(0, 0, 0)
+    x = np.linspace(0.0, 1.0, 10)
+    y = 1.0 + 2.0 * x + 0.01 * np.sin(7.0 * x)
+    ref = fit(models.line, x, y, [1.0, 2.0], fixed=[0, 1], method=method)
+    assert ref.status == 0 and ref.nit == 0
+    line = lambda x, a, b: a + b * x  # noqa: E731
+    for fixed in ([0, 1], [True, True], ["a", "b"]):
+        r = fit(line, x, y, [1.0, 2.0], fixed=fixed, method=method)
+        assert r.status == 0 and r.nit == 0 and r.nfev == ref.nfev
+        assert_array_equal(r.params, [1.0, 2.0])
+        assert_array_equal(r.cov, np.zeros((2, 2)))
+        assert r.chi2 == ref.chi2
+        rb = fit_batch(line, x, np.stack([y, 2 * y]), [1.0, 2.0], fixed=fixed, method=method)
+        assert_array_equal(rb.status, [0, 0])
+        assert_array_equal(rb.params, [[1.0, 2.0]] * 2)
+        assert_array_equal(rb.cov, np.zeros((2, 2, 2)))
+        assert rb.chi2[0] == ref.chi2
+    r = fit(lambda x: 1.0 + 2.0 * x, x, y, [], method=method)
+    assert r.status == 0 and r.params.shape == (0,) and r.chi2 == ref.chi2
+    rb = fit_batch(lambda x: 1.0 + 2.0 * x, x, np.stack([y, y]), [], method=method)
+    assert_array_equal(rb.status, [0, 0])
+
+
+# parameters proportional to y (the model is linear in them); the others do not change with y
+Y_LINEAR_PARAMS = {"line": ("a", "b"), "polynomial2": ("c0", "c1", "c2"),
+                   "exponential": ("A", "c"), "gaussian": ("A", "c"), "lorentzian": ("A", "c"),
+                   "logistic": ("L", "c"), "power_law": ("A",), "sine": ("A", "c"),
+                   "gaussian_2d": ("A", "b")}
+Y_EXPONENTS = [-650, -560, -300, -201, 201, 300, 560, 650]
+
+
+def y_scaling(model, k):
+    return np.array([2.0**k if n in Y_LINEAR_PARAMS_BY_MODEL[model.name] else 1.0
+                     for n in model.param_names])
+
+
+Y_LINEAR_PARAMS_BY_MODEL = {BUILTIN_CASES[k][0].name: v for k, v in Y_LINEAR_PARAMS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_CASES))
+@pytest.mark.filterwarnings("ignore:.*covariance entries are inf:RuntimeWarning")  # (2^650)^2
+def test_fit_is_equivariant_under_scaling_of_y(rng, name):
+    # y * 2^k must give the amplitude-like parameters * 2^k for any representable scale: chi2
+    # ~ (2^k)^2 used to underflow to 0 (fit stopped at p0 with "success") or overflow (status 3)
+    model, true, x = BUILTIN_CASES[name]
+    y = noisy(model, true, x, rng)
+    p0 = np.array(true) * 1.05
+    ref = fit(model, x, y, p0=p0)
+    ref_guess = fit(model, x, y)
+    ref_py = fit(lambda x, *p: model(x, *p), x, y, p0=p0)
+    assert ref.success and ref_guess.success and ref_py.success
+    for k in Y_EXPONENTS:
+        S = y_scaling(model, k)
+        ys = y * 2.0**k
+        r = fit(model, x, ys, p0=p0 * S)
+        assert r.success, (k, r.message)
+        assert_allclose(r.params / S, ref.params, rtol=1e-7, err_msg=str(k))
+        # the reported chi2 ~ 4^k may leave the double range (inf or 0)
+        with np.errstate(over="ignore", under="ignore"):
+            assert r.chi2 == pytest.approx(np.ldexp(ref.chi2, 2 * k), rel=1e-6)
+        if abs(k) <= 300:   # (the sine and power_law guesses fail beyond about 2^+-500)
+            r = fit(model, x, ys)
+            assert r.success, (k, r.message)
+            assert_allclose(r.params / S, ref_guess.params, rtol=1e-7, err_msg=str(k))
+        r = fit(lambda x, *p: model(x, *p), x, ys, p0=p0 * S)
+        assert r.success, (k, r.message)
+        assert_allclose(r.params / S, ref_py.params, rtol=1e-6, err_msg=str(k))
+        rb = fit_batch(model, x, np.stack([y, ys]), p0=np.stack([p0, p0 * S]))
+        assert_array_equal(rb.status, [0, 0])
+        assert_array_equal(rb.params[0], ref.params)       # the ordinary dataset: unchanged
+        assert_allclose(rb.params[1] / S, ref.params, rtol=1e-7, err_msg=str(k))
+
+
+@pytest.mark.parametrize("k", Y_EXPONENTS)
+@pytest.mark.filterwarnings("ignore:.*covariance entries are inf:RuntimeWarning")  # (2^650)^2
+def test_equivariance_under_scaling_of_y_gd_batch_and_absolute_sigma(rng, k):
+    x = np.linspace(0.0, 1.0, 10)
+    y = np.array([1.0, 1.3, 1.35, 1.7, 1.8, 2.1, 2.2, 2.4, 2.6, 3.1])
+    popt, pcov = curve_fit(lambda x, a, b: a + b * x, x, y)
+    s = 2.0**k
+    # the reported case: p0 at the data's scale, chi2 ~ 1e-340 underflowed to 0
+    for method, rtol in (("lm", 1e-9), ("gd", 1e-5)):
+        r = fit(models.line, x, y * s, p0=[0.5 * s, -0.3 * s], method=method)
+        assert r.success and r.nit > 0
+        assert_allclose(r.params / s, popt, rtol=rtol)
+        rb = fit_batch(lambda x, a, b: a + b * x, x, np.stack([y, y * s]),
+                       p0=[[0.5, -0.3], [0.5 * s, -0.3 * s]], method=method)
+        assert_array_equal(rb.status, [0, 0])
+        assert_allclose(rb.params[1] / s, popt, rtol=max(rtol, 1e-7))   # forward differences
+    # absolute sigma scaled with y: the covariance is that of the ordinary problem times s^2
+    # (the weights w y stay of order 1, chi2 and the covariance scale-free)
+    r = fit(models.line, x, y * s, p0=[0.5 * s, -0.3 * s], sigma=0.1 * s, absolute_sigma=True)
+    ref = fit(models.line, x, y, p0=[0.5, -0.3], sigma=0.1, absolute_sigma=True)
+    assert_allclose(r.params / s, ref.params, rtol=1e-12)
+    with np.errstate(over="ignore", under="ignore"):
+        assert_allclose(r.cov, np.ldexp(ref.cov, 2 * k), rtol=1e-12)
+    assert r.chi2 == pytest.approx(ref.chi2, rel=1e-12)
+    # absolute sigma of order 1 with data of scale s: chi2 ~ s^2 reported (0 or inf beyond)
+    r = fit(models.line, x, y * s, p0=[0.5 * s, -0.3 * s], sigma=0.1, absolute_sigma=True)
+    assert_allclose(r.params / s, ref.params, rtol=1e-9)
+    with np.errstate(over="ignore", under="ignore"):
+        assert r.chi2 == pytest.approx(np.ldexp(ref.chi2, 2 * k), rel=1e-9)
+
+
+def test_linear_fit_and_polyfit_do_not_depend_on_a_uniform_sigma():
+    # w**2 underflowed (sigma 1e160: params off by 1e-3) or overflowed (1e-160: NaN)
+    x = np.linspace(0.0, 1.0, 10)
+    y = np.array([1.0, 1.3, 1.35, 1.7, 1.8, 2.1, 2.2, 2.4, 2.6, 3.1])
+    ref, ref_abs = linear_fit(x, y), linear_fit(x, y, sigma=1.0, absolute_sigma=True)
+    pref = polyfit(x, y, 2)
+    spread = np.linspace(0.5, 1.0, 10)
+    ref1 = polyfit(x, y, 1, sigma=spread, absolute_sigma=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_allclose(linear_fit(x, y, sigma=5e-324).params, ref.params, rtol=1e-14)
+    for k in (-1021, -1000, -532, 532, 1000, 1023):
+        s = 2.0**k
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            r = linear_fit(x, y, sigma=s)
+            assert_allclose(r.params, ref.params, rtol=1e-14)
+            assert_allclose(r.cov, ref.cov, rtol=1e-13)
+            assert_allclose(polyfit(x, y, 2, sigma=s).params, pref.params, rtol=1e-13)
+            r = linear_fit(x, y, sigma=s, absolute_sigma=True)
+            r1 = polyfit(x, y, 1, sigma=spread * s, absolute_sigma=True)
+        with np.errstate(over="ignore", under="ignore"):    # (0 or inf beyond the range)
+            assert_allclose(r.cov, np.ldexp(ref_abs.cov, 2 * k), rtol=1e-13)
+            assert r.chi2 == pytest.approx(np.ldexp(ref.chi2, -2 * k), rel=1e-13)
+            assert_allclose(r1.params, ref1.params, rtol=1e-13)
+            assert_allclose(r1.cov, np.ldexp(ref1.cov, 2 * k), rtol=1e-13)
+
+
+@pytest.mark.parametrize("kx", [-900, -600, 0, 600, 1021])
+@pytest.mark.parametrize("ky", [-900, -600, 0, 600, 1021])
+def test_linear_fit_polyfit_and_chi2_at_extreme_x_and_y(kx, ky):
+    # x near 1e308 gave a false "needs 2 distinct x values" (2**1024 = inf as the scale);
+    # y ~ 1e200 and tiny sigma leaked overflow warnings. Results are those of the ordinary
+    # problem, scaled; numbers beyond the double range are inf or 0, never a warning.
+    u = np.array([0.5, 0.75, 0.85, 0.9, 1.0])
+    v = np.array([1.0, 2.0, 3.1, 3.0, 4.2])
+    ref, pref = linear_fit(u, v), polyfit(u, v, 2)
+    x, y = np.ldexp(u, kx), np.ldexp(v, ky)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = linear_fit(x, y)
+        p = polyfit(x, y, 2)
+        c = chi2(y, np.ldexp(v[::-1], ky), sigma=np.ldexp(0.5, ky))
+        c2 = chi2(np.stack([y, v]), np.stack([np.ldexp(v[::-1], ky), v[::-1]]))
+    with np.errstate(over="ignore", under="ignore"):
+        assert_allclose(r.params, np.ldexp(ref.params, ky - np.arange(2) * kx), rtol=1e-13)
+        assert_allclose(p.params, np.ldexp(pref.params, ky - np.arange(3) * kx), rtol=1e-12)
+        kk = np.add.outer(np.arange(2), np.arange(2))
+        assert_allclose(r.cov, np.ldexp(ref.cov, 2 * ky - kk * kx), rtol=1e-12)
+        assert r.chi2 == pytest.approx(np.ldexp(ref.chi2, 2 * ky), rel=1e-13)
+        assert_allclose(r.residuals, np.ldexp(ref.residuals, ky), rtol=1e-12, atol=0)
+        expected = chi2(v, v[::-1], sigma=0.5)
+        assert c == pytest.approx(expected, rel=1e-14)
+        assert_allclose(c2, [np.ldexp(chi2(v, v[::-1]), 2 * ky), chi2(v, v[::-1])], rtol=1e-14)
+
+
+def test_residuals_of_python_models_returning_a_row(rng):
+    # the residuals called the model differently from the fit and required exactly (m,)
+    x = np.linspace(0.0, 1.0, 12)
+    y = 1.0 + 2.0 * x + 0.01 * rng.standard_normal(12)
+
+    def expected(y, params):
+        return y - (params[0] + params[1] * x)
+
+    r = fit(lambda x, a, b: (a + b * x)[None, :], x, y, [0.0, 0.0])
+    assert_allclose(r.params, linear_fit(x, y).params, rtol=1e-6)
+    assert_allclose(r.residuals, expected(y, r.params), rtol=1e-14, atol=1e-15)
+    rb = fit_batch(lambda x, a, b: a + b * x, x[None, :], y[None, :], [0.0, 0.0])
+    assert_allclose(rb.residuals, [expected(y, rb.params[0])], rtol=1e-14, atol=1e-15)
+    assert_allclose(rb[0].residuals, expected(y, rb.params[0]), rtol=1e-14, atol=1e-15)
+    Y = np.stack([y, 2 * y, 3 * y])
+    rb = fit_batch(lambda x, a, b: a + b * x, x, Y, [0.0, 0.0])
+    assert_allclose(rb.residuals, [expected(Y[k], rb.params[k]) for k in range(3)],
+                    rtol=1e-14, atol=1e-15)
+    assert_array_equal(rb[2].residuals, rb.residuals[2])
+
+
+@pytest.mark.parametrize("kind", ["builtin", "python", "compiled"])
+def test_one_dataset_with_invalid_inputs_gets_a_status_not_an_error(rng, kind):
+    # inf in one row of Y, NaN in one row of p0 or x, sigma <= 0 in one row used to raise for
+    # the whole batch; now that dataset alone gets status 3 (4: p0 outside the bounds)
+    model = {"builtin": models.gaussian, "python": python_gaussian,
+             "compiled": low_level("gaussian_model")}[kind]
+    true = np.array([2.0, 2.5, 0.7, 0.3])
+    x = X1
+    Y = noisy(models.gaussian, true, x, rng, shape=(5, x.size))
+    P0 = np.tile(true * 1.05, (5, 1))
+    X = np.tile(x, (5, 1))
+    S = np.full((5, x.size), 0.02)
+    kw = dict(x_per_dataset=True) if kind == "python" else {}
+    ref = fit_batch(model, X, Y, P0, sigma=S, **kw)
+    assert_array_equal(ref.status, 0)
+    Yb, P0b, Xb, Sb = Y.copy(), P0.copy(), X.copy(), S.copy()
+    Yb[0, 3] = np.inf
+    P0b[1, 2] = np.nan
+    Xb[2, 5] = np.nan
+    Sb[3, 7] = 0.0
+    Sb[4, 1] = -np.inf
+    originals = [a.copy() for a in (Yb, P0b, Xb, Sb)]
+    r = fit_batch(model, Xb, Yb, P0b, sigma=Sb, **kw)
+    for a, b in zip((Yb, P0b, Xb, Sb), originals):
+        assert_array_equal(a, b)                                  # not mutated
+    assert_array_equal(r.status, Status.NON_FINITE)
+    assert np.all(np.isnan(r.params)) and np.all(np.isnan(r.cov)) and np.all(np.isnan(r.chi2))
+    reasons = ["Y contains inf", "p0 contains NaN", "x contains NaN", "sigma must be finite",
+               "sigma must be finite"]
+    for i, reason in enumerate(reasons):
+        assert reason in r.input_error[i] and reason in r.message[i] and reason in r[i].message
+    # one bad row among good ones: the good ones are bitwise what they are alone
+    for bad in ({"Y": Yb[[0]]}, {"P0": P0b[[1]]}, {"X": Xb[[2]]}, {"S": Sb[[3]]}):
+        args = {"X": X[:3], "Y": Y[:3], "P0": P0[:3], "S": S[:3]}
+        for name, row in bad.items():
+            args[name] = np.concatenate([args[name][:1], row, args[name][2:]])
+        r = fit_batch(model, args["X"], args["Y"], args["P0"], sigma=args["S"], **kw)
+        assert_array_equal(r.status, [0, 3, 0])
+        assert_array_equal(r.params[[0, 2]], ref.params[[0, 2]])
+        assert_array_equal(r.cov[[0, 2]], ref.cov[[0, 2]])
+        assert np.all(np.isnan(r.residuals[1]))
+    P0o = P0.copy()
+    P0o[4, 0] = 10.0
+    r = fit_batch(model, X, Y, P0o, sigma=S, bounds=([0, 0, 0, -1], [5, 5, 5, 1]), **kw)
+    assert_array_equal(r.status, [0, 0, 0, 0, Status.OUT_OF_BOUNDS])
+    assert "p0 is outside the bounds" in r.message[4]
+    # invalid for every dataset (shared inputs), or a single fit: still a ValueError
+    with pytest.raises(ValueError, match="sigma"):
+        fit_batch(model, X, Y, P0, sigma=np.r_[0.0, S[0, 1:]], **kw)
+    with pytest.raises(ValueError, match="p0"):
+        fit_batch(model, X, Y, np.r_[np.nan, true[1:]], **kw)
+    with pytest.raises(ValueError, match="x contains"):
+        fit_batch(model, np.r_[np.nan, x[1:]], Y, P0)
+    with pytest.raises(ValueError, match="y contains inf"):
+        fit(model, x, Yb[0], P0[0])
+
+
+def test_python_jac_with_a_compiled_model_is_refused(rng):
+    # it was wrapped, never called, and the fit silently used finite differences
+    x = X1
+    y = noisy(models.gaussian, (2.0, 2.5, 0.7, 0.3), x, rng)
+    for run in (fit, fit_batch):
+        with pytest.raises(TypeError, match="jac"):
+            run(low_level("gaussian_model"), x, y if run is fit else y[None],
+                [2.0, 2.5, 0.7, 0.3], jac=lambda *a: 0)
+
+
+def test_to_dataframe_never_overwrites_a_parameter_column():
+    pytest.importorskip("pandas")
+    x = np.linspace(0.0, 1.0, 10)
+    Y = np.stack([1.0 + 2.0 * x + 0.01 * np.sin(9 * x), 3.0 - x + 0.01 * np.cos(9 * x)])
+
+    def f(x, a, chi2):
+        return a + chi2 * x
+
+    r = fit_batch(f, x, Y, [0.0, 0.0])
+    df = r.to_dataframe()
+    assert_array_equal(df["param_chi2"], r.params[:, 1])
+    assert_array_equal(df["chi2"], r.chi2)
+    assert_array_equal(df["stderr_chi2"], r.stderr[:, 1])
+    assert_array_equal(df["a"], r.params[:, 0])
+
+    def g(x, a, stderr_a):
+        return a + stderr_a * x
+
+    r = fit_batch(g, x, Y, [0.0, 0.0])
+    df = r.to_dataframe()
+    assert_array_equal(df["param_stderr_a"], r.params[:, 1])
+    assert_array_equal(df["stderr_a"], r.stderr[:, 0])
+    assert_array_equal(df["stderr_stderr_a"], r.stderr[:, 1])
+    assert len(df.columns) == 2 * 2 + 7
+
+
+@pytest.mark.parametrize("kind", ["builtin", "python"])
+def test_argument_errors_name_the_argument(kind):
+    x = np.linspace(0.1, 5.0, 20)
+    y = models.exponential(x, 3.0, 1.5, 0.5)
+    p0 = [3.0, 1.5, 0.5]
+    model = (models.exponential if kind == "builtin"
+             else lambda x, A, tau, c: A * np.exp(-x / tau) + c)
+    cases = [
+        (dict(bounds=([0, 0], [1, 1])), ValueError, r"bounds \(lower\) has shape \(2,\)"),
+        (dict(bounds=("a", "b")), TypeError, r"bounds \(lower\) must be real numbers"),
+        (dict(bounds=(0j, 10)), TypeError, r"bounds \(lower\) must be real"),
+        (dict(bounds=(0, [1j, 2, 3])), TypeError, r"bounds \(upper\) must be real"),
+        (dict(tol=1j), TypeError, "tol must be real"),
+        (dict(tol="a"), TypeError, "tol must be real numbers"),
+        (dict(method=["lm"]), TypeError, "method must be 'lm' or 'gd', got list"),
+        (dict(maxiter=2**40), ValueError, "maxiter must be an int from 1 to"),
+    ]
+    for kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            fit(model, x, y, p0, **kwargs)
+    with pytest.raises(TypeError, match="x must be an array of real numbers, got None"):
+        fit(model, None, y, p0)
+    with pytest.raises(TypeError, match="y must be real numbers, got strings"):
+        fit(model, x, y.astype(str), p0)
+    with pytest.raises(TypeError, match="use NaN for a missing value"):
+        fit(model, x, np.r_[y[:-1], None].astype(object), p0)
+    with pytest.raises(TypeError, match="Y must be real numbers, got strings"):
+        fit_batch(model, x, y[None].astype(str), p0)
+    # None in bounds is unbounded on that side (as in SciPy); numeric object arrays are fine
+    ref = fit(model, x, y, p0, bounds=(-np.inf, 10.0))
+    assert_array_equal(fit(model, x, y, p0, bounds=(None, 10.0)).params, ref.params)
+    assert_array_equal(fit(model, x, y, p0, bounds=(None, None)).params,
+                       fit(model, x, y, p0).params)
+    y_missing = np.r_[y[:-1], np.nan]
+    assert_array_equal(fit(model, x, y_missing.astype(object), p0).params,
+                       fit(model, x, y_missing, p0).params)
+    # fixed given as names and indices together: each item as given (numpy made '2' of 2)
+    r = fit(model, x, y * 1.01, p0, fixed=["A", 2])
+    assert r.params[0] == 3.0 and r.params[2] == 0.5 and r.params[1] != 1.5
+    assert_array_equal(r.params, fit(model, x, y * 1.01, p0, fixed=[0, 2]).params)
+    assert_array_equal(r.params, fit(model, x, y * 1.01, p0, fixed=np.array([0, 2])).params)
+    assert_array_equal(r.params, fit(model, x, y * 1.01, p0,
+                                     fixed=np.array([True, False, True])).params)
+
+
+def test_more_argument_errors_name_the_argument():
+    x = np.linspace(0.0, 1.0, 10)
+    y = 1.0 + 2.0 * x
+    with pytest.raises(TypeError, match="jac returned float, expected a sequence of 2"):
+        fit_batch(lambda x, a, b: a + b * x, x, y[None], [0.0, 0.0], jac=lambda *a: 5.0)
+    with pytest.raises(TypeError, match="y must be an array of real numbers, got None"):
+        chi2(None, y)
+    with pytest.raises(TypeError, match="y_model must be an array of real numbers"):
+        chi2(y, None)
+    with pytest.raises(TypeError, match="x must be real numbers, got strings"):
+        linear_fit(x.astype(str), y)
+
+
+def test_compiled_model_is_equivariant_under_scaling_of_y(rng):
+    model, true, x = BUILTIN_CASES["gaussian"]
+    y = noisy(model, true, x, rng)
+    p0 = np.array(true) * 1.05
+    for jac in (None, low_level("gaussian_model_jac")):
+        ref = fit(low_level("gaussian_model"), x, y, p0, jac=jac)
+        assert ref.success
+        for k in (-650, -300, 300, 650):
+            S = y_scaling(model, k)
+            r = fit_batch(low_level("gaussian_model"), x, np.stack([y, y * 2.0**k]),
+                          np.stack([p0, p0 * S]), jac=jac)
+            assert_array_equal(r.status, [0, 0])
+            assert_array_equal(r.params[0], ref.params)
+            assert_allclose(r.params[1] / S, ref.params, rtol=1e-6 if jac is None else 1e-7)
