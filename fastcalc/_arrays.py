@@ -1,4 +1,6 @@
 """User data as float64 arrays, with errors that name the argument."""
+import numbers
+
 import numpy as np
 
 __all__ = ["real_array"]
@@ -7,13 +9,33 @@ __all__ = ["real_array"]
 def real_array(value, name):
     """``value`` as a float64 array (no copy when it already is one).
 
-    Raises a TypeError naming ``name`` for complex or non-numeric data, where NumPy would drop
-    an imaginary part with only a warning, or fail without naming the argument.
+    Refuses, with a TypeError naming ``name``, what NumPy would quietly turn into numbers or
+    fail on without naming the argument: complex values (NumPy drops the imaginary part with
+    only a warning), None (a NaN, i.e. a missing point or an error far from its cause), strings
+    (``'1.5'`` is parsed), and object arrays holding anything but real numbers. Ragged nesting
+    and integers beyond the float64 range are a ValueError naming ``name``. NaN and inf pass:
+    what they mean is the caller's decision.
     """
-    if np.iscomplexobj(value):
-        raise TypeError(f"{name} must be real, got complex values")
+    if value is None:
+        raise TypeError(f"{name} must be real numbers, got None")
     try:
-        return np.asarray(value, dtype=np.float64)
+        array = value if isinstance(value, np.ndarray) else np.asarray(value)
     except (TypeError, ValueError):
-        got = f"dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
-        raise TypeError(f"{name} must be real numbers, got {got}") from None
+        raise ValueError(f"{name} must be a number or a rectangular (not ragged) array of "
+                         "numbers") from None
+    kind = array.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} must be real, got complex values")
+    if kind in "USa":
+        raise TypeError(f"{name} must be real numbers, got strings")
+    if kind == "O":
+        if not all(isinstance(v, (numbers.Real, np.bool_)) for v in array.flat):
+            raise TypeError(f"{name} must be real numbers, got non-numeric objects (use NaN "
+                            "for a missing value)")
+    elif kind not in "biuf":
+        got = f"dtype {array.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+        raise TypeError(f"{name} must be real numbers, got {got}")
+    try:
+        return array.astype(np.float64, copy=False)
+    except OverflowError:
+        raise ValueError(f"{name} must be finite: it overflows float64") from None

@@ -210,7 +210,7 @@ def real_values(value, name, complex_ok=False):
         raise TypeError(f"{name} returned complex values; it must return real numbers "
                         "(complex input and output are for method='complex' only)")
     got = type(value).__name__ if arr.ndim == 0 else f"an array of dtype {arr.dtype}"
-    raise TypeError(f"{name} must return numbers (real), got {got}: {_short_repr(value)}")
+    raise TypeError(f"{name} must return real numbers, got {got}: {_short_repr(value)}")
 
 
 def _short_repr(value):

@@ -131,31 +131,12 @@ def _result(df, error, status, nfev):
 # --------------------------------------------------------------------------------------------
 # validation
 
-def _real_input(value, name):
-    """``value`` (a user input: x, bounds, step) as a float64 array, every problem a
-    ValueError/TypeError naming ``name``: NumPy's own messages (ragged nesting, ints beyond
-    float64) name nothing, and it would parse strings or turn None into NaN."""
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number or a rectangular (not ragged) array of "
-                         "numbers") from None
-    if arr.dtype.kind in "USV" or (arr.dtype.kind == "O" and any(
-            item is None or isinstance(item, (str, bytes)) for item in arr.flat)):
-        raise TypeError(f"{name} must be real numbers, got "
-                        f"{type(value).__name__ if arr.ndim == 0 else arr.dtype}")
-    try:
-        return real_array(arr, name)
-    except OverflowError:
-        raise ValueError(f"{name} must be finite: it overflows float64") from None
-
-
 def _check_point(x, name="x"):
     """``x`` as a finite, non-empty 1-D float64 array (read-only views are fine: never written)."""
     if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.size \
             and x.flags.c_contiguous and np.isfinite(x.sum()):
         return x
-    arr = _real_input(x, name)
+    arr = real_array(x, name)
     if arr.ndim == 0:
         arr = arr.reshape(1)
     elif arr.ndim != 1:
@@ -191,7 +172,7 @@ def _elementwise_steps(step, shape):
     """``step`` broadcast to the shape of ``x`` and flattened (None stays None)."""
     if step is None:
         return None
-    step = _real_input(step, "step")
+    step = real_array(step, "step")
     try:
         return np.broadcast_to(step, shape).ravel()
     except ValueError:
@@ -274,7 +255,7 @@ def _steps(x, step, kind, accuracy, order, name="step"):
     if step is None:
         h = _default_steps(x, kind, accuracy, order)
     else:
-        h = _real_input(step, name)
+        h = real_array(step, name)
         if h.ndim > x.ndim or (h.ndim and h.shape != x.shape):
             raise ValueError(f"{name} must be a scalar or have the shape of x {x.shape}, "
                              f"got {h.shape}")
@@ -298,8 +279,8 @@ def _check_bounds(bounds, x):
         lower, upper = bounds
     except (TypeError, ValueError) as exc:
         raise ValueError("bounds must be a pair (lb, ub)") from exc
-    lower = _real_input(-np.inf if lower is None else lower, "bounds (lb)")
-    upper = _real_input(np.inf if upper is None else upper, "bounds (ub)")
+    lower = real_array(-np.inf if lower is None else lower, "bounds (lb)")
+    upper = real_array(np.inf if upper is None else upper, "bounds (ub)")
     try:
         lower, upper = np.broadcast_to(lower, x.shape), np.broadcast_to(upper, x.shape)
     except ValueError:
@@ -1353,7 +1334,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     if method == "complex" and order != 1:
         raise ValueError("method='complex' computes first derivatives only (order=1)")
     args = _check_args(args)
-    x_arr = _real_input(x, "x")
+    x_arr = real_array(x, "x")
     if x_arr.size == 0:
         raise ValueError("x must not be empty")
     if not np.isfinite(x_arr).all():

@@ -66,7 +66,6 @@ Statuses (per dataset)
     start or in its Jacobian. (A trial step where the model is not finite is simply rejected.)
 """
 import inspect
-import numbers
 import warnings
 
 import numpy as np
@@ -74,7 +73,7 @@ from scipy import LowLevelCallable  # type: ignore[import-untyped]
 
 from . import _fitting
 from ._arrays import real_array
-from ._evaluate import resolve
+from ._evaluate import real_values, resolve
 from ._parallel import n_threads_for
 from ._status import Status, message_of, messages_of
 from ._threads import run_on_threads
@@ -267,40 +266,12 @@ class BatchFitResult:
 # Closed-form and linear least squares
 
 
-def _real_data(value, name):
-    """``real_array``, also refusing what NumPy would quietly turn into numbers: None (a NaN,
-    i.e. a missing point or an error far from its cause), strings ('1.5') and object arrays
-    holding anything but real numbers. NaN is how a missing value is written."""
-    if value is None:
-        raise TypeError(f"{name} must be an array of real numbers, got None")
-    if not isinstance(value, np.ndarray):
-        try:
-            value = np.asarray(value)
-        except (TypeError, ValueError):       # ragged: real_array names the argument
-            return real_array(value, name)
-    if value.dtype.kind in "USa" or (value.dtype == object and not all(
-            isinstance(v, (numbers.Real, np.number)) and not isinstance(v, np.complexfloating)
-            for v in value.flat)):
-        kind = "strings" if value.dtype.kind in "USa" else "non-numeric objects (use NaN " \
-            "for a missing value)"
-        raise TypeError(f"{name} must be real numbers, got {kind}")
-    return real_array(value, name)
-
-
-def _returned_values(result, name):
-    """What a Python ``model``/``jac`` returned, as float64; TypeError naming it for None,
-    complex or non-numeric values (numpy would turn None into a NaN silently)."""
-    if result is None:
-        raise TypeError(f"{name} returned None, expected an array of real values")
-    return real_array(result, f"the values returned by {name}")
-
-
 def _weights(sigma, shape, name="sigma"):
     """(w, e): the weights 1/sigma are w * 2**e, with w <= 1 at its largest (so that neither
     1/sigma for a tiny sigma nor w**2 overflows, and a uniform sigma gives a uniform w)."""
     if sigma is None:
         return np.ones(shape), 0
-    sigma = _real_data(sigma, name)
+    sigma = real_array(sigma, name)
     try:
         sigma = np.broadcast_to(sigma, shape)
     except ValueError:
@@ -366,8 +337,8 @@ def chi2(y, y_model, sigma=None):
     >>> chi2([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], sigma=0.5)
     5.0
     """
-    y = _real_data(y, "y")
-    y_model = _real_data(y_model, "y_model")
+    y = real_array(y, "y")
+    y_model = real_array(y_model, "y_model")
     try:
         y, y_model = np.broadcast_arrays(y, y_model)
     except ValueError:
@@ -382,8 +353,8 @@ def chi2(y, y_model, sigma=None):
 
 
 def _valid_xy(x, y, name_x="x"):
-    x = _real_data(x, name_x)
-    y = _real_data(y, "y")
+    x = real_array(x, name_x)
+    y = real_array(y, "y")
     if x.ndim != 1 or y.shape != x.shape:
         raise ValueError(f"x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
     if not np.all(np.isfinite(x)):
@@ -586,7 +557,7 @@ def _is_compiled(model):
 def _tolerances(tol):
     if tol is None:
         return DEFAULT_TOL, DEFAULT_TOL, DEFAULT_TOL
-    values = _real_data(tol, "tol")
+    values = real_array(tol, "tol")
     if values.ndim == 0:
         values = np.repeat(values, 3)
     if values.shape != (3,) or not np.all(np.isfinite(values) & (values >= 0)):
@@ -621,7 +592,7 @@ def _bound(value, unbounded, which, P):
     """One side of bounds as a (P,) float array; None means unbounded (as in SciPy)."""
     if value is None:
         return np.full(P, unbounded)
-    value = _real_data(value, f"bounds ({which})")
+    value = real_array(value, f"bounds ({which})")
     if value.shape not in ((), (P,)):
         raise ValueError(f"bounds ({which}) has shape {value.shape}, expected a scalar or "
                          f"({P},), one per parameter")
@@ -708,7 +679,7 @@ class _Problem:
                             f"or a Python callable, got {type(model).__name__}")
         P = self.nparams
         # ----- data
-        Y = _real_data(Y, "Y" if batch else "y")
+        Y = real_array(Y, "Y" if batch else "y")
         if batch:
             if Y.ndim != 2:
                 raise ValueError(f"Y must be 2-D (N datasets, m points), got shape {Y.shape}")
@@ -726,7 +697,7 @@ class _Problem:
         self.input_error = np.full(N, "", dtype=object)
         self._bad_rows(np.isinf(Y).any(axis=1), "Y contains inf (use NaN for missing points)",
                        "y contains inf (use NaN for missing points)")
-        x = _real_data(x, "x")
+        x = real_array(x, "x")
         self.x_shared = True
         if x_per_dataset is not None and x_per_dataset not in (True, False):
             raise TypeError(f"x_per_dataset must be None, True or False, got {x_per_dataset!r}")
@@ -763,7 +734,7 @@ class _Problem:
             self.sigma = None
             self.W = None
         else:
-            s = _real_data(sigma, "sigma")
+            s = real_array(sigma, "sigma")
             if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
                 raise ValueError(f"sigma has shape {s.shape}, expected (m,) = ({m},)"
                                  + (f" or (N, m) = ({N}, {m})" if batch else ""))
@@ -839,7 +810,7 @@ class _Problem:
                 self.use_guess = False
             else:
                 p0 = np.full(P, np.nan)
-        p0 = _real_data(p0, "p0")
+        p0 = real_array(p0, "p0")
         if p0.ndim == 0:
             p0 = p0.reshape(1)
         if p0.shape == (P,):
@@ -986,13 +957,13 @@ class _Problem:
 
         def evaluate(params, rows):
             if single and params.shape[0] == 1:
-                values = _returned_values(model(x, *params[0]), "model")
+                values = real_values(model(x, *params[0]), "model")
                 if values.shape not in ((m,), (1, m), ()):
                     raise ValueError(f"model returned shape {values.shape}, expected ({m},)")
                 return values.reshape(1, -1) if values.ndim else values
             xs = x if shared else x[rows + start]
             columns = [params[:, k:k + 1] for k in range(params.shape[1])]
-            values = _returned_values(model(xs, *columns), "model")
+            values = real_values(model(xs, *columns), "model")
             try:
                 return np.broadcast_to(values, (params.shape[0], m))
             except ValueError:
@@ -1007,7 +978,7 @@ class _Problem:
             def jacobian(params, rows):
                 a = params.shape[0]
                 if single and a == 1:     # curve_fit convention: (m, p)
-                    value = _returned_values(jac(x, *params[0]), "jac")
+                    value = real_values(jac(x, *params[0]), "jac")
                     if value.shape != (m, P):
                         raise ValueError(f"jac returned shape {value.shape}, expected ({m}, {P})")
                     return value.T[None]
@@ -1026,7 +997,7 @@ class _Problem:
                 out = np.empty((a, P, m))
                 for k in range(P):
                     try:
-                        out[:, k, :] = np.broadcast_to(_returned_values(parts[k], "jac"), (a, m))
+                        out[:, k, :] = np.broadcast_to(real_values(parts[k], "jac"), (a, m))
                     except ValueError:
                         raise ValueError(f"jac: derivative {k} has shape "
                                          f"{np.shape(parts[k])}, expected to broadcast to "

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from ._arrays import real_array
-from ._evaluate import resolve
+from ._evaluate import real_values, resolve
 from ._status import Status, message_of
 from .differentiate import gradient as _fd_gradient
 from .differentiate import hessian as _fd_hessian
@@ -35,19 +35,17 @@ def _hessian(f, x, args):
 
 
 def _point(x0):
-    x = np.asarray(x0)
-    if x.dtype.kind not in "fiub":
-        raise TypeError(f"x0 must be real numbers, got dtype {x.dtype}")
+    x = real_array(x0, "x0")
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"x0 must be a non-empty 1-D array, got shape {x.shape}")
     return np.array(x, dtype=np.float64)
 
 
 def _scalar(value, name="f"):
-    """``float(value)``, or a TypeError naming the function that returned it (also for
-    strings, which ``float`` would parse)."""
-    array = np.asarray(value)
-    if array.dtype.kind not in "fiub" or array.size != 1:
+    """``value`` as a float; a TypeError naming the function that returned it unless it is
+    one real number."""
+    array = real_values(value, name)
+    if array.size != 1:
         raise TypeError(f"{name} must return one real number, got {type(value).__name__} "
                         f"of shape {np.shape(value)}")
     return float(array.reshape(()))
@@ -75,9 +73,7 @@ def _maxiter(maxiter):
 
 
 def _vector(value, n, name):
-    array = np.asarray(value)
-    if array.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must return real numbers, got dtype {array.dtype}")
+    array = real_values(value, name)
     if array.shape != (n,):
         raise ValueError(f"{name} returned shape {array.shape}, expected ({n},)")
     return array.astype(np.float64)
@@ -271,9 +267,7 @@ def _constraint_function(constraints):
     def g(x, *extra):
         values = []
         for c in parts:
-            v = np.asarray(c(x.copy(), *extra))
-            if v.dtype.kind not in "fiub":
-                raise TypeError(f"constraints must return real numbers, got dtype {v.dtype}")
+            v = real_values(c(x.copy(), *extra), "constraints")
             if v.ndim > 1 or (not single and v.ndim != 0):
                 raise ValueError(f"constraints returned shape {v.shape}: a single callable "
                                  "returns a scalar or a 1-D array, each of a sequence a scalar")

@@ -21,7 +21,8 @@ import warnings
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._evaluate import FunctionKind, resolve
+from ._arrays import real_array
+from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
 from ._roots import ElementwiseBatch, Method, NewtonBatch, newton_compiled, newton_system_compiled, \
     solve_linear_systems
@@ -183,7 +184,7 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
             a_end, b_end = bracket
         except (TypeError, ValueError):
             raise ValueError("bracket must be a pair (a, b)") from None
-        a_end, b_end = (_real_values(v, "bracket") for v in (a_end, b_end))
+        a_end, b_end = (real_array(v, "bracket") for v in (a_end, b_end))
     if x0 is None:
         if bracket is None:
             raise ValueError("x0 is required unless bracket is given")
@@ -192,9 +193,7 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         except ValueError:
             raise ValueError(f"bracket ends of shapes {a_end.shape} and {b_end.shape} do not "
                              "broadcast together") from None
-    x0_array = np.asarray(x0)
-    if x0_array.dtype.kind not in "fiub":
-        raise TypeError(f"x0 must be real numbers, got dtype {x0_array.dtype}")
+    x0_array = real_array(x0, "x0")
     scalar = x0_array.ndim == 0
     shape = x0_array.shape
     x_start = np.ascontiguousarray(x0_array, dtype=np.float64).reshape(-1)
@@ -267,15 +266,8 @@ def _check_maxiter(maxiter):
     return int(min(maxiter, 2**31 - 1))
 
 
-def _real_values(value, name):
-    array = np.asarray(value)
-    if array.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be real numbers, got dtype {array.dtype}")
-    return array
-
-
 def _broadcast_float(value, shape, name):
-    array = _real_values(value, name)
+    array = real_array(value, name)
     try:
         array = np.broadcast_to(array, shape)
     except ValueError:
@@ -429,9 +421,7 @@ def _values(value, n, name, scalar=False):
     A batch needs exactly one value per active element: a scalar (say, an f' written as
     ``lambda x: 2.0``) broadcast to all would give every element the same value silently.
     One equation (``scalar``) takes a number or a length-1 array."""
-    array = np.asarray(value)
-    if array.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must return real numbers, got dtype {array.dtype}")
+    array = real_values(value, name)
     if array.shape != (n,):
         if not (scalar and array.size == 1):
             raise ValueError(f"{name} returned shape {array.shape}, expected ({n},) "
@@ -536,9 +526,7 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     n_threads_for(n_threads)        # validated whatever the kind of F
     if not isinstance(args, tuple):
         args = tuple(args) if isinstance(args, list) else (args,)
-    x0_array = np.asarray(x0)
-    if x0_array.dtype.kind not in "fiub":
-        raise TypeError(f"x0 must be real numbers, got dtype {x0_array.dtype}")
+    x0_array = real_array(x0, "x0")
     if x0_array.ndim not in (1, 2):
         raise ValueError(f"x0 must have shape (n,) or (N, n), got {x0_array.shape}")
     if x0_array.shape[-1] == 0:
@@ -725,8 +713,7 @@ def _per_system_flags(per_system, args, single, N):
 
 
 def _checked(value, shape, name, what):
-    if value.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must return real numbers, got dtype {value.dtype}")
+    value = real_values(value, name)
     if value.shape != shape:
         raise ValueError(f"{name} returned shape {value.shape}, expected {shape} ({what})")
-    return value.astype(np.float64, copy=False)
+    return value

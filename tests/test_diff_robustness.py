@@ -41,7 +41,7 @@ def test_complex_step_with_f_not_complex_safe_names_f():
 
 
 def test_jacobian_f_returning_none_names_f():
-    with pytest.raises(TypeError, match="f must return numbers"):
+    with pytest.raises(TypeError, match="f must return real numbers"):
         fc.jacobian(lambda x: None, [1.0, 2.0, -3.0])
 
 
@@ -326,7 +326,7 @@ def test_non_numeric_return_values_are_a_type_error_on_every_path(value, method)
                  lambda: fc.jacobian(lambda x: [value, value], [1.0, 2.0], method=method),
                  lambda: fc.hessian(lambda x: value, [1.0], method=method),
                  lambda: fc.derivative(lambda x: np.full(x.shape, value), [1.0], method=method)):
-        with pytest.raises(TypeError, match="f .*must return numbers"):
+        with pytest.raises(TypeError, match="f .*must return real numbers"):
             call()
 
 
@@ -419,7 +419,7 @@ def test_malformed_x_names_x(x, error):
 
 @pytest.mark.parametrize("value", [object(), {}, [None, None], None])
 def test_check_grad_bad_grad_values_name_grad(value):
-    with pytest.raises(TypeError, match="grad must return numbers"):
+    with pytest.raises(TypeError, match="grad must return real numbers"):
         fc.check_grad(_sum_of_squares, lambda x: value, [1.0, 2.0])
 
 

@@ -117,7 +117,7 @@ def test_numba_cfunc_is_wrapped_automatically(points):
 def test_one_rule_for_return_values(value):
     # real numbers only: no parsed strings, no None -> NaN, no dropped imaginary part
     points = np.ones((2, 2))
-    match = "complex" if isinstance(value, complex) else "must return numbers"
+    match = "complex" if isinstance(value, complex) else "must return real numbers"
     for function in (resolve(lambda x: value).scalar_values,
                      resolve(lambda x: value, signatures=("vector",)).vector_values,
                      resolve(lambda X: [value] * X.shape[1], vectorized=True).scalar_values):

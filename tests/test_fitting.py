@@ -1055,7 +1055,7 @@ def test_argument_errors_name_the_argument(kind):
     for kwargs, error, match in cases:
         with pytest.raises(error, match=match):
             fit(model, x, y, p0, **kwargs)
-    with pytest.raises(TypeError, match="x must be an array of real numbers, got None"):
+    with pytest.raises(TypeError, match="x must be real numbers, got None"):
         fit(model, None, y, p0)
     with pytest.raises(TypeError, match="y must be real numbers, got strings"):
         fit(model, x, y.astype(str), p0)
@@ -1085,9 +1085,9 @@ def test_more_argument_errors_name_the_argument():
     y = 1.0 + 2.0 * x
     with pytest.raises(TypeError, match="jac returned float, expected a sequence of 2"):
         fit_batch(lambda x, a, b: a + b * x, x, y[None], [0.0, 0.0], jac=lambda *a: 5.0)
-    with pytest.raises(TypeError, match="y must be an array of real numbers, got None"):
+    with pytest.raises(TypeError, match="y must be real numbers, got None"):
         chi2(None, y)
-    with pytest.raises(TypeError, match="y_model must be an array of real numbers"):
+    with pytest.raises(TypeError, match="y_model must be real numbers, got None"):
         chi2(y, None)
     with pytest.raises(TypeError, match="x must be real numbers, got strings"):
         linear_fit(x.astype(str), y)
