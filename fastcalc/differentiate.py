@@ -252,6 +252,10 @@ def _default_steps(x, kind, accuracy, order):
 
 def _steps(x, step, kind, accuracy, order, name="step"):
     """Per-component steps, exactly representable: ``(x + h) - x == h``."""
+    if step is None and kind != "complex":
+        # the same steps in one compiled pass (never below the spacing of x)
+        return relative_steps(np.ascontiguousarray(x, dtype=np.float64),
+                              *_step_coefficients(kind, accuracy, order))
     if step is None:
         h = _default_steps(x, kind, accuracy, order)
     else:
@@ -490,14 +494,14 @@ def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2):
     estimates, rounding, bad = estimates.copy(), rounding.copy(), bad.copy()
     window = estimates.shape[0]
 
-    def state(rows):
+    def state(rows=slice(None)):
         flags = np.bitwise_or.reduce(bad[:, rows], axis=0)
         unconverged = _unconverged(estimates[:, rows], rounding[:, rows], kind, base)
-        return flags, unconverged.reshape(rows.size, -1).any(axis=1)
+        return flags, unconverged.reshape(flags.size, -1).any(axis=1)
 
-    rows = np.arange(estimates.shape[1])
-    flags, unconverged = state(rows)
-    active = rows[np.where(flags != 0, bad[-1] == 0, unconverged)]
+    # the state of every component, updated for those whose window slides
+    flags, unconverged = state()
+    active = np.flatnonzero(np.where(flags != 0, bad[-1] == 0, unconverged))
     level, nfev = window, 0
     while active.size and level < _RICHARDSON_MAX_LEVELS:
         e, r, b, count = extend(level, active)
@@ -506,9 +510,8 @@ def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2):
         rounding[:, active] = np.concatenate([rounding[1:, active], r[None]])
         bad[:, active] = np.concatenate([bad[1:, active], b[None]])
         level += 1
-        flags, unconverged = state(active)
-        active = active[np.where(flags != 0, bad[-1, active] == 0, unconverged)]
-    flags, unconverged = state(rows)
+        flags[active], unconverged[active] = state(active)
+        active = active[np.where(flags[active] != 0, bad[-1, active] == 0, unconverged[active])]
     value, error = _romberg(estimates, rounding, kind, base)
     flags = flags | np.where((flags == 0) & unconverged, _UNCONVERGED, 0).astype(np.uint8)
     return value, error, flags, nfev
@@ -1209,26 +1212,43 @@ def _elementwise_levels(f, x, h, offsets, weights, factors, order, args, shape):
 
 def _elementwise_combine(values, x, h, offsets, weights, factors, order):
     """The differences of :func:`_elementwise_levels` from the values ``(L, offsets, N)``."""
-    scale = (h[None, :] * factors[:, None]) ** -order
+    steps = h[None, :] * factors[:, None]
+    scale = steps ** -order
+    inverse_h = scale if order == 1 else 1.0 / steps
     # Accumulate the stencil points one at a time, in a fixed order: each element's sum is then
     # the same whatever the other elements of the call (einsum's order depends on the shape).
-    total = np.zeros(values.shape[::2])
-    magnitude = np.zeros(values.shape[::2])
+    estimates = np.zeros(values.shape[::2])
+    rounding = np.zeros(values.shape[::2])      # first the magnitude sum |w| |f|
     for j, weight in enumerate(weights):
-        total += weight * values[:, j, :]
-        magnitude += abs(weight) * np.abs(values[:, j, :])
-    estimates = total * scale
-    rounding = _ROUNDING_ULPS * _EPS * magnitude * scale + (4.0 * _EPS) * np.abs(x) * np.abs(
-        estimates) / (h[None, :] * factors[:, None])
-    finite = np.isfinite(values)
+        estimates += weight * values[:, j, :]
+        rounding += abs(weight) * np.abs(values[:, j, :])
+    finite = np.isfinite(rounding)              # every value of the element finite
+    estimates *= scale
+    rounding *= scale
+    rounding *= _ROUNDING_ULPS * _EPS
+    argument = np.abs(estimates)                # + the rounding of the points x + s h
+    argument *= inverse_h
+    argument *= (4.0 * _EPS) * np.abs(x)
+    rounding += argument
     bad = np.zeros(estimates.shape, dtype=np.uint8)
-    for mask, flag in ((offsets > 0, 1), (offsets < 0, 2), (offsets == 0, 4)):
-        if mask.any():
-            bad |= np.where((~finite[:, mask]).any(axis=1), flag, 0).astype(np.uint8)
+    if not finite.all():
+        finite_values = np.isfinite(values)
+        for mask, flag in ((offsets > 0, 1), (offsets < 0, 2), (offsets == 0, 4)):
+            if mask.any():
+                bad |= np.where((~finite_values[:, mask]).any(axis=1), flag, 0).astype(np.uint8)
     return estimates, rounding, bad, values.size
 
 
-def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
+def _restricted(args, shape, rows, compiled):
+    """``args`` for the elements ``rows`` (flat indices) of x: per-element arrays cut to those
+    elements (a compiled function's ``(N, k)`` parameter matrix by row), the rest unchanged."""
+    if compiled:
+        return tuple(a[rows] for a in args)
+    return tuple(np.broadcast_to(a, shape).reshape(-1)[rows]
+                 if isinstance(a, np.ndarray) and a.ndim else a for a in args)
+
+
+def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape, compiled):
     """Derivatives of ``f`` at every element of ``x`` with one stencil kind.
 
     Returns ``(df, error, bad, nfev)`` flattened, ``bad`` with the flags of ``combine`` (and
@@ -1245,10 +1265,12 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape):
         f, x, h, offsets, weights, 2.0 ** -np.arange(_RICHARDSON_LEVELS), order, args, shape)
 
     def extend(level, rows):
-        # every element is evaluated (array args broadcast against the whole of x)
-        e, r, b, count = _elementwise_levels(f, x, h, offsets, weights,
-                                             np.array([2.0 ** -level]), order, args, shape)
-        return e[0, rows, None], r[0, rows, None], b[0, rows], count
+        # only the elements whose tables have not converged yet
+        e, r, b, count = _elementwise_levels(f, x[rows], h[rows], offsets, weights,
+                                             np.array([2.0 ** -level]), order,
+                                             _restricted(args, shape, rows, compiled),
+                                             (rows.size,))
+        return e[0, :, None], r[0, :, None], b[0], count
 
     df, error, bad, extra = _adaptive_romberg(estimates[:, :, None], rounding[:, :, None], bad,
                                               kind, extend)
@@ -1341,7 +1363,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         raise ValueError("x must be finite (no NaN or inf)")
     shape = x_arr.shape
     flat = x_arr.ravel()
-    if function.kind == FunctionKind.COMPILED:
+    compiled = function.kind == FunctionKind.COMPILED
+    if compiled:
         f, args = _compiled_elementwise(function, args, shape, method)
     else:
         _check_elementwise_args(args, shape)
@@ -1363,7 +1386,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         h = _steps(flat, _elementwise_steps(step, shape),
                    "richardson" if richardson else kind, accuracy, order)
         df, error, bad, nfev = _elementwise_stage(f, flat, h, kind, accuracy, order,
-                                                  richardson, args, shape)
+                                                  richardson, args, shape, compiled)
     status = np.zeros(flat.size, dtype=np.int8)
     failed = bad != 0
     if failed.any():
@@ -1378,7 +1401,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
             if not wanted.any():
                 continue
             sub_df, sub_error, sub_bad, extra = _elementwise_stage(
-                f, flat, h, kind, one_sided, order, richardson, args, shape)
+                f, flat, h, kind, one_sided, order, richardson, args, shape, compiled)
             nfev += extra
             fixed = wanted & ((sub_bad & ~np.uint8(_UNCONVERGED)) == 0)
             df[fixed], error[fixed] = sub_df[fixed], sub_error[fixed]
@@ -1394,28 +1417,26 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
 
 
 def _compiled_elementwise(function, args, shape, method):
-    """A compiled elementwise function as an array function; ``args`` may hold one parameter
-    array of shape ``x.shape + (k,)`` (``k`` parameters per element)."""
-    size = math.prod(shape)
+    """A compiled elementwise function as an array function ``(f, args)``: ``f(points, *args)``
+    with ``args`` the ``(N, k)`` matrix of the parameter array ``args[0]`` of shape
+    ``x.shape + (k,)`` (``k`` parameters per element), if one is given."""
     if method == "complex":
         raise TypeError("f: method='complex' needs a Python function that accepts complex "
                         "input; compiled callables are real-valued")
     if len(args) > 1:
         raise TypeError("f: a compiled elementwise function takes one parameter array "
                         "(shape x.shape + (k,)) in args")
-    parameters = None
-    if args:
-        parameters = np.asarray(args[0])
-        if parameters.dtype.kind not in "biufc":   # strings would be parsed as numbers
-            raise TypeError(f"args[0] must be real numbers, got dtype {parameters.dtype}")
-        parameters = np.ascontiguousarray(real_array(parameters, "args[0]"))
-        # Only the documented layout: a transposed (k, N) array has the right size but would
-        # give each element another element's parameters.
-        if parameters.shape[:-1] != shape or parameters.ndim != len(shape) + 1:
-            raise ValueError(f"args[0] must have shape x.shape + (k,) = {shape + ('k',)}, "
-                             f"got {parameters.shape}".replace("'k'", "k"))
-        parameters = parameters.reshape(size, -1)
-    return (lambda points: elementwise_values(function, points, parameters)), ()
+    if not args:
+        return (lambda points: elementwise_values(function, points)), ()
+    parameters = np.ascontiguousarray(real_array(args[0], "args[0]"))
+    # Only the documented layout: a transposed (k, N) array has the right size but would give
+    # each element another element's parameters.
+    if parameters.shape[:-1] != shape or parameters.ndim != len(shape) + 1:
+        raise ValueError(f"args[0] must have shape x.shape + (k,) = {shape + ('k',)}, "
+                         f"got {parameters.shape}".replace("'k'", "k"))
+    # the (N, k) matrix stays an argument, so that it can be cut to some elements
+    return (lambda points, p: elementwise_values(function, points, p)), (
+        parameters.reshape(math.prod(shape), -1),)
 
 
 def check_grad(f, grad, x, *, args=()):

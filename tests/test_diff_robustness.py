@@ -449,3 +449,31 @@ def test_step_complex_or_string_is_a_type_error_everywhere(step):
             warnings.simplefilter("error")
             with pytest.raises(TypeError, match="step must be real"):
                 call()
+
+
+def test_richardson_window_slides_only_for_the_elements_that_need_it():
+    # A huge first step (50) makes the 6-step window of every 50th element slide to smaller
+    # steps; f is then evaluated again at those elements only, with their own parameters.
+    n = 200
+    E = np.linspace(0.5, 1.5, n)
+    e, M = np.linspace(0.1, 0.9, n), np.linspace(0.0, 1.0, n)
+    step = np.where(np.arange(n) % 50 == 0, 50.0, 0.1)
+    sizes = []
+
+    def kepler(E, e, M):
+        sizes.append(E.size)
+        return E - e * np.sin(E) - M
+
+    exact = 1.0 - e * np.cos(E)
+    r = fc.derivative(kepler, E, args=(e, M), step=step, method="richardson", full_output=True)
+    assert r.success
+    np.testing.assert_allclose(r.df, exact, rtol=1e-10)
+    assert sizes[0] == 6 * 2 * n and len(sizes) > 1 and max(sizes[1:]) == 2 * 4
+    assert r.nfev == sum(sizes)
+    compiled = fc.derivative(low_level("kepler_eq"), E, args=(np.column_stack([e, M]),),
+                             step=step, method="richardson", full_output=True)
+    np.testing.assert_array_equal(compiled.df, r.df)
+    for i in (0, 1, 50):       # each element alone: the same bits
+        alone = fc.derivative(kepler, E[i:i + 1], args=(e[i:i + 1], M[i:i + 1]),
+                              step=step[i], method="richardson")
+        assert alone[0] == r.df[i]
