@@ -692,9 +692,9 @@ class _Problem:
             raise ValueError("y has no points")
         self.N, self.m = N, m
         # fit_batch: datasets whose own data are invalid get a status (_bad_rows), the others
-        # fit as if they were alone; fit and inputs shared by every dataset raise
-        self.bad_status = np.zeros(N, dtype=np.intc)
-        self.input_error = np.full(N, "", dtype=object)
+        # fit as if they were alone; fit and inputs shared by every dataset raise. The
+        # statuses and reasons are None while no dataset is invalid.
+        self.bad_status = self.input_error = None
         self._bad_rows(np.isinf(Y).any(axis=1), "Y contains inf (use NaN for missing points)",
                        "y contains inf (use NaN for missing points)")
         x = real_array(x, "x")
@@ -844,7 +844,7 @@ class _Problem:
             raise ValueError(f"maxiter must be an int from 1 to {_MAX_INT}, got {maxiter!r}")
         self.maxiter = int(maxiter)
         self.Y = np.ascontiguousarray(Y)
-        if self.bad_status.any():
+        if self.bad_status is not None:
             self._neutralise_bad_rows()
 
     def _bad_rows(self, rows, reason, single_reason=None, status=Status.NON_FINITE):
@@ -854,6 +854,9 @@ class _Problem:
             return
         if not self.batch:
             raise ValueError(single_reason or reason)
+        if self.bad_status is None:
+            self.bad_status = np.zeros(self.N, dtype=np.intc)
+            self.input_error = np.full(self.N, "", dtype=object)
         new = rows & (self.bad_status == 0)
         self.bad_status[new] = status
         self.input_error[new] = reason
@@ -876,6 +879,8 @@ class _Problem:
             np.isfinite(self.lower), self.lower, np.where(np.isfinite(self.upper), self.upper, 0.0))
 
     def _mark_bad_rows(self, out):
+        if self.bad_status is None:
+            return
         params, cov, chi, dof, nit, nfev, status = out
         bad = self.bad_status != 0
         if bad.any():
