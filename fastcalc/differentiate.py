@@ -485,13 +485,12 @@ def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2):
     table converges (:func:`_unconverged`) or the step budget ends.
 
     ``estimates``, ``rounding``: ``(W, c, m)`` at steps ``h / 2**k``; ``bad``: ``(W, c)``
-    non-finite flags. ``extend(level, rows)`` returns ``(estimates (r, m), rounding, bad (r,),
+    non-finite flags (all three are updated in place). ``extend(level, rows)`` returns ``(estimates (r, m), rounding, bad (r,),
     nfev)`` at step ``h / 2**level`` for the components ``rows``. A component whose window
     meets a non-finite value slides on while its newest step is clean (large steps reaching
     outside the domain). Returns ``(value (c, m), error (c, m), flags (c,), nfev)``: flags hold
     the non-finite flags of the final window and ``_UNCONVERGED`` when the budget ran out.
     """
-    estimates, rounding, bad = estimates.copy(), rounding.copy(), bad.copy()
     window = estimates.shape[0]
 
     def state(rows=slice(None)):
