@@ -93,8 +93,12 @@ cdef class UserFunction:
         return self.kind == COMPILED
 
     def __call__(self, x):
-        """Evaluate at one point (any kind); returns a float or a 1-D array."""
-        points = np.ascontiguousarray(np.atleast_1d(np.asarray(x, dtype=np.float64)))[None, :]
+        """Evaluate at one point (any kind); returns a float or a 1-D array.
+
+        The function gets a private copy of ``x``: a compiled one may write through its
+        ``double *x`` and a Python one may modify its argument, and neither may change the
+        caller's array (which may even be read-only memory)."""
+        points = np.array(x, dtype=np.float64, ndmin=1).reshape(1, -1)
         if self.kind == COMPILED and self.signature == "vector":
             raise TypeError("use vector_values(points, m) for a compiled vector field")
         if self.kind == COMPILED or self.signature == "scalar":

@@ -124,3 +124,27 @@ def test_one_rule_for_return_values(value):
         with pytest.raises(TypeError, match=match):
             function(points)
     np.testing.assert_array_equal(resolve(lambda x: True).scalar_values(points), [1.0, 1.0])
+
+
+def test_calling_at_one_point_never_changes_the_callers_x():
+    numba = pytest.importorskip("numba", reason="numba is an optional dependency")
+    from numba import types
+
+    @numba.cfunc(types.double(types.intc, types.CPointer(types.double), types.voidptr))
+    def scribble(n, x_ptr, user_data):      # writes through its double *x
+        x = numba.carray(x_ptr, (n,))
+        x[0] = 123.0
+        return x[1]
+
+    def mutate(x):
+        value = float(x[1])
+        x *= 2.0
+        return value
+
+    for function in (scribble, mutate):
+        x = np.array([1.0, 2.0])
+        assert resolve(function)(x) == 2.0
+        np.testing.assert_array_equal(x, [1.0, 2.0])
+        frozen = np.array([1.0, 2.0])
+        frozen.flags.writeable = False       # read-only memory must never be written
+        assert resolve(function)(frozen) == 2.0
