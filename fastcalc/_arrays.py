@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["real_array"]
+__all__ = ["real_array", "real_number"]
 
 
 def real_array(value, name):
@@ -39,3 +39,11 @@ def real_array(value, name):
         return array.astype(np.float64, copy=False)
     except OverflowError:
         raise ValueError(f"{name} must be finite: it overflows float64") from None
+
+
+def real_number(value, name):
+    """``float(value)``; a TypeError naming ``name`` unless ``value`` is one real number (a
+    bool is not: ``tol=True`` is a mistake, not 1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)

@@ -11,13 +11,12 @@ in this module go through :func:`_gradient`, :func:`_jacobian` and :func:`_hessi
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._arrays import real_array
+from ._arrays import real_array, real_number
 from ._evaluate import real_values, resolve
 from ._status import Status, message_of
 from .differentiate import gradient as _fd_gradient
 from .differentiate import hessian as _fd_hessian
 from .differentiate import jacobian as _fd_jacobian
-from .roots import _real_number
 
 __all__ = ["gradient_descent", "lagrange"]
 
@@ -60,7 +59,7 @@ def _args(args):
 def _positive(name, value, allow_none=False):
     if value is None and allow_none:
         return None
-    value = _real_number(name, value)
+    value = real_number(value, name)
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return value

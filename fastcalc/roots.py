@@ -14,14 +14,13 @@ Stopping rule of :func:`newton` (per element), checked each time f is evaluated 
   a bracket, a zero or non-finite derivative or step gives a bisection step instead);
   ``maxiter`` steps taken: status 1.
 """
-import numbers
 import queue
 import warnings
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._arrays import real_array
+from ._arrays import real_array, real_number
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
 from ._roots import ElementwiseBatch, Method, NewtonBatch, newton_compiled, newton_system_compiled, \
@@ -244,18 +243,9 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     return x
 
 
-def _real_number(name, value):
-    """``float(value)``; a TypeError naming ``name`` unless a real number (bools excluded).
-
-    Shared with :mod:`fastcalc.optimize`."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
-
-
 def _check_tolerances(**values):
     for name, value in values.items():
-        value = _real_number(name, value)
+        value = real_number(value, name)
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
