@@ -165,7 +165,7 @@ def gradient_descent(f, x0, grad=None, *, step=None, maxiter=10_000, tol=1e-6, a
     def value(point):
         nonlocal nfev
         nfev += 1
-        return _scalar(function(point.copy()))     # f may modify its x: never our iterate
+        return _scalar(function(point))     # a UserFunction: f gets its own copy of x
 
     def slope(point):
         nonlocal nfev, njev
@@ -386,7 +386,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
 
     def lagrangian_hessian(point, lam):
         counts["nfev"] += 1 + n + n * n
-        return _hessian(lambda p, *a: _scalar(function(p.copy())) - lam @ g(p, *a), point, args)
+        return _hessian(lambda p, *a: _scalar(function(p)) - lam @ g(p, *a), point, args)
 
     def residual(point, lam):
         gf, J, gv = grad_f(point), jac_g(point), g(point, *args)
@@ -433,7 +433,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         if np.abs(delta).max() <= tol * scale and np.isfinite(F).all():
             status = Status.SUCCESS
             break
-    fx = _scalar(function(x.copy()))
+    fx = _scalar(function(x))
     counts["nfev"] += 1
     return OptimizeResult(x=x, multipliers=lam, fun=fx, constraints=gv, jac=gf,
                           residual=float(np.abs(F).max()), nit=nit, nfev=counts["nfev"],
