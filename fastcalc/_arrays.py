@@ -13,8 +13,9 @@ def real_array(value, name):
     fail on without naming the argument: complex values (NumPy drops the imaginary part with
     only a warning), None (a NaN, i.e. a missing point or an error far from its cause), strings
     (``'1.5'`` is parsed), and object arrays holding anything but real numbers. Ragged nesting
-    and integers beyond the float64 range are a ValueError naming ``name``. NaN and inf pass:
-    what they mean is the caller's decision.
+    and integers beyond the float64 range are a ValueError naming ``name``. Masked values of a
+    masked array become NaN. NaN and inf pass: what they mean is the caller's decision (a
+    missing point in fitting, an error for a point of differentiation).
     """
     if value is None:
         raise TypeError(f"{name} must be real numbers, got None")
@@ -36,9 +37,12 @@ def real_array(value, name):
         got = f"dtype {array.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
         raise TypeError(f"{name} must be real numbers, got {got}")
     try:
-        return array.astype(np.float64, copy=False)
+        values = array.astype(np.float64, copy=False)
     except OverflowError:
         raise ValueError(f"{name} must be finite: it overflows float64") from None
+    if isinstance(values, np.ma.MaskedArray):
+        return values.filled(np.nan)        # a masked value is a missing one: NaN
+    return np.asarray(values)               # a plain ndarray (not np.matrix)
 
 
 def real_number(value, name):

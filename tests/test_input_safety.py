@@ -197,3 +197,16 @@ def test_inputs_never_mutated_and_results_never_alias(name, writeable):
         for key, value in arrays.items():
             assert not np.shares_memory(output, value), \
                 f"{name}: a result array shares memory with input {key}"
+
+
+def test_masked_values_are_missing_points_never_silently_used():
+    x = np.linspace(0.0, 4.0, 9)
+    y = 2.0 * x + 1.0
+    y_bad = y.copy()
+    y_bad[-1] = 1e6                                      # masked: must not count
+    masked = np.ma.array(y_bad, mask=[0] * 8 + [1])
+    np.testing.assert_allclose(fc.linear_fit(x, masked).params, [1.0, 2.0], rtol=1e-12)
+    np.testing.assert_allclose(fc.fit(fc.models.line, x, masked).params, [1.0, 2.0],
+                               rtol=1e-9)
+    with pytest.raises(ValueError, match="x must be finite"):   # no derivative at a gap
+        fc.derivative(np.sin, np.ma.array([0.0, 0.5], mask=[1, 0]))
