@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["real_array", "real_number"]
+__all__ = ["read_only", "real_array", "real_number"]
 
 
 def real_array(value, name):
@@ -51,3 +51,11 @@ def real_number(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     return float(value)
+
+
+def read_only(array):
+    """A read-only view of ``array``, to hand a library buffer (or the caller's data) to a user
+    function: modifying it raises instead of silently changing the problem being solved."""
+    view = array.view()
+    view.flags.writeable = False
+    return view

@@ -72,7 +72,7 @@ import numpy as np
 from scipy import LowLevelCallable  # type: ignore[import-untyped]
 
 from . import _fitting
-from ._arrays import real_array
+from ._arrays import read_only, real_array
 from ._evaluate import real_values, resolve
 from ._parallel import n_threads_for
 from ._status import Status, message_of, messages_of
@@ -958,7 +958,9 @@ class _Problem:
 
     def _python_callables(self, start):
         model, m, single = self.model, self.m, not self.batch
-        x, shared = self.x, self.x_shared
+        # read-only: a model that modifies x (or the parameter columns) must not change the
+        # caller's data or the fit's own state
+        x, shared = read_only(self.x), self.x_shared
 
         def evaluate(params, rows):
             if single and params.shape[0] == 1:
@@ -966,8 +968,8 @@ class _Problem:
                 if values.shape not in ((m,), (1, m), ()):
                     raise ValueError(f"model returned shape {values.shape}, expected ({m},)")
                 return values.reshape(1, -1) if values.ndim else values
-            xs = x if shared else x[rows + start]
-            columns = [params[:, k:k + 1] for k in range(params.shape[1])]
+            xs = x if shared else read_only(x[rows + start])
+            columns = [read_only(params[:, k:k + 1]) for k in range(params.shape[1])]
             values = real_values(model(xs, *columns), "model")
             try:
                 return np.broadcast_to(values, (params.shape[0], m))
@@ -988,8 +990,8 @@ class _Problem:
                         raise ValueError(f"jac returned shape {value.shape}, expected ({m}, {P})")
                     return value.T[None]
                 # batch convention: p arrays (or (p, a, m)), each broadcasting to (a, m)
-                xs = x if shared else x[rows + start]
-                columns = [params[:, k:k + 1] for k in range(P)]
+                xs = x if shared else read_only(x[rows + start])
+                columns = [read_only(params[:, k:k + 1]) for k in range(P)]
                 parts = jac(xs, *columns)
                 if not hasattr(parts, "__len__") or (isinstance(parts, np.ndarray)
                                                      and parts.ndim == 0):
@@ -1039,7 +1041,8 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         A built-in model from :mod:`fastcalc.models`; a compiled model callable
         (``int f(int npts, double *x, int nparams, double *params, double *out, void *user_data)``);
         or a Python callable ``model(x, *params)`` returning ``(m,)`` values (curve_fit
-        convention).
+        convention); it gets read-only arrays (modifying ``x`` raises ValueError instead of
+        changing the data).
     x : array_like
         ``(m,)``, or ``(x_dim, m)`` for 2-D models (``gaussian_2d``); anything the Python model
         accepts.

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._arrays import real_array, real_number
+from ._arrays import read_only, real_array, real_number
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
 from ._roots import ElementwiseBatch, Method, NewtonBatch, newton_compiled, newton_system_compiled, \
@@ -326,9 +326,9 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
         if scalar:
             return _values(function(float(points[0]), *args), n, name, scalar=True)
         # read-only views: f must not change the batch's iterates or parameters
-        call_args = [a if row is None else _read_only(params[row, :n])
+        call_args = [a if row is None else read_only(params[row, :n])
                      for a, row in zip(args, layout)]
-        return _values(function(_read_only(points[:n]), *call_args), n, name)
+        return _values(function(read_only(points[:n]), *call_args), n, name)
 
     if bracket_on:
         batch.start_bracket(a_end, b_end, call(f, "f", a_end), call(f, "f", b_end))
@@ -385,7 +385,7 @@ def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, 
         while batch.n_active:
             n = batch.n_active
             x, row_values = batch.sources()
-            x, *row_values = (_read_only(v) for v in (x, *row_values))
+            x, *row_values = (read_only(v) for v in (x, *row_values))
             call_args = [a if row is None else row_values[row] for a, row in zip(args, layout)]
             fx = _values(f(x, *call_args), n, "f")
             df = _values(fprime(x, *call_args), n, "fprime")
@@ -396,13 +396,6 @@ def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, 
     run_on_threads(solve_chunk, range(0, size, max(chunk, 1)), n_threads_for(n_threads))
     x, fun, status, nit, nfev = outputs
     return x, fun, status, nit, nfev
-
-
-def _read_only(array):
-    """A read-only view: f sees the batch's own buffers (or, in round 0, the caller's arrays)."""
-    view = array.view()
-    view.flags.writeable = False
-    return view
 
 
 def _values(value, n, name, scalar=False):
@@ -567,14 +560,14 @@ class _SystemSolver:
 
     def _args_for(self, systems):
         # read-only: a system's slice of a per-system argument is a view of the caller's array
-        return [_read_only(a[..., systems]) if per else a
+        return [read_only(a[..., systems]) if per else a
                 for a, per in zip(self.args, self.per_system)]
 
     def values(self, points, systems):
         """F at ``points`` (k, n), row j belonging to system ``systems[j]`` -> (k, n)."""
         k, n = points.shape
         if self.vectorized:     # (a read-only view: points may be self.X)
-            value = np.asarray(self.F(_read_only(points.T), *self._args_for(systems)))
+            value = np.asarray(self.F(read_only(points.T), *self._args_for(systems)))
             return _checked(value, (n, k), "F", "F(X) for X of shape (n, k)").T
         out = np.empty((k, n))
         for j in range(k):
@@ -587,7 +580,7 @@ class _SystemSolver:
         k, n = points.shape
         if self.jac is not None:
             if self.vectorized:
-                value = np.asarray(self.jac(_read_only(points.T), *self._args_for(systems)))
+                value = np.asarray(self.jac(read_only(points.T), *self._args_for(systems)))
                 J = _checked(value, (n, n, k), "jac", "jac(X) for X of shape (n, k)")
                 return np.moveaxis(J, 2, 0), 1
             J = np.empty((k, n, n))

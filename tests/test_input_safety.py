@@ -210,3 +210,22 @@ def test_masked_values_are_missing_points_never_silently_used():
                                rtol=1e-9)
     with pytest.raises(ValueError, match="x must be finite"):   # no derivative at a gap
         fc.derivative(np.sin, np.ma.array([0.0, 0.5], mask=[1, 0]))
+
+
+def test_python_models_that_modify_their_arguments_raise_and_change_nothing():
+    def shifting(x, a, b):
+        x += 1.0
+        return a + b * x
+
+    def bumping(x, a, b):
+        a += 1.0
+        return a + b * x
+
+    x = np.arange(6.0)
+    y = 2.0 * x + 1.0
+    for call in (lambda: fc.fit(shifting, x, y, p0=[0.0, 1.0]),
+                 lambda: fc.fit_batch(shifting, x, np.vstack([y, y]), p0=[0.0, 1.0]),
+                 lambda: fc.fit_batch(bumping, x, np.vstack([y, y]), p0=[0.0, 1.0])):
+        with pytest.raises(ValueError, match="read-only"):
+            call()
+    np.testing.assert_array_equal(x, np.arange(6.0))
