@@ -665,12 +665,13 @@ def write_plot(path, rows, info, mode):
 
 def run_bench(args):
     """The ``bench`` command: run, print the table, write JSON/PNG; return the exit status."""
-    from ._usage_error import UsageError
+    from ._usage_error import UsageError, check_image_format
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs matplotlib: pip install 'fastcalc[plot]'") from None
+        check_image_format("--plot", args.plot)
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         folder = os.path.dirname(os.path.abspath(path)) if path else None
         if folder and not os.path.isdir(folder):   # fail now, not after minutes of timing

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._datafile import read_array, read_sigma, split_datasets
 from ._table import format_table
-from ._usage_error import UsageError
+from ._usage_error import UsageError, check_image_format
 
 __all__ = ["run_fit", "resolve_model", "fit_table"]
 
@@ -33,18 +33,6 @@ def _polynomial_degree(name):
     name like poly100000000 would otherwise exhaust the memory first)."""
     match = re.fullmatch(r"\s*poly(?:nomial)?[\s_\-]*\(?\s*(\d+)\s*\)?\s*", name.lower())
     return int(match.group(1)) if match else None
-
-
-def _check_plot_format(path):
-    """UsageError, before any fit, for a --plot-out whose extension matplotlib cannot write."""
-    suffix = Path(path).suffix[1:].lower()
-    if not suffix:
-        return                  # matplotlib's default format
-    from matplotlib.backend_bases import FigureCanvasBase
-    supported = FigureCanvasBase.get_supported_filetypes()
-    if suffix not in supported:
-        raise UsageError(f"--plot-out {path}: unsupported image format {suffix!r} (supported: "
-                         f"{', '.join(sorted(supported))})")
 
 
 def _messages(result):
@@ -123,7 +111,7 @@ def run_fit(args, parser=None):
         except ImportError:
             raise UsageError("--plot needs matplotlib: pip install 'fastcalc[plot]'") from None
         if args.plot_out:
-            _check_plot_format(args.plot_out)
+            check_image_format("--plot-out", args.plot_out)
     elif args.plot_out:
         raise UsageError("--plot-out needs --plot N (the dataset to draw)")
     degree = _polynomial_degree(args.model)

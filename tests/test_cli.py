@@ -358,6 +358,14 @@ def test_fit_plot_out_of_an_unsupported_format_is_a_usage_error(good_csv, tmp_pa
     assert not (tmp_path / "p.txt").exists()
 
 
+@needs_matplotlib
+def test_bench_plot_of_an_unsupported_format_is_refused_before_the_run(tmp_path):
+    # it used to time every workload, then end in matplotlib's traceback (exit 1)
+    proc = run_cli("bench", "--quick", "--only", "hessian", "--plot", tmp_path / "p.txt")
+    assert_usage_error(proc, "--plot", "unsupported image format 'txt'")
+    assert "[bench] area" not in proc.stderr and not (tmp_path / "p.txt").exists()
+
+
 @pytest.mark.parametrize("name", ["poly100000000", "polynomial(100000000)", "Poly-99999999999"])
 def test_fit_huge_polynomial_degree_is_checked_before_the_model_is_built(good_csv, name):
     # the 1e8 parameter names were built before the "N points but P parameters" check
