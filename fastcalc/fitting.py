@@ -58,7 +58,9 @@ Scale of the data
     (``|y / sigma|`` beyond about 1e+-60) are fitted with the weights divided by a power of two,
     so ``y * 2**k`` gives the parameters proportional to ``y`` times ``2**k`` for any
     representable scale. ``chi2`` and the covariance are reported for the data as given; when
-    they leave the double range (e.g. y ~ 1e200: chi2 ~ 1e400) they are inf or 0.
+    they leave the double range (e.g. y ~ 1e200: chi2 ~ 1e400) they are inf or 0, and so is
+    ``stderr`` where its variance is (``linear_fit``/``polyfit`` scale the standard errors back
+    on their own, so theirs stay finite).
 Statuses (per dataset)
     0 converged; 1 iteration budget exhausted or stalled away from a minimum; 2 too few points,
     no initial guess possible or singular Jacobian at the solution (covariance inf); 3 non-finite
@@ -130,11 +132,13 @@ class FitResult:
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, residuals, param_names,
-                 method="lm", input_error=""):
+                 method="lm", input_error="", stderr=None):
         self.params = np.asarray(params, dtype=np.float64)
         self.cov = np.asarray(cov, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            self.stderr = np.sqrt(np.diagonal(self.cov)).copy()
+        if stderr is None:
+            with np.errstate(invalid="ignore"):
+                stderr = np.sqrt(np.diagonal(self.cov))
+        self.stderr = np.array(stderr, dtype=np.float64)
         self.chi2 = float(chi2)
         self.dof = int(dof)
         self.redchi2 = self.chi2 / self.dof if self.dof > 0 else float("nan")
@@ -403,7 +407,9 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     ``ValueError``/``TypeError`` (no status). ``x``, ``y`` and the weights are scaled internally
     by powers of two, so any representable ``x``, ``y`` and ``sigma`` (e.g. 1e300 or 1e-300)
     work, and the parameters do not depend on a uniform ``sigma``; a result beyond the double
-    range (e.g. chi2 ~ 1e400 for y ~ 1e200) is inf or 0, without a warning.
+    range (e.g. chi2 ~ 1e400 for y ~ 1e200) is inf or 0, without a warning. The standard
+    errors are scaled back on their own, so they stay finite where only the variances in
+    ``cov`` leave the range.
 
     Examples
     --------
@@ -436,18 +442,33 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     dof = int(valid.sum()) - 2
     # back to the units of x and y: one exact (or, beyond the double range, inf or 0) ldexp
     k = np.arange(2)
+    cov, stderr = _covariance_scaled_back(cov, chi_u, dof, absolute_sigma, k, kx, ky, we)
     with np.errstate(over="ignore", under="ignore"):
         intercept, slope = np.ldexp([intercept_u, slope_u], ky - k * kx)
-        if absolute_sigma:
-            cov = np.ldexp(cov, -np.add.outer(k, k) * kx - 2 * we)
-        elif dof > 0:
-            cov = np.ldexp(cov * (chi_u / dof), 2 * ky - np.add.outer(k, k) * kx)
-        else:
-            cov = np.full((2, 2), np.inf)
         chi = float(np.ldexp(chi_u, 2 * (ky + we)))
         resid = np.full(y.shape, np.nan)
         resid[valid] = y[valid] - np.ldexp(slope_u * uv + intercept_u, ky)
-    return FitResult([intercept, slope], cov, chi, dof, 0, 0, 0, resid, ("a", "b"))
+    return FitResult([intercept, slope], cov, chi, dof, 0, 0, 0, resid, ("a", "b"),
+                     stderr=stderr)
+
+
+def _covariance_scaled_back(cov_u, chi_u, dof, absolute_sigma, k, kx, ky, we):
+    """``(cov, stderr)`` of ``c_k = d_k 2**(ky - k kx)`` from the covariance ``cov_u`` of the
+    ``d_k`` fitted to x, y divided by ``2**kx``, ``2**ky`` with weights ``w 2**we``.
+
+    Each is one exact ldexp (inf or 0 only beyond the double range). The standard errors are
+    scaled back from ``sqrt(diag(cov_u))`` (half the exponent), not taken from the scaled-back
+    variances, so a representable one (1e199) is not lost to its variance (1e398)."""
+    if absolute_sigma:
+        exponents = -k * kx - we
+    elif dof > 0:
+        cov_u = cov_u * (chi_u / dof)
+        exponents = ky - k * kx
+    else:
+        return np.full(cov_u.shape, np.inf), np.full(k.size, np.inf)
+    with np.errstate(over="ignore", under="ignore"):
+        return (np.ldexp(cov_u, np.add.outer(exponents, exponents)),
+                np.ldexp(np.sqrt(np.diagonal(cov_u)), exponents))
 
 
 def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
@@ -526,20 +547,14 @@ def polyfit(x, y, deg, sigma=None, *, absolute_sigma=False):
     # back to the units of x and y, c_k = d_k 2**(ky - k kx): one exact (or, beyond the double
     # range, inf or 0) ldexp
     k = np.arange(n)
-    kk = np.add.outer(k, k)
+    cov, stderr = _covariance_scaled_back(cov_u, chi_u, dof, absolute_sigma, k, kx, ky, we)
     with np.errstate(over="ignore", under="ignore"):
         coef = np.ldexp(coef_u, ky - k * kx)
-        if absolute_sigma:
-            cov = np.ldexp(cov_u, -kk * kx - 2 * we)
-        elif dof > 0:
-            cov = np.ldexp(cov_u * (chi_u / dof), 2 * ky - kk * kx)
-        else:
-            cov = np.full((n, n), np.inf)
         chi = float(np.ldexp(chi_u, 2 * (ky + we)))
         resid = np.full(y.shape, np.nan)
         resid[valid] = y[valid] - np.ldexp(fitted_u, ky)
     names = tuple(f"c{k}" for k in range(n))
-    return FitResult(coef, cov, chi, dof, 0, 0, 0, resid, names)
+    return FitResult(coef, cov, chi, dof, 0, 0, 0, resid, names, stderr=stderr)
 
 
 # ---------------------------------------------------------------------------------------------

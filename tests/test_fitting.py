@@ -1107,3 +1107,18 @@ def test_compiled_model_is_equivariant_under_scaling_of_y(rng):
             assert_array_equal(r.status, [0, 0])
             assert_array_equal(r.params[0], ref.params)
             assert_allclose(r.params[1] / S, ref.params, rtol=1e-6 if jac is None else 1e-7)
+
+
+@pytest.mark.parametrize("k", [-700, -400, 400, 700])
+def test_linear_fit_and_polyfit_stderr_survive_variances_beyond_the_double_range(k):
+    # at y * 2**700 the variances (~2**1400) overflow, but the standard errors do not
+    x = np.arange(8.0)
+    y = 1.0 + 2.0 * x + 0.3 * x**2 + np.array([0.1, -0.2, 0.05, 0.1, -0.1, 0.02, 0.07, -0.04])
+    for fit_to in (lambda yy, **kw: linear_fit(x, yy, **kw),
+                   lambda yy, **kw: polyfit(x, yy, 2, **kw)):
+        base = fit_to(y)
+        scaled = fit_to(np.ldexp(y, k))
+        np.testing.assert_array_equal(scaled.stderr, np.ldexp(base.stderr, k))
+        absolute = fit_to(np.ldexp(y, k), sigma=np.ldexp(0.1, k), absolute_sigma=True)
+        np.testing.assert_array_equal(absolute.stderr,
+                                      np.ldexp(fit_to(y, sigma=0.1, absolute_sigma=True).stderr, k))
