@@ -1134,6 +1134,21 @@ cdef double fd_step(FitState *s, int k) noexcept nogil:
     return h
 
 
+cdef void fd_column(int m, const double *w, const double *shifted, const double *values,
+                    double step, double *column) noexcept nogil:
+    """column = w (shifted - values) / step, by the reciprocal of the step (one division per
+    column), or by dividing where that reciprocal overflows (a subnormal step: parameters near
+    1e-300)."""
+    cdef int i
+    cdef double inverse = 1.0 / step
+    if not isfinite(inverse):
+        for i in range(m):
+            column[i] = w[i] * (shifted[i] - values[i]) / step
+    else:
+        for i in range(m):
+            column[i] = w[i] * (shifted[i] - values[i]) * inverse
+
+
 cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
     """J at s.params from the compiled Jacobian callable, or forward differences."""
     cdef int m = pr.m, P = s.nparams, i, k, j, rc
@@ -1161,9 +1176,7 @@ cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
         pr.fd_params[j] = s.params[j]
         if rc != 0:
             return CALLBACK_ERROR
-        step = 1.0 / step
-        for i in range(m):
-            s.jac[i + <Py_ssize_t>k * m] = pr.w[i] * (pr.fd_values[i] - s.values[i]) * step
+        fd_column(m, pr.w, pr.fd_values, s.values, step, s.jac + <Py_ssize_t>k * m)
     return SUCCESS
 
 
@@ -1564,7 +1577,7 @@ cdef void _fd_jacobians(object evaluate, FitState *states, object params, object
     cdef Py_ssize_t na = rview.shape[0], a, i, k, kk, r
     cdef int j, first, count, block = n if in_one_call else 1
     cdef FitState *s
-    cdef double h, w
+    cdef double h
     cdef double[:, ::1] sview
     cdef double[::1] hview
     cdef const double[:, ::1] vals
@@ -1590,7 +1603,7 @@ cdef void _fd_jacobians(object evaluate, FitState *states, object params, object
                     if has_bounds and pview[a, j] + h > upper[j]:
                         h = -h
                     sview[r, j] = pview[a, j] + h
-                    hview[r] = 1.0 / (sview[r, j] - pview[a, j])   # the step actually taken
+                    hview[r] = sview[r, j] - pview[a, j]    # the step actually taken
         vals = _values(evaluate, shifted, np.tile(rows, count) if count > 1 else rows, m)
         with nogil:
             for a in range(na):
@@ -1599,11 +1612,12 @@ cdef void _fd_jacobians(object evaluate, FitState *states, object params, object
                 for kk in range(count):
                     k = first + kk
                     r = kk * na + a
-                    h = hview[r]
+                    # a missing point's weight is 0 (its value may be anything finite or not)
+                    fd_column(<int>m, &W[rview[a], 0], &vals[r, 0], s.values, hview[r],
+                              s.jac + k * m)
                     for i in range(m):
-                        w = W[rview[a], i]
-                        s.jac[i + k * m] = (w * (vals[r, i] - s.values[i]) * h
-                                            if w != 0.0 else 0.0)
+                        if W[rview[a], i] == 0.0:
+                            s.jac[i + k * m] = 0.0
                 if first + count == n:
                     state_jacobian_ready(s)
 

@@ -95,6 +95,11 @@ _PYTHON_CHUNK = 1280
 _PYTHON_GROUPS_MULTIPLE = 4
 _COMPILED_CHUNK = 65536
 _MAX_INT = 2**31 - 1
+# A sigma below 2**-1000 would give a weight 1/sigma beyond the double range (subnormal sigma):
+# its dataset's sigma is multiplied by 2**_SIGMA_SHIFT, which the kernels see as data of unusual
+# scale; chi2 and the covariance are corrected back afterwards (_unshift_sigma).
+_SIGMA_TINY = 2.0 ** -1000
+_SIGMA_SHIFT = 128
 
 
 def _python_group_size(n_datasets):
@@ -745,6 +750,7 @@ class _Problem:
         else:
             self._bad_rows(~np.isfinite(xrows).all(axis=1), "x contains NaN or inf")
         # ----- sigma
+        self.sigma_shift = None
         if sigma is None:
             self.sigma = None
             self.W = None
@@ -762,6 +768,12 @@ class _Problem:
             if shared and bad[0]:
                 raise ValueError("sigma must be finite and > 0")
             self._bad_rows(bad, "sigma must be finite and > 0")
+            with np.errstate(invalid="ignore"):
+                tiny = (s < _SIGMA_TINY).any(axis=1) & (s < 2.0 ** (1023 - _SIGMA_SHIFT)).all(
+                    axis=1)
+            self.sigma_shift = np.where(tiny, _SIGMA_SHIFT, 0) if tiny.any() else None
+            if self.sigma_shift is not None:
+                s = np.ldexp(s, self.sigma_shift[:, None])
             self.sigma = np.ascontiguousarray(s)
         # ----- fixed
         mask = np.zeros(P, dtype=bool)
@@ -893,6 +905,18 @@ class _Problem:
         self.p0[bad] = np.nan if self.use_guess else np.where(
             np.isfinite(self.lower), self.lower, np.where(np.isfinite(self.upper), self.upper, 0.0))
 
+    def _unshift_sigma(self, out):
+        """chi2 (and the absolute-sigma covariance) of datasets fitted with sigma * 2**shift."""
+        if self.sigma_shift is None:
+            return
+        _, cov, chi, *_ = out
+        shift = np.broadcast_to(self.sigma_shift, (self.N,))
+        rows = np.flatnonzero(shift)
+        with np.errstate(over="ignore", under="ignore"):
+            chi[rows] = np.ldexp(chi[rows], 2 * shift[rows])
+            if self.absolute_sigma:
+                cov[rows] = np.ldexp(cov[rows], -2 * shift[rows][:, None, None])
+
     def _mark_bad_rows(self, out):
         if self.bad_status is None:
             return
@@ -952,6 +976,7 @@ class _Problem:
         finally:
             if bar is not None:
                 bar.close()
+        self._unshift_sigma(out)
         self._mark_bad_rows(out)
         return out
 

@@ -1122,3 +1122,25 @@ def test_linear_fit_and_polyfit_stderr_survive_variances_beyond_the_double_range
         absolute = fit_to(np.ldexp(y, k), sigma=np.ldexp(0.1, k), absolute_sigma=True)
         np.testing.assert_array_equal(absolute.stderr,
                                       np.ldexp(fit_to(y, sigma=0.1, absolute_sigma=True).stderr, k))
+
+
+@pytest.mark.parametrize("model", [models.line, lambda x, a, b: a + b * x], ids=["builtin",
+                                                                                 "python"])
+def test_subnormal_sigma_fits_like_the_rescaled_problem(model):
+    # 1/sigma overflows for sigma = 2**-1040 (status 3 before); y / sigma is ordinary
+    x = np.arange(6.0)
+    y = 1.0 + 2.0 * x + np.array([0.1, -0.2, 0.05, 0.1, -0.1, 0.02])
+    base = fit(model, x, y, p0=[1.0, 1.0], sigma=2.0 ** -40, absolute_sigma=True)
+    tiny = fit(model, x, np.ldexp(y, -1000), p0=np.ldexp([1.0, 1.0], -1000),
+               sigma=2.0 ** -1040, absolute_sigma=True)
+    assert tiny.status == 0
+    np.testing.assert_allclose(tiny.params, np.ldexp(base.params, -1000), rtol=1e-6)
+    np.testing.assert_allclose(tiny.chi2, base.chi2, rtol=1e-6)
+    batch = fit_batch(model, x, np.vstack([np.ldexp(y, -1000), y]),
+                      p0=[[2.0 ** -1000, 2.0 ** -1000], [1.0, 1.0]],
+                      sigma=np.vstack([np.full(6, 2.0 ** -1040), np.full(6, 2.0 ** -40)]),
+                      absolute_sigma=True)
+    np.testing.assert_array_equal(batch.status, [0, 0])
+    np.testing.assert_allclose(batch.params[0], np.ldexp(batch.params[1], -1000), rtol=1e-6)
+    np.testing.assert_allclose(batch.chi2[0], batch.chi2[1], rtol=1e-6)
+    np.testing.assert_allclose(batch.cov[1], base.cov, rtol=1e-6)
