@@ -28,7 +28,8 @@ Guesses are O(npts) (except sine on unsorted x: a periodogram scan, O(npts^2)), 
 nothing (polynomials above degree MAX_STACK_PARAMS - 1 use one malloc), touch no Python and
 are thread-safe: fit_batch calls them inside prange loops.
 """
-from libc.math cimport atan2, cos, exp, fabs, hypot, isfinite, log, pow, sin, sqrt, INFINITY, M_PI, NAN
+from libc.math cimport (atan2, cos, exp, fabs, fmax, hypot, ilogb, isfinite, ldexp, log, pow,
+                        sin, sqrt, INFINITY, M_PI, NAN)
 from libc.stdlib cimport free, malloc
 
 import numpy as np
@@ -955,25 +956,29 @@ cdef int power_law_evaluate(int npts, const double *x, int nparams, const double
 cdef int power_law_guess(int npts, const double *x, const double *y, int nparams,
                          double *p0) noexcept nogil:
     # log|y| = log|A| + k log x, fitted with weights y^2 (rows scaled by |y|) over the points
-    # of the majority sign, so noisy values near zero hardly count.
+    # of the majority sign, so noisy values near zero hardly count. The row weights are |y|
+    # divided by a power of two near the largest (exact: the same solution), so |y| ~ 1e200
+    # does not overflow the least squares.
     cdef double R[4]
     cdef double qtb[2]
     cdef double row[2]
     cdef double coef[2]
-    cdef double total = 0.0, log_ref = 0.0, sign, z, count = 0.0
-    cdef int i
+    cdef double total = 0.0, log_ref = 0.0, sign, z, weight, count = 0.0, largest = 0.0
+    cdef int i, e
     for i in range(npts):
         if not usable(x[i], y[i]):
             continue
         if not x[i] > 0.0:
             return GUESS_BAD_DOMAIN
         total += y[i]
+        largest = fmax(largest, fabs(y[i]))
         log_ref += log(x[i])
         count += 1.0
-    if count < 2.0:
+    if count < 2.0 or largest == 0.0:
         return GUESS_TOO_FEW_POINTS
     log_ref /= count
     sign = 1.0 if total >= 0.0 else -1.0
+    e = ilogb(largest)
     lsq_reset(R, qtb, 2)
     for i in range(npts):
         if not usable(x[i], y[i]):
@@ -981,9 +986,10 @@ cdef int power_law_guess(int npts, const double *x, const double *y, int nparams
         z = sign * y[i]
         if z <= 0.0:
             continue
-        row[0] = z
-        row[1] = z * (log(x[i]) - log_ref)
-        lsq_add_row(R, qtb, 2, row, z * log(z))
+        weight = ldexp(z, -e)
+        row[0] = weight
+        row[1] = weight * (log(x[i]) - log_ref)
+        lsq_add_row(R, qtb, 2, row, weight * log(z))
     if lsq_solve(R, qtb, 2, coef) != 0:
         return GUESS_TOO_FEW_POINTS
     p0[0] = sign * exp(coef[0] - coef[1] * log_ref)

@@ -435,3 +435,13 @@ def test_all_models_listed_and_named():
     assert {m.model_id for m in map(models.get_model, ["line", "poly2", "exponential",
             "gaussian", "lorentzian", "logistic", "power_law", "sine",
             "gaussian_2d"])} == set(ModelId)
+
+
+@pytest.mark.parametrize("k", [-700, -300, 300, 700])
+def test_power_law_guess_does_not_depend_on_the_scale_of_y(k):
+    # its least squares were weighted by |y| itself, which overflowed above |y| ~ 1e154
+    x = np.linspace(0.5, 5.0, 7)
+    y = 3.0 * x ** -1.5 * (1.0 + 0.01 * np.sin(5 * x))
+    base = models.power_law.guess(x, y)
+    scaled = models.power_law.guess(x, np.ldexp(y, k))
+    np.testing.assert_allclose(scaled, [np.ldexp(base[0], k), base[1]], rtol=1e-12)
