@@ -107,11 +107,13 @@ class DifferentiationResult(OptimizeResult):
     df : ndarray
         The derivative (gradient, Jacobian, Hessian).
     error : ndarray
-        Error estimate of each entry (truncation + rounding for ``"richardson"``; the rounding
-        error for the other methods, whose truncation error is not measured).
+        Error estimate of each entry (truncation + rounding for ``"richardson"`` and for the
+        one-sided fallback entries of :func:`hessian`; the rounding error for the other
+        methods, whose truncation error is not measured).
     status : ndarray of int
-        Per component: 0 success, 1 a Richardson table that did not converge (its error
-        estimate is unreliable), 3 a non-finite value that no stencil could avoid.
+        Per component: 0 success, 1 a Richardson table (or extrapolated Hessian fallback)
+        that did not converge (its value and error estimate are unreliable), 3 a non-finite
+        value that no stencil could avoid.
     success : bool
         True when every status is 0.
     nfev : int
@@ -1012,9 +1014,14 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     -------
     ndarray, shape (n, n), or DifferentiationResult
         ``status`` in the result is per entry ``(n, n)``. An entry whose stencil meets a
-        non-finite value is recomputed with one-sided stencils (accuracy 2, every
-        forward/backward combination of its two axes); only if all fail is it NaN with
-        status 3. The ``grad`` path has the per-component fallback of :func:`jacobian`.
+        non-finite value is recomputed with one-sided stencils (accuracy 2, the first
+        forward/backward combination of its two axes whose points are finite),
+        Richardson-extrapolated at steps sliding down from the accuracy-2 step (from the
+        largest Richardson step for ``"richardson"``) until the table converges: its error
+        estimate then includes the truncation error, and an entry whose table does not
+        converge (no finite second derivative, e.g. ``sqrt`` at 0) gets status 1. Only if
+        every combination fails is it NaN with status 3. The ``grad`` path has the
+        per-component fallback of :func:`jacobian`.
 
     Raises
     ------
@@ -1027,8 +1034,9 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
 
     Notes
     -----
-    Failure behaviour: entries whose stencil meets non-finite values fall back to one-sided
-    stencils; entries that still fail are NaN with status 3 (no exception, no warning).
+    Failure behaviour: entries whose stencil meets non-finite values fall back to extrapolated
+    one-sided stencils (status 1 if they do not converge); entries that still fail are NaN with
+    status 3 (no exception, no warning).
 
     Examples
     --------
@@ -1089,9 +1097,10 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         failed = np.bitwise_or.reduce(bad, axis=0) != 0
         if failed.any():
             base_h = np.array(_steps(x, step, "central", 2, 2))   # suits accuracy 2
-            fixed, fixed_value, fixed_error, extra = _hessian_fallback(
-                function, x, base_h, np.flatnonzero(failed), n_threads)
+            fixed, fixed_value, fixed_error, fixed_unconverged, extra = _hessian_fallback(
+                function, x, h if richardson else base_h, np.flatnonzero(failed), n_threads)
             value[fixed], estimate[fixed] = fixed_value, fixed_error
+            unconverged[fixed] = fixed_unconverged
             failed[fixed] = False
             nfev += extra
         value = np.where(failed, np.nan, value)
@@ -1106,63 +1115,103 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
 
 
 def _hessian_fallback(function, x, h, failed, n_threads):
-    """One-sided second differences (accuracy 2) for the unique entries ``failed``.
+    """One-sided second differences (accuracy 2), Richardson-extrapolated, for the unique
+    entries ``failed``.
 
     Every sign combination of the one-sided stencils (forward/backward along each axis of the
-    entry) is evaluated in one batch; an entry takes the first combination whose points are all
-    finite. Returns ``(fixed entries, values, errors, nfev)``.
+    entry) is evaluated at the steps ``h / 2**k`` (``k < 6``) in one batch; an entry takes the
+    first combination whose points are all finite (else the first whose smallest step is, the
+    steps then sliding down past the non-finite region). Its table then slides to smaller
+    steps until it converges (:func:`_adaptive_romberg`), which gives an honest error estimate:
+    a single one-sided difference at a step comparable to the distance to a singularity (the
+    edge of the domain of ``sqrt`` or ``log``) was wrong by up to 100% with the rounding error
+    as its estimate. Returns ``(fixed entries, values, errors, unconverged (of fixed), nfev)``.
     """
     n = x.size
     t = _hessian_template(n)
     rows = np.concatenate([np.arange(n), t["upper_i"]])[failed]
     cols = np.concatenate([np.arange(n), t["upper_j"]])[failed]
-    first_index, first_value, second_index, second_value = [], [], [], []
-    output, point, coefficient, scale, owner = [], [], [], [], []
+    # one row per (entry, sign combination); its terms f(x + a h_i e_i + b h_j e_j) * w
+    row_entry, row_i, row_j = [], [], []
+    term_row, term_a, term_b, term_w = [], [], [], []
+    for position, (i, j) in enumerate(zip(rows, cols)):
+        if i == j:
+            combinations = [[(s, 0.0, w) for s, w in zip(*stencil(kind, 2, 2)[:2])]
+                            for kind in ("forward", "backward")]
+        else:
+            one_sided = [stencil(kind, 2, 1)[:2] for kind in ("forward", "backward")]
+            combinations = [[(a, b, wa * wb) for a, wa in zip(*side_i) for b, wb in zip(*side_j)]
+                            for side_i in one_sided for side_j in one_sided]
+        for terms in combinations:
+            for a, b, w in terms:
+                term_row.append(len(row_entry)), term_a.append(a), term_b.append(b)
+                term_w.append(w)
+            row_entry.append(position), row_i.append(i), row_j.append(j)
+    row_entry, row_i, row_j = np.array(row_entry), np.array(row_i), np.array(row_j)
+    term_row, term_a, term_b, term_w = (np.array(term_row), np.array(term_a), np.array(term_b),
+                                        np.array(term_w))
+    diagonal = row_i == row_j
+    size = np.maximum(np.abs(x[row_i]), np.abs(x[row_j]))
 
     @_quietly
-    def add_point(i, a, j, b):
-        first_index.append(i if a else -1)
-        first_value.append(x[i] + a * h[i] if a else 0.0)
-        second_index.append(j if b else -1)
-        second_value.append(x[j] + b * h[j] if b else 0.0)
-        return len(first_index) - 1
+    def levels(selected, factors):
+        """Differences of the rows ``selected`` at the steps ``h * factors[k]``:
+        ``(estimates (L, r), rounding (L, r), bad (L, r), nfev)``."""
+        terms = np.flatnonzero(np.isin(term_row, selected))
+        local = np.searchsorted(selected, term_row[terms])   # row of each term within selected
+        count = len(factors)
+        shift = np.repeat(np.arange(count), terms.size)
+        factor = np.repeat(np.asarray(factors, dtype=np.float64), terms.size)
+        tr = np.tile(term_row[terms], count)
+        a, b = np.tile(term_a[terms], count), np.tile(term_b[terms], count)
+        i, j = row_i[tr], row_j[tr]
+        first_value = x[i] + a * (h[i] * factor)
+        second_value = x[j] + b * (h[j] * factor)
+        first_index = np.where(a != 0, i, -1).astype(np.intp)
+        second_index = np.where((b != 0) & ~diagonal[tr], j, -1).astype(np.intp)
+        values = _values(function, x, first_index, np.where(a != 0, first_value, 0.0),
+                         second_index, np.where(second_index >= 0, second_value, 0.0),
+                         n_threads=n_threads)
+        steps = np.asarray(factors, dtype=np.float64)[:, None]
+        scale = (1.0 / ((h[row_i[selected]] * steps) * (h[row_j[selected]] * steps))).ravel()
+        output = (np.tile(local, count) + shift * selected.size).astype(np.intp)
+        result, magnitude, bad = combine(values, output, np.arange(output.size, dtype=np.intp),
+                                         np.tile(term_w[terms], count),
+                                         np.zeros(output.size, dtype=np.int8), scale)
+        rounding = _ROUNDING_ULPS * _EPS * magnitude + _argument_rounding(
+            result, np.tile(size[selected], count), np.sqrt(np.abs(scale)))
+        shape = (count, selected.size)
+        return (result.reshape(shape), rounding.reshape(shape), bad.reshape(shape),
+                output.size)
 
-    for entry, i, j in zip(failed, rows, cols):
-        if i == j:
-            candidates = [stencil(kind, 2, 2)[:2] for kind in ("forward", "backward")]
-            for offsets, weights in candidates:
-                for s, w in zip(offsets, weights):
-                    output.append(len(scale)), point.append(add_point(i, s, i, 0))
-                    coefficient.append(w)
-                scale.append(h[i] ** -2)
-                owner.append(entry)
-            continue
-        one_sided = [stencil(kind, 2, 1)[:2] for kind in ("forward", "backward")]
-        for offsets_i, weights_i in one_sided:
-            for offsets_j, weights_j in one_sided:
-                for a, wa in zip(offsets_i, weights_i):
-                    for b, wb in zip(offsets_j, weights_j):
-                        output.append(len(scale)), point.append(add_point(i, a, j, b))
-                        coefficient.append(wa * wb)
-                scale.append(1.0 / (h[i] * h[j]))
-                owner.append(entry)
-    first_index = np.array(first_index, dtype=np.intp)
-    values = _values(function, x, first_index, np.array(first_value),
-                     np.array(second_index, dtype=np.intp), np.array(second_value),
-                     n_threads=n_threads)
-    result, magnitude, bad = combine(values, np.array(output, dtype=np.intp),
-                                     np.array(point, dtype=np.intp), np.array(coefficient),
-                                     np.zeros(len(output), dtype=np.int8), np.array(scale))
-    owner = np.array(owner)
-    fixed, fixed_value, fixed_error = [], [], []
-    for entry in failed:
-        good = np.flatnonzero((owner == entry) & (bad == 0))
-        if good.size:
-            fixed.append(entry)
-            fixed_value.append(result[good[0], 0])
-            fixed_error.append(_ROUNDING_ULPS * _EPS * magnitude[good[0], 0])
-    return (np.array(fixed, dtype=np.intp), np.array(fixed_value), np.array(fixed_error),
-            first_index.size)
+    everything = np.arange(row_entry.size)
+    estimates, rounding, bad, nfev = levels(everything,
+                                            2.0 ** -np.arange(_RICHARDSON_LEVELS))
+    clean = (bad == 0).all(axis=0)
+    chosen = np.full(failed.size, -1)
+    for position in range(failed.size):
+        candidates = np.flatnonzero(row_entry == position)
+        for usable in (clean[candidates], bad[-1, candidates] == 0):
+            if usable.any():     # all steps clean first, else the smallest step clean
+                chosen[position] = candidates[np.argmax(usable)]
+                break
+    ok = chosen >= 0
+    selected = chosen[ok]
+    if selected.size == 0:
+        empty = np.empty(0)
+        return np.empty(0, dtype=np.intp), empty, empty, np.empty(0, dtype=bool), nfev
+
+    def extend(level, active):
+        e, r, b, count = levels(selected[active], [2.0 ** -level])
+        return e[0, :, None], r[0, :, None], b[0], count
+
+    value, error, flags, extra = _adaptive_romberg(
+        estimates[:, selected, None].copy(), rounding[:, selected, None].copy(),
+        bad[:, selected].copy(), "forward", extend)
+    fixed = (flags & ~np.uint8(_UNCONVERGED)) == 0
+    unconverged = (flags & _UNCONVERGED) != 0
+    return (failed[ok][fixed], value[fixed, 0], error[fixed, 0], unconverged[fixed],
+            nfev + extra)
 
 
 @_quietly

@@ -477,3 +477,50 @@ def test_richardson_window_slides_only_for_the_elements_that_need_it():
         alone = fc.derivative(kepler, E[i:i + 1], args=(e[i:i + 1], M[i:i + 1]),
                               step=step[i], method="richardson")
         assert alone[0] == r.df[i]
+
+
+@pytest.mark.parametrize("method,accuracy", [("central", 2), ("central", 8), ("richardson", 2)])
+@pytest.mark.parametrize("vectorized", [False, True])
+def test_hessian_fallback_near_the_edge_of_the_domain_is_accurate_or_not_success(
+        method, accuracy, vectorized):
+    # the central stencil of x0 reaches x0 < 0 (NaN): the one-sided fallback at a step
+    # comparable to x0 was ~100% wrong (log: -1e12 vs -1e10 at 1e-5) with status 0
+    def sqrt_sum(x):
+        with np.errstate(invalid="ignore"):
+            return np.sqrt(x).sum(axis=0)
+
+    def log_mixed(x):
+        with np.errstate(invalid="ignore"):
+            return np.log(x[0]) + np.log(x[1]) + x[0] * x[1]
+
+    cases = [(sqrt_sum, [1e-6, 1.0], lambda x: np.diag(-0.25 * x ** -1.5)),
+             (sqrt_sum, [1e-8, 2.0], lambda x: np.diag(-0.25 * x ** -1.5)),
+             (sqrt_sum, [1e-7, 1e-7], lambda x: np.diag(-0.25 * x ** -1.5)),
+             (log_mixed, [1e-5, 1e-5], lambda x: np.diag(-1.0 / x ** 2) + [[0, 1], [1, 0]]),
+             (log_mixed, [1e-6, 1.0], lambda x: np.diag(-1.0 / x ** 2) + [[0, 1], [1, 0]])]
+    for f, x, exact in cases:
+        x = np.array(x)
+        r = fc.hessian(f, x, method=method, accuracy=accuracy, vectorized=vectorized,
+                       full_output=True)
+        true_error = np.abs(r.df - exact(x))
+        scale = np.abs(exact(x)).max()
+        ok = r.status == 0
+        assert (true_error[ok] <= 1e-3 * scale).all(), (f.__name__, x, r.df, r.status)
+        # the error estimate of a successful entry is not far below the true error
+        assert (true_error[ok] <= 10 * r.error[ok] + 1e-9 * scale).all(), (x, r.error)
+        assert ok.sum() >= 3      # only the entry at the edge may give up (status 1)
+
+
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_hessian_where_the_second_derivative_is_infinite_is_not_success(method):
+    # sqrt at 0: no finite second derivative (d2/dx0dx1 of sqrt(x0) x1 is infinite too);
+    # the one-sided fallback gave -1.1e5 (or -1.7e12) with status 0
+    with np.errstate(invalid="ignore"):
+        r = fc.hessian(lambda x: np.sqrt(x[0]) + np.sqrt(x[1]), [0.0, 1.0], method=method,
+                       full_output=True)
+    assert r.status[0, 0] in (1, 3) and not r.success
+    assert r.status[1, 1] == 0 and abs(r.df[1, 1] + 0.25) < 1e-6
+    with np.errstate(invalid="ignore"):
+        r = fc.hessian(lambda x: np.sqrt(x[0]) * x[1], [0.0, 1.0], method=method,
+                       full_output=True)
+    assert r.status[0, 0] in (1, 3) and r.status[0, 1] in (1, 3) and r.status[1, 1] == 0
