@@ -21,6 +21,13 @@ Methods
     window of 6 steps that slides to smaller steps (down to ``h / 2**29``) until every
     difference of its first column shrinks at the rate of the stencil (or is at rounding
     level); if the budget ends first, the component gets status 1 (``MAX_ITERATIONS``).
+    For :func:`derivative` of order 2 to 4, a converged table is also checked against one more
+    difference at ``2**-0.5`` times its smallest step: steps near multiples of the period of
+    an oscillation (``sin`` at ``|x| ~ 1e8``) make a table converge perfectly to an aliased,
+    wrong value, which the incommensurate step exposes; such a table slides on (status 1 if
+    the budget ends). First derivatives are not cross-checked (one more stencil per element
+    on the commonest workload). The rounding error counted includes that of the points
+    ``x + s h`` themselves (``|f'|`` times their rounding, which dominates at large ``|x|``).
 
 Steps are relative by default, ``h = c * max(1, |x|)`` with ``c`` minimizing truncation plus
 rounding error of the stencil, except that above ``|x| = 10`` the step is at most
@@ -56,7 +63,8 @@ from scipy.optimize import OptimizeResult
 
 from ._arrays import real_array
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
-                             elementwise_values, relative_steps, romberg, stencil)
+                             elementwise_values, point_shifts, relative_steps, romberg,
+                             stencil)
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
 from ._status import Status, messages_of
@@ -482,16 +490,22 @@ def _unconverged(estimates, rounding, kind, base=2):
     return ~shrinking.all(axis=0)
 
 
-def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2):
+def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2, cross_check=False):
     """Romberg extrapolation over a window of steps that slides to smaller steps until the
     table converges (:func:`_unconverged`) or the step budget ends.
 
     ``estimates``, ``rounding``: ``(W, c, m)`` at steps ``h / 2**k``; ``bad``: ``(W, c)``
-    non-finite flags (all three are updated in place). ``extend(level, rows)`` returns ``(estimates (r, m), rounding, bad (r,),
-    nfev)`` at step ``h / 2**level`` for the components ``rows``. A component whose window
-    meets a non-finite value slides on while its newest step is clean (large steps reaching
-    outside the domain). Returns ``(value (c, m), error (c, m), flags (c,), nfev)``: flags hold
-    the non-finite flags of the final window and ``_UNCONVERGED`` when the budget ran out.
+    non-finite flags (all three are updated in place). ``extend(level, rows)`` returns
+    ``(estimates (r, m), rounding, bad (r,), nfev)`` at step ``h / 2**level`` for the
+    components ``rows`` (``level`` a scalar, or a float array per row for the cross-check). A
+    component whose window meets a non-finite value slides on while its newest step is clean
+    (large steps reaching outside the domain). With ``cross_check``, a converged table is
+    checked against one more difference at a step incommensurate with its own (``2**-0.5``
+    times its smallest): steps near a multiple of the period of an oscillation (sin at
+    ``|x| = 1e8``, steps ~1e5) give tables that converge perfectly, to an aliased value
+    (``f^(k) (h_eff / h)**k``), which that step exposes. A table failing it is unconverged.
+    Returns ``(value (c, m), error (c, m), flags (c,), nfev)``: flags hold the non-finite
+    flags of the final window and ``_UNCONVERGED`` when the budget ran out.
     """
     window = estimates.shape[0]
 
@@ -503,17 +517,53 @@ def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2):
     # the state of every component, updated for those whose window slides
     flags, unconverged = state()
     active = np.flatnonzero(np.where(flags != 0, bad[-1] == 0, unconverged))
-    level, nfev = window, 0
-    while active.size and level < _RICHARDSON_MAX_LEVELS:
-        e, r, b, count = extend(level, active)
+    nfev = 0
+    newest = np.full(flags.size, window - 1)     # level of each window's smallest step
+    checked = np.zeros(flags.size, dtype=bool)   # window cross-checked (as it is now)
+    if cross_check:
+        values, errors = np.empty(estimates.shape[1:]), np.empty(estimates.shape[1:])
+    while True:
+        active = active[newest[active] < _RICHARDSON_MAX_LEVELS - 1]
+        if active.size:
+            levels = newest[active] + 1
+            # one level for all (the usual case; the Hessian's extend needs it)
+            level = int(levels[0]) if (levels == levels[0]).all() else levels
+            e, r, b, count = extend(level, active)
+            nfev += count
+            estimates[:, active] = np.concatenate([estimates[1:, active], e[None]])
+            rounding[:, active] = np.concatenate([rounding[1:, active], r[None]])
+            bad[:, active] = np.concatenate([bad[1:, active], b[None]])
+            newest[active] = levels
+            checked[active] = False
+            flags[active], unconverged[active] = state(active)
+            active = active[np.where(flags[active] != 0, bad[-1, active] == 0,
+                                     unconverged[active])]
+            continue
+        rows = np.flatnonzero((flags == 0) & ~unconverged & ~checked) if cross_check else ()
+        if not len(rows):
+            break
+        # all converged tables checked in one evaluation
+        value, error = _romberg(estimates[:, rows], rounding[:, rows], kind, base)
+        values[rows], errors[rows] = value, error
+        e, r, b, count = extend(newest[rows] + 0.5, rows)
         nfev += count
-        estimates[:, active] = np.concatenate([estimates[1:, active], e[None]])
-        rounding[:, active] = np.concatenate([rounding[1:, active], r[None]])
-        bad[:, active] = np.concatenate([bad[1:, active], b[None]])
-        level += 1
-        flags[active], unconverged[active] = state(active)
-        active = active[np.where(flags[active] != 0, bad[-1, active] == 0, unconverged[active])]
-    value, error = _romberg(estimates, rounding, kind, base)
+        with _quiet():
+            # in the asymptotic regime e - value ~ (estimates[-1] - value) / 2
+            allowed = (np.abs(estimates[-1, rows] - value) + error
+                       + 10.0 * (r + rounding[-1, rows]))
+            aliased = ~(np.abs(e - value) <= allowed).all(axis=1) | (b != 0)
+        checked[rows] = True
+        # an aliased table slides on, to steps below the aliasing
+        unconverged[rows[aliased]] = True
+        active = rows[aliased]
+    if cross_check:      # the windows not cross-checked (unconverged or non-finite) remain
+        rest = np.flatnonzero(~checked)
+        if rest.size:
+            values[rest], errors[rest] = _romberg(estimates[:, rest], rounding[:, rest], kind,
+                                                  base)
+        value, error = values, errors
+    else:
+        value, error = _romberg(estimates, rounding, kind, base)
     flags = flags | np.where((flags == 0) & unconverged, _UNCONVERGED, 0).astype(np.uint8)
     return value, error, flags, nfev
 
@@ -1252,14 +1302,20 @@ def _elementwise_levels(f, x, h, offsets, weights, factors, order, args, shape):
     deltas = (factors[:, None, None] * offsets[None, :, None]) * h[None, None, :]
     with _quiet():
         points = x[None, None, :] + deltas
+    # sum |w| |shift| of the rounded points, for their rounding error (orders above 1)
+    shift = point_shifts(np.ascontiguousarray(x), np.ascontiguousarray(h),
+                         np.ascontiguousarray(offsets, dtype=np.float64),
+                         np.ascontiguousarray(weights, dtype=np.float64),
+                         np.ascontiguousarray(factors, dtype=np.float64)) if order > 1 else None
     values = _call_elementwise(f, points.reshape((-1,) + shape),
                                args).reshape(points.shape).astype(np.float64)
     with _quiet():
-        return _elementwise_combine(values, x, h, offsets, weights, factors, order)
+        return _elementwise_combine(values, x, h, offsets, weights, factors, order, shift)
 
 
-def _elementwise_combine(values, x, h, offsets, weights, factors, order):
-    """The differences of :func:`_elementwise_levels` from the values ``(L, offsets, N)``."""
+def _elementwise_combine(values, x, h, offsets, weights, factors, order, shift=None):
+    """The differences of :func:`_elementwise_levels` from the values ``(L, offsets, N)``;
+    ``shift`` (orders above 1): ``sum |w_j| |rounded point_j - (x + offset_j h)|``."""
     steps = h[None, :] * factors[:, None]
     scale = steps ** -order
     inverse_h = scale if order == 1 else 1.0 / steps
@@ -1274,9 +1330,22 @@ def _elementwise_combine(values, x, h, offsets, weights, factors, order):
     estimates *= scale
     rounding *= scale
     rounding *= _ROUNDING_ULPS * _EPS
-    argument = np.abs(estimates)                # + the rounding of the points x + s h
-    argument *= inverse_h
-    argument *= (4.0 * _EPS) * np.abs(x)
+    # + the rounding of the points x + s h: each value is off by |f'| times its point's shift
+    if order == 1:
+        argument = np.abs(estimates)            # the estimate is f'; shifts below eps |x|
+        argument *= inverse_h
+        argument *= (4.0 * _EPS) * np.abs(x)
+    else:
+        # |f'| (from the two innermost points) times sum |w| * shift / h**order, with the
+        # shift of each point computed exactly. |f^(order)| h**(1 - order) in place of |f'|
+        # (as for order 1) underestimated the error by |f'| / (|f^(order)| h**(order - 1)),
+        # 100x and more at large |x| (sin at 1e6, order 3: estimates 10x below the error).
+        a, b = _innermost_pair(offsets)
+        argument = np.abs(values[:, a, :] - values[:, b, :])
+        argument *= scale
+        argument *= 2.0 / (offsets[a] - offsets[b])       # safety factor 2
+        argument /= steps
+        argument *= shift
     rounding += argument
     bad = np.zeros(estimates.shape, dtype=np.uint8)
     if not finite.all():
@@ -1285,6 +1354,16 @@ def _elementwise_combine(values, x, h, offsets, weights, factors, order):
             if mask.any():
                 bad |= np.where((~finite_values[:, mask]).any(axis=1), flag, 0).astype(np.uint8)
     return estimates, rounding, bad, values.size
+
+
+def _innermost_pair(offsets):
+    """Indices ``(a, b)`` of two stencil points whose difference gives a first derivative:
+    offsets 1 and -1 when both are there, else 1 and 0, else 0 and -1."""
+    offsets = list(offsets)
+    for high, low in ((1, -1), (1, 0), (0, -1)):
+        if high in offsets and low in offsets:
+            return offsets.index(high), offsets.index(low)
+    raise ValueError(f"no first difference in the stencil {offsets}")
 
 
 def _restricted(args, shape, rows, compiled):
@@ -1313,15 +1392,17 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape, 
         f, x, h, offsets, weights, 2.0 ** -np.arange(_RICHARDSON_LEVELS), order, args, shape)
 
     def extend(level, rows):
-        # only the elements whose tables have not converged yet
-        e, r, b, count = _elementwise_levels(f, x[rows], h[rows], offsets, weights,
-                                             np.array([2.0 ** -level]), order,
+        # only the elements whose tables have not converged yet (level: scalar or per row)
+        e, r, b, count = _elementwise_levels(f, x[rows], h[rows] * 2.0 ** -level, offsets,
+                                             weights, np.ones(1), order,
                                              _restricted(args, shape, rows, compiled),
                                              (rows.size,))
         return e[0, :, None], r[0, :, None], b[0], count
 
+    # the cross-check costs one stencil per element: not for first derivatives (the bulk of
+    # the work, whose default steps at large |x| are much smaller)
     df, error, bad, extra = _adaptive_romberg(estimates[:, :, None], rounding[:, :, None], bad,
-                                              kind, extend)
+                                              kind, extend, cross_check=order > 1)
     return df[:, 0], error[:, 0], bad, nfev + extra
 
 
@@ -1383,8 +1464,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     with a one-sided stencil of accuracy ``min(accuracy, 4)`` (2 for ``"richardson"``,
     extrapolated, and ``"complex"``); if that fails too its derivative is NaN with status 3
     (``NON_FINITE``) in the ``full_output`` result. With ``method="richardson"`` an element
-    whose extrapolation table does not converge within the step budget keeps its value with
-    status 1 (``MAX_ITERATIONS``; its error estimate is unreliable). No exception or warning
+    whose extrapolation table does not converge within the step budget (or, for orders 2 to
+    4, whose converged table is contradicted by a difference at an incommensurate step:
+    aliasing of an oscillation) keeps its value with status 1 (``MAX_ITERATIONS``; its value
+    and error estimate are unreliable). No exception or warning
     is raised for it: check ``status`` (or NaN). Other elements are unaffected.
 
     Examples

@@ -524,3 +524,45 @@ def test_hessian_where_the_second_derivative_is_infinite_is_not_success(method):
         r = fc.hessian(lambda x: np.sqrt(x[0]) * x[1], [0.0, 1.0], method=method,
                        full_output=True)
     assert r.status[0, 0] in (1, 3) and r.status[0, 1] in (1, 3) and r.status[1, 1] == 0
+
+
+def _sin_derivative(order, w):
+    # (not sin(w x + order pi / 2): w x + pi rounds at large x)
+    sign, function = [(1, np.cos), (-1, np.sin), (-1, np.cos), (1, np.sin)][order - 1]
+    return lambda x: sign * w ** order * function(w * x)
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_richardson_error_estimate_of_higher_orders_is_honest_at_large_x(order):
+    # The rounding of the points x + s h (|f'| eps |x| / h**order) was estimated from
+    # f^(order) instead of f': 10-50x too small estimates for orders 3 and 4 at large |x|
+    x = np.array([1.0, 10.0, 123.4, 1000.0, 1e4])
+    for w, points in ((100.0, x), (1.0, np.array([1e5, 1e6, 1e7]))):
+        r = fc.derivative(lambda t: np.sin(w * t), points, order=order, method="richardson",
+                          full_output=True)
+        exact = _sin_derivative(order, w)(points)
+        true_error = np.abs(r.df - exact)
+        assert (r.status == 0).all(), (w, r.status)
+        assert (true_error <= 2.0 * r.error).all(), (w, true_error / r.error)
+        assert (true_error <= 1e-4 * np.abs(exact).max()).all()
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("vectorized_x", [False, True])
+def test_richardson_aliased_steps_are_not_success(order, vectorized_x):
+    # sin at 1e10 (order 4): the largest steps 1e9 / 2**k are near multiples of 2 pi, so the
+    # table converged perfectly to f'''' (h_eff / h)**4 = -5e-34 with status 0 (at 1e8: 6e-24
+    # for 0.93). A difference at an incommensurate step now exposes it: the table slides on
+    # (right answer) or ends with status 1
+    x = np.array([1e8, 1e10, 3.3e9, 7.7e7])
+    results = ([fc.derivative(np.sin, v, order=order, method="richardson", full_output=True)
+                for v in x] if not vectorized_x else
+               [fc.derivative(np.sin, x, order=order, method="richardson", full_output=True)])
+    df = np.concatenate([np.atleast_1d(r.df) for r in results])
+    status = np.concatenate([np.atleast_1d(r.status) for r in results])
+    error = np.concatenate([np.atleast_1d(r.error) for r in results])
+    exact = _sin_derivative(order, 1.0)(x)
+    ok = status == 0
+    assert (np.abs(df - exact)[ok] <= 1e-4).all(), (df, exact, status)
+    assert (np.abs(df - exact)[ok] <= 2.0 * error[ok]).all()
+    assert ok[0] or order != 4      # 1e8, order 4: slides past the aliasing to the answer
