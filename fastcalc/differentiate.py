@@ -43,11 +43,14 @@ below 1 near ``|x| <= 1`` get steps too large as well.
 Steps are made exactly representable (``(x + h) - x == h``). ``step=`` gives absolute steps
 (for ``"richardson"``: the largest step).
 
-A component whose stencil meets a non-finite value is recomputed with one-sided stencils of
-accuracy ``min(accuracy, 4)`` (the one-sided stencils go up to 4; for ``"richardson"``
-accuracy-2 one-sided differences, extrapolated; for ``"complex"`` accuracy 2), the side without
-the bad value first; only if those fail too is it NaN with status 3 (:class:`fastcalc.Status`
-``NON_FINITE``). ``bounds=(lb, ub)`` keeps every evaluation inside by switching components near
+A component whose stencil meets a non-finite value is recomputed, whatever the method, with
+accuracy-2 one-sided differences extrapolated like ``"richardson"`` (from the method's step,
+sliding to smaller steps until the table converges), the side without the bad value first: a
+non-finite value within a step of ``x`` means an edge of the domain or a singularity nearby,
+where a single one-sided difference at that step can be 100% wrong (``log`` near 0). Such a
+component gets the extrapolation's error estimate (truncation + rounding), status 1
+(``MAX_ITERATIONS``) if its table does not converge, and only if both sides fail is it NaN
+with status 3 (:class:`fastcalc.Status` ``NON_FINITE``). ``bounds=(lb, ub)`` keeps every evaluation inside by switching components near
 a bound to a one-sided stencil of the same accuracy as the central one (accuracy-2 one-sided
 differences, extrapolated, for ``"richardson"``), with a smaller step where even that does
 not fit.
@@ -116,8 +119,8 @@ class DifferentiationResult(OptimizeResult):
         The derivative (gradient, Jacobian, Hessian).
     error : ndarray
         Error estimate of each entry (truncation + rounding for ``"richardson"`` and for the
-        one-sided fallback entries of :func:`hessian`; the rounding error for the other
-        methods, whose truncation error is not measured).
+        components recomputed by the one-sided fallback after a non-finite value; the rounding
+        error otherwise, the truncation error of the other methods not being measured).
     status : ndarray of int
         Per component: 0 success, 1 a Richardson table (or extrapolated Hessian fallback)
         that did not converge (its value and error estimate are unreliable), 3 a non-finite
@@ -753,8 +756,11 @@ def _fallback(function, x, h, failed, bad, df, error, status, method, accuracy, 
     first; components that still fail become NaN with status NON_FINITE. Updates the arrays in
     place and returns the number of extra evaluations."""
     nfev = 0
-    richardson = method == "richardson"
-    one_sided = 2 if richardson else min(accuracy, 4)
+    # Extrapolated accuracy-2 one-sided differences whatever the method: a non-finite value
+    # within a step of x means an edge or singularity nearby, where one one-sided difference
+    # at that step was up to 100% wrong (log, sqrt near 0) with status 0; the Richardson
+    # table slides to steps that resolve it, or ends with status 1.
+    one_sided = 2
     clean_forward = (bad & 1) == 0
     first = np.where(clean_forward, "forward", "backward").astype(object)
     second = np.where(clean_forward, "backward", "forward").astype(object)
@@ -771,7 +777,7 @@ def _fallback(function, x, h, failed, bad, df, error, status, method, accuracy, 
             continue
         targets = remaining[usable]
         sub_df, sub_error, sub_bad, extra, _ = _stage(
-            function, x, targets, h[targets], kinds[usable], richardson, one_sided, m, n_threads)
+            function, x, targets, h[targets], kinds[usable], True, one_sided, m, n_threads)
         nfev += extra
         ok = (sub_bad & ~np.uint8(_UNCONVERGED)) == 0
         df[targets[ok]] = sub_df[ok]
@@ -845,9 +851,9 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
 
     Notes
     -----
-    Failure behaviour: a component whose stencil meets a non-finite value is recomputed with a
-    one-sided stencil of accuracy ``min(accuracy, 4)`` (2 for ``"richardson"``, extrapolated,
-    and ``"complex"``); if that fails too it is NaN with status 3 (``NON_FINITE``) in the
+    Failure behaviour: a component whose stencil meets a non-finite value is recomputed with
+    extrapolated accuracy-2 one-sided differences (module documentation; status 1 if their
+    table does not converge); if that fails too it is NaN with status 3 (``NON_FINITE``) in the
     ``full_output`` result (a compiled callable returning NaN is handled the same way). With
     ``method="richardson"``, an extrapolation table (central, fallback or bounds) whose
     differences still do not shrink at the rate of the stencil when the steps have slid down
@@ -1461,8 +1467,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     Notes
     -----
     Failure behaviour: an element whose stencil meets a non-finite value of ``f`` is recomputed
-    with a one-sided stencil of accuracy ``min(accuracy, 4)`` (2 for ``"richardson"``,
-    extrapolated, and ``"complex"``); if that fails too its derivative is NaN with status 3
+    with extrapolated accuracy-2 one-sided differences (module documentation; status 1 if
+    their table does not converge); if that fails too its derivative is NaN with status 3
     (``NON_FINITE``) in the ``full_output`` result. With ``method="richardson"`` an element
     whose extrapolation table does not converge within the step budget (or, for orders 2 to
     4, whose converged table is contradicted by a difference at an incommensurate step:
@@ -1526,13 +1532,13 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
                     ("backward", failed & clean_forward), ("forward", failed & ~clean_forward)]
         if method in ("forward", "backward"):
             attempts = [(_OPPOSITE[method], failed)]
-        one_sided = 2 if richardson else min(accuracy, 4)
+        # extrapolated one-sided differences whatever the method (as in _fallback)
         for kind, wanted in attempts:
             wanted = wanted & failed
             if not wanted.any():
                 continue
             sub_df, sub_error, sub_bad, extra = _elementwise_stage(
-                f, flat, h, kind, one_sided, order, richardson, args, shape, compiled)
+                f, flat, h, kind, 2, order, True, args, shape, compiled)
             nfev += extra
             fixed = wanted & ((sub_bad & ~np.uint8(_UNCONVERGED)) == 0)
             df[fixed], error[fixed] = sub_df[fixed], sub_error[fixed]

@@ -566,3 +566,30 @@ def test_richardson_aliased_steps_are_not_success(order, vectorized_x):
     assert (np.abs(df - exact)[ok] <= 1e-4).all(), (df, exact, status)
     assert (np.abs(df - exact)[ok] <= 2.0 * error[ok]).all()
     assert ok[0] or order != 4      # 1e8, order 4: slides past the aliasing to the answer
+
+
+@pytest.mark.parametrize("method,accuracy", [("central", 2), ("central", 8), ("complex", 2),
+                                             ("richardson", 2)])
+def test_one_sided_fallback_near_the_edge_of_the_domain_is_accurate_or_not_success(
+        method, accuracy):
+    # log and sqrt at x << h: the central stencil meets NaN; the one-sided fallback at the same
+    # step was up to 100% wrong with status 0 (log at 1e-6: 0.09 instead of 1e6)
+    # (x below every default step: the central stencil always meets NaN; at x ~ h a central
+    # difference of fixed step is still off by a few %, with status 0: no truncation estimate)
+    x = np.array([1e-8, 3e-7, 1e-6, 2e-6])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for f, d1 in ((np.log, lambda t: 1 / t), (np.sqrt, lambda t: 0.5 / np.sqrt(t))):
+            if method != "complex":
+                r = fc.derivative(f, x, method=method, accuracy=accuracy, full_output=True)
+                ok = r.status == 0
+                assert ok.sum() >= 3, r.status
+                np.testing.assert_allclose(r.df[ok], d1(x)[ok], rtol=1e-4)
+                assert (np.abs(r.df - d1(x))[ok] <= 10 * r.error[ok]).all()
+            for v in x:
+                # gradient (compare the scipy-like vector path) of a two-variable field
+                g = fc.gradient(lambda p: f(p[0]) + p[1] ** 2, [v, 1.0], method=method,
+                                accuracy=accuracy, full_output=True)
+                assert g.status[1] == 0 and abs(g.df[1] - 2.0) < 1e-6
+                if g.status[0] == 0:
+                    assert abs(g.df[0] / d1(v) - 1) < 1e-4, (f, v, g.df)
+                assert (g.status[0] == 0) or v < 1e-7
