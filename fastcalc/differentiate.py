@@ -21,13 +21,15 @@ Methods
     window of 6 steps that slides to smaller steps (down to ``h / 2**29``) until every
     difference of its first column shrinks at the rate of the stencil (or is at rounding
     level); if the budget ends first, the component gets status 1 (``MAX_ITERATIONS``).
-    For :func:`derivative` of order 2 to 4, a converged table is also checked against one more
-    difference at ``2**-0.5`` times its smallest step: steps near multiples of the period of
-    an oscillation (``sin`` at ``|x| ~ 1e8``) make a table converge perfectly to an aliased,
-    wrong value, which the incommensurate step exposes; such a table slides on (status 1 if
-    the budget ends). First derivatives are not cross-checked (one more stencil per element
-    on the commonest workload). The rounding error counted includes that of the points
-    ``x + s h`` themselves (``|f'|`` times their rounding, which dominates at large ``|x|``).
+    For :func:`derivative` of order 2 to 4 and :func:`hessian`, a converged table is also
+    checked against one more difference at ``2**-0.5`` times its smallest step: steps near
+    multiples of the period of an oscillation (``sin`` at ``|x| ~ 1e8``) make a table converge
+    perfectly to an aliased, wrong value, which the incommensurate step exposes; such a table
+    slides on (status 1 if the budget ends). First derivatives (:func:`derivative`,
+    :func:`gradient`, :func:`jacobian`) are not cross-checked (one more stencil per element
+    on the commonest workload): they can still alias for oscillating functions at
+    ``|x| >~ 1e6``. The rounding error counted includes that of the points ``x + s h``
+    themselves (``|f'|`` times their rounding, which dominates at large ``|x|``).
 
 Steps are relative by default, ``h = c * max(1, |x|)`` with ``c`` minimizing truncation plus
 rounding error of the stencil, except that above ``|x| = 10`` the step is at most
@@ -1059,7 +1061,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         Absolute step(s); default relative (module documentation). For ``"central"`` the base
         step ``h`` (accuracies above 2 extrapolate from ``h, 2h, ...``, up to ``8h``); for
         ``"richardson"`` the largest step (the steps then slide down until the table
-        converges; status 1 if it does not).
+        converges and agrees with one more difference at an incommensurate step; status 1
+        if it does not).
     grad : callable, scipy.LowLevelCallable or numba cfunc, optional
         Gradient ``grad(x, *args) -> (n,)`` (vectorized: ``(n, k) -> (n, k)``; compiled: a
         vector field with ``m = n``).
@@ -1139,12 +1142,23 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
             value, estimate = entries[0], rounding[0]
         elif richardson:
             def extend(level, rows):
-                e, r, b, count = _hessian_levels(function, x, h * ratio ** level, 1, ratio,
-                                                 n_threads)
-                return e[0, rows, None], r[0, rows, None], b[0, rows], count
+                # the whole stencil at each distinct level (per row for the cross-check)
+                levels = np.broadcast_to(level, rows.shape)
+                e, r = np.empty((rows.size, 1)), np.empty((rows.size, 1))
+                b, count = np.empty(rows.size, dtype=np.uint8), 0
+                for distinct in np.unique(levels):
+                    mine = levels == distinct
+                    le, lr, lb, n_points = _hessian_levels(function, x, h * ratio ** distinct,
+                                                           1, ratio, n_threads)
+                    e[mine, 0], r[mine, 0], b[mine] = (le[0, rows[mine]], lr[0, rows[mine]],
+                                                       lb[0, rows[mine]])
+                    count += n_points
+                return e, r, b, count
 
+            # cross-checked: steps near multiples of a period (sin at 1e6) alias
             value, estimate, flags, extra = _adaptive_romberg(
-                entries[:, :, None], rounding[:, :, None], bad, "central", extend)
+                entries[:, :, None], rounding[:, :, None], bad, "central", extend,
+                cross_check=True)
             value, estimate, nfev = value[:, 0], estimate[:, 0], nfev + extra
             unconverged = (flags & _UNCONVERGED) != 0
             bad = (flags & ~np.uint8(_UNCONVERGED))[None, :]

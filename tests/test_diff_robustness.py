@@ -593,3 +593,18 @@ def test_one_sided_fallback_near_the_edge_of_the_domain_is_accurate_or_not_succe
                 if g.status[0] == 0:
                     assert abs(g.df[0] / d1(v) - 1) < 1e-4, (f, v, g.df)
                 assert (g.status[0] == 0) or v < 1e-7
+
+
+def test_hessian_richardson_aliased_steps_slide_on():
+    # sin at |x| ~ 1e3..1e10: steps near multiples of 2 pi made the Hessian table converge to
+    # an aliased value with status 0 (35 of these 60 points had an error > 1e-3)
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        x = 10 ** rng.uniform(3, 10, 2)
+        r = fc.hessian(lambda v: np.sin(v[0]) + np.sin(v[1]) + 0.5e-9 * v[0] * v[1], x,
+                       method="richardson", full_output=True)
+        exact = np.diag(-np.sin(x)) + [[0, 0.5e-9], [0.5e-9, 0]]
+        error = np.abs(r.df - exact)
+        ok = r.status == 0
+        assert (error[ok] <= 1e-3).all(), (x, r.df, exact)
+        assert (error[ok] <= 10 * r.error[ok] + 1e-15).all(), (x, error, r.error)
