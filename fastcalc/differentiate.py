@@ -1248,8 +1248,26 @@ def _hessian_fallback(function, x, h, failed, n_threads):
         result, magnitude, bad = combine(values, output, np.arange(output.size, dtype=np.intp),
                                          np.tile(term_w[terms], count),
                                          np.zeros(output.size, dtype=np.int8), scale)
-        rounding = _ROUNDING_ULPS * _EPS * magnitude + _argument_rounding(
-            result, np.tile(size[selected], count), np.sqrt(np.abs(scale)))
+        # The rounding of the points moves each value by the shift of its point (computed
+        # exactly) times the slope of f along that axis, |f(x + a h e) - f(x)| / (|a| h) at
+        # the most (largest over the stencil). (|H| h in place of the slope was 1/h too small
+        # at a domain edge, log at 1: the table then slid on into rounding noise.)
+        center = np.zeros(scale.size)
+        at_x = (a == 0) & (b == 0)
+        center[output[at_x]] = values[at_x, 0]
+        change = np.abs(values[:, 0] - center[output])
+        rounding = _ROUNDING_ULPS * _EPS * magnitude[:, 0]
+        # (diagonal entries: b = 0, the second axis contributes nothing)
+        for offset, index, value, along in ((a, i, first_value, (a != 0) & (b == 0)),
+                                            (b, j, second_value, (a == 0) & (b != 0))):
+            moving = np.where(offset != 0, np.abs((value - x[index])
+                                                  - offset * (h[index] * factor)), 0.0)
+            weighted = np.bincount(output, np.abs(np.tile(term_w[terms], count)) * moving,
+                                   minlength=scale.size)
+            slope = np.zeros(scale.size)
+            np.maximum.at(slope, output[along],
+                          change[along] / (np.abs(offset[along]) * (h[index] * factor)[along]))
+            rounding += 2.0 * slope * weighted * np.abs(scale)
         shape = (count, selected.size)
         return (result.reshape(shape), rounding.reshape(shape), bad.reshape(shape),
                 output.size)

@@ -608,3 +608,18 @@ def test_hessian_richardson_aliased_steps_slide_on():
         ok = r.status == 0
         assert (error[ok] <= 1e-3).all(), (x, r.df, exact)
         assert (error[ok] <= 10 * r.error[ok] + 1e-15).all(), (x, error, r.error)
+
+
+def test_hessian_fallback_at_the_edge_itself_converges():
+    # log(x0) x1**2 with NaN for x0 < 1, at x0 = 1: the extrapolated fallback estimated the
+    # rounding of its points from |H| h instead of the slope of f (1/h too small), so its
+    # table slid on into rounding noise and ended with status 1
+    def f(v):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return float(np.where(v[0] >= 1.0, np.log(np.maximum(v[0], 1.0)), np.nan)
+                         * v[1] ** 2)
+    for method in ("central", "richardson"):
+        r = fc.hessian(f, [1.0, 2.0], method=method, full_output=True)
+        assert np.all(r.status == 0), r.status
+        np.testing.assert_allclose(r.df, [[-4.0, 4.0], [4.0, 0.0]], rtol=1e-6, atol=1e-6)
+        assert (np.abs(r.df - [[-4.0, 4.0], [4.0, 0.0]]) <= 10 * r.error + 1e-12).all()
