@@ -24,6 +24,13 @@ def compiled_values(
     m: int = ...,
     n_threads: int | None = ...,
 ) -> NDArray[np.float64]: ...
+def point_shifts(
+    x: NDArray[np.float64],
+    h: NDArray[np.float64],
+    offsets: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    factors: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
 def combine(
     values: NDArray[np.float64],
     output: NDArray[np.intp],

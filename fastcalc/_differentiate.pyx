@@ -244,6 +244,26 @@ def relative_steps(const double[::1] x, double c, double c_rel):
     return steps
 
 
+def point_shifts(const double[::1] x, const double[::1] h, const double[::1] offsets,
+                 const double[::1] weights, const double[::1] factors):
+    """``sum_j |weights[j]| |(x + d_j) - x - d_j|`` with ``d_j = (factors[l] * offsets[j]) * h``
+    (the points of ``differentiate._elementwise_levels``), shape ``(L, N)``: how far the
+    rounding of the stencil points moved them, weighted, for their rounding error."""
+    cdef Py_ssize_t n = x.shape[0], nl = factors.shape[0], no = offsets.shape[0], i, j, l
+    shifts = np.zeros((nl, n), dtype=np.float64)
+    cdef double[:, ::1] out = shifts
+    cdef double d, total
+    with nogil:
+        for l in range(nl):
+            for i in range(n):
+                total = 0.0
+                for j in range(no):
+                    d = (factors[l] * offsets[j]) * h[i]
+                    total = total + fabs(weights[j]) * fabs(((x[i] + d) - x[i]) - d)
+                out[l, i] = total
+    return shifts
+
+
 def axis_differences(UserFunction function, const double[::1] x, const double[::1] h,
                      tuple offsets, tuple weights, bint vector=False, int m=-1,
                      n_threads=None, double rounding=0.0):

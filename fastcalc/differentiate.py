@@ -21,6 +21,15 @@ Methods
     window of 6 steps that slides to smaller steps (down to ``h / 2**29``) until every
     difference of its first column shrinks at the rate of the stencil (or is at rounding
     level); if the budget ends first, the component gets status 1 (``MAX_ITERATIONS``).
+    For :func:`derivative` of order 2 to 4 and :func:`hessian`, a converged table is also
+    checked against one more difference at ``2**-0.5`` times its smallest step: steps near
+    multiples of the period of an oscillation (``sin`` at ``|x| ~ 1e8``) make a table converge
+    perfectly to an aliased, wrong value, which the incommensurate step exposes; such a table
+    slides on (status 1 if the budget ends). First derivatives (:func:`derivative`,
+    :func:`gradient`, :func:`jacobian`) are not cross-checked (one more stencil per element
+    on the commonest workload): they can still alias for oscillating functions at
+    ``|x| >~ 1e6``. The rounding error counted includes that of the points ``x + s h``
+    themselves (``|f'|`` times their rounding, which dominates at large ``|x|``).
 
 Steps are relative by default, ``h = c * max(1, |x|)`` with ``c`` minimizing truncation plus
 rounding error of the stencil, except that above ``|x| = 10`` the step is at most
@@ -36,11 +45,14 @@ below 1 near ``|x| <= 1`` get steps too large as well.
 Steps are made exactly representable (``(x + h) - x == h``). ``step=`` gives absolute steps
 (for ``"richardson"``: the largest step).
 
-A component whose stencil meets a non-finite value is recomputed with one-sided stencils of
-accuracy ``min(accuracy, 4)`` (the one-sided stencils go up to 4; for ``"richardson"``
-accuracy-2 one-sided differences, extrapolated; for ``"complex"`` accuracy 2), the side without
-the bad value first; only if those fail too is it NaN with status 3 (:class:`fastcalc.Status`
-``NON_FINITE``). ``bounds=(lb, ub)`` keeps every evaluation inside by switching components near
+A component whose stencil meets a non-finite value is recomputed, whatever the method, with
+accuracy-2 one-sided differences extrapolated like ``"richardson"`` (from the method's step,
+sliding to smaller steps until the table converges), the side without the bad value first: a
+non-finite value within a step of ``x`` means an edge of the domain or a singularity nearby,
+where a single one-sided difference at that step can be 100% wrong (``log`` near 0). Such a
+component gets the extrapolation's error estimate (truncation + rounding), status 1
+(``MAX_ITERATIONS``) if its table does not converge, and only if both sides fail is it NaN
+with status 3 (:class:`fastcalc.Status` ``NON_FINITE``). ``bounds=(lb, ub)`` keeps every evaluation inside by switching components near
 a bound to a one-sided stencil of the same accuracy as the central one (accuracy-2 one-sided
 differences, extrapolated, for ``"richardson"``), with a smaller step where even that does
 not fit.
@@ -56,7 +68,8 @@ from scipy.optimize import OptimizeResult
 
 from ._arrays import real_array
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
-                             elementwise_values, relative_steps, romberg, stencil)
+                             elementwise_values, point_shifts, relative_steps, romberg,
+                             stencil)
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
 from ._status import Status, messages_of
@@ -107,11 +120,13 @@ class DifferentiationResult(OptimizeResult):
     df : ndarray
         The derivative (gradient, Jacobian, Hessian).
     error : ndarray
-        Error estimate of each entry (truncation + rounding for ``"richardson"``; the rounding
-        error for the other methods, whose truncation error is not measured).
+        Error estimate of each entry (truncation + rounding for ``"richardson"`` and for the
+        components recomputed by the one-sided fallback after a non-finite value; the rounding
+        error otherwise, the truncation error of the other methods not being measured).
     status : ndarray of int
-        Per component: 0 success, 1 a Richardson table that did not converge (its error
-        estimate is unreliable), 3 a non-finite value that no stencil could avoid.
+        Per component: 0 success, 1 a Richardson table (or extrapolated Hessian fallback)
+        that did not converge (its value and error estimate are unreliable), 3 a non-finite
+        value that no stencil could avoid.
     success : bool
         True when every status is 0.
     nfev : int
@@ -480,16 +495,22 @@ def _unconverged(estimates, rounding, kind, base=2):
     return ~shrinking.all(axis=0)
 
 
-def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2):
+def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2, cross_check=False):
     """Romberg extrapolation over a window of steps that slides to smaller steps until the
     table converges (:func:`_unconverged`) or the step budget ends.
 
     ``estimates``, ``rounding``: ``(W, c, m)`` at steps ``h / 2**k``; ``bad``: ``(W, c)``
-    non-finite flags (all three are updated in place). ``extend(level, rows)`` returns ``(estimates (r, m), rounding, bad (r,),
-    nfev)`` at step ``h / 2**level`` for the components ``rows``. A component whose window
-    meets a non-finite value slides on while its newest step is clean (large steps reaching
-    outside the domain). Returns ``(value (c, m), error (c, m), flags (c,), nfev)``: flags hold
-    the non-finite flags of the final window and ``_UNCONVERGED`` when the budget ran out.
+    non-finite flags (all three are updated in place). ``extend(level, rows)`` returns
+    ``(estimates (r, m), rounding, bad (r,), nfev)`` at step ``h / 2**level`` for the
+    components ``rows`` (``level`` a scalar, or a float array per row for the cross-check). A
+    component whose window meets a non-finite value slides on while its newest step is clean
+    (large steps reaching outside the domain). With ``cross_check``, a converged table is
+    checked against one more difference at a step incommensurate with its own (``2**-0.5``
+    times its smallest): steps near a multiple of the period of an oscillation (sin at
+    ``|x| = 1e8``, steps ~1e5) give tables that converge perfectly, to an aliased value
+    (``f^(k) (h_eff / h)**k``), which that step exposes. A table failing it is unconverged.
+    Returns ``(value (c, m), error (c, m), flags (c,), nfev)``: flags hold the non-finite
+    flags of the final window and ``_UNCONVERGED`` when the budget ran out.
     """
     window = estimates.shape[0]
 
@@ -501,17 +522,53 @@ def _adaptive_romberg(estimates, rounding, bad, kind, extend, base=2):
     # the state of every component, updated for those whose window slides
     flags, unconverged = state()
     active = np.flatnonzero(np.where(flags != 0, bad[-1] == 0, unconverged))
-    level, nfev = window, 0
-    while active.size and level < _RICHARDSON_MAX_LEVELS:
-        e, r, b, count = extend(level, active)
+    nfev = 0
+    newest = np.full(flags.size, window - 1)     # level of each window's smallest step
+    checked = np.zeros(flags.size, dtype=bool)   # window cross-checked (as it is now)
+    if cross_check:
+        values, errors = np.empty(estimates.shape[1:]), np.empty(estimates.shape[1:])
+    while True:
+        active = active[newest[active] < _RICHARDSON_MAX_LEVELS - 1]
+        if active.size:
+            levels = newest[active] + 1
+            # one level for all (the usual case; the Hessian's extend needs it)
+            level = int(levels[0]) if (levels == levels[0]).all() else levels
+            e, r, b, count = extend(level, active)
+            nfev += count
+            estimates[:, active] = np.concatenate([estimates[1:, active], e[None]])
+            rounding[:, active] = np.concatenate([rounding[1:, active], r[None]])
+            bad[:, active] = np.concatenate([bad[1:, active], b[None]])
+            newest[active] = levels
+            checked[active] = False
+            flags[active], unconverged[active] = state(active)
+            active = active[np.where(flags[active] != 0, bad[-1, active] == 0,
+                                     unconverged[active])]
+            continue
+        rows = np.flatnonzero((flags == 0) & ~unconverged & ~checked) if cross_check else ()
+        if not len(rows):
+            break
+        # all converged tables checked in one evaluation
+        value, error = _romberg(estimates[:, rows], rounding[:, rows], kind, base)
+        values[rows], errors[rows] = value, error
+        e, r, b, count = extend(newest[rows] + 0.5, rows)
         nfev += count
-        estimates[:, active] = np.concatenate([estimates[1:, active], e[None]])
-        rounding[:, active] = np.concatenate([rounding[1:, active], r[None]])
-        bad[:, active] = np.concatenate([bad[1:, active], b[None]])
-        level += 1
-        flags[active], unconverged[active] = state(active)
-        active = active[np.where(flags[active] != 0, bad[-1, active] == 0, unconverged[active])]
-    value, error = _romberg(estimates, rounding, kind, base)
+        with _quiet():
+            # in the asymptotic regime e - value ~ (estimates[-1] - value) / 2
+            allowed = (np.abs(estimates[-1, rows] - value) + error
+                       + 10.0 * (r + rounding[-1, rows]))
+            aliased = ~(np.abs(e - value) <= allowed).all(axis=1) | (b != 0)
+        checked[rows] = True
+        # an aliased table slides on, to steps below the aliasing
+        unconverged[rows[aliased]] = True
+        active = rows[aliased]
+    if cross_check:      # the windows not cross-checked (unconverged or non-finite) remain
+        rest = np.flatnonzero(~checked)
+        if rest.size:
+            values[rest], errors[rest] = _romberg(estimates[:, rest], rounding[:, rest], kind,
+                                                  base)
+        value, error = values, errors
+    else:
+        value, error = _romberg(estimates, rounding, kind, base)
     flags = flags | np.where((flags == 0) & unconverged, _UNCONVERGED, 0).astype(np.uint8)
     return value, error, flags, nfev
 
@@ -701,8 +758,11 @@ def _fallback(function, x, h, failed, bad, df, error, status, method, accuracy, 
     first; components that still fail become NaN with status NON_FINITE. Updates the arrays in
     place and returns the number of extra evaluations."""
     nfev = 0
-    richardson = method == "richardson"
-    one_sided = 2 if richardson else min(accuracy, 4)
+    # Extrapolated accuracy-2 one-sided differences whatever the method: a non-finite value
+    # within a step of x means an edge or singularity nearby, where one one-sided difference
+    # at that step was up to 100% wrong (log, sqrt near 0) with status 0; the Richardson
+    # table slides to steps that resolve it, or ends with status 1.
+    one_sided = 2
     clean_forward = (bad & 1) == 0
     first = np.where(clean_forward, "forward", "backward").astype(object)
     second = np.where(clean_forward, "backward", "forward").astype(object)
@@ -719,7 +779,7 @@ def _fallback(function, x, h, failed, bad, df, error, status, method, accuracy, 
             continue
         targets = remaining[usable]
         sub_df, sub_error, sub_bad, extra, _ = _stage(
-            function, x, targets, h[targets], kinds[usable], richardson, one_sided, m, n_threads)
+            function, x, targets, h[targets], kinds[usable], True, one_sided, m, n_threads)
         nfev += extra
         ok = (sub_bad & ~np.uint8(_UNCONVERGED)) == 0
         df[targets[ok]] = sub_df[ok]
@@ -793,9 +853,9 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
 
     Notes
     -----
-    Failure behaviour: a component whose stencil meets a non-finite value is recomputed with a
-    one-sided stencil of accuracy ``min(accuracy, 4)`` (2 for ``"richardson"``, extrapolated,
-    and ``"complex"``); if that fails too it is NaN with status 3 (``NON_FINITE``) in the
+    Failure behaviour: a component whose stencil meets a non-finite value is recomputed with
+    extrapolated accuracy-2 one-sided differences (module documentation; status 1 if their
+    table does not converge); if that fails too it is NaN with status 3 (``NON_FINITE``) in the
     ``full_output`` result (a compiled callable returning NaN is handled the same way). With
     ``method="richardson"``, an extrapolation table (central, fallback or bounds) whose
     differences still do not shrink at the rate of the stencil when the steps have slid down
@@ -1001,7 +1061,8 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         Absolute step(s); default relative (module documentation). For ``"central"`` the base
         step ``h`` (accuracies above 2 extrapolate from ``h, 2h, ...``, up to ``8h``); for
         ``"richardson"`` the largest step (the steps then slide down until the table
-        converges; status 1 if it does not).
+        converges and agrees with one more difference at an incommensurate step; status 1
+        if it does not).
     grad : callable, scipy.LowLevelCallable or numba cfunc, optional
         Gradient ``grad(x, *args) -> (n,)`` (vectorized: ``(n, k) -> (n, k)``; compiled: a
         vector field with ``m = n``).
@@ -1012,9 +1073,14 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     -------
     ndarray, shape (n, n), or DifferentiationResult
         ``status`` in the result is per entry ``(n, n)``. An entry whose stencil meets a
-        non-finite value is recomputed with one-sided stencils (accuracy 2, every
-        forward/backward combination of its two axes); only if all fail is it NaN with
-        status 3. The ``grad`` path has the per-component fallback of :func:`jacobian`.
+        non-finite value is recomputed with one-sided stencils (accuracy 2, the first
+        forward/backward combination of its two axes whose points are finite),
+        Richardson-extrapolated at steps sliding down from the accuracy-2 step (from the
+        largest Richardson step for ``"richardson"``) until the table converges: its error
+        estimate then includes the truncation error, and an entry whose table does not
+        converge (no finite second derivative, e.g. ``sqrt`` at 0) gets status 1. Only if
+        every combination fails is it NaN with status 3. The ``grad`` path has the
+        per-component fallback of :func:`jacobian`.
 
     Raises
     ------
@@ -1027,8 +1093,9 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
 
     Notes
     -----
-    Failure behaviour: entries whose stencil meets non-finite values fall back to one-sided
-    stencils; entries that still fail are NaN with status 3 (no exception, no warning).
+    Failure behaviour: entries whose stencil meets non-finite values fall back to extrapolated
+    one-sided stencils (status 1 if they do not converge); entries that still fail are NaN with
+    status 3 (no exception, no warning).
 
     Examples
     --------
@@ -1075,12 +1142,23 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
             value, estimate = entries[0], rounding[0]
         elif richardson:
             def extend(level, rows):
-                e, r, b, count = _hessian_levels(function, x, h * ratio ** level, 1, ratio,
-                                                 n_threads)
-                return e[0, rows, None], r[0, rows, None], b[0, rows], count
+                # the whole stencil at each distinct level (per row for the cross-check)
+                levels = np.broadcast_to(level, rows.shape)
+                e, r = np.empty((rows.size, 1)), np.empty((rows.size, 1))
+                b, count = np.empty(rows.size, dtype=np.uint8), 0
+                for distinct in np.unique(levels):
+                    mine = levels == distinct
+                    le, lr, lb, n_points = _hessian_levels(function, x, h * ratio ** distinct,
+                                                           1, ratio, n_threads)
+                    e[mine, 0], r[mine, 0], b[mine] = (le[0, rows[mine]], lr[0, rows[mine]],
+                                                       lb[0, rows[mine]])
+                    count += n_points
+                return e, r, b, count
 
+            # cross-checked: steps near multiples of a period (sin at 1e6) alias
             value, estimate, flags, extra = _adaptive_romberg(
-                entries[:, :, None], rounding[:, :, None], bad, "central", extend)
+                entries[:, :, None], rounding[:, :, None], bad, "central", extend,
+                cross_check=True)
             value, estimate, nfev = value[:, 0], estimate[:, 0], nfev + extra
             unconverged = (flags & _UNCONVERGED) != 0
             bad = (flags & ~np.uint8(_UNCONVERGED))[None, :]
@@ -1089,9 +1167,10 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         failed = np.bitwise_or.reduce(bad, axis=0) != 0
         if failed.any():
             base_h = np.array(_steps(x, step, "central", 2, 2))   # suits accuracy 2
-            fixed, fixed_value, fixed_error, extra = _hessian_fallback(
-                function, x, base_h, np.flatnonzero(failed), n_threads)
+            fixed, fixed_value, fixed_error, fixed_unconverged, extra = _hessian_fallback(
+                function, x, h if richardson else base_h, np.flatnonzero(failed), n_threads)
             value[fixed], estimate[fixed] = fixed_value, fixed_error
+            unconverged[fixed] = fixed_unconverged
             failed[fixed] = False
             nfev += extra
         value = np.where(failed, np.nan, value)
@@ -1106,63 +1185,121 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
 
 
 def _hessian_fallback(function, x, h, failed, n_threads):
-    """One-sided second differences (accuracy 2) for the unique entries ``failed``.
+    """One-sided second differences (accuracy 2), Richardson-extrapolated, for the unique
+    entries ``failed``.
 
     Every sign combination of the one-sided stencils (forward/backward along each axis of the
-    entry) is evaluated in one batch; an entry takes the first combination whose points are all
-    finite. Returns ``(fixed entries, values, errors, nfev)``.
+    entry) is evaluated at the steps ``h / 2**k`` (``k < 6``) in one batch; an entry takes the
+    first combination whose points are all finite (else the first whose smallest step is, the
+    steps then sliding down past the non-finite region). Its table then slides to smaller
+    steps until it converges (:func:`_adaptive_romberg`), which gives an honest error estimate:
+    a single one-sided difference at a step comparable to the distance to a singularity (the
+    edge of the domain of ``sqrt`` or ``log``) was wrong by up to 100% with the rounding error
+    as its estimate. Returns ``(fixed entries, values, errors, unconverged (of fixed), nfev)``.
     """
     n = x.size
     t = _hessian_template(n)
     rows = np.concatenate([np.arange(n), t["upper_i"]])[failed]
     cols = np.concatenate([np.arange(n), t["upper_j"]])[failed]
-    first_index, first_value, second_index, second_value = [], [], [], []
-    output, point, coefficient, scale, owner = [], [], [], [], []
+    # one row per (entry, sign combination); its terms f(x + a h_i e_i + b h_j e_j) * w
+    row_entry, row_i, row_j = [], [], []
+    term_row, term_a, term_b, term_w = [], [], [], []
+    for position, (i, j) in enumerate(zip(rows, cols)):
+        if i == j:
+            combinations = [[(s, 0.0, w) for s, w in zip(*stencil(kind, 2, 2)[:2])]
+                            for kind in ("forward", "backward")]
+        else:
+            one_sided = [stencil(kind, 2, 1)[:2] for kind in ("forward", "backward")]
+            combinations = [[(a, b, wa * wb) for a, wa in zip(*side_i) for b, wb in zip(*side_j)]
+                            for side_i in one_sided for side_j in one_sided]
+        for terms in combinations:
+            for a, b, w in terms:
+                term_row.append(len(row_entry)), term_a.append(a), term_b.append(b)
+                term_w.append(w)
+            row_entry.append(position), row_i.append(i), row_j.append(j)
+    row_entry, row_i, row_j = np.array(row_entry), np.array(row_i), np.array(row_j)
+    term_row, term_a, term_b, term_w = (np.array(term_row), np.array(term_a), np.array(term_b),
+                                        np.array(term_w))
+    diagonal = row_i == row_j
+    size = np.maximum(np.abs(x[row_i]), np.abs(x[row_j]))
 
     @_quietly
-    def add_point(i, a, j, b):
-        first_index.append(i if a else -1)
-        first_value.append(x[i] + a * h[i] if a else 0.0)
-        second_index.append(j if b else -1)
-        second_value.append(x[j] + b * h[j] if b else 0.0)
-        return len(first_index) - 1
+    def levels(selected, factors):
+        """Differences of the rows ``selected`` at the steps ``h * factors[k]``:
+        ``(estimates (L, r), rounding (L, r), bad (L, r), nfev)``."""
+        terms = np.flatnonzero(np.isin(term_row, selected))
+        local = np.searchsorted(selected, term_row[terms])   # row of each term within selected
+        count = len(factors)
+        shift = np.repeat(np.arange(count), terms.size)
+        factor = np.repeat(np.asarray(factors, dtype=np.float64), terms.size)
+        tr = np.tile(term_row[terms], count)
+        a, b = np.tile(term_a[terms], count), np.tile(term_b[terms], count)
+        i, j = row_i[tr], row_j[tr]
+        first_value = x[i] + a * (h[i] * factor)
+        second_value = x[j] + b * (h[j] * factor)
+        first_index = np.where(a != 0, i, -1).astype(np.intp)
+        second_index = np.where((b != 0) & ~diagonal[tr], j, -1).astype(np.intp)
+        values = _values(function, x, first_index, np.where(a != 0, first_value, 0.0),
+                         second_index, np.where(second_index >= 0, second_value, 0.0),
+                         n_threads=n_threads)
+        steps = np.asarray(factors, dtype=np.float64)[:, None]
+        scale = (1.0 / ((h[row_i[selected]] * steps) * (h[row_j[selected]] * steps))).ravel()
+        output = (np.tile(local, count) + shift * selected.size).astype(np.intp)
+        result, magnitude, bad = combine(values, output, np.arange(output.size, dtype=np.intp),
+                                         np.tile(term_w[terms], count),
+                                         np.zeros(output.size, dtype=np.int8), scale)
+        # The rounding of the points moves each value by the shift of its point (computed
+        # exactly) times the slope of f along that axis, |f(x + a h e) - f(x)| / (|a| h) at
+        # the most (largest over the stencil). (|H| h in place of the slope was 1/h too small
+        # at a domain edge, log at 1: the table then slid on into rounding noise.)
+        center = np.zeros(scale.size)
+        at_x = (a == 0) & (b == 0)
+        center[output[at_x]] = values[at_x, 0]
+        change = np.abs(values[:, 0] - center[output])
+        rounding = _ROUNDING_ULPS * _EPS * magnitude[:, 0]
+        # (diagonal entries: b = 0, the second axis contributes nothing)
+        for offset, index, value, along in ((a, i, first_value, (a != 0) & (b == 0)),
+                                            (b, j, second_value, (a == 0) & (b != 0))):
+            moving = np.where(offset != 0, np.abs((value - x[index])
+                                                  - offset * (h[index] * factor)), 0.0)
+            weighted = np.bincount(output, np.abs(np.tile(term_w[terms], count)) * moving,
+                                   minlength=scale.size)
+            slope = np.zeros(scale.size)
+            np.maximum.at(slope, output[along],
+                          change[along] / (np.abs(offset[along]) * (h[index] * factor)[along]))
+            rounding += 2.0 * slope * weighted * np.abs(scale)
+        shape = (count, selected.size)
+        return (result.reshape(shape), rounding.reshape(shape), bad.reshape(shape),
+                output.size)
 
-    for entry, i, j in zip(failed, rows, cols):
-        if i == j:
-            candidates = [stencil(kind, 2, 2)[:2] for kind in ("forward", "backward")]
-            for offsets, weights in candidates:
-                for s, w in zip(offsets, weights):
-                    output.append(len(scale)), point.append(add_point(i, s, i, 0))
-                    coefficient.append(w)
-                scale.append(h[i] ** -2)
-                owner.append(entry)
-            continue
-        one_sided = [stencil(kind, 2, 1)[:2] for kind in ("forward", "backward")]
-        for offsets_i, weights_i in one_sided:
-            for offsets_j, weights_j in one_sided:
-                for a, wa in zip(offsets_i, weights_i):
-                    for b, wb in zip(offsets_j, weights_j):
-                        output.append(len(scale)), point.append(add_point(i, a, j, b))
-                        coefficient.append(wa * wb)
-                scale.append(1.0 / (h[i] * h[j]))
-                owner.append(entry)
-    first_index = np.array(first_index, dtype=np.intp)
-    values = _values(function, x, first_index, np.array(first_value),
-                     np.array(second_index, dtype=np.intp), np.array(second_value),
-                     n_threads=n_threads)
-    result, magnitude, bad = combine(values, np.array(output, dtype=np.intp),
-                                     np.array(point, dtype=np.intp), np.array(coefficient),
-                                     np.zeros(len(output), dtype=np.int8), np.array(scale))
-    owner = np.array(owner)
-    fixed, fixed_value, fixed_error = [], [], []
-    for entry in failed:
-        good = np.flatnonzero((owner == entry) & (bad == 0))
-        if good.size:
-            fixed.append(entry)
-            fixed_value.append(result[good[0], 0])
-            fixed_error.append(_ROUNDING_ULPS * _EPS * magnitude[good[0], 0])
-    return (np.array(fixed, dtype=np.intp), np.array(fixed_value), np.array(fixed_error),
-            first_index.size)
+    everything = np.arange(row_entry.size)
+    estimates, rounding, bad, nfev = levels(everything,
+                                            2.0 ** -np.arange(_RICHARDSON_LEVELS))
+    clean = (bad == 0).all(axis=0)
+    chosen = np.full(failed.size, -1)
+    for position in range(failed.size):
+        candidates = np.flatnonzero(row_entry == position)
+        for usable in (clean[candidates], bad[-1, candidates] == 0):
+            if usable.any():     # all steps clean first, else the smallest step clean
+                chosen[position] = candidates[np.argmax(usable)]
+                break
+    ok = chosen >= 0
+    selected = chosen[ok]
+    if selected.size == 0:
+        empty = np.empty(0)
+        return np.empty(0, dtype=np.intp), empty, empty, np.empty(0, dtype=bool), nfev
+
+    def extend(level, active):
+        e, r, b, count = levels(selected[active], [2.0 ** -level])
+        return e[0, :, None], r[0, :, None], b[0], count
+
+    value, error, flags, extra = _adaptive_romberg(
+        estimates[:, selected, None].copy(), rounding[:, selected, None].copy(),
+        bad[:, selected].copy(), "forward", extend)
+    fixed = (flags & ~np.uint8(_UNCONVERGED)) == 0
+    unconverged = (flags & _UNCONVERGED) != 0
+    return (failed[ok][fixed], value[fixed, 0], error[fixed, 0], unconverged[fixed],
+            nfev + extra)
 
 
 @_quietly
@@ -1203,14 +1340,20 @@ def _elementwise_levels(f, x, h, offsets, weights, factors, order, args, shape):
     deltas = (factors[:, None, None] * offsets[None, :, None]) * h[None, None, :]
     with _quiet():
         points = x[None, None, :] + deltas
+    # sum |w| |shift| of the rounded points, for their rounding error (orders above 1)
+    shift = point_shifts(np.ascontiguousarray(x), np.ascontiguousarray(h),
+                         np.ascontiguousarray(offsets, dtype=np.float64),
+                         np.ascontiguousarray(weights, dtype=np.float64),
+                         np.ascontiguousarray(factors, dtype=np.float64)) if order > 1 else None
     values = _call_elementwise(f, points.reshape((-1,) + shape),
                                args).reshape(points.shape).astype(np.float64)
     with _quiet():
-        return _elementwise_combine(values, x, h, offsets, weights, factors, order)
+        return _elementwise_combine(values, x, h, offsets, weights, factors, order, shift)
 
 
-def _elementwise_combine(values, x, h, offsets, weights, factors, order):
-    """The differences of :func:`_elementwise_levels` from the values ``(L, offsets, N)``."""
+def _elementwise_combine(values, x, h, offsets, weights, factors, order, shift=None):
+    """The differences of :func:`_elementwise_levels` from the values ``(L, offsets, N)``;
+    ``shift`` (orders above 1): ``sum |w_j| |rounded point_j - (x + offset_j h)|``."""
     steps = h[None, :] * factors[:, None]
     scale = steps ** -order
     inverse_h = scale if order == 1 else 1.0 / steps
@@ -1225,9 +1368,22 @@ def _elementwise_combine(values, x, h, offsets, weights, factors, order):
     estimates *= scale
     rounding *= scale
     rounding *= _ROUNDING_ULPS * _EPS
-    argument = np.abs(estimates)                # + the rounding of the points x + s h
-    argument *= inverse_h
-    argument *= (4.0 * _EPS) * np.abs(x)
+    # + the rounding of the points x + s h: each value is off by |f'| times its point's shift
+    if order == 1:
+        argument = np.abs(estimates)            # the estimate is f'; shifts below eps |x|
+        argument *= inverse_h
+        argument *= (4.0 * _EPS) * np.abs(x)
+    else:
+        # |f'| (from the two innermost points) times sum |w| * shift / h**order, with the
+        # shift of each point computed exactly. |f^(order)| h**(1 - order) in place of |f'|
+        # (as for order 1) underestimated the error by |f'| / (|f^(order)| h**(order - 1)),
+        # 100x and more at large |x| (sin at 1e6, order 3: estimates 10x below the error).
+        a, b = _innermost_pair(offsets)
+        argument = np.abs(values[:, a, :] - values[:, b, :])
+        argument *= scale
+        argument *= 2.0 / (offsets[a] - offsets[b])       # safety factor 2
+        argument /= steps
+        argument *= shift
     rounding += argument
     bad = np.zeros(estimates.shape, dtype=np.uint8)
     if not finite.all():
@@ -1236,6 +1392,16 @@ def _elementwise_combine(values, x, h, offsets, weights, factors, order):
             if mask.any():
                 bad |= np.where((~finite_values[:, mask]).any(axis=1), flag, 0).astype(np.uint8)
     return estimates, rounding, bad, values.size
+
+
+def _innermost_pair(offsets):
+    """Indices ``(a, b)`` of two stencil points whose difference gives a first derivative:
+    offsets 1 and -1 when both are there, else 1 and 0, else 0 and -1."""
+    offsets = list(offsets)
+    for high, low in ((1, -1), (1, 0), (0, -1)):
+        if high in offsets and low in offsets:
+            return offsets.index(high), offsets.index(low)
+    raise ValueError(f"no first difference in the stencil {offsets}")
 
 
 def _restricted(args, shape, rows, compiled):
@@ -1264,15 +1430,17 @@ def _elementwise_stage(f, x, h, kind, accuracy, order, richardson, args, shape, 
         f, x, h, offsets, weights, 2.0 ** -np.arange(_RICHARDSON_LEVELS), order, args, shape)
 
     def extend(level, rows):
-        # only the elements whose tables have not converged yet
-        e, r, b, count = _elementwise_levels(f, x[rows], h[rows], offsets, weights,
-                                             np.array([2.0 ** -level]), order,
+        # only the elements whose tables have not converged yet (level: scalar or per row)
+        e, r, b, count = _elementwise_levels(f, x[rows], h[rows] * 2.0 ** -level, offsets,
+                                             weights, np.ones(1), order,
                                              _restricted(args, shape, rows, compiled),
                                              (rows.size,))
         return e[0, :, None], r[0, :, None], b[0], count
 
+    # the cross-check costs one stencil per element: not for first derivatives (the bulk of
+    # the work, whose default steps at large |x| are much smaller)
     df, error, bad, extra = _adaptive_romberg(estimates[:, :, None], rounding[:, :, None], bad,
-                                              kind, extend)
+                                              kind, extend, cross_check=order > 1)
     return df[:, 0], error[:, 0], bad, nfev + extra
 
 
@@ -1331,11 +1499,13 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     Notes
     -----
     Failure behaviour: an element whose stencil meets a non-finite value of ``f`` is recomputed
-    with a one-sided stencil of accuracy ``min(accuracy, 4)`` (2 for ``"richardson"``,
-    extrapolated, and ``"complex"``); if that fails too its derivative is NaN with status 3
+    with extrapolated accuracy-2 one-sided differences (module documentation; status 1 if
+    their table does not converge); if that fails too its derivative is NaN with status 3
     (``NON_FINITE``) in the ``full_output`` result. With ``method="richardson"`` an element
-    whose extrapolation table does not converge within the step budget keeps its value with
-    status 1 (``MAX_ITERATIONS``; its error estimate is unreliable). No exception or warning
+    whose extrapolation table does not converge within the step budget (or, for orders 2 to
+    4, whose converged table is contradicted by a difference at an incommensurate step:
+    aliasing of an oscillation) keeps its value with status 1 (``MAX_ITERATIONS``; its value
+    and error estimate are unreliable). No exception or warning
     is raised for it: check ``status`` (or NaN). Other elements are unaffected.
 
     Examples
@@ -1394,13 +1564,13 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
                     ("backward", failed & clean_forward), ("forward", failed & ~clean_forward)]
         if method in ("forward", "backward"):
             attempts = [(_OPPOSITE[method], failed)]
-        one_sided = 2 if richardson else min(accuracy, 4)
+        # extrapolated one-sided differences whatever the method (as in _fallback)
         for kind, wanted in attempts:
             wanted = wanted & failed
             if not wanted.any():
                 continue
             sub_df, sub_error, sub_bad, extra = _elementwise_stage(
-                f, flat, h, kind, one_sided, order, richardson, args, shape, compiled)
+                f, flat, h, kind, 2, order, True, args, shape, compiled)
             nfev += extra
             fixed = wanted & ((sub_bad & ~np.uint8(_UNCONVERGED)) == 0)
             df[fixed], error[fixed] = sub_df[fixed], sub_error[fixed]

@@ -477,3 +477,149 @@ def test_richardson_window_slides_only_for_the_elements_that_need_it():
         alone = fc.derivative(kepler, E[i:i + 1], args=(e[i:i + 1], M[i:i + 1]),
                               step=step[i], method="richardson")
         assert alone[0] == r.df[i]
+
+
+@pytest.mark.parametrize("method,accuracy", [("central", 2), ("central", 8), ("richardson", 2)])
+@pytest.mark.parametrize("vectorized", [False, True])
+def test_hessian_fallback_near_the_edge_of_the_domain_is_accurate_or_not_success(
+        method, accuracy, vectorized):
+    # the central stencil of x0 reaches x0 < 0 (NaN): the one-sided fallback at a step
+    # comparable to x0 was ~100% wrong (log: -1e12 vs -1e10 at 1e-5) with status 0
+    def sqrt_sum(x):
+        with np.errstate(invalid="ignore"):
+            return np.sqrt(x).sum(axis=0)
+
+    def log_mixed(x):
+        with np.errstate(invalid="ignore"):
+            return np.log(x[0]) + np.log(x[1]) + x[0] * x[1]
+
+    cases = [(sqrt_sum, [1e-6, 1.0], lambda x: np.diag(-0.25 * x ** -1.5)),
+             (sqrt_sum, [1e-8, 2.0], lambda x: np.diag(-0.25 * x ** -1.5)),
+             (sqrt_sum, [1e-7, 1e-7], lambda x: np.diag(-0.25 * x ** -1.5)),
+             (log_mixed, [1e-5, 1e-5], lambda x: np.diag(-1.0 / x ** 2) + [[0, 1], [1, 0]]),
+             (log_mixed, [1e-6, 1.0], lambda x: np.diag(-1.0 / x ** 2) + [[0, 1], [1, 0]])]
+    for f, x, exact in cases:
+        x = np.array(x)
+        r = fc.hessian(f, x, method=method, accuracy=accuracy, vectorized=vectorized,
+                       full_output=True)
+        true_error = np.abs(r.df - exact(x))
+        scale = np.abs(exact(x)).max()
+        ok = r.status == 0
+        assert (true_error[ok] <= 1e-3 * scale).all(), (f.__name__, x, r.df, r.status)
+        # the error estimate of a successful entry is not far below the true error
+        assert (true_error[ok] <= 10 * r.error[ok] + 1e-9 * scale).all(), (x, r.error)
+        assert ok.sum() >= 3      # only the entry at the edge may give up (status 1)
+
+
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_hessian_where_the_second_derivative_is_infinite_is_not_success(method):
+    # sqrt at 0: no finite second derivative (d2/dx0dx1 of sqrt(x0) x1 is infinite too);
+    # the one-sided fallback gave -1.1e5 (or -1.7e12) with status 0
+    with np.errstate(invalid="ignore"):
+        r = fc.hessian(lambda x: np.sqrt(x[0]) + np.sqrt(x[1]), [0.0, 1.0], method=method,
+                       full_output=True)
+    assert r.status[0, 0] in (1, 3) and not r.success
+    assert r.status[1, 1] == 0 and abs(r.df[1, 1] + 0.25) < 1e-6
+    with np.errstate(invalid="ignore"):
+        r = fc.hessian(lambda x: np.sqrt(x[0]) * x[1], [0.0, 1.0], method=method,
+                       full_output=True)
+    assert r.status[0, 0] in (1, 3) and r.status[0, 1] in (1, 3) and r.status[1, 1] == 0
+
+
+def _sin_derivative(order, w):
+    # (not sin(w x + order pi / 2): w x + pi rounds at large x)
+    sign, function = [(1, np.cos), (-1, np.sin), (-1, np.cos), (1, np.sin)][order - 1]
+    return lambda x: sign * w ** order * function(w * x)
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_richardson_error_estimate_of_higher_orders_is_honest_at_large_x(order):
+    # The rounding of the points x + s h (|f'| eps |x| / h**order) was estimated from
+    # f^(order) instead of f': 10-50x too small estimates for orders 3 and 4 at large |x|
+    x = np.array([1.0, 10.0, 123.4, 1000.0, 1e4])
+    for w, points in ((100.0, x), (1.0, np.array([1e5, 1e6, 1e7]))):
+        r = fc.derivative(lambda t: np.sin(w * t), points, order=order, method="richardson",
+                          full_output=True)
+        exact = _sin_derivative(order, w)(points)
+        true_error = np.abs(r.df - exact)
+        assert (r.status == 0).all(), (w, r.status)
+        assert (true_error <= 2.0 * r.error).all(), (w, true_error / r.error)
+        assert (true_error <= 1e-4 * np.abs(exact).max()).all()
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("vectorized_x", [False, True])
+def test_richardson_aliased_steps_are_not_success(order, vectorized_x):
+    # sin at 1e10 (order 4): the largest steps 1e9 / 2**k are near multiples of 2 pi, so the
+    # table converged perfectly to f'''' (h_eff / h)**4 = -5e-34 with status 0 (at 1e8: 6e-24
+    # for 0.93). A difference at an incommensurate step now exposes it: the table slides on
+    # (right answer) or ends with status 1
+    x = np.array([1e8, 1e10, 3.3e9, 7.7e7])
+    results = ([fc.derivative(np.sin, v, order=order, method="richardson", full_output=True)
+                for v in x] if not vectorized_x else
+               [fc.derivative(np.sin, x, order=order, method="richardson", full_output=True)])
+    df = np.concatenate([np.atleast_1d(r.df) for r in results])
+    status = np.concatenate([np.atleast_1d(r.status) for r in results])
+    error = np.concatenate([np.atleast_1d(r.error) for r in results])
+    exact = _sin_derivative(order, 1.0)(x)
+    ok = status == 0
+    assert (np.abs(df - exact)[ok] <= 1e-4).all(), (df, exact, status)
+    assert (np.abs(df - exact)[ok] <= 2.0 * error[ok]).all()
+    assert ok[0] or order != 4      # 1e8, order 4: slides past the aliasing to the answer
+
+
+@pytest.mark.parametrize("method,accuracy", [("central", 2), ("central", 8), ("complex", 2),
+                                             ("richardson", 2)])
+def test_one_sided_fallback_near_the_edge_of_the_domain_is_accurate_or_not_success(
+        method, accuracy):
+    # log and sqrt at x << h: the central stencil meets NaN; the one-sided fallback at the same
+    # step was up to 100% wrong with status 0 (log at 1e-6: 0.09 instead of 1e6)
+    # (x below every default step: the central stencil always meets NaN; at x ~ h a central
+    # difference of fixed step is still off by a few %, with status 0: no truncation estimate)
+    x = np.array([1e-8, 3e-7, 1e-6, 2e-6])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for f, d1 in ((np.log, lambda t: 1 / t), (np.sqrt, lambda t: 0.5 / np.sqrt(t))):
+            if method != "complex":
+                r = fc.derivative(f, x, method=method, accuracy=accuracy, full_output=True)
+                ok = r.status == 0
+                assert ok.sum() >= 3, r.status
+                np.testing.assert_allclose(r.df[ok], d1(x)[ok], rtol=1e-4)
+                assert (np.abs(r.df - d1(x))[ok] <= 10 * r.error[ok]).all()
+            for v in x:
+                # gradient (compare the scipy-like vector path) of a two-variable field
+                g = fc.gradient(lambda p: f(p[0]) + p[1] ** 2, [v, 1.0], method=method,
+                                accuracy=accuracy, full_output=True)
+                assert g.status[1] == 0 and abs(g.df[1] - 2.0) < 1e-6
+                if g.status[0] == 0:
+                    assert abs(g.df[0] / d1(v) - 1) < 1e-4, (f, v, g.df)
+                assert (g.status[0] == 0) or v < 1e-7
+
+
+def test_hessian_richardson_aliased_steps_slide_on():
+    # sin at |x| ~ 1e3..1e10: steps near multiples of 2 pi made the Hessian table converge to
+    # an aliased value with status 0 (35 of these 60 points had an error > 1e-3)
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        x = 10 ** rng.uniform(3, 10, 2)
+        r = fc.hessian(lambda v: np.sin(v[0]) + np.sin(v[1]) + 0.5e-9 * v[0] * v[1], x,
+                       method="richardson", full_output=True)
+        exact = np.diag(-np.sin(x)) + [[0, 0.5e-9], [0.5e-9, 0]]
+        error = np.abs(r.df - exact)
+        ok = r.status == 0
+        assert (error[ok] <= 1e-3).all(), (x, r.df, exact)
+        assert (error[ok] <= 10 * r.error[ok] + 1e-15).all(), (x, error, r.error)
+
+
+def test_hessian_fallback_at_the_edge_itself_converges():
+    # log(x0) x1**2 with NaN for x0 < 1, at x0 = 1: the extrapolated fallback estimated the
+    # rounding of its points from |H| h instead of the slope of f (1/h too small), so its
+    # table slid on into rounding noise and ended with status 1
+    def f(v):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return float(np.where(v[0] >= 1.0, np.log(np.maximum(v[0], 1.0)), np.nan)
+                         * v[1] ** 2)
+    for method in ("central", "richardson"):
+        r = fc.hessian(f, [1.0, 2.0], method=method, full_output=True)
+        assert np.all(r.status == 0), r.status
+        np.testing.assert_allclose(r.df, [[-4.0, 4.0], [4.0, 0.0]], rtol=1e-6, atol=1e-6)
+        assert (np.abs(r.df - [[-4.0, 4.0], [4.0, 0.0]]) <= 10 * r.error + 1e-12).all()
