@@ -491,7 +491,13 @@ def _unconverged(estimates, rounding, kind, base=2):
         return np.zeros(estimates.shape[1:], dtype=bool)
     difference = np.abs(np.diff(estimates, axis=0))
     quiet = difference <= 10.0 * (rounding[1:] + rounding[:-1])
-    shrinking = quiet[1:] | (difference[:-1] >= difference[1:] * (2.0 ** base / 1.5))
+    # Nor may they shrink much faster than the next term allows (2**(base + 2) central,
+    # 2**(base + 1) one-sided): that is a step far beyond the scale of f (exp(300 x) at
+    # h = 1/8), whose table looks converged long before it is.
+    fastest = 2.0 ** (base + (2 if kind == "central" else 1)) * 1.5
+    ratio_ok = ((difference[:-1] >= difference[1:] * (2.0 ** base / 1.5))
+                & (difference[:-1] <= difference[1:] * fastest))
+    shrinking = quiet[1:] | ratio_ok
     return ~shrinking.all(axis=0)
 
 

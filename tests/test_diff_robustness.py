@@ -623,3 +623,14 @@ def test_hessian_fallback_at_the_edge_itself_converges():
         assert np.all(r.status == 0), r.status
         np.testing.assert_allclose(r.df, [[-4.0, 4.0], [4.0, 0.0]], rtol=1e-6, atol=1e-6)
         assert (np.abs(r.df - [[-4.0, 4.0], [4.0, 0.0]]) <= 10 * r.error + 1e-12).all()
+
+
+@pytest.mark.parametrize("k", [50.0, 300.0, 760.0])
+def test_richardson_first_steps_far_beyond_the_scale_of_f_are_not_converged(k):
+    # exp(k x) at x = 0 from h = 1/8: the first differences shrink far faster than h**2 does,
+    # which passed as convergence (300 came out 277.8, status 0)
+    r = fc.derivative(lambda t: np.exp(k * t), 0.0, method="richardson", full_output=True)
+    assert r.status == 0
+    assert abs(r.df - k) <= max(r.error, 1e-12 * k) and r.error < 1e-7 * k
+    assert fc.check_grad(lambda v: np.exp(k * v[0]), lambda v: np.array([k * np.exp(k * v[0])]),
+                         np.array([0.0])) < 1e-8
