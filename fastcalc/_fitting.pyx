@@ -20,11 +20,11 @@ of the small augmented matrix ``[R; sqrt(lam) D]``, which never squares the cond
 QR is also used when ``J^T J`` would overflow or underflow (x near 1e200 or 1e-200): its
 reflections and the column norms are computed from vectors divided by powers of two, which is
 exact, and ``D^2`` is never formed where it would leave the double range (the trust-radius slope,
-the steepest-descent step), so any representable scale of x works. Data of unusual scale (largest ``|w y|`` beyond 2^+-200) are
-fitted with their weights divided by a power of two near it (``data_scale_exponent``): the same
-problem with every quantity divided exactly, so chi2 ~ ``(w y)^2`` neither underflows (y ~ 1e-170
-used to end the fit at once with chi2 = 0) nor overflows; chi2 (and the covariance with
-``absolute_sigma``) are scaled back at the end.
+the steepest-descent step), so any representable scale of x works. Data of unusual scale
+(largest ``|w y|`` beyond 2^+-200) are fitted with their weights divided by a power of two near
+it (``data_scale_exponent``): the same problem with every quantity divided exactly, so chi2 ~
+``(w y)^2`` neither underflows (y ~ 1e-170 used to end the fit at once with chi2 = 0) nor
+overflows; chi2 (and the covariance with ``absolute_sigma``) are scaled back at the end.
 ``lam`` is not updated by a rule but chosen for a trust radius ``delta`` on ``||D dp||`` (MINPACK
 lmder/lmpar; see ``lm_step`` and the radius update in ``state_assess``).
 """

@@ -39,9 +39,13 @@ but for functions of unit scale (``sin``, ``exp``) a step that is a sizeable fra
 ``|x|`` is useless, and the large ``c`` of high accuracies made it so (h = 18 at x = 1000 for
 accuracy 8). The limit only binds when ``c > c_rel`` (high accuracies and orders, and the
 largest ``"richardson"`` step; accuracy-2 first derivatives keep ``c * max(1, |x|)``
-exactly). Limits of the rule: unit-scale functions at ``|x| >> 1e3`` still get steps too
-large for them (use ``step=`` or ``"richardson"``), and functions varying on scales much
-below 1 near ``|x| <= 1`` get steps too large as well.
+exactly). Limits of the rule: the fixed stencils (central, forward, backward) measure no
+truncation error, so their status 0 only says that every value was finite. A unit-scale
+function far from 0 gets steps too large for it: first derivatives at ``|x| >> 1e3``, and
+already at ``|x| ~ 10 to 100`` for orders 2 to 4 at accuracy 6 or 8 (the order-3, accuracy-8
+derivative of ``sin`` at 100 is 100% off, the order-4 one of ``exp`` at 20 10x); so do
+functions varying on scales much below 1 near ``|x| <= 1``. There, pass ``step=`` or use
+``"richardson"``, which measures its error and slides to smaller steps.
 Steps are made exactly representable (``(x + h) - x == h``). ``step=`` gives absolute steps
 (for ``"richardson"``: the largest step).
 
@@ -52,10 +56,10 @@ non-finite value within a step of ``x`` means an edge of the domain or a singula
 where a single one-sided difference at that step can be 100% wrong (``log`` near 0). Such a
 component gets the extrapolation's error estimate (truncation + rounding), status 1
 (``MAX_ITERATIONS``) if its table does not converge, and only if both sides fail is it NaN
-with status 3 (:class:`fastcalc.Status` ``NON_FINITE``). ``bounds=(lb, ub)`` keeps every evaluation inside by switching components near
-a bound to a one-sided stencil of the same accuracy as the central one (accuracy-2 one-sided
-differences, extrapolated, for ``"richardson"``), with a smaller step where even that does
-not fit.
+with status 3 (:class:`fastcalc.Status` ``NON_FINITE``). ``bounds=(lb, ub)`` keeps every
+evaluation inside by switching components near a bound to a one-sided stencil of the same
+accuracy as the central one (accuracy-2 one-sided differences, extrapolated, for
+``"richardson"``), with a smaller step where even that does not fit.
 """
 import math
 import warnings

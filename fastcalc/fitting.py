@@ -1241,8 +1241,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     -----
     Failure behaviour: every dataset has its own ``status`` (as for :func:`fit`); a dataset
     that fails (all NaN, invalid inputs of its own, non-finite model values, no convergence)
-    never changes the results of the others, and no warning is issued: check ``status``/``success`` (and ``stderr``, inf
-    when the covariance cannot be estimated).
+    never changes the results of the others, and no warning is issued: check
+    ``status``/``success`` (and ``stderr``, inf when the covariance cannot be estimated).
 
     Examples
     --------
