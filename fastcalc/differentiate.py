@@ -70,7 +70,7 @@ import numpy as np
 from numpy.polynomial import Polynomial
 from scipy.optimize import OptimizeResult
 
-from ._arrays import real_array
+from ._arrays import read_only, real_array
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
                              elementwise_values, point_shifts, relative_steps, romberg,
                              stencil)
@@ -1481,7 +1481,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         Absolute step(s) broadcastable to ``x``; default ``c * max(1, |x|)``, limited above
         ``|x| = 10`` (module documentation).
     args : tuple
-        Extra arguments of ``f``.
+        Extra arguments of ``f`` (array ones: per-element parameters, passed to f read-only).
     full_output : bool
         Return a :class:`DifferentiationResult` with per-element ``df``, ``error``, ``status``.
 
@@ -1547,6 +1547,8 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
         f, args = _compiled_elementwise(function, args, shape, method)
     else:
         _check_elementwise_args(args, shape)
+        # read-only: f must not change the caller's per-element parameters
+        args = tuple(read_only(a) if isinstance(a, np.ndarray) else a for a in args)
     richardson = method == "richardson"
     if method == "complex":
         h = _steps(flat, _elementwise_steps(step, shape),

@@ -229,3 +229,15 @@ def test_python_models_that_modify_their_arguments_raise_and_change_nothing():
         with pytest.raises(ValueError, match="read-only"):
             call()
     np.testing.assert_array_equal(x, np.arange(6.0))
+
+
+def test_elementwise_function_cannot_change_the_callers_parameters():
+    c = np.array([2.0, 3.0])
+
+    def f(x, c):
+        c[...] = 0.0
+        return x * x - c
+
+    with pytest.raises(ValueError, match="read-only"):
+        fc.derivative(f, np.ones(2), args=(c,))
+    np.testing.assert_array_equal(c, [2.0, 3.0])
