@@ -1127,6 +1127,34 @@ cdef double best_frequency(int npts, const double *x, const double *y, double ym
 
 cdef int sine_guess(int npts, const double *x, const double *y, int nparams,
                     double *p0) noexcept nogil:
+    # The scans below sum squares of y: data beyond ~1e150 (or below ~1e-150) are guessed from
+    # a copy divided by a power of two near the largest |y|, and A and c scaled back (exact).
+    cdef double largest = 0.0
+    cdef double *scaled
+    cdef int i, e, rc
+    for i in range(npts):
+        if usable(x[i], y[i]):
+            largest = fmax(largest, fabs(y[i]))
+    if largest == 0.0:
+        return sine_guess_scaled(npts, x, y, nparams, p0)
+    e = ilogb(largest)
+    if -400 <= e <= 400:
+        return sine_guess_scaled(npts, x, y, nparams, p0)
+    scaled = <double *>malloc(<size_t>(npts if npts > 0 else 1) * sizeof(double))
+    if scaled == NULL:
+        return GUESS_TOO_FEW_POINTS
+    for i in range(npts):
+        scaled[i] = ldexp(y[i], -e)
+    rc = sine_guess_scaled(npts, x, scaled, nparams, p0)
+    free(scaled)
+    if rc == 0:
+        p0[0] = ldexp(p0[0], e)
+        p0[3] = ldexp(p0[3], e)
+    return rc
+
+
+cdef int sine_guess_scaled(int npts, const double *x, const double *y, int nparams,
+                           double *p0) noexcept nogil:
     # omega from the zero crossings of y - mean (with hysteresis against noise) when x is
     # sorted, else from a periodogram scan up to the Nyquist frequency (O(npts^2), only for
     # unsorted x); refined by two small scans of the least-squares residual around it; then

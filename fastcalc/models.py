@@ -44,9 +44,8 @@ estimated from the data in O(m) without allocation; points with NaN y are ignore
   and 75% of the step, then the best of a few steepnesses with the levels exact.
 - power_law: a weighted least-squares line through ``log|y|`` against ``log x``.
 - sine: frequency from the zero crossings (sorted x; an O(m^2) periodogram scan for
-  unsorted x) refined by residual scans, then amplitude, phase and offset exactly. Its
-  sums of squares need ``|y|`` below about 1e150; beyond, pass ``p0`` (the fit itself works
-  at any scale).
+  unsorted x) refined by residual scans, then amplitude, phase and offset exactly (data
+  beyond 1e+-120 from a copy divided by a power of two).
 
 Examples
 --------

@@ -445,3 +445,13 @@ def test_power_law_guess_does_not_depend_on_the_scale_of_y(k):
     base = models.power_law.guess(x, y)
     scaled = models.power_law.guess(x, np.ldexp(y, k))
     np.testing.assert_allclose(scaled, [np.ldexp(base[0], k), base[1]], rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [-900, -500, 500, 900])
+def test_sine_guess_does_not_depend_on_the_scale_of_y(k):
+    # its sums of squares overflowed above |y| ~ 1e154 (a wrong omega at 1e154, an error above)
+    x = np.linspace(0.0, 10.0, 60)
+    y = 2.0 * np.sin(1.3 * x + 0.4) + 0.5
+    base = models.sine.guess(x, y)
+    np.testing.assert_array_equal(models.sine.guess(x, np.ldexp(y, k)),
+                                  base * np.ldexp(1.0, [k, 0, 0, k]))
