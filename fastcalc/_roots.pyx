@@ -131,14 +131,17 @@ cdef inline int after_value(Element *e, double fx, const Settings *s) noexcept n
             e.fa = fx
         else:
             e.b = e.x
+        # the root lies in [a, b], and x is one of its ends: |x - root| <= the width
+        if fabs(e.b - e.a) <= s.tol + s.rtol * fabs(e.x):
+            return SUCCESS
     return RUNNING
 
 
 cdef inline int after_derivative(Element *e, double df, double d2f,
                                  const Settings *s) noexcept nogil:
     """Take one step from e.x given f'(x) (and f''(x) for Halley); return a status or RUNNING."""
-    cdef double step = 0.0, x_new = 0.0, adjust, low, high
-    cdef bint bisect = False, finite
+    cdef double step = 0.0, x_new = 0.0, adjust, low, high, tolerance
+    cdef bint bisect = False, finite, nudge = False
     if s.method == SECANT:
         if e.x == e.xprev:
             if not s.bracketed:
@@ -167,7 +170,18 @@ cdef inline int after_derivative(Element *e, double df, double d2f,
         if s.bracketed:
             low = e.a if e.a < e.b else e.b
             high = e.b if e.a < e.b else e.a
-            if fabs(step) <= s.tol + s.rtol * fabs(e.x):
+            tolerance = s.tol + s.rtol * fabs(e.x)
+            if fabs(step) <= tolerance and s.method == SECANT:
+                # A secant slope can be a chord far wider than f's own scale (exp-like f after
+                # a bisection: slope 1e17, step 1e-17, "converged" 0.06 from the root; no test
+                # on the two points caught every case), so a tiny secant step is no evidence of
+                # a root. Step by half the tolerance towards the other end instead (as Brent):
+                # the bracket then closes around x, and its width decides convergence
+                # (after_value).
+                nudge = True
+                step = -0.5 * tolerance if e.x == low else 0.5 * tolerance
+                x_new = fmin(fmax(e.x - step, low), high)
+            elif fabs(step) <= tolerance:
                 # A converging step: keep it (clamped; x is an end of the bracket by now, and a
                 # step below rounding must not be mistaken for leaving the bracket).
                 x_new = fmin(fmax(x_new, low), high)
@@ -183,7 +197,7 @@ cdef inline int after_derivative(Element *e, double df, double d2f,
         e.dx = step
     if not isfinite(x_new):
         return NON_FINITE
-    if fabs(step) <= s.tol + s.rtol * fabs(x_new):
+    if fabs(step) <= s.tol + s.rtol * fabs(x_new) and not nudge:
         e.pending = 1
     e.x = x_new
     e.nit += 1

@@ -10,6 +10,10 @@ Stopping rule of :func:`newton` (per element), checked each time f is evaluated 
 * the step that produced x satisfied ``|step| <= tol + rtol * |x|``: converged (status 0) -- x is
   returned with ``fun = f(x)`` evaluated there, so ``x`` and ``fun`` always belong together, and
   an element whose f is NaN or inf is never reported converged;
+* with a ``bracket``: the bracket (which always holds the root, x at one end) has closed to
+  ``tol + rtol * |x|``: converged. A secant step below the tolerance is not taken as
+  convergence there (its slope may be a chord across the bracket, meaningless near x); x moves
+  by half the tolerance towards the other end instead, so the bracket closes;
 * ``f(x)`` NaN or inf, or a NaN/inf derivative or step: status 3; zero derivative: status 2 (with
   a bracket, a zero or non-finite derivative or step gives a bisection step instead);
   ``maxiter`` steps taken: status 1.

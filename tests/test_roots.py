@@ -361,7 +361,11 @@ def test_bracket_contains_every_evaluation_and_bad_derivatives_bisect():
     seen = []
     f = _recording(lambda x: np.sqrt(4.0 - x) - 1.9, seen)
     r = newton(f, 4.0, method="secant", bracket=(0.0, 4.0), full_output=True)
-    assert r.status == 0 and abs(r.x - (4.0 - 1.9**2)) < 1e-12
+    # a bracketed secant converges when the bracket has closed to tol (default 1.48e-8)
+    assert r.status == 0 and abs(r.x - (4.0 - 1.9**2)) <= 1.48e-8
+    r = newton(f, 4.0, method="secant", bracket=(0.0, 4.0), tol=0.0, rtol=1e-14,
+               full_output=True)
+    assert r.status == 0 and abs(r.x - (4.0 - 1.9**2)) < 1e-13
     assert min(map(min, seen)) >= 0.0 and max(map(max, seen)) <= 4.0
     r = newton(lambda x: x**3 - 1e-3, np.array([1.5]), lambda x: np.full_like(x, np.nan),
                bracket=(0, 3), full_output=True)
@@ -860,3 +864,21 @@ def test_chunks_evaluate_only_active_elements_with_their_args(rng, monkeypatch):
     np.testing.assert_array_equal(r.nfev, 2 * (r.nit + 1))
     np.testing.assert_array_equal(x0, saved[0])
     np.testing.assert_array_equal(a, saved[1])
+
+
+@pytest.mark.parametrize("kw", [{}, {"tol": 0.0, "rtol": 1e-13}])
+def test_bracketed_secant_never_reports_a_tiny_chord_step_as_a_root(kw):
+    # expm1(k (x - r)) on (0, 1): after a bisection the secant slope was a chord of ~1e17, its
+    # step ~1e-17 was taken for convergence (111 of 500 status 0 up to 0.39 from the root)
+    rng = np.random.default_rng(1)
+    k = np.exp(rng.uniform(0.0, np.log(630.0), 500))
+    root = rng.uniform(0.05, 0.95, 500)
+    x0 = rng.uniform(0.0, 1.0, 500)
+    r = newton(lambda x, k, root: np.expm1(k * (x - root)), x0, args=(k, root),
+               bracket=(0.0, 1.0), method="secant", full_output=True, **kw)
+    np.testing.assert_array_equal(r.status, 0)
+    tolerance = kw.get("tol", 1.48e-8) + kw.get("rtol", 4 * np.finfo(float).eps) * root
+    assert (np.abs(r.x - root) <= tolerance + 1e-15).all()
+    one = newton(lambda x: np.expm1(100 * (x - 0.5)), 0.9, bracket=(0.0, 1.0),
+                 method="secant", full_output=True)
+    assert one.status == 0 and abs(one.x - 0.5) <= 1.48e-8
