@@ -300,8 +300,9 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     args : tuple, optional
         Extra arguments of ``f``, the constraints and the derivatives.
     tol : float, optional
-        Converged when a Newton step changes ``(x, lambda)`` by at most
-        ``tol * max(1, max|(x, lambda)|)``; the returned point is the one after that step.
+        Converged when a Newton step changes ``x`` by at most ``tol * max(1, max|x|)`` and the
+        multipliers by at most ``tol * max(1, max|lambda|)``; the returned point is the one
+        after that step.
     maxiter : int, optional
         Maximum number of Newton steps.
     multipliers0 : array_like, shape (m,), optional
@@ -429,8 +430,11 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         lam = lam + delta[n:]
         nit += 1
         F, gf, J, gv = residual(x, lam)
-        scale = max(1.0, np.abs(x).max(), np.abs(lam).max())
-        if np.abs(delta).max() <= tol * scale and np.isfinite(F).all():
+        # x and the multipliers each relative to their own size: one multiplier of 1e12
+        # must not loosen the test on x to an absolute 100
+        if (np.abs(delta[:n]).max() <= tol * max(1.0, np.abs(x).max())
+                and np.abs(delta[n:]).max(initial=0.0) <= tol * max(1.0, np.abs(lam).max())
+                and np.isfinite(F).all()):
             status = Status.SUCCESS
             break
     fx = _scalar(function(x))

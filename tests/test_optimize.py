@@ -297,3 +297,14 @@ def test_lagrange_statuses_and_bad_input():
     x0.flags.writeable = False
     lagrange(f, circle, x0)
     np.testing.assert_array_equal(x0, [1.0, 0.5])
+
+
+def test_lagrange_a_large_multiplier_does_not_loosen_the_test_on_x():
+    # the step test used max(1, |x|, |lambda|) for everything: a multiplier of 1e12 made it an
+    # absolute 100 on x (status 0 after one step, x = (0, 4.0007, -2.0007))
+    for scale in (1e9, 1e12):
+        r = lagrange(lambda x: scale * x[0] + np.exp(x[1]) + np.exp(x[2]),
+                     [lambda x: x[0], lambda x: x[1] + x[2] - 2.0], [0.0, 5.0, -3.0])
+        assert r.status == 0
+        np.testing.assert_allclose(r.x, [0.0, 1.0, 1.0], atol=1e-10)
+        np.testing.assert_allclose(r.multipliers, [scale, np.e], rtol=1e-10)
