@@ -439,8 +439,11 @@ def linear_fit(x, y, sigma=None, *, absolute_sigma=False):
     stt = (wv * t * t).sum()
     if stt == 0.0:
         raise ValueError("linear_fit needs at least 2 distinct x values")
-    slope_u = (wv * t * yv).sum() / stt
-    intercept_u = (wv * yv).sum() / s - um * slope_u
+    # y centred too: sum(w t) is zero only to rounding, and times a large mean of y that
+    # rounding swamped the slope (x ~ 1e6 + 1e-5 u, y ~ 1e4 + ...: 6x off)
+    ym = (wv * yv).sum() / s
+    slope_u = (wv * t * (yv - ym)).sum() / stt
+    intercept_u = ym - um * slope_u
     resid_u = yv - (slope_u * uv + intercept_u)
     chi_u = float(np.sum((resid_u * w[valid]) ** 2))
     cov = np.array([[1.0 / s + um * um / stt, -um / stt], [-um / stt, 1.0 / stt]])

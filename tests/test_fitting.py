@@ -1144,3 +1144,21 @@ def test_subnormal_sigma_fits_like_the_rescaled_problem(model):
     np.testing.assert_allclose(batch.params[0], np.ldexp(batch.params[1], -1000), rtol=1e-6)
     np.testing.assert_allclose(batch.chi2[0], batch.chi2[1], rtol=1e-6)
     np.testing.assert_allclose(batch.cov[1], base.cov, rtol=1e-6)
+
+
+def test_linear_fit_with_offsets_in_x_and_y_matches_exact_least_squares():
+    # y was not centred: sum(w t) (zero to rounding) times the offset of y swamped the slope
+    from fractions import Fraction
+    rng = np.random.default_rng(0)
+    x = 1e6 + 1e-5 * rng.uniform(-1.0, 1.0, 30)
+    y = 1e4 + 0.7 * (x - 1e6) / 1e-5 + 0.1 * rng.normal(size=30)
+    X, Y = [Fraction(v) for v in x], [Fraction(v) for v in y]
+    n, sx, sy = len(X), sum(X), sum(Y)
+    sxx = sum(v * v for v in X)
+    sxy = sum(a * b for a, b in zip(X, Y))
+    slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
+    intercept = (sy - slope * sx) / n
+    r = linear_fit(x, y)
+    np.testing.assert_allclose(r.params[1], float(slope), rtol=1e-7)
+    np.testing.assert_allclose(r.params[0] + r.params[1] * 1e6, float(intercept + slope * 10**6),
+                               rtol=1e-9)
