@@ -803,7 +803,7 @@ cdef inline double gradient_step(const FitState *s, int k) noexcept nogil:
 
 cdef void state_propose(FitState *s) noexcept nogil:
     """Propose a trial point (stage NEED_TRIAL -> NEED_VALUES, or DONE)."""
-    cdef int n = s.nfree, k, j, ncols, again
+    cdef int n = s.nfree, k, j, ncols
     cdef double quad = 0.0, dnorm2 = 0.0, dnorm, pnorm = 0.0, g_dot = 0.0, d
     if s.nit >= s.maxiter:
         s.status = MAX_ITERATIONS
@@ -818,28 +818,24 @@ cdef void state_propose(FitState *s) noexcept nogil:
         if not (s.delta > 0.0 and isfinite(s.delta)):
             s.delta = TRUST_REGION_FACTOR
         pnorm = 0.0
+    # Active bounds: a parameter on a bound is held there when the gradient pushes it outward
+    # (its KKT multiplier). One whose gradient points inward stays free even if the coupled
+    # step points outward: holding it there (a rule by the step's sign) could keep it on the
+    # bound for good while chi2 falls inward (tau of an exponential stuck at its bound with
+    # status 0); the box then clips its step.
     for k in range(n):
-        s.blocked[k] = 0
-    again = 1
-    while again:
-        again = 0
-        ncols = 0
+        s.blocked[k] = s.has_bounds and ((s.grad[k] <= 0.0 and at_lower(s, k))
+                                         or (s.grad[k] >= 0.0 and at_upper(s, k)))
+    ncols = 0
+    for k in range(n):
+        if not s.blocked[k]:
+            s.columns[ncols] = k
+            ncols += 1
+    if s.method == METHOD_LM:
+        quad = lm_step(s, ncols, s.columns)
+    else:
         for k in range(n):
-            if not s.blocked[k]:
-                s.columns[ncols] = k
-                ncols += 1
-        if s.method == METHOD_LM:
-            quad = lm_step(s, ncols, s.columns)
-        else:
-            for k in range(n):
-                s.step[k] = 0.0 if s.blocked[k] else gradient_step(s, k)
-        # A parameter on a bound whose step points outward is held there (then solve again).
-        if s.has_bounds:
-            for k in range(n):
-                if not s.blocked[k] and ((s.step[k] < 0.0 and at_lower(s, k))
-                                         or (s.step[k] > 0.0 and at_upper(s, k))):
-                    s.blocked[k] = 1
-                    again = 1
+            s.step[k] = 0.0 if s.blocked[k] else gradient_step(s, k)
     memcpy(s.trial, s.params, <size_t>s.nparams * sizeof(double))
     s.clipped = 0
     for k in range(n):
