@@ -1153,12 +1153,27 @@ cdef int sine_guess(int npts, const double *x, const double *y, int nparams,
     return rc
 
 
+cdef enum:
+    SINE_FULL_SCAN = 200     # sorted x with up to this many points also get the full scan
+
+
+cdef double full_scan_frequency(int npts, const double *x, const double *y, double ymean,
+                                double xmid, double span, int n) noexcept nogil:
+    """The periodogram scan up to the Nyquist frequency, refined by +-5% (O(n^2))."""
+    cdef double omega = best_frequency(npts, x, y, ymean, xmid, 0.5 * M_PI / span,
+                                       M_PI * (n - 1) / span, 4 * n)
+    return best_frequency(npts, x, y, ymean, xmid, 0.95 * omega, 1.05 * omega, 11)
+
+
 cdef int sine_guess_scaled(int npts, const double *x, const double *y, int nparams,
                            double *p0) noexcept nogil:
     # omega from the zero crossings of y - mean (with hysteresis against noise) when x is
     # sorted, else from a periodogram scan up to the Nyquist frequency (O(npts^2), only for
     # unsorted x); refined by two small scans of the least-squares residual around it; then
-    # amplitude, phase and offset exactly by linear least squares at that omega.
+    # amplitude, phase and offset exactly by linear least squares at that omega. Sparse,
+    # irregular sampling makes the hysteresis miss crossings (omega off by 2x, beyond the
+    # refinement's reach), so up to SINE_FULL_SCAN points sorted x get the full scan too,
+    # and the omega of least residual wins.
     cdef DataSummary s
     cdef double coef[3]
     cdef double span, hysteresis, v, omega, first_cross = 0.0, last_cross = 0.0, xmid
@@ -1199,11 +1214,15 @@ cdef int sine_guess_scaled(int npts, const double *x, const double *y, int npara
         else:
             omega = M_PI / span * (1.0 if crossings == 0 else 1.5)
         omega = best_frequency(npts, x, y, s.ymean, xmid, 0.7 * omega, 1.3 * omega, 13)
+        # final refinement: +-5% (the coarse grid steps are 5% of omega)
+        omega = best_frequency(npts, x, y, s.ymean, xmid, 0.95 * omega, 1.05 * omega, 11)
+        if s.n <= SINE_FULL_SCAN:
+            scanned = full_scan_frequency(npts, x, y, s.ymean, xmid, span, s.n)
+            if sine_linear_fit(npts, x, y, scanned, coef) < sine_linear_fit(npts, x, y, omega,
+                                                                             coef):
+                omega = scanned
     else:
-        omega = best_frequency(npts, x, y, s.ymean, xmid, 0.5 * M_PI / span,
-                               M_PI * (s.n - 1) / span, 4 * s.n)
-    # final refinement: +-5% (the coarse grid steps are 5% of omega)
-    omega = best_frequency(npts, x, y, s.ymean, xmid, 0.95 * omega, 1.05 * omega, 11)
+        omega = full_scan_frequency(npts, x, y, s.ymean, xmid, span, s.n)
     if not isfinite(sine_linear_fit(npts, x, y, omega, coef)):
         return GUESS_TOO_FEW_POINTS
     p0[0] = hypot(coef[0], coef[1])

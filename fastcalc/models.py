@@ -43,9 +43,11 @@ estimated from the data in O(m) without allocation; points with NaN y are ignore
 - logistic: levels from the two ends, centre and steepness from the points between 25%
   and 75% of the step, then the best of a few steepnesses with the levels exact.
 - power_law: a weighted least-squares line through ``log|y|`` against ``log x``.
-- sine: frequency from the zero crossings (sorted x; an O(m^2) periodogram scan for
-  unsorted x) refined by residual scans, then amplitude, phase and offset exactly (data
-  beyond 1e+-120 from a copy divided by a power of two).
+- sine: frequency from the zero crossings (sorted x) or an O(m^2) periodogram scan (unsorted
+  x; also for sorted x of up to 200 points, whose sparse irregular samples can hide
+  crossings: the frequency of smaller residual wins), refined by residual scans, then
+  amplitude, phase and offset exactly (data beyond 1e+-120 from a copy divided by a power
+  of two).
 
 Examples
 --------
