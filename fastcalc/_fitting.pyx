@@ -399,12 +399,17 @@ cdef double unscaled_chi2(FitState *s) noexcept nogil:
     leave the double range: then inf or 0); the covariance with absolute_sigma is rescaled in
     place (without, the scale cancels in chi2 / dof)."""
     cdef int k, e = s.data_exponent
+    cdef double norm
     if e == 0:
         return s.chi2
     if s.absolute_sigma:
         for k in range(s.nparams * s.nparams):
             s.cov[k] = ldexp(s.cov[k], -2 * e)
-    return ldexp(s.chi2, 2 * e)
+    # From the norm of the residuals, scaled back before squaring: when the weights span a
+    # huge range (a few points with sigma 1e-250), the squares of the other points' scaled
+    # residuals underflow, and s.chi2 lost them (0 for a true 820).
+    norm = ldexp(column_norm(s.m, s.resid), e)
+    return norm * norm
 
 
 cdef int all_zero(int n, const double *v) noexcept nogil:

@@ -1182,3 +1182,24 @@ def test_lm_releases_a_bounded_parameter_whose_gradient_points_inward():
             np.testing.assert_allclose(r.params, best.x, rtol=1e-5)
         batch = fit_batch(models.exponential, x, np.vstack([y, y]), p0, bounds=(lb, ub))
         np.testing.assert_allclose(batch.chi2, 2 * best.cost, rtol=1e-6)
+
+
+@pytest.mark.parametrize("tiny", [1e-250, 1e-310])
+def test_chi2_with_a_few_points_of_tiny_sigma_keeps_the_other_points(tiny):
+    # the data scaling follows the largest |w y|: the other points' scaled residuals then
+    # square to below the double range, and chi2 came out 0 (true 820) with status 0
+    x = np.linspace(0.0, 4.0, 10)
+    y = 2.0 * np.exp(-x / 1.3) + 0.1 + 0.05 * np.cos(7 * x)
+    sigma = np.full(10, 0.05)
+    sigma[:3] = tiny
+    for absolute_sigma in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            r = fit(models.exponential, x, y, p0=[2.0, 1.0, 0.0], sigma=sigma,
+                    absolute_sigma=absolute_sigma)
+            batch = fit_batch(models.exponential, x, np.vstack([y, y]), p0=[2.0, 1.0, 0.0],
+                              sigma=sigma, absolute_sigma=absolute_sigma)
+        exact = float(np.sum(((y - models.exponential(x, *r.params)) / sigma) ** 2))
+        assert r.status == 0 and exact > 100.0
+        np.testing.assert_allclose(r.chi2, exact, rtol=1e-9)
+        np.testing.assert_allclose(batch.chi2, exact, rtol=1e-9)
