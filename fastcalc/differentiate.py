@@ -1304,8 +1304,8 @@ def _hessian_fallback(function, x, h, failed, n_threads):
         return e[0, :, None], r[0, :, None], b[0], count
 
     value, error, flags, extra = _adaptive_romberg(
-        estimates[:, selected, None].copy(), rounding[:, selected, None].copy(),
-        bad[:, selected].copy(), "forward", extend)
+        estimates[:, selected, None], rounding[:, selected, None], bad[:, selected],
+        "forward", extend)     # (indexing by selected copies: the tables may be slid in place)
     fixed = (flags & ~np.uint8(_UNCONVERGED)) == 0
     unconverged = (flags & _UNCONVERGED) != 0
     return (failed[ok][fixed], value[fixed, 0], error[fixed, 0], unconverged[fixed],
