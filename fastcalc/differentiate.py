@@ -472,6 +472,10 @@ def _stage(function, x, components, h, kinds, richardson, accuracy, m, n_threads
 
 
 _UNCONVERGED = 8      # a flag beside those of combine: the Richardson table did not converge
+# Slowest shrinking of a table's differences accepted as the stencil's rate 2**base, as a
+# factor below it: 1.5 accepted h**1.5 for h**2 (x**2.5 at 1e-8 with steps >> x), whose
+# extrapolation then claimed 8x too small an error.
+_SLOWEST = 1.25
 
 
 @_quietly
@@ -499,7 +503,7 @@ def _unconverged(estimates, rounding, kind, base=2):
     # 2**(base + 1) one-sided): that is a step far beyond the scale of f (exp(300 x) at
     # h = 1/8), whose table looks converged long before it is.
     fastest = 2.0 ** (base + (2 if kind == "central" else 1)) * 1.5
-    ratio_ok = ((difference[:-1] >= difference[1:] * (2.0 ** base / 1.5))
+    ratio_ok = ((difference[:-1] >= difference[1:] * (2.0 ** base / _SLOWEST))
                 & (difference[:-1] <= difference[1:] * fastest))
     shrinking = quiet[1:] | ratio_ok
     return ~shrinking.all(axis=0)
