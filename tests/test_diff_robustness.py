@@ -651,3 +651,26 @@ def test_richardson_table_shrinking_slower_than_its_stencil_is_not_converged(x):
         actual = abs(result.df[0] - exact)
         assert result.status[0] != 0 or actual <= result.error[0], (x, result)
     assert g.status[0] == 0 and abs(g.df[0] - exact) <= 1e-5 * exact
+
+
+def test_tight_bounds_use_the_central_stencil_that_fits():
+    # issue 13: between [x - 3e-9, x + 2e-9] a one-sided stencil was chosen (h = 1.5e-9,
+    # sum |w| = 4) although a central one with h = 2e-9 (sum |w| = 1) fits: 15x SciPy's error
+    from scipy.optimize._numdiff import approx_derivative
+    ours, scipy = [], []
+    for x in np.linspace(0.5, 3.0, 15):
+        bounds = ([x - 3e-9], [x + 2e-9])
+        df = fc.gradient(lambda v: np.exp(v[0]), [x], bounds=bounds)
+        reference = approx_derivative(lambda v: np.exp(v[0]), [x], bounds=bounds)
+        ours.append(abs(df[0] - np.exp(x)))
+        scipy.append(abs(reference[0] - np.exp(x)))
+    assert np.median(ours) <= 1.5 * np.median(scipy)
+    assert np.median(ours) < 2e-7       # the one-sided stencil: ~1e-6
+
+
+def test_tight_bounds_keep_the_one_sided_stencil_where_it_is_better():
+    # all the room on one side: the central stencil would need a step of 1e-12
+    for method in ("central", "richardson"):
+        r = fc.gradient(lambda v: np.exp(v[0]), [1.0], bounds=([1.0 - 1e-12], [1.0 + 1e-6]),
+                        method=method, full_output=True)
+        assert r.status[0] == 0 and abs(r.df[0] - np.e) <= r.error[0] < 1e-6
