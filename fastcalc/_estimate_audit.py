@@ -109,6 +109,7 @@ class Tally:
     dishonest: int = 0
     worst: float = 0.0
     examples: list = field(default_factory=list)
+    looseness: list = field(default_factory=list)    # estimate / error, status 0, error > 0
 
     @property
     def status0(self):
@@ -126,6 +127,8 @@ class Tally:
             allowed = error + 4.0 * _EPS * np.abs(exact)
             bad = (status == 0) & ~(actual <= allowed)
             ratio = np.where(bad, actual / allowed, 0.0)
+            loose = (status == 0) & (actual > 0) & np.isfinite(error)
+            self.looseness.extend((error[loose] / actual[loose]).tolist())
         self.components += df.size
         self.flagged += int((status != 0).sum())
         self.dishonest += int(bad.sum())
@@ -186,8 +189,9 @@ def audit(routines=("derivative", "gradient", "jacobian", "hessian"), methods=ME
 def format_tallies(tallies):
     """A text table of the tallies."""
     lines = [f"{'routine':<11} {'method':<11} {'components':>10} {'status != 0':>11} "
-             f"{'dishonest':>9} {'rate':>7} {'worst err/est':>13}"]
+             f"{'dishonest':>9} {'rate':>7} {'worst err/est':>13} {'median est/err':>14}"]
     for t in tallies:
+        median = np.median(t.looseness) if t.looseness else np.nan
         lines.append(f"{t.routine:<11} {t.method:<11} {t.components:>10} {t.flagged:>11} "
-                     f"{t.dishonest:>9} {100 * t.rate:>6.2f}% {t.worst:>13.3g}")
+                     f"{t.dishonest:>9} {100 * t.rate:>6.2f}% {t.worst:>13.3g} {median:>14.3g}")
     return "\n".join(lines)
