@@ -276,16 +276,103 @@ def _constraint_function(constraints):
     return g
 
 
-def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers0=None,
-             grad=None, constraints_jac=None):
+_KINDS = ("any", "minimum", "maximum")
+# Restarts when the stationary point found is not of the kind asked for: from x + t d for the
+# (at most) two directions d of the most wrong curvature, t = each step times max(1, max|x|).
+_RESTART_DIRECTIONS = 2
+_RESTART_STEPS = (0.5, -0.5, 1.0, -1.0, 2.0, -2.0)
+
+
+def _wanted_kind(kind):
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise ValueError(f"kind must be 'any', 'minimum' or 'maximum', got {kind!r}")
+    return kind
+
+
+def _tangent_basis(J):
+    """An orthonormal basis ``(n, n - m)`` of the null space of ``J`` (the tangent space of the
+    constraints) and the condition number of ``J``."""
+    _, singular, vt = np.linalg.svd(J)
+    with np.errstate(divide="ignore"):
+        return vt[J.shape[0]:].T, singular[0] / singular[-1]
+
+
+def _curvature_of_sign(H, J, sign):
+    """``H`` changed on the tangent space of the constraints so that its eigenvalues there,
+    ``mu``, become ``sign * max(|mu|, 1e-3 max|mu|)``: the Newton step then goes downhill
+    (``sign = 1``) or uphill (-1) on f along the constraints, as far from a stationary point of
+    the wanted kind as near one (where H is unchanged)."""
+    tangent, _ = _tangent_basis(J)
+    curvature, vectors = np.linalg.eigh(tangent.T @ H @ tangent)
+    largest = np.abs(curvature).max()
+    if not largest > 0:
+        largest = max(1.0, np.abs(H).max())
+    wanted = sign * np.maximum(np.abs(curvature), 1e-3 * largest)
+    directions = tangent @ vectors
+    return H + (directions * (wanted - curvature)) @ directions.T
+
+
+def _second_order_test(H, error, tangent, condition):
+    """Kind of a stationary point from the Hessian ``H`` of the Lagrangian, ``error`` bounding
+    the error of each entry (inf: unknown).
+
+    The eigenvalues of ``Z^T H Z`` (``Z`` = ``tangent``) are the curvatures of the Lagrangian
+    along the constraint set: all positive, a strict local minimum; all negative, a maximum;
+    of both signs, a saddle (neither). They are uncertain by ``|Z^T dH Z|_2 <= ||Z|^T E |Z||_F``
+    (Weyl; entries of H outside the tangent space do not count), and by ``~|H| |dZ|`` from the
+    error of the constraint Jacobian (taken as ``sqrt(eps)`` relative, times its condition
+    number); a curvature within that of 0 decides nothing.
+    """
+    weight = np.abs(tangent)
+    reach = weight.max(axis=1)
+    unknown = ~(np.isfinite(error) & np.isfinite(H))
+    if (unknown & (np.outer(reach, reach) > 0)).any():
+        return {"kind": "unknown"}
+    H, error = np.where(unknown, 0.0, H), np.where(unknown, 0.0, error)
+    reduced = tangent.T @ H @ tangent
+    curvature, vectors = np.linalg.eigh(0.5 * (reduced + reduced.T))
+    tolerance = (np.sqrt(((weight.T @ error @ weight) ** 2).sum())
+                 + np.sqrt(np.finfo(np.float64).eps) * condition * np.abs(H).sum(axis=1).max())
+    if not np.isfinite(tolerance):
+        return {"kind": "unknown"}
+    verdict = {"curvature": curvature, "curvature_error": tolerance,
+               "directions": tangent @ vectors}
+    positive, negative = curvature > tolerance, curvature < -tolerance
+    if positive.all():
+        return dict(verdict, kind="minimum")
+    if negative.all():
+        return dict(verdict, kind="maximum")
+    if positive.any() and negative.any():
+        return dict(verdict, kind="saddle")
+    return dict(verdict, kind="degenerate")
+
+
+def _wrong_kind_message(wanted, found, tried):
+    """Status message when the stationary point found is not of the kind asked for."""
+    if found == "degenerate":
+        what = ("x is a degenerate stationary point (a curvature along the constraints is 0 "
+                "within its error: the second-order test cannot tell)")
+    else:
+        what = f"x is a {found}"
+    if not tried:
+        return f"no {wanted} found: {what}"
+    counts = {k: tried.count(k) for k in dict.fromkeys(tried)}
+    summary = ", ".join(f"{k} ({c})" for k, c in counts.items())
+    return (f"no {wanted} found: {what}; {len(tried)} restarts along its directions of "
+            f"{'negative' if wanted == 'minimum' else 'positive'} or zero curvature found: "
+            f"{summary}")
+
+
+def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
+             multipliers0=None, grad=None, constraints_jac=None):
     """Stationary point of ``f`` subject to equality constraints ``g_i(x) = 0``.
 
     Solves ``grad f(x) = sum_i lambda_i grad g_i(x)``, ``g(x) = 0`` for ``x`` and the
     multipliers ``lambda`` by Newton-Raphson on this system. Its Jacobian is the KKT matrix
     ``[[H, -J^T], [J, 0]]`` with ``H`` the Hessian of ``f - lambda . g`` (finite differences of
     values) and ``J`` the constraint Jacobian; gradients and ``J`` are 4th-order central
-    differences unless given. Which stationary point (minimum, maximum or saddle on the
-    constraint set) is found depends on ``x0``.
+    differences unless given. Which stationary point is found depends on ``x0``; the result
+    says which kind it is (``kind``), and ``kind="minimum"`` or ``"maximum"`` asks for one.
 
     Parameters
     ----------
@@ -297,8 +384,14 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         returning a scalar; the constraints are ``g(x) = 0``. Fewer constraints than variables.
     x0 : array_like, shape (n,)
         Starting point (never modified).
-    args : tuple, optional
-        Extra arguments of ``f``, the constraints and the derivatives.
+    kind : {"any", "minimum", "maximum"}, optional
+        The stationary point wanted. ``"any"``: the one Newton-Raphson reaches from ``x0``.
+        ``"minimum"`` (``"maximum"``): when that one is not a strict local minimum (maximum)
+        on the constraint set, Newton-Raphson restarts from ``x + t d`` along the (at most
+        two) directions ``d`` of the most negative (positive) curvature there, ``t = +-0.5,
+        +-1, +-2`` times ``max(1, max|x|)``, and the first minimum (maximum) reached is the
+        result; when none is, status is 1 (2 if the point from ``x0`` is degenerate), never
+        0, and ``message`` says what was found.
     tol : float, optional
         Converged when a Newton step changes ``x`` by at most ``tol * max(1, max|x|)`` and the
         multipliers by at most ``tol * max(1, max|lambda|)``; the returned point is the one
@@ -318,16 +411,29 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     result : scipy.optimize.OptimizeResult
         ``x``, ``multipliers`` (``lambda``, with ``grad f = sum lambda_i grad g_i``), ``fun``
         (``f(x)``), ``constraints`` (``g(x)``), ``jac`` (``grad f(x)``), ``residual``
-        (max-norm of the Lagrange system at x), ``nit``, ``nfev`` (evaluations of f and g, those
-        of finite differences included), ``status`` (0 converged, 1 maxiter, 2 singular KKT
-        matrix, 3 non-finite values), ``success``, ``message``.
+        (max-norm of the Lagrange system at x), ``kind``, ``curvature``,
+        ``curvature_error``, ``nit``, ``nfev``
+        (evaluations of f and g, those of finite differences and restarts included),
+        ``status`` (0 converged, 1 maxiter or no stationary point of the ``kind`` asked for,
+        2 singular KKT matrix or, with a ``kind`` asked for, a degenerate point, 3 non-finite
+        values), ``success``, ``message``.
+
+        ``kind`` is the second-order test at ``x``: ``"minimum"`` / ``"maximum"`` (a strict
+        local minimum / maximum of f on the constraint set), ``"saddle"`` (neither),
+        ``"degenerate"`` (a curvature is 0 within its error: the test cannot tell), or
+        ``"unknown"`` (status not 0, or no finite Hessian). ``curvature`` holds its
+        evidence: the eigenvalues, ascending, of the Hessian of ``f - lambda . g``
+        restricted to the tangent space of the constraints (an orthonormal basis of the null
+        space of ``J``, from its SVD), and ``curvature_error`` a bound on their error (from
+        the Hessian's error estimate, and the constraint Jacobian's taken as ``sqrt(eps)``
+        relative); both NaN when ``kind`` is ``"unknown"``.
 
     Raises
     ------
     ValueError
         ``x0`` empty, not 1-D or not finite; not ``1 <= m < n`` constraints; constraints,
         ``grad``, ``constraints_jac`` or ``multipliers0`` of the wrong shape; invalid ``tol`` or
-        ``maxiter``.
+        ``maxiter``; ``kind`` not one of the three.
     TypeError
         ``f``, constraints or derivatives not callable or returning non-numbers (complex
         included); ``multipliers0`` or ``tol`` not real numbers.
@@ -341,6 +447,17 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     by powers of two, so scaling f or a constraint does not matter) or 3 (non-finite values);
     ``x`` and ``multipliers`` are then the last iterate.
 
+    The Hessian of the test is 4th-order central differences, its error taken as its
+    difference from Newton's last (2nd-order) Hessian plus its rounding error; when that
+    leaves a curvature within its error of 0, the Hessian is recomputed by Richardson
+    extrapolation (:func:`fastcalc.hessian`, ``method="richardson"``) with its own error
+    estimate. The test costs ``2 (1 + n + n**2)`` evaluations (of f and g), more only in
+    that case. The restarts, only made when a ``kind`` is asked for and not found, are
+    Newton-Raphson runs (``maxiter`` each) whose steps see the curvature along the
+    constraints made of the wanted sign (eigenvalues ``mu -> +-max(|mu|, 1e-3 max|mu|)``),
+    so that they go downhill (uphill) until near a stationary point of that kind; where f is
+    unbounded they run to ``maxiter``: up to ``12 maxiter`` more iterations.
+
     Examples
     --------
     Extremize ``x + y`` on the unit circle (the maximum, from a start near it):
@@ -350,6 +467,16 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     >>> r = lagrange(lambda x: x[0] + x[1], lambda x: x[0]**2 + x[1]**2 - 1.0, [1.0, 0.5])
     >>> r.status, bool(np.abs(r.x - np.sqrt(0.5)).max() < 1e-12), r.multipliers.round(12).tolist()
     (0, True, [0.707106781187])
+    >>> r.kind, r.curvature.round(6).tolist()
+    ('maximum', [-1.414214])
+
+    Ask for the minimum instead: Newton-Raphson still reaches the maximum from this start,
+    then restarts along the direction of negative curvature there:
+
+    >>> r = lagrange(lambda x: x[0] + x[1], lambda x: x[0]**2 + x[1]**2 - 1.0, [1.0, 0.5],
+    ...              kind="minimum")
+    >>> r.status, r.kind, bool(np.abs(r.x + np.sqrt(0.5)).max() < 1e-12)
+    (0, 'minimum', True)
     """
     x = _point(x0)
     if not np.isfinite(x).all():
@@ -358,6 +485,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     args = _args(args)
     tol = _positive("tol", tol)
     maxiter = _maxiter(maxiter)
+    wanted = _wanted_kind(kind)
     function = resolve(f, args=args, signatures=("scalar",), name="f")
     g = _constraint_function(constraints)
     for name, fn in (("grad", grad), ("constraints_jac", constraints_jac)):
@@ -368,7 +496,11 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     if not 0 < m < n:
         raise ValueError(f"lagrange needs 1 <= m < n constraints for n = {n} variables, "
                          f"got m = {m}")
-    counts = {"nfev": 1}
+    if multipliers0 is not None:
+        multipliers0 = np.array(real_array(multipliers0, "multipliers0")).reshape(-1)
+        if multipliers0.shape != (m,):
+            raise ValueError(f"multipliers0 must have shape ({m},), got {np.shape(multipliers0)}")
+    counts = {"nfev": 1, "nit": 0}
 
     def grad_f(point):
         if grad is not None:
@@ -385,61 +517,128 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         counts["nfev"] += 4 * n
         return _jacobian(g, point, args, accuracy=4).reshape(m, n)
 
+    def lagrangian(lam):
+        return lambda p, *a: _scalar(function(p)) - lam @ g(p, *a)
+
     def lagrangian_hessian(point, lam):
         counts["nfev"] += 1 + n + n * n
-        return _hessian(lambda p, *a: _scalar(function(p)) - lam @ g(p, *a), point, args)
+        return _hessian(lagrangian(lam), point, args)
 
     def residual(point, lam):
         gf, J, gv = grad_f(point), jac_g(point), g(point, *args)
         counts["nfev"] += 1
         return np.concatenate([gf - J.T @ lam, gv]), gf, J, gv
 
-    if multipliers0 is None:
-        J0, gf0 = jac_g(x), grad_f(x)
-        if np.isfinite(J0).all() and np.isfinite(gf0).all():
-            lam = np.linalg.lstsq(J0.T, gf0, rcond=None)[0]
-        else:       # LAPACK must not see NaN: the residual below reports status 3
-            lam = np.full(m, np.nan)
-    else:
-        lam = np.array(real_array(multipliers0, "multipliers0")).reshape(-1)
-        if lam.shape != (m,):
-            raise ValueError(f"multipliers0 must have shape ({m},), got {np.shape(multipliers0)}")
-    F, gf, J, gv = residual(x, lam)
-    nit = 0
-    status = Status.MAX_ITERATIONS
-    while True:
-        if not (np.isfinite(F).all() and np.isfinite(J).all()):
-            status = Status.NON_FINITE
-            break
-        if nit >= maxiter:
-            break
-        H = lagrangian_hessian(x, lam)
-        if not np.isfinite(H).all():
-            status = Status.NON_FINITE
-            break
-        kkt = np.block([[H, -J.T], [J, np.zeros((m, m))]])
-        try:
-            delta = np.linalg.solve(kkt, -F)
-        except np.linalg.LinAlgError:
-            status = Status.SINGULAR
-            break
-        if not np.isfinite(delta).all() or np.linalg.cond(_equilibrated(kkt)) > 1e14:
-            status = Status.SINGULAR
-            break
-        x = x + delta[:n]
-        lam = lam + delta[n:]
-        nit += 1
+    def solve(x, lam, sign=0.0):
+        """Newton-Raphson on the Lagrange system from (x, lam); the state at its end. With
+        ``sign`` +-1 the steps see the curvature along the constraints made of that sign
+        (:func:`_curvature_of_sign`): towards a minimum (+1) or maximum (-1)."""
+        if lam is None:
+            J0, gf0 = jac_g(x), grad_f(x)
+            if np.isfinite(J0).all() and np.isfinite(gf0).all():
+                lam = np.linalg.lstsq(J0.T, gf0, rcond=None)[0]
+            else:       # LAPACK must not see NaN: the residual below reports status 3
+                lam = np.full(m, np.nan)
         F, gf, J, gv = residual(x, lam)
-        # x and the multipliers each relative to their own size: one multiplier of 1e12
-        # must not loosen the test on x to an absolute 100
-        if (np.abs(delta[:n]).max() <= tol * max(1.0, np.abs(x).max())
-                and np.abs(delta[n:]).max(initial=0.0) <= tol * max(1.0, np.abs(lam).max())
-                and np.isfinite(F).all()):
-            status = Status.SUCCESS
-            break
-    fx = _scalar(function(x))
+        H = None
+        nit = 0
+        status = Status.MAX_ITERATIONS
+        while True:
+            if not (np.isfinite(F).all() and np.isfinite(J).all()):
+                status = Status.NON_FINITE
+                break
+            if nit >= maxiter:
+                break
+            H = lagrangian_hessian(x, lam)
+            if not np.isfinite(H).all():
+                status = Status.NON_FINITE
+                break
+            kkt = np.block([[_curvature_of_sign(H, J, sign) if sign else H, -J.T],
+                            [J, np.zeros((m, m))]])
+            try:
+                delta = np.linalg.solve(kkt, -F)
+            except np.linalg.LinAlgError:
+                status = Status.SINGULAR
+                break
+            if not np.isfinite(delta).all() or np.linalg.cond(_equilibrated(kkt)) > 1e14:
+                status = Status.SINGULAR
+                break
+            x = x + delta[:n]
+            lam = lam + delta[n:]
+            nit += 1
+            F, gf, J, gv = residual(x, lam)
+            # x and the multipliers each relative to their own size: one multiplier of 1e12
+            # must not loosen the test on x to an absolute 100
+            if (np.abs(delta[:n]).max() <= tol * max(1.0, np.abs(x).max())
+                    and np.abs(delta[n:]).max(initial=0.0) <= tol * max(1.0, np.abs(lam).max())
+                    and np.isfinite(F).all()):
+                status = Status.SUCCESS
+                break
+        counts["nit"] += nit
+        state = dict(x=x, multipliers=lam, constraints=gv, jac=gf,
+                     residual=float(np.abs(F).max()), status=status, kind="unknown",
+                     curvature=np.full(n - m, np.nan), curvature_error=np.nan)
+        if status == Status.SUCCESS:
+            state.update(classify(x, lam, J, H))
+        return state
+
+    def classify(x, lam, J, newton_hessian):
+        """The second-order test at a stationary point (:func:`_second_order_test`)."""
+        tangent, condition = _tangent_basis(J)
+        # A 4th-order Hessian, its error measured by its difference from Newton's last
+        # (2nd-order) one; Richardson's (5 stencils or more) only when that cannot decide.
+        quick = _fd_hessian(lagrangian(lam), x, args=args, full_output=True, accuracy=4)
+        quick.error = np.where(quick.status == 0, quick.error + np.abs(quick.df - newton_hessian),
+                               np.inf)
+        verdict = _second_order_test(quick.df, quick.error, tangent, condition)
+        counts["nfev"] += quick.nfev
+        if verdict["kind"] in ("degenerate", "unknown"):
+            fine = _fd_hessian(lagrangian(lam), x, args=args, full_output=True,
+                               method="richardson")
+            counts["nfev"] += fine.nfev
+            # an entry whose table did not converge (often one at rounding level, as a 0
+            # entry) keeps the error measured above, if larger
+            error = np.where(fine.status == 0, fine.error, np.maximum(
+                fine.error, np.abs(fine.df - quick.df) + quick.error))
+            test = _second_order_test(fine.df, error, tangent, condition)
+            if test["kind"] != "unknown":
+                verdict = test
+        return verdict
+
+    first = solve(x, multipliers0)
+    best, tried = first, []
+    if wanted != "any" and first["kind"] not in ("unknown", wanted):
+        curvature, directions = first["curvature"], first["directions"]
+        # the directions of the wrong curvature (or none), the most wrong first
+        order = np.argsort(curvature if wanted == "minimum" else -curvature)
+        sign = 1.0 if wanted == "minimum" else -1.0
+        order = [i for i in order if not sign * curvature[i] > first["curvature_error"]]
+        scale = max(1.0, np.abs(first["x"]).max())
+        for i in order[:_RESTART_DIRECTIONS]:
+            for step in _RESTART_STEPS:
+                state = solve(first["x"] + step * scale * directions[:, i], None,
+                              sign=1.0 if wanted == "minimum" else -1.0)
+                tried.append(state["kind"] if state["status"] == Status.SUCCESS else
+                             "no convergence")
+                if state["kind"] == wanted:
+                    best = state
+                    break
+            if best is not first:
+                break
+    status, message = best["status"], message_of(best["status"])
+    if wanted != "any" and best["kind"] != wanted and status == Status.SUCCESS:
+        # a stationary point, but not of the kind asked for: never status 0
+        status = Status.SINGULAR if best["kind"] == "degenerate" else Status.MAX_ITERATIONS
+        message = _wrong_kind_message(wanted, best["kind"], tried)
+    elif best is not first:
+        message = (f"converged to a {wanted} from restart {len(tried)} (x0 led to a "
+                   f"{first['kind']})")
+    fx = _scalar(function(best["x"]))
     counts["nfev"] += 1
-    return OptimizeResult(x=x, multipliers=lam, fun=fx, constraints=gv, jac=gf,
-                          residual=float(np.abs(F).max()), nit=nit, nfev=counts["nfev"],
-                          status=int(status), success=status == Status.SUCCESS,
-                          message=message_of(status))
+    return OptimizeResult(x=best["x"], multipliers=best["multipliers"], fun=fx,
+                          constraints=best["constraints"], jac=best["jac"],
+                          residual=best["residual"], kind=best["kind"],
+                          curvature=best["curvature"],
+                          curvature_error=best["curvature_error"], nit=counts["nit"],
+                          nfev=counts["nfev"], status=int(status),
+                          success=status == Status.SUCCESS, message=message)
