@@ -17,6 +17,7 @@ from ._status import Status, message_of
 from .differentiate import gradient as _fd_gradient
 from .differentiate import hessian as _fd_hessian
 from .differentiate import jacobian as _fd_jacobian
+from .differentiate import _steps as _fd_steps
 
 __all__ = ["gradient_descent", "lagrange"]
 
@@ -29,8 +30,8 @@ def _jacobian(g, x, args, accuracy=2):
     return _fd_jacobian(g, x, args=args, accuracy=accuracy)
 
 
-def _hessian(f, x, args):
-    return _fd_hessian(f, x, args=args)
+def _hessian(f, x, args, **options):
+    return _fd_hessian(f, x, args=args, **options)
 
 
 def _point(x0):
@@ -347,20 +348,16 @@ def _second_order_test(H, error, tangent, condition):
     return dict(verdict, kind="degenerate")
 
 
-def _wrong_kind_message(wanted, found, tried):
-    """Status message when the stationary point found is not of the kind asked for."""
-    if found == "degenerate":
-        what = ("x is a degenerate stationary point (a curvature along the constraints is 0 "
+def _outcome(state):
+    """What one Newton-Raphson run reached, in words."""
+    if state["status"] != Status.SUCCESS:
+        return "did not converge"
+    if state["kind"] == "degenerate":
+        return ("reached a degenerate stationary point (a curvature along the constraints is 0 "
                 "within its error: the second-order test cannot tell)")
-    else:
-        what = f"x is a {found}"
-    if not tried:
-        return f"no {wanted} found: {what}"
-    counts = {k: tried.count(k) for k in dict.fromkeys(tried)}
-    summary = ", ".join(f"{k} ({c})" for k, c in counts.items())
-    return (f"no {wanted} found: {what}; {len(tried)} restarts along its directions of "
-            f"{'negative' if wanted == 'minimum' else 'positive'} or zero curvature found: "
-            f"{summary}")
+    if state["kind"] == "unknown":
+        return "reached a stationary point of unknown kind"
+    return f"reached a {state['kind']}"
 
 
 def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
@@ -386,12 +383,13 @@ def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
         Starting point (never modified).
     kind : {"any", "minimum", "maximum"}, optional
         The stationary point wanted. ``"any"``: the one Newton-Raphson reaches from ``x0``.
-        ``"minimum"`` (``"maximum"``): when that one is not a strict local minimum (maximum)
-        on the constraint set, Newton-Raphson restarts from ``x + t d`` along the (at most
-        two) directions ``d`` of the most negative (positive) curvature there, ``t = +-0.5,
-        +-1, +-2`` times ``max(1, max|x|)``, and the first minimum (maximum) reached is the
-        result; when none is, status is 1 (2 if the point from ``x0`` is degenerate), never
-        0, and ``message`` says what was found.
+        ``"minimum"`` (``"maximum"``): a strict local minimum (maximum) on the constraint set,
+        the first reached by these runs: Newton-Raphson steered downhill (uphill, Notes)
+        from ``x0``; plain Newton-Raphson from ``x0``, reaching ``x``; steered runs from
+        ``x + t d`` along the (at most two) directions ``d`` of the most negative (positive)
+        curvature at ``x``, ``t = +-0.5, +-1, +-2`` times ``max(1, max|x|)``. When none
+        reaches one, the result is ``x`` with status 1 (2 if ``x`` is degenerate; its own
+        if it did not converge), never 0, and ``message`` says what each run found.
     tol : float, optional
         Converged when a Newton step changes ``x`` by at most ``tol * max(1, max|x|)`` and the
         multipliers by at most ``tol * max(1, max|lambda|)``; the returned point is the one
@@ -413,7 +411,7 @@ def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
         (``f(x)``), ``constraints`` (``g(x)``), ``jac`` (``grad f(x)``), ``residual``
         (max-norm of the Lagrange system at x), ``kind``, ``curvature``,
         ``curvature_error``, ``nit``, ``nfev``
-        (evaluations of f and g, those of finite differences and restarts included),
+        (evaluations of f and g, those of finite differences and of every run included),
         ``status`` (0 converged, 1 maxiter or no stationary point of the ``kind`` asked for,
         2 singular KKT matrix or, with a ``kind`` asked for, a degenerate point, 3 non-finite
         values), ``success``, ``message``.
@@ -447,16 +445,15 @@ def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
     by powers of two, so scaling f or a constraint does not matter) or 3 (non-finite values);
     ``x`` and ``multipliers`` are then the last iterate.
 
-    The Hessian of the test is 4th-order central differences, its error taken as its
-    difference from Newton's last (2nd-order) Hessian plus its rounding error; when that
-    leaves a curvature within its error of 0, the Hessian is recomputed by Richardson
-    extrapolation (:func:`fastcalc.hessian`, ``method="richardson"``) with its own error
-    estimate. The test costs ``2 (1 + n + n**2)`` evaluations (of f and g), more only in
-    that case. The restarts, only made when a ``kind`` is asked for and not found, are
-    Newton-Raphson runs (``maxiter`` each) whose steps see the curvature along the
-    constraints made of the wanted sign (eigenvalues ``mu -> +-max(|mu|, 1e-3 max|mu|)``),
-    so that they go downhill (uphill) until near a stationary point of that kind; where f is
-    unbounded they run to ``maxiter``: up to ``12 maxiter`` more iterations.
+    The Hessian of the test extrapolates Newton's last one (step h) with one at step 2h (4th
+    order), its error taken as their difference plus their rounding errors; when that leaves
+    a curvature within its error of 0, the Hessian is recomputed by Richardson extrapolation
+    (:func:`fastcalc.hessian`, ``method="richardson"``) with its own error estimate. The test
+    costs ``1 + n + n**2`` evaluations (of f and g), more only in that case. With a ``kind`` asked for, the steered runs are Newton-Raphson (``maxiter``
+    steps each) whose steps see the curvature along the constraints made of the wanted sign
+    (its eigenvalues ``mu -> +-max(|mu|, 1e-3 max|mu|)``): they go downhill (uphill) until
+    near a stationary point of that kind, where the steps are Newton's. Where f is
+    unbounded they run to ``maxiter``: up to 14 runs when none of the kind exists.
 
     Examples
     --------
@@ -470,8 +467,7 @@ def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
     >>> r.kind, r.curvature.round(6).tolist()
     ('maximum', [-1.414214])
 
-    Ask for the minimum instead: Newton-Raphson still reaches the maximum from this start,
-    then restarts along the direction of negative curvature there:
+    Ask for the minimum instead (Newton-Raphson steered downhill from the same start):
 
     >>> r = lagrange(lambda x: x[0] + x[1], lambda x: x[0]**2 + x[1]**2 - 1.0, [1.0, 0.5],
     ...              kind="minimum")
@@ -520,9 +516,10 @@ def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
     def lagrangian(lam):
         return lambda p, *a: _scalar(function(p)) - lam @ g(p, *a)
 
-    def lagrangian_hessian(point, lam):
-        counts["nfev"] += 1 + n + n * n
-        return _hessian(lagrangian(lam), point, args)
+    def lagrangian_hessian(point, lam, **options):
+        result = _hessian(lagrangian(lam), point, args, full_output=True, **options)
+        counts["nfev"] += result.nfev
+        return result
 
     def residual(point, lam):
         gf, J, gv = grad_f(point), jac_g(point), g(point, *args)
@@ -540,7 +537,7 @@ def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
             else:       # LAPACK must not see NaN: the residual below reports status 3
                 lam = np.full(m, np.nan)
         F, gf, J, gv = residual(x, lam)
-        H = None
+        newton = None
         nit = 0
         status = Status.MAX_ITERATIONS
         while True:
@@ -549,7 +546,8 @@ def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
                 break
             if nit >= maxiter:
                 break
-            H = lagrangian_hessian(x, lam)
+            newton = lagrangian_hessian(x, lam)
+            H = newton.df
             if not np.isfinite(H).all():
                 status = Status.NON_FINITE
                 break
@@ -579,60 +577,76 @@ def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
                      residual=float(np.abs(F).max()), status=status, kind="unknown",
                      curvature=np.full(n - m, np.nan), curvature_error=np.nan)
         if status == Status.SUCCESS:
-            state.update(classify(x, lam, J, H))
+            state.update(classify(x, lam, J, newton))
         return state
 
-    def classify(x, lam, J, newton_hessian):
+    def classify(x, lam, J, newton):
         """The second-order test at a stationary point (:func:`_second_order_test`)."""
         tangent, condition = _tangent_basis(J)
-        # A 4th-order Hessian, its error measured by its difference from Newton's last
-        # (2nd-order) one; Richardson's (5 stencils or more) only when that cannot decide.
-        quick = _fd_hessian(lagrangian(lam), x, args=args, full_output=True, accuracy=4)
-        quick.error = np.where(quick.status == 0, quick.error + np.abs(quick.df - newton_hessian),
-                               np.inf)
-        verdict = _second_order_test(quick.df, quick.error, tangent, condition)
-        counts["nfev"] += quick.nfev
+        # Newton's last Hessian (step h, at the previous iterate) and one at step 2h: their
+        # difference (3 times the h^2 error term of Newton's, with the drift of the last step)
+        # bounds the error of their 4th-order extrapolation. Richardson's Hessian (5 stencils
+        # or more) only when that cannot decide.
+        coarse = lagrangian_hessian(x, lam, step=2.0 * _fd_steps(x, None, "central", 2, 2))
+        value = newton.df + (newton.df - coarse.df) / 3.0
+        error = np.where((newton.status == 0) & (coarse.status == 0),
+                         np.abs(newton.df - coarse.df) + newton.error + coarse.error, np.inf)
+        verdict = _second_order_test(value, error, tangent, condition)
         if verdict["kind"] in ("degenerate", "unknown"):
-            fine = _fd_hessian(lagrangian(lam), x, args=args, full_output=True,
-                               method="richardson")
-            counts["nfev"] += fine.nfev
+            fine = lagrangian_hessian(x, lam, method="richardson")
             # an entry whose table did not converge (often one at rounding level, as a 0
             # entry) keeps the error measured above, if larger
-            error = np.where(fine.status == 0, fine.error, np.maximum(
-                fine.error, np.abs(fine.df - quick.df) + quick.error))
-            test = _second_order_test(fine.df, error, tangent, condition)
+            fine_error = np.where(fine.status == 0, fine.error, np.maximum(
+                fine.error, np.abs(fine.df - value) + error))
+            test = _second_order_test(fine.df, fine_error, tangent, condition)
             if test["kind"] != "unknown":
                 verdict = test
         return verdict
 
-    first = solve(x, multipliers0)
-    best, tried = first, []
-    if wanted != "any" and first["kind"] not in ("unknown", wanted):
-        curvature, directions = first["curvature"], first["directions"]
-        # the directions of the wrong curvature (or none), the most wrong first
-        order = np.argsort(curvature if wanted == "minimum" else -curvature)
+    def search(x, lam):
+        """A stationary point of the kind wanted: ``(state, message)``, the state being the
+        plain Newton-Raphson point from x0 when no run reaches one."""
         sign = 1.0 if wanted == "minimum" else -1.0
-        order = [i for i in order if not sign * curvature[i] > first["curvature_error"]]
-        scale = max(1.0, np.abs(first["x"]).max())
-        for i in order[:_RESTART_DIRECTIONS]:
-            for step in _RESTART_STEPS:
-                state = solve(first["x"] + step * scale * directions[:, i], None,
-                              sign=1.0 if wanted == "minimum" else -1.0)
-                tried.append(state["kind"] if state["status"] == Status.SUCCESS else
-                             "no convergence")
-                if state["kind"] == wanted:
-                    best = state
-                    break
-            if best is not first:
-                break
-    status, message = best["status"], message_of(best["status"])
-    if wanted != "any" and best["kind"] != wanted and status == Status.SUCCESS:
+        # steered from x0 first: its steps go downhill (uphill) along the constraints
+        steered = solve(x, lam, sign)
+        if steered["kind"] == wanted:
+            return steered, "converged"
+        plain = solve(x, lam)
+        if plain["kind"] == wanted:
+            return plain, "converged"
+        outcomes = [_outcome(steered)]
+        what = _outcome(plain)
+        if plain["status"] == Status.SUCCESS and plain["kind"] != "unknown":
+            # restarts along its directions of wrong curvature (or none), the most wrong first
+            curvature, directions = plain["curvature"], plain["directions"]
+            order = [i for i in np.argsort(sign * curvature)
+                     if not sign * curvature[i] > plain["curvature_error"]]
+            scale = max(1.0, np.abs(plain["x"]).max())
+            for i in order[:_RESTART_DIRECTIONS]:
+                for step in _RESTART_STEPS:
+                    state = solve(plain["x"] + step * scale * directions[:, i], None, sign)
+                    if state["kind"] == wanted:
+                        return state, (f"converged to a {wanted} from restart "
+                                       f"{len(outcomes)} (Newton-Raphson from x0 {what})")
+                    outcomes.append(_outcome(state))
+        message = (f"no {wanted} found: Newton-Raphson from x0 {what} (the x returned); "
+                   f"steered towards a {wanted} from x0, it {outcomes[0]}")
+        restarts = outcomes[1:]
+        if restarts:
+            summary = ", ".join(f"{restarts.count(k)} {k}" for k in dict.fromkeys(restarts))
+            message += (f"; of {len(restarts)} steered restarts from x along its directions of "
+                        f"{'negative' if wanted == 'minimum' else 'positive'} or zero curvature, "
+                        f"{summary}")
+        return plain, message
+
+    best, message = search(x, multipliers0) if wanted != "any" else (
+        solve(x, multipliers0), None)
+    status = best["status"]
+    if message is None:
+        message = message_of(status)
+    elif best["kind"] != wanted and status == Status.SUCCESS:
         # a stationary point, but not of the kind asked for: never status 0
         status = Status.SINGULAR if best["kind"] == "degenerate" else Status.MAX_ITERATIONS
-        message = _wrong_kind_message(wanted, best["kind"], tried)
-    elif best is not first:
-        message = (f"converged to a {wanted} from restart {len(tried)} (x0 led to a "
-                   f"{first['kind']})")
     fx = _scalar(function(best["x"]))
     counts["nfev"] += 1
     return OptimizeResult(x=best["x"], multipliers=best["multipliers"], fun=fx,
