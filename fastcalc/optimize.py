@@ -390,6 +390,8 @@ def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
         curvature at ``x``, ``t = +-0.5, +-1, +-2`` times ``max(1, max|x|)``. When none
         reaches one, the result is ``x`` with status 1 (2 if ``x`` is degenerate; its own
         if it did not converge), never 0, and ``message`` says what each run found.
+    args : tuple, optional
+        Extra arguments of ``f``, the constraints and the derivatives.
     tol : float, optional
         Converged when a Newton step changes ``x`` by at most ``tol * max(1, max|x|)`` and the
         multipliers by at most ``tol * max(1, max|lambda|)``; the returned point is the one
@@ -449,11 +451,13 @@ def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
     order), its error taken as their difference plus their rounding errors; when that leaves
     a curvature within its error of 0, the Hessian is recomputed by Richardson extrapolation
     (:func:`fastcalc.hessian`, ``method="richardson"``) with its own error estimate. The test
-    costs ``1 + n + n**2`` evaluations (of f and g), more only in that case. With a ``kind`` asked for, the steered runs are Newton-Raphson (``maxiter``
-    steps each) whose steps see the curvature along the constraints made of the wanted sign
-    (its eigenvalues ``mu -> +-max(|mu|, 1e-3 max|mu|)``): they go downhill (uphill) until
-    near a stationary point of that kind, where the steps are Newton's. Where f is
-    unbounded they run to ``maxiter``: up to 14 runs when none of the kind exists.
+    costs ``1 + n + n**2`` evaluations (of f and g), more only in that case.
+
+    With a ``kind`` asked for, the steered runs are Newton-Raphson (``maxiter`` steps each)
+    whose steps see the curvature along the constraints made of the wanted sign (its
+    eigenvalues ``mu -> +-max(|mu|, 1e-3 max|mu|)``): they go downhill (uphill) until near a
+    stationary point of that kind, where the steps are Newton's. Where f is unbounded they
+    run to ``maxiter``: up to 14 runs when none of the kind exists.
 
     Examples
     --------
