@@ -17,6 +17,7 @@ from ._status import Status, message_of
 from .differentiate import gradient as _fd_gradient
 from .differentiate import hessian as _fd_hessian
 from .differentiate import jacobian as _fd_jacobian
+from .differentiate import _steps as _fd_steps
 
 __all__ = ["gradient_descent", "lagrange"]
 
@@ -29,8 +30,8 @@ def _jacobian(g, x, args, accuracy=2):
     return _fd_jacobian(g, x, args=args, accuracy=accuracy)
 
 
-def _hessian(f, x, args):
-    return _fd_hessian(f, x, args=args)
+def _hessian(f, x, args, **options):
+    return _fd_hessian(f, x, args=args, **options)
 
 
 def _point(x0):
@@ -276,16 +277,99 @@ def _constraint_function(constraints):
     return g
 
 
-def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers0=None,
-             grad=None, constraints_jac=None):
+_KINDS = ("any", "minimum", "maximum")
+# Restarts when the stationary point found is not of the kind asked for: from x + t d for the
+# (at most) two directions d of the most wrong curvature, t = each step times max(1, max|x|).
+_RESTART_DIRECTIONS = 2
+_RESTART_STEPS = (0.5, -0.5, 1.0, -1.0, 2.0, -2.0)
+
+
+def _wanted_kind(kind):
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise ValueError(f"kind must be 'any', 'minimum' or 'maximum', got {kind!r}")
+    return kind
+
+
+def _tangent_basis(J):
+    """An orthonormal basis ``(n, n - m)`` of the null space of ``J`` (the tangent space of the
+    constraints) and the condition number of ``J``."""
+    _, singular, vt = np.linalg.svd(J)
+    with np.errstate(divide="ignore"):
+        return vt[J.shape[0]:].T, singular[0] / singular[-1]
+
+
+def _curvature_of_sign(H, J, sign):
+    """``H`` changed on the tangent space of the constraints so that its eigenvalues there,
+    ``mu``, become ``sign * max(|mu|, 1e-3 max|mu|)``: the Newton step then goes downhill
+    (``sign = 1``) or uphill (-1) on f along the constraints, as far from a stationary point of
+    the wanted kind as near one (where H is unchanged)."""
+    tangent, _ = _tangent_basis(J)
+    curvature, vectors = np.linalg.eigh(tangent.T @ H @ tangent)
+    largest = np.abs(curvature).max()
+    if not largest > 0:
+        largest = max(1.0, np.abs(H).max())
+    wanted = sign * np.maximum(np.abs(curvature), 1e-3 * largest)
+    directions = tangent @ vectors
+    return H + (directions * (wanted - curvature)) @ directions.T
+
+
+def _second_order_test(H, error, tangent, condition):
+    """Kind of a stationary point from the Hessian ``H`` of the Lagrangian, ``error`` bounding
+    the error of each entry (inf: unknown).
+
+    The eigenvalues of ``Z^T H Z`` (``Z`` = ``tangent``) are the curvatures of the Lagrangian
+    along the constraint set: all positive, a strict local minimum; all negative, a maximum;
+    of both signs, a saddle (neither). They are uncertain by ``|Z^T dH Z|_2 <= ||Z|^T E |Z||_F``
+    (Weyl; entries of H outside the tangent space do not count), and by ``~|H| |dZ|`` from the
+    error of the constraint Jacobian (taken as ``sqrt(eps)`` relative, times its condition
+    number); a curvature within that of 0 decides nothing.
+    """
+    weight = np.abs(tangent)
+    reach = weight.max(axis=1)
+    unknown = ~(np.isfinite(error) & np.isfinite(H))
+    if (unknown & (np.outer(reach, reach) > 0)).any():
+        return {"kind": "unknown"}
+    H, error = np.where(unknown, 0.0, H), np.where(unknown, 0.0, error)
+    reduced = tangent.T @ H @ tangent
+    curvature, vectors = np.linalg.eigh(0.5 * (reduced + reduced.T))
+    tolerance = (np.sqrt(((weight.T @ error @ weight) ** 2).sum())
+                 + np.sqrt(np.finfo(np.float64).eps) * condition * np.abs(H).sum(axis=1).max())
+    if not np.isfinite(tolerance):
+        return {"kind": "unknown"}
+    verdict = {"curvature": curvature, "curvature_error": tolerance,
+               "directions": tangent @ vectors}
+    positive, negative = curvature > tolerance, curvature < -tolerance
+    if positive.all():
+        return dict(verdict, kind="minimum")
+    if negative.all():
+        return dict(verdict, kind="maximum")
+    if positive.any() and negative.any():
+        return dict(verdict, kind="saddle")
+    return dict(verdict, kind="degenerate")
+
+
+def _outcome(state):
+    """What one Newton-Raphson run reached, in words."""
+    if state["status"] != Status.SUCCESS:
+        return "did not converge"
+    if state["kind"] == "degenerate":
+        return ("reached a degenerate stationary point (a curvature along the constraints is 0 "
+                "within its error: the second-order test cannot tell)")
+    if state["kind"] == "unknown":
+        return "reached a stationary point of unknown kind"
+    return f"reached a {state['kind']}"
+
+
+def lagrange(f, constraints, x0, *, kind="any", args=(), tol=1e-10, maxiter=100,
+             multipliers0=None, grad=None, constraints_jac=None):
     """Stationary point of ``f`` subject to equality constraints ``g_i(x) = 0``.
 
     Solves ``grad f(x) = sum_i lambda_i grad g_i(x)``, ``g(x) = 0`` for ``x`` and the
     multipliers ``lambda`` by Newton-Raphson on this system. Its Jacobian is the KKT matrix
     ``[[H, -J^T], [J, 0]]`` with ``H`` the Hessian of ``f - lambda . g`` (finite differences of
     values) and ``J`` the constraint Jacobian; gradients and ``J`` are 4th-order central
-    differences unless given. Which stationary point (minimum, maximum or saddle on the
-    constraint set) is found depends on ``x0``.
+    differences unless given. Which stationary point is found depends on ``x0``; the result
+    says which kind it is (``kind``), and ``kind="minimum"`` or ``"maximum"`` asks for one.
 
     Parameters
     ----------
@@ -297,6 +381,15 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         returning a scalar; the constraints are ``g(x) = 0``. Fewer constraints than variables.
     x0 : array_like, shape (n,)
         Starting point (never modified).
+    kind : {"any", "minimum", "maximum"}, optional
+        The stationary point wanted. ``"any"``: the one Newton-Raphson reaches from ``x0``.
+        ``"minimum"`` (``"maximum"``): a strict local minimum (maximum) on the constraint set,
+        the first reached by these runs: Newton-Raphson steered downhill (uphill, Notes)
+        from ``x0``; plain Newton-Raphson from ``x0``, reaching ``x``; steered runs from
+        ``x + t d`` along the (at most two) directions ``d`` of the most negative (positive)
+        curvature at ``x``, ``t = +-0.5, +-1, +-2`` times ``max(1, max|x|)``. When none
+        reaches one, the result is ``x`` with status 1 (2 if ``x`` is degenerate; its own
+        if it did not converge), never 0, and ``message`` says what each run found.
     args : tuple, optional
         Extra arguments of ``f``, the constraints and the derivatives.
     tol : float, optional
@@ -318,16 +411,29 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     result : scipy.optimize.OptimizeResult
         ``x``, ``multipliers`` (``lambda``, with ``grad f = sum lambda_i grad g_i``), ``fun``
         (``f(x)``), ``constraints`` (``g(x)``), ``jac`` (``grad f(x)``), ``residual``
-        (max-norm of the Lagrange system at x), ``nit``, ``nfev`` (evaluations of f and g, those
-        of finite differences included), ``status`` (0 converged, 1 maxiter, 2 singular KKT
-        matrix, 3 non-finite values), ``success``, ``message``.
+        (max-norm of the Lagrange system at x), ``kind``, ``curvature``,
+        ``curvature_error``, ``nit``, ``nfev``
+        (evaluations of f and g, those of finite differences and of every run included),
+        ``status`` (0 converged, 1 maxiter or no stationary point of the ``kind`` asked for,
+        2 singular KKT matrix or, with a ``kind`` asked for, a degenerate point, 3 non-finite
+        values), ``success``, ``message``.
+
+        ``kind`` is the second-order test at ``x``: ``"minimum"`` / ``"maximum"`` (a strict
+        local minimum / maximum of f on the constraint set), ``"saddle"`` (neither),
+        ``"degenerate"`` (a curvature is 0 within its error: the test cannot tell), or
+        ``"unknown"`` (status not 0, or no finite Hessian). ``curvature`` holds its
+        evidence: the eigenvalues, ascending, of the Hessian of ``f - lambda . g``
+        restricted to the tangent space of the constraints (an orthonormal basis of the null
+        space of ``J``, from its SVD), and ``curvature_error`` a bound on their error (from
+        the Hessian's error estimate, and the constraint Jacobian's taken as ``sqrt(eps)``
+        relative); both NaN when ``kind`` is ``"unknown"``.
 
     Raises
     ------
     ValueError
         ``x0`` empty, not 1-D or not finite; not ``1 <= m < n`` constraints; constraints,
         ``grad``, ``constraints_jac`` or ``multipliers0`` of the wrong shape; invalid ``tol`` or
-        ``maxiter``.
+        ``maxiter``; ``kind`` not one of the three.
     TypeError
         ``f``, constraints or derivatives not callable or returning non-numbers (complex
         included); ``multipliers0`` or ``tol`` not real numbers.
@@ -341,6 +447,18 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     by powers of two, so scaling f or a constraint does not matter) or 3 (non-finite values);
     ``x`` and ``multipliers`` are then the last iterate.
 
+    The Hessian of the test extrapolates Newton's last one (step h) with one at step 2h (4th
+    order), its error taken as their difference plus their rounding errors; when that leaves
+    a curvature within its error of 0, the Hessian is recomputed by Richardson extrapolation
+    (:func:`fastcalc.hessian`, ``method="richardson"``) with its own error estimate. The test
+    costs ``1 + n + n**2`` evaluations (of f and g), more only in that case.
+
+    With a ``kind`` asked for, the steered runs are Newton-Raphson (``maxiter`` steps each)
+    whose steps see the curvature along the constraints made of the wanted sign (its
+    eigenvalues ``mu -> +-max(|mu|, 1e-3 max|mu|)``): they go downhill (uphill) until near a
+    stationary point of that kind, where the steps are Newton's. Where f is unbounded they
+    run to ``maxiter``: up to 14 runs when none of the kind exists.
+
     Examples
     --------
     Extremize ``x + y`` on the unit circle (the maximum, from a start near it):
@@ -350,6 +468,15 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     >>> r = lagrange(lambda x: x[0] + x[1], lambda x: x[0]**2 + x[1]**2 - 1.0, [1.0, 0.5])
     >>> r.status, bool(np.abs(r.x - np.sqrt(0.5)).max() < 1e-12), r.multipliers.round(12).tolist()
     (0, True, [0.707106781187])
+    >>> r.kind, r.curvature.round(6).tolist()
+    ('maximum', [-1.414214])
+
+    Ask for the minimum instead (Newton-Raphson steered downhill from the same start):
+
+    >>> r = lagrange(lambda x: x[0] + x[1], lambda x: x[0]**2 + x[1]**2 - 1.0, [1.0, 0.5],
+    ...              kind="minimum")
+    >>> r.status, r.kind, bool(np.abs(r.x + np.sqrt(0.5)).max() < 1e-12)
+    (0, 'minimum', True)
     """
     x = _point(x0)
     if not np.isfinite(x).all():
@@ -358,6 +485,7 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     args = _args(args)
     tol = _positive("tol", tol)
     maxiter = _maxiter(maxiter)
+    wanted = _wanted_kind(kind)
     function = resolve(f, args=args, signatures=("scalar",), name="f")
     g = _constraint_function(constraints)
     for name, fn in (("grad", grad), ("constraints_jac", constraints_jac)):
@@ -368,7 +496,11 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
     if not 0 < m < n:
         raise ValueError(f"lagrange needs 1 <= m < n constraints for n = {n} variables, "
                          f"got m = {m}")
-    counts = {"nfev": 1}
+    if multipliers0 is not None:
+        multipliers0 = np.array(real_array(multipliers0, "multipliers0")).reshape(-1)
+        if multipliers0.shape != (m,):
+            raise ValueError(f"multipliers0 must have shape ({m},), got {np.shape(multipliers0)}")
+    counts = {"nfev": 1, "nit": 0}
 
     def grad_f(point):
         if grad is not None:
@@ -385,61 +517,146 @@ def lagrange(f, constraints, x0, *, args=(), tol=1e-10, maxiter=100, multipliers
         counts["nfev"] += 4 * n
         return _jacobian(g, point, args, accuracy=4).reshape(m, n)
 
-    def lagrangian_hessian(point, lam):
-        counts["nfev"] += 1 + n + n * n
-        return _hessian(lambda p, *a: _scalar(function(p)) - lam @ g(p, *a), point, args)
+    def lagrangian(lam):
+        return lambda p, *a: _scalar(function(p)) - lam @ g(p, *a)
+
+    def lagrangian_hessian(point, lam, **options):
+        result = _hessian(lagrangian(lam), point, args, full_output=True, **options)
+        counts["nfev"] += result.nfev
+        return result
 
     def residual(point, lam):
         gf, J, gv = grad_f(point), jac_g(point), g(point, *args)
         counts["nfev"] += 1
         return np.concatenate([gf - J.T @ lam, gv]), gf, J, gv
 
-    if multipliers0 is None:
-        J0, gf0 = jac_g(x), grad_f(x)
-        if np.isfinite(J0).all() and np.isfinite(gf0).all():
-            lam = np.linalg.lstsq(J0.T, gf0, rcond=None)[0]
-        else:       # LAPACK must not see NaN: the residual below reports status 3
-            lam = np.full(m, np.nan)
-    else:
-        lam = np.array(real_array(multipliers0, "multipliers0")).reshape(-1)
-        if lam.shape != (m,):
-            raise ValueError(f"multipliers0 must have shape ({m},), got {np.shape(multipliers0)}")
-    F, gf, J, gv = residual(x, lam)
-    nit = 0
-    status = Status.MAX_ITERATIONS
-    while True:
-        if not (np.isfinite(F).all() and np.isfinite(J).all()):
-            status = Status.NON_FINITE
-            break
-        if nit >= maxiter:
-            break
-        H = lagrangian_hessian(x, lam)
-        if not np.isfinite(H).all():
-            status = Status.NON_FINITE
-            break
-        kkt = np.block([[H, -J.T], [J, np.zeros((m, m))]])
-        try:
-            delta = np.linalg.solve(kkt, -F)
-        except np.linalg.LinAlgError:
-            status = Status.SINGULAR
-            break
-        if not np.isfinite(delta).all() or np.linalg.cond(_equilibrated(kkt)) > 1e14:
-            status = Status.SINGULAR
-            break
-        x = x + delta[:n]
-        lam = lam + delta[n:]
-        nit += 1
+    def solve(x, lam, sign=0.0):
+        """Newton-Raphson on the Lagrange system from (x, lam); the state at its end. With
+        ``sign`` +-1 the steps see the curvature along the constraints made of that sign
+        (:func:`_curvature_of_sign`): towards a minimum (+1) or maximum (-1)."""
+        if lam is None:
+            J0, gf0 = jac_g(x), grad_f(x)
+            if np.isfinite(J0).all() and np.isfinite(gf0).all():
+                lam = np.linalg.lstsq(J0.T, gf0, rcond=None)[0]
+            else:       # LAPACK must not see NaN: the residual below reports status 3
+                lam = np.full(m, np.nan)
         F, gf, J, gv = residual(x, lam)
-        # x and the multipliers each relative to their own size: one multiplier of 1e12
-        # must not loosen the test on x to an absolute 100
-        if (np.abs(delta[:n]).max() <= tol * max(1.0, np.abs(x).max())
-                and np.abs(delta[n:]).max(initial=0.0) <= tol * max(1.0, np.abs(lam).max())
-                and np.isfinite(F).all()):
-            status = Status.SUCCESS
-            break
-    fx = _scalar(function(x))
+        newton = None
+        nit = 0
+        status = Status.MAX_ITERATIONS
+        while True:
+            if not (np.isfinite(F).all() and np.isfinite(J).all()):
+                status = Status.NON_FINITE
+                break
+            if nit >= maxiter:
+                break
+            newton = lagrangian_hessian(x, lam)
+            H = newton.df
+            if not np.isfinite(H).all():
+                status = Status.NON_FINITE
+                break
+            kkt = np.block([[_curvature_of_sign(H, J, sign) if sign else H, -J.T],
+                            [J, np.zeros((m, m))]])
+            try:
+                delta = np.linalg.solve(kkt, -F)
+            except np.linalg.LinAlgError:
+                status = Status.SINGULAR
+                break
+            if not np.isfinite(delta).all() or np.linalg.cond(_equilibrated(kkt)) > 1e14:
+                status = Status.SINGULAR
+                break
+            x = x + delta[:n]
+            lam = lam + delta[n:]
+            nit += 1
+            F, gf, J, gv = residual(x, lam)
+            # x and the multipliers each relative to their own size: one multiplier of 1e12
+            # must not loosen the test on x to an absolute 100
+            if (np.abs(delta[:n]).max() <= tol * max(1.0, np.abs(x).max())
+                    and np.abs(delta[n:]).max(initial=0.0) <= tol * max(1.0, np.abs(lam).max())
+                    and np.isfinite(F).all()):
+                status = Status.SUCCESS
+                break
+        counts["nit"] += nit
+        state = dict(x=x, multipliers=lam, constraints=gv, jac=gf,
+                     residual=float(np.abs(F).max()), status=status, kind="unknown",
+                     curvature=np.full(n - m, np.nan), curvature_error=np.nan)
+        if status == Status.SUCCESS:
+            state.update(classify(x, lam, J, newton))
+        return state
+
+    def classify(x, lam, J, newton):
+        """The second-order test at a stationary point (:func:`_second_order_test`)."""
+        tangent, condition = _tangent_basis(J)
+        # Newton's last Hessian (step h, at the previous iterate) and one at step 2h: their
+        # difference (3 times the h^2 error term of Newton's, with the drift of the last step)
+        # bounds the error of their 4th-order extrapolation. Richardson's Hessian (5 stencils
+        # or more) only when that cannot decide.
+        coarse = lagrangian_hessian(x, lam, step=2.0 * _fd_steps(x, None, "central", 2, 2))
+        value = newton.df + (newton.df - coarse.df) / 3.0
+        error = np.where((newton.status == 0) & (coarse.status == 0),
+                         np.abs(newton.df - coarse.df) + newton.error + coarse.error, np.inf)
+        verdict = _second_order_test(value, error, tangent, condition)
+        if verdict["kind"] in ("degenerate", "unknown"):
+            fine = lagrangian_hessian(x, lam, method="richardson")
+            # an entry whose table did not converge (often one at rounding level, as a 0
+            # entry) keeps the error measured above, if larger
+            fine_error = np.where(fine.status == 0, fine.error, np.maximum(
+                fine.error, np.abs(fine.df - value) + error))
+            test = _second_order_test(fine.df, fine_error, tangent, condition)
+            if test["kind"] != "unknown":
+                verdict = test
+        return verdict
+
+    def search(x, lam):
+        """A stationary point of the kind wanted: ``(state, message)``, the state being the
+        plain Newton-Raphson point from x0 when no run reaches one."""
+        sign = 1.0 if wanted == "minimum" else -1.0
+        # steered from x0 first: its steps go downhill (uphill) along the constraints
+        steered = solve(x, lam, sign)
+        if steered["kind"] == wanted:
+            return steered, "converged"
+        plain = solve(x, lam)
+        if plain["kind"] == wanted:
+            return plain, "converged"
+        outcomes = [_outcome(steered)]
+        what = _outcome(plain)
+        if plain["status"] == Status.SUCCESS and plain["kind"] != "unknown":
+            # restarts along its directions of wrong curvature (or none), the most wrong first
+            curvature, directions = plain["curvature"], plain["directions"]
+            order = [i for i in np.argsort(sign * curvature)
+                     if not sign * curvature[i] > plain["curvature_error"]]
+            scale = max(1.0, np.abs(plain["x"]).max())
+            for i in order[:_RESTART_DIRECTIONS]:
+                for step in _RESTART_STEPS:
+                    state = solve(plain["x"] + step * scale * directions[:, i], None, sign)
+                    if state["kind"] == wanted:
+                        return state, (f"converged to a {wanted} from restart "
+                                       f"{len(outcomes)} (Newton-Raphson from x0 {what})")
+                    outcomes.append(_outcome(state))
+        message = (f"no {wanted} found: Newton-Raphson from x0 {what} (the x returned); "
+                   f"steered towards a {wanted} from x0, it {outcomes[0]}")
+        restarts = outcomes[1:]
+        if restarts:
+            summary = ", ".join(f"{restarts.count(k)} {k}" for k in dict.fromkeys(restarts))
+            message += (f"; of {len(restarts)} steered restarts from x along its directions of "
+                        f"{'negative' if wanted == 'minimum' else 'positive'} or zero curvature, "
+                        f"{summary}")
+        return plain, message
+
+    best, message = search(x, multipliers0) if wanted != "any" else (
+        solve(x, multipliers0), None)
+    status = best["status"]
+    if message is None:
+        message = message_of(status)
+    elif best["kind"] != wanted and status == Status.SUCCESS:
+        # a stationary point, but not of the kind asked for: never status 0
+        status = Status.SINGULAR if best["kind"] == "degenerate" else Status.MAX_ITERATIONS
+    fx = _scalar(function(best["x"]))
     counts["nfev"] += 1
-    return OptimizeResult(x=x, multipliers=lam, fun=fx, constraints=gv, jac=gf,
-                          residual=float(np.abs(F).max()), nit=nit, nfev=counts["nfev"],
-                          status=int(status), success=status == Status.SUCCESS,
-                          message=message_of(status))
+    return OptimizeResult(x=best["x"], multipliers=best["multipliers"], fun=fx,
+                          constraints=best["constraints"], jac=best["jac"],
+                          residual=best["residual"], kind=best["kind"],
+                          curvature=best["curvature"],
+                          curvature_error=best["curvature_error"], nit=counts["nit"],
+                          nfev=counts["nfev"], status=int(status),
+                          success=status == Status.SUCCESS, message=message)

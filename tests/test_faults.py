@@ -141,7 +141,8 @@ def _arrays(result):
 
 def _assert_identical(got, want):
     for g, w in zip(_arrays(got), _arrays(want), strict=True):
-        assert np.array_equal(g, w, equal_nan=True), (g, w)
+        # equal_nan only for numbers (lagrange's kind is a string)
+        assert np.array_equal(g, w, equal_nan=g.dtype.kind not in "SU"), (g, w)
 
 
 def _run(name, callback):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.optimize import NonlinearConstraint, minimize, rosen, rosen_der
 
-from fastcalc import Status, gradient_descent, lagrange
+from fastcalc import Status, gradient_descent, hessian, lagrange
 from fastcalc._testfunctions import low_level
 
 SQRT_HALF = np.sqrt(0.5)
@@ -308,3 +308,192 @@ def test_lagrange_a_large_multiplier_does_not_loosen_the_test_on_x():
         assert r.status == 0
         np.testing.assert_allclose(r.x, [0.0, 1.0, 1.0], atol=1e-10)
         np.testing.assert_allclose(r.multipliers, [scale, np.e], rtol=1e-10)
+
+
+# ---------------------------------------------------------------- lagrange: second-order test
+
+def exact_curvature(H, J):
+    """Eigenvalues of the exact Hessian of the Lagrangian on the null space of J."""
+    tangent = np.linalg.svd(J)[2][J.shape[0]:].T
+    return np.linalg.eigvalsh(tangent.T @ H @ tangent)
+
+
+@pytest.mark.parametrize("f, g, x0, H, J, kind, x_exact", [
+    # x^2 + y^2 on x + y = 1: the minimum (1/2, 1/2)
+    (lambda x: x @ x, lambda x: x.sum() - 1.0, [0.3, 0.1], 2 * np.eye(2), np.ones((1, 2)),
+     "minimum", [0.5, 0.5]),
+    # xy on x + y = 2: the maximum (1, 1)
+    (lambda x: x[0] * x[1], lambda x: x.sum() - 2.0, [0.3, 0.1], np.array([[0.0, 1.0],
+                                                                          [1.0, 0.0]]),
+     np.ones((1, 2)), "maximum", [1.0, 1.0]),
+    # x^2 + y^2 - z^2 on x + y + z = 1: stationary at (1, 1, -1) (lambda = 2), a saddle
+    (lambda x: x[0] ** 2 + x[1] ** 2 - x[2] ** 2, lambda x: x.sum() - 1.0, [0.2, 0.5, 0.1],
+     np.diag([2.0, 2.0, -2.0]), np.ones((1, 3)), "saddle", [1.0, 1.0, -1.0]),
+    # two constraints, four variables: x0^2 - x1^2 + x2^2 + 3 x3^2 on sum = 1, x0 = x3
+    (lambda x: x[0] ** 2 - x[1] ** 2 + x[2] ** 2 + 3 * x[3] ** 2,
+     lambda x: np.array([x.sum() - 1.0, x[0] - x[3]]), [0.1, 0.2, 0.3, 0.4],
+     np.diag([2.0, -2.0, 2.0, 6.0]), np.array([[1.0, 1, 1, 1], [1, 0, 0, -1]]), "saddle",
+     None),
+    # the minimum-norm point on two planes
+    (lambda x: x @ x, [lambda x: x[0] + 2 * x[1] + x[2] - 1.0,
+                       lambda x: 2 * x[0] - x[1] - 3 * x[2] - 4.0], np.zeros(3),
+     2 * np.eye(3), np.array([[1.0, 2, 1], [2, -1, -3]]), "minimum", None),
+])
+def test_lagrange_classifies_textbook_stationary_points(f, g, x0, H, J, kind, x_exact):
+    r = lagrange(f, g, x0)
+    assert r.status == 0 and r.kind == kind
+    # quadratic f, linear g: the Hessian of the Lagrangian is H, whatever the multipliers
+    exact = exact_curvature(H, J)
+    np.testing.assert_allclose(r.curvature, exact, rtol=1e-7, atol=1e-8)
+    assert (np.abs(r.curvature - exact) <= r.curvature_error).all()
+    assert r.curvature_error < 1e-6 * np.abs(exact).min()
+    if x_exact is not None:
+        np.testing.assert_allclose(r.x, x_exact, atol=1e-10)
+    # asking for the kind found changes nothing; asking for another, which none of these
+    # problems has (unbounded), is never success
+    for wanted in ("minimum", "maximum"):
+        other = lagrange(f, g, x0, kind=wanted, maxiter=20)
+        if wanted == kind:
+            np.testing.assert_array_equal(other.x, r.x)
+            assert other.status == 0 and other.message == "converged"
+        else:
+            assert other.status == Status.MAX_ITERATIONS and other.kind == kind
+
+
+def test_lagrange_xyz_on_sphere_gives_the_minimum_asked_for():
+    # the issue: xyz on x^2 + y^2 + z^2 = 3 from near (1, 1, 1) converged to the maximum
+    # f = 1 there with nothing saying so; minima f = -1 at the points with an odd number of -1
+    f = lambda x: x[0] * x[1] * x[2]        # noqa: E731
+    sphere = lambda x: x @ x - 3.0            # noqa: E731
+    x0 = [1.2, 0.9, 1.1]
+    plain = lagrange(f, sphere, x0)
+    assert plain.status == 0 and plain.kind == "maximum"
+    np.testing.assert_allclose(plain.x, [1.0, 1.0, 1.0], atol=1e-10)
+    # H of the Lagrangian (lambda = 1/2) on the tangent plane x + y + z = 0: -2 I
+    np.testing.assert_allclose(plain.curvature, [-2.0, -2.0], rtol=1e-7)
+    r = lagrange(f, sphere, x0, kind="minimum")
+    assert r.status == 0 and r.kind == "minimum" and r.message == "converged"
+    np.testing.assert_allclose(np.abs(r.x), 1.0, atol=1e-10)
+    assert r.fun == pytest.approx(-1.0, abs=1e-10)
+    np.testing.assert_allclose(r.curvature, [2.0, 2.0], rtol=1e-7)
+    # SLSQP finds a minimum of the same value, and started next to ours stays at ours
+    cons = [{"type": "eq", "fun": sphere}]
+    ref = minimize(f, x0, method="SLSQP", constraints=cons, tol=1e-12)
+    assert r.fun == pytest.approx(ref.fun, abs=1e-8)
+    near = minimize(f, r.x + [0.05, -0.03, 0.02], method="SLSQP", constraints=cons, tol=1e-12)
+    np.testing.assert_allclose(r.x, near.x, atol=1e-5)
+    # and the maximum when asked for, from a start that reaches a minimum
+    r = lagrange(f, sphere, [-1.2, 0.9, 1.1], kind="maximum")
+    assert r.status == 0 and r.kind == "maximum" and r.fun == pytest.approx(1.0, abs=1e-10)
+    near = minimize(lambda x: -f(x), r.x + [0.05, -0.03, 0.02], method="SLSQP",
+                    constraints=cons, tol=1e-12)
+    np.testing.assert_allclose(r.x, near.x, atol=1e-5)
+
+
+def test_lagrange_maximum_asked_for_from_a_saddle_matches_slsqp():
+    # xyz on x + y + z = 3: from (2.5, 0.3, 0.2) Newton reaches the saddle (3, 0, 0)
+    f = lambda x: x[0] * x[1] * x[2]        # noqa: E731
+    plane = lambda x: x.sum() - 3.0           # noqa: E731
+    plain = lagrange(f, plane, [2.5, 0.3, 0.2])
+    assert plain.status == 0 and plain.kind == "saddle"
+    np.testing.assert_allclose(plain.x, [3.0, 0.0, 0.0], atol=1e-10)
+    r = lagrange(f, plane, [2.5, 0.3, 0.2], kind="maximum")
+    ref = minimize(lambda x: -f(x), [2.5, 0.3, 0.2], method="SLSQP",
+                   constraints=[{"type": "eq", "fun": plane}], tol=1e-12)
+    assert r.status == 0 and r.kind == "maximum"
+    np.testing.assert_allclose(r.x, [1.0, 1.0, 1.0], atol=1e-10)
+    np.testing.assert_allclose(r.x, ref.x, atol=1e-5)
+    np.testing.assert_allclose(r.multipliers, [1.0], atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["minimum", "maximum"])
+def test_lagrange_extremum_on_circle_matches_slsqp(kind):
+    f = lambda x: x[0] + 2.0 * x[1]          # noqa: E731
+    sign = 1.0 if kind == "minimum" else -1.0
+    for x0 in ([1.0, 0.5], [-1.0, -0.5], [0.2, -0.9]):
+        r = lagrange(f, circle, x0, kind=kind)
+        ref = minimize(lambda x: sign * f(x), x0, method="SLSQP",
+                       constraints=[{"type": "eq", "fun": circle}], tol=1e-12)
+        assert r.status == 0 and r.kind == kind
+        # exact: -+(1, 2) / sqrt(5)
+        np.testing.assert_allclose(r.x, -sign * np.array([1.0, 2.0]) / np.sqrt(5), atol=1e-10)
+        np.testing.assert_allclose(r.x, ref.x, atol=1e-5)
+
+
+@pytest.mark.parametrize("f, g, x0, kind, x_exact", [
+    (lambda x: x[0] + x[1], circle, [SQRT_HALF, SQRT_HALF], "minimum", [-SQRT_HALF] * 2),
+    (lambda x: x[0] * x[1] * x[2], lambda x: x @ x - 3.0, [1.0, 1.0, 1.0], "minimum", None),
+    (lambda x: x[0] * x[1] * x[2], lambda x: x.sum() - 3.0, [3.0, 0.0, 0.0], "maximum",
+     [1.0, 1.0, 1.0]),
+])
+def test_lagrange_started_at_a_stationary_point_of_another_kind_restarts(f, g, x0, kind,
+                                                                         x_exact):
+    # x0 is the maximum / maximum / saddle: no step leaves it (the gradient of the Lagrangian
+    # is 0), so only the restarts along its directions of wrong curvature can find the kind
+    r = lagrange(f, g, x0, kind=kind)
+    assert r.status == 0 and r.kind == kind
+    assert r.message.startswith(f"converged to a {kind} from restart 1 (Newton-Raphson from "
+                                "x0 reached a ")
+    sign = 1.0 if kind == "minimum" else -1.0
+    ref = minimize(lambda x: sign * f(x), r.x + 0.03, method="SLSQP", tol=1e-12,
+                   constraints=[{"type": "eq", "fun": g}])
+    np.testing.assert_allclose(r.x, ref.x, atol=1e-5)     # a local minimum (maximum)
+    if x_exact is not None:
+        np.testing.assert_allclose(r.x, x_exact, atol=1e-10)
+    else:                                # xyz on the sphere: (+-1, +-1, +-1), product -1
+        np.testing.assert_allclose(np.abs(r.x), 1.0, atol=1e-10)
+        assert r.fun == pytest.approx(-1.0, abs=1e-10)
+
+
+def test_lagrange_kind_that_does_not_exist_is_not_success():
+    # no maximum of x^2 + y^2 on the line x + y = 1 (unbounded); no minimum of xy on x + y = 2
+    # nor of xyz on x + y + z = 3 (unbounded below): never status 0, x the point found
+    for f, g, x0, kind, found in (
+            (lambda x: x @ x, lambda x: x.sum() - 1.0, [0.3, 0.1], "maximum", "minimum"),
+            (lambda x: x[0] * x[1], lambda x: x.sum() - 2.0, [0.3, 0.1], "minimum", "maximum"),
+            (lambda x: x[0] * x[1] * x[2], lambda x: x.sum() - 3.0, [1.2, 0.9, 1.1], "minimum",
+             "maximum")):
+        r = lagrange(f, g, x0, kind=kind, maxiter=30)
+        assert r.status == Status.MAX_ITERATIONS and not r.success
+        assert r.kind == found
+        assert r.message.startswith(f"no {kind} found: Newton-Raphson from x0 reached a "
+                                    f"{found} (the x returned); ")
+        assert r.message.endswith("did not converge")     # to infinity
+        assert np.abs(r.jac - r.multipliers @ np.ones((1, len(x0)))).max() < 1e-8
+
+
+def test_lagrange_curvature_below_the_quick_hessians_error_is_not_misclassified():
+    # f = x0^2 + 1e-7 x1^2 + 1e6 x1^6 + x2 on x2 = 0: at 0 the curvature along x1 is 2e-7, a
+    # minimum, but second differences at the default steps h and 2h (h ~ 4.5e-4) extrapolate
+    # to about -1.4e-7 (the x1^6 term): the quick test must see its error and defer to
+    # Richardson's Hessian (grad given: finite differences of it would not find x1 = 0)
+    f = lambda x: x[0] ** 2 + 1e-7 * x[1] ** 2 + 1e6 * x[1] ** 6 + x[2]          # noqa: E731
+    grad = lambda x: np.array([2 * x[0], 2e-7 * x[1] + 6e6 * x[1] ** 5, 1.0])    # noqa: E731
+    r = lagrange(f, lambda x: x[2], [0.1, 0.0, 0.1], grad=grad)
+    quick = hessian(lambda x: f(x) - r.multipliers[0] * x[2], r.x, accuracy=4, step=4.5e-4)
+    assert quick[1, 1] < -1e-7
+    assert r.status == 0 and r.kind == "minimum"
+    np.testing.assert_allclose(r.x, 0.0, atol=1e-9)
+    np.testing.assert_allclose(r.curvature, [2e-7, 2.0], rtol=1e-6)
+    assert (np.abs(r.curvature - [2e-7, 2.0]) <= r.curvature_error).all()
+    assert r.curvature_error < 1e-7
+
+
+def test_lagrange_degenerate_point_claims_nothing():
+    # curvatures 2e-12 and 2 on the constraint set: 2e-12 is below what finite differences of
+    # a unit-scale Hessian can resolve, so neither "minimum" nor success when one is asked for
+    f = lambda x: x[0] ** 2 + 1e-12 * x[1] ** 2     # noqa: E731
+    plain = lagrange(f, lambda x: x[2], [0.3, 0.2, 0.1])
+    assert plain.status == 0 and plain.kind == "degenerate"
+    r = lagrange(f, lambda x: x[2], [0.3, 0.2, 0.1], kind="minimum", maxiter=20)
+    assert r.status == Status.SINGULAR and r.kind == "degenerate"
+    assert "second-order test cannot tell" in r.message
+
+
+def test_lagrange_kind_unknown_without_convergence_and_bad_kind():
+    r = lagrange(lambda x: x[0] + x[1], circle, [1.0, 0.5], maxiter=1, kind="minimum")
+    assert r.status == Status.MAX_ITERATIONS and r.kind == "unknown"
+    assert np.isnan(r.curvature).all() and r.curvature.shape == (1,)
+    for bad in ("min", "Minimum", None, 1):
+        with pytest.raises(ValueError, match="^kind must be 'any', 'minimum' or 'maximum'"):
+            lagrange(lambda x: x[0] + x[1], circle, [1.0, 0.5], kind=bad)
