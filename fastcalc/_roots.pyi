@@ -54,7 +54,7 @@ class ElementwiseBatch:
         maxiter: int,
         method: int,
         bracketed: bool,
-        start_cost: int,
+        fd: bool,
         deriv_cost: int,
     ) -> None: ...
     def start_bracket(
@@ -69,7 +69,7 @@ class ElementwiseBatch:
     def fd_points(
         self, a: NDArray[np.float64] | None = ..., b: NDArray[np.float64] | None = ...
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
-    def check_values(self, fx: NDArray[np.float64]) -> int: ...
+    def check_values(self, fx: NDArray[np.float64]) -> bool: ...
     def iterate(
         self,
         fx: NDArray[np.float64],

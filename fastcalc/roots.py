@@ -7,9 +7,17 @@ independent equation per element, with per-element parameters). :func:`newton_sy
 Stopping rule of :func:`newton` (per element), checked each time f is evaluated at an iterate x:
 
 * ``f(x) == 0`` or ``|f(x)| <= ftol``: converged (status 0);
-* the step that produced x satisfied ``|step| <= tol + rtol * |x|``: converged (status 0) -- x is
-  returned with ``fun = f(x)`` evaluated there, so ``x`` and ``fun`` always belong together, and
-  an element whose f is NaN or inf is never reported converged;
+* the step that produced x satisfied ``|step| <= tau = tol + rtol * |x|``: with an analytic
+  ``fprime`` and no bracket, converged (status 0; Newton's step then estimates the distance to
+  a simple root). Otherwise -- finite-difference derivative, secant, or a bracket -- a short
+  step is no evidence (an estimated slope can make it short anywhere, and at a multiple root
+  the distance is (m - 1) steps), so f is evaluated at a probe tau from x towards the root (the
+  other end of the bracket, or where the slope points): a sign change or a zero puts a root
+  within tau of x, converged, and of x and the probe the one with the smaller ``|f|`` is
+  returned; otherwise the probe is the next iterate (a step). So a root where f does not
+  change sign (even multiplicity) needs ``f == 0`` or ``ftol`` there. x is always returned
+  with ``fun = f(x)`` evaluated there, so ``x`` and ``fun`` belong together, and an element
+  whose f is NaN or inf is never reported converged;
 * with a ``bracket``: the bracket (which always holds the root, x at one end) has closed to
   ``tol + rtol * |x|``: converged. A secant step below the tolerance is not taken as
   convergence there (its slope may be a chord across the bracket, meaningless near x); x moves
@@ -67,7 +75,9 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         Starting point(s). May be None when ``bracket`` is given (start at its midpoint).
     fprime : callable, optional
         Derivative ``f'(x, *args)``, of the same kind as ``f``. None: a central finite
-        difference with relative step ``cbrt(eps) * max(1, |x|)`` (two extra evaluations of f).
+        difference (two extra evaluations of f) with step ``cbrt(eps) * max(1, |x|)``, or the
+        shorter of the last two steps if that is shorter (down to ``2**-46 |x|``), so that
+        the stencil shrinks with the distance to the root (multiple roots, roots far below 1).
     args : tuple, optional
         Extra arguments. With an array ``x0`` every argument with ``np.ndim >= 1`` (any
         array-like: ndarray, list, pandas Series, ``array.array``, ...) is a per-element
@@ -77,8 +87,11 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     fprime2 : callable, optional
         Second derivative; when given, Halley's method is used.
     tol, rtol : float, optional
-        A step with ``|step| <= tol + rtol * |x_new|`` ends the iteration once ``f(x_new)`` is
-        evaluated and finite. Defaults ``1.48e-8`` (SciPy's) and ``4 eps``.
+        Status 0 promises a root within ``tol + rtol * |x|`` of x. A step with ``|step| <= tol +
+        rtol * |x_new|`` ends the iteration once ``f(x_new)`` is evaluated and finite -- with an
+        analytic ``fprime`` and no bracket; otherwise once a sign change confirms it (see the
+        module docstring: one more evaluation of f). Defaults ``1.48e-8`` (SciPy's) and
+        ``4 eps``.
     ftol : float, optional
         ``|f(x)| <= ftol`` also ends the iteration (default 0: only an exact zero).
     maxiter : int, optional
@@ -141,13 +154,14 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     elements that finished leave the active set and are never evaluated again. So an element
     that converges had its derivative evaluated once more at its last iterate, and
     ``nfev = (nit + 1) * (1 + derivative evaluations per step)`` (plus 2 for a bracket, 1 for
-    the secant start). One equation (scalar ``x0``) and compiled functions evaluate the
-    derivative only when a step is taken.
+    the secant start, and one round for a probe that confirms convergence). One equation
+    (scalar ``x0``) and compiled functions evaluate the derivative only when a step is taken.
 
-    Failure behaviour: every element gets a status, 1 (``MAX_ITERATIONS``), 2 (zero
-    derivative), 3 (non-finite ``x0``, ``f`` or derivative: such an element is never reported
-    converged), 4 (bracket without a sign change, or ``x0`` outside it); a failed element keeps
-    its last iterate and never affects the others.
+    Failure behaviour: every element gets a status, 1 (``MAX_ITERATIONS``; also a root that
+    could not be confirmed, e.g. a double root without ``ftol``), 2 (zero derivative), 3
+    (non-finite ``x0``, ``f`` or derivative: such an element is never reported converged), 4
+    (bracket without a sign change, or ``x0`` outside it); a failed element keeps its last
+    iterate and never affects the others.
 
     Examples
     --------
@@ -161,6 +175,9 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     >>> r = newton(lambda x: x**2 + 1.0, 0.0, lambda x: 2 * x, full_output=True)
     >>> r.status, r.message
     (2, 'zero derivative or singular matrix')
+    >>> r = newton(lambda x: (x - 1.0)**3, 2.0, maxiter=100, full_output=True)  # f' by FD
+    >>> r.status, abs(r.x - 1.0) <= 1.48e-8
+    (0, True)
     """
     if method is None:
         method = "halley" if fprime2 is not None else "newton"
@@ -317,12 +334,11 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
         return _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol,
                                         maxiter, n_threads)
     rows = np.stack(rows) if rows else np.empty((0, size))
-    # Evaluations of f, fprime, fprime2 per element: before the first round, and per round.
-    start_cost = 2 * bracket_on + (method == Method.SECANT)
-    deriv_cost = (0 if method == Method.SECANT else 1 if fprime is not None else 2) + (
-        method == Method.HALLEY)
-    batch = ElementwiseBatch(x_start, rows, tol, rtol, ftol, maxiter, method, bracket_on,
-                             start_cost, deriv_cost)
+    fd = fprime is None and method != Method.SECANT
+    # evaluations of fprime, fprime2 (or of f for a finite difference) per round
+    deriv_cost = (0 if method == Method.SECANT else 2 if fd else 1) + (method == Method.HALLEY)
+    batch = ElementwiseBatch(x_start, rows, tol, rtol, ftol, maxiter, method, bracket_on, fd,
+                             deriv_cost)
     params = batch.params
 
     def call(function, name, points):
@@ -345,7 +361,7 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
         x = batch.x
         fx = call(f, "f", x)
         if checked and not batch.check_values(fx):
-            break
+            continue        # finished, or f is wanted at a probe first
         d2f = call(fprime2, "fprime2", x) if method == Method.HALLEY else None
         if method == Method.SECANT:
             batch.iterate(fx, None, d2f, checked=checked)
