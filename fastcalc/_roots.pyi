@@ -111,6 +111,10 @@ class NewtonBatch:
         nfev_out: NDArray[np.intp],
     ) -> None: ...
 
+def compiled_values(
+    f: Any, x: NDArray[np.float64], params: NDArray[np.float64], elements: NDArray[np.intp]
+) -> NDArray[np.float64]: ...
+
 def newton_system_compiled(
     F: Any,
     jac: Any | None,

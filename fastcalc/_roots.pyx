@@ -715,6 +715,27 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     return x_out, fun_out, status_out, nit_out, nfev_out
 
 
+def compiled_values(UserFunction f, const double[::1] x, const double[:, ::1] params,
+                    const Py_ssize_t[::1] elements):
+    """``f(x[i]; params[i])`` for i in ``elements``, compiled elementwise f (the bracket ends of
+    the elements that failed at the start, for their messages)."""
+    cdef Py_ssize_t j, i, n = elements.shape[0]
+    cdef int k = <int>params.shape[1]
+    cdef elementwise_t func = <elementwise_t>f.c_function
+    cdef void *data = f.user_data
+    cdef double dummy = 0.0
+    out = np.empty(n)
+    cdef double[::1] ov = out
+    cdef double *p = &dummy
+    with nogil:
+        for j in range(n):
+            i = elements[j]
+            if k > 0:
+                p = <double*>&params[i, 0]
+            ov[j] = func(x[i], k, p, data)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Python (vectorized) elementwise equations: the state of the active elements as arrays.
 

@@ -35,8 +35,8 @@ from scipy.optimize import OptimizeResult
 from ._arrays import read_only, real_array, real_number
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
-from ._roots import ElementwiseBatch, Method, NewtonBatch, newton_compiled, newton_system_compiled, \
-    solve_linear_systems
+from ._roots import ElementwiseBatch, Method, NewtonBatch, compiled_values, \
+    newton_compiled, newton_system_compiled, solve_linear_systems
 from ._status import ConvergenceError, Status, message_of, messages_of
 from ._threads import run_on_threads
 
@@ -160,8 +160,9 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     Failure behaviour: every element gets a status, 1 (``MAX_ITERATIONS``; also a root that
     could not be confirmed, e.g. a double root without ``ftol``), 2 (zero derivative), 3
     (non-finite ``x0``, ``f`` or derivative: such an element is never reported converged), 4
-    (bracket without a sign change, or ``x0`` outside it); a failed element keeps its last
-    iterate and never affects the others.
+    (no sign change between the bracket's ends, or ``x0`` outside the bracket: the message
+    says which, with the values); a failed element keeps its last iterate and never affects
+    the others.
 
     Examples
     --------
@@ -178,6 +179,9 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     >>> r = newton(lambda x: (x - 1.0)**3, 2.0, maxiter=100, full_output=True)  # f' by FD
     >>> r.status, abs(r.x - 1.0) <= 1.48e-8
     (0, True)
+    >>> r = newton(np.cos, None, bracket=(0.0, 1.0), full_output=True)
+    >>> r.status, r.message.split(": ")[0]
+    (4, 'no sign change in the bracket [0.0, 1.0]')
     """
     if method is None:
         method = "halley" if fprime2 is not None else "newton"
@@ -224,44 +228,78 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     else:
         a_end = b_end = np.empty(0)
 
+    end_values = None       # f at the bracket ends, for the messages of status 4
     if compiled:
         params = _parameter_matrix(args, shape, size)
         x, fun, status, nit, nfev = newton_compiled(
             f_user, derivatives[0], derivatives[1], x_start, params, a_end, b_end,
             float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads,
             details=full_output or scalar)
+        outside = np.flatnonzero(status == Status.OUT_OF_BOUNDS)
+        if outside.size:
+            end_values = np.full((2, size), np.nan)
+            for row, end in zip(end_values, (a_end, b_end)):
+                row[outside] = compiled_values(f_user, end, params, outside)
     else:
-        x, fun, status, nit, nfev = _newton_python(
+        x, fun, status, nit, nfev, end_values = _newton_python(
             f_user.function, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
             float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads)
+    messages, reasons = None, None
+    if end_values is not None:
+        messages, reasons = _bracket_messages(status, x_start, a_end, b_end, *end_values)
 
     if scalar:
         x, fun, status, nit, nfev = (v[0].item() for v in (x, fun, status, nit, nfev))
+        message = messages[0] if messages is not None else message_of(status)
         result = OptimizeResult(x=x, root=x, fun=fun, status=status, converged=status == 0,
-                                success=status == 0, nit=nit, nfev=nfev,
-                                message=message_of(status))
+                                success=status == 0, nit=nit, nfev=nfev, message=message)
         if full_output:
             return result
+        if status == Status.OUT_OF_BOUNDS:
+            raise ConvergenceError(f"newton failed: {message}")
         if status != Status.SUCCESS:
-            raise ConvergenceError(f"newton failed: {message_of(status)} "
+            raise ConvergenceError(f"newton failed: {message} "
                                    f"(x={x!r}, f(x)={fun!r}, {nit} iterations)")
         return x
 
     if full_output:
         x, fun, status, nit, nfev = (v.reshape(shape) for v in (x, fun, status, nit, nfev))
         converged = status == 0
+        message = messages.reshape(shape) if messages is not None else messages_of(status)
         return OptimizeResult(x=x, root=x, fun=fun, status=status, converged=converged,
-                              success=converged, nit=nit, nfev=nfev,
-                              message=messages_of(status))
+                              success=converged, nit=nit, nfev=nfev, message=message)
     x, status = x.reshape(shape), status.reshape(shape)
     failed = np.count_nonzero(status)
     if failed:
-        codes = ", ".join(f"{np.count_nonzero(status == s)} {message_of(s)!r}"
-                          for s in np.unique(status[status != 0]))
+        kinds = reasons if reasons is not None else messages_of(status.reshape(-1))
+        codes = ", ".join(f"{np.count_nonzero(kinds == k)} {k!r}"
+                          for k in dict.fromkeys(kinds[status.reshape(-1) != 0]))
         warnings.warn(f"newton: {failed} of {status.size} elements did not converge ({codes}); "
                       "use full_output=True for per-element status", RuntimeWarning,
                       stacklevel=2)
     return x
+
+
+_NO_SIGN_CHANGE = "no sign change in the bracket"
+_OUTSIDE = "x0 outside the bracket"
+
+
+def _bracket_messages(status, x0, a, b, fa, fb):
+    """Per-element messages, and reasons (the messages without values), where elements with
+    status 4 (found before any step) get what went wrong: no sign change of f between the
+    bracket's ends, or x0 outside the bracket."""
+    messages = messages_of(status).astype(object)
+    reasons = messages.copy()
+    for i in np.flatnonzero(status == Status.OUT_OF_BOUNDS):
+        ai, bi, fai, fbi, x0i = (float(v[i]) for v in (a, b, fa, fb, x0))
+        if (fai > 0) == (fbi > 0):
+            reasons[i] = _NO_SIGN_CHANGE
+            messages[i] = (f"no sign change in the bracket [{ai!r}, {bi!r}]: f(a) = {fai!r} "
+                           f"and f(b) = {fbi!r} have the same sign")
+        else:
+            reasons[i] = _OUTSIDE
+            messages[i] = f"x0 = {x0i!r} is outside the bracket [{ai!r}, {bi!r}]"
+    return messages, reasons
 
 
 def _check_tolerances(**values):
@@ -331,8 +369,8 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
         rows, layout = _split_args(args, shape, size)
     bracket_on = a_end.shape[0] > 0
     if method == Method.NEWTON and fprime is not None and not bracket_on and not scalar:
-        return _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol,
-                                        maxiter, n_threads)
+        return *_newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol,
+                                         ftol, maxiter, n_threads), None
     rows = np.stack(rows) if rows else np.empty((0, size))
     fd = fprime is None and method != Method.SECANT
     # evaluations of fprime, fprime2 (or of f for a finite difference) per round
@@ -350,8 +388,10 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
                      for a, row in zip(args, layout)]
         return _values(function(read_only(points[:n]), *call_args), n, name)
 
+    end_values = None
     if bracket_on:
-        batch.start_bracket(a_end, b_end, call(f, "f", a_end), call(f, "f", b_end))
+        end_values = call(f, "f", a_end), call(f, "f", b_end)
+        batch.start_bracket(a_end, b_end, *end_values)
     if method == Method.SECANT and batch.n_active:
         batch.start_secant(call(f, "f", batch.secant_points()))
     # A batch evaluates f and f' together each round (one pass over the state); one equation
@@ -372,7 +412,8 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
             batch.iterate(fx, None, d2f, call(f, "f", x_plus), call(f, "f", x_minus),
                           x_plus, x_minus, checked=checked)
     batch.finish()
-    return batch.x_out, batch.fun_out, batch.status_out, batch.nit_out, batch.nfev_out
+    return (batch.x_out, batch.fun_out, batch.status_out, batch.nit_out, batch.nfev_out,
+            end_values)
 
 
 def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol, maxiter,

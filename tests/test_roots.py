@@ -1036,3 +1036,32 @@ def test_nfev_counts_every_evaluation_with_probes():
         r = newton(f, x0, maxiter=200, full_output=True, **kw)
         assert (np.asarray(r.status) == 0).all()
         assert np.sum(r.nfev) == sum(calls), kw
+
+
+# ------------------------------------------------------------ messages of the failures
+
+def test_no_sign_change_says_so_with_the_values():
+    with pytest.raises(ConvergenceError, match=r"no sign change in the bracket \[0.0, 1.0\]: "
+                       r"f\(a\) = 1.0 and f\(b\) = 0.5403023058681398"):
+        newton(np.cos, None, bracket=(0.0, 1.0))
+    r = newton(np.cos, None, bracket=(0.0, 1.0), full_output=True)
+    assert r.status == Status.OUT_OF_BOUNDS and r.message.startswith("no sign change")
+    r = newton(np.cos, np.array([0.5, 0.5, 3.0, 1.0]), full_output=True,
+               bracket=(np.array([0.0, 1.0, 0.0, 0.0]), np.array([1.0, 2.0, 2.0, 2.0])))
+    np.testing.assert_array_equal(r.status, [4, 4, 4, 0])
+    assert r.message[0].startswith("no sign change in the bracket [0.0, 1.0]: f(a) = 1.0")
+    assert r.message[1] == "x0 = 0.5 is outside the bracket [1.0, 2.0]"
+    assert r.message[2] == "x0 = 3.0 is outside the bracket [0.0, 2.0]"
+    assert r.message[3] == "converged"
+    with pytest.warns(RuntimeWarning, match="1 'no sign change in the bracket', "
+                      "2 'x0 outside the bracket'"):
+        newton(np.cos, np.array([0.5, 0.5, 3.0]),
+               bracket=(np.array([0.0, 1.0, 0.0]), np.array([1.0, 2.0, 2.0])))
+    # compiled: x^3 - a on [0, 1] with a = -1 has no sign change; the values are f's
+    r = newton(low_level("cube_root_eq"), np.array([0.5, 0.5]), args=(np.array([-1.0, 0.125]),),
+               bracket=(0.0, 1.0), full_output=True)
+    np.testing.assert_array_equal(r.status, [4, 0])
+    assert r.message[0] == ("no sign change in the bracket [0.0, 1.0]: f(a) = 1.0 and "
+                            "f(b) = 2.0 have the same sign")
+    with pytest.raises(ConvergenceError, match=r"f\(a\) = 1.0 and f\(b\) = 2.0"):
+        newton(low_level("cube_root_eq"), 0.5, args=(-1.0,), bracket=(0.0, 1.0))
