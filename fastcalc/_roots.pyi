@@ -12,6 +12,9 @@ _CompiledArrays = tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray
 _Arrays5 = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp], NDArray[np.intp],
                  NDArray[np.intp]]
 
+# newton_system kernels' status for "no step decreases ||F||" (reported as status 2)
+NO_DESCENT: int
+
 class Method(enum.IntEnum):
     NEWTON = 0
     HALLEY = 1

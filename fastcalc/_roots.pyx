@@ -1276,6 +1276,12 @@ cdef double *_double_ptr(cnp.ndarray array):
 # --------------------------------------------------------------------------------------------
 # Systems F(x) = 0, x in R^n: damped Newton-Raphson, LAPACK dgesv, FD Jacobian if none given.
 
+# The system kernels' second reason for status 2 (SINGULAR: the Jacobian at x is singular):
+# no step along the Newton direction decreases ||F||. The wrapper reports it as SINGULAR with
+# its own message.
+cdef enum:
+    NO_DESCENT_CODE = -2
+NO_DESCENT = NO_DESCENT_CODE
 
 cdef struct SystemSettings:
     double tol, rtol, ftol
@@ -1410,7 +1416,7 @@ cdef inline int solve_compiled_system(
             # No decrease along the Newton direction: a local minimum of ||F|| that is no root.
             nit_out[0] = nit
             nfev_out[0] = nfev
-            return SINGULAR
+            return NO_DESCENT_CODE
         # The full Newton step, not the damped t * step: near a minimum of ||F|| that is no
         # root, the step is large but t * step tiny, and that must not count as convergence.
         step_norm = norm_inf(step, n)

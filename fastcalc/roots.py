@@ -35,7 +35,7 @@ from scipy.optimize import OptimizeResult
 from ._arrays import read_only, real_array, real_number
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
-from ._roots import ElementwiseBatch, Method, NewtonBatch, compiled_values, \
+from ._roots import NO_DESCENT, ElementwiseBatch, Method, NewtonBatch, compiled_values, \
     newton_compiled, newton_system_compiled, solve_linear_systems
 from ._status import ConvergenceError, Status, message_of, messages_of
 from ._threads import run_on_threads
@@ -529,8 +529,9 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     result : scipy.optimize.OptimizeResult
         ``x``, ``fun`` (F at x), ``status`` (0 converged, 1 maxiter, 2 singular Jacobian or no
         descent possible, 3 non-finite F or J), ``success``/``converged``, ``nit``, ``nfev``
-        (evaluations of F, plus one per Jacobian evaluation), ``message``. With N systems every
-        field has a leading axis N.
+        (evaluations of F, plus one per Jacobian evaluation), ``message`` (status 2 says which
+        of the two and names the point, e.g. ``'singular Jacobian at x = [0., 1.]'``). With N
+        systems every field has a leading axis N (``message`` an object array of N messages).
 
     Raises
     ------
@@ -564,6 +565,11 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     >>> np.round(newton_system(FX, X0, vectorized=True).x, 6)
     array([[ 1.004169, -1.729637],
            [-1.816264,  0.837368]])
+    >>> F = lambda x: np.array([x[0] * x[1], x[0] - 1.0])
+    >>> J = lambda x: np.array([[x[1], x[0]], [1.0, 0.0]])     # singular where x[0] = 0
+    >>> r = newton_system(F, [0.0, 2.0], J)
+    >>> r.status, r.message
+    (2, 'singular Jacobian at x = [0., 2.]')
     """
     _check_tolerances(tol=tol, rtol=rtol, ftol=ftol)
     maxiter = _check_maxiter(maxiter)
@@ -591,15 +597,31 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     else:
         x, fun, status, nit, nfev = _SystemSolver(
             F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter, per_system).solve()
+    message = _system_messages(x, status)
+    status[status == NO_DESCENT] = Status.SINGULAR
     if single:
         x, fun = x[0], fun[0]
-        status, nit, nfev = int(status[0]), int(nit[0]), int(nfev[0])
-        message = message_of(status)
-    else:
-        message = messages_of(status)
+        status, nit, nfev, message = int(status[0]), int(nit[0]), int(nfev[0]), message[0]
     converged = status == 0
     return OptimizeResult(x=x, fun=fun, status=status, success=converged, converged=converged,
                           nit=nit, nfev=nfev, message=message)
+
+
+def _system_messages(X, status):
+    """Per-system messages; the two causes of status 2 (``status`` still holds the kernels'
+    NO_DESCENT code) are told apart and name the point where the iteration stopped."""
+    messages = messages_of(np.where(status == NO_DESCENT, Status.SINGULAR, status)).astype(object)
+    for i in np.flatnonzero(status == Status.SINGULAR):
+        messages[i] = f"singular Jacobian at x = {_point(X[i])}"
+    for i in np.flatnonzero(status == NO_DESCENT):
+        messages[i] = (f"no step along the Newton direction decreases ||F|| at x = "
+                       f"{_point(X[i])} (a local minimum of ||F|| that is no root)")
+    return messages
+
+
+def _point(x):
+    return np.array2string(np.asarray(x), separator=", ", threshold=8, edgeitems=3,
+                           floatmode="unique")
 
 
 class _SystemSolver:
@@ -721,7 +743,7 @@ class _SystemSolver:
                     break
                 t[searching] *= 0.5
             self.nit[active] += 1
-            self.finish(active[~accepted], Status.SINGULAR)
+            self.finish(active[~accepted], NO_DESCENT)
             active, Xa, X_new, F_new, step = (v[accepted]
                                               for v in (active, Xa, X_new, F_new, step))
             # The full Newton step, not the damped one: near a minimum of ||F|| that is no

@@ -1065,3 +1065,38 @@ def test_no_sign_change_says_so_with_the_values():
                             "f(b) = 2.0 have the same sign")
     with pytest.raises(ConvergenceError, match=r"f\(a\) = 1.0 and f\(b\) = 2.0"):
         newton(low_level("cube_root_eq"), 0.5, args=(-1.0,), bracket=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("kind", ["python", "vectorized", "compiled"])
+def test_singular_jacobian_is_named_with_its_point(kind):
+    # F = (x0 x1, x0 - 1): J = [[x1, x0], [1, 0]] is singular where x0 = 0
+    if kind == "compiled":
+        F, x0 = low_level("circle_exp_system"), np.array([[0.0, 0.0], [1.0, -1.5]])
+        kw = {}       # J = [[2x, 2y], [e^x, 1]]: singular at the origin
+    elif kind == "vectorized":
+        F, x0 = (lambda X: np.stack([X[0] * X[1], X[0] - 1.0])), np.array([[0.0, 2.0],
+                                                                           [2.0, 3.0]])
+        kw = dict(vectorized=True, jac=lambda X: np.array([[X[1], X[0]],
+                                                           [np.ones_like(X[0]),
+                                                            np.zeros_like(X[0])]]))
+    else:
+        F, x0 = (lambda x: np.array([x[0] * x[1], x[0] - 1.0])), np.array([[0.0, 2.0],
+                                                                           [2.0, 3.0]])
+        kw = dict(jac=lambda x: np.array([[x[1], x[0]], [1.0, 0.0]]))
+    r = newton_system(F, x0, **kw)
+    np.testing.assert_array_equal(r.status, [Status.SINGULAR, Status.SUCCESS])
+    assert r.message[0] == f"singular Jacobian at x = [{x0[0, 0]:.0f}., {x0[0, 1]:.0f}.]"
+    assert r.message[1] == "converged"
+    one = newton_system(F, x0[0], **kw) if kind != "vectorized" else \
+        newton_system(F, x0[:1], **kw)
+    message = one.message if kind != "vectorized" else one.message[0]
+    assert np.all(one.status == Status.SINGULAR)
+    assert message.startswith("singular Jacobian at x = [0., ")
+
+
+def test_no_descent_is_told_apart_from_a_singular_jacobian():
+    r = newton_system(lambda x: np.array([x[0] ** 2 + 1.0, x[1] ** 2 + 1.0]), [0.5, 0.7],
+                      maxiter=200)
+    assert r.status == Status.SINGULAR
+    assert r.message.startswith("no step along the Newton direction decreases ||F|| at x = [")
+    assert "singular Jacobian" not in r.message
