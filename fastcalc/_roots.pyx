@@ -147,7 +147,7 @@ cdef inline double fd_step(double x) noexcept nogil:
 
 
 cdef inline double fd_step_within(double x, double scale) noexcept nogil:
-    """fd_step(x), but no longer than |scale| (the last Newton step) down to FD_FLOOR |x|.
+    """fd_step(x), but no longer than |scale| (see fd_scale), down to FD_FLOOR |x|.
 
     Near a multiple root (or any root far below 1) a fixed step dwarfs the distance to the
     root: the difference quotient then measures f's slope far away (for (x-r)^m about
@@ -290,7 +290,7 @@ cdef inline int after_derivative(Element *e, double df, double d2f,
     if not isfinite(x_new):
         return NON_FINITE
     if fabs(step) <= s.tol + s.rtol * fabs(x_new) and not nudge:
-        e.pending = 1
+        e.pending = STEP_SMALL
     e.x = x_new
     e.nit += 1
     return RUNNING
@@ -324,10 +324,10 @@ cdef inline double secant_start(double x0, bint bracketed, double a, double b) n
     return x1
 
 
-cdef inline double fd_scale(const Element *e) noexcept nogil:
-    """Longest FD step of newton's derivative at e.x: the shorter of the last two steps (a
-    bisection or a probe may come between Newton steps)."""
-    return fmin(fabs(e.dx), fabs(e.dxold))
+cdef inline double fd_scale(double dx, double dxold) noexcept nogil:
+    """Longest FD step of newton's derivative: the shorter of the last two steps dx, dxold
+    (a bisection or a probe may come between Newton steps)."""
+    return fmin(fabs(dx), fabs(dxold))
 
 
 cdef inline void fd_points_in(double x, double scale, bint bracketed, double a, double b,
@@ -448,9 +448,9 @@ cdef inline int element_step(const CompiledProblem *P, Py_ssize_t i,
             e.nfev += 1
         else:
             if P.s.bracketed:
-                fd_points_in(e.x, fd_scale(e), True, P.a[i], P.b[i], &xp, &xm)
+                fd_points_in(e.x, fd_scale(e.dx, e.dxold), True, P.a[i], P.b[i], &xp, &xm)
             else:       # (P.a, P.b point to one dummy value)
-                fd_points_in(e.x, fd_scale(e), False, 0.0, 0.0, &xp, &xm)
+                fd_points_in(e.x, fd_scale(e.dx, e.dxold), False, 0.0, 0.0, &xp, &xm)
             df = (P.f(xp, P.k, p, P.f_data) - P.f(xm, P.k, p, P.f_data)) / (xp - xm)
             e.nfev += 2
         if P.s.method == HALLEY:
@@ -991,8 +991,8 @@ cdef class ElementwiseBatch:
                     k = self.A.idx[i]
                     lo = a[k]
                     hi = b[k]
-                fd_points_in(self.A.x[i], fmin(fabs(self.A.dx[i]), fabs(self.A.dxold[i])),
-                             bracketed, lo, hi, &pv[i], &mv[i])
+                fd_points_in(self.A.x[i], fd_scale(self.A.dx[i], self.A.dxold[i]), bracketed,
+                             lo, hi, &pv[i], &mv[i])
         return plus, minus
 
     def check_values(self, const double[::1] fx):
