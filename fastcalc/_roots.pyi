@@ -12,6 +12,9 @@ _CompiledArrays = tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray
 _Arrays5 = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp], NDArray[np.intp],
                  NDArray[np.intp]]
 
+# newton_system kernels' status for "no step decreases ||F||" (reported as status 2)
+NO_DESCENT: int
+
 class Method(enum.IntEnum):
     NEWTON = 0
     HALLEY = 1
@@ -54,7 +57,7 @@ class ElementwiseBatch:
         maxiter: int,
         method: int,
         bracketed: bool,
-        start_cost: int,
+        fd: bool,
         deriv_cost: int,
     ) -> None: ...
     def start_bracket(
@@ -69,7 +72,7 @@ class ElementwiseBatch:
     def fd_points(
         self, a: NDArray[np.float64] | None = ..., b: NDArray[np.float64] | None = ...
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
-    def check_values(self, fx: NDArray[np.float64]) -> int: ...
+    def check_values(self, fx: NDArray[np.float64]) -> bool: ...
     def iterate(
         self,
         fx: NDArray[np.float64],
@@ -110,6 +113,10 @@ class NewtonBatch:
         nit_out: NDArray[np.intp],
         nfev_out: NDArray[np.intp],
     ) -> None: ...
+
+def compiled_values(
+    f: Any, x: NDArray[np.float64], params: NDArray[np.float64], elements: NDArray[np.intp]
+) -> NDArray[np.float64]: ...
 
 def newton_system_compiled(
     F: Any,

@@ -25,7 +25,7 @@ which elements are processed.
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport fabs, isfinite, fmax, fmin, NAN
+from libc.math cimport fabs, isfinite, fmax, fmin, copysign, NAN, INFINITY
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.limits cimport INT_MAX
@@ -87,6 +87,9 @@ cpdef enum Method:
 
 cdef double EPS = 2.220446049250313e-16
 cdef double FD_FACTOR = 6.055454452393343e-06     # cbrt(eps): optimal relative step, central FD
+# Smallest FD step of newton's derivative relative to |x| (2**-46, 64 ulps): rounding noise of
+# f then costs the difference quotient ~1% when f's terms are of the size of f' x.
+cdef double FD_FLOOR = 1.4210854715202004e-14
 
 
 cdef struct Settings:
@@ -96,15 +99,44 @@ cdef struct Settings:
     int maxiter
     int method          # a Method
     bint bracketed
+    bint fd             # f' from central finite differences (its step follows the last step)
+    bint verify         # a step below tolerance needs a sign change within it (see after_value)
+
+
+cdef inline void settings_init(Settings *s, double tol, double rtol, double ftol, int maxiter,
+                               int method, bint bracketed, bint fd) noexcept nogil:
+    s.tol = tol
+    s.rtol = rtol
+    s.ftol = ftol
+    s.maxiter = maxiter
+    s.method = method
+    s.bracketed = bracketed
+    s.fd = fd
+    # A step below tolerance is evidence of a root within it only if the slope is exact and
+    # the root simple (Newton's step then estimates the distance). An estimated slope can
+    # make it tiny anywhere, and at a multiple root the distance is (m - 1) steps: so with
+    # finite differences, secant chords and a bracket (where Newton's speed is not the point)
+    # it is checked by a sign change (after_value). (A bracketed secant mostly nudges
+    # instead, after_derivative.)
+    s.verify = fd or bracketed or method == SECANT
 
 
 cdef struct Element:
     double x, fx        # current iterate and f(x)
     double a, b, fa     # bracket [a, b] (either order) with f(a) of the sign opposite to f(b)
-    double dx, dxold    # last two step lengths (bracket safeguard: is Newton shrinking fast?)
+    double dx, dxold    # last two step lengths (bracket safeguard: is Newton shrinking fast?
+                        # with FD, dx also bounds the FD step: inf before the first step)
     double xprev, fprev # previous iterate and its value (secant)
+    double slope        # f' (estimate) of the last step: which side of x the root is on
+    double xc, fc       # PROBING: the candidate root and f there (x is the probe)
     int nit, nfev
-    int pending         # the last step was below tolerance: converged once f(x) is finite
+    int pending         # STEP_SMALL / PROBING / 0 (see after_value)
+
+
+cdef enum:
+    STEP_SMALL = 1      # the step to x was below tolerance: converged once f(x) is finite
+                        # (with s.verify: once a sign change within the tolerance confirms it)
+    PROBING = 2         # x is a probe at the tolerance from the candidate xc
 
 
 cdef inline double fd_step(double x) noexcept nogil:
@@ -114,15 +146,57 @@ cdef inline double fd_step(double x) noexcept nogil:
     return xh - x
 
 
+cdef inline double fd_step_within(double x, double scale) noexcept nogil:
+    """fd_step(x), but no longer than |scale| (see fd_scale), down to FD_FLOOR |x|.
+
+    Near a multiple root (or any root far below 1) a fixed step dwarfs the distance to the
+    root: the difference quotient then measures f's slope far away (for (x-r)^m about
+    h^(m-1) instead of m (x-r)^(m-1)), the Newton step comes out much shorter than the
+    distance and looks converged. The last step is of the order of that distance."""
+    cdef double h = FD_FACTOR * fmax(1.0, fabs(x))
+    cdef volatile double xh
+    scale = fabs(scale)
+    if scale < h:
+        scale = fmax(scale, FD_FLOOR * fabs(x))
+        if scale > 0.0:
+            h = scale
+    xh = x + h
+    return xh - x
+
+
 cdef inline int after_value(Element *e, double fx, const Settings *s) noexcept nogil:
-    """Record f(x); return a final status, or RUNNING if a step must be taken."""
+    """Record f(x); return a final status, or RUNNING if a step must be taken.
+
+    RUNNING with ``e.pending == PROBING``: f is wanted at the new x (a probe) before any step.
+    With ``s.verify`` (see settings_init) a step below tolerance is no evidence by itself: an
+    estimated slope can be far too steep (a finite-difference stencil much wider than the
+    distance to a multiple root), making the step tiny anywhere. So f is evaluated at a probe
+    one tolerance tau = tol + rtol |x| from the candidate x, on the side where the root should
+    be; a sign change (or a zero) puts a root within tau of both, and the one with the smaller
+    |f| is returned. Otherwise the probe, tau closer to the root, is the next iterate (a
+    step; with none left, the candidate ends with MAX_ITERATIONS)."""
+    cdef double tau, other
     e.fx = fx
     e.nfev += 1
     if not isfinite(fx):
         return NON_FINITE
-    if fx == 0.0 or fabs(fx) <= s.ftol or e.pending:
+    if e.pending == PROBING:
+        e.pending = 0
+        if fx == 0.0 or fabs(fx) <= s.ftol or (fx > 0.0) != (e.fc > 0.0):
+            if fabs(e.fc) < fabs(fx):
+                e.x = e.xc
+                e.fx = e.fc
+            return SUCCESS
+        if e.nit >= s.maxiter:      # no step left for the probe: end at the candidate
+            e.x = e.xc
+            e.fx = e.fc
+            return MAX_ITERATIONS
+        e.nit += 1
+        e.xprev = e.xc      # (secant: the next chord spans the probe's short step)
+        e.fprev = e.fc
+    if fx == 0.0 or fabs(fx) <= s.ftol or (e.pending and not s.verify):
         return SUCCESS
-    if e.nit >= s.maxiter:
+    if e.nit >= s.maxiter and not e.pending:
         return MAX_ITERATIONS
     if s.bracketed:
         # Keep the sign change inside [a, b]: x replaces the endpoint with the same sign.
@@ -134,6 +208,22 @@ cdef inline int after_value(Element *e, double fx, const Settings *s) noexcept n
         # the root lies in [a, b], and x is one of its ends: |x - root| <= the width
         if fabs(e.b - e.a) <= s.tol + s.rtol * fabs(e.x):
             return SUCCESS
+    if e.pending:
+        # probe towards the root: the other end of the bracket, or where the slope points
+        tau = s.tol + s.rtol * fabs(e.x)
+        if s.bracketed:
+            other = e.b if e.x == e.a else e.a
+            tau = copysign(tau, other - e.x)
+        else:
+            tau = copysign(tau, -fx * e.slope)
+        e.pending = PROBING
+        e.xc = e.x
+        e.fc = fx
+        e.x = e.x + tau
+        # the next FD step at the probe's scale (below the distance to the root, if it fails);
+        # and the bracket safeguard starts afresh (the short step before was no Newton step)
+        e.dx = tau
+        e.dxold = INFINITY
     return RUNNING
 
 
@@ -192,13 +282,15 @@ cdef inline int after_derivative(Element *e, double df, double d2f,
     if bisect:
         x_new = e.a + 0.5 * (e.b - e.a)
         step = e.x - x_new
-    if s.bracketed:
+    else:
+        e.slope = df
+    if s.bracketed or s.fd:
         e.dxold = e.dx
         e.dx = step
     if not isfinite(x_new):
         return NON_FINITE
     if fabs(step) <= s.tol + s.rtol * fabs(x_new) and not nudge:
-        e.pending = 1
+        e.pending = STEP_SMALL
     e.x = x_new
     e.nit += 1
     return RUNNING
@@ -215,8 +307,11 @@ cdef inline void start_element(Element *e, double x0, const Settings *s) noexcep
     e.a = 0.0
     e.b = 0.0
     e.fa = 0.0
-    e.dx = 0.0
-    e.dxold = 0.0
+    e.dx = INFINITY     # no step yet (the FD step is the default one)
+    e.dxold = INFINITY
+    e.slope = 0.0
+    e.xc = 0.0
+    e.fc = 0.0
 
 
 cdef inline double secant_start(double x0, bint bracketed, double a, double b) noexcept nogil:
@@ -229,14 +324,21 @@ cdef inline double secant_start(double x0, bint bracketed, double a, double b) n
     return x1
 
 
-cdef inline void fd_points_in(double x, bint bracketed, double a, double b, double *xp,
-                              double *xm) noexcept nogil:
-    """Stencil x +- h of the central difference. With a bracket [a, b] (either order) that the
+cdef inline double fd_scale(double dx, double dxold) noexcept nogil:
+    """Longest FD step of newton's derivative: the shorter of the last two steps dx, dxold
+    (a bisection or a probe may come between Newton steps)."""
+    return fmin(fabs(dx), fabs(dxold))
+
+
+cdef inline void fd_points_in(double x, double scale, bint bracketed, double a, double b,
+                              double *xp, double *xm) noexcept nogil:
+    """Stencil x +- h of the central difference, h = fd_step_within(x, scale) (fd_scale: it
+    shrinks with the distance to the root). With a bracket [a, b] (either order) that the
     stencil crosses: a central difference with step d/2, d the distance to the nearer end (a
     plain clamp would put a point at the end, which can be far from x on f's own scale); if x
     is within h/1024 of an end (rounding would swamp such a step), a one-sided difference of
     step h into the bracket (clamped to the other end)."""
-    cdef double h = fd_step(x), low, high, d
+    cdef double h = fd_step_within(x, scale), low, high, d
     xp[0] = x + h
     xm[0] = x - h
     if bracketed:
@@ -336,6 +438,8 @@ cdef inline int element_step(const CompiledProblem *P, Py_ssize_t i,
     cdef double *p = <double*>P.params + i * P.k
     cdef double df = 0.0, d2f = 0.0, xp, xm
     cdef int status = after_value(e, P.f(e.x, P.k, p, P.f_data), &P.s)
+    if status == RUNNING and e.pending == PROBING:
+        status = after_value(e, P.f(e.x, P.k, p, P.f_data), &P.s)
     if status != RUNNING:
         return status
     if P.s.method != SECANT:
@@ -344,9 +448,9 @@ cdef inline int element_step(const CompiledProblem *P, Py_ssize_t i,
             e.nfev += 1
         else:
             if P.s.bracketed:
-                fd_points_in(e.x, True, P.a[i], P.b[i], &xp, &xm)
+                fd_points_in(e.x, fd_scale(e.dx, e.dxold), True, P.a[i], P.b[i], &xp, &xm)
             else:       # (P.a, P.b point to one dummy value)
-                fd_points_in(e.x, False, 0.0, 0.0, &xp, &xm)
+                fd_points_in(e.x, fd_scale(e.dx, e.dxold), False, 0.0, 0.0, &xp, &xm)
             df = (P.f(xp, P.k, p, P.f_data) - P.f(xm, P.k, p, P.f_data)) / (xp - xm)
             e.nfev += 2
         if P.s.method == HALLEY:
@@ -575,12 +679,8 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     P.k = <int>params.shape[1]
     P.params = &params[0, 0] if P.k > 0 and n > 0 else &dummy
     P.x0 = &x0[0] if n > 0 else &dummy
-    P.s.tol = tol
-    P.s.rtol = rtol
-    P.s.ftol = ftol
-    P.s.maxiter = maxiter
-    P.s.method = method
-    P.s.bracketed = a.shape[0] > 0
+    settings_init(&P.s, tol, rtol, ftol, maxiter, method, a.shape[0] > 0,
+                  P.fprime == NULL and method != SECANT)
     P.a = &a[0] if P.s.bracketed else &dummy
     P.b = &b[0] if P.s.bracketed else &dummy
     x_out = np.empty(n, dtype=np.float64)
@@ -615,13 +715,34 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     return x_out, fun_out, status_out, nit_out, nfev_out
 
 
+def compiled_values(UserFunction f, const double[::1] x, const double[:, ::1] params,
+                    const Py_ssize_t[::1] elements):
+    """``f(x[i]; params[i])`` for i in ``elements``, compiled elementwise f (the bracket ends of
+    the elements that failed at the start, for their messages)."""
+    cdef Py_ssize_t j, i, n = elements.shape[0]
+    cdef int k = <int>params.shape[1]
+    cdef elementwise_t func = <elementwise_t>f.c_function
+    cdef void *data = f.user_data
+    cdef double dummy = 0.0
+    out = np.empty(n)
+    cdef double[::1] ov = out
+    cdef double *p = &dummy
+    with nogil:
+        for j in range(n):
+            i = elements[j]
+            if k > 0:
+                p = <double*>&params[i, 0]
+            ov[j] = func(x[i], k, p, data)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Python (vectorized) elementwise equations: the state of the active elements as arrays.
 
 cdef struct BatchArrays:
     # Raw pointers into the per-element state arrays (owned by an ElementwiseBatch). The
-    # state is kept minimal (x, nit, pending; bracket/secant fields only when used) because
-    # each round streams it through memory once.
+    # state is kept minimal (x, nit, nfev, pending; bracket/step/secant/probe fields only when
+    # used) because each round streams it through memory once.
     double *x
     double *a
     double *b
@@ -630,13 +751,17 @@ cdef struct BatchArrays:
     double *dxold
     double *xprev
     double *fprev
+    double *slope
+    double *xc
+    double *fc
     int *nit
+    int *nfev
     signed char *pending
     Py_ssize_t *idx
     Py_ssize_t *holes   # slots of the elements finished in the current round
     double *params      # (rows, capacity) row-major
     Py_ssize_t rows, capacity
-    int start_cost, deriv_cost     # evaluations before the first round / of f' (f'') per round
+    int deriv_cost      # evaluations of f' (f'') per round (2 for finite differences)
     # Finished elements, appended in finishing order (sequential writes: scattering them to
     # the outputs as they finish costs a cache miss per value; finish() scatters once).
     Py_ssize_t n_done
@@ -652,50 +777,55 @@ cdef inline void batch_load(const BatchArrays *A, const Settings *s, Py_ssize_t 
                             Element *e) noexcept nogil:
     e.x = A.x[i]
     e.nit = A.nit[i]
+    e.nfev = A.nfev[i]
     e.pending = A.pending[i]
     if s.bracketed:
         e.a = A.a[i]
         e.b = A.b[i]
         e.fa = A.fa[i]
+    if s.bracketed or s.fd:
         e.dx = A.dx[i]
         e.dxold = A.dxold[i]
     if s.method == SECANT:
         e.xprev = A.xprev[i]
         e.fprev = A.fprev[i]
+    if s.verify:
+        e.slope = A.slope[i]
+        e.xc = A.xc[i]
+        e.fc = A.fc[i]
 
 
 cdef inline void batch_store(const BatchArrays *A, const Settings *s, Py_ssize_t i,
                              const Element *e) noexcept nogil:
     A.x[i] = e.x
     A.nit[i] = e.nit
+    A.nfev[i] = e.nfev
     A.pending[i] = <signed char>e.pending
     if s.bracketed:
         A.a[i] = e.a
         A.b[i] = e.b
         A.fa[i] = e.fa
+    if s.bracketed or s.fd:
         A.dx[i] = e.dx
         A.dxold[i] = e.dxold
     if s.method == SECANT:
         A.xprev[i] = e.xprev
         A.fprev[i] = e.fprev
+    if s.verify:
+        A.slope[i] = e.slope
+        A.xc[i] = e.xc
+        A.fc[i] = e.fc
 
 
 cdef inline Py_ssize_t batch_keep(BatchArrays *A, const Settings *s, Py_ssize_t i,
-                                  Py_ssize_t holes, const Element *e, int status,
-                                  Py_ssize_t nfev) noexcept nogil:
+                                  Py_ssize_t holes, const Element *e, int status) noexcept nogil:
     """Store element i's new state in place if it runs on; otherwise log its outputs and
     record slot i as a hole (filled by :c:func:`batch_fill_holes` after the pass). Returns the
-    number of holes.
-
-    ``nfev`` is the element's evaluation count, or -1 / -2 to count it from the rounds: f was
-    evaluated in nit + 1 rounds, f' (f'') in nit + 1 (-1: it was evaluated this round) or nit
-    rounds (-2: the round ended after f)."""
+    number of holes."""
     if status == RUNNING:
         batch_store(A, s, i, e)
         return holes
-    if nfev < 0:
-        nfev = A.start_cost + (e.nit + 1) + (e.nit + (nfev == -1)) * A.deriv_cost
-    batch_done(A, A.idx[i], e.x, e.fx, status, e.nit, nfev)
+    batch_done(A, A.idx[i], e.x, e.fx, status, e.nit, e.nfev)
     A.holes[holes] = i
     return holes + 1
 
@@ -753,22 +883,22 @@ cdef class ElementwiseBatch:
     cdef object _owned, _done
 
     def __init__(self, const double[::1] x0, object params, double tol, double rtol,
-                 double ftol, int maxiter, int method, bint bracketed, int start_cost,
+                 double ftol, int maxiter, int method, bint bracketed, bint fd,
                  int deriv_cost):
         cdef Py_ssize_t n = x0.shape[0]
-        self.s.tol = tol
-        self.s.rtol = rtol
-        self.s.ftol = ftol
-        self.s.maxiter = maxiter
-        self.s.method = method
-        self.s.bracketed = bracketed
+        settings_init(&self.s, tol, rtol, ftol, maxiter, method, bracketed, fd)
         self.n_active = n
         self.x = np.array(x0, dtype=np.float64)
         nb = n if bracketed else 1
         ns = n if method == SECANT else 1
-        bracket = [np.zeros(nb) for _ in range(5)]
+        nd = n if bracketed or fd else 1
+        nv = n if self.s.verify else 1
+        bracket = [np.zeros(nb) for _ in range(3)]
+        steps = [np.full(nd, np.inf) for _ in range(2)]     # no step yet (see start_element)
         secant = [np.zeros(ns) for _ in range(2)]
+        probe = [np.zeros(nv) for _ in range(3)]
         nit = np.zeros(n, dtype=np.intc)
+        nfev = np.zeros(n, dtype=np.intc)
         pending = np.zeros(n, dtype=np.int8)
         idx = np.arange(n, dtype=np.intp)
         self.params = np.array(params, dtype=np.float64, order="C")
@@ -779,23 +909,26 @@ cdef class ElementwiseBatch:
                       np.empty(n, dtype=np.int8), np.empty(n, dtype=np.intc),
                       np.empty(n, dtype=np.intc))
         holes = np.empty(n, dtype=np.intp)
-        self._owned = (bracket, secant, nit, pending, idx, holes)
+        self._owned = (bracket, steps, secant, probe, nit, nfev, pending, idx, holes)
         self.A.x = _double_ptr(self.x)
         self.A.a = _double_ptr(bracket[0])
         self.A.b = _double_ptr(bracket[1])
         self.A.fa = _double_ptr(bracket[2])
-        self.A.dx = _double_ptr(bracket[3])
-        self.A.dxold = _double_ptr(bracket[4])
+        self.A.dx = _double_ptr(steps[0])
+        self.A.dxold = _double_ptr(steps[1])
         self.A.xprev = _double_ptr(secant[0])
         self.A.fprev = _double_ptr(secant[1])
+        self.A.slope = _double_ptr(probe[0])
+        self.A.xc = _double_ptr(probe[1])
+        self.A.fc = _double_ptr(probe[2])
         self.A.nit = <int*>cnp.PyArray_DATA(nit)
+        self.A.nfev = <int*>cnp.PyArray_DATA(nfev)
         self.A.pending = <signed char*>cnp.PyArray_DATA(pending)
         self.A.idx = <Py_ssize_t*>cnp.PyArray_DATA(idx)
         self.A.holes = <Py_ssize_t*>cnp.PyArray_DATA(holes)
         self.A.params = _double_ptr(self.params)
         self.A.rows = self.params.shape[0]
         self.A.capacity = n
-        self.A.start_cost = start_cost
         self.A.deriv_cost = deriv_cost
         self.A.n_done = 0
         self.A.done_idx = <Py_ssize_t*>cnp.PyArray_DATA(self._done[0])
@@ -817,8 +950,9 @@ cdef class ElementwiseBatch:
                 batch_load(&self.A, &self.s, i, &e)
                 e.fx = 0.0
                 status = RUNNING
+                e.nfev += 2
                 bracket_start(&e, a[i], b[i], fa[i], fb[i], &status)
-                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, 2)
+                holes = batch_keep(&self.A, &self.s, i, holes, &e, status)
             self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
 
     def secant_points(self):
@@ -837,6 +971,7 @@ cdef class ElementwiseBatch:
         cdef Py_ssize_t i
         for i in range(self.n_active):
             self.A.fprev[i] = fprev[i]
+            self.A.nfev[i] += 1
 
     def fd_points(self, const double[::1] a=None, const double[::1] b=None):
         """Points x + h and x - h of the central-difference derivative at the active iterates;
@@ -856,24 +991,23 @@ cdef class ElementwiseBatch:
                     k = self.A.idx[i]
                     lo = a[k]
                     hi = b[k]
-                fd_points_in(self.A.x[i], bracketed, lo, hi, &pv[i], &mv[i])
+                fd_points_in(self.A.x[i], fd_scale(self.A.dx[i], self.A.dxold[i]), bracketed,
+                             lo, hi, &pv[i], &mv[i])
         return plus, minus
 
     def check_values(self, const double[::1] fx):
-        """First half of a two-stage round: record f, move finished elements out (so f' is
-        then evaluated only where a step is taken); follow with ``iterate(..., checked=True)``
-        on the elements that remain. Returns the number still active."""
-        cdef Py_ssize_t i, holes = 0
+        """First half of a two-stage round for one element: record f(x); follow with
+        ``iterate(..., checked=True)`` if a step is to be taken, i.e. if this returns True
+        (False: the element finished, or f is wanted at a probe first, see after_value)."""
         cdef Element e
         cdef int status
+        if self.n_active != 1:
+            raise ValueError("internal: check_values takes one active element")
         start_element(&e, 0.0, &self.s)
-        with nogil:
-            for i in range(self.n_active):
-                batch_load(&self.A, &self.s, i, &e)
-                status = after_value(&e, fx[i], &self.s)
-                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, -2)
-            self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
-        return self.n_active
+        batch_load(&self.A, &self.s, 0, &e)
+        status = after_value(&e, fx[0], &self.s)
+        self.n_active = 1 - batch_keep(&self.A, &self.s, 0, 0, &e, status)
+        return status == RUNNING and e.pending != PROBING
 
     def iterate(self, const double[::1] fx, const double[::1] df=None,
                 const double[::1] d2f=None, const double[::1] f_plus=None,
@@ -897,7 +1031,8 @@ cdef class ElementwiseBatch:
                     status = RUNNING
                 else:
                     status = after_value(&e, fx[i], &self.s)
-                if status == RUNNING:
+                e.nfev += self.A.deriv_cost     # the derivative(s) at x, used or not
+                if status == RUNNING and e.pending != PROBING:
                     if fd:
                         dfi = (f_plus[i] - f_minus[i]) / (x_plus[i] - x_minus[i])
                     elif have_df:
@@ -906,7 +1041,7 @@ cdef class ElementwiseBatch:
                         dfi = 0.0
                     d2fi = d2f[i] if have_d2f else 0.0
                     status = after_derivative(&e, dfi, d2fi, &self.s)
-                holes = batch_keep(&self.A, &self.s, i, holes, &e, status, -1)
+                holes = batch_keep(&self.A, &self.s, i, holes, &e, status)
             self.n_active = batch_fill_holes(&self.A, &self.s, self.n_active, holes)
 
     def finish(self):
@@ -919,7 +1054,7 @@ cdef class ElementwiseBatch:
         for i in range(self.n_active):
             batch_load(&self.A, &self.s, i, &e)
             e.fx = NAN
-            batch_keep(&self.A, &self.s, i, 0, &e, MAX_ITERATIONS, -1)
+            batch_keep(&self.A, &self.s, i, 0, &e, MAX_ITERATIONS)
         self.n_active = 0
         n = self.A.capacity
         if self.A.n_done != n:
@@ -1141,6 +1276,13 @@ cdef double *_double_ptr(cnp.ndarray array):
 # --------------------------------------------------------------------------------------------
 # Systems F(x) = 0, x in R^n: damped Newton-Raphson, LAPACK dgesv, FD Jacobian if none given.
 
+# The system kernels' second reason for status 2 (SINGULAR: the Jacobian at x is singular):
+# no step along the Newton direction decreases ||F||. The wrapper reports it as SINGULAR with
+# its own message.
+cdef enum:
+    NO_DESCENT_CODE = -2
+NO_DESCENT = NO_DESCENT_CODE
+
 cdef struct SystemSettings:
     double tol, rtol, ftol
     int maxiter
@@ -1274,7 +1416,7 @@ cdef inline int solve_compiled_system(
             # No decrease along the Newton direction: a local minimum of ||F|| that is no root.
             nit_out[0] = nit
             nfev_out[0] = nfev
-            return SINGULAR
+            return NO_DESCENT_CODE
         # The full Newton step, not the damped t * step: near a minimum of ||F|| that is no
         # root, the step is large but t * step tiny, and that must not count as convergence.
         step_norm = norm_inf(step, n)

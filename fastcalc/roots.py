@@ -7,9 +7,17 @@ independent equation per element, with per-element parameters). :func:`newton_sy
 Stopping rule of :func:`newton` (per element), checked each time f is evaluated at an iterate x:
 
 * ``f(x) == 0`` or ``|f(x)| <= ftol``: converged (status 0);
-* the step that produced x satisfied ``|step| <= tol + rtol * |x|``: converged (status 0) -- x is
-  returned with ``fun = f(x)`` evaluated there, so ``x`` and ``fun`` always belong together, and
-  an element whose f is NaN or inf is never reported converged;
+* the step that produced x satisfied ``|step| <= tau = tol + rtol * |x|``: with an analytic
+  ``fprime`` and no bracket, converged (status 0; Newton's step then estimates the distance to
+  a simple root). Otherwise -- finite-difference derivative, secant, or a bracket -- a short
+  step is no evidence (an estimated slope can make it short anywhere, and at a multiple root
+  the distance is (m - 1) steps), so f is evaluated at a probe tau from x towards the root (the
+  other end of the bracket, or where the slope points): a sign change or a zero puts a root
+  within tau of x, converged, and of x and the probe the one with the smaller ``|f|`` is
+  returned; otherwise the probe is the next iterate (a step). So a root where f does not
+  change sign (even multiplicity) needs ``f == 0`` or ``ftol`` there. x is always returned
+  with ``fun = f(x)`` evaluated there, so ``x`` and ``fun`` belong together, and an element
+  whose f is NaN or inf is never reported converged;
 * with a ``bracket``: the bracket (which always holds the root, x at one end) has closed to
   ``tol + rtol * |x|``: converged. A secant step below the tolerance is not taken as
   convergence there (its slope may be a chord across the bracket, meaningless near x); x moves
@@ -27,8 +35,8 @@ from scipy.optimize import OptimizeResult
 from ._arrays import read_only, real_array, real_number
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
-from ._roots import ElementwiseBatch, Method, NewtonBatch, newton_compiled, newton_system_compiled, \
-    solve_linear_systems
+from ._roots import NO_DESCENT, ElementwiseBatch, Method, NewtonBatch, compiled_values, \
+    newton_compiled, newton_system_compiled, solve_linear_systems
 from ._status import ConvergenceError, Status, message_of, messages_of
 from ._threads import run_on_threads
 
@@ -67,7 +75,9 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         Starting point(s). May be None when ``bracket`` is given (start at its midpoint).
     fprime : callable, optional
         Derivative ``f'(x, *args)``, of the same kind as ``f``. None: a central finite
-        difference with relative step ``cbrt(eps) * max(1, |x|)`` (two extra evaluations of f).
+        difference (two extra evaluations of f) with step ``cbrt(eps) * max(1, |x|)``, or the
+        shorter of the last two steps if that is shorter (down to ``2**-46 |x|``), so that
+        the stencil shrinks with the distance to the root (multiple roots, roots far below 1).
     args : tuple, optional
         Extra arguments. With an array ``x0`` every argument with ``np.ndim >= 1`` (any
         array-like: ndarray, list, pandas Series, ``array.array``, ...) is a per-element
@@ -77,8 +87,11 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     fprime2 : callable, optional
         Second derivative; when given, Halley's method is used.
     tol, rtol : float, optional
-        A step with ``|step| <= tol + rtol * |x_new|`` ends the iteration once ``f(x_new)`` is
-        evaluated and finite. Defaults ``1.48e-8`` (SciPy's) and ``4 eps``.
+        Status 0 promises a root within ``tol + rtol * |x|`` of x. A step with ``|step| <= tol +
+        rtol * |x_new|`` ends the iteration once ``f(x_new)`` is evaluated and finite -- with an
+        analytic ``fprime`` and no bracket; otherwise once a sign change confirms it (see the
+        module docstring: one more evaluation of f). Defaults ``1.48e-8`` (SciPy's) and
+        ``4 eps``.
     ftol : float, optional
         ``|f(x)| <= ftol`` also ends the iteration (default 0: only an exact zero).
     maxiter : int, optional
@@ -141,13 +154,15 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     elements that finished leave the active set and are never evaluated again. So an element
     that converges had its derivative evaluated once more at its last iterate, and
     ``nfev = (nit + 1) * (1 + derivative evaluations per step)`` (plus 2 for a bracket, 1 for
-    the secant start). One equation (scalar ``x0``) and compiled functions evaluate the
-    derivative only when a step is taken.
+    the secant start, and one round for a probe that confirms convergence). One equation
+    (scalar ``x0``) and compiled functions evaluate the derivative only when a step is taken.
 
-    Failure behaviour: every element gets a status, 1 (``MAX_ITERATIONS``), 2 (zero
-    derivative), 3 (non-finite ``x0``, ``f`` or derivative: such an element is never reported
-    converged), 4 (bracket without a sign change, or ``x0`` outside it); a failed element keeps
-    its last iterate and never affects the others.
+    Failure behaviour: every element gets a status, 1 (``MAX_ITERATIONS``; also a root that
+    could not be confirmed, e.g. a double root without ``ftol``), 2 (zero derivative), 3
+    (non-finite ``x0``, ``f`` or derivative: such an element is never reported converged), 4
+    (no sign change between the bracket's ends, or ``x0`` outside the bracket: the message
+    says which, with the values); a failed element keeps its last iterate and never affects
+    the others.
 
     Examples
     --------
@@ -161,6 +176,12 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     >>> r = newton(lambda x: x**2 + 1.0, 0.0, lambda x: 2 * x, full_output=True)
     >>> r.status, r.message
     (2, 'zero derivative or singular matrix')
+    >>> r = newton(lambda x: (x - 1.0)**3, 2.0, maxiter=100, full_output=True)  # f' by FD
+    >>> r.status, abs(r.x - 1.0) <= 1.48e-8
+    (0, True)
+    >>> r = newton(np.cos, None, bracket=(0.0, 1.0), full_output=True)
+    >>> r.status, r.message.split(": ")[0]
+    (4, 'no sign change in the bracket [0.0, 1.0]')
     """
     if method is None:
         method = "halley" if fprime2 is not None else "newton"
@@ -207,44 +228,78 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     else:
         a_end = b_end = np.empty(0)
 
+    end_values = None       # f at the bracket ends, for the messages of status 4
     if compiled:
         params = _parameter_matrix(args, shape, size)
         x, fun, status, nit, nfev = newton_compiled(
             f_user, derivatives[0], derivatives[1], x_start, params, a_end, b_end,
             float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads,
             details=full_output or scalar)
+        outside = np.flatnonzero(status == Status.OUT_OF_BOUNDS)
+        if outside.size:
+            end_values = np.full((2, size), np.nan)
+            for row, end in zip(end_values, (a_end, b_end)):
+                row[outside] = compiled_values(f_user, end, params, outside)
     else:
-        x, fun, status, nit, nfev = _newton_python(
+        x, fun, status, nit, nfev, end_values = _newton_python(
             f_user.function, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
             float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads)
+    messages, reasons = None, None
+    if end_values is not None:
+        messages, reasons = _bracket_messages(status, x_start, a_end, b_end, *end_values)
 
     if scalar:
         x, fun, status, nit, nfev = (v[0].item() for v in (x, fun, status, nit, nfev))
+        message = messages[0] if messages is not None else message_of(status)
         result = OptimizeResult(x=x, root=x, fun=fun, status=status, converged=status == 0,
-                                success=status == 0, nit=nit, nfev=nfev,
-                                message=message_of(status))
+                                success=status == 0, nit=nit, nfev=nfev, message=message)
         if full_output:
             return result
+        if status == Status.OUT_OF_BOUNDS:
+            raise ConvergenceError(f"newton failed: {message}")
         if status != Status.SUCCESS:
-            raise ConvergenceError(f"newton failed: {message_of(status)} "
+            raise ConvergenceError(f"newton failed: {message} "
                                    f"(x={x!r}, f(x)={fun!r}, {nit} iterations)")
         return x
 
     if full_output:
         x, fun, status, nit, nfev = (v.reshape(shape) for v in (x, fun, status, nit, nfev))
         converged = status == 0
+        message = messages.reshape(shape) if messages is not None else messages_of(status)
         return OptimizeResult(x=x, root=x, fun=fun, status=status, converged=converged,
-                              success=converged, nit=nit, nfev=nfev,
-                              message=messages_of(status))
+                              success=converged, nit=nit, nfev=nfev, message=message)
     x, status = x.reshape(shape), status.reshape(shape)
     failed = np.count_nonzero(status)
     if failed:
-        codes = ", ".join(f"{np.count_nonzero(status == s)} {message_of(s)!r}"
-                          for s in np.unique(status[status != 0]))
+        kinds = reasons if reasons is not None else messages_of(status.reshape(-1))
+        codes = ", ".join(f"{np.count_nonzero(kinds == k)} {k!r}"
+                          for k in dict.fromkeys(kinds[status.reshape(-1) != 0]))
         warnings.warn(f"newton: {failed} of {status.size} elements did not converge ({codes}); "
                       "use full_output=True for per-element status", RuntimeWarning,
                       stacklevel=2)
     return x
+
+
+_NO_SIGN_CHANGE = "no sign change in the bracket"
+_OUTSIDE = "x0 outside the bracket"
+
+
+def _bracket_messages(status, x0, a, b, fa, fb):
+    """Per-element messages, and reasons (the messages without values), where elements with
+    status 4 (found before any step) get what went wrong: no sign change of f between the
+    bracket's ends, or x0 outside the bracket."""
+    messages = messages_of(status).astype(object)
+    reasons = messages.copy()
+    for i in np.flatnonzero(status == Status.OUT_OF_BOUNDS):
+        ai, bi, fai, fbi, x0i = (float(v[i]) for v in (a, b, fa, fb, x0))
+        if (fai > 0) == (fbi > 0):
+            reasons[i] = _NO_SIGN_CHANGE
+            messages[i] = (f"no sign change in the bracket [{ai!r}, {bi!r}]: f(a) = {fai!r} "
+                           f"and f(b) = {fbi!r} have the same sign")
+        else:
+            reasons[i] = _OUTSIDE
+            messages[i] = f"x0 = {x0i!r} is outside the bracket [{ai!r}, {bi!r}]"
+    return messages, reasons
 
 
 def _check_tolerances(**values):
@@ -314,15 +369,14 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
         rows, layout = _split_args(args, shape, size)
     bracket_on = a_end.shape[0] > 0
     if method == Method.NEWTON and fprime is not None and not bracket_on and not scalar:
-        return _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol,
-                                        maxiter, n_threads)
+        return *_newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol,
+                                         ftol, maxiter, n_threads), None
     rows = np.stack(rows) if rows else np.empty((0, size))
-    # Evaluations of f, fprime, fprime2 per element: before the first round, and per round.
-    start_cost = 2 * bracket_on + (method == Method.SECANT)
-    deriv_cost = (0 if method == Method.SECANT else 1 if fprime is not None else 2) + (
-        method == Method.HALLEY)
-    batch = ElementwiseBatch(x_start, rows, tol, rtol, ftol, maxiter, method, bracket_on,
-                             start_cost, deriv_cost)
+    fd = fprime is None and method != Method.SECANT
+    # evaluations of fprime, fprime2 (or of f for a finite difference) per round
+    deriv_cost = (0 if method == Method.SECANT else 2 if fd else 1) + (method == Method.HALLEY)
+    batch = ElementwiseBatch(x_start, rows, tol, rtol, ftol, maxiter, method, bracket_on, fd,
+                             deriv_cost)
     params = batch.params
 
     def call(function, name, points):
@@ -334,8 +388,10 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
                      for a, row in zip(args, layout)]
         return _values(function(read_only(points[:n]), *call_args), n, name)
 
+    end_values = None
     if bracket_on:
-        batch.start_bracket(a_end, b_end, call(f, "f", a_end), call(f, "f", b_end))
+        end_values = call(f, "f", a_end), call(f, "f", b_end)
+        batch.start_bracket(a_end, b_end, *end_values)
     if method == Method.SECANT and batch.n_active:
         batch.start_secant(call(f, "f", batch.secant_points()))
     # A batch evaluates f and f' together each round (one pass over the state); one equation
@@ -345,7 +401,7 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
         x = batch.x
         fx = call(f, "f", x)
         if checked and not batch.check_values(fx):
-            break
+            continue        # finished, or f is wanted at a probe first
         d2f = call(fprime2, "fprime2", x) if method == Method.HALLEY else None
         if method == Method.SECANT:
             batch.iterate(fx, None, d2f, checked=checked)
@@ -356,7 +412,8 @@ def _newton_python(f, fprime, fprime2, x_start, args, shape, scalar, a_end, b_en
             batch.iterate(fx, None, d2f, call(f, "f", x_plus), call(f, "f", x_minus),
                           x_plus, x_minus, checked=checked)
     batch.finish()
-    return batch.x_out, batch.fun_out, batch.status_out, batch.nit_out, batch.nfev_out
+    return (batch.x_out, batch.fun_out, batch.status_out, batch.nit_out, batch.nfev_out,
+            end_values)
 
 
 def _newton_vectorized_plain(f, fprime, x_start, args, rows, layout, tol, rtol, ftol, maxiter,
@@ -472,8 +529,9 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     result : scipy.optimize.OptimizeResult
         ``x``, ``fun`` (F at x), ``status`` (0 converged, 1 maxiter, 2 singular Jacobian or no
         descent possible, 3 non-finite F or J), ``success``/``converged``, ``nit``, ``nfev``
-        (evaluations of F, plus one per Jacobian evaluation), ``message``. With N systems every
-        field has a leading axis N.
+        (evaluations of F, plus one per Jacobian evaluation), ``message`` (status 2 says which
+        of the two and names the point, e.g. ``'singular Jacobian at x = [0., 1.]'``). With N
+        systems every field has a leading axis N (``message`` an object array of N messages).
 
     Raises
     ------
@@ -507,6 +565,11 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     >>> np.round(newton_system(FX, X0, vectorized=True).x, 6)
     array([[ 1.004169, -1.729637],
            [-1.816264,  0.837368]])
+    >>> F = lambda x: np.array([x[0] * x[1], x[0] - 1.0])
+    >>> J = lambda x: np.array([[x[1], x[0]], [1.0, 0.0]])     # singular where x[0] = 0
+    >>> r = newton_system(F, [0.0, 2.0], J)
+    >>> r.status, r.message
+    (2, 'singular Jacobian at x = [0., 2.]')
     """
     _check_tolerances(tol=tol, rtol=rtol, ftol=ftol)
     maxiter = _check_maxiter(maxiter)
@@ -534,15 +597,31 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     else:
         x, fun, status, nit, nfev = _SystemSolver(
             F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter, per_system).solve()
+    message = _system_messages(x, status)
+    status[status == NO_DESCENT] = Status.SINGULAR
     if single:
         x, fun = x[0], fun[0]
-        status, nit, nfev = int(status[0]), int(nit[0]), int(nfev[0])
-        message = message_of(status)
-    else:
-        message = messages_of(status)
+        status, nit, nfev, message = int(status[0]), int(nit[0]), int(nfev[0]), message[0]
     converged = status == 0
     return OptimizeResult(x=x, fun=fun, status=status, success=converged, converged=converged,
                           nit=nit, nfev=nfev, message=message)
+
+
+def _system_messages(X, status):
+    """Per-system messages; the two causes of status 2 (``status`` still holds the kernels'
+    NO_DESCENT code) are told apart and name the point where the iteration stopped."""
+    messages = messages_of(np.where(status == NO_DESCENT, Status.SINGULAR, status)).astype(object)
+    for i in np.flatnonzero(status == Status.SINGULAR):
+        messages[i] = f"singular Jacobian at x = {_point(X[i])}"
+    for i in np.flatnonzero(status == NO_DESCENT):
+        messages[i] = (f"no step along the Newton direction decreases ||F|| at x = "
+                       f"{_point(X[i])} (a local minimum of ||F|| that is no root)")
+    return messages
+
+
+def _point(x):
+    return np.array2string(np.asarray(x), separator=", ", threshold=8, edgeitems=3,
+                           floatmode="unique")
 
 
 class _SystemSolver:
@@ -664,7 +743,7 @@ class _SystemSolver:
                     break
                 t[searching] *= 0.5
             self.nit[active] += 1
-            self.finish(active[~accepted], Status.SINGULAR)
+            self.finish(active[~accepted], NO_DESCENT)
             active, Xa, X_new, F_new, step = (v[accepted]
                                               for v in (active, Xa, X_new, F_new, step))
             # The full Newton step, not the damped one: near a minimum of ||F|| that is no
