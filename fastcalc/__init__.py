@@ -4,6 +4,7 @@ Finite-difference derivatives, Newton-Raphson at every scale, gradient descent, 
 multipliers and chi-squared fitting; SciPy is the reference every routine is tested against.
 """
 from . import models, nist
+from ._parallel import get_num_threads, num_threads, set_num_threads
 from ._status import ConvergenceError, Status
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
@@ -15,7 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchFitResult", "ConvergenceError", "DifferentiationResult", "FitResult", "Status",
-    "__version__", "check_grad", "chi2", "derivative", "fit", "fit_batch", "gradient",
-    "gradient_descent", "hessian", "jacobian", "lagrange", "linear_fit", "models", "newton",
-    "newton_system", "nist", "polyfit", "taylor",
+    "__version__", "check_grad", "chi2", "derivative", "fit", "fit_batch", "get_num_threads",
+    "gradient", "gradient_descent", "hessian", "jacobian", "lagrange", "linear_fit", "models",
+    "newton", "newton_system", "nist", "num_threads", "polyfit", "set_num_threads", "taylor",
 ]

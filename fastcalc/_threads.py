@@ -5,9 +5,14 @@ time there overlap on several cores. Each piece is computed exactly as it would 
 the pieces are fixed by the caller (never by the thread count), so results do not depend on
 the number of threads. Every piece runs in a copy of the caller's context, so context-local
 settings such as ``np.errstate`` apply on the worker threads as on the caller's.
+
+The pool is the parallelism: a compiled kernel that a piece calls with ``n_threads=None`` runs
+on one thread (``num_threads(1)``), not on a team per worker (workers x cores threads).
 """
 import contextvars
 from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from ._parallel import num_threads
 
 __all__ = ["run_on_threads"]
 
@@ -27,8 +32,13 @@ def run_on_threads(task, items, workers, on_done=None):
             if on_done is not None:
                 on_done(item)
         return
+
+    def run_piece(item):
+        with num_threads(1):
+            task(item)
+
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        futures = {pool.submit(contextvars.copy_context().run, task, item): item
+        futures = {pool.submit(contextvars.copy_context().run, run_piece, item): item
                    for item in items}
         try:
             for future in as_completed(futures):
