@@ -17,10 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-HAVE_FITTING = importlib.util.find_spec("fastcalc.fitting") is not None
 needs_matplotlib = pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="matplotlib not installed")
-needs_fitting = pytest.mark.skipif(not HAVE_FITTING,
-                                   reason="fastcalc.fitting is not part of this build")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -178,7 +175,6 @@ def assert_recovers_truth(rows, names=("0", "1", "2")):
         assert 0.5 < float(row["redchi2"]) < 2.0   # sigma given = the true noise
 
 
-@needs_fitting
 def test_fit_csv_with_x_column_and_header_recovers_parameters(tmp_path):
     data = tmp_path / "peaks.csv"
     with open(data, "w") as out:
@@ -195,7 +191,6 @@ def test_fit_csv_with_x_column_and_header_recovers_parameters(tmp_path):
     assert_recovers_truth(rows, names=("left", "middle", "right"))
 
 
-@needs_fitting
 def test_fit_npy_with_x_row_prints_the_table(tmp_path):
     data = tmp_path / "peaks.npy"
     np.save(data, np.vstack([X, noisy_datasets()]))
@@ -206,7 +201,6 @@ def test_fit_npy_with_x_row_prints_the_table(tmp_path):
     assert len(lines) == 2 + 3 and all(line.split()[-1] == "converged" for line in lines[2:])
 
 
-@needs_fitting
 def test_fit_datasets_by_columns_with_a_sigma_file_and_missing_values(tmp_path):
     Y = noisy_datasets()
     Y[1, 5] = np.nan   # a missing point: skipped, not fatal
@@ -227,7 +221,6 @@ def test_fit_datasets_by_columns_with_a_sigma_file_and_missing_values(tmp_path):
     assert np.allclose(X[0] + step * mu_index, TRUE[:, 1], atol=0.02)
 
 
-@needs_fitting
 @needs_matplotlib
 def test_fit_plot_draws_one_dataset(tmp_path):
     data = tmp_path / "peaks.npy"
@@ -325,7 +318,6 @@ def test_fit_plot_index_out_of_range(good_csv, tmp_path):
     assert_usage_error(proc, "--plot 7: no such dataset (there are 3")
 
 
-@needs_fitting
 def test_fit_unwritable_outputs(good_csv, tmp_path):
     missing = tmp_path / "missing"
     assert_usage_error(run_cli("fit", good_csv, "--model", "gaussian", "--x-column", "--out",

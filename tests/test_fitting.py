@@ -1,5 +1,4 @@
 """fastcalc.fitting against scipy.optimize.curve_fit, numpy.polyfit and exact answers."""
-import os
 import warnings
 
 import numpy as np
@@ -735,22 +734,13 @@ def test_gradient_descent_python_model_and_budget(rng):
     assert short.status == Status.MAX_ITERATIONS and short.nit == 5
 
 
-@pytest.fixture
-def strd_dir(request):
-    """The NIST StRD folder: FASTCALC_NIST_DIR when set, else the shared `nist_dir` fixture."""
-    env = os.environ.get("FASTCALC_NIST_DIR")
-    if env and os.path.isdir(env):
-        return env
-    return request.getfixturevalue("nist_dir")
-
-
 @pytest.mark.parametrize("jacobian", ["analytic", "finite-difference"])
 @pytest.mark.parametrize("name", ["BoxBOD", "MGH10", "Bennett5", "MGH17"])
-def test_trust_region_solves_the_hard_nist_starts(strd_dir, name, jacobian):
+def test_trust_region_solves_the_hard_nist_starts(nist_dir, name, jacobian):
     """Start 1 of these is far from the minimum (BoxBOD and MGH10 defeated the earlier
     Nielsen-damped kernel): the trust-region kernel reaches the certified values with a success
     status, within its default iteration budget."""
-    problem = nist.load(name, strd_dir)
+    problem = nist.load(name, nist_dir)
     r = fit(problem.f, problem.x, problem.y, p0=problem.start(1),
             jac=problem.jac if jacobian == "analytic" else None)
     assert r.success, (r.status, r.nit, r.params)
