@@ -646,6 +646,24 @@ def _python_x_per_dataset(x_shape, N, m, batch, x_per_dataset):
     return False
 
 
+def _mismatch(name, shape, shared_shape, N, batch, scalar=False):
+    """The message for an array `name` of `shape` that fits neither the shared `shared_shape`
+    (its last axis the m points of y) nor, in a batch, one row per dataset: it names the axis
+    that disagrees with y and says the two lengths, since either array may be the wrong one."""
+    m, y = shared_shape[-1], "Y" if batch else "y"
+    lead = shared_shape[:-1]
+    per_dataset = (N,) + lead
+    if len(shape) >= 1 and shape[-1] != m and (shape[:-1] == lead
+                                                or batch and shape[:-1] == per_dataset):
+        return (f"{name} has {shape[-1]} points but {y} has {m}"
+                + (" per dataset" if batch else "") + f" ({name} of shape {shape})")
+    if batch and len(shape) == len(per_dataset) + 1 and shape[1:] == shared_shape:
+        return f"{name} has {shape[0]} rows but Y has {N} datasets ({name} of shape {shape})"
+    want = " or ".join((["a scalar"] if scalar else []) + [str(shared_shape)]
+                       + ([str(per_dataset + (m,))] if batch else []))
+    return f"{name} has shape {shape}, expected {want} for {m} points"
+
+
 class _Problem:
     """Validated inputs of fit / fit_batch."""
 
@@ -739,8 +757,7 @@ class _Problem:
                 xs = x.reshape(N, xd * m)
                 self.x_shared = False
             else:
-                want = f"{shared_shape}" + (f" or {(N,) + shared_shape}" if batch else "")
-                raise ValueError(f"x has shape {x.shape}, expected {want} for {m} points")
+                raise ValueError(_mismatch("x", x.shape, shared_shape, N, batch))
             if x_per_dataset is not None and bool(x_per_dataset) == self.x_shared:
                 raise ValueError(f"x_per_dataset={x_per_dataset} contradicts x of shape {x.shape}: "
                                  f"this model takes a shared x of shape {shared_shape} or one "
@@ -760,8 +777,7 @@ class _Problem:
         else:
             s = real_array(sigma, "sigma")
             if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
-                raise ValueError(f"sigma has shape {s.shape}, expected (m,) = ({m},)"
-                                 + (f" or (N, m) = ({N}, {m})" if batch else ""))
+                raise ValueError(_mismatch("sigma", s.shape, (m,), N, batch, scalar=True))
             # (1, m) is one row per dataset when there is one dataset (a Dask chunk of one row)
             shared = s.ndim < 2 or (s.shape[0] == 1 and N > 1)
             s = np.broadcast_to(s, (m,)) if s.ndim == 0 else s
@@ -1009,7 +1025,9 @@ class _Problem:
             if single and params.shape[0] == 1:
                 values = real_values(model(x, *params[0]), "model")
                 if values.shape not in ((m,), (1, m), ()):
-                    raise ValueError(f"model returned shape {values.shape}, expected ({m},)")
+                    # usually x and y of different lengths: say both
+                    raise ValueError(f"model returned shape {values.shape}, expected ({m},): "
+                                     f"y has {m} points, x has shape {np.shape(x)}")
                 return values.reshape(1, -1) if values.ndim else values
             xs = x if shared else read_only(x[rows + start])
             columns = [read_only(params[:, k:k + 1]) for k in range(params.shape[1])]

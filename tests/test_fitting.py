@@ -479,7 +479,7 @@ def test_bad_input_errors(rng):
     x = np.linspace(0, 1, 20)
     y = 2 * x + 1
     g = models.line
-    with pytest.raises(ValueError, match="x has shape"):
+    with pytest.raises(ValueError, match="x has 10 points but y has 20"):
         fit(g, x[:10], y)
     with pytest.raises(ValueError, match="x contains NaN or inf"):
         fit(g, np.where(x > 0.5, np.nan, x), y)
@@ -489,7 +489,7 @@ def test_bad_input_errors(rng):
         fit(g, x, y, sigma=np.zeros(20))
     with pytest.raises(ValueError, match="sigma"):
         fit(g, x, y, sigma=-np.ones(20))
-    with pytest.raises(ValueError, match="sigma has shape"):
+    with pytest.raises(ValueError, match="sigma has 7 points but y has 20"):
         fit(g, x, y, sigma=np.ones(7))
     with pytest.raises(ValueError, match="too few points"):
         fit(models.gaussian, x[:3], y[:3], p0=[1.0, 0.0, 1.0, 0.0])
@@ -507,7 +507,7 @@ def test_bad_input_errors(rng):
         fit(low_level("gaussian_model"), x, y)
     with pytest.raises(ValueError, match="Y must be 2-D"):
         fit_batch(g, x, y)
-    with pytest.raises(ValueError, match="x has shape"):
+    with pytest.raises(ValueError, match="x has 3 rows but Y has 2 datasets"):
         fit_batch(g, np.ones((3, 20)), np.ones((2, 20)))
     with pytest.raises(ValueError, match="fixed"):
         fit(g, x, y, fixed=["nope"])
@@ -519,6 +519,39 @@ def test_bad_input_errors(rng):
         fit(lambda x, a, b: np.ones(3), x, y)
     with pytest.raises(ValueError, match="maxiter"):
         fit(g, x, y, maxiter=0)
+
+
+def test_length_mismatch_names_both_lengths():
+    """Issue 13, 5d: y shortened by one point was reported as 'x has shape (20,), expected
+    (19,)'; either array may be the short one, so the message gives both lengths."""
+    x = np.linspace(0.0, 4.0, 20)
+    y = 3.0 * np.exp(-x / 1.5) + 0.5
+    Y = np.vstack([y, y, y])
+    cases = [
+        (lambda: fit(models.exponential, x, y[:-1]), r"x has 20 points but y has 19 \("),
+        (lambda: fit(models.exponential, x[:-1], y), r"x has 19 points but y has 20 \("),
+        (lambda: fit(models.exponential, x, y, sigma=np.ones(19)),
+         "sigma has 19 points but y has 20"),
+        (lambda: fit(models.gaussian_2d, np.ones((2, 21)), y), "x has 21 points but y has 20"),
+        (lambda: fit(models.gaussian_2d, np.ones((3, 20)), y),
+         r"x has shape \(3, 20\), expected \(2, 20\)"),
+        (lambda: fit(low_level("gaussian_model"), x, y[:-1], p0=[1.0, 2.0, 1.0, 0.0]),
+         "x has 20 points but y has 19"),
+        (lambda: fit(lambda x, a, b: a * x + b, x, y[:-1]),
+         r"expected \(19,\): y has 19 points, x has shape \(20,\)"),
+        (lambda: fit_batch(models.exponential, x, Y[:, :-1]),
+         "x has 20 points but Y has 19 per dataset"),
+        (lambda: fit_batch(models.exponential, Y[:, :-1], Y),
+         "x has 19 points but Y has 20 per dataset"),
+        (lambda: fit_batch(models.exponential, Y[:2], Y), "x has 2 rows but Y has 3 datasets"),
+        (lambda: fit_batch(models.exponential, x, Y, sigma=np.ones((3, 19))),
+         "sigma has 19 points but Y has 20 per dataset"),
+        (lambda: fit_batch(models.exponential, x, Y, sigma=np.ones((2, 20))),
+         "sigma has 2 rows but Y has 3 datasets"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
 
 
 def test_model_exceptions_propagate(rng):
