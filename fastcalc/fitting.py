@@ -966,9 +966,11 @@ class _Problem:
         if progress and len(starts) > 0:
             try:
                 from tqdm.auto import tqdm  # type: ignore[import-untyped]
-                bar = tqdm(total=N, unit="fit")
             except ImportError:
-                bar = None
+                warnings.warn("progress=True shows nothing: tqdm is not installed (pip install "
+                              "'fastcalc[progress]')", UserWarning, stacklevel=3)
+            else:
+                bar = tqdm(total=N, unit="fit")
 
         def run_group(start):
             stop = min(N, start + chunk)
@@ -1226,7 +1228,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         to 1280 datasets, calling the model concurrently; pass 1 for a model that is not
         thread-safe.
     progress : bool
-        Show a tqdm progress bar (when tqdm is installed).
+        Show a tqdm progress bar; without tqdm (the extra ``fastcalc[progress]``) a
+        ``UserWarning`` says so and the fits run without one.
     jac : callable, optional
         Analytic Jacobian. Python model: ``jac(x, *columns)`` called like the model (parameters
         as ``(N_active, 1)`` columns) returning ``p`` derivatives ``d model / d p_k``, each

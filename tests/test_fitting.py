@@ -464,6 +464,29 @@ def test_batch_result_fields_dataframe_and_progress(rng):
     assert "chi2" in r[0].report() and "mu" in r[0].report()
 
 
+def test_progress_without_tqdm_warns_once(rng, monkeypatch):
+    """Issue 13, 5f: progress=True without tqdm showed nothing, silently."""
+    import sys
+    x, Y, _ = gaussian_batch(rng, 6)
+    expected = fit_batch(models.gaussian, x, Y)
+    monkeypatch.setitem(sys.modules, "tqdm", None)       # import tqdm raises ImportError
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    python_gaussian = lambda x, a, mu, s, c: a * np.exp(-0.5 * ((x - mu) / s) ** 2) + c  # noqa: E731
+    for model, p0 in ((models.gaussian, None), (python_gaussian, expected.params)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = fit_batch(model, x, Y, p0=p0, progress=True)
+        assert [str(w.message) for w in caught] == [
+            "progress=True shows nothing: tqdm is not installed "
+            "(pip install 'fastcalc[progress]')"]
+        assert caught[0].category is UserWarning and caught[0].filename == __file__
+        assert np.all(r.success)
+        assert_allclose(r.params, expected.params, rtol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_batch(models.gaussian, x, Y)                 # no progress asked: no warning
+
+
 def test_batch_gd_matches_lm(rng):
     x, Y, _ = gaussian_batch(rng, 20, noise=0.02)
     lm = fit_batch(models.gaussian, x, Y)
