@@ -440,8 +440,10 @@ class DaskBatchFitResult(_LazyBatchResult):
     <DaskBatchFitResult: (3,) problems in 2 chunks; fields params, cov, ...>
     >>> with dask.config.set(scheduler="synchronous"):
     ...     fitted = lazy.persist()
-    ...     print(fitted.status.compute(), fitted.message[1].compute())
-    [0 2 0] zero derivative or singular matrix
+    ...     print(fitted.status.compute())
+    ...     print(fitted.message[1].compute())
+    [0 2 0]
+    zero derivative or singular matrix: too few points: 0 valid points for 2 free parameters
     """
 
     def __init__(self, blocks, process_bound=(), *, param_names, method, residual_inputs):

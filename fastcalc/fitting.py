@@ -190,8 +190,9 @@ class BatchFitResult:
     ``len(result)`` is N; ``result[i]`` is the :class:`FitResult` of dataset ``i``;
     ``to_dataframe()`` gives a pandas DataFrame (one row per dataset). ``residuals`` (N, m) is
     computed on first access. ``input_error`` (N,) says, for a dataset not fitted because its
-    own inputs are invalid (status 3, or 4 for ``p0`` outside the bounds), what is wrong ("" for
-    the others); ``message`` includes it.
+    own inputs are invalid (status 3; 4 for ``p0`` outside the bounds; 2 for fewer valid points
+    than free parameters, e.g. all NaN), what is wrong ("" for the others); ``message``
+    includes it. Such a dataset has NaN results and ``dof`` 0.
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, param_names, residuals_of,
@@ -877,7 +878,7 @@ class _Problem:
                     raise ValueError("p0 is outside the bounds")
                 self._bad_rows(bad, "p0 is outside the bounds", status=Status.OUT_OF_BOUNDS)
         self.p0 = np.ascontiguousarray(p0)
-        if not batch:
+        if not batch:      # fit_batch: a status per dataset (_mark_too_few_points)
             nvalid = int(np.isfinite(Y).sum())
             if nvalid < nfree:
                 raise ValueError(f"too few points: {nvalid} valid points for {nfree} free "
@@ -935,6 +936,20 @@ class _Problem:
             chi[rows] = np.ldexp(chi[rows], 2 * shift[rows])
             if self.absolute_sigma:
                 cov[rows] = np.ldexp(cov[rows], -2 * shift[rows][:, None, None])
+
+    def _mark_too_few_points(self, out):
+        """Datasets with fewer valid points than free parameters (all NaN, say): the kernels
+        end them at once with status 2 (J^T J is singular there) and dof = valid - free < 0;
+        they become bad rows with fit's reason. Found from dof, not from another pass over Y."""
+        _, _, _, dof, _, _, status = out
+        nfree = self.free_index.size
+        nvalid = dof + nfree
+        rows = (status == Status.SINGULAR) & ((nvalid < nfree) | (nvalid == 0))
+        if self.bad_status is not None:
+            rows &= self.bad_status == 0
+        for count in np.unique(nvalid[rows]):
+            self._bad_rows(rows & (nvalid == count), f"too few points: {count} valid points "
+                           f"for {nfree} free parameters", status=Status.SINGULAR)
 
     def _mark_bad_rows(self, out):
         if self.bad_status is None:
@@ -998,6 +1013,7 @@ class _Problem:
             if bar is not None:
                 bar.close()
         self._unshift_sigma(out)
+        self._mark_too_few_points(out)
         self._mark_bad_rows(out)
         return out
 
@@ -1253,9 +1269,11 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         wrong length, a shared ``x``, ``sigma`` or ``p0`` that is invalid, ...: checked before
         any fit starts); ``Y`` not 2-D; ``n_threads`` below 1 (other than -1). The inputs of
         one dataset alone (inf in its row of ``Y``, NaN or inf in its row of ``p0`` or of a
-        per-dataset ``x``, its ``sigma`` row not finite and > 0, its ``p0`` outside the bounds)
-        never raise: that dataset gets status 3 (4 for the bounds) with NaN results and the
-        reason in ``input_error``/``message``.
+        per-dataset ``x``, its ``sigma`` row not finite and > 0, its ``p0`` outside the bounds,
+        fewer valid points than free parameters) never raise: that dataset gets status 3 (4
+        for the bounds, 2 for too few points) with NaN results, ``dof`` 0 and the reason in
+        ``input_error``/``message`` (e.g. "zero derivative or singular matrix: too few
+        points: 0 valid points for 3 free parameters").
     TypeError
         As for :func:`fit`; ``n_threads`` not an int.
     Exception

@@ -232,6 +232,36 @@ def test_fit_plot_draws_one_dataset(tmp_path):
     assert png.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_fit_a_dataset_with_too_few_points_is_named_and_exits_1(tmp_path):
+    """Issue 13, 5a: a dataset of (almost) empty cells was reported as "singular matrix" and
+    the command exited 0. Its row now says why, the others are fitted, and the exit status is
+    1 (as validate's for a failed check), with a line on stderr naming the dataset."""
+    Y = noisy_datasets()
+    Y[1] = np.nan
+    Y[1, :3] = TRUE[1, 0]               # 3 points for 4 parameters
+    data = tmp_path / "peaks.csv"
+    with open(data, "w") as out:
+        out.write("x,left,middle,right\n")
+        for i, x in enumerate(X):
+            out.write(",".join("" if np.isnan(v) else f"{v:.12g}" for v in [x, *Y[:, i]]) + "\n")
+    proc = run_cli("fit", data, "--model", "gaussian", "--x-column", "--sigma", NOISE,
+                   "--absolute-sigma", "--out", tmp_path / "fits.csv")
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert "1 of 3 datasets not fitted (status != 0, see the message column): middle" in proc.stderr
+    rows = read_table(tmp_path / "fits.csv")
+    assert [r["dataset"] for r in rows] == ["left", "middle", "right"]
+    assert rows[1]["status"] == "2" and rows[1]["message"] == (
+        "zero derivative or singular matrix: too few points: 3 valid points for 4 free parameters")
+    assert rows[0]["status"] == rows[2]["status"] == "0"
+    # printed to stdout, the same reason and the same exit status
+    proc = run_cli("fit", data, "--model", "gaussian", "--x-column")
+    assert proc.returncode == 1 and "too few points: 3 valid points" in proc.stdout
+    # every dataset fitted: exit 0
+    np.savetxt(data, np.column_stack([X, noisy_datasets().T]), delimiter=",")
+    assert run_cli("fit", data, "--model", "gaussian", "--x-column").returncode == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # fit: malformed input -> exit 2, one clear line
 

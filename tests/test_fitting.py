@@ -371,6 +371,47 @@ def test_one_bad_dataset_never_affects_the_others(rng):
     assert r.dof[9] == 32 - 4
 
 
+def test_batch_too_few_points_gets_fits_reason(rng):
+    """Issue 13, 5a: a dataset with all points NaN, or fewer valid points than free
+    parameters, had status 2 "singular matrix", dof -3 and no input_error, while fit on the
+    same row said "too few points". Now: status 2 with fit's reason, NaN results, dof 0."""
+    x = np.linspace(0.0, 4.0, 20)
+    y = 3.0 * np.exp(-x / 1.5) + 0.5 + 0.01 * np.sin(7 * x)
+    Y = np.vstack([y, np.full(20, np.nan), np.where(np.arange(20) < 2, y, np.nan), y])
+    Y[3, ::2] = np.nan                   # 10 valid points: fits
+    p0 = [2.0, 1.0, 0.0]
+    python_exponential = lambda x, a, tau, c: a * np.exp(-x / tau) + c  # noqa: E731
+    for model, kw in ((models.exponential, {}), (python_exponential, {"p0": p0}),
+                      (low_level("gaussian_model"), {"p0": [2.0, 2.0, 1.0, 0.5]})):
+        nfree = 4 if "p0" in kw and len(kw["p0"]) == 4 else 3
+        r = fit_batch(model, x, Y, **kw)
+        for i, valid in ((1, 0), (2, 2)):
+            reason = f"too few points: {valid} valid points for {nfree} free parameters"
+            with pytest.raises(ValueError, match=reason):
+                fit(model, x, Y[i], **kw)
+            assert r.status[i] == Status.SINGULAR and r.input_error[i] == reason
+            assert r.message[i] == f"zero derivative or singular matrix: {reason}"
+            assert r.dof[i] == 0 and np.isnan(r.params[i]).all() and np.isnan(r.chi2[i])
+            assert r[i].message == r.message[i] and not r[i].success
+        # the others as if alone (a Gaussian on this decay need not converge: same status)
+        for i in (0, 3):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                single = fit(model, x, Y[i], **kw)
+            assert r.status[i] == single.status and r.input_error[i] == ""
+            assert single.success or nfree == 4
+            assert_allclose(r.params[i], single.params, rtol=1e-9)
+            assert r.dof[i] == single.dof == np.isfinite(Y[i]).sum() - nfree
+    # with a parameter fixed, 2 points are enough for the 2 free ones
+    r = fit_batch(models.exponential, x, Y, p0=[3.0, 1.5, 0.5], fixed=["c"])
+    assert r.status[2] == Status.SUCCESS and r.dof[2] == 0
+    assert r.input_error[1] == "too few points: 0 valid points for 2 free parameters"
+    # another reason found first is kept (inf in the row)
+    Y[1, 0] = np.inf
+    r = fit_batch(models.exponential, x, Y)
+    assert r.status[1] == Status.NON_FINITE and "inf" in r.input_error[1]
+
+
 def test_batch_python_model_statuses_per_dataset(rng):
     x, Y, _ = gaussian_batch(rng, 6)
     Y[2] = np.nan
