@@ -64,7 +64,8 @@ Scale of the data
 Statuses (per dataset)
     0 converged; 1 iteration budget exhausted or stalled away from a minimum; 2 too few points,
     no initial guess possible or singular Jacobian at the solution (covariance inf); 3 non-finite
-    model value at the start, or non-finite Jacobian; 5 a compiled model returned non-zero at the
+    model value at the start, or non-finite Jacobian, or (fit_batch) invalid inputs of the
+    dataset's own, such as x outside the model's domain; 5 a compiled model returned non-zero at the
     start or in its Jacobian. (A trial step where the model is not finite is simply rejected.)
 """
 import inspect
@@ -878,6 +879,8 @@ class _Problem:
                     raise ValueError("p0 is outside the bounds")
                 self._bad_rows(bad, "p0 is outside the bounds", status=Status.OUT_OF_BOUNDS)
         self.p0 = np.ascontiguousarray(p0)
+        if self.kind == _KIND_BUILTIN and self.model.x_domain is not None:
+            self._check_domain(Y)
         if not batch:      # fit_batch: a status per dataset (_mark_too_few_points)
             nvalid = int(np.isfinite(Y).sum())
             if nvalid < nfree:
@@ -893,6 +896,19 @@ class _Problem:
         self.Y = np.ascontiguousarray(Y)
         if self.bad_status is not None:
             self._neutralise_bad_rows()
+
+    def _check_domain(self, Y):
+        """Datasets with a valid point (finite y) outside the built-in model's domain (x <= 0
+        for power_law): its values there are not defined, and the fit would end at once as
+        'singular' (no guess) or 'non-finite' (p0 given). A ValueError in fit, status 3 in
+        fit_batch, naming the domain."""
+        outside = self.model.outside_domain(self.x).reshape(self.x.shape[0], self.x_dim, self.m)
+        points = outside.any(axis=1) & np.isfinite(Y)
+        rows = points.any(axis=1)
+        if rows.any():
+            reason = self.model.domain_error()
+            self._bad_rows(rows, reason, f"{reason}: {int(points.sum())} of the "
+                           f"{int(np.isfinite(Y).sum())} valid points")
 
     def _bad_rows(self, rows, reason, single_reason=None, status=Status.NON_FINITE):
         """Datasets `rows` (bool (N,)) have invalid inputs: a status in fit_batch, a ValueError
@@ -1161,7 +1177,8 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     ------
     ValueError
         NaN or inf in ``x``, inf in ``y``, no points or fewer valid points than free
-        parameters; shapes of ``x``, ``sigma``, ``p0`` inconsistent with ``y``; ``p0`` missing
+        parameters; a valid point outside a built-in model's ``x_domain`` (``x <= 0`` for
+        ``power_law``); shapes of ``x``, ``sigma``, ``p0`` inconsistent with ``y``; ``p0`` missing
         (compiled models), not finite or outside ``bounds``; invalid ``method``, ``bounds``,
         ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape.
     TypeError
@@ -1270,7 +1287,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         any fit starts); ``Y`` not 2-D; ``n_threads`` below 1 (other than -1). The inputs of
         one dataset alone (inf in its row of ``Y``, NaN or inf in its row of ``p0`` or of a
         per-dataset ``x``, its ``sigma`` row not finite and > 0, its ``p0`` outside the bounds,
-        fewer valid points than free parameters) never raise: that dataset gets status 3 (4
+        a valid point outside the model's ``x_domain``, fewer valid points than free
+        parameters) never raise: that dataset gets status 3 (4
         for the bounds, 2 for too few points) with NaN results, ``dof`` 0 and the reason in
         ``input_error``/``message`` (e.g. "zero derivative or singular matrix: too few
         points: 0 valid points for 3 free parameters").

@@ -412,6 +412,50 @@ def test_batch_too_few_points_gets_fits_reason(rng):
     assert r.status[1] == Status.NON_FINITE and "inf" in r.input_error[1]
 
 
+def test_power_law_with_x_outside_its_domain_says_so(rng):
+    """Issue 13, 5b: power_law on x <= 0 gave all-NaN parameters and status 2 "singular
+    matrix". fit now raises naming the domain (as for other bad x); fit_batch gives that
+    dataset status 3 with the reason, and fits the others as curve_fit does."""
+    x_bad = np.linspace(-1.0, 4.0, 20)              # 4 points <= 0
+    x_good = np.linspace(0.5, 4.0, 20)
+    noise = 0.01 * rng.standard_normal(20)
+    y_bad = 2.0 * np.abs(x_bad) ** 1.5 + noise
+    y_good = 2.0 * x_good ** 1.5 + noise
+    reason = "x is outside the model's domain (A*x**k needs x > 0)"
+    for p0 in (None, [1.0, 1.0]):
+        with pytest.raises(ValueError, match=r"needs x > 0\): 4 of the 20 valid points"):
+            fit(models.power_law, x_bad, y_bad, p0=p0)
+    with pytest.raises(ValueError, match="x is outside the model's domain"):
+        fit(models.power_law, np.r_[0.0, x_good], np.r_[1.0, y_good])      # x = 0 alone
+    # a point <= 0 whose y is missing does not count
+    masked = np.where(x_bad > 0, y_bad, np.nan)
+    r = fit(models.power_law, x_bad, masked)
+    popt, pcov = curve_fit(lambda x, A, k: A * x**k, x_bad[x_bad > 0], masked[x_bad > 0],
+                           p0=[1.0, 1.0])
+    assert r.success and r.dof == 16 - 2
+    assert_allclose(r.params, popt, rtol=1e-7)
+    assert_allclose(r.stderr, np.sqrt(np.diag(pcov)), rtol=1e-5)
+    X = np.vstack([x_bad, x_good, x_bad])
+    Y = np.vstack([y_bad, y_good, masked])
+    for batch in (fit_batch(models.power_law, X, Y),
+                  fit_batch(models.power_law, x_bad, Y[[0, 2, 0]], p0=[1.0, 1.0])):
+        bad = np.flatnonzero(batch.input_error != "")
+        for i in range(3):
+            if i in bad:
+                assert batch.status[i] == Status.NON_FINITE and batch.input_error[i] == reason
+                assert reason in batch.message[i] and np.isnan(batch.params[i]).all()
+            else:
+                assert batch.success[i] and batch.input_error[i] == ""
+    first = fit_batch(models.power_law, X, Y)
+    assert list(np.flatnonzero(first.input_error != "")) == [0]
+    popt, _ = curve_fit(lambda x, A, k: A * x**k, x_good, y_good, p0=[1.0, 1.0])
+    assert_allclose(first.params[1], popt, rtol=1e-7)
+    assert_allclose(first.params[2], r.params, rtol=1e-9)
+    # the model's own guess says the same
+    with pytest.raises(ValueError, match=r"cannot guess power_law parameters: x is outside"):
+        models.power_law.guess(x_bad, y_bad)
+
+
 def test_batch_python_model_statuses_per_dataset(rng):
     x, Y, _ = gaussian_batch(rng, 6)
     Y[2] = np.nan
@@ -512,7 +556,6 @@ def test_progress_without_tqdm_warns_once(rng, monkeypatch):
     expected = fit_batch(models.gaussian, x, Y)
     monkeypatch.setitem(sys.modules, "tqdm", None)       # import tqdm raises ImportError
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
-    python_gaussian = lambda x, a, mu, s, c: a * np.exp(-0.5 * ((x - mu) / s) ** 2) + c  # noqa: E731
     for model, p0 in ((models.gaussian, None), (python_gaussian, expected.params)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
