@@ -58,9 +58,10 @@ Scale of the data
     (``|y / sigma|`` beyond about 1e+-60) are fitted with the weights divided by a power of two,
     so ``y * 2**k`` gives the parameters proportional to ``y`` times ``2**k`` for any
     representable scale. ``chi2`` and the covariance are reported for the data as given; when
-    they leave the double range (e.g. y ~ 1e200: chi2 ~ 1e400) they are inf or 0, and so is
-    ``stderr`` where its variance is (``linear_fit``/``polyfit`` scale the standard errors back
-    on their own, so theirs stay finite).
+    they leave the double range (e.g. y ~ 1e200: chi2 ~ 1e400) they are inf or 0. ``stderr``
+    is scaled back on its own (from the covariance of the Jacobian with its columns divided
+    by powers of two), so it stays finite where only its variance is not: with built-in
+    models, ``y * 2**k`` gives ``stderr`` times ``2**k`` bitwise, as the parameters.
 Statuses (per dataset)
     0 converged; 1 iteration budget exhausted or stalled away from a minimum; 2 too few points,
     no initial guess possible or singular Jacobian at the solution (covariance inf); 3 non-finite
@@ -120,7 +121,8 @@ class FitResult:
     Attributes
     ----------
     params, stderr : ndarray (p,)
-        Best-fit parameters and their standard errors ``sqrt(diag(cov))``.
+        Best-fit parameters and their standard errors ``sqrt(diag(cov))`` (finite also where
+        a variance in ``cov`` is beyond the double range).
     cov : ndarray (p, p)
         Covariance (scaled by ``redchi2`` unless ``absolute_sigma``; zero rows for fixed
         parameters; inf when singular).
@@ -197,11 +199,13 @@ class BatchFitResult:
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, param_names, residuals_of,
-                 method="lm", input_error=None):
+                 method="lm", input_error=None, stderr=None):
         self.params = params
         self.cov = cov
         with np.errstate(invalid="ignore"):
-            self.stderr = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+            # the fits' own stderr is finite where its variance in cov overflows
+            self.stderr = (np.sqrt(np.diagonal(cov, axis1=1, axis2=2)) if stderr is None
+                           else stderr)
             self.redchi2 = np.where(dof > 0, chi2 / np.where(dof > 0, dof, 1), np.nan)
         self.chi2 = chi2
         self.dof = dof
@@ -241,7 +245,7 @@ class BatchFitResult:
                      else self._residuals_of(self.params[i:i + 1], rows=np.array([i]))[0])
         return FitResult(self.params[i], self.cov[i], self.chi2[i], self.dof[i], self.nit[i],
                          self.nfev[i], self.status[i], residuals, self.param_names, self.method,
-                         self.input_error[i])
+                         self.input_error[i], stderr=self.stderr[i])
 
     def __repr__(self):
         return (f"BatchFitResult({len(self)} datasets, {int(self.success.sum())} converged, "
@@ -945,22 +949,28 @@ class _Problem:
         """chi2 (and the absolute-sigma covariance) of datasets fitted with sigma * 2**shift."""
         if self.sigma_shift is None:
             return
-        _, cov, chi, *_ = out
+        _, cov, stderr, chi, *_ = out
         shift = np.broadcast_to(self.sigma_shift, (self.N,))
         rows = np.flatnonzero(shift)
         with np.errstate(over="ignore", under="ignore"):
             chi[rows] = np.ldexp(chi[rows], 2 * shift[rows])
             if self.absolute_sigma:
                 cov[rows] = np.ldexp(cov[rows], -2 * shift[rows][:, None, None])
+                stderr[rows] = np.ldexp(stderr[rows], -shift[rows][:, None])
 
     def _mark_too_few_points(self, out):
         """Datasets with fewer valid points than free parameters (all NaN, say): the kernels
         end them at once with status 2 (J^T J is singular there) and dof = valid - free < 0;
         they become bad rows with fit's reason. Found from dof, not from another pass over Y."""
-        _, _, _, dof, _, _, status = out
+        if not self.batch:      # fit has raised already
+            return
+        *_, dof, _, _, status = out
         nfree = self.free_index.size
         nvalid = dof + nfree
-        rows = (status == Status.SINGULAR) & ((nvalid < nfree) | (nvalid == 0))
+        rows = (nvalid < nfree) | (nvalid == 0)
+        if not rows.any():
+            return
+        rows &= status == Status.SINGULAR
         if self.bad_status is not None:
             rows &= self.bad_status == 0
         for count in np.unique(nvalid[rows]):
@@ -970,11 +980,12 @@ class _Problem:
     def _mark_bad_rows(self, out):
         if self.bad_status is None:
             return
-        params, cov, chi, dof, nit, nfev, status = out
+        params, cov, stderr, chi, dof, nit, nfev, status = out
         bad = self.bad_status != 0
         if bad.any():
             params[bad] = np.nan
             cov[bad] = np.nan
+            stderr[bad] = np.nan
             chi[bad] = np.nan
             dof[bad] = 0
             nit[bad] = 0
@@ -983,10 +994,11 @@ class _Problem:
 
     # ----- running
     def outputs(self):
+        """params, cov, stderr, chi2, dof, nit, nfev, status: what the kernels write."""
         N, P = self.N, self.nparams
-        return (np.empty((N, P)), np.empty((N, P, P)), np.empty(N), np.empty(N, dtype=np.intc),
+        return (np.empty((N, P)), np.empty((N, P, P)), np.empty((N, P)), np.empty(N),
                 np.empty(N, dtype=np.intc), np.empty(N, dtype=np.intc),
-                np.empty(N, dtype=np.intc))
+                np.empty(N, dtype=np.intc), np.empty(N, dtype=np.intc))
 
     def run(self, n_threads=None, progress=False):
         out = self.outputs()
@@ -1216,10 +1228,10 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     """
     problem = _Problem(model, x, y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
                        batch=False, absolute_sigma=absolute_sigma)
-    params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=1)
+    params, cov, stderr, chi, dof, nit, nfev, status = problem.run(n_threads=1)
     residuals = problem.residuals_of(params)[0]
     result = FitResult(params[0], cov[0], chi[0], dof[0], nit[0], nfev[0], status[0], residuals,
-                       problem.param_names, method)
+                       problem.param_names, method, stderr=stderr[0])
     if not result.success:
         warnings.warn(f"fit did not converge: {result.message} (status {int(result.status)})",
                       RuntimeWarning, stacklevel=2)
@@ -1316,6 +1328,7 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     """
     problem = _Problem(model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
                        batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset)
-    params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads, progress=progress)
+    params, cov, stderr, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads,
+                                                                   progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
-                          problem.residuals_of, method, problem.input_error)
+                          problem.residuals_of, method, problem.input_error, stderr=stderr)

@@ -456,6 +456,73 @@ def test_power_law_with_x_outside_its_domain_says_so(rng):
         models.power_law.guess(x_bad, y_bad)
 
 
+@pytest.mark.parametrize("k", [600, -600, 1000, -1000])
+def test_stderr_scales_with_the_data_beyond_the_double_range(k):
+    """stderr was sqrt(diag(cov)): inf for data scaled by 2**600 and 0 for 2**-600, where
+    only the variance leaves the double range. It now scales exactly as the parameters do
+    (A and c with y, tau not), bitwise for built-in models, in fit and fit_batch."""
+    x = np.linspace(0.5, 4.0, 20)
+    y = 3.0 * np.exp(-x / 1.5) + 0.5 + 0.01 * np.sin(7 * x)
+    powers = np.array([k, 0, k])
+    ref = fit(models.exponential, x, y)
+    popt, pcov = curve_fit(lambda x, A, tau, c: A * np.exp(-x / tau) + c, x, y, p0=ref.params)
+    assert_allclose(ref.params, popt, rtol=1e-7)
+    assert_allclose(ref.stderr, np.sqrt(np.diag(pcov)), rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # fit warns that cov has inf entries
+        single = fit(models.exponential, x, np.ldexp(y, k))
+    batch = fit_batch(models.exponential, x, np.ldexp(np.vstack([y, y]), k))
+    assert single.success and np.all(batch.success)
+    for params, stderr in ((single.params, single.stderr), (batch.params[1], batch.stderr[1]),
+                           (batch[0].params, batch[0].stderr)):
+        assert_array_equal(params, np.ldexp(ref.params, powers))
+        assert_array_equal(stderr, np.ldexp(ref.stderr, powers))
+    # the variances of A and c themselves are beyond the range: inf or 0 in cov
+    assert single.cov[0, 0] == (np.inf if k > 0 else 0.0) and np.isfinite(single.cov[1, 1])
+    # sigma scaled with y: the same weighted problem (the iterations round differently)
+    for absolute_sigma in (False, True):
+        sigma = 0.01 * (1.0 + 0.1 * np.cos(x))
+        want = fit(models.exponential, x, y, sigma=sigma, absolute_sigma=absolute_sigma)
+        got = fit_batch(models.exponential, x, np.ldexp(np.vstack([y, y]), k),
+                        sigma=np.ldexp(sigma, k), absolute_sigma=absolute_sigma)
+        assert_allclose(got.stderr, np.ldexp(np.vstack([want.stderr] * 2), powers), rtol=1e-12)
+    # a Python model (forward differences: its steps follow the parameters, not bitwise)
+    python_exponential = lambda x, A, tau, c: A * np.exp(-x / tau) + c  # noqa: E731
+    p0 = np.array([2.0, 1.0, 0.1])
+    want = fit(python_exponential, x, y, p0=p0)
+    got = fit_batch(python_exponential, x, np.ldexp(np.vstack([y, y]), k),
+                    p0=np.ldexp(p0, powers))
+    assert np.all(got.success)
+    assert_allclose(got.stderr, np.ldexp(np.vstack([want.stderr] * 2), powers), rtol=1e-6)
+
+
+def test_stderr_beyond_the_double_range_through_dask():
+    da = pytest.importorskip("dask.array")
+    import dask
+    import fastcalc.dask
+    x = np.linspace(0.5, 4.0, 20)
+    Y = np.ldexp(3.0 * np.exp(-x / 1.5) + 0.5 + 0.01 * np.sin(7 * x * np.arange(1, 5)[:, None]),
+                 600)
+    want = fit_batch(models.exponential, x, Y)
+    assert np.all(np.isfinite(want.stderr)) and np.all(np.isinf(want.cov[:, 0, 0]))
+    lazy = fastcalc.dask.fit_batch(models.exponential, x, da.from_array(Y, chunks=2))
+    with dask.config.set(scheduler="synchronous"):
+        assert_array_equal(lazy.stderr.compute(), want.stderr)
+        assert_array_equal(lazy.compute().stderr, want.stderr)
+
+
+def test_stderr_of_fixed_singular_and_invalid_datasets():
+    x = np.linspace(0.5, 4.0, 20)
+    y = 3.0 * np.exp(-x / 1.5) + 0.5 + 0.01 * np.sin(7 * x)
+    r = fit(models.exponential, x, y, p0=[3.0, 1.5, 0.5], fixed=["tau"])
+    assert r.stderr[1] == 0.0 and np.all(r.stderr[[0, 2]] > 0)
+    assert_allclose(r.stderr, np.sqrt(np.diag(r.cov)), rtol=1e-15)
+    # flat data: singular at the solution (stderr inf); no valid point: not fitted (NaN)
+    b = fit_batch(models.gaussian, x, np.vstack([y * 0, y, np.full(20, np.nan)]))
+    assert b.status[0] == Status.SINGULAR and np.all(np.isinf(b.stderr[0]))
+    assert np.all(np.isnan(b.stderr[2]))
+
+
 def test_batch_python_model_statuses_per_dataset(rng):
     x, Y, _ = gaussian_batch(rng, 6)
     Y[2] = np.nan
