@@ -3,9 +3,11 @@
 * ``bench``: fastcalc and SciPy timed side by side on the headline workloads of every area.
 * ``validate``: the accuracy of every public routine against SciPy and exact answers;
   exit status 1 when any check fails.
-* ``fit``: fit every dataset of a CSV or ``.npy`` file with a built-in model.
+* ``fit``: fit every dataset of a CSV or ``.npy`` file with a built-in model; exit status 1
+  when a dataset could not be fitted.
 
-Exit status: 0 success, 1 a validation failed, 2 bad command line or bad input file.
+Exit status: 0 success, 1 a validation or a dataset's fit failed, 2 bad command line or bad
+input file.
 """
 import argparse
 import os
@@ -31,8 +33,8 @@ def build_parser():
     from fastcalc import __version__
     parser = argparse.ArgumentParser(
         prog="fastcalc", description="fastcalc: numerical calculus at scale, checked against SciPy.",
-        epilog="exit status: 0 success, 1 a validation check or benchmark workload failed, "
-               "2 bad command line or input file")
+        epilog="exit status: 0 success, 1 a validation check, benchmark workload or "
+               "dataset fit failed, 2 bad command line or input file")
     parser.add_argument("--version", action="version", version=f"fastcalc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -68,7 +70,8 @@ def build_parser():
                     "status, message. DATA is a CSV file (header row optional) or a .npy array. "
                     "Without --x-column/--x-row, x is 0, 1, 2, ... and --by says whether each "
                     "row (default) or each column is a dataset. Missing values (empty CSV "
-                    "cells, NaN) are skipped.")
+                    "cells, NaN) are skipped. Exit status 1 when a dataset could not be "
+                    "fitted (status != 0; the table still has every row).")
     fit.add_argument("data", metavar="DATA", help="CSV or .npy file")
     fit.add_argument("--model", required=True, metavar="NAME",
                      help="built-in model: line, exponential, gaussian, lorentzian, logistic, "

@@ -2,7 +2,9 @@
 
 The file is read by :mod:`fastcalc._datafile`; all datasets are fitted in one ``fit_batch`` call;
 the table has one row per dataset: its name, each parameter and its standard error, chi2,
-reduced chi2, status and message.
+reduced chi2, status and message. Exit status 1 when some dataset was not fitted (status != 0:
+too few points, no convergence, ...; as ``validate`` for a failed check): the table is still
+complete and a line on stderr names those datasets.
 """
 import csv
 import re
@@ -104,7 +106,8 @@ def _plot(path, index, name, model, x, y, sigma, params, model_name):
 
 
 def run_fit(args, parser=None):
-    """The ``fit`` command; returns the exit status (bad input raises UsageError)."""
+    """The ``fit`` command; returns the exit status, 0 or 1 when a dataset was not fitted (bad
+    input raises UsageError)."""
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
@@ -163,4 +166,11 @@ def run_fit(args, parser=None):
         except ValueError as exc:       # e.g. a format matplotlib refuses (checked above)
             raise UsageError(f"cannot write {path}: {exc}") from None
         print(f"wrote {path}", file=sys.stderr)
+    failed = np.flatnonzero(np.asarray(result.status) != 0)
+    if failed.size:
+        listed = ", ".join(str(names[i]) for i in failed[:10])
+        listed += ", ..." if failed.size > 10 else ""
+        print(f"{failed.size} of {len(rows)} datasets not fitted (status != 0, see the message "
+              f"column): {listed}", file=sys.stderr)
+        return 1
     return 0

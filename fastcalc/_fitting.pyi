@@ -9,7 +9,8 @@ def fit_compiled(
     use_guess: bool, lower: NDArray[np.float64], upper: NDArray[np.float64], has_bounds: bool,
     free_index: NDArray[np.intc], method: int, maxiter: int, ftol: float, xtol: float,
     gtol: float, absolute_sigma: bool, start: int, stop: int, n_threads: int | None,
-    params_out: NDArray[np.float64], cov_out: NDArray[np.float64], chi2_out: NDArray[np.float64],
+    params_out: NDArray[np.float64], cov_out: NDArray[np.float64],
+    stderr_out: NDArray[np.float64], chi2_out: NDArray[np.float64],
     dof_out: NDArray[np.intc], nit_out: NDArray[np.intc], nfev_out: NDArray[np.intc],
     status_out: NDArray[np.intc],
 ) -> None: ...
@@ -21,7 +22,8 @@ def fit_python(
     free_index: NDArray[np.intc], method: int, maxiter: int, ftol: float, xtol: float,
     gtol: float, absolute_sigma: bool, fd_in_one_call: bool,
     params_out: NDArray[np.float64],
-    cov_out: NDArray[np.float64], chi2_out: NDArray[np.float64], dof_out: NDArray[np.intc],
+    cov_out: NDArray[np.float64], stderr_out: NDArray[np.float64],
+    chi2_out: NDArray[np.float64], dof_out: NDArray[np.intc],
     nit_out: NDArray[np.intc], nfev_out: NDArray[np.intc], status_out: NDArray[np.intc],
 ) -> None: ...
 def evaluate_model(

@@ -154,13 +154,15 @@ cdef struct FitState:
     double *work
     int *blocked
     int *columns
+    int *exponents      # covariance scaling: 2**exponents[k] ~ norm of column k of J (finish)
     double *cov         # (nparams, nparams), written by finish
+    double *stderr      # (nparams,), written by finish
 
 
 cdef inline Py_ssize_t state_size(int m, int nparams, int nfree) noexcept nogil:
     """Number of doubles a FitState needs (ints are stored in double slots)."""
     return (2 * nparams + 4 * m + 3 * m * nfree + m + 4 * nfree * nfree + 6 * nfree
-            + 2 * nfree * nfree + 2 * nfree + 2 * nfree)
+            + 2 * nfree * nfree + 2 * nfree + 3 * nfree)
 
 
 cdef inline double *take(double **cursor, Py_ssize_t n) noexcept nogil:
@@ -196,11 +198,13 @@ cdef void state_bind(FitState *s, double *block, int m, int nparams, int nfree) 
     s.aug = take(&c, 2 * nfree * nfree)
     s.blocked = <int *>take(&c, nfree)
     s.columns = <int *>take(&c, nfree)
+    s.exponents = <int *>take(&c, nfree)
 
 
 cdef void state_init(FitState *s, int method, int maxiter, double ftol, double xtol, double gtol,
                      int absolute_sigma, const int *free_index, const double *lower,
-                     const double *upper, int has_bounds, double *cov) noexcept nogil:
+                     const double *upper, int has_bounds, double *cov,
+                     double *stderr) noexcept nogil:
     cdef int k
     s.method = method
     s.maxiter = maxiter
@@ -213,6 +217,7 @@ cdef void state_init(FitState *s, int method, int maxiter, double ftol, double x
     s.upper = upper
     s.has_bounds = has_bounds
     s.cov = cov
+    s.stderr = stderr
     s.stage = NEED_JACOBIAN
     s.status = SUCCESS
     s.nit = 0
@@ -405,6 +410,8 @@ cdef double unscaled_chi2(FitState *s) noexcept nogil:
     if s.absolute_sigma:
         for k in range(s.nparams * s.nparams):
             s.cov[k] = ldexp(s.cov[k], -2 * e)
+        for k in range(s.nparams):
+            s.stderr[k] = ldexp(s.stderr[k], -e)
     # From the norm of the residuals, scaled back before squaring: when the weights span a
     # huge range (a few points with sigma 1e-250), the squares of the other points' scaled
     # residuals underflow, and s.chi2 lost them (0 for a true 820).
@@ -522,11 +529,13 @@ cdef void cholesky_solve(int n, const double *L, int lda, const double *b, doubl
 # The state machine.
 
 cdef void state_fail(FitState *s, int status) noexcept nogil:
-    """Stop with a failure status: covariance NaN, params as they are."""
+    """Stop with a failure status: covariance and standard errors NaN, params as they are."""
     cdef int k
     s.status = status
     for k in range(s.nparams * s.nparams):
         s.cov[k] = NAN
+    for k in range(s.nparams):
+        s.stderr[k] = NAN
     s.stage = DONE
 
 
@@ -944,10 +953,131 @@ cdef void state_assess(FitState *s, int eval_status) noexcept nogil:
         s.stage = NEED_TRIAL
 
 
+cdef inline int full_rank(const FitState *s) noexcept nogil:
+    """R (valid) has no diagonal entry below RANK_TOLERANCE of its column's scale."""
+    cdef int k
+    for k in range(s.nfree):
+        if not (fabs(s.R[k + k * s.nfree]) > RANK_TOLERANCE * s.scale[k]):
+            return 0
+    return 1
+
+
+cdef void state_singular(FitState *s) noexcept nogil:
+    """Singular Jacobian at the solution: covariance and standard errors inf, DONE."""
+    cdef int k
+    if s.status == SUCCESS:
+        s.status = SINGULAR
+    for k in range(s.nparams * s.nparams):
+        s.cov[k] = INFINITY
+    for k in range(s.nparams):
+        s.stderr[k] = INFINITY
+    s.stage = DONE
+
+
+# J^T J with its diagonal within 2**+-256 has an inverse that, times chi2 / dof (chi2 within
+# about 2**+-500 after data_scale_exponent) and square-rooted, stays inside the double range
+# even at a condition number of 2**60; beyond, scaled_inverse scales the columns.
+cdef double COVARIANCE_SAFE_LOW = 8.636168555094445e-78     # 2**-256
+cdef double COVARIANCE_SAFE_HIGH = 1.157920892373162e+77    # 2**256
+
+
+cdef inline int covariance_in_range(const FitState *s) noexcept nogil:
+    cdef int k, n = s.nfree
+    if not s.have_normal:
+        return 0
+    for k in range(n):
+        if not (COVARIANCE_SAFE_LOW <= s.normal[k + k * n] <= COVARIANCE_SAFE_HIGH):
+            return 0
+    return 1
+
+
+cdef void cholesky_inverse(FitState *s) noexcept nogil:
+    """(L L^T)^-1 = L^-T L^-1 into s.work from the factor in s.chol (reciprocal diagonal):
+    L^-1 goes to s.aug, then the product."""
+    cdef int n = s.nfree, k, l, i
+    cdef double total
+    for k in range(n):
+        s.aug[k + k * n] = s.chol[k + k * n]
+        for i in range(k + 1, n):
+            total = 0.0
+            for l in range(k, i):
+                total += s.chol[i + l * n] * s.aug[l + k * n]
+            s.aug[i + k * n] = -total * s.chol[i + i * n]
+    for k in range(n):
+        for l in range(k, n):
+            total = 0.0
+            for i in range(l, n):
+                total += s.aug[i + k * n] * s.aug[i + l * n]
+            s.work[k + l * n] = total
+            s.work[l + k * n] = total
+
+
+cdef void triangular_inverse(FitState *s, const double *R) noexcept nogil:
+    """(R^T R)^-1 = R^-1 R^-T into s.work for the upper triangular R (n x n, full rank): the
+    columns of R^-1 go to s.chol, then the product."""
+    cdef int n = s.nfree, k, l, i
+    cdef double total
+    for k in range(n):
+        for i in range(n):
+            s.augb[i] = 1.0 if i == k else 0.0
+        solve_upper(n, R, n, s.augb, s.chol + k * n)
+    for k in range(n):
+        for l in range(n):
+            total = 0.0
+            for i in range(n):
+                total += s.chol[k + i * n] * s.chol[l + i * n]
+            s.work[k + l * n] = total
+
+
+cdef int scaled_inverse(FitState *s) noexcept nogil:
+    """D (J^T J)^-1 D into s.work (free columns), D = diag(2**exponents[k]) with 2**exponents[k]
+    the largest |J_ik| of column k; returns 1 when J is singular. For J^T J outside the range
+    of covariance_in_range.
+
+    The inverse of J^T J itself leaves the double range once a column norm does (about
+    2**+-511: an amplitude column of data scaled by 2**+-600); that of the column-scaled
+    D^-1 J^T J D^-1 does not, and the covariance is scaled back entry by entry. Scaling by
+    powers of two is exact, so this gives bitwise D times what the unscaled computation gives
+    for the same problem at an ordinary scale, and takes the same path: Cholesky when every
+    pivot keeps CHOLESKY_MIN_PIVOT_RATIO of its diagonal (invariant under D), else R D^-1."""
+    cdef int m = s.m, n = s.nfree, k, l, i
+    for k in range(n):
+        s.exponents[k] = ilogb(power_of_two_scale(m, s.jac + <Py_ssize_t>k * m))
+    if s.have_normal:
+        for k in range(n):
+            for l in range(k, n):
+                s.chol[l + k * n] = ldexp(s.normal[l + k * n], -s.exponents[k] - s.exponents[l])
+    else:
+        # s.qr is scratch here (state_qr refills it from J; R and Q^T r stay valid)
+        for k in range(n):
+            for i in range(m):
+                s.qr[i + <Py_ssize_t>k * m] = ldexp(s.jac[i + <Py_ssize_t>k * m],
+                                                    -s.exponents[k])
+        for k in range(n):
+            for l in range(k, n):
+                s.chol[l + k * n] = dot(m, s.qr + <Py_ssize_t>k * m, s.qr + <Py_ssize_t>l * m)
+    if cholesky(n, s.chol, n) == 0:
+        cholesky_inverse(s)
+        return 0
+    state_qr(s)
+    if not full_rank(s):
+        return 1
+    for k in range(n):
+        for i in range(n):
+            s.aug[i + k * n] = ldexp(s.R[i + k * n], -s.exponents[k])
+    triangular_inverse(s, s.aug)
+    return 0
+
+
 cdef void state_finish(FitState *s) noexcept nogil:
-    """Covariance at params, the exit check, and DONE. J at params must be valid."""
-    cdef int n = s.nfree, P = s.nparams, k, l, i, j, dof, use_qr = 1
-    cdef double factor, total, dnorm = 0.0, reduction = 0.0, d
+    """Covariance at params, the exit check, and DONE. J at params must be valid.
+
+    Beyond covariance_in_range the covariance comes from scaled_inverse, scaled back entry by
+    entry (one ldexp each), and the standard errors from their own square roots, so they stay
+    finite where only their variances in cov are inf or 0; the same problem at an ordinary
+    scale gives the same digits."""
+    cdef int n = s.nfree, P = s.nparams, k, l, j, dof, use_qr = 1, scaled
+    cdef double factor, dnorm = 0.0, reduction = 0.0, d
     cdef double model_scale = 0.0, pscale, stderr, chi2_floor
     if not s.jac_valid:
         s.finishing = 1
@@ -955,9 +1085,11 @@ cdef void state_finish(FitState *s) noexcept nogil:
         return
     for k in range(P * P):
         s.cov[k] = 0.0
+    for k in range(P):
+        s.stderr[k] = 0.0       # fixed parameters
     dof = s.n_valid - n
-    # (J^T J)^-1 from the Cholesky factor when accurate, else from R; the Gauss-Newton step
-    # from params goes to s.step for the exit check.
+    # The Gauss-Newton step from params (for the exit check) goes to s.step: from the Cholesky
+    # factor of J^T J when accurate, else from R.
     if s.have_normal:
         if s.chol_is_normal:
             # the last Gauss-Newton step factored exactly this matrix (lam 0, all columns)
@@ -970,43 +1102,22 @@ cdef void state_finish(FitState *s) noexcept nogil:
                 use_qr = 0
         if not use_qr:
             cholesky_solve(n, s.chol, n, s.grad, s.step)
-            # (J^T J)^-1 = L^-T L^-1: invert the triangular factor into s.aug, then multiply
-            for k in range(n):
-                s.aug[k + k * n] = s.chol[k + k * n]
-                for i in range(k + 1, n):
-                    total = 0.0
-                    for l in range(k, i):
-                        total += s.chol[i + l * n] * s.aug[l + k * n]
-                    s.aug[i + k * n] = -total * s.chol[i + i * n]
-            for k in range(n):
-                for l in range(k, n):
-                    total = 0.0
-                    for i in range(l, n):
-                        total += s.aug[i + k * n] * s.aug[i + l * n]
-                    s.work[k + l * n] = total
-                    s.work[l + k * n] = total
     if use_qr:
         state_qr(s)
-        for k in range(n):
-            if not (fabs(s.R[k + k * n]) > RANK_TOLERANCE * s.scale[k]):
-                if s.status == SUCCESS:
-                    s.status = SINGULAR
-                for i in range(P * P):
-                    s.cov[i] = INFINITY
-                s.stage = DONE
-                return
+        if not full_rank(s):
+            state_singular(s)
+            return
         solve_upper(n, s.R, n, s.qtr, s.step)
-        # inverse of R, column by column, then (R^-1)(R^-1)^T
-        for k in range(n):
-            for i in range(n):
-                s.augb[i] = 1.0 if i == k else 0.0
-            solve_upper(n, s.R, n, s.augb, s.chol + k * n)
-        for k in range(n):
-            for l in range(n):
-                total = 0.0
-                for i in range(n):
-                    total += s.chol[k + i * n] * s.chol[l + i * n]
-                s.work[k + l * n] = total
+    # (J^T J)^-1 into s.work (scaled: D (J^T J)^-1 D) from the factor of the step
+    scaled = not covariance_in_range(s)
+    if scaled:
+        if scaled_inverse(s) != 0:
+            state_singular(s)
+            return
+    elif use_qr:
+        triangular_inverse(s, s.R)
+    else:
+        cholesky_inverse(s)
     if s.absolute_sigma:
         factor = 1.0
     elif dof > 0:
@@ -1014,8 +1125,16 @@ cdef void state_finish(FitState *s) noexcept nogil:
     else:
         factor = INFINITY
     for k in range(n):
-        for l in range(n):
-            s.cov[s.free_index[k] * P + s.free_index[l]] = s.work[k + l * n] * factor
+        j = s.free_index[k]
+        if scaled:
+            for l in range(n):
+                s.cov[j * P + s.free_index[l]] = ldexp(s.work[k + l * n] * factor,
+                                                       -s.exponents[k] - s.exponents[l])
+            s.stderr[j] = ldexp(sqrt(s.work[k + k * n] * factor), -s.exponents[k])
+        else:
+            for l in range(n):
+                s.cov[j * P + s.free_index[l]] = s.work[k + l * n] * factor
+            s.stderr[j] = sqrt(s.work[k + k * n] * factor)
     if s.status == SUCCESS and s.chi2 > 0.0:
         # dnorm: the largest component of the Gauss-Newton step relative to its parameter's
         # scale, max(|p_j|, standard error of p_j), so that a parameter converging to 0 is not
@@ -1033,6 +1152,8 @@ cdef void state_finish(FitState *s) noexcept nogil:
             reduction += s.grad[k] * d
             pscale = fabs(s.params[j])
             stderr = sqrt(fabs(s.work[k + k * n] * factor))
+            if scaled:
+                stderr = ldexp(stderr, -s.exponents[k])
             if stderr > pscale:
                 pscale = stderr
             if fabs(d) > dnorm * pscale:
@@ -1238,6 +1359,7 @@ cdef struct BatchInput:
     int absolute_sigma
     double *params_out          # (N, nparams)
     double *cov_out             # (N, nparams, nparams)
+    double *stderr_out          # (N, nparams)
     double *chi2_out
     int *dof_out
     int *nit_out
@@ -1291,7 +1413,7 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
     s.n_valid = nvalid
     state_init(&s, inp.method, inp.maxiter, inp.ftol, inp.xtol, inp.gtol, inp.absolute_sigma,
                inp.free_index, inp.lower, inp.upper, inp.has_bounds,
-               inp.cov_out + d * P * P)
+               inp.cov_out + d * P * P, inp.stderr_out + d * P)
     s.data_exponent = e
     memcpy(s.params, inp.p0 + d * P, <size_t>P * sizeof(double))
     if nvalid < inp.nfree or nvalid == 0:
@@ -1322,6 +1444,8 @@ cdef void no_memory_output(const BatchInput *inp, Py_ssize_t d) noexcept nogil:
         inp.params_out[d * P + k] = NAN
     for k in range(P * P):
         inp.cov_out[d * P * P + k] = NAN
+    for k in range(P):
+        inp.stderr_out[d * P + k] = NAN
     inp.chi2_out[d] = NAN
     inp.dof_out[d] = 0
     inp.nit_out[d] = 0
@@ -1358,8 +1482,9 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
                  const double[::1] upper, bint has_bounds, const int[::1] free_index,
                  int method, int maxiter, double ftol, double xtol, double gtol,
                  bint absolute_sigma, Py_ssize_t start, Py_ssize_t stop, object n_threads,
-                 double[:, ::1] params_out, double[:, :, ::1] cov_out, double[::1] chi2_out,
-                 int[::1] dof_out, int[::1] nit_out, int[::1] nfev_out, int[::1] status_out):
+                 double[:, ::1] params_out, double[:, :, ::1] cov_out,
+                 double[:, ::1] stderr_out, double[::1] chi2_out, int[::1] dof_out,
+                 int[::1] nit_out, int[::1] nfev_out, int[::1] status_out):
     """Fit datasets start..stop-1 of a built-in (kind 0) or compiled (kind 1) model in parallel.
 
     x is (1 or N, x_dim*m) (shared or per dataset), Y (N, m) with NaN for missing points, sigma
@@ -1419,6 +1544,7 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
     inp.absolute_sigma = absolute_sigma
     inp.params_out = &params_out[0, 0]
     inp.cov_out = &cov_out[0, 0, 0]
+    inp.stderr_out = &stderr_out[0, 0]
     inp.chi2_out = &chi2_out[0]
     inp.dof_out = &dof_out[0]
     inp.nit_out = &nit_out[0]
@@ -1459,8 +1585,9 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
                bint has_bounds, const int[::1] free_index, int method, int maxiter,
                double ftol, double xtol, double gtol, bint absolute_sigma,
                bint fd_in_one_call,
-               double[:, ::1] params_out, double[:, :, ::1] cov_out, double[::1] chi2_out,
-               int[::1] dof_out, int[::1] nit_out, int[::1] nfev_out, int[::1] status_out):
+               double[:, ::1] params_out, double[:, :, ::1] cov_out, double[:, ::1] stderr_out,
+               double[::1] chi2_out, int[::1] dof_out, int[::1] nit_out, int[::1] nfev_out,
+               int[::1] status_out):
     """Fit K datasets of a Python model in lock step.
 
     evaluate(params (a, P), rows (a,)) -> (a, m) model values for the datasets ``rows``;
@@ -1494,7 +1621,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
             s.n_valid = nvalid
             state_init(s, method, maxiter, ftol, xtol, gtol, absolute_sigma,
                        &free_index[0] if n > 0 else NULL, &lower[0], &upper[0], has_bounds,
-                       &cov_out[d, 0, 0])
+                       &cov_out[d, 0, 0], &stderr_out[d, 0])
             s.data_exponent = data_scale_exponent(<int>m, &Y[d, 0], &W[d, 0])
             if s.data_exponent != 0:
                 scale_weights(<int>m, &W[d, 0], s.data_exponent)

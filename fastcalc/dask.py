@@ -356,15 +356,16 @@ def _fit_block(Y, x, sigma, p0, *, model, options):
 
 
 def _derived_fit_field(block, name):
-    """stderr, redchi2, success or message of one chunk, derived exactly as BatchFitResult does."""
+    """redchi2, success or message of one chunk, derived exactly as BatchFitResult does."""
     from fastcalc.fitting import BatchFitResult
     return np.asarray(getattr(_batch_fit_result(BatchFitResult, block, (), None, "lm"), name))
 
 
 def _batch_fit_result(cls, values, param_names, residuals_of, method):
     """The in-memory BatchFitResult from the core fields (the arrays its constructor takes)."""
-    return cls(*(values[n] for n in _FIT_CORE if n != "input_error"), param_names,
-               residuals_of, method, values["input_error"])
+    return cls(*(values[n] for n in _FIT_CORE if n not in ("input_error", "stderr")),
+               param_names, residuals_of, method, values["input_error"],
+               stderr=values["stderr"])
 
 
 def _residuals_block(Y, x, sigma, p0, params, *, model, options):
@@ -405,18 +406,19 @@ def _param_names(model, p0):
 # The fields each chunk's fit returns (the BatchFitResult constructor's arrays), and those derived
 # from them, as (dtype, trailing shape) given the number of parameters P. The residuals (N, m)
 # are a separate lazy field, computed from params without refitting.
-_FIT_CORE = ("params", "cov", "chi2", "dof", "nit", "nfev", "status", "input_error")
+_FIT_CORE = ("params", "cov", "chi2", "dof", "nit", "nfev", "status", "input_error", "stderr")
 
 
 def _fit_core_specs(P):
     return {"params": (np.float64, (P,)), "cov": (np.float64, (P, P)), "chi2": (np.float64, ()),
             "dof": (np.intc, ()), "nit": (np.intc, ()), "nfev": (np.intc, ()),
-            "status": (np.intc, ()), "input_error": (object, ())}
+            "status": (np.intc, ()), "input_error": (object, ()),
+            # the kernels' own: finite where its variance in cov is beyond the double range
+            "stderr": (np.float64, (P,))}
 
 
 def _fit_derived_specs(P):
-    return {"stderr": (np.float64, (P,)), "redchi2": (np.float64, ()), "success": (np.bool_, ()),
-            "message": (object, ())}
+    return {"redchi2": (np.float64, ()), "success": (np.bool_, ()), "message": (object, ())}
 
 
 class DaskBatchFitResult(_LazyBatchResult):
@@ -440,8 +442,10 @@ class DaskBatchFitResult(_LazyBatchResult):
     <DaskBatchFitResult: (3,) problems in 2 chunks; fields params, cov, ...>
     >>> with dask.config.set(scheduler="synchronous"):
     ...     fitted = lazy.persist()
-    ...     print(fitted.status.compute(), fitted.message[1].compute())
-    [0 2 0] zero derivative or singular matrix
+    ...     print(fitted.status.compute())
+    ...     print(fitted.message[1].compute())
+    [0 2 0]
+    zero derivative or singular matrix: too few points: 0 valid points for 2 free parameters
     """
 
     def __init__(self, blocks, process_bound=(), *, param_names, method, residual_inputs):

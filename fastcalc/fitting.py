@@ -58,13 +58,15 @@ Scale of the data
     (``|y / sigma|`` beyond about 1e+-60) are fitted with the weights divided by a power of two,
     so ``y * 2**k`` gives the parameters proportional to ``y`` times ``2**k`` for any
     representable scale. ``chi2`` and the covariance are reported for the data as given; when
-    they leave the double range (e.g. y ~ 1e200: chi2 ~ 1e400) they are inf or 0, and so is
-    ``stderr`` where its variance is (``linear_fit``/``polyfit`` scale the standard errors back
-    on their own, so theirs stay finite).
+    they leave the double range (e.g. y ~ 1e200: chi2 ~ 1e400) they are inf or 0. ``stderr``
+    is scaled back on its own (from the covariance of the Jacobian with its columns divided
+    by powers of two), so it stays finite where only its variance is not: with built-in
+    models, ``y * 2**k`` gives ``stderr`` times ``2**k`` bitwise, as the parameters.
 Statuses (per dataset)
     0 converged; 1 iteration budget exhausted or stalled away from a minimum; 2 too few points,
     no initial guess possible or singular Jacobian at the solution (covariance inf); 3 non-finite
-    model value at the start, or non-finite Jacobian; 5 a compiled model returned non-zero at the
+    model value at the start, or non-finite Jacobian, or (fit_batch) invalid inputs of the
+    dataset's own, such as x outside the model's domain; 5 a compiled model returned non-zero at the
     start or in its Jacobian. (A trial step where the model is not finite is simply rejected.)
 """
 import inspect
@@ -119,7 +121,8 @@ class FitResult:
     Attributes
     ----------
     params, stderr : ndarray (p,)
-        Best-fit parameters and their standard errors ``sqrt(diag(cov))``.
+        Best-fit parameters and their standard errors ``sqrt(diag(cov))`` (finite also where
+        a variance in ``cov`` is beyond the double range).
     cov : ndarray (p, p)
         Covariance (scaled by ``redchi2`` unless ``absolute_sigma``; zero rows for fixed
         parameters; inf when singular).
@@ -190,16 +193,19 @@ class BatchFitResult:
     ``len(result)`` is N; ``result[i]`` is the :class:`FitResult` of dataset ``i``;
     ``to_dataframe()`` gives a pandas DataFrame (one row per dataset). ``residuals`` (N, m) is
     computed on first access. ``input_error`` (N,) says, for a dataset not fitted because its
-    own inputs are invalid (status 3, or 4 for ``p0`` outside the bounds), what is wrong ("" for
-    the others); ``message`` includes it.
+    own inputs are invalid (status 3; 4 for ``p0`` outside the bounds; 2 for fewer valid points
+    than free parameters, e.g. all NaN), what is wrong ("" for the others); ``message``
+    includes it. Such a dataset has NaN results and ``dof`` 0.
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, param_names, residuals_of,
-                 method="lm", input_error=None):
+                 method="lm", input_error=None, stderr=None):
         self.params = params
         self.cov = cov
         with np.errstate(invalid="ignore"):
-            self.stderr = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+            # the fits' own stderr is finite where its variance in cov overflows
+            self.stderr = (np.sqrt(np.diagonal(cov, axis1=1, axis2=2)) if stderr is None
+                           else stderr)
             self.redchi2 = np.where(dof > 0, chi2 / np.where(dof > 0, dof, 1), np.nan)
         self.chi2 = chi2
         self.dof = dof
@@ -239,7 +245,7 @@ class BatchFitResult:
                      else self._residuals_of(self.params[i:i + 1], rows=np.array([i]))[0])
         return FitResult(self.params[i], self.cov[i], self.chi2[i], self.dof[i], self.nit[i],
                          self.nfev[i], self.status[i], residuals, self.param_names, self.method,
-                         self.input_error[i])
+                         self.input_error[i], stderr=self.stderr[i])
 
     def __repr__(self):
         return (f"BatchFitResult({len(self)} datasets, {int(self.success.sum())} converged, "
@@ -646,6 +652,24 @@ def _python_x_per_dataset(x_shape, N, m, batch, x_per_dataset):
     return False
 
 
+def _mismatch(name, shape, shared_shape, N, batch, scalar=False):
+    """The message for an array `name` of `shape` that fits neither the shared `shared_shape`
+    (its last axis the m points of y) nor, in a batch, one row per dataset: it names the axis
+    that disagrees with y and says the two lengths, since either array may be the wrong one."""
+    m, y = shared_shape[-1], "Y" if batch else "y"
+    lead = shared_shape[:-1]
+    per_dataset = (N,) + lead
+    if len(shape) >= 1 and shape[-1] != m and (shape[:-1] == lead
+                                                or batch and shape[:-1] == per_dataset):
+        return (f"{name} has {shape[-1]} points but {y} has {m}"
+                + (" per dataset" if batch else "") + f" ({name} of shape {shape})")
+    if batch and len(shape) == len(per_dataset) + 1 and shape[1:] == shared_shape:
+        return f"{name} has {shape[0]} rows but Y has {N} datasets ({name} of shape {shape})"
+    want = " or ".join((["a scalar"] if scalar else []) + [str(shared_shape)]
+                       + ([str(per_dataset + (m,))] if batch else []))
+    return f"{name} has shape {shape}, expected {want} for {m} points"
+
+
 class _Problem:
     """Validated inputs of fit / fit_batch."""
 
@@ -739,8 +763,7 @@ class _Problem:
                 xs = x.reshape(N, xd * m)
                 self.x_shared = False
             else:
-                want = f"{shared_shape}" + (f" or {(N,) + shared_shape}" if batch else "")
-                raise ValueError(f"x has shape {x.shape}, expected {want} for {m} points")
+                raise ValueError(_mismatch("x", x.shape, shared_shape, N, batch))
             if x_per_dataset is not None and bool(x_per_dataset) == self.x_shared:
                 raise ValueError(f"x_per_dataset={x_per_dataset} contradicts x of shape {x.shape}: "
                                  f"this model takes a shared x of shape {shared_shape} or one "
@@ -760,8 +783,7 @@ class _Problem:
         else:
             s = real_array(sigma, "sigma")
             if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
-                raise ValueError(f"sigma has shape {s.shape}, expected (m,) = ({m},)"
-                                 + (f" or (N, m) = ({N}, {m})" if batch else ""))
+                raise ValueError(_mismatch("sigma", s.shape, (m,), N, batch, scalar=True))
             # (1, m) is one row per dataset when there is one dataset (a Dask chunk of one row)
             shared = s.ndim < 2 or (s.shape[0] == 1 and N > 1)
             s = np.broadcast_to(s, (m,)) if s.ndim == 0 else s
@@ -861,7 +883,9 @@ class _Problem:
                     raise ValueError("p0 is outside the bounds")
                 self._bad_rows(bad, "p0 is outside the bounds", status=Status.OUT_OF_BOUNDS)
         self.p0 = np.ascontiguousarray(p0)
-        if not batch:
+        if self.kind == _KIND_BUILTIN and self.model.x_domain is not None:
+            self._check_domain(Y)
+        if not batch:      # fit_batch: a status per dataset (_mark_too_few_points)
             nvalid = int(np.isfinite(Y).sum())
             if nvalid < nfree:
                 raise ValueError(f"too few points: {nvalid} valid points for {nfree} free "
@@ -876,6 +900,19 @@ class _Problem:
         self.Y = np.ascontiguousarray(Y)
         if self.bad_status is not None:
             self._neutralise_bad_rows()
+
+    def _check_domain(self, Y):
+        """Datasets with a valid point (finite y) outside the built-in model's domain (x <= 0
+        for power_law): its values there are not defined, and the fit would end at once as
+        'singular' (no guess) or 'non-finite' (p0 given). A ValueError in fit, status 3 in
+        fit_batch, naming the domain."""
+        outside = self.model.outside_domain(self.x).reshape(self.x.shape[0], self.x_dim, self.m)
+        points = outside.any(axis=1) & np.isfinite(Y)
+        rows = points.any(axis=1)
+        if rows.any():
+            reason = self.model.domain_error()
+            self._bad_rows(rows, reason, f"{reason}: {int(points.sum())} of the "
+                           f"{int(np.isfinite(Y).sum())} valid points")
 
     def _bad_rows(self, rows, reason, single_reason=None, status=Status.NON_FINITE):
         """Datasets `rows` (bool (N,)) have invalid inputs: a status in fit_batch, a ValueError
@@ -912,22 +949,43 @@ class _Problem:
         """chi2 (and the absolute-sigma covariance) of datasets fitted with sigma * 2**shift."""
         if self.sigma_shift is None:
             return
-        _, cov, chi, *_ = out
+        _, cov, stderr, chi, *_ = out
         shift = np.broadcast_to(self.sigma_shift, (self.N,))
         rows = np.flatnonzero(shift)
         with np.errstate(over="ignore", under="ignore"):
             chi[rows] = np.ldexp(chi[rows], 2 * shift[rows])
             if self.absolute_sigma:
                 cov[rows] = np.ldexp(cov[rows], -2 * shift[rows][:, None, None])
+                stderr[rows] = np.ldexp(stderr[rows], -shift[rows][:, None])
+
+    def _mark_too_few_points(self, out):
+        """Datasets with fewer valid points than free parameters (all NaN, say): the kernels
+        end them at once with status 2 (J^T J is singular there) and dof = valid - free < 0;
+        they become bad rows with fit's reason. Found from dof, not from another pass over Y."""
+        if not self.batch:      # fit has raised already
+            return
+        *_, dof, _, _, status = out
+        nfree = self.free_index.size
+        nvalid = dof + nfree
+        rows = (nvalid < nfree) | (nvalid == 0)
+        if not rows.any():
+            return
+        rows &= status == Status.SINGULAR
+        if self.bad_status is not None:
+            rows &= self.bad_status == 0
+        for count in np.unique(nvalid[rows]):
+            self._bad_rows(rows & (nvalid == count), f"too few points: {count} valid points "
+                           f"for {nfree} free parameters", status=Status.SINGULAR)
 
     def _mark_bad_rows(self, out):
         if self.bad_status is None:
             return
-        params, cov, chi, dof, nit, nfev, status = out
+        params, cov, stderr, chi, dof, nit, nfev, status = out
         bad = self.bad_status != 0
         if bad.any():
             params[bad] = np.nan
             cov[bad] = np.nan
+            stderr[bad] = np.nan
             chi[bad] = np.nan
             dof[bad] = 0
             nit[bad] = 0
@@ -936,10 +994,11 @@ class _Problem:
 
     # ----- running
     def outputs(self):
+        """params, cov, stderr, chi2, dof, nit, nfev, status: what the kernels write."""
         N, P = self.N, self.nparams
-        return (np.empty((N, P)), np.empty((N, P, P)), np.empty(N), np.empty(N, dtype=np.intc),
+        return (np.empty((N, P)), np.empty((N, P, P)), np.empty((N, P)), np.empty(N),
                 np.empty(N, dtype=np.intc), np.empty(N, dtype=np.intc),
-                np.empty(N, dtype=np.intc))
+                np.empty(N, dtype=np.intc), np.empty(N, dtype=np.intc))
 
     def run(self, n_threads=None, progress=False):
         out = self.outputs()
@@ -950,9 +1009,11 @@ class _Problem:
         if progress and len(starts) > 0:
             try:
                 from tqdm.auto import tqdm  # type: ignore[import-untyped]
-                bar = tqdm(total=N, unit="fit")
             except ImportError:
-                bar = None
+                warnings.warn("progress=True shows nothing: tqdm is not installed (pip install "
+                              "'fastcalc[progress]')", UserWarning, stacklevel=3)
+            else:
+                bar = tqdm(total=N, unit="fit")
 
         def run_group(start):
             stop = min(N, start + chunk)
@@ -980,6 +1041,7 @@ class _Problem:
             if bar is not None:
                 bar.close()
         self._unshift_sigma(out)
+        self._mark_too_few_points(out)
         self._mark_bad_rows(out)
         return out
 
@@ -1009,7 +1071,9 @@ class _Problem:
             if single and params.shape[0] == 1:
                 values = real_values(model(x, *params[0]), "model")
                 if values.shape not in ((m,), (1, m), ()):
-                    raise ValueError(f"model returned shape {values.shape}, expected ({m},)")
+                    # usually x and y of different lengths: say both
+                    raise ValueError(f"model returned shape {values.shape}, expected ({m},): "
+                                     f"y has {m} points, x has shape {np.shape(x)}")
                 return values.reshape(1, -1) if values.ndim else values
             xs = x if shared else read_only(x[rows + start])
             columns = [read_only(params[:, k:k + 1]) for k in range(params.shape[1])]
@@ -1125,7 +1189,8 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     ------
     ValueError
         NaN or inf in ``x``, inf in ``y``, no points or fewer valid points than free
-        parameters; shapes of ``x``, ``sigma``, ``p0`` inconsistent with ``y``; ``p0`` missing
+        parameters; a valid point outside a built-in model's ``x_domain`` (``x <= 0`` for
+        ``power_law``); shapes of ``x``, ``sigma``, ``p0`` inconsistent with ``y``; ``p0`` missing
         (compiled models), not finite or outside ``bounds``; invalid ``method``, ``bounds``,
         ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape.
     TypeError
@@ -1163,10 +1228,10 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     """
     problem = _Problem(model, x, y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
                        batch=False, absolute_sigma=absolute_sigma)
-    params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=1)
+    params, cov, stderr, chi, dof, nit, nfev, status = problem.run(n_threads=1)
     residuals = problem.residuals_of(params)[0]
     result = FitResult(params[0], cov[0], chi[0], dof[0], nit[0], nfev[0], status[0], residuals,
-                       problem.param_names, method)
+                       problem.param_names, method, stderr=stderr[0])
     if not result.success:
         warnings.warn(f"fit did not converge: {result.message} (status {int(result.status)})",
                       RuntimeWarning, stacklevel=2)
@@ -1208,7 +1273,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         to 1280 datasets, calling the model concurrently; pass 1 for a model that is not
         thread-safe.
     progress : bool
-        Show a tqdm progress bar (when tqdm is installed).
+        Show a tqdm progress bar; without tqdm (the extra ``fastcalc[progress]``) a
+        ``UserWarning`` says so and the fits run without one.
     jac : callable, optional
         Analytic Jacobian. Python model: ``jac(x, *columns)`` called like the model (parameters
         as ``(N_active, 1)`` columns) returning ``p`` derivatives ``d model / d p_k``, each
@@ -1232,9 +1298,12 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         wrong length, a shared ``x``, ``sigma`` or ``p0`` that is invalid, ...: checked before
         any fit starts); ``Y`` not 2-D; ``n_threads`` below 1 (other than -1). The inputs of
         one dataset alone (inf in its row of ``Y``, NaN or inf in its row of ``p0`` or of a
-        per-dataset ``x``, its ``sigma`` row not finite and > 0, its ``p0`` outside the bounds)
-        never raise: that dataset gets status 3 (4 for the bounds) with NaN results and the
-        reason in ``input_error``/``message``.
+        per-dataset ``x``, its ``sigma`` row not finite and > 0, its ``p0`` outside the bounds,
+        a valid point outside the model's ``x_domain``, fewer valid points than free
+        parameters) never raise: that dataset gets status 3 (4
+        for the bounds, 2 for too few points) with NaN results, ``dof`` 0 and the reason in
+        ``input_error``/``message`` (e.g. "zero derivative or singular matrix: too few
+        points: 0 valid points for 3 free parameters").
     TypeError
         As for :func:`fit`; ``n_threads`` not an int.
     Exception
@@ -1259,6 +1328,7 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     """
     problem = _Problem(model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
                        batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset)
-    params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads, progress=progress)
+    params, cov, stderr, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads,
+                                                                   progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
-                          problem.residuals_of, method, problem.input_error)
+                          problem.residuals_of, method, problem.input_error, stderr=stderr)

@@ -104,6 +104,10 @@ class Model:
         Kernel identifier used by the fitting kernels.
     expression : str
         The model formula in Python syntax.
+    x_domain : tuple of float or None
+        The open interval ``(low, high)`` of x where the model is defined (``(0, inf)`` for
+        ``power_law``), None for all real x. ``fit`` refuses, and ``fit_batch`` gives status 3
+        to, data with a valid point outside it.
 
     Examples
     --------
@@ -114,15 +118,17 @@ class Model:
     array([2.5       , 1.71306132])
     """
 
-    __slots__ = ("name", "param_names", "nparams", "x_dim", "model_id", "expression")
+    __slots__ = ("name", "param_names", "nparams", "x_dim", "model_id", "expression",
+                 "x_domain")
     name: str
     param_names: tuple[str, ...]
     nparams: int
     x_dim: int
     model_id: ModelId
     expression: str
+    x_domain: tuple[float, float] | None
 
-    def __init__(self, name, model_id, param_names, expression):
+    def __init__(self, name, model_id, param_names, expression, x_domain=None):
         nparams, x_dim = _models.kernel_shape(int(model_id), len(param_names))
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "model_id", ModelId(model_id))
@@ -130,6 +136,7 @@ class Model:
         object.__setattr__(self, "nparams", nparams)
         object.__setattr__(self, "x_dim", x_dim)
         object.__setattr__(self, "expression", expression)
+        object.__setattr__(self, "x_domain", x_domain)
 
     def __setattr__(self, key, value):
         raise AttributeError(f"Model attributes are read-only (tried to set {key!r})")
@@ -173,6 +180,21 @@ class Model:
             raise TypeError(f"params of {self.name} must be real scalars "
                             f"({', '.join(self.param_names)})") from None
         return p
+
+    def outside_domain(self, x):
+        """Where ``x`` (``(x_dim, m)`` or ``(N, x_dim * m)``) lies outside ``x_domain``, or None
+        when the model is defined for every real x."""
+        if self.x_domain is None:
+            return None
+        low, high = self.x_domain
+        return ~((x > low) & (x < high))
+
+    def domain_error(self):
+        """The reason given for data outside ``x_domain``."""
+        low, high = self.x_domain
+        needs = ([f"x > {low:g}"] if low > -np.inf else []) + (
+            [f"x < {high:g}"] if high < np.inf else [])
+        return f"x is outside the model's domain ({self.expression} needs {' and '.join(needs)})"
 
     # -- public API ---------------------------------------------------------------------
 
@@ -315,8 +337,7 @@ class Model:
                              f"got shape {np.shape(x)}")
         p0, status = _models.guess(int(self.model_id), self.nparams, points, y)
         if status == _models.GUESS_STATUS_BAD_DOMAIN:
-            raise ValueError(f"cannot guess {self.name} parameters: x is outside the "
-                             f"model's domain ({self.expression})")
+            raise ValueError(f"cannot guess {self.name} parameters: {self.domain_error()}")
         if status != 0:
             raise ValueError(f"cannot guess {self.name} parameters from y: need at least "
                              f"{self.nparams} finite points at enough distinct x "
@@ -332,7 +353,7 @@ lorentzian = Model("lorentzian", ModelId.LORENTZIAN, ("A", "x0", "gamma", "c"),
                    "A*gamma**2/((x - x0)**2 + gamma**2) + c")
 logistic = Model("logistic", ModelId.LOGISTIC, ("L", "x0", "k", "c"),
                  "L/(1 + exp(-k*(x - x0))) + c")
-power_law = Model("power_law", ModelId.POWER_LAW, ("A", "k"), "A*x**k")
+power_law = Model("power_law", ModelId.POWER_LAW, ("A", "k"), "A*x**k", x_domain=(0.0, np.inf))
 sine = Model("sine", ModelId.SINE, ("A", "omega", "phi", "c"), "A*sin(omega*x + phi) + c")
 gaussian_2d = Model("gaussian_2d", ModelId.GAUSSIAN_2D, ("A", "x0", "y0", "sigma", "b"),
                     "A*exp(-((x - x0)**2 + (y - y0)**2)/(2*sigma**2)) + b")

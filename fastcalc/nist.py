@@ -5,8 +5,9 @@ standard accuracy test for least-squares fitters. Each file holds data, two star
 ("Start 1" far from the solution, "Start 2" closer) and certified parameter values, standard
 deviations and residual sum of squares computed in 128-bit arithmetic.
 
-This module parses those files (it never ships them: pass ``directory=`` or set
-``FASTCALC_NIST_DIR``), gives every problem its model ``f(x, *b)`` and analytic Jacobian
+This module parses those files (public-domain reference data from NIST, shipped with the package
+in ``fastcalc/data/nist_strd`` with their SHA-256 sums; ``FASTCALC_NIST_DIR`` or ``directory=``
+point elsewhere), gives every problem its model ``f(x, *b)`` and analytic Jacobian
 ``jac(x, *b)`` written out by hand from the formula in the file, and scores a fitter by the log
 relative error (LRE) of its estimates against the certified values.
 
@@ -59,7 +60,8 @@ NIST_PROBLEMS: tuple[str, ...] = (
 CERTIFIED_DIGITS = 11.0
 
 _ENV_VARIABLE = "FASTCALC_NIST_DIR"
-_RELATIVE_DATA_PATH = Path("..") / "shared" / "data" / "nist_strd"
+# package data (pyproject.toml), so that a plain clone and a non-editable install both have it
+_PACKAGED_DATA = Path(__file__).resolve().parent / "data" / "nist_strd"
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,33 +434,31 @@ class NistProblem:
 
 
 def default_directory() -> Path:
-    """Locate the StRD folder.
-
-    Searched in order: the environment variable ``FASTCALC_NIST_DIR``; ``../shared/data/nist_strd``
-    relative to the current directory; the same relative to the checkout that holds this package;
-    then ``shared/data/nist_strd`` in the further ancestors of that checkout (so a git worktree
-    nested below the main checkout's parent finds it too).
+    """The StRD folder: ``FASTCALC_NIST_DIR`` when set, else the copy shipped with the package.
 
     Raises
     ------
     FileNotFoundError
-        Naming every path searched, when none is a directory.
+        ``FASTCALC_NIST_DIR`` names no directory (an override that is silently ignored would
+        score other data than meant), or the package's own copy is missing (a broken install).
+
+    Examples
+    --------
+    >>> from fastcalc import nist
+    >>> nist.default_directory().name
+    'nist_strd'
     """
-    candidates = []
     env = os.environ.get(_ENV_VARIABLE)
     if env:
-        candidates.append(Path(env))
-    candidates.append(Path.cwd() / _RELATIVE_DATA_PATH)
-    checkout = Path(__file__).resolve().parents[1]
-    candidates.append(checkout / _RELATIVE_DATA_PATH)
-    candidates.extend(ancestor / "shared" / "data" / "nist_strd" for ancestor in checkout.parents[1:])
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate.resolve()
-    searched = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(
-        f"NIST StRD data folder not found; searched: {searched}. "
-        f"Set {_ENV_VARIABLE} or pass directory=.")
+        if not Path(env).is_dir():
+            raise FileNotFoundError(f"{_ENV_VARIABLE}={env} is not a directory (unset it to use "
+                                    f"the data shipped with fastcalc)")
+        return Path(env).resolve()
+    if not _PACKAGED_DATA.is_dir():
+        raise FileNotFoundError(f"NIST StRD data folder not found: {_PACKAGED_DATA} (fastcalc "
+                                f"installed without its package data?); set {_ENV_VARIABLE} or "
+                                "pass directory=.")
+    return _PACKAGED_DATA
 
 
 def _directory(directory: str | os.PathLike | None) -> Path:

@@ -17,10 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-HAVE_FITTING = importlib.util.find_spec("fastcalc.fitting") is not None
 needs_matplotlib = pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="matplotlib not installed")
-needs_fitting = pytest.mark.skipif(not HAVE_FITTING,
-                                   reason="fastcalc.fitting is not part of this build")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -178,7 +175,6 @@ def assert_recovers_truth(rows, names=("0", "1", "2")):
         assert 0.5 < float(row["redchi2"]) < 2.0   # sigma given = the true noise
 
 
-@needs_fitting
 def test_fit_csv_with_x_column_and_header_recovers_parameters(tmp_path):
     data = tmp_path / "peaks.csv"
     with open(data, "w") as out:
@@ -195,7 +191,6 @@ def test_fit_csv_with_x_column_and_header_recovers_parameters(tmp_path):
     assert_recovers_truth(rows, names=("left", "middle", "right"))
 
 
-@needs_fitting
 def test_fit_npy_with_x_row_prints_the_table(tmp_path):
     data = tmp_path / "peaks.npy"
     np.save(data, np.vstack([X, noisy_datasets()]))
@@ -206,7 +201,6 @@ def test_fit_npy_with_x_row_prints_the_table(tmp_path):
     assert len(lines) == 2 + 3 and all(line.split()[-1] == "converged" for line in lines[2:])
 
 
-@needs_fitting
 def test_fit_datasets_by_columns_with_a_sigma_file_and_missing_values(tmp_path):
     Y = noisy_datasets()
     Y[1, 5] = np.nan   # a missing point: skipped, not fatal
@@ -227,7 +221,6 @@ def test_fit_datasets_by_columns_with_a_sigma_file_and_missing_values(tmp_path):
     assert np.allclose(X[0] + step * mu_index, TRUE[:, 1], atol=0.02)
 
 
-@needs_fitting
 @needs_matplotlib
 def test_fit_plot_draws_one_dataset(tmp_path):
     data = tmp_path / "peaks.npy"
@@ -237,6 +230,36 @@ def test_fit_plot_draws_one_dataset(tmp_path):
                    "--out", tmp_path / "fits.csv")
     assert proc.returncode == 0, proc.stderr
     assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_fit_a_dataset_with_too_few_points_is_named_and_exits_1(tmp_path):
+    """Issue 13, 5a: a dataset of (almost) empty cells was reported as "singular matrix" and
+    the command exited 0. Its row now says why, the others are fitted, and the exit status is
+    1 (as validate's for a failed check), with a line on stderr naming the dataset."""
+    Y = noisy_datasets()
+    Y[1] = np.nan
+    Y[1, :3] = TRUE[1, 0]               # 3 points for 4 parameters
+    data = tmp_path / "peaks.csv"
+    with open(data, "w") as out:
+        out.write("x,left,middle,right\n")
+        for i, x in enumerate(X):
+            out.write(",".join("" if np.isnan(v) else f"{v:.12g}" for v in [x, *Y[:, i]]) + "\n")
+    proc = run_cli("fit", data, "--model", "gaussian", "--x-column", "--sigma", NOISE,
+                   "--absolute-sigma", "--out", tmp_path / "fits.csv")
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert "1 of 3 datasets not fitted (status != 0, see the message column): middle" in proc.stderr
+    rows = read_table(tmp_path / "fits.csv")
+    assert [r["dataset"] for r in rows] == ["left", "middle", "right"]
+    assert rows[1]["status"] == "2" and rows[1]["message"] == (
+        "zero derivative or singular matrix: too few points: 3 valid points for 4 free parameters")
+    assert rows[0]["status"] == rows[2]["status"] == "0"
+    # printed to stdout, the same reason and the same exit status
+    proc = run_cli("fit", data, "--model", "gaussian", "--x-column")
+    assert proc.returncode == 1 and "too few points: 3 valid points" in proc.stdout
+    # every dataset fitted: exit 0
+    np.savetxt(data, np.column_stack([X, noisy_datasets().T]), delimiter=",")
+    assert run_cli("fit", data, "--model", "gaussian", "--x-column").returncode == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +348,6 @@ def test_fit_plot_index_out_of_range(good_csv, tmp_path):
     assert_usage_error(proc, "--plot 7: no such dataset (there are 3")
 
 
-@needs_fitting
 def test_fit_unwritable_outputs(good_csv, tmp_path):
     missing = tmp_path / "missing"
     assert_usage_error(run_cli("fit", good_csv, "--model", "gaussian", "--x-column", "--out",

@@ -1,5 +1,4 @@
 """fastcalc.fitting against scipy.optimize.curve_fit, numpy.polyfit and exact answers."""
-import os
 import warnings
 
 import numpy as np
@@ -372,6 +371,158 @@ def test_one_bad_dataset_never_affects_the_others(rng):
     assert r.dof[9] == 32 - 4
 
 
+def test_batch_too_few_points_gets_fits_reason(rng):
+    """Issue 13, 5a: a dataset with all points NaN, or fewer valid points than free
+    parameters, had status 2 "singular matrix", dof -3 and no input_error, while fit on the
+    same row said "too few points". Now: status 2 with fit's reason, NaN results, dof 0."""
+    x = np.linspace(0.0, 4.0, 20)
+    y = 3.0 * np.exp(-x / 1.5) + 0.5 + 0.01 * np.sin(7 * x)
+    Y = np.vstack([y, np.full(20, np.nan), np.where(np.arange(20) < 2, y, np.nan), y])
+    Y[3, ::2] = np.nan                   # 10 valid points: fits
+    p0 = [2.0, 1.0, 0.0]
+    python_exponential = lambda x, a, tau, c: a * np.exp(-x / tau) + c  # noqa: E731
+    for model, kw in ((models.exponential, {}), (python_exponential, {"p0": p0}),
+                      (low_level("gaussian_model"), {"p0": [2.0, 2.0, 1.0, 0.5]})):
+        nfree = 4 if "p0" in kw and len(kw["p0"]) == 4 else 3
+        r = fit_batch(model, x, Y, **kw)
+        for i, valid in ((1, 0), (2, 2)):
+            reason = f"too few points: {valid} valid points for {nfree} free parameters"
+            with pytest.raises(ValueError, match=reason):
+                fit(model, x, Y[i], **kw)
+            assert r.status[i] == Status.SINGULAR and r.input_error[i] == reason
+            assert r.message[i] == f"zero derivative or singular matrix: {reason}"
+            assert r.dof[i] == 0 and np.isnan(r.params[i]).all() and np.isnan(r.chi2[i])
+            assert r[i].message == r.message[i] and not r[i].success
+        # the others as if alone (a Gaussian on this decay need not converge: same status)
+        for i in (0, 3):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                single = fit(model, x, Y[i], **kw)
+            assert r.status[i] == single.status and r.input_error[i] == ""
+            assert single.success or nfree == 4
+            assert_allclose(r.params[i], single.params, rtol=1e-9)
+            assert r.dof[i] == single.dof == np.isfinite(Y[i]).sum() - nfree
+    # with a parameter fixed, 2 points are enough for the 2 free ones
+    r = fit_batch(models.exponential, x, Y, p0=[3.0, 1.5, 0.5], fixed=["c"])
+    assert r.status[2] == Status.SUCCESS and r.dof[2] == 0
+    assert r.input_error[1] == "too few points: 0 valid points for 2 free parameters"
+    # another reason found first is kept (inf in the row)
+    Y[1, 0] = np.inf
+    r = fit_batch(models.exponential, x, Y)
+    assert r.status[1] == Status.NON_FINITE and "inf" in r.input_error[1]
+
+
+def test_power_law_with_x_outside_its_domain_says_so(rng):
+    """Issue 13, 5b: power_law on x <= 0 gave all-NaN parameters and status 2 "singular
+    matrix". fit now raises naming the domain (as for other bad x); fit_batch gives that
+    dataset status 3 with the reason, and fits the others as curve_fit does."""
+    x_bad = np.linspace(-1.0, 4.0, 20)              # 4 points <= 0
+    x_good = np.linspace(0.5, 4.0, 20)
+    noise = 0.01 * rng.standard_normal(20)
+    y_bad = 2.0 * np.abs(x_bad) ** 1.5 + noise
+    y_good = 2.0 * x_good ** 1.5 + noise
+    reason = "x is outside the model's domain (A*x**k needs x > 0)"
+    for p0 in (None, [1.0, 1.0]):
+        with pytest.raises(ValueError, match=r"needs x > 0\): 4 of the 20 valid points"):
+            fit(models.power_law, x_bad, y_bad, p0=p0)
+    with pytest.raises(ValueError, match="x is outside the model's domain"):
+        fit(models.power_law, np.r_[0.0, x_good], np.r_[1.0, y_good])      # x = 0 alone
+    # a point <= 0 whose y is missing does not count
+    masked = np.where(x_bad > 0, y_bad, np.nan)
+    r = fit(models.power_law, x_bad, masked)
+    popt, pcov = curve_fit(lambda x, A, k: A * x**k, x_bad[x_bad > 0], masked[x_bad > 0],
+                           p0=[1.0, 1.0])
+    assert r.success and r.dof == 16 - 2
+    assert_allclose(r.params, popt, rtol=1e-7)
+    assert_allclose(r.stderr, np.sqrt(np.diag(pcov)), rtol=1e-5)
+    X = np.vstack([x_bad, x_good, x_bad])
+    Y = np.vstack([y_bad, y_good, masked])
+    for batch in (fit_batch(models.power_law, X, Y),
+                  fit_batch(models.power_law, x_bad, Y[[0, 2, 0]], p0=[1.0, 1.0])):
+        bad = np.flatnonzero(batch.input_error != "")
+        for i in range(3):
+            if i in bad:
+                assert batch.status[i] == Status.NON_FINITE and batch.input_error[i] == reason
+                assert reason in batch.message[i] and np.isnan(batch.params[i]).all()
+            else:
+                assert batch.success[i] and batch.input_error[i] == ""
+    first = fit_batch(models.power_law, X, Y)
+    assert list(np.flatnonzero(first.input_error != "")) == [0]
+    popt, _ = curve_fit(lambda x, A, k: A * x**k, x_good, y_good, p0=[1.0, 1.0])
+    assert_allclose(first.params[1], popt, rtol=1e-7)
+    assert_allclose(first.params[2], r.params, rtol=1e-9)
+    # the model's own guess says the same
+    with pytest.raises(ValueError, match=r"cannot guess power_law parameters: x is outside"):
+        models.power_law.guess(x_bad, y_bad)
+
+
+@pytest.mark.parametrize("k", [600, -600, 1000, -1000])
+def test_stderr_scales_with_the_data_beyond_the_double_range(k):
+    """stderr was sqrt(diag(cov)): inf for data scaled by 2**600 and 0 for 2**-600, where
+    only the variance leaves the double range. It now scales exactly as the parameters do
+    (A and c with y, tau not), bitwise for built-in models, in fit and fit_batch."""
+    x = np.linspace(0.5, 4.0, 20)
+    y = 3.0 * np.exp(-x / 1.5) + 0.5 + 0.01 * np.sin(7 * x)
+    powers = np.array([k, 0, k])
+    ref = fit(models.exponential, x, y)
+    popt, pcov = curve_fit(lambda x, A, tau, c: A * np.exp(-x / tau) + c, x, y, p0=ref.params)
+    assert_allclose(ref.params, popt, rtol=1e-7)
+    assert_allclose(ref.stderr, np.sqrt(np.diag(pcov)), rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # fit warns that cov has inf entries
+        single = fit(models.exponential, x, np.ldexp(y, k))
+    batch = fit_batch(models.exponential, x, np.ldexp(np.vstack([y, y]), k))
+    assert single.success and np.all(batch.success)
+    for params, stderr in ((single.params, single.stderr), (batch.params[1], batch.stderr[1]),
+                           (batch[0].params, batch[0].stderr)):
+        assert_array_equal(params, np.ldexp(ref.params, powers))
+        assert_array_equal(stderr, np.ldexp(ref.stderr, powers))
+    # the variances of A and c themselves are beyond the range: inf or 0 in cov
+    assert single.cov[0, 0] == (np.inf if k > 0 else 0.0) and np.isfinite(single.cov[1, 1])
+    # sigma scaled with y: the same weighted problem (the iterations round differently)
+    for absolute_sigma in (False, True):
+        sigma = 0.01 * (1.0 + 0.1 * np.cos(x))
+        want = fit(models.exponential, x, y, sigma=sigma, absolute_sigma=absolute_sigma)
+        got = fit_batch(models.exponential, x, np.ldexp(np.vstack([y, y]), k),
+                        sigma=np.ldexp(sigma, k), absolute_sigma=absolute_sigma)
+        assert_allclose(got.stderr, np.ldexp(np.vstack([want.stderr] * 2), powers), rtol=1e-12)
+    # a Python model (forward differences: its steps follow the parameters, not bitwise)
+    python_exponential = lambda x, A, tau, c: A * np.exp(-x / tau) + c  # noqa: E731
+    p0 = np.array([2.0, 1.0, 0.1])
+    want = fit(python_exponential, x, y, p0=p0)
+    got = fit_batch(python_exponential, x, np.ldexp(np.vstack([y, y]), k),
+                    p0=np.ldexp(p0, powers))
+    assert np.all(got.success)
+    assert_allclose(got.stderr, np.ldexp(np.vstack([want.stderr] * 2), powers), rtol=1e-6)
+
+
+def test_stderr_beyond_the_double_range_through_dask():
+    da = pytest.importorskip("dask.array")
+    import dask
+    import fastcalc.dask
+    x = np.linspace(0.5, 4.0, 20)
+    Y = np.ldexp(3.0 * np.exp(-x / 1.5) + 0.5 + 0.01 * np.sin(7 * x * np.arange(1, 5)[:, None]),
+                 600)
+    want = fit_batch(models.exponential, x, Y)
+    assert np.all(np.isfinite(want.stderr)) and np.all(np.isinf(want.cov[:, 0, 0]))
+    lazy = fastcalc.dask.fit_batch(models.exponential, x, da.from_array(Y, chunks=2))
+    with dask.config.set(scheduler="synchronous"):
+        assert_array_equal(lazy.stderr.compute(), want.stderr)
+        assert_array_equal(lazy.compute().stderr, want.stderr)
+
+
+def test_stderr_of_fixed_singular_and_invalid_datasets():
+    x = np.linspace(0.5, 4.0, 20)
+    y = 3.0 * np.exp(-x / 1.5) + 0.5 + 0.01 * np.sin(7 * x)
+    r = fit(models.exponential, x, y, p0=[3.0, 1.5, 0.5], fixed=["tau"])
+    assert r.stderr[1] == 0.0 and np.all(r.stderr[[0, 2]] > 0)
+    assert_allclose(r.stderr, np.sqrt(np.diag(r.cov)), rtol=1e-15)
+    # flat data: singular at the solution (stderr inf); no valid point: not fitted (NaN)
+    b = fit_batch(models.gaussian, x, np.vstack([y * 0, y, np.full(20, np.nan)]))
+    assert b.status[0] == Status.SINGULAR and np.all(np.isinf(b.stderr[0]))
+    assert np.all(np.isnan(b.stderr[2]))
+
+
 def test_batch_python_model_statuses_per_dataset(rng):
     x, Y, _ = gaussian_batch(rng, 6)
     Y[2] = np.nan
@@ -465,6 +616,28 @@ def test_batch_result_fields_dataframe_and_progress(rng):
     assert "chi2" in r[0].report() and "mu" in r[0].report()
 
 
+def test_progress_without_tqdm_warns_once(rng, monkeypatch):
+    """Issue 13, 5f: progress=True without tqdm showed nothing, silently."""
+    import sys
+    x, Y, _ = gaussian_batch(rng, 6)
+    expected = fit_batch(models.gaussian, x, Y)
+    monkeypatch.setitem(sys.modules, "tqdm", None)       # import tqdm raises ImportError
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    for model, p0 in ((models.gaussian, None), (python_gaussian, expected.params)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = fit_batch(model, x, Y, p0=p0, progress=True)
+        assert [str(w.message) for w in caught] == [
+            "progress=True shows nothing: tqdm is not installed "
+            "(pip install 'fastcalc[progress]')"]
+        assert caught[0].category is UserWarning and caught[0].filename == __file__
+        assert np.all(r.success)
+        assert_allclose(r.params, expected.params, rtol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_batch(models.gaussian, x, Y)                 # no progress asked: no warning
+
+
 def test_batch_gd_matches_lm(rng):
     x, Y, _ = gaussian_batch(rng, 20, noise=0.02)
     lm = fit_batch(models.gaussian, x, Y)
@@ -480,7 +653,7 @@ def test_bad_input_errors(rng):
     x = np.linspace(0, 1, 20)
     y = 2 * x + 1
     g = models.line
-    with pytest.raises(ValueError, match="x has shape"):
+    with pytest.raises(ValueError, match="x has 10 points but y has 20"):
         fit(g, x[:10], y)
     with pytest.raises(ValueError, match="x contains NaN or inf"):
         fit(g, np.where(x > 0.5, np.nan, x), y)
@@ -490,7 +663,7 @@ def test_bad_input_errors(rng):
         fit(g, x, y, sigma=np.zeros(20))
     with pytest.raises(ValueError, match="sigma"):
         fit(g, x, y, sigma=-np.ones(20))
-    with pytest.raises(ValueError, match="sigma has shape"):
+    with pytest.raises(ValueError, match="sigma has 7 points but y has 20"):
         fit(g, x, y, sigma=np.ones(7))
     with pytest.raises(ValueError, match="too few points"):
         fit(models.gaussian, x[:3], y[:3], p0=[1.0, 0.0, 1.0, 0.0])
@@ -508,7 +681,7 @@ def test_bad_input_errors(rng):
         fit(low_level("gaussian_model"), x, y)
     with pytest.raises(ValueError, match="Y must be 2-D"):
         fit_batch(g, x, y)
-    with pytest.raises(ValueError, match="x has shape"):
+    with pytest.raises(ValueError, match="x has 3 rows but Y has 2 datasets"):
         fit_batch(g, np.ones((3, 20)), np.ones((2, 20)))
     with pytest.raises(ValueError, match="fixed"):
         fit(g, x, y, fixed=["nope"])
@@ -520,6 +693,39 @@ def test_bad_input_errors(rng):
         fit(lambda x, a, b: np.ones(3), x, y)
     with pytest.raises(ValueError, match="maxiter"):
         fit(g, x, y, maxiter=0)
+
+
+def test_length_mismatch_names_both_lengths():
+    """Issue 13, 5d: y shortened by one point was reported as 'x has shape (20,), expected
+    (19,)'; either array may be the short one, so the message gives both lengths."""
+    x = np.linspace(0.0, 4.0, 20)
+    y = 3.0 * np.exp(-x / 1.5) + 0.5
+    Y = np.vstack([y, y, y])
+    cases = [
+        (lambda: fit(models.exponential, x, y[:-1]), r"x has 20 points but y has 19 \("),
+        (lambda: fit(models.exponential, x[:-1], y), r"x has 19 points but y has 20 \("),
+        (lambda: fit(models.exponential, x, y, sigma=np.ones(19)),
+         "sigma has 19 points but y has 20"),
+        (lambda: fit(models.gaussian_2d, np.ones((2, 21)), y), "x has 21 points but y has 20"),
+        (lambda: fit(models.gaussian_2d, np.ones((3, 20)), y),
+         r"x has shape \(3, 20\), expected \(2, 20\)"),
+        (lambda: fit(low_level("gaussian_model"), x, y[:-1], p0=[1.0, 2.0, 1.0, 0.0]),
+         "x has 20 points but y has 19"),
+        (lambda: fit(lambda x, a, b: a * x + b, x, y[:-1]),
+         r"expected \(19,\): y has 19 points, x has shape \(20,\)"),
+        (lambda: fit_batch(models.exponential, x, Y[:, :-1]),
+         "x has 20 points but Y has 19 per dataset"),
+        (lambda: fit_batch(models.exponential, Y[:, :-1], Y),
+         "x has 19 points but Y has 20 per dataset"),
+        (lambda: fit_batch(models.exponential, Y[:2], Y), "x has 2 rows but Y has 3 datasets"),
+        (lambda: fit_batch(models.exponential, x, Y, sigma=np.ones((3, 19))),
+         "sigma has 19 points but Y has 20 per dataset"),
+        (lambda: fit_batch(models.exponential, x, Y, sigma=np.ones((2, 20))),
+         "sigma has 2 rows but Y has 3 datasets"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
 
 
 def test_model_exceptions_propagate(rng):
@@ -735,22 +941,13 @@ def test_gradient_descent_python_model_and_budget(rng):
     assert short.status == Status.MAX_ITERATIONS and short.nit == 5
 
 
-@pytest.fixture
-def strd_dir(request):
-    """The NIST StRD folder: FASTCALC_NIST_DIR when set, else the shared `nist_dir` fixture."""
-    env = os.environ.get("FASTCALC_NIST_DIR")
-    if env and os.path.isdir(env):
-        return env
-    return request.getfixturevalue("nist_dir")
-
-
 @pytest.mark.parametrize("jacobian", ["analytic", "finite-difference"])
 @pytest.mark.parametrize("name", ["BoxBOD", "MGH10", "Bennett5", "MGH17"])
-def test_trust_region_solves_the_hard_nist_starts(strd_dir, name, jacobian):
+def test_trust_region_solves_the_hard_nist_starts(nist_dir, name, jacobian):
     """Start 1 of these is far from the minimum (BoxBOD and MGH10 defeated the earlier
     Nielsen-damped kernel): the trust-region kernel reaches the certified values with a success
     status, within its default iteration budget."""
-    problem = nist.load(name, strd_dir)
+    problem = nist.load(name, nist_dir)
     r = fit(problem.f, problem.x, problem.y, p0=problem.start(1),
             jac=problem.jac if jacobian == "analytic" else None)
     assert r.success, (r.status, r.nit, r.params)

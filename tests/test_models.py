@@ -349,6 +349,17 @@ def test_power_law_domain():
     np.testing.assert_allclose(p0, [1.0, 2.0], rtol=1e-12)
 
 
+def test_domain_as_data():
+    assert models.power_law.x_domain == (0.0, np.inf)
+    assert models.power_law.domain_error() == (
+        "x is outside the model's domain (A*x**k needs x > 0)")
+    np.testing.assert_array_equal(models.power_law.outside_domain(np.array([-1.0, 0.0, 1e-300])),
+                                  [True, True, False])
+    for model in (models.line, models.exponential, models.gaussian, models.sine,
+                  models.polynomial(3), models.gaussian_2d):
+        assert model.x_domain is None and model.outside_domain(np.array([-1.0])) is None
+
+
 def test_exact_data_guesses_are_close():
     # on noise-free data the guesses are near the truth (these are the data-derived
     # estimates the docstrings describe, not just "somewhere in the basin")

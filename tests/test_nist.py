@@ -1,6 +1,5 @@
 """NIST StRD nonlinear regression: the loader, the hand-written models and Jacobians, the LRE
 scoring, and fastcalc.fit on all 27 problems from both starts compared with curve_fit."""
-import os
 import warnings
 from pathlib import Path
 
@@ -17,12 +16,8 @@ SOLVED = 4.0  # min LRE over the parameters that counts as "solved"
 
 
 @pytest.fixture(scope="session")
-def data_dir(request):
-    """The StRD folder: FASTCALC_NIST_DIR when set, else the shared `nist_dir` fixture."""
-    env = os.environ.get("FASTCALC_NIST_DIR")
-    if env and Path(env).is_dir():
-        return Path(env)
-    return request.getfixturevalue("nist_dir")
+def data_dir(nist_dir):
+    return nist_dir
 
 
 @pytest.fixture(scope="session")
@@ -192,15 +187,50 @@ def test_directory_resolution(data_dir, tmp_path, monkeypatch):
         nist.load("Misra9", data_dir)
 
 
-def test_missing_folder_names_every_searched_path(tmp_path, monkeypatch):
-    monkeypatch.setenv("FASTCALC_NIST_DIR", str(tmp_path / "absent"))
+def test_data_ship_with_the_package(monkeypatch, tmp_path):
+    # no variable, any working directory: the package's own copy, whatever lies around it
+    monkeypatch.delenv("FASTCALC_NIST_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(nist, "__file__", str(tmp_path / "pkg" / "fastcalc" / "nist.py"))
+    packaged = Path(nist.__file__).resolve().parent / "data" / "nist_strd"
+    assert nist.default_directory() == packaged
+    assert sorted(p.name for p in packaged.glob("*.dat")) == sorted(f"{n}.dat" for n in NAMES)
+    assert all(nist.verify_checksums().values())
+    assert nist.load("Misra1a").certified_rss == 1.2455138894e-01
+
+
+def test_variable_overrides_the_packaged_data(data_dir, tmp_path, monkeypatch):
+    # a copy whose Misra1a differs in one value: everything reads the copy
+    copy = tmp_path / "strd"
+    copy.mkdir()
+    for path in Path(data_dir).iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    text = (copy / "Misra1a.dat").read_text().replace("10.07E0", "10.08E0")
+    (copy / "Misra1a.dat").write_text(text)
+    monkeypatch.setenv("FASTCALC_NIST_DIR", str(copy))
+    assert nist.default_directory() == copy.resolve()
+    assert nist.load("Misra1a").y[0] == 10.08
+    assert nist.load_all()[0].y[0] == 10.08
+    assert nist.verify_checksums()["Misra1a.dat"] is False
+    monkeypatch.delenv("FASTCALC_NIST_DIR")
+    assert nist.load("Misra1a").y[0] == 10.07
+
+
+def test_variable_naming_no_folder_is_an_error(tmp_path, monkeypatch):
+    # an override that does not exist is not silently replaced by the packaged data
+    monkeypatch.setenv("FASTCALC_NIST_DIR", str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match=r"FASTCALC_NIST_DIR=.*absent is not a directory"):
+        nist.default_directory()
+    with pytest.raises(FileNotFoundError, match="FASTCALC_NIST_DIR"):
+        nist.load("Misra1a")
+
+
+def test_missing_packaged_data_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("FASTCALC_NIST_DIR", raising=False)
+    monkeypatch.setattr(nist, "_PACKAGED_DATA", tmp_path / "fastcalc" / "data" / "nist_strd")
     with pytest.raises(FileNotFoundError) as info:
         nist.default_directory()
-    message = str(info.value)
-    assert str(tmp_path / "absent") in message and "FASTCALC_NIST_DIR" in message
-    assert str(tmp_path / ".." / "shared" / "data" / "nist_strd") in message
+    assert str(tmp_path / "fastcalc" / "data" / "nist_strd") in str(info.value)
+    assert "FASTCALC_NIST_DIR" in str(info.value)
 
 
 def test_malformed_file_is_rejected(data_dir, tmp_path):
@@ -273,8 +303,6 @@ JACOBIANS = ("analytic", "finite-difference")
 def fastcalc_rows(request, problems):
     """fastcalc.fit with default settings on all 54 (problem, start) pairs, with the problem's
     analytic Jacobian or with fit's own finite differences (jac=None, the default)."""
-    if not hasattr(fastcalc, "fit"):
-        pytest.skip("fastcalc.fit is not available in this build (fitting branch not merged)")
     jac = request.param
 
     def fitter(problem, p0):
@@ -339,8 +367,6 @@ def test_fit_batch_over_starts_matches_single_fits(problems):
 
     Three datasets (Start 1, Start 2, Start 2) rather than two: with N == 2, Nelson's shared
     x of shape (2, m) would be read as one x row per dataset (see the report on issue 4)."""
-    if not hasattr(fastcalc, "fit_batch"):
-        pytest.skip("fastcalc.fit_batch is not available in this build (fitting branch not merged)")
     for analytic in (False, True):
         solved = {1: 0, 2: 0}
         for p in problems.values():
