@@ -4,6 +4,17 @@
 ``fit_batch`` minimise ``chi2 = sum(((y - model(x, *p)) / sigma) ** 2)`` for a built-in model
 (:mod:`fastcalc.models`), a compiled model callable or a Python callable.
 
+Estimators
+    ``cost="poisson"`` minimises the Poisson deviance instead (counts), and ``loss=`` applies a
+    robust loss to the squared weighted residuals, as ``scipy.optimize.least_squares``. Both run
+    in the same kernels as iteratively reweighted least squares (:mod:`fastcalc._estimator`:
+    residuals and Jacobian rows rescaled at each accepted point, the step accepted on the true
+    cost), so everything below holds for them with "chi2" read as "cost". ``result.chi2`` is
+    Pearson's chi-squared for every estimator; ``cost``, ``aic``, ``bic`` and ``pvalue`` are
+    reported too. A Poisson fit from a built-in model's guess whose mean is <= 0 where there
+    are counts (a guess made for least squares) first fits least squares with weights
+    ``1/sqrt(max(y, 1))``, then the likelihood from there.
+
 Algorithm (``method="lm"``)
     Levenberg-Marquardt with MINPACK's parameter scaling: ``D = diag(column norms of J)``, never
     decreasing, and the damped step ``min ||r - J dp||^2 + lam ||D dp||^2``, solved from the normal
@@ -75,6 +86,7 @@ from scipy import LowLevelCallable  # type: ignore[import-untyped]
 
 from . import _fitting
 from ._arrays import read_only, real_array
+from ._estimators import estimator, goodness_of_fit
 from ._evaluate import real_values, resolve
 from ._parallel import n_threads_for
 from ._status import Status, message_of, messages_of
@@ -124,7 +136,18 @@ class FitResult:
         Covariance (scaled by ``redchi2`` unless ``absolute_sigma``; zero rows for fixed
         parameters; inf when singular).
     chi2, redchi2 : float
-        Chi-squared at the solution and ``chi2 / dof``.
+        Pearson's chi-squared at the solution (``sum(((y - f) / sigma)**2)``, or
+        ``sum((y - mu)**2 / mu)`` for ``cost="poisson"``) and ``chi2 / dof``.
+    cost : float
+        What the fit minimised, at the solution: ``chi2``; the Poisson deviance; or for a
+        robust loss ``sum(f_scale**2 rho(z / f_scale**2))``, ``z`` the squared weighted
+        residual (twice ``least_squares``' cost).
+    estimator : str
+        ``"chi2"``, ``"poisson"`` or the robust loss's name.
+    aic, bic, pvalue : float
+        ``cost + 2 k``, ``cost + k ln(n)`` (``k`` free parameters, ``n`` valid points) and the
+        chi-squared probability of a cost this large with ``dof`` degrees of freedom (NaN for
+        robust losses).
     dof : int
         Valid points minus free parameters.
     nit, nfev : int
@@ -137,7 +160,8 @@ class FitResult:
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, residuals, param_names,
-                 method="lm", input_error="", stderr=None):
+                 method="lm", input_error="", stderr=None, cost=None, estimator="chi2",
+                 nfree=None):
         self.params = np.asarray(params, dtype=np.float64)
         self.cov = np.asarray(cov, dtype=np.float64)
         if stderr is None:
@@ -147,6 +171,10 @@ class FitResult:
         self.chi2 = float(chi2)
         self.dof = int(dof)
         self.redchi2 = self.chi2 / self.dof if self.dof > 0 else float("nan")
+        self.cost = self.chi2 if cost is None else float(cost)
+        self.estimator = estimator
+        nfree = self.params.size if nfree is None else nfree
+        self.aic, self.bic, self.pvalue = goodness_of_fit(self.cost, self.dof, nfree, estimator)
         self.nit = int(nit)
         self.nfev = int(nfev)
         self.status = Status(int(status))
@@ -179,6 +207,8 @@ class FitResult:
             rel = abs(err / value) if value != 0 else float("inf")
             lines.append(f"{name:<{width}} {value:>14.8g} {err:>14.6g} {rel:>10.3g}")
         lines.append(f"chi2 = {self.chi2:.8g}, dof = {self.dof}, redchi2 = {self.redchi2:.6g}")
+        if self.estimator != "chi2":
+            lines.append(f"cost ({self.estimator}) = {self.cost:.8g}")
         lines.append(f"nit = {self.nit}, nfev = {self.nfev}, status = {int(self.status)} "
                      f"({self.message})")
         return "\n".join(lines)
@@ -195,7 +225,7 @@ class BatchFitResult:
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, param_names, residuals_of,
-                 method="lm", input_error=None):
+                 method="lm", input_error=None, cost=None, estimator="chi2", nfree=None):
         self.params = params
         self.cov = cov
         with np.errstate(invalid="ignore"):
@@ -203,6 +233,10 @@ class BatchFitResult:
             self.redchi2 = np.where(dof > 0, chi2 / np.where(dof > 0, dof, 1), np.nan)
         self.chi2 = chi2
         self.dof = dof
+        self.cost = chi2 if cost is None else cost
+        self.estimator = estimator
+        self.nfree = params.shape[1] if nfree is None else nfree
+        self.aic, self.bic, self.pvalue = goodness_of_fit(self.cost, dof, self.nfree, estimator)
         self.nit = nit
         self.nfev = nfev
         self.status = status
@@ -239,15 +273,16 @@ class BatchFitResult:
                      else self._residuals_of(self.params[i:i + 1], rows=np.array([i]))[0])
         return FitResult(self.params[i], self.cov[i], self.chi2[i], self.dof[i], self.nit[i],
                          self.nfev[i], self.status[i], residuals, self.param_names, self.method,
-                         self.input_error[i])
+                         self.input_error[i], cost=self.cost[i], estimator=self.estimator,
+                         nfree=self.nfree)
 
     def __repr__(self):
         return (f"BatchFitResult({len(self)} datasets, {int(self.success.sum())} converged, "
                 f"params {self.param_names})")
 
     def to_dataframe(self):
-        """One row per dataset: parameters, ``stderr_<name>``, chi2, redchi2, dof, nit, nfev,
-        status, success (requires pandas).
+        """One row per dataset: parameters, ``stderr_<name>``, chi2, redchi2, cost, aic, bic,
+        pvalue, dof, nit, nfev, status, success (requires pandas).
 
         A parameter whose name is also one of the other columns (a model ``f(x, a, chi2)``,
         or parameters ``a`` and ``stderr_a``) gets the column ``param_<name>`` instead, so
@@ -256,7 +291,8 @@ class BatchFitResult:
             import pandas as pd  # type: ignore[import-untyped]
         except ImportError as exc:   # pragma: no cover - pandas is installed in CI
             raise ImportError("to_dataframe() requires pandas") from exc
-        statistics = dict(chi2=self.chi2, redchi2=self.redchi2, dof=self.dof, nit=self.nit,
+        statistics = dict(chi2=self.chi2, redchi2=self.redchi2, cost=self.cost, aic=self.aic,
+                          bic=self.bic, pvalue=self.pvalue, dof=self.dof, nit=self.nit,
                           nfev=self.nfev, status=self.status, success=self.success)
         others = set(statistics) | {f"stderr_{name}" for name in self.param_names}
         columns = {}
@@ -650,13 +686,14 @@ class _Problem:
     """Validated inputs of fit / fit_batch."""
 
     def __init__(self, model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac, batch,
-                 absolute_sigma, x_per_dataset=None):
+                 absolute_sigma, x_per_dataset=None, cost="chi2", loss="linear", f_scale=1.0):
         if not isinstance(method, str):
             raise TypeError(f"method must be 'lm' or 'gd', got {type(method).__name__}")
         if method not in _METHODS:
             raise ValueError(f"method must be 'lm' or 'gd', got {method!r}")
         self.method = method
         self.batch = batch
+        self.estimator = estimator(cost, loss, f_scale, sigma)
         self.absolute_sigma = bool(absolute_sigma)
         self.ftol, self.xtol, self.gtol = _tolerances(tol)
         # ----- model
@@ -720,6 +757,10 @@ class _Problem:
         self.bad_status = self.input_error = None
         self._bad_rows(np.isinf(Y).any(axis=1), "Y contains inf (use NaN for missing points)",
                        "y contains inf (use NaN for missing points)")
+        if self.estimator.name == "poisson":
+            with np.errstate(invalid="ignore"):
+                self._bad_rows((Y < 0).any(axis=1), "Y contains negative counts (cost='poisson')",
+                               "y contains negative counts (cost='poisson')")
         x = real_array(x, "x")
         self.x_shared = True
         if x_per_dataset is not None and x_per_dataset not in (True, False):
@@ -775,6 +816,10 @@ class _Problem:
                 tiny = (s < _SIGMA_TINY).any(axis=1) & (s < 2.0 ** (1023 - _SIGMA_SHIFT)).all(
                     axis=1)
             self.sigma_shift = np.where(tiny, _SIGMA_SHIFT, 0) if tiny.any() else None
+            if self.sigma_shift is not None and self.estimator.name != "chi2":
+                # the shift would change z = (r / f_scale)**2 of a robust loss
+                raise ValueError(f"sigma below 2**-1000 is not supported with loss="
+                                 f"{self.estimator.name!r}")
             if self.sigma_shift is not None:
                 s = np.ldexp(s, self.sigma_shift[:, None])
             self.sigma = np.ascontiguousarray(s)
@@ -912,22 +957,24 @@ class _Problem:
         """chi2 (and the absolute-sigma covariance) of datasets fitted with sigma * 2**shift."""
         if self.sigma_shift is None:
             return
-        _, cov, chi, *_ = out
+        _, cov, cost, chi, *_ = out
         shift = np.broadcast_to(self.sigma_shift, (self.N,))
         rows = np.flatnonzero(shift)
         with np.errstate(over="ignore", under="ignore"):
             chi[rows] = np.ldexp(chi[rows], 2 * shift[rows])
+            cost[rows] = chi[rows]          # (chi2 only: robust losses refuse tiny sigma)
             if self.absolute_sigma:
                 cov[rows] = np.ldexp(cov[rows], -2 * shift[rows][:, None, None])
 
     def _mark_bad_rows(self, out):
         if self.bad_status is None:
             return
-        params, cov, chi, dof, nit, nfev, status = out
+        params, cov, cost, chi, dof, nit, nfev, status = out
         bad = self.bad_status != 0
         if bad.any():
             params[bad] = np.nan
             cov[bad] = np.nan
+            cost[bad] = np.nan
             chi[bad] = np.nan
             dof[bad] = 0
             nit[bad] = 0
@@ -937,7 +984,8 @@ class _Problem:
     # ----- running
     def outputs(self):
         N, P = self.N, self.nparams
-        return (np.empty((N, P)), np.empty((N, P, P)), np.empty(N), np.empty(N, dtype=np.intc),
+        return (np.empty((N, P)), np.empty((N, P, P)), np.empty(N), np.empty(N),
+                np.empty(N, dtype=np.intc),
                 np.empty(N, dtype=np.intc), np.empty(N, dtype=np.intc),
                 np.empty(N, dtype=np.intc))
 
@@ -965,7 +1013,8 @@ class _Problem:
                     self.x, self.x_dim, self.Y, self.sigma, self.p0, self.use_guess,
                     self.lower, self.upper, self.has_bounds, self.free_index,
                     _METHODS[self.method], self.maxiter, self.ftol, self.xtol, self.gtol,
-                    self.absolute_sigma, start, stop, n_threads, *out)
+                    self.absolute_sigma, self.estimator.code, self.estimator.f_scale, start, stop,
+                    n_threads, *out)
 
         def group_done(start):
             if bar is not None:
@@ -996,8 +1045,8 @@ class _Problem:
         _fitting.fit_python(evaluate, jacobian, np.ascontiguousarray(Yz), np.ascontiguousarray(W),
                             self.p0[start:stop], self.lower, self.upper, self.has_bounds,
                             self.free_index, _METHODS[self.method], self.maxiter, self.ftol,
-                            self.xtol, self.gtol, self.absolute_sigma, self.batch,
-                            *(o[start:stop] for o in out))
+                            self.xtol, self.gtol, self.absolute_sigma, self.estimator.code,
+                            self.estimator.f_scale, self.batch, *(o[start:stop] for o in out))
 
     def _python_callables(self, start):
         model, m, single = self.model, self.m, not self.batch
@@ -1075,8 +1124,8 @@ class _Problem:
 
 
 def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", bounds=None,
-        fixed=None, maxiter=None, tol=None, jac=None):
-    """Fit ``model`` to one dataset by minimising chi-squared.
+        fixed=None, maxiter=None, tol=None, jac=None, cost="chi2", loss="linear", f_scale=1.0):
+    """Fit ``model`` to one dataset by minimising chi-squared (or a Poisson or robust cost).
 
     Parameters
     ----------
@@ -1114,6 +1163,23 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         Analytic Jacobian: ``jac(x, *params) -> (m, p)`` for a Python model, or a compiled callable
         with the model signature writing ``(npts, nparams)`` row-major for a compiled model.
         Default: forward differences (built-in models have analytic Jacobians).
+    cost : {"chi2", "poisson"}
+        ``"chi2"``: least squares (Gaussian noise of standard deviation ``sigma``).
+        ``"poisson"``: ``y`` are counts (non-negative; zero counts allowed; non-integer values
+        are accepted, as scaled counts are common) and the fit maximises the Poisson likelihood,
+        minimising the deviance ``2 sum(mu - y + y log(y / mu))`` (the Cash statistic up to a
+        constant; ``y log(y / mu) = 0`` for ``y = 0``), ``mu`` the model. ``sigma`` must not be
+        given; the covariance is the inverse Fisher information ``(J^T diag(1/mu) J)^-1``
+        (``absolute_sigma`` is implied). A model value ``mu <= 0`` where ``y > 0`` at the start
+        is status 3 (a trial step there is rejected).
+    loss : {"linear", "soft_l1", "huber", "cauchy", "arctan"}
+        Robust loss with ``cost="chi2"``, exactly as ``scipy.optimize.least_squares``: the fit
+        minimises ``sum(f_scale**2 rho(z / f_scale**2))`` with ``z`` the squared weighted
+        residual ``((y - f) / sigma)**2``. The covariance is ``least_squares``' (the inverse of
+        ``J^T J`` of the loss-scaled Jacobian, scaled by ``cost / dof`` unless
+        ``absolute_sigma``), as ``curve_fit`` gives with a loss.
+    f_scale : float
+        The soft margin between inlier and outlier residuals, in units of ``sigma``.
 
     Returns
     -------
@@ -1162,11 +1228,13 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     ([3.0, 1.5, 0.5], True)
     """
     problem = _Problem(model, x, y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
-                       batch=False, absolute_sigma=absolute_sigma)
-    params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=1)
+                       batch=False, absolute_sigma=absolute_sigma, cost=cost, loss=loss,
+                       f_scale=f_scale)
+    params, cov, cost_value, chi, dof, nit, nfev, status = problem.run(n_threads=1)
     residuals = problem.residuals_of(params)[0]
     result = FitResult(params[0], cov[0], chi[0], dof[0], nit[0], nfev[0], status[0], residuals,
-                       problem.param_names, method)
+                       problem.param_names, method, cost=cost_value[0],
+                       estimator=problem.estimator.name, nfree=problem.free_index.size)
     if not result.success:
         warnings.warn(f"fit did not converge: {result.message} (status {int(result.status)})",
                       RuntimeWarning, stacklevel=2)
@@ -1179,7 +1247,7 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
 
 def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method="lm",
               bounds=None, fixed=None, maxiter=None, tol=None, n_threads=None, progress=False,
-              jac=None, x_per_dataset=None):
+              jac=None, x_per_dataset=None, cost="chi2", loss="linear", f_scale=1.0):
     """Fit ``model`` to N datasets at once.
 
     Built-in and compiled models run in a ``nogil`` ``prange`` loop over datasets (results
@@ -1219,6 +1287,9 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         shared as a whole (False) — needed for a Python model with N = 2 and ``x`` of shape
         ``(2, m)`` (two datasets, or one x of two variables?). For built-in and compiled models
         the layout follows from the shape, and a contradicting value raises ``ValueError``.
+    cost, loss, f_scale : see :func:`fit`
+        A dataset with a negative count (``cost="poisson"``) gets status 3 and the reason in
+        ``input_error``, like other invalid inputs of its own.
 
     Returns
     -------
@@ -1258,7 +1329,10 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     [[2.0, 1.0], [-1.0, 3.0]]
     """
     problem = _Problem(model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
-                       batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset)
-    params, cov, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads, progress=progress)
+                       batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset,
+                       cost=cost, loss=loss, f_scale=f_scale)
+    params, cov, cost_value, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads,
+                                                                       progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
-                          problem.residuals_of, method, problem.input_error)
+                          problem.residuals_of, method, problem.input_error, cost=cost_value,
+                          estimator=problem.estimator.name, nfree=problem.free_index.size)
