@@ -87,6 +87,7 @@ from scipy import LowLevelCallable  # type: ignore[import-untyped]
 from . import _fitting
 from ._arrays import read_only, real_array
 from ._estimators import estimator, goodness_of_fit
+from ._inference import FittedModel, band, python_model_at, simulate
 from ._evaluate import real_values, resolve
 from ._parallel import n_threads_for
 from ._status import Status, message_of, messages_of
@@ -161,7 +162,7 @@ class FitResult:
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, residuals, param_names,
                  method="lm", input_error="", stderr=None, cost=None, estimator="chi2",
-                 nfree=None):
+                 nfree=None, fitted=None, row=0):
         self.params = np.asarray(params, dtype=np.float64)
         self.cov = np.asarray(cov, dtype=np.float64)
         if stderr is None:
@@ -183,6 +184,73 @@ class FitResult:
         self.residuals = residuals
         self.param_names = tuple(param_names)
         self.method = method
+        self._fitted = fitted           # the model and noise of the fit (fit and fit_batch)
+        self._row = row                 # this fit's dataset in the fit's data
+
+    def band(self, x_new, cl=0.6827, kind="confidence", sigma=None):
+        """The model's confidence (or prediction) band at ``x_new``: ``(lower, upper)``.
+
+        The delta method: the model at ``x_new`` -+ ``z`` times ``sqrt(diag(J C J^T))``, ``J``
+        the model's Jacobian in the parameters (central differences, :func:`fastcalc.propagate`)
+        and ``z`` the normal quantile of ``cl`` (two-sided). ``kind="prediction"`` adds the
+        noise of a new data point: ``sigma`` at ``x_new`` if given, else the fit's sigma when it
+        was uniform (times ``sqrt(redchi2)`` unless ``absolute_sigma``), else (no sigma)
+        ``sqrt(redchi2)``; for ``cost="poisson"`` the model value (a count's variance).
+
+        Parameters
+        ----------
+        x_new : array_like
+            Points where the model is wanted, as the model takes them (``(m_new,)``, or
+            ``(2, m_new)`` for ``gaussian_2d``).
+        cl : float
+            Confidence level in (0, 1); 0.6827 is one standard deviation.
+        kind : {"confidence", "prediction"}
+        sigma : float or array_like (m_new,), optional
+            The noise at ``x_new`` (``kind="prediction"`` only).
+
+        Returns
+        -------
+        lower, upper : ndarray (m_new,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastcalc import fit
+        >>> x = np.linspace(0, 1, 11)
+        >>> r = fit(lambda x, a, b: a + b * x, x, 1 + 2 * x + 0.1 * np.cos(9 * x), p0=[0, 0])
+        >>> lower, upper = r.band([0.0, 0.5, 1.0])
+        >>> bool(np.all(lower < upper)), np.round(upper - lower, 4)
+        (True, array([0.0882, 0.0472, 0.0882]))
+        """
+        lower, upper = band(self._model(), self.params[None], self.cov[None],
+                            np.array([self.redchi2]), x_new, cl, kind, sigma)
+        return lower[0], upper[0]
+
+    def simulate(self, n, rng=None):
+        """``n`` toy datasets ``(n, m)`` drawn from the fitted model at the fit's x with the
+        fit's noise: Gaussian with its sigma (times ``sqrt(redchi2)`` unless
+        ``absolute_sigma``; without sigma, ``sqrt(redchi2)``), or Poisson for
+        ``cost="poisson"``. NaN where the data were missing. Refit them with one
+        :func:`fit_batch` call for a parametric bootstrap.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastcalc import fit, models
+        >>> x = np.linspace(0, 4, 30)
+        >>> r = fit(models.exponential, x, 3 * np.exp(-x / 1.5) + 0.5, sigma=0.01,
+        ...         absolute_sigma=True)
+        >>> r.simulate(1000, rng=1).shape
+        (1000, 30)
+        """
+        return simulate(self._model(), self.params[None], np.array([self.redchi2]), n, rng,
+                        np.array([self._row]))[0]
+
+    def _model(self):
+        if self._fitted is None:
+            raise TypeError("band and simulate need the result of fit or fit_batch (this one "
+                            "has no model)")
+        return self._fitted
 
     def __repr__(self):
         values = ", ".join(f"{n}={v:.6g}" for n, v in zip(self.param_names, self.params))
@@ -225,8 +293,10 @@ class BatchFitResult:
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, param_names, residuals_of,
-                 method="lm", input_error=None, cost=None, estimator="chi2", nfree=None):
+                 method="lm", input_error=None, cost=None, estimator="chi2", nfree=None,
+                 fitted=None):
         self.params = params
+        self._fitted = fitted
         self.cov = cov
         with np.errstate(invalid="ignore"):
             self.stderr = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
@@ -274,7 +344,19 @@ class BatchFitResult:
         return FitResult(self.params[i], self.cov[i], self.chi2[i], self.dof[i], self.nit[i],
                          self.nfev[i], self.status[i], residuals, self.param_names, self.method,
                          self.input_error[i], cost=self.cost[i], estimator=self.estimator,
-                         nfree=self.nfree)
+                         nfree=self.nfree, fitted=self._fitted, row=i)
+
+    def band(self, x_new, cl=0.6827, kind="confidence", sigma=None):
+        """Every dataset's band at the same ``x_new``: ``(lower, upper)``, each ``(N, m_new)``
+        (:meth:`FitResult.band`); one model evaluation per parameter shift for all datasets
+        (no Python loop over them). A failed fit's band is NaN."""
+        return band(FitResult._model(self), self.params, self.cov, self.redchi2, x_new, cl,
+                    kind, sigma)
+
+    def simulate(self, n, rng=None):
+        """``n`` toy datasets per fit, ``(N, n, m)`` (:meth:`FitResult.simulate`)."""
+        return simulate(FitResult._model(self), self.params, self.redchi2, n, rng,
+                        np.arange(len(self)))
 
     def __repr__(self):
         return (f"BatchFitResult({len(self)} datasets, {int(self.success.sum())} converged, "
@@ -1104,6 +1186,44 @@ class _Problem:
                 return out
         return evaluate, jacobian
 
+    def fitted_model(self):
+        """The :class:`FittedModel` that results use for bands and toy datasets."""
+        def sigma(rows):
+            if self.sigma is None:
+                return None
+            shift = 0 if self.sigma_shift is None else self.sigma_shift[:, None]
+            s = np.ldexp(self.sigma, -np.asarray(shift))
+            return np.broadcast_to(s, (self.N, self.m))[rows]
+
+        def values(params, rows):
+            return self.Y[rows] - self.residuals_of(params, rows)
+
+        return FittedModel(self.model_at, values, sigma, self.estimator.name,
+                           self.absolute_sigma)
+
+    def model_at(self, x_new):
+        """``(function, vectorized)``: the model at ``x_new`` as a function of the parameters,
+        for :func:`fastcalc.propagate` (vectorized: ``(k, n)`` columns -> ``(m_new, n)``)."""
+        if self.kind == _KIND_PYTHON:
+            return python_model_at(self.model, x_new, self.nparams, self.batch)
+        x_new = real_array(x_new, "x_new")
+        xd = self.x_dim
+        if (xd == 1 and x_new.ndim > 1) or (xd > 1 and (x_new.ndim != 2 or x_new.shape[0] != xd)):
+            raise ValueError(f"x_new has shape {x_new.shape}, expected "
+                             + ("(m_new,)" if xd == 1 else f"({xd}, m_new)"))
+        if not np.isfinite(x_new).all():
+            raise ValueError("x_new contains NaN or inf")
+        row = np.ascontiguousarray(x_new, dtype=np.float64).reshape(1, -1)
+        m_new = x_new.shape[-1] if x_new.ndim else 1
+        model_id = getattr(self.model, "model_id", 0) if self.kind == _KIND_BUILTIN else 0
+        compiled = self.model if self.kind == _KIND_COMPILED else None
+
+        def at(P):
+            return _fitting.evaluate_model(self.kind, model_id, compiled, row, xd,
+                                           np.ascontiguousarray(P.T), m_new).T
+
+        return at, True
+
     def residuals_of(self, params, rows=None):
         """y - model(x, params) for datasets `rows` (all when None); NaN at missing points."""
         if rows is None:
@@ -1234,7 +1354,8 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     residuals = problem.residuals_of(params)[0]
     result = FitResult(params[0], cov[0], chi[0], dof[0], nit[0], nfev[0], status[0], residuals,
                        problem.param_names, method, cost=cost_value[0],
-                       estimator=problem.estimator.name, nfree=problem.free_index.size)
+                       estimator=problem.estimator.name, nfree=problem.free_index.size,
+                       fitted=problem.fitted_model())
     if not result.success:
         warnings.warn(f"fit did not converge: {result.message} (status {int(result.status)})",
                       RuntimeWarning, stacklevel=2)
@@ -1335,4 +1456,5 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
                                                                        progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
                           problem.residuals_of, method, problem.input_error, cost=cost_value,
-                          estimator=problem.estimator.name, nfree=problem.free_index.size)
+                          estimator=problem.estimator.name, nfree=problem.free_index.size,
+                          fitted=problem.fitted_model())
