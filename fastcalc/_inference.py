@@ -8,9 +8,10 @@ import numpy as np
 from scipy.special import ndtri
 
 from ._arrays import read_only, real_array
+from ._intervals import Intervals, profile_intervals
 from .propagate import propagate
 
-__all__ = ["FittedModel", "band", "simulate"]
+__all__ = ["FittedModel", "band", "conf_interval", "simulate"]
 
 
 class FittedModel:
@@ -22,12 +23,18 @@ class FittedModel:
     or None; ``estimator`` and ``absolute_sigma`` as given to the fit.
     """
 
-    def __init__(self, at, values, sigma, estimator, absolute_sigma):
+    def __init__(self, at, values, sigma, estimator, absolute_sigma, refit, lower, upper,
+                 free_index, param_names):
         self.at = at
         self.values = values
         self.sigma = sigma
         self.estimator = estimator
         self.absolute_sigma = absolute_sigma
+        self.refit = refit              # refit(rows, p0, k): fits with parameter k held
+        self.lower = lower
+        self.upper = upper
+        self.free_index = free_index
+        self.param_names = param_names
 
 
 def _check_cl(cl):
@@ -123,3 +130,39 @@ def python_model_at(model, x_new, nparams, batch):
         return np.asarray(values, dtype=np.float64).T
 
     return columns, True
+
+
+def conf_interval(fitted, params, cov, cost, dof, rows, cl, which):
+    """Profile-likelihood intervals (:mod:`fastcalc._intervals`) of the parameters ``which``
+    (names or indices; None: every free one) of the fits ``params`` of datasets ``rows``."""
+    cl = _check_cl(cl)
+    names = fitted.param_names
+    if which is None:
+        indices = [int(k) for k in fitted.free_index]
+    else:
+        items = [which] if isinstance(which, (str, int, np.integer)) else list(which)
+        indices = []
+        for item in items:
+            if isinstance(item, str) and item in names:
+                indices.append(names.index(item))
+            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) \
+                    and -len(names) <= item < len(names):
+                indices.append(int(item) % len(names))
+            else:
+                raise ValueError(f"params: unknown parameter {item!r}; parameters are {names}")
+            if indices[-1] not in fitted.free_index:
+                raise ValueError(f"params: {names[indices[-1]]!r} was fixed in the fit")
+    cost = np.asarray(cost, dtype=float).reshape(-1)
+    dof = np.asarray(dof).reshape(-1)
+    if fitted.absolute_sigma or fitted.estimator == "poisson":
+        scale = np.ones_like(cost)
+    else:                                    # the covariance was scaled by cost / dof
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(dof > 0, cost / np.where(dof > 0, dof, 1), np.nan)
+
+    def refit(local, p0, k):
+        return fitted.refit(rows[local], np.clip(p0, fitted.lower, fitted.upper), k)
+
+    limits, status, nfev = profile_intervals(refit, params, cov, cost, scale, fitted.lower,
+                                             fitted.upper, indices, cl)
+    return Intervals(limits, status, cl, [names[k] for k in indices], nfev)

@@ -164,3 +164,94 @@ def test_failed_fit_has_a_nan_band(datasets):
     batch = fit_batch(models.gaussian, X, Y)
     lower, upper = batch.band([0.0, 1.0])
     assert np.isnan(lower[1]).all() and np.isfinite(lower[[0, 2]]).all()
+
+
+def brute_force_limits(model, x, y, result, k, fit_kwargs, level):
+    """Where the cost, refitted with parameter k held, rises by ``level``: brentq on refits."""
+    from scipy.optimize import brentq
+
+    def rise(t):
+        p0 = result.params.copy()
+        p0[k] = t
+        refit = fit(model, x, y, p0=p0, fixed=[k], tol=1e-14, **fit_kwargs)
+        return refit.cost - result.cost - level
+
+    limits = []
+    for side in (-1, 1):
+        far = result.params[k] + side * result.stderr[k]
+        while rise(far) < 0:
+            far += side * 0.5 * result.stderr[k]
+        limits.append(brentq(rise, result.params[k], far, xtol=1e-13))
+    return limits
+
+
+@pytest.mark.parametrize("case", ["builtin", "python", "compiled", "scaled", "poisson"])
+def test_profile_intervals_equal_a_brute_force_profile(case):
+    x = np.linspace(0, 5, 30)
+    rng = np.random.default_rng(21)
+    def exponential(x, a, tau, c):
+        return a * np.exp(-x / tau) + c
+    model = {"python": exponential, "compiled": None}.get(case, models.exponential)
+    y = exponential(x, 2.0, 1.5, 0.1) + rng.normal(0, 0.05, x.size)
+    kwargs = dict(sigma=0.05, absolute_sigma=True)
+    if case == "scaled":
+        kwargs = dict(sigma=0.1)                       # threshold times cost / dof
+    if case == "poisson":
+        y = rng.poisson(exponential(x, 20.0, 1.5, 1.0)).astype(float)
+        kwargs = dict(cost="poisson")
+    if case == "compiled":                             # the compiled gaussian test model
+        model, x = low_level("gaussian_model"), X
+        y = gaussian(X, *TRUTH) + rng.normal(0, 0.05, X.size)
+    p0 = TRUTH if case == "compiled" else [1.0, 1.0, 0.0] if case == "python" else None
+    r = fit(model, x, y, p0=p0, tol=1e-14, **kwargs)
+    ci = r.conf_interval()
+    assert ci.status.tolist() == [[0, 0]] * len(r.params) and ci.success
+    level = 1.0 if case != "scaled" else r.cost / r.dof
+    for k in range(len(r.params)):
+        reference = brute_force_limits(model, x, y, r, k, kwargs, level)
+        np.testing.assert_allclose(ci.limits[k], reference, rtol=0, atol=1e-4 * r.stderr[k])
+    assert np.asarray(ci).shape == (len(r.params), 2)
+
+
+def test_profile_intervals_batch_equal_single_and_cover():
+    """2000 toys of a non-linear model: the 68.27% intervals cover the truth 66-70% of the
+    time; each dataset's interval equals the one of its own FitResult."""
+    x = np.linspace(0, 5, 30)
+    truth = np.array([2.0, 1.5, 0.1])
+    rng = np.random.default_rng(5)
+    Y = models.exponential(x, *truth) + rng.normal(0, 0.2, (2000, x.size))
+    batch = fit_batch(models.exponential, x, Y, p0=truth, sigma=0.2, absolute_sigma=True)
+    ci = batch.conf_interval()
+    ok = (ci.status == 0).all(axis=2)
+    assert ok.mean() > 0.99 and ci.limits.shape == (2000, 3, 2)
+    covered = (ci.lower <= truth) & (truth <= ci.upper)
+    assert np.all(np.abs(covered[ok.all(axis=1)].mean(axis=0) - 0.6827) < 0.02)
+    # asymmetric where the model is not linear (tau): not the parabolic +- stderr
+    asymmetry = (ci.upper[:, 1] - batch.params[:, 1]) / (batch.params[:, 1] - ci.lower[:, 1])
+    assert np.median(asymmetry) > 1.1
+    for i in (0, 17, 1999):
+        one = batch[i].conf_interval(params=["tau", 0])
+        difference = np.abs(one.limits - ci.limits[i, [1, 0]])
+        assert (difference <= 1e-6 * batch.stderr[i, [1, 0], None]).all(), difference
+
+
+def test_profile_interval_statuses_and_errors():
+    x = np.linspace(0, 5, 30)
+    y = models.exponential(x, 2.0, 1.5, 0.1) + np.random.default_rng(1).normal(0, 0.05, 30)
+    # a lower bound on c just below the fit: the profile stays below the level up to it
+    r = fit(models.exponential, x, y, sigma=0.05, absolute_sigma=True,
+            bounds=([0, 0.1, 0.08], [10, 10, 1]))
+    assert r.params[2] - 0.08 < 0.5 * r.stderr[2]
+    ci = r.conf_interval(params="c")
+    assert ci.status.tolist() == [[4, 0]] and np.isnan(ci.lower[0]) and not ci.success
+    fixed = fit(models.exponential, x, y, p0=[2.0, 1.5, 0.1], fixed=["c"])
+    with pytest.raises(ValueError, match="fixed"):
+        fixed.conf_interval(params=["c"])
+    assert fixed.conf_interval().limits.shape == (2, 2)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        fixed.conf_interval(params=["gamma"])
+    with pytest.raises(ValueError, match="cl must be"):
+        fixed.conf_interval(cl=1.0)
+    batch = fit_batch(models.exponential, x, np.array([y, np.full(30, np.nan)]))
+    ci = batch.conf_interval()
+    assert (ci.status[1] == 3).all() and (ci.status[0] == 0).all()
