@@ -10,13 +10,15 @@ from .differentiate import (DifferentiationResult, check_grad, derivative, gradi
                             jacobian, taylor)
 from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit, polyfit
 from .optimize import gradient_descent, lagrange
+from .propagate import Propagation, propagate
 from .roots import newton, newton_system
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BatchFitResult", "ConvergenceError", "DifferentiationResult", "FitResult", "Status",
-    "__version__", "check_grad", "chi2", "derivative", "fit", "fit_batch", "get_num_threads",
-    "gradient", "gradient_descent", "hessian", "jacobian", "lagrange", "linear_fit", "models",
-    "newton", "newton_system", "nist", "num_threads", "polyfit", "set_num_threads", "taylor",
+    "Propagation", "__version__", "check_grad", "chi2", "derivative", "fit", "fit_batch",
+    "get_num_threads", "gradient", "gradient_descent", "hessian", "jacobian", "lagrange",
+    "linear_fit", "models", "newton", "newton_system", "nist", "num_threads", "polyfit",
+    "propagate", "set_num_threads", "taylor",
 ]

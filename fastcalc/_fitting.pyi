@@ -8,10 +8,11 @@ def fit_compiled(
     Y: NDArray[np.float64], sigma: NDArray[np.float64] | None, p0: NDArray[np.float64],
     use_guess: bool, lower: NDArray[np.float64], upper: NDArray[np.float64], has_bounds: bool,
     free_index: NDArray[np.intc], method: int, maxiter: int, ftol: float, xtol: float,
-    gtol: float, absolute_sigma: bool, start: int, stop: int, n_threads: int | None,
-    params_out: NDArray[np.float64], cov_out: NDArray[np.float64],
-    stderr_out: NDArray[np.float64], chi2_out: NDArray[np.float64],
-    dof_out: NDArray[np.intc], nit_out: NDArray[np.intc], nfev_out: NDArray[np.intc],
+    gtol: float, absolute_sigma: bool, estimator: int, f_scale: float, start: int, stop: int,
+    n_threads: int | None, params_out: NDArray[np.float64], cov_out: NDArray[np.float64],
+    stderr_out: NDArray[np.float64], cost_out: NDArray[np.float64],
+    chi2_out: NDArray[np.float64], dof_out: NDArray[np.intc], nit_out: NDArray[np.intc],
+    nfev_out: NDArray[np.intc],
     status_out: NDArray[np.intc],
 ) -> None: ...
 def fit_python(
@@ -20,9 +21,9 @@ def fit_python(
     Y: NDArray[np.float64], W: NDArray[np.float64], p0: NDArray[np.float64],
     lower: NDArray[np.float64], upper: NDArray[np.float64], has_bounds: bool,
     free_index: NDArray[np.intc], method: int, maxiter: int, ftol: float, xtol: float,
-    gtol: float, absolute_sigma: bool, fd_in_one_call: bool,
-    params_out: NDArray[np.float64],
-    cov_out: NDArray[np.float64], stderr_out: NDArray[np.float64],
+    gtol: float, absolute_sigma: bool, estimator: int, f_scale: float, fd_in_one_call: bool,
+    params_out: NDArray[np.float64], cov_out: NDArray[np.float64],
+    stderr_out: NDArray[np.float64], cost_out: NDArray[np.float64],
     chi2_out: NDArray[np.float64], dof_out: NDArray[np.intc],
     nit_out: NDArray[np.intc], nfev_out: NDArray[np.intc], status_out: NDArray[np.intc],
 ) -> None: ...

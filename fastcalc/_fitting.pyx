@@ -12,7 +12,9 @@ the algebra:
   broadcast), and the algebra per dataset in C.
 
 Notation: weighted residuals ``r = w (y - f(p))`` with ``w = 1/sigma`` (0 for a missing point), and
-``J = w df/dp`` (columns of the free parameters only, column-major). The Levenberg-Marquardt step
+``J = w df/dp`` (columns of the free parameters only, column-major). That is least squares; other
+estimators (Poisson, robust losses) give their own ``r`` and row factors in place of ``w``
+(``fastcalc._estimator``), and "chi2" below is then their cost (``FitState.cost``). The Levenberg-Marquardt step
 solves ``min ||r - J dp||^2 + lam ||D dp||^2`` with MINPACK's scaling ``D`` (column norms of ``J``,
 never decreasing). It is solved from the normal equations by Cholesky when that is accurate (every
 pivot keeps at least 1e-8 of its diagonal) and otherwise by Householder QR of ``J`` followed by QR
@@ -37,6 +39,8 @@ from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from time import perf_counter
 
+from fastcalc._estimator cimport (Estimator, point_cost, pearson_term, COST_CHI2,
+                                  COST_POISSON)
 from fastcalc._evaluate cimport UserFunction, model_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
 from fastcalc._parallel cimport resolve_threads
@@ -120,11 +124,13 @@ cdef struct FitState:
     int chol_is_normal  # chol holds the Cholesky factor of the whole J^T J (lam 0, all columns)
     int clipped
     int restarts        # fresh starts after a stall away from a minimum
-    double chi2_restart # chi2 at the last fresh start
+    double cost_restart # cost at the last fresh start
     int rejections      # consecutive rejected steps
     int data_exponent   # the weights were divided by 2**data_exponent (data_scale_exponent)
-    double chi2
-    double chi2_trial
+    Estimator est       # what is minimised (fastcalc._estimator)
+    double cost         # the estimator's cost at params (chi2 for least squares)
+    double cost_trial
+    double cost_eval    # the cost at the point evaluated last (set by residuals_at)
     double predicted
     double lam
     double delta        # trust radius on ||D dp|| (0: not set yet)
@@ -138,6 +144,8 @@ cdef struct FitState:
     double *values_trial
     double *resid
     double *resid_trial
+    double *rows        # row factors of J at params (w for chi2; see _estimator)
+    double *rows_trial
     double *jac
     double *jac_trial
     double *qr
@@ -161,7 +169,7 @@ cdef struct FitState:
 
 cdef inline Py_ssize_t state_size(int m, int nparams, int nfree) noexcept nogil:
     """Number of doubles a FitState needs (ints are stored in double slots)."""
-    return (2 * nparams + 4 * m + 3 * m * nfree + m + 4 * nfree * nfree + 6 * nfree
+    return (2 * nparams + 6 * m + 3 * m * nfree + m + 4 * nfree * nfree + 6 * nfree
             + 2 * nfree * nfree + 2 * nfree + 3 * nfree)
 
 
@@ -182,6 +190,8 @@ cdef void state_bind(FitState *s, double *block, int m, int nparams, int nfree) 
     s.values_trial = take(&c, m)
     s.resid = take(&c, m)
     s.resid_trial = take(&c, m)
+    s.rows = take(&c, m)
+    s.rows_trial = take(&c, m)
     s.jac = take(&c, m * nfree)
     s.jac_trial = take(&c, m * nfree)
     s.qr = take(&c, m * nfree)
@@ -230,11 +240,13 @@ cdef void state_init(FitState *s, int method, int maxiter, double ftol, double x
     s.chol_is_normal = 0
     s.clipped = 0
     s.restarts = 0
-    s.chi2_restart = INFINITY
+    s.cost_restart = INFINITY
     s.rejections = 0
     s.data_exponent = 0
-    s.chi2 = NAN
-    s.chi2_trial = NAN
+    s.est.kind = COST_CHI2
+    s.est.f_scale = 1.0
+    s.cost = NAN
+    s.cost_trial = NAN
     s.predicted = 0.0
     s.lam = 0.0
     s.delta = 0.0
@@ -399,24 +411,56 @@ cdef void scale_weights(int m, double *w, int e) noexcept nogil:
         w[i] = ldexp(w[i], -e)
 
 
-cdef double unscaled_chi2(FitState *s) noexcept nogil:
-    """chi2 of the data as given when the weights were divided by 2**data_exponent (it may
-    leave the double range: then inf or 0); the covariance with absolute_sigma is rescaled in
-    place (without, the scale cancels in chi2 / dof)."""
-    cdef int k, e = s.data_exponent
-    cdef double norm
-    if e == 0:
-        return s.chi2
-    if s.absolute_sigma:
+cdef void final_costs(FitState *s, const double *y, const double *w, double *cost,
+                      double *pearson) noexcept nogil:
+    """The cost and Pearson's chi2 at params for the data as given, when the weights were
+    divided by 2**data_exponent (they may leave the double range: then inf or 0); the
+    covariance with absolute_sigma is rescaled in place (without, the scale cancels in
+    cost / dof). ``w`` are the (scaled) weights; s.resid_trial is overwritten."""
+    cdef int k, i, e = s.data_exponent
+    cdef double norm, total = 0.0
+    if s.est.kind == COST_POISSON:          # never scaled
+        cost[0] = s.cost
+        for i in range(s.m):
+            total += pearson_term(&s.est, y[i], s.values[i], w[i])
+        pearson[0] = total if isfinite(s.cost) else NAN
+        return
+    if e != 0 and s.absolute_sigma:
         for k in range(s.nparams * s.nparams):
             s.cov[k] = ldexp(s.cov[k], -2 * e)
         for k in range(s.nparams):
             s.stderr[k] = ldexp(s.stderr[k], -e)
-    # From the norm of the residuals, scaled back before squaring: when the weights span a
-    # huge range (a few points with sigma 1e-250), the squares of the other points' scaled
-    # residuals underflow, and s.chi2 lost them (0 for a true 820).
-    norm = ldexp(column_norm(s.m, s.resid), e)
-    return norm * norm
+    if s.est.kind == COST_CHI2 and e == 0:
+        cost[0] = s.cost
+        pearson[0] = s.cost
+        return
+    # From the norm of the plain weighted residuals, scaled back before squaring: when the
+    # weights span a huge range (a few points with sigma 1e-250), the squares of the other
+    # points' scaled residuals underflow, and s.cost lost them (0 for a true 820).
+    if s.est.kind != COST_CHI2:         # (s.resid holds the robust loss's residuals)
+        for i in range(s.m):
+            s.resid_trial[i] = w[i] * (y[i] - s.values[i]) if w[i] != 0.0 else 0.0
+    norm = ldexp(column_norm(s.m, s.resid if s.est.kind == COST_CHI2 else s.resid_trial), e)
+    pearson[0] = norm * norm if isfinite(s.cost) else NAN
+    cost[0] = pearson[0] if s.est.kind == COST_CHI2 else ldexp(s.cost, 2 * e)
+
+
+cdef void residuals_at(FitState *s, const double *y, const double *values, const double *w,
+                       double *resid, double *rows) noexcept nogil:
+    """The estimator's residuals and J-row factors at one evaluated point, and its cost in
+    s.cost_eval. A non-finite value (at a point of non-zero weight) makes the cost non-finite,
+    which fails the start and rejects a trial."""
+    cdef int i
+    cdef double total = 0.0
+    if s.est.kind == COST_CHI2:
+        for i in range(s.m):
+            resid[i] = w[i] * (y[i] - values[i]) if w[i] != 0.0 else 0.0
+            rows[i] = w[i]
+        s.cost_eval = dot(s.m, resid, resid)
+        return
+    for i in range(s.m):
+        total += point_cost(&s.est, y[i], values[i], w[i], &resid[i], &rows[i])
+    s.cost_eval = total
 
 
 cdef int all_zero(int n, const double *v) noexcept nogil:
@@ -540,17 +584,16 @@ cdef void state_fail(FitState *s, int status) noexcept nogil:
 
 
 cdef void state_begin(FitState *s, int eval_status) noexcept nogil:
-    """Residuals at the starting params are in s.resid (and J in jac_trial if trial_has_jac)."""
-    cdef double chi2 = 0.0
+    """Residuals at the starting params are in s.resid, their cost in s.cost_eval (and J in
+    jac_trial if trial_has_jac)."""
     s.nfev += 1
     if eval_status != SUCCESS:
         state_fail(s, eval_status)
         return
-    chi2 = dot(s.m, s.resid, s.resid)
-    if not isfinite(chi2):
+    if not isfinite(s.cost_eval):
         state_fail(s, NON_FINITE)
         return
-    s.chi2 = chi2
+    s.cost = s.cost_eval
     s.stage = NEED_JACOBIAN
     if s.trial_has_jac:
         swap(&s.jac, &s.jac_trial)
@@ -584,7 +627,8 @@ cdef void state_jacobian_ready(FitState *s) noexcept nogil:
     s.have_qr = 0
     s.have_normal = 0
     s.chol_is_normal = 0
-    rnorm = sqrt(s.chi2)
+    # ||r|| for the gradient test (the cost is ||r||^2 for chi2 only)
+    rnorm = sqrt(s.cost) if s.est.kind == COST_CHI2 else column_norm(m, s.resid)
     if s.method == METHOD_LM:
         # J^T J and J^T r together, two products per pass over column k; "column n" is r
         for k in range(n):
@@ -632,7 +676,7 @@ cdef void state_jacobian_ready(FitState *s) noexcept nogil:
         state_finish(s)
         return
     # chi2 == 0 ends the fit only for an exact fit (not for residuals whose squares underflow)
-    if gradient_small or (s.chi2 == 0.0 and all_zero(m, s.resid)):
+    if gradient_small or (s.cost == 0.0 and all_zero(m, s.resid)):
         state_finish(s)
         return
     s.stage = NEED_TRIAL
@@ -880,7 +924,7 @@ cdef void state_propose(FitState *s) noexcept nogil:
         state_finish(s)
         return
     if (s.method == METHOD_LM and s.lam == 0.0 and not s.clipped and s.rejections == 0
-            and quad <= s.ftol * s.chi2):
+            and quad <= s.ftol * s.cost):
         state_finish(s)
         return
     # Predicted chi2 reduction of the linear model.
@@ -905,19 +949,17 @@ cdef double linear_quad(FitState *s) noexcept nogil:
 
 
 cdef void state_assess(FitState *s, int eval_status) noexcept nogil:
-    """Residuals at the trial point are in s.resid_trial: accept or reject the step."""
-    cdef double chi2 = 0.0, actual, ratio
+    """Residuals at the trial point are in s.resid_trial, their cost in s.cost_eval: accept
+    or reject the step."""
+    cdef double cost, actual, ratio
     cdef int accept, converged
     s.nfev += 1
-    if eval_status == SUCCESS:
-        chi2 = dot(s.m, s.resid_trial, s.resid_trial)
-    else:
-        chi2 = NAN
-    s.chi2_trial = chi2
-    actual = s.chi2 - chi2 if isfinite(chi2) else -INFINITY
-    # Chi2 test: the actual and the predicted relative reductions are both below ftol.
-    converged = (isfinite(chi2) and fabs(actual) <= s.ftol * s.chi2
-                 and s.predicted <= s.ftol * s.chi2)
+    cost = s.cost_eval if eval_status == SUCCESS else NAN
+    s.cost_trial = cost
+    actual = s.cost - cost if isfinite(cost) else -INFINITY
+    # Cost test: the actual and the predicted relative reductions are both below ftol.
+    converged = (isfinite(cost) and fabs(actual) <= s.ftol * s.cost
+                 and s.predicted <= s.ftol * s.cost)
     if s.method == METHOD_LM:
         # Trust-region update on the ratio of actual to predicted reduction (MINPACK lmder).
         ratio = actual / s.predicted if s.predicted > 0.0 else 0.0
@@ -936,8 +978,9 @@ cdef void state_assess(FitState *s, int eval_status) noexcept nogil:
         s.rejections = 0
         swap(&s.params, &s.trial)
         swap(&s.resid, &s.resid_trial)
+        swap(&s.rows, &s.rows_trial)
         swap(&s.values, &s.values_trial)
-        s.chi2 = chi2
+        s.cost = cost
         s.jac_valid = 0
         if s.trial_has_jac:
             swap(&s.jac, &s.jac_trial)
@@ -1118,10 +1161,10 @@ cdef void state_finish(FitState *s) noexcept nogil:
         triangular_inverse(s, s.R)
     else:
         cholesky_inverse(s)
-    if s.absolute_sigma:
+    if s.absolute_sigma or s.est.kind == COST_POISSON:    # Poisson: the inverse Fisher matrix
         factor = 1.0
     elif dof > 0:
-        factor = s.chi2 / dof
+        factor = s.cost / dof
     else:
         factor = INFINITY
     for k in range(n):
@@ -1135,7 +1178,7 @@ cdef void state_finish(FitState *s) noexcept nogil:
             for l in range(n):
                 s.cov[j * P + s.free_index[l]] = s.work[k + l * n] * factor
             s.stderr[j] = sqrt(s.work[k + k * n] * factor)
-    if s.status == SUCCESS and s.chi2 > 0.0:
+    if s.status == SUCCESS and s.cost > 0.0:
         # dnorm: the largest component of the Gauss-Newton step relative to its parameter's
         # scale, max(|p_j|, standard error of p_j), so that a parameter converging to 0 is not
         # taken for a moving one. model_scale ~ ||w f||: sum |p_j| * (column norm of J), so the
@@ -1163,14 +1206,14 @@ cdef void state_finish(FitState *s) noexcept nogil:
         # the prediction is the Jacobian's own error (forward differences of a parameter near
         # 0 use a tiny step): this is the minimum as far as the model evaluations can tell.
         if (dnorm > EXIT_STEP_TOLERANCE
-                and reduction > EXIT_REDUCTION_TOLERANCE * fmax(s.chi2, chi2_floor)
-                and not (s.restarts > 0 and s.chi2 >= s.chi2_restart
-                         and reduction <= EXIT_STALL_REDUCTION * s.chi2)):
+                and reduction > EXIT_REDUCTION_TOLERANCE * fmax(s.cost, chi2_floor)
+                and not (s.restarts > 0 and s.cost >= s.cost_restart
+                         and reduction <= EXIT_STALL_REDUCTION * s.cost)):
             # Stalled away from a minimum (typically the never-decreasing scaling froze a
             # parameter): start afresh from here with the current scaling and damping reset.
             if s.restarts < MAX_RESTARTS and s.nit < s.maxiter:
                 s.restarts += 1
-                s.chi2_restart = s.chi2
+                s.cost_restart = s.cost
                 for k in range(n):
                     s.scale[k] = 0.0
                 s.lam = 0.0
@@ -1205,32 +1248,26 @@ cdef struct Problem:
 
 
 cdef int evaluate_point(FitState *s, Problem *pr, const double *params, double *values,
-                        double *resid, double *jac_out) noexcept nogil:
-    """Model values and weighted residuals at params; the weighted free-column Jacobian too when
-    jac_out is not NULL (built-in models). Returns a status code."""
+                        double *resid, double *rows, double *jac_out) noexcept nogil:
+    """Model values, the estimator's residuals and row factors at params (residuals_at); the
+    free-column Jacobian, rows scaled, too when jac_out is not NULL (built-in models).
+    Returns a status code."""
     cdef int m = pr.m, P = s.nparams, n = s.nfree, i, k, j, rc
-    cdef double v
     if pr.kind == KIND_BUILTIN:
         # a built-in kernel returns non-zero unless every value and Jacobian entry is finite
         rc = pr.builtin(m, pr.x, P, params, values, pr.jacrow if jac_out != NULL else NULL)
         if rc != 0:
             return NON_FINITE
-        for i in range(m):
-            resid[i] = pr.w[i] * (pr.y[i] - values[i])
     else:
         rc = pr.compiled(m, pr.x, P, <double *>params, values, pr.user_data)
         if rc != 0:
             return CALLBACK_ERROR
-        for i in range(m):
-            v = values[i]
-            if not isfinite(v):
-                return NON_FINITE
-            resid[i] = pr.w[i] * (pr.y[i] - v)
+    residuals_at(s, pr.y, values, pr.w, resid, rows)
     if jac_out != NULL:
         for k in range(n):
             j = s.free_index[k]
             for i in range(m):
-                jac_out[i + <Py_ssize_t>k * m] = pr.w[i] * pr.jacrow[<Py_ssize_t>i * P + j]
+                jac_out[i + <Py_ssize_t>k * m] = rows[i] * pr.jacrow[<Py_ssize_t>i * P + j]
     return SUCCESS
 
 
@@ -1283,7 +1320,7 @@ cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
         for k in range(s.nfree):
             j = s.free_index[k]
             for i in range(m):
-                s.jac[i + <Py_ssize_t>k * m] = pr.w[i] * pr.jacrow[<Py_ssize_t>i * P + j]
+                s.jac[i + <Py_ssize_t>k * m] = s.rows[i] * pr.jacrow[<Py_ssize_t>i * P + j]
         return SUCCESS
     memcpy(pr.fd_params, s.params, <size_t>P * sizeof(double))
     for k in range(s.nfree):
@@ -1298,7 +1335,7 @@ cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
         pr.fd_params[j] = s.params[j]
         if rc != 0:
             return CALLBACK_ERROR
-        fd_column(m, pr.w, pr.fd_values, s.values, step, s.jac + <Py_ssize_t>k * m)
+        fd_column(m, s.rows, pr.fd_values, s.values, step, s.jac + <Py_ssize_t>k * m)
     return SUCCESS
 
 
@@ -1306,13 +1343,14 @@ cdef void fit_one(FitState *s, Problem *pr) noexcept nogil:
     """Run one dataset to completion (s.params holds the start)."""
     cdef int rc, analytic = pr.kind == KIND_BUILTIN
     s.trial_has_jac = analytic
-    rc = evaluate_point(s, pr, s.params, s.values, s.resid, s.jac_trial if analytic else NULL)
+    rc = evaluate_point(s, pr, s.params, s.values, s.resid, s.rows,
+                        s.jac_trial if analytic else NULL)
     state_begin(s, rc)
     while s.stage != DONE:
         if s.stage == NEED_JACOBIAN:
             if not s.jac_valid:
                 if analytic:
-                    rc = evaluate_point(s, pr, s.params, s.values, s.resid, s.jac)
+                    rc = evaluate_point(s, pr, s.params, s.values, s.resid, s.rows, s.jac)
                     s.nfev += 1
                 else:
                     rc = compiled_jacobian(s, pr)
@@ -1323,7 +1361,7 @@ cdef void fit_one(FitState *s, Problem *pr) noexcept nogil:
         elif s.stage == NEED_TRIAL:
             state_propose(s)
         else:
-            rc = evaluate_point(s, pr, s.trial, s.values_trial, s.resid_trial,
+            rc = evaluate_point(s, pr, s.trial, s.values_trial, s.resid_trial, s.rows_trial,
                                 s.jac_trial if analytic else NULL)
             state_assess(s, rc)
 
@@ -1357,10 +1395,12 @@ cdef struct BatchInput:
     double xtol
     double gtol
     int absolute_sigma
+    Estimator est
     double *params_out          # (N, nparams)
     double *cov_out             # (N, nparams, nparams)
     double *stderr_out          # (N, nparams)
-    double *chi2_out
+    double *cost_out
+    double *chi2_out            # Pearson's chi2
     int *dof_out
     int *nit_out
     int *nfev_out
@@ -1399,7 +1439,8 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
             for i in range(nvalid):
                 pr.x[<Py_ssize_t>r * nvalid + i] = pr.x[<Py_ssize_t>r * m + i]
     pr.m = nvalid
-    e = data_scale_exponent(nvalid, pr.y, pr.w)
+    # counts are never rescaled (their weights are not multipliers)
+    e = data_scale_exponent(nvalid, pr.y, pr.w) if inp.est.kind != COST_POISSON else 0
     if e != 0:
         scale_weights(nvalid, pr.w, e)
     pr.kind = inp.kind
@@ -1415,6 +1456,8 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
                inp.free_index, inp.lower, inp.upper, inp.has_bounds,
                inp.cov_out + d * P * P, inp.stderr_out + d * P)
     s.data_exponent = e
+    s.est = inp.est
+    s.est.f_scale = ldexp(inp.est.f_scale, -e)
     memcpy(s.params, inp.p0 + d * P, <size_t>P * sizeof(double))
     if nvalid < inp.nfree or nvalid == 0:
         state_fail(&s, SINGULAR)
@@ -1430,12 +1473,43 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
                 restore_fixed(&s, inp.p0 + d * P)
         if s.stage != DONE:
             fit_one(&s, &pr)
+            if (inp.use_guess and inp.est.kind == COST_POISSON and s.status == NON_FINITE
+                    and s.nit == 0):
+                poisson_from_least_squares(&s, &pr, inp, d)
     memcpy(inp.params_out + d * P, s.params, <size_t>P * sizeof(double))
-    inp.chi2_out[d] = unscaled_chi2(&s)
+    final_costs(&s, pr.y, pr.w, &inp.cost_out[d], &inp.chi2_out[d])
     inp.dof_out[d] = nvalid - inp.nfree
     inp.nit_out[d] = s.nit
     inp.nfev_out[d] = s.nfev
     inp.status_out[d] = s.status
+
+
+cdef void restart(FitState *s, const BatchInput *inp, Py_ssize_t d, int estimator) noexcept nogil:
+    """A fresh iteration state from the current params, minimising ``estimator``."""
+    state_init(s, inp.method, inp.maxiter, inp.ftol, inp.xtol, inp.gtol, inp.absolute_sigma,
+               inp.free_index, inp.lower, inp.upper, inp.has_bounds,
+               inp.cov_out + d * inp.nparams * inp.nparams, inp.stderr_out + d * inp.nparams)
+    s.est.kind = estimator
+
+
+cdef void poisson_from_least_squares(FitState *s, Problem *pr, const BatchInput *inp,
+                                     Py_ssize_t d) noexcept nogil:
+    """A guess made for least squares can put the Poisson mean at or below 0 where there are
+    counts (a negative offset), where the likelihood is 0: fit least squares with Neyman
+    weights 1/sqrt(max(y, 1)) from the guess first, then the likelihood from there."""
+    cdef int i, nit = s.nit, nfev = s.nfev
+    for i in range(pr.m):
+        pr.w[i] = 1.0 / sqrt(fmax(pr.y[i], 1.0))
+    restart(s, inp, d, COST_CHI2)
+    fit_one(s, pr)
+    nit += s.nit
+    nfev += s.nfev
+    for i in range(pr.m):
+        pr.w[i] = 1.0
+    restart(s, inp, d, COST_POISSON)
+    fit_one(s, pr)
+    s.nit += nit
+    s.nfev += nfev
 
 
 cdef void no_memory_output(const BatchInput *inp, Py_ssize_t d) noexcept nogil:
@@ -1446,6 +1520,7 @@ cdef void no_memory_output(const BatchInput *inp, Py_ssize_t d) noexcept nogil:
         inp.cov_out[d * P * P + k] = NAN
     for k in range(P):
         inp.stderr_out[d * P + k] = NAN
+    inp.cost_out[d] = NAN
     inp.chi2_out[d] = NAN
     inp.dof_out[d] = 0
     inp.nit_out[d] = 0
@@ -1481,14 +1556,16 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
                  const double[:, ::1] p0, bint use_guess, const double[::1] lower,
                  const double[::1] upper, bint has_bounds, const int[::1] free_index,
                  int method, int maxiter, double ftol, double xtol, double gtol,
-                 bint absolute_sigma, Py_ssize_t start, Py_ssize_t stop, object n_threads,
-                 double[:, ::1] params_out, double[:, :, ::1] cov_out,
-                 double[:, ::1] stderr_out, double[::1] chi2_out, int[::1] dof_out,
-                 int[::1] nit_out, int[::1] nfev_out, int[::1] status_out):
+                 bint absolute_sigma, int estimator, double f_scale, Py_ssize_t start,
+                 Py_ssize_t stop, object n_threads, double[:, ::1] params_out,
+                 double[:, :, ::1] cov_out, double[:, ::1] stderr_out, double[::1] cost_out,
+                 double[::1] chi2_out, int[::1] dof_out, int[::1] nit_out, int[::1] nfev_out,
+                 int[::1] status_out):
     """Fit datasets start..stop-1 of a built-in (kind 0) or compiled (kind 1) model in parallel.
 
     x is (1 or N, x_dim*m) (shared or per dataset), Y (N, m) with NaN for missing points, sigma
-    None or (1 or N, m), p0 (N, nparams) (ignored for free parameters when use_guess).
+    None or (1 or N, m), p0 (N, nparams) (ignored for free parameters when use_guess);
+    ``estimator`` and ``f_scale`` say what is minimised (fastcalc._estimator).
     """
     cdef BatchInput inp
     cdef ModelKernel kernel
@@ -1542,9 +1619,12 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
     inp.xtol = xtol
     inp.gtol = gtol
     inp.absolute_sigma = absolute_sigma
+    inp.est.kind = estimator
+    inp.est.f_scale = f_scale
     inp.params_out = &params_out[0, 0]
     inp.cov_out = &cov_out[0, 0, 0]
     inp.stderr_out = &stderr_out[0, 0]
+    inp.cost_out = &cost_out[0]
     inp.chi2_out = &chi2_out[0]
     inp.dof_out = &dof_out[0]
     inp.nit_out = &nit_out[0]
@@ -1583,9 +1663,10 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
 def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[:, ::1] W,
                const double[:, ::1] p0, const double[::1] lower, const double[::1] upper,
                bint has_bounds, const int[::1] free_index, int method, int maxiter,
-               double ftol, double xtol, double gtol, bint absolute_sigma,
-               bint fd_in_one_call,
+               double ftol, double xtol, double gtol, bint absolute_sigma, int estimator,
+               double f_scale, bint fd_in_one_call,
                double[:, ::1] params_out, double[:, :, ::1] cov_out, double[:, ::1] stderr_out,
+               double[::1] cost_out,
                double[::1] chi2_out, int[::1] dof_out, int[::1] nit_out, int[::1] nfev_out,
                int[::1] status_out):
     """Fit K datasets of a Python model in lock step.
@@ -1622,9 +1703,12 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
             state_init(s, method, maxiter, ftol, xtol, gtol, absolute_sigma,
                        &free_index[0] if n > 0 else NULL, &lower[0], &upper[0], has_bounds,
                        &cov_out[d, 0, 0], &stderr_out[d, 0])
-            s.data_exponent = data_scale_exponent(<int>m, &Y[d, 0], &W[d, 0])
+            s.est.kind = estimator
+            if estimator != COST_POISSON:     # counts are never rescaled
+                s.data_exponent = data_scale_exponent(<int>m, &Y[d, 0], &W[d, 0])
             if s.data_exponent != 0:
                 scale_weights(<int>m, &W[d, 0], s.data_exponent)
+            s.est.f_scale = ldexp(f_scale, -s.data_exponent)
             for j in range(P):
                 s.params[j] = p0[d, j]
             if nvalid < n or nvalid == 0:
@@ -1637,7 +1721,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
                 for a in range(rview.shape[0]):
                     s = &states[rview[a]]
                     rc = _residuals(s, &vals[a, 0], &Y[rview[a], 0], &W[rview[a], 0], s.values,
-                                    s.resid)
+                                    s.resid, s.rows)
                     state_begin(s, rc)
         while True:
             # 1. Jacobians where a step was accepted (or at the start).
@@ -1655,7 +1739,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
                             for k in range(n):
                                 j = free_index[k]
                                 for i in range(m):
-                                    s.jac[i + k * m] = W[rview[a], i] * jvals[a, j, i]
+                                    s.jac[i + k * m] = s.rows[i] * jvals[a, j, i]
                             state_jacobian_ready(s)   # while this J is in cache
                 else:
                     _fd_jacobians(evaluate, states, params, rows, m, n, free_index, upper,
@@ -1678,13 +1762,13 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
                 for a in range(na):
                     s = &states[rview[a]]
                     rc = _residuals(s, &vals[a, 0], &Y[rview[a], 0], &W[rview[a], 0],
-                                    s.values_trial, s.resid_trial)
+                                    s.values_trial, s.resid_trial, s.rows_trial)
                     state_assess(s, rc)
         for d in range(K):
             s = &states[d]
             for j in range(P):
                 params_out[d, j] = s.params[j]
-            chi2_out[d] = unscaled_chi2(s)
+            final_costs(s, &Y[d, 0], &W[d, 0], &cost_out[d], &chi2_out[d])
             dof_out[d] = s.n_valid - n
             nit_out[d] = s.nit
             nfev_out[d] = s.nfev
@@ -1741,7 +1825,7 @@ cdef void _fd_jacobians(object evaluate, FitState *states, object params, object
                     k = first + kk
                     r = kk * na + a
                     # a missing point's weight is 0 (its value may be anything finite or not)
-                    fd_column(<int>m, &W[rview[a], 0], &vals[r, 0], s.values, hview[r],
+                    fd_column(<int>m, s.rows, &vals[r, 0], s.values, hview[r],
                               s.jac + k * m)
                     for i in range(m):
                         if W[rview[a], i] == 0.0:
@@ -1777,16 +1861,11 @@ cdef object _gather(FitState *states, object rows, Py_ssize_t P, bint trial):
 
 
 cdef int _residuals(FitState *s, const double *vals, const double *y, const double *w,
-                    double *values, double *resid) noexcept nogil:
-    cdef int i
-    for i in range(s.m):
-        values[i] = vals[i]
-        if w[i] == 0.0:
-            resid[i] = 0.0
-        elif not isfinite(vals[i]):
-            return NON_FINITE
-        else:
-            resid[i] = w[i] * (y[i] - vals[i])
+                    double *values, double *resid, double *rows) noexcept nogil:
+    """Copy a model call's values into the state, then residuals_at (a missing point's value,
+    of weight 0, may be anything: its residual and row factor are 0)."""
+    memcpy(values, vals, <size_t>s.m * sizeof(double))
+    residuals_at(s, y, values, w, resid, rows)
     return SUCCESS
 
 

@@ -352,20 +352,25 @@ def _check_known(array, name):
 def _fit_block(Y, x, sigma, p0, *, model, options):
     from fastcalc.fitting import fit_batch as in_memory_fit_batch
     result = in_memory_fit_batch(_local(model), x, Y, p0, sigma=sigma, **options)
-    return _fields_of_block(result, _FIT_CORE)
+    fields = _fields_of_block(result, _FIT_CORE[:-2])
+    # what the fit minimised, per dataset (the same for all), for the derived statistics
+    fields["nfree"] = np.full(len(result), result.nfree, dtype=np.intc)
+    fields["estimator"] = np.full(len(result), result.estimator, dtype=object)
+    return fields
 
 
 def _derived_fit_field(block, name):
-    """redchi2, success or message of one chunk, derived exactly as BatchFitResult does."""
+    """redchi2, success, message, aic, bic or pvalue of one chunk, derived exactly as
+    BatchFitResult does."""
     from fastcalc.fitting import BatchFitResult
     return np.asarray(getattr(_batch_fit_result(BatchFitResult, block, (), None, "lm"), name))
 
 
 def _batch_fit_result(cls, values, param_names, residuals_of, method):
     """The in-memory BatchFitResult from the core fields (the arrays its constructor takes)."""
-    return cls(*(values[n] for n in _FIT_CORE if n not in ("input_error", "stderr")),
-               param_names, residuals_of, method, values["input_error"],
-               stderr=values["stderr"])
+    return cls(*(values[n] for n in _FIT_CORE[:7]), param_names, residuals_of, method,
+               values["input_error"], stderr=values["stderr"], cost=values["cost"],
+               estimator=values["estimator"][0], nfree=int(values["nfree"][0]))
 
 
 def _residuals_block(Y, x, sigma, p0, params, *, model, options):
@@ -406,7 +411,8 @@ def _param_names(model, p0):
 # The fields each chunk's fit returns (the BatchFitResult constructor's arrays), and those derived
 # from them, as (dtype, trailing shape) given the number of parameters P. The residuals (N, m)
 # are a separate lazy field, computed from params without refitting.
-_FIT_CORE = ("params", "cov", "chi2", "dof", "nit", "nfev", "status", "input_error", "stderr")
+_FIT_CORE = ("params", "cov", "chi2", "dof", "nit", "nfev", "status", "input_error", "stderr",
+             "cost", "nfree", "estimator")
 
 
 def _fit_core_specs(P):
@@ -414,19 +420,22 @@ def _fit_core_specs(P):
             "dof": (np.intc, ()), "nit": (np.intc, ()), "nfev": (np.intc, ()),
             "status": (np.intc, ()), "input_error": (object, ()),
             # the kernels' own: finite where its variance in cov is beyond the double range
-            "stderr": (np.float64, (P,))}
+            "stderr": (np.float64, (P,)), "cost": (np.float64, ()), "nfree": (np.intc, ()),
+            "estimator": (object, ())}
 
 
 def _fit_derived_specs(P):
-    return {"redchi2": (np.float64, ()), "success": (np.bool_, ()), "message": (object, ())}
+    return {"redchi2": (np.float64, ()), "success": (np.bool_, ()), "message": (object, ()),
+            "aic": (np.float64, ()), "bic": (np.float64, ()), "pvalue": (np.float64, ())}
 
 
 class DaskBatchFitResult(_LazyBatchResult):
     """Lazy result of :func:`fastcalc.dask.fit_batch`.
 
     Every field of a ``BatchFitResult`` is a Dask array over the datasets: ``params`` and
-    ``stderr`` ``(N, p)``, ``cov`` ``(N, p, p)``, ``chi2``, ``redchi2``, ``dof``, ``nit``,
-    ``nfev``, ``status``, ``success``, ``message`` ``(N,)`` and ``residuals`` ``(N, m)``;
+    ``stderr`` ``(N, p)``, ``cov`` ``(N, p, p)``, ``chi2``, ``redchi2``, ``cost``, ``aic``,
+    ``bic``, ``pvalue``, ``dof``, ``nit``, ``nfev``, ``status``, ``success``, ``message``,
+    ``nfree``, ``estimator`` ``(N,)`` and ``residuals`` ``(N, m)``;
     ``param_names`` and ``method`` are plain attributes. Computing any subset of fields runs
     each chunk's fit once. ``compute()`` returns the in-memory ``BatchFitResult``; ``persist()``
     keeps the fitted chunks in memory (or on the cluster) for repeated use.
@@ -543,7 +552,7 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
         ``None`` uses every core per chunk (for one single-threaded worker per machine).
     **kwargs
         Passed to :func:`fastcalc.fit_batch` (``absolute_sigma``, ``method``, ``bounds``,
-        ``fixed``, ``maxiter``, ``tol``, ``x_per_dataset``). For a Python model the layout of
+        ``fixed``, ``maxiter``, ``tol``, ``x_per_dataset``, ``cost``, ``loss``, ``f_scale``). For a Python model the layout of
         ``x`` (per dataset or shared) is decided once from the shapes of the whole ``x`` and
         ``Y``, as the in-memory routine would, and passed to every chunk. ``progress`` is not accepted: use Dask's progress
         bars (``dask.diagnostics.ProgressBar``, ``distributed.progress``).

@@ -4,6 +4,17 @@
 ``fit_batch`` minimise ``chi2 = sum(((y - model(x, *p)) / sigma) ** 2)`` for a built-in model
 (:mod:`fastcalc.models`), a compiled model callable or a Python callable.
 
+Estimators
+    ``cost="poisson"`` minimises the Poisson deviance instead (counts), and ``loss=`` applies a
+    robust loss to the squared weighted residuals, as ``scipy.optimize.least_squares``. Both run
+    in the same kernels as iteratively reweighted least squares (:mod:`fastcalc._estimator`:
+    residuals and Jacobian rows rescaled at each accepted point, the step accepted on the true
+    cost), so everything below holds for them with "chi2" read as "cost". ``result.chi2`` is
+    Pearson's chi-squared for every estimator; ``cost``, ``aic``, ``bic`` and ``pvalue`` are
+    reported too. A Poisson fit from a built-in model's guess whose mean is <= 0 where there
+    are counts (a guess made for least squares) first fits least squares with weights
+    ``1/sqrt(max(y, 1))``, then the likelihood from there.
+
 Algorithm (``method="lm"``)
     Levenberg-Marquardt with MINPACK's parameter scaling: ``D = diag(column norms of J)``, never
     decreasing, and the damped step ``min ||r - J dp||^2 + lam ||D dp||^2``, solved from the normal
@@ -69,6 +80,7 @@ Statuses (per dataset)
     dataset's own, such as x outside the model's domain; 5 a compiled model returned non-zero at the
     start or in its Jacobian. (A trial step where the model is not finite is simply rejected.)
 """
+import copy
 import inspect
 import warnings
 
@@ -77,6 +89,8 @@ from scipy import LowLevelCallable  # type: ignore[import-untyped]
 
 from . import _fitting
 from ._arrays import read_only, real_array
+from ._estimators import estimator, goodness_of_fit
+from ._inference import FittedModel, band, conf_interval, python_model_at, simulate
 from ._evaluate import real_values, resolve
 from ._parallel import n_threads_for
 from ._status import Status, message_of, messages_of
@@ -127,7 +141,18 @@ class FitResult:
         Covariance (scaled by ``redchi2`` unless ``absolute_sigma``; zero rows for fixed
         parameters; inf when singular).
     chi2, redchi2 : float
-        Chi-squared at the solution and ``chi2 / dof``.
+        Pearson's chi-squared at the solution (``sum(((y - f) / sigma)**2)``, or
+        ``sum((y - mu)**2 / mu)`` for ``cost="poisson"``) and ``chi2 / dof``.
+    cost : float
+        What the fit minimised, at the solution: ``chi2``; the Poisson deviance; or for a
+        robust loss ``sum(f_scale**2 rho(z / f_scale**2))``, ``z`` the squared weighted
+        residual (twice ``least_squares``' cost).
+    estimator : str
+        ``"chi2"``, ``"poisson"`` or the robust loss's name.
+    aic, bic, pvalue : float
+        ``cost + 2 k``, ``cost + k ln(n)`` (``k`` free parameters, ``n`` valid points) and the
+        chi-squared probability of a cost this large with ``dof`` degrees of freedom (NaN for
+        robust losses).
     dof : int
         Valid points minus free parameters.
     nit, nfev : int
@@ -140,7 +165,8 @@ class FitResult:
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, residuals, param_names,
-                 method="lm", input_error="", stderr=None):
+                 method="lm", input_error="", stderr=None, cost=None, estimator="chi2",
+                 nfree=None, fitted=None, row=0):
         self.params = np.asarray(params, dtype=np.float64)
         self.cov = np.asarray(cov, dtype=np.float64)
         if stderr is None:
@@ -150,6 +176,10 @@ class FitResult:
         self.chi2 = float(chi2)
         self.dof = int(dof)
         self.redchi2 = self.chi2 / self.dof if self.dof > 0 else float("nan")
+        self.cost = self.chi2 if cost is None else float(cost)
+        self.estimator = estimator
+        nfree = self.params.size if nfree is None else nfree
+        self.aic, self.bic, self.pvalue = goodness_of_fit(self.cost, self.dof, nfree, estimator)
         self.nit = int(nit)
         self.nfev = int(nfev)
         self.status = Status(int(status))
@@ -158,6 +188,115 @@ class FitResult:
         self.residuals = residuals
         self.param_names = tuple(param_names)
         self.method = method
+        self._fitted = fitted           # the model and noise of the fit (fit and fit_batch)
+        self._row = row                 # this fit's dataset in the fit's data
+
+    def band(self, x_new, cl=0.6827, kind="confidence", sigma=None):
+        """The model's confidence (or prediction) band at ``x_new``: ``(lower, upper)``.
+
+        The delta method: the model at ``x_new`` -+ ``z`` times ``sqrt(diag(J C J^T))``, ``J``
+        the model's Jacobian in the parameters (central differences, :func:`fastcalc.propagate`)
+        and ``z`` the normal quantile of ``cl`` (two-sided). ``kind="prediction"`` adds the
+        noise of a new data point: ``sigma`` at ``x_new`` if given, else the fit's sigma when it
+        was uniform (times ``sqrt(redchi2)`` unless ``absolute_sigma``), else (no sigma)
+        ``sqrt(redchi2)``; for ``cost="poisson"`` the model value (a count's variance).
+
+        Parameters
+        ----------
+        x_new : array_like
+            Points where the model is wanted, as the model takes them (``(m_new,)``, or
+            ``(2, m_new)`` for ``gaussian_2d``).
+        cl : float
+            Confidence level in (0, 1); 0.6827 is one standard deviation.
+        kind : {"confidence", "prediction"}
+        sigma : float or array_like (m_new,), optional
+            The noise at ``x_new`` (``kind="prediction"`` only).
+
+        Returns
+        -------
+        lower, upper : ndarray (m_new,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastcalc import fit
+        >>> x = np.linspace(0, 1, 11)
+        >>> r = fit(lambda x, a, b: a + b * x, x, 1 + 2 * x + 0.1 * np.cos(9 * x), p0=[0, 0])
+        >>> lower, upper = r.band([0.0, 0.5, 1.0])
+        >>> bool(np.all(lower < upper)), np.round(upper - lower, 4)
+        (True, array([0.0882, 0.0472, 0.0882]))
+        """
+        lower, upper = band(self._model(), self.params[None], self.cov[None],
+                            np.array([self.redchi2]), x_new, cl, kind, sigma)
+        return lower[0], upper[0]
+
+    def simulate(self, n, rng=None):
+        """``n`` toy datasets ``(n, m)`` drawn from the fitted model at the fit's x with the
+        fit's noise: Gaussian with its sigma (times ``sqrt(redchi2)`` unless
+        ``absolute_sigma``; without sigma, ``sqrt(redchi2)``), or Poisson for
+        ``cost="poisson"``. NaN where the data were missing. Refit them with one
+        :func:`fit_batch` call for a parametric bootstrap.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastcalc import fit, models
+        >>> x = np.linspace(0, 4, 30)
+        >>> r = fit(models.exponential, x, 3 * np.exp(-x / 1.5) + 0.5, sigma=0.01,
+        ...         absolute_sigma=True)
+        >>> r.simulate(1000, rng=1).shape
+        (1000, 30)
+        """
+        return simulate(self._model(), self.params[None], np.array([self.redchi2]), n, rng,
+                        np.array([self._row]))[0]
+
+    def conf_interval(self, cl=0.6827, params=None):
+        """Profile-likelihood confidence intervals (MINOS's), asymmetric where the model is
+        not linear.
+
+        The limit of a parameter is where the cost minimised over the other free parameters
+        (each trial value a refit) has risen by ``chi2.ppf(cl, 1)`` above its minimum (times
+        ``cost / dof`` when the covariance is scaled so: without ``absolute_sigma``, except for
+        ``cost="poisson"``), found by a safeguarded secant to ``1e-7`` of its standard error.
+
+        Parameters
+        ----------
+        cl : float
+            Confidence level in (0, 1); 0.6827: the one-standard-deviation interval.
+        params : sequence of str or int, optional
+            The parameters (names or indices; default: every free parameter).
+
+        Returns
+        -------
+        Intervals
+            ``limits`` ``(k, 2)`` (lower, upper; ``np.asarray`` gives it) and ``status``
+            ``(k, 2)``: 0 found; 1 not found within 60 refits; 4 the profile stays below
+            the level up to the parameter's bound; a refit's failure status otherwise (NaN
+            limit).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastcalc import fit, models
+        >>> x = np.linspace(0, 5, 40)
+        >>> y = models.exponential(x, 2.0, 1.5, 0.1) + 0.05 * np.sin(7 * x)
+        >>> r = fit(models.exponential, x, y, sigma=0.05, absolute_sigma=True)
+        >>> ci = r.conf_interval(params=["tau"])
+        >>> ci.status.tolist(), bool(ci.lower[0] < r.params[1] < ci.upper[0])
+        ([[0, 0]], True)
+        """
+        intervals = conf_interval(self._model(), self.params[None], self.cov[None],
+                                  self.cost, self.dof, np.array([self._row]), cl, params)
+        intervals.limits = intervals.limits[0]
+        intervals.lower, intervals.upper = intervals.limits[:, 0], intervals.limits[:, 1]
+        intervals.status = intervals.status[0]
+        return intervals
+
+    def _model(self):
+        if self._fitted is None:
+            raise TypeError("band and simulate need the result of fit or fit_batch (this one "
+                            "has no model)")
+        return self._fitted
 
     def __repr__(self):
         values = ", ".join(f"{n}={v:.6g}" for n, v in zip(self.param_names, self.params))
@@ -182,6 +321,8 @@ class FitResult:
             rel = abs(err / value) if value != 0 else float("inf")
             lines.append(f"{name:<{width}} {value:>14.8g} {err:>14.6g} {rel:>10.3g}")
         lines.append(f"chi2 = {self.chi2:.8g}, dof = {self.dof}, redchi2 = {self.redchi2:.6g}")
+        if self.estimator != "chi2":
+            lines.append(f"cost ({self.estimator}) = {self.cost:.8g}")
         lines.append(f"nit = {self.nit}, nfev = {self.nfev}, status = {int(self.status)} "
                      f"({self.message})")
         return "\n".join(lines)
@@ -199,8 +340,10 @@ class BatchFitResult:
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, param_names, residuals_of,
-                 method="lm", input_error=None, stderr=None):
+                 method="lm", input_error=None, stderr=None, cost=None, estimator="chi2",
+                 nfree=None, fitted=None):
         self.params = params
+        self._fitted = fitted
         self.cov = cov
         with np.errstate(invalid="ignore"):
             # the fits' own stderr is finite where its variance in cov overflows
@@ -209,6 +352,10 @@ class BatchFitResult:
             self.redchi2 = np.where(dof > 0, chi2 / np.where(dof > 0, dof, 1), np.nan)
         self.chi2 = chi2
         self.dof = dof
+        self.cost = chi2 if cost is None else cost
+        self.estimator = estimator
+        self.nfree = params.shape[1] if nfree is None else nfree
+        self.aic, self.bic, self.pvalue = goodness_of_fit(self.cost, dof, self.nfree, estimator)
         self.nit = nit
         self.nfev = nfev
         self.status = status
@@ -245,15 +392,37 @@ class BatchFitResult:
                      else self._residuals_of(self.params[i:i + 1], rows=np.array([i]))[0])
         return FitResult(self.params[i], self.cov[i], self.chi2[i], self.dof[i], self.nit[i],
                          self.nfev[i], self.status[i], residuals, self.param_names, self.method,
-                         self.input_error[i], stderr=self.stderr[i])
+                         self.input_error[i], stderr=self.stderr[i], cost=self.cost[i],
+                         estimator=self.estimator,
+                         nfree=self.nfree, fitted=self._fitted, row=i)
+
+    def band(self, x_new, cl=0.6827, kind="confidence", sigma=None):
+        """Every dataset's band at the same ``x_new``: ``(lower, upper)``, each ``(N, m_new)``
+        (:meth:`FitResult.band`); one model evaluation per parameter shift for all datasets
+        (no Python loop over them). A failed fit's band is NaN."""
+        return band(FitResult._model(self), self.params, self.cov, self.redchi2, x_new, cl,
+                    kind, sigma)
+
+    def conf_interval(self, cl=0.6827, params=None):
+        """Every dataset's profile-likelihood intervals (:meth:`FitResult.conf_interval`):
+        ``limits`` and ``status`` ``(N, k, 2)``. Each round of the search refits every dataset
+        still searching in one batch call per parameter (the fit kernels, all threads), so
+        this is not a Python loop over datasets."""
+        return conf_interval(FitResult._model(self), self.params, self.cov, self.cost,
+                             self.dof, np.arange(len(self)), cl, params)
+
+    def simulate(self, n, rng=None):
+        """``n`` toy datasets per fit, ``(N, n, m)`` (:meth:`FitResult.simulate`)."""
+        return simulate(FitResult._model(self), self.params, self.redchi2, n, rng,
+                        np.arange(len(self)))
 
     def __repr__(self):
         return (f"BatchFitResult({len(self)} datasets, {int(self.success.sum())} converged, "
                 f"params {self.param_names})")
 
     def to_dataframe(self):
-        """One row per dataset: parameters, ``stderr_<name>``, chi2, redchi2, dof, nit, nfev,
-        status, success (requires pandas).
+        """One row per dataset: parameters, ``stderr_<name>``, chi2, redchi2, cost, aic, bic,
+        pvalue, dof, nit, nfev, status, success (requires pandas).
 
         A parameter whose name is also one of the other columns (a model ``f(x, a, chi2)``,
         or parameters ``a`` and ``stderr_a``) gets the column ``param_<name>`` instead, so
@@ -262,7 +431,8 @@ class BatchFitResult:
             import pandas as pd  # type: ignore[import-untyped]
         except ImportError as exc:   # pragma: no cover - pandas is installed in CI
             raise ImportError("to_dataframe() requires pandas") from exc
-        statistics = dict(chi2=self.chi2, redchi2=self.redchi2, dof=self.dof, nit=self.nit,
+        statistics = dict(chi2=self.chi2, redchi2=self.redchi2, cost=self.cost, aic=self.aic,
+                          bic=self.bic, pvalue=self.pvalue, dof=self.dof, nit=self.nit,
                           nfev=self.nfev, status=self.status, success=self.success)
         others = set(statistics) | {f"stderr_{name}" for name in self.param_names}
         columns = {}
@@ -674,13 +844,14 @@ class _Problem:
     """Validated inputs of fit / fit_batch."""
 
     def __init__(self, model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac, batch,
-                 absolute_sigma, x_per_dataset=None):
+                 absolute_sigma, x_per_dataset=None, cost="chi2", loss="linear", f_scale=1.0):
         if not isinstance(method, str):
             raise TypeError(f"method must be 'lm' or 'gd', got {type(method).__name__}")
         if method not in _METHODS:
             raise ValueError(f"method must be 'lm' or 'gd', got {method!r}")
         self.method = method
         self.batch = batch
+        self.estimator = estimator(cost, loss, f_scale, sigma)
         self.absolute_sigma = bool(absolute_sigma)
         self.ftol, self.xtol, self.gtol = _tolerances(tol)
         # ----- model
@@ -744,6 +915,10 @@ class _Problem:
         self.bad_status = self.input_error = None
         self._bad_rows(np.isinf(Y).any(axis=1), "Y contains inf (use NaN for missing points)",
                        "y contains inf (use NaN for missing points)")
+        if self.estimator.name == "poisson":
+            with np.errstate(invalid="ignore"):
+                self._bad_rows((Y < 0).any(axis=1), "Y contains negative counts (cost='poisson')",
+                               "y contains negative counts (cost='poisson')")
         x = real_array(x, "x")
         self.x_shared = True
         if x_per_dataset is not None and x_per_dataset not in (True, False):
@@ -797,6 +972,10 @@ class _Problem:
                 tiny = (s < _SIGMA_TINY).any(axis=1) & (s < 2.0 ** (1023 - _SIGMA_SHIFT)).all(
                     axis=1)
             self.sigma_shift = np.where(tiny, _SIGMA_SHIFT, 0) if tiny.any() else None
+            if self.sigma_shift is not None and self.estimator.name != "chi2":
+                # the shift would change z = (r / f_scale)**2 of a robust loss
+                raise ValueError(f"sigma below 2**-1000 is not supported with loss="
+                                 f"{self.estimator.name!r}")
             if self.sigma_shift is not None:
                 s = np.ldexp(s, self.sigma_shift[:, None])
             self.sigma = np.ascontiguousarray(s)
@@ -949,11 +1128,12 @@ class _Problem:
         """chi2 (and the absolute-sigma covariance) of datasets fitted with sigma * 2**shift."""
         if self.sigma_shift is None:
             return
-        _, cov, stderr, chi, *_ = out
+        _, cov, stderr, cost, chi, *_ = out
         shift = np.broadcast_to(self.sigma_shift, (self.N,))
         rows = np.flatnonzero(shift)
         with np.errstate(over="ignore", under="ignore"):
             chi[rows] = np.ldexp(chi[rows], 2 * shift[rows])
+            cost[rows] = chi[rows]          # (chi2 only: robust losses refuse tiny sigma)
             if self.absolute_sigma:
                 cov[rows] = np.ldexp(cov[rows], -2 * shift[rows][:, None, None])
                 stderr[rows] = np.ldexp(stderr[rows], -shift[rows][:, None])
@@ -980,12 +1160,13 @@ class _Problem:
     def _mark_bad_rows(self, out):
         if self.bad_status is None:
             return
-        params, cov, stderr, chi, dof, nit, nfev, status = out
+        params, cov, stderr, cost, chi, dof, nit, nfev, status = out
         bad = self.bad_status != 0
         if bad.any():
             params[bad] = np.nan
             cov[bad] = np.nan
             stderr[bad] = np.nan
+            cost[bad] = np.nan
             chi[bad] = np.nan
             dof[bad] = 0
             nit[bad] = 0
@@ -994,11 +1175,10 @@ class _Problem:
 
     # ----- running
     def outputs(self):
-        """params, cov, stderr, chi2, dof, nit, nfev, status: what the kernels write."""
+        """params, cov, stderr, cost, chi2, dof, nit, nfev, status: what the kernels write."""
         N, P = self.N, self.nparams
-        return (np.empty((N, P)), np.empty((N, P, P)), np.empty((N, P)), np.empty(N),
-                np.empty(N, dtype=np.intc), np.empty(N, dtype=np.intc),
-                np.empty(N, dtype=np.intc), np.empty(N, dtype=np.intc))
+        return (np.empty((N, P)), np.empty((N, P, P)), np.empty((N, P)), np.empty(N), np.empty(N),
+                *(np.empty(N, dtype=np.intc) for _ in range(4)))
 
     def run(self, n_threads=None, progress=False):
         out = self.outputs()
@@ -1026,7 +1206,8 @@ class _Problem:
                     self.x, self.x_dim, self.Y, self.sigma, self.p0, self.use_guess,
                     self.lower, self.upper, self.has_bounds, self.free_index,
                     _METHODS[self.method], self.maxiter, self.ftol, self.xtol, self.gtol,
-                    self.absolute_sigma, start, stop, n_threads, *out)
+                    self.absolute_sigma, self.estimator.code, self.estimator.f_scale, start, stop,
+                    n_threads, *out)
 
         def group_done(start):
             if bar is not None:
@@ -1058,8 +1239,8 @@ class _Problem:
         _fitting.fit_python(evaluate, jacobian, np.ascontiguousarray(Yz), np.ascontiguousarray(W),
                             self.p0[start:stop], self.lower, self.upper, self.has_bounds,
                             self.free_index, _METHODS[self.method], self.maxiter, self.ftol,
-                            self.xtol, self.gtol, self.absolute_sigma, self.batch,
-                            *(o[start:stop] for o in out))
+                            self.xtol, self.gtol, self.absolute_sigma, self.estimator.code,
+                            self.estimator.f_scale, self.batch, *(o[start:stop] for o in out))
 
     def _python_callables(self, start):
         model, m, single = self.model, self.m, not self.batch
@@ -1119,6 +1300,70 @@ class _Problem:
                 return out
         return evaluate, jacobian
 
+    def fitted_model(self):
+        """The :class:`FittedModel` that results use for bands and toy datasets."""
+        def sigma(rows):
+            if self.sigma is None:
+                return None
+            shift = 0 if self.sigma_shift is None else self.sigma_shift[:, None]
+            s = np.ldexp(self.sigma, -np.asarray(shift))
+            return np.broadcast_to(s, (self.N, self.m))[rows]
+
+        def values(params, rows):
+            return self.Y[rows] - self.residuals_of(params, rows)
+
+        return FittedModel(self.model_at, values, sigma, self.estimator.name,
+                           self.absolute_sigma, self.refit, self.lower, self.upper,
+                           self.free_index, self.param_names)
+
+    def refit(self, rows, p0, k):
+        """``(params, cost, status, nfev)`` of datasets ``rows`` (repeats allowed) fitted again
+        from ``p0`` with parameter ``k`` held at its ``p0`` value (profile likelihood)."""
+        if self.kind == _KIND_PYTHON and not self.batch and len(rows) > 1:
+            # fit's Python model takes one parameter vector at a time (no broadcasting)
+            parts = [self.refit(rows[i:i + 1], p0[i:i + 1], k) for i in range(len(rows))]
+            return tuple(np.concatenate(part) for part in zip(*parts))
+        sub = copy.copy(self)
+        sub.N = len(rows)
+        sub.Y = self.Y[rows]
+        if not self.x_shared:
+            sub.x = self.x[rows]
+        if self.sigma is not None and self.sigma.shape[0] > 1:
+            sub.sigma = self.sigma[rows]
+        if self.sigma_shift is not None:
+            sub.sigma_shift = np.broadcast_to(self.sigma_shift, (self.N,))[rows]
+        sub.p0 = np.ascontiguousarray(p0, dtype=np.float64)
+        sub.use_guess = False
+        sub.fixed = self.fixed.copy()
+        sub.fixed[k] = True
+        sub.free_index = np.flatnonzero(~sub.fixed).astype(np.intc)
+        sub.bad_status = sub.input_error = None
+        params, _, _, cost, _, _, _, nfev, status = sub.run()
+        return params, cost, status, nfev
+
+    def model_at(self, x_new):
+        """``(function, vectorized)``: the model at ``x_new`` as a function of the parameters,
+        for :func:`fastcalc.propagate` (vectorized: ``(k, n)`` columns -> ``(m_new, n)``)."""
+        if self.kind == _KIND_PYTHON:
+            return python_model_at(self.model, x_new, self.nparams, self.batch)
+        x_new = real_array(x_new, "x_new")
+        xd = self.x_dim
+        if (xd == 1 and x_new.ndim > 1) or (xd > 1 and (x_new.ndim != 2 or x_new.shape[0] != xd)):
+            raise ValueError(f"x_new has shape {x_new.shape}, expected "
+                             + ("(m_new,)" if xd == 1 else f"({xd}, m_new)"))
+        if not np.isfinite(x_new).all():
+            raise ValueError("x_new contains NaN or inf")
+        row = np.ascontiguousarray(x_new, dtype=np.float64).reshape(1, -1)
+        m_new = x_new.shape[-1] if x_new.ndim else 1
+        model_id = getattr(self.model, "model_id", 0) if self.kind == _KIND_BUILTIN else 0
+        compiled = self.model if self.kind == _KIND_COMPILED else None
+
+        def at(P):
+            return _fitting.evaluate_model(self.kind, model_id, compiled, row, xd,
+                                           np.ascontiguousarray(P.T), m_new).T
+
+        return at, True
+
     def residuals_of(self, params, rows=None):
         """y - model(x, params) for datasets `rows` (all when None); NaN at missing points."""
         if rows is None:
@@ -1139,8 +1384,8 @@ class _Problem:
 
 
 def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", bounds=None,
-        fixed=None, maxiter=None, tol=None, jac=None):
-    """Fit ``model`` to one dataset by minimising chi-squared.
+        fixed=None, maxiter=None, tol=None, jac=None, cost="chi2", loss="linear", f_scale=1.0):
+    """Fit ``model`` to one dataset by minimising chi-squared (or a Poisson or robust cost).
 
     Parameters
     ----------
@@ -1178,6 +1423,23 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         Analytic Jacobian: ``jac(x, *params) -> (m, p)`` for a Python model, or a compiled callable
         with the model signature writing ``(npts, nparams)`` row-major for a compiled model.
         Default: forward differences (built-in models have analytic Jacobians).
+    cost : {"chi2", "poisson"}
+        ``"chi2"``: least squares (Gaussian noise of standard deviation ``sigma``).
+        ``"poisson"``: ``y`` are counts (non-negative; zero counts allowed; non-integer values
+        are accepted, as scaled counts are common) and the fit maximises the Poisson likelihood,
+        minimising the deviance ``2 sum(mu - y + y log(y / mu))`` (the Cash statistic up to a
+        constant; ``y log(y / mu) = 0`` for ``y = 0``), ``mu`` the model. ``sigma`` must not be
+        given; the covariance is the inverse Fisher information ``(J^T diag(1/mu) J)^-1``
+        (``absolute_sigma`` is implied). A model value ``mu <= 0`` where ``y > 0`` at the start
+        is status 3 (a trial step there is rejected).
+    loss : {"linear", "soft_l1", "huber", "cauchy", "arctan"}
+        Robust loss with ``cost="chi2"``, exactly as ``scipy.optimize.least_squares``: the fit
+        minimises ``sum(f_scale**2 rho(z / f_scale**2))`` with ``z`` the squared weighted
+        residual ``((y - f) / sigma)**2``. The covariance is ``least_squares``' (the inverse of
+        ``J^T J`` of the loss-scaled Jacobian, scaled by ``cost / dof`` unless
+        ``absolute_sigma``), as ``curve_fit`` gives with a loss.
+    f_scale : float
+        The soft margin between inlier and outlier residuals, in units of ``sigma``.
 
     Returns
     -------
@@ -1227,11 +1489,14 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     ([3.0, 1.5, 0.5], True)
     """
     problem = _Problem(model, x, y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
-                       batch=False, absolute_sigma=absolute_sigma)
-    params, cov, stderr, chi, dof, nit, nfev, status = problem.run(n_threads=1)
+                       batch=False, absolute_sigma=absolute_sigma, cost=cost, loss=loss,
+                       f_scale=f_scale)
+    params, cov, stderr, cost_value, chi, dof, nit, nfev, status = problem.run(n_threads=1)
     residuals = problem.residuals_of(params)[0]
     result = FitResult(params[0], cov[0], chi[0], dof[0], nit[0], nfev[0], status[0], residuals,
-                       problem.param_names, method, stderr=stderr[0])
+                       problem.param_names, method, stderr=stderr[0], cost=cost_value[0],
+                       estimator=problem.estimator.name, nfree=problem.free_index.size,
+                       fitted=problem.fitted_model())
     if not result.success:
         warnings.warn(f"fit did not converge: {result.message} (status {int(result.status)})",
                       RuntimeWarning, stacklevel=2)
@@ -1244,7 +1509,7 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
 
 def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method="lm",
               bounds=None, fixed=None, maxiter=None, tol=None, n_threads=None, progress=False,
-              jac=None, x_per_dataset=None):
+              jac=None, x_per_dataset=None, cost="chi2", loss="linear", f_scale=1.0):
     """Fit ``model`` to N datasets at once.
 
     Built-in and compiled models run in a ``nogil`` ``prange`` loop over datasets (results
@@ -1285,6 +1550,9 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         shared as a whole (False) — needed for a Python model with N = 2 and ``x`` of shape
         ``(2, m)`` (two datasets, or one x of two variables?). For built-in and compiled models
         the layout follows from the shape, and a contradicting value raises ``ValueError``.
+    cost, loss, f_scale : see :func:`fit`
+        A dataset with a negative count (``cost="poisson"``) gets status 3 and the reason in
+        ``input_error``, like other invalid inputs of its own.
 
     Returns
     -------
@@ -1327,8 +1595,11 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     [[2.0, 1.0], [-1.0, 3.0]]
     """
     problem = _Problem(model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
-                       batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset)
-    params, cov, stderr, chi, dof, nit, nfev, status = problem.run(n_threads=n_threads,
-                                                                   progress=progress)
+                       batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset,
+                       cost=cost, loss=loss, f_scale=f_scale)
+    params, cov, stderr, cost_value, chi, dof, nit, nfev, status = problem.run(
+        n_threads=n_threads, progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
-                          problem.residuals_of, method, problem.input_error, stderr=stderr)
+                          problem.residuals_of, method, problem.input_error, stderr=stderr,
+                          cost=cost_value, estimator=problem.estimator.name,
+                          nfree=problem.free_index.size, fitted=problem.fitted_model())

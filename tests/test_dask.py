@@ -23,8 +23,8 @@ from fastcalc.models import gaussian, line  # noqa: E402
 # send them by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-FIT_FIELDS = ("params", "stderr", "cov", "chi2", "redchi2", "dof", "nit", "nfev", "status", "input_error",
-              "success", "message", "residuals")
+FIT_FIELDS = ("params", "stderr", "cov", "chi2", "redchi2", "cost", "aic", "bic", "pvalue", "dof",
+              "nit", "nfev", "status", "input_error", "success", "message", "residuals")
 NEWTON_FIELDS = ("x", "root", "fun", "status", "converged", "success", "nit", "nfev", "message")
 
 
@@ -433,3 +433,19 @@ def test_fit_batch_one_dimensional_numpy_y_names_its_shape():
     # a 1-D NumPy Y was chunked by rows first: "Chunks do not add up to shape"
     with pytest.raises(ValueError, match=r"Y must be 2-D \(one dataset per row\), got shape"):
         fdask.fit_batch(line, np.arange(5.0), np.arange(5.0))
+
+
+@pytest.mark.parametrize("options", [dict(cost="poisson"), dict(loss="huber", f_scale=2.0)])
+def test_fit_batch_estimators_equal_in_memory(options):
+    """cost, loss and f_scale reach every chunk; cost, aic, bic, pvalue as in memory."""
+    rng = np.random.default_rng(4)
+    x = np.linspace(-3, 3, 32)
+    Y = rng.poisson(gaussian(x, 8.0, 0.2, 1.0, 1.0), size=(9, x.size)).astype(float)
+    lazy = fastcalc.dask.fit_batch(gaussian, x, da.from_array(Y, chunks=(4, -1)), **options)
+    result = lazy.compute(scheduler="synchronous")
+    expected = fastcalc.fit_batch(gaussian, x, Y, **options)
+    for name in ("params", "cov", "cost", "chi2", "aic", "bic", "pvalue", "status"):
+        np.testing.assert_array_equal(getattr(result, name), getattr(expected, name))
+        np.testing.assert_array_equal(getattr(lazy, name).compute(scheduler="synchronous"),
+                                      getattr(expected, name))
+    assert result.estimator == expected.estimator == options.get("loss", "poisson")

@@ -1229,7 +1229,7 @@ def test_to_dataframe_never_overwrites_a_parameter_column():
     assert_array_equal(df["param_stderr_a"], r.params[:, 1])
     assert_array_equal(df["stderr_a"], r.stderr[:, 0])
     assert_array_equal(df["stderr_stderr_a"], r.stderr[:, 1])
-    assert len(df.columns) == 2 * 2 + 7
+    assert len(df.columns) == 2 * 2 + 11      # + cost, aic, bic, pvalue
 
 
 @pytest.mark.parametrize("kind", ["builtin", "python"])
