@@ -549,7 +549,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
         ``(m,)`` shared or ``(N, m)`` per dataset.
     n_threads : int or None, default 1
         Threads used by each chunk's kernel. The default 1 lets Dask run one chunk per core;
-        ``None`` uses every core per chunk (for one single-threaded worker per machine).
+        ``None`` uses the worker's process-wide setting (:func:`fastcalc.get_num_threads`: every
+        core unless limited), for one single-threaded worker per machine.
     **kwargs
         Passed to :func:`fastcalc.fit_batch` (``absolute_sigma``, ``method``, ``bounds``,
         ``fixed``, ``maxiter``, ``tol``, ``x_per_dataset``, ``cost``, ``loss``, ``f_scale``). For a Python model the layout of

@@ -950,7 +950,8 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
         ``success``) instead of the gradient. The fixed stencils then also run at four
         smaller steps to estimate their truncation error (module documentation).
     n_threads : int, optional
-        Threads for compiled callables on large problems (results do not depend on it).
+        Threads for compiled callables on large problems (None: the process-wide setting,
+        :func:`fastcalc.get_num_threads`; results do not depend on it).
 
     Returns
     -------

@@ -1534,7 +1534,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     sigma : array_like (m,) or (N, m), optional
     absolute_sigma, method, bounds, fixed, maxiter, tol : see :func:`fit`
     n_threads : int, optional
-        Threads (default: all cores). With a Python model, threads run different groups of up
+        Threads (None or -1: the process-wide setting, :func:`fastcalc.get_num_threads`;
+        all cores unless limited). With a Python model, threads run different groups of up
         to 1280 datasets, calling the model concurrently; pass 1 for a model that is not
         thread-safe.
     progress : bool

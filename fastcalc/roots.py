@@ -111,7 +111,8 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     full_output : bool, optional
         Return an ``OptimizeResult`` instead of the root(s); a scalar solve then never raises.
     n_threads : int, optional
-        Threads (None or -1: all) for compiled functions, and for the chunks of a batch with
+        Threads (None or -1: the process-wide setting, :func:`fastcalc.get_num_threads`)
+        for compiled functions, and for the chunks of a batch with
         vectorized ``f`` and ``fprime``: those two are then called from several threads at once
         and must be thread-safe (pure NumPy functions are); pass 1 for functions that are not.
         Results do not depend on it.
@@ -517,7 +518,8 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     vectorized : bool, optional
         Whether a Python ``F`` (and ``jac``) takes all points at once, as above.
     n_threads : int, optional
-        Threads for compiled F (None or -1: all; validated for every kind of F). Results do
+        Threads for compiled F (None or -1: the process-wide setting,
+        :func:`fastcalc.get_num_threads`; validated for every kind of F). Results do
         not depend on it.
     per_system : bool or sequence of bool, optional
         Which of ``args`` are per-system (N systems only): one flag per argument, or one for
