@@ -30,15 +30,17 @@ SIZES = {
     "tiny": dict(repeats=1, derivative_points=1_000, gradient_n=20, python_n=6, hessian_n=10,
                  hessian_ndt_n=10, hessian_scipy_n=6, newton_n=2_000, systems_n=200,
                  systems_subset=20, fit_n=40, fit_subset=10, fit_points=32, g2d_n=40,
-                 nist_problems=2),
+                 nist_problems=2, interval_n=20, interval_subset=2),
     "quick": dict(repeats=3, derivative_points=100_000, gradient_n=100, python_n=10,
                   hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=20, newton_n=200_000,
                   systems_n=20_000, systems_subset=200, fit_n=10_000, fit_subset=200,
-                  fit_points=64, g2d_n=10_000, nist_problems=None),
+                  fit_points=64, g2d_n=10_000, nist_problems=None, interval_n=2_000,
+                  interval_subset=10),
     "full": dict(repeats=7, derivative_points=1_000_000, gradient_n=100, python_n=10,
                  hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=30, newton_n=1_000_000,
                  systems_n=100_000, systems_subset=1_000, fit_n=100_000, fit_subset=1_000,
-                 fit_points=64, g2d_n=100_000, nist_problems=None),
+                 fit_points=64, g2d_n=100_000, nist_problems=None, interval_n=10_000,
+                 interval_subset=20),
 }
 
 
@@ -520,6 +522,107 @@ def bench_nist(bench):
     bench.attempt(area, "NIST StRD", row)
 
 
+
+def _deviance(y, mu):
+    """The Poisson deviance of counts y (rows) at means mu (inf where a mean is <= 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = mu - y + np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0)
+    return np.where(np.all(mu > 0, axis=-1), 2.0 * np.sum(terms, axis=-1), np.inf)
+
+
+def _excess(cost_fc, cost_ref):
+    """Max relative excess of each solution's cost over the better of the two."""
+    best = np.fmin(cost_fc, cost_ref)
+
+    def excess(c):
+        return float(np.max(np.where(np.isfinite(c), (c - best) / best, np.inf)))
+    return excess(cost_fc), excess(cost_ref)
+
+
+def bench_inference(bench):
+    """The estimators and profile intervals against per-dataset SciPy loops."""
+    from scipy.optimize import brentq, least_squares, minimize
+    s = bench.sizes
+    area = "inference"
+    size, subset, points = s["fit_n"], s["fit_subset"], s["fit_points"]
+
+    def poisson():
+        from fastcalc import models
+        from fastcalc.fitting import fit_batch
+        p = wl.count_peak_problem(size, points=points)
+
+        def loop():
+            return np.array([minimize(lambda q: _deviance(p.Y[i], p.model(p.x, *q)), p.p0[i],
+                                      method="BFGS").x for i in range(subset)])
+        t_ref, p_ref = bench.time(loop)
+        t_fc, r = bench.time(lambda: fit_batch(models.gaussian, p.x, p.Y, cost="poisson"))
+        cost_ref = _deviance(p.Y[:subset], p.model(p.x, *p_ref.T[:, :, None]))
+        err_fc, err_ref = _excess(r.cost[:subset], cost_ref)
+        return BenchRow(area, "fit_batch gaussian counts, Poisson likelihood",
+                        f"N={size:,} x {points} pts", t_fc, "minimize(deviance, BFGS) loop",
+                        t_ref * size / subset, None, err_fc, err_ref,
+                        "max rel. deviance excess over the better fit",
+                        f"minimize timed on {subset:,} datasets and scaled; fastcalc status 0 "
+                        f"for {np.mean(r.status == 0):.1%}; {BUILTIN_STARTS}")
+
+    def huber():
+        from fastcalc import models
+        from fastcalc.fitting import fit_batch
+        p = wl.outlier_peak_problem(size, points=points)
+
+        def loop():
+            return np.array([least_squares(lambda q: (p.Y[i] - p.model(p.x, *q)) / p.sigma,
+                                           p.p0[i], loss="huber").x for i in range(subset)])
+        t_ref, p_ref = bench.time(loop)
+        t_fc, r = bench.time(lambda: fit_batch(models.gaussian, p.x, p.Y, sigma=p.sigma,
+                                               loss="huber"))
+        z = ((p.Y[:subset] - p.model(p.x, *p_ref.T[:, :, None])) / p.sigma) ** 2
+        cost_ref = np.sum(np.where(z <= 1, z, 2 * np.sqrt(z) - 1), axis=1)
+        err_fc, err_ref = _excess(r.cost[:subset], cost_ref)
+        return BenchRow(area, "fit_batch gaussian with 3% outliers, huber loss",
+                        f"N={size:,} x {points} pts", t_fc, "least_squares(loss='huber') loop",
+                        t_ref * size / subset, None, err_fc, err_ref,
+                        "max rel. cost excess over the better fit",
+                        f"least_squares timed on {subset:,} datasets and scaled; fastcalc status "
+                        f"0 for {np.mean(r.status == 0):.1%}; {BUILTIN_STARTS}")
+
+    def intervals():
+        from fastcalc import models
+        from fastcalc.fitting import fit, fit_batch
+        n, few = s["interval_n"], s["interval_subset"]
+        p = wl.peak_fit_problem("gaussian", n, points=points)
+        opts = dict(sigma=p.sigma, absolute_sigma=True)
+        fits = fit_batch(models.gaussian, p.x, p.Y, p0=p.p0, **opts)
+        t_fc, ci = bench.time(lambda: fits.conf_interval())
+
+        def loop():
+            out = np.empty((few, 4, 2))
+            for i in range(few):
+                best = fits[i]
+                for k in range(4):
+                    def rise(t, k=k):
+                        q = best.params.copy()
+                        q[k] = t
+                        refit = fit(models.gaussian, p.x, p.Y[i], p0=q, fixed=[k], **opts)
+                        return refit.chi2 - best.chi2 - 1.0
+                    for j, side in enumerate((-1.0, 1.0)):
+                        out[i, k, j] = brentq(rise, best.params[k],
+                                              best.params[k] + 3 * side * best.stderr[k],
+                                              xtol=1e-9 * best.stderr[k])
+            return out
+        t_ref, limits = bench.time(loop)
+        off = np.abs(ci.limits[:few] - limits) / fits.stderr[:few, :, None]
+        return BenchRow(area, "profile-likelihood intervals, gaussian fits (4 params x 2)",
+                        f"N={n:,} x {points} pts", t_fc, "brute-force profile loop (brentq)",
+                        t_ref * n / few, None, float(np.max(off)), 0.0,
+                        "max |limit - brute force| / stderr",
+                        f"brute force timed on {few} datasets and scaled; fastcalc limits found "
+                        f"for {np.mean(ci.status == 0):.1%}")
+
+    bench.attempt(area, "Poisson likelihood", poisson)
+    bench.attempt(area, "huber loss", huber)
+    bench.attempt(area, "profile intervals", intervals)
+
 AREAS = {
     "derivatives": bench_derivatives,
     "hessian": bench_hessian,
@@ -527,6 +630,7 @@ AREAS = {
     "systems": bench_systems,
     "fitting": bench_fitting,
     "gaussian_2d": bench_gaussian_2d,
+    "inference": bench_inference,
     "nist": bench_nist,
 }
 

@@ -244,6 +244,33 @@ def peak_fit_problem(model_name, size, points=64, noise=0.05, seed=SEED):
     return FitProblem(model_name, func, names, x, Y, params, sigma, p0)
 
 
+def count_peak_problem(size, points=64, seed=SEED):
+    """``size`` gaussian peaks as Poisson counts (10 to 30 counts at the top on a background of
+    1 to 3): the Poisson likelihood's workload. ``sigma`` is NaN (counts have none).
+
+    >>> p = count_peak_problem(3, points=16)
+    >>> bool((p.Y == np.round(p.Y)).all()), p.Y.shape
+    (True, (3, 16))
+    """
+    rng = np.random.default_rng(seed)
+    x = np.linspace(-5.0, 5.0, points)
+    params = np.column_stack([rng.uniform(10, 30, size), rng.uniform(-1, 1, size),
+                              rng.uniform(0.7, 1.5, size), rng.uniform(1, 3, size)])
+    Y = rng.poisson(_gaussian(x, *params.T[:, :, None])).astype(np.float64)
+    p0 = params * (1.0 + 0.1 * rng.uniform(-1.0, 1.0, params.shape))
+    return FitProblem("gaussian", _gaussian, ("A", "mu", "sigma", "c"), x, Y, params, np.nan, p0)
+
+
+def outlier_peak_problem(size, points=64, outliers=0.03, seed=SEED):
+    """:func:`peak_fit_problem` gaussians with a fraction ``outliers`` of their points off by
+    20 standard deviations: the robust losses' workload."""
+    problem = peak_fit_problem("gaussian", size, points=points, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    hit = rng.random(problem.Y.shape) < outliers
+    problem.Y[hit] += 20.0 * problem.sigma * rng.choice([-1.0, 1.0], hit.sum())
+    return problem
+
+
 def _gaussian_2d(xy, A, x0, y0, sigma, b):
     x, y = xy
     return A * np.exp(-0.5 * ((x - x0) ** 2 + (y - y0) ** 2) / sigma ** 2) + b
