@@ -8,7 +8,7 @@ the ratio table in one run:
     python benchmarks/bench_estimators.py
     python -m pytest benchmarks/bench_estimators.py --benchmark-disable     # smoke test
 """
-import time
+import timeit
 
 import numpy as np
 import pytest
@@ -87,12 +87,8 @@ def test_scipy_loop(benchmark, name):
 
 
 def _best(function, *args, repeat=3):
-    best = np.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function(*args)
-        best = min(best, time.perf_counter() - start)
-    return best
+    """The best of ``repeat`` timings of ``function(*args)``, in seconds."""
+    return min(timeit.repeat(lambda: function(*args), number=1, repeat=repeat))
 
 
 if __name__ == "__main__":

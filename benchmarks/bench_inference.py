@@ -8,7 +8,7 @@ refitted in under 0.1 s. Run as a script for the figures in one run:
     python benchmarks/bench_inference.py
     python -m pytest benchmarks/bench_inference.py --benchmark-disable     # smoke test
 """
-import time
+import timeit
 
 import numpy as np
 import pytest
@@ -89,12 +89,8 @@ def test_toys(benchmark):
 
 
 def _best(function, *args, repeat=3):
-    best = np.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function(*args)
-        best = min(best, time.perf_counter() - start)
-    return best
+    """The best of ``repeat`` timings of ``function(*args)``, in seconds."""
+    return min(timeit.repeat(lambda: function(*args), number=1, repeat=repeat))
 
 
 if __name__ == "__main__":

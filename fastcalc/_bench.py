@@ -546,45 +546,41 @@ def bench_inference(bench):
     area = "inference"
     size, subset, points = s["fit_n"], s["fit_subset"], s["fit_points"]
 
-    def poisson():
+    def estimator_row(label, problem, options, reference, reference_fit, cost_of, metric):
+        """fit_batch with ``options`` against ``reference_fit(i)`` per dataset, both scored by
+        ``cost_of(Y, model values)``."""
         from fastcalc import models
         from fastcalc.fitting import fit_batch
-        p = wl.count_peak_problem(size, points=points)
-
-        def loop():
-            return np.array([minimize(lambda q: _deviance(p.Y[i], p.model(p.x, *q)), p.p0[i],
-                                      method="BFGS").x for i in range(subset)])
-        t_ref, p_ref = bench.time(loop)
-        t_fc, r = bench.time(lambda: fit_batch(models.gaussian, p.x, p.Y, cost="poisson"))
-        cost_ref = _deviance(p.Y[:subset], p.model(p.x, *p_ref.T[:, :, None]))
-        err_fc, err_ref = _excess(r.cost[:subset], cost_ref)
-        return BenchRow(area, "fit_batch gaussian counts, Poisson likelihood",
-                        f"N={size:,} x {points} pts", t_fc, "minimize(deviance, BFGS) loop",
+        p = problem
+        t_ref, p_ref = bench.time(lambda: np.array([reference_fit(i) for i in range(subset)]))
+        t_fc, r = bench.time(lambda: fit_batch(models.gaussian, p.x, p.Y, **options))
+        err_fc, err_ref = _excess(r.cost[:subset],
+                                  cost_of(p.Y[:subset], p.model(p.x, *p_ref.T[:, :, None])))
+        return BenchRow(area, label, f"N={size:,} x {points} pts", t_fc, f"{reference} loop",
                         t_ref * size / subset, None, err_fc, err_ref,
-                        "max rel. deviance excess over the better fit",
-                        f"minimize timed on {subset:,} datasets and scaled; fastcalc status 0 "
+                        f"max rel. {metric} excess over the better fit",
+                        f"{reference} timed on {subset:,} datasets and scaled; fastcalc status 0 "
                         f"for {np.mean(r.status == 0):.1%}; {BUILTIN_STARTS}")
 
+    def poisson():
+        p = wl.count_peak_problem(size, points=points)
+        return estimator_row(
+            "fit_batch gaussian counts, Poisson likelihood", p, dict(cost="poisson"),
+            "minimize(deviance, BFGS)",
+            lambda i: minimize(lambda q: _deviance(p.Y[i], p.model(p.x, *q)), p.p0[i],
+                               method="BFGS").x, _deviance, "deviance")
+
     def huber():
-        from fastcalc import models
-        from fastcalc.fitting import fit_batch
         p = wl.outlier_peak_problem(size, points=points)
 
-        def loop():
-            return np.array([least_squares(lambda q: (p.Y[i] - p.model(p.x, *q)) / p.sigma,
-                                           p.p0[i], loss="huber").x for i in range(subset)])
-        t_ref, p_ref = bench.time(loop)
-        t_fc, r = bench.time(lambda: fit_batch(models.gaussian, p.x, p.Y, sigma=p.sigma,
-                                               loss="huber"))
-        z = ((p.Y[:subset] - p.model(p.x, *p_ref.T[:, :, None])) / p.sigma) ** 2
-        cost_ref = np.sum(np.where(z <= 1, z, 2 * np.sqrt(z) - 1), axis=1)
-        err_fc, err_ref = _excess(r.cost[:subset], cost_ref)
-        return BenchRow(area, "fit_batch gaussian with 3% outliers, huber loss",
-                        f"N={size:,} x {points} pts", t_fc, "least_squares(loss='huber') loop",
-                        t_ref * size / subset, None, err_fc, err_ref,
-                        "max rel. cost excess over the better fit",
-                        f"least_squares timed on {subset:,} datasets and scaled; fastcalc status "
-                        f"0 for {np.mean(r.status == 0):.1%}; {BUILTIN_STARTS}")
+        def huber_cost(Y, values):
+            z = ((Y - values) / p.sigma) ** 2
+            return np.sum(np.where(z <= 1, z, 2 * np.sqrt(z) - 1), axis=-1)
+        return estimator_row(
+            "fit_batch gaussian with 3% outliers, huber loss", p,
+            dict(sigma=p.sigma, loss="huber"), "least_squares(loss='huber')",
+            lambda i: least_squares(lambda q: (p.Y[i] - p.model(p.x, *q)) / p.sigma, p.p0[i],
+                                    loss="huber").x, huber_cost, "cost")
 
     def intervals():
         from fastcalc import models
