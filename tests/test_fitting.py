@@ -9,6 +9,7 @@ from scipy.optimize import curve_fit, least_squares
 from fastcalc import BatchFitResult, FitResult, Status, chi2, fit, fit_batch, linear_fit, models
 from fastcalc import polyfit
 from fastcalc import _fitting, fitting, nist
+from fastcalc.fitting import _dispatch
 from fastcalc._testfunctions import low_level
 
 # ---------------------------------------------------------------------------------------------
@@ -750,7 +751,7 @@ def test_python_model_groups_on_threads_are_bitwise_identical(rng, monkeypatch):
     """More than one group of datasets (at most 500 each here) runs on several threads; every field
     equals the single-thread run, with per-dataset x, sigma and a missing dataset in a later
     group."""
-    monkeypatch.setattr(fitting, "_PYTHON_CHUNK", 500)
+    monkeypatch.setattr(_dispatch, "PYTHON_CHUNK", 500)
     n = 1300
     x, Y, _ = gaussian_batch(rng, n, m=24)
     X = x + 0.01 * rng.uniform(size=(n, 24))
@@ -767,15 +768,15 @@ def test_python_model_groups_on_threads_are_bitwise_identical(rng, monkeypatch):
 
 @pytest.mark.parametrize("n", [0, 1, 2, 1279, 1280, 1281, 10_000, 100_000, 100_003])
 def test_python_model_groups_are_balanced_and_cover_every_dataset(n):
-    size = fitting._python_group_size(n)
+    size = _dispatch.python_group_size(n)
     groups = -(-n // size)
-    assert 1 <= size <= fitting._PYTHON_CHUNK
-    assert groups == 1 or groups % fitting._PYTHON_GROUPS_MULTIPLE == 0
+    assert 1 <= size <= _dispatch.PYTHON_CHUNK
+    assert groups == 1 or groups % _dispatch.PYTHON_GROUPS_MULTIPLE == 0
     assert size * (groups - 1) < n <= size * groups     # no empty group
 
 
 def test_python_model_exception_in_a_later_group_propagates_from_threads(rng, monkeypatch):
-    monkeypatch.setattr(fitting, "_PYTHON_CHUNK", 500)
+    monkeypatch.setattr(_dispatch, "PYTHON_CHUNK", 500)
     x, Y, _ = gaussian_batch(rng, 1200, m=16)
 
     def model(x, a, mu, s, c):

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import chdtrc
 
-from ._arrays import real_number
+from .._arrays import real_number
 
 __all__ = ["Estimator", "estimator", "goodness_of_fit"]
 
