@@ -1344,6 +1344,40 @@ def test_subnormal_sigma_fits_like_the_rescaled_problem(model):
     np.testing.assert_allclose(batch.cov[1], base.cov, rtol=1e-6)
 
 
+@pytest.mark.parametrize("loss", ["huber", "cauchy"])
+@pytest.mark.parametrize("model", [models.line, lambda x, a, b: a + b * x], ids=["builtin",
+                                                                                 "python"])
+def test_robust_loss_with_subnormal_sigma_fits_like_the_rescaled_problem(model, loss):
+    # robust losses refused sigma below 2**-1000 (its Python-side rescaling changed z / f_scale**2);
+    # the kernels' own weight scaling divides f_scale too: y * 2**-1000 with sigma 2**-1063
+    # (1/sigma overflows) is the problem y, sigma 2**-63, to rounding
+    from scipy.optimize import least_squares
+    x = np.arange(12.0)
+    y = 1.0 + 2.0 * x + 0.1 * np.cos(5 * x)
+    y[[3, 8]] += [3.0, -2.0]
+    # f_scale 2**60 sigmas = 0.125 in units of y
+    best = least_squares(lambda p: (y - model(x, *p)) / 0.125, [1.0, 1.0], loss=loss,
+                         xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    base = fit(model, x, y, p0=[1.0, 1.0], sigma=2.0 ** -63, loss=loss, f_scale=2.0 ** 60)
+    tiny = fit(model, x, np.ldexp(y, -1000), p0=np.ldexp([1.0, 1.0], -1000),
+               sigma=2.0 ** -1063, loss=loss, f_scale=2.0 ** 60)
+    assert base.status == 0 and tiny.status == 0
+    np.testing.assert_allclose(base.params, best.x, rtol=1e-7)
+    np.testing.assert_allclose(base.cost, np.ldexp(2 * best.cost, 120), rtol=1e-9)
+    # (finite differences of a Python model take steps of at least 1e-8-ish in absolute terms)
+    rtol = 1e-12 if model is models.line else 1e-6
+    np.testing.assert_allclose(np.ldexp(tiny.params, 1000), base.params, rtol=rtol)
+    np.testing.assert_allclose([tiny.cost, tiny.chi2], [base.cost, base.chi2], rtol=rtol)
+    batch = fit_batch(model, x, np.vstack([np.ldexp(y, -1000), y]),
+                      p0=[[2.0 ** -1000, 2.0 ** -1000], [1.0, 1.0]],
+                      sigma=np.vstack([np.full(12, 2.0 ** -1063), np.full(12, 2.0 ** -63)]),
+                      loss=loss, f_scale=2.0 ** 60)
+    np.testing.assert_array_equal(batch.status, [0, 0])
+    np.testing.assert_allclose(np.ldexp(batch.params[0], 1000), best.x, rtol=1e-6)
+    np.testing.assert_allclose(batch.params[1], best.x, rtol=1e-7)
+    np.testing.assert_allclose(batch.cost[0], batch.cost[1], rtol=rtol)
+
+
 def test_linear_fit_with_offsets_in_x_and_y_matches_exact_least_squares():
     # y was not centred: sum(w t) (zero to rounding) times the offset of y swamped the slope
     from fractions import Fraction

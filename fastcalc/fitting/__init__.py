@@ -78,7 +78,10 @@ Scale of the data
     they leave the double range (e.g. y ~ 1e200: chi2 ~ 1e400) they are inf or 0. ``stderr``
     is scaled back on its own (from the covariance of the Jacobian with its columns divided
     by powers of two), so it stays finite where only its variance is not: with built-in
-    models, ``y * 2**k`` gives ``stderr`` times ``2**k`` bitwise, as the parameters.
+    models, ``y * 2**k`` gives ``stderr`` times ``2**k`` bitwise, as the parameters. A sigma
+    so small that ``1/sigma`` overflows (below 2**-1000, down to the smallest subnormal) is
+    the same case: the kernels form that dataset's weights divided by a power of two, for
+    every estimator.
 Statuses (per dataset)
     0 converged; 1 iteration budget exhausted or stalled away from a minimum; 2 too few points,
     no initial guess possible or singular Jacobian at the solution (covariance inf); 3 non-finite

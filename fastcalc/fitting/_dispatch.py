@@ -86,11 +86,12 @@ def run_kernels(pb, n_threads=None, progress=False):
 def _run_python(pb, start, stop, out):
     Y = pb.Y[start:stop]
     valid = np.isfinite(Y)
+    # sigma at the valid points, 0 at the missing ones: the kernel forms the weights
     if pb.sigma is None:
         W = valid.astype(np.float64)
     else:
         sig = pb.sigma if pb.sigma.shape[0] == 1 else pb.sigma[start:stop]
-        W = np.where(valid, 1.0 / sig, 0.0)
+        W = np.where(valid, sig, 0.0)
     Yz = np.where(valid, Y, 0.0)
     evaluate, jacobian = python_callables(pb, start)
     _fitting.fit_python(evaluate, jacobian, np.ascontiguousarray(Yz), np.ascontiguousarray(W),

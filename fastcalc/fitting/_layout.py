@@ -11,13 +11,6 @@ from ._validate import mismatch
 __all__ = ["check_data", "check_domain", "data_rows", "initial_values", "python_x_per_dataset", "sigma_rows",
            "x_rows"]
 
-# A sigma below 2**-1000 would give a weight 1/sigma beyond the double range (subnormal sigma):
-# its dataset's sigma is multiplied by 2**SIGMA_SHIFT, which the kernels see as data of unusual
-# scale; chi2 and the covariance are corrected back afterwards (Problem.unshift_sigma).
-SIGMA_TINY = 2.0 ** -1000
-SIGMA_SHIFT = 128
-
-
 def data_rows(Y, batch):
     """Y as (N, m) rows."""
     Y = real_array(Y, "Y" if batch else "y")
@@ -101,11 +94,10 @@ def x_rows(spec, x, N, m, batch, x_per_dataset, bad):
     return x, x_dim, x_shared
 
 
-def sigma_rows(sigma, N, m, batch, estimator_name, bad):
-    """``(sigma, shift)``: sigma as (1, m) or (N, m) rows (None if not given), and the
-    per-dataset power of two it was multiplied by (None if none was)."""
+def sigma_rows(sigma, N, m, batch, bad):
+    """sigma as (1, m) or (N, m) rows (None if not given)."""
     if sigma is None:
-        return None, None
+        return None
     s = real_array(sigma, "sigma")
     if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
         raise ValueError(mismatch("sigma", s.shape, (m,), N, batch, scalar=True))
@@ -118,15 +110,8 @@ def sigma_rows(sigma, N, m, batch, estimator_name, bad):
     if shared and invalid[0]:
         raise ValueError("sigma must be finite and > 0")
     bad.add(invalid, "sigma must be finite and > 0")
-    with np.errstate(invalid="ignore"):
-        tiny = (s < SIGMA_TINY).any(axis=1) & (s < 2.0 ** (1023 - SIGMA_SHIFT)).all(axis=1)
-    shift = np.where(tiny, SIGMA_SHIFT, 0) if tiny.any() else None
-    if shift is not None and estimator_name != "chi2":
-        # the shift would change z = (r / f_scale)**2 of a robust loss
-        raise ValueError(f"sigma below 2**-1000 is not supported with loss={estimator_name!r}")
-    if shift is not None:
-        s = np.ldexp(s, shift[:, None])
-    return np.ascontiguousarray(s), shift
+    # (a sigma so small that 1/sigma overflows is the kernels' concern: weights_from_sigma)
+    return np.ascontiguousarray(s)
 
 
 def initial_values(p0, spec, N, batch, lower, upper, has_bounds, bad):

@@ -33,7 +33,7 @@ class Problem:
         self.bad = bad = BadRows(N, batch)
         check_data(Y, self.estimator.name, bad)
         self.x, spec.x_dim, self.x_shared = x_rows(spec, x, N, m, batch, x_per_dataset, bad)
-        self.sigma, self.sigma_shift = sigma_rows(sigma, N, m, batch, self.estimator.name, bad)
+        self.sigma = sigma_rows(sigma, N, m, batch, bad)
         self.fixed = fixed_mask(fixed, spec.param_names)
         self.free_index = np.flatnonzero(~self.fixed).astype(np.intc)
         nfree = self.free_index.size
@@ -78,24 +78,9 @@ class Problem:
         self.p0[bad] = np.nan if self.use_guess else np.where(
             np.isfinite(self.lower), self.lower, np.where(np.isfinite(self.upper), self.upper, 0.0))
 
-    def _unshift_sigma(self, out):
-        """chi2 (and the absolute-sigma covariance) of datasets fitted with sigma * 2**shift."""
-        if self.sigma_shift is None:
-            return
-        _, cov, stderr, cost, chi, *_ = out
-        shift = np.broadcast_to(self.sigma_shift, (self.N,))
-        rows = np.flatnonzero(shift)
-        with np.errstate(over="ignore", under="ignore"):
-            chi[rows] = np.ldexp(chi[rows], 2 * shift[rows])
-            cost[rows] = chi[rows]          # (chi2 only: robust losses refuse tiny sigma)
-            if self.absolute_sigma:
-                cov[rows] = np.ldexp(cov[rows], -2 * shift[rows][:, None, None])
-                stderr[rows] = np.ldexp(stderr[rows], -shift[rows][:, None])
-
     def run(self, n_threads=None, progress=False):
         """params, cov, stderr, cost, chi2, dof, nit, nfev, status of every dataset."""
         out = _dispatch.run_kernels(self, n_threads, progress)
-        self._unshift_sigma(out)
         self.bad.add_too_few_points(out, self.free_index.size)
         self.bad.overwrite(out)
         return out
@@ -105,9 +90,7 @@ class Problem:
         def sigma(rows):
             if self.sigma is None:
                 return None
-            shift = 0 if self.sigma_shift is None else self.sigma_shift[:, None]
-            s = np.ldexp(self.sigma, -np.asarray(shift))
-            return np.broadcast_to(s, (self.N, self.m))[rows]
+            return np.broadcast_to(self.sigma, (self.N, self.m))[rows]
 
         def values(params, rows):
             return self.Y[rows] - self.residuals_of(params, rows)
@@ -130,8 +113,6 @@ class Problem:
             sub.x = self.x[rows]
         if self.sigma is not None and self.sigma.shape[0] > 1:
             sub.sigma = self.sigma[rows]
-        if self.sigma_shift is not None:
-            sub.sigma_shift = np.broadcast_to(self.sigma_shift, (self.N,))[rows]
         sub.p0 = np.ascontiguousarray(p0, dtype=np.float64)
         sub.use_guess = False
         sub.fixed = self.fixed.copy()
