@@ -8,8 +8,8 @@ from scipy.optimize import curve_fit, least_squares
 
 from fastcalc import BatchFitResult, FitResult, Status, chi2, fit, fit_batch, linear_fit, models
 from fastcalc import polyfit
-from fastcalc import _fitting, fitting, nist
-from fastcalc.fitting import _dispatch
+from fastcalc import fitting, nist
+from fastcalc.fitting import _dispatch, _kernel
 from fastcalc._testfunctions import low_level
 
 # ---------------------------------------------------------------------------------------------
@@ -827,7 +827,7 @@ def test_householder_least_squares_matches_lapack(rng):
     for rows, cols in [(5, 5), (64, 4), (12, 7), (3, 1)]:
         A = rng.normal(size=(rows, cols)) * np.logspace(0, 6, cols)
         b = rng.normal(size=rows)
-        assert_allclose(_fitting._householder_lstsq(A, b), np.linalg.lstsq(A, b, rcond=None)[0],
+        assert_allclose(_kernel._householder_lstsq(A, b), np.linalg.lstsq(A, b, rcond=None)[0],
                         rtol=1e-9)
 
 
@@ -837,17 +837,17 @@ def test_householder_least_squares_at_extreme_scales(rng, scale):
     A = rng.normal(size=(9, 3))
     b = rng.normal(size=9)
     expected = np.linalg.lstsq(A, b, rcond=None)[0] / scale
-    assert_allclose(_fitting._householder_lstsq(A * scale, b), expected, rtol=1e-12)
+    assert_allclose(_kernel._householder_lstsq(A * scale, b), expected, rtol=1e-12)
 
 
 def test_cholesky_matches_lapack_and_rejects_ill_conditioned(rng):
     A = rng.normal(size=(20, 5))
     M = A.T @ A
     b = rng.normal(size=5)
-    assert_allclose(_fitting._cholesky_solve(M, b), np.linalg.solve(M, b), rtol=1e-10)
+    assert_allclose(_kernel._cholesky_solve(M, b), np.linalg.solve(M, b), rtol=1e-10)
     B = A.copy()
     B[:, 4] = B[:, 3] * (1 + 1e-9)
-    assert _fitting._cholesky_solve(B.T @ B, b) is None
+    assert _kernel._cholesky_solve(B.T @ B, b) is None
 
 
 @pytest.mark.parametrize("scale", [1e120, 1e-120, 1e200, 1e-200])

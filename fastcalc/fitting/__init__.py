@@ -4,7 +4,7 @@ The subpackage: ``_fit`` (fit, fit_batch), ``_linear`` (chi2, linear_fit, polyfi
 (the validated inputs), built from ``_model_spec`` (model kind, names, jac), ``_validate``
 (argument checks, per-dataset statuses) and ``_layout`` (data rows, x, sigma, p0); ``_dispatch``
 (groups, threads, kernel calls); ``_estimators``, ``_results``, ``_inference``, ``_intervals``.
-The kernels are :mod:`fastcalc._fitting`.
+The kernels are ``_kernel`` (Cython; ``_estimator.pxd``: the estimator switch inside it).
 
 ``chi2``, ``linear_fit`` and ``polyfit`` are closed-form / linear least squares. ``fit`` and
 ``fit_batch`` minimise ``chi2 = sum(((y - model(x, *p)) / sigma) ** 2)`` for a built-in model
@@ -13,7 +13,7 @@ The kernels are :mod:`fastcalc._fitting`.
 Estimators
     ``cost="poisson"`` minimises the Poisson deviance instead (counts), and ``loss=`` applies a
     robust loss to the squared weighted residuals, as ``scipy.optimize.least_squares``. Both run
-    in the same kernels as iteratively reweighted least squares (:mod:`fastcalc._estimator`:
+    in the same kernels as iteratively reweighted least squares (``fastcalc.fitting._estimator``:
     residuals and Jacobian rows rescaled at each accepted point, the step accepted on the true
     cost), so everything below holds for them with "chi2" read as "cost". ``result.chi2`` is
     Pearson's chi-squared for every estimator; ``cost``, ``aic``, ``bic`` and ``pvalue`` are

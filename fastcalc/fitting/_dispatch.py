@@ -4,11 +4,11 @@ import warnings
 
 import numpy as np
 
-from .. import _fitting
 from .._arrays import read_only, real_array
 from .._evaluate import real_values
 from .._parallel import n_threads_for
 from .._threads import run_on_threads
+from . import _kernel
 from ._inference import python_model_at
 from ._model_spec import KIND_PYTHON
 
@@ -60,7 +60,7 @@ def run_kernels(pb, n_threads=None, progress=False):
         if python:
             _run_python(pb, start, stop, out)
         else:
-            _fitting.fit_compiled(
+            _kernel.fit_compiled(
                 spec.kind, spec.model_id, spec.compiled, spec.jac_fn,
                 pb.x, spec.x_dim, pb.Y, pb.sigma, pb.p0, pb.use_guess,
                 pb.lower, pb.upper, pb.has_bounds, pb.free_index,
@@ -94,7 +94,7 @@ def _run_python(pb, start, stop, out):
         W = np.where(valid, sig, 0.0)
     Yz = np.where(valid, Y, 0.0)
     evaluate, jacobian = python_callables(pb, start)
-    _fitting.fit_python(evaluate, jacobian, np.ascontiguousarray(Yz), np.ascontiguousarray(W),
+    _kernel.fit_python(evaluate, jacobian, np.ascontiguousarray(Yz), np.ascontiguousarray(W),
                         pb.p0[start:stop], pb.lower, pb.upper, pb.has_bounds,
                         pb.free_index, pb.method_code, pb.maxiter, pb.ftol,
                         pb.xtol, pb.gtol, pb.absolute_sigma, pb.estimator.code,
@@ -170,7 +170,7 @@ def model_values(pb, params, rows):
         evaluate = python_callables(pb, 0)[0]
         return evaluate(np.ascontiguousarray(params, dtype=float), np.asarray(rows))
     x = pb.x if pb.x_shared else pb.x[rows]
-    return _fitting.evaluate_model(spec.kind, spec.model_id, spec.compiled,
+    return _kernel.evaluate_model(spec.kind, spec.model_id, spec.compiled,
                                    np.ascontiguousarray(x), spec.x_dim,
                                    np.ascontiguousarray(params, dtype=float), pb.m)
 
@@ -192,7 +192,7 @@ def model_at(pb, x_new):
     m_new = x_new.shape[-1] if x_new.ndim else 1
 
     def at(P):
-        return _fitting.evaluate_model(spec.kind, spec.model_id, spec.compiled, row, xd,
+        return _kernel.evaluate_model(spec.kind, spec.model_id, spec.compiled, row, xd,
                                        np.ascontiguousarray(P.T), m_new).T
 
     return at, True

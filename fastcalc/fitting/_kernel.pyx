@@ -14,7 +14,7 @@ the algebra:
 Notation: weighted residuals ``r = w (y - f(p))`` with ``w = 1/sigma`` (0 for a missing point), and
 ``J = w df/dp`` (columns of the free parameters only, column-major). That is least squares; other
 estimators (Poisson, robust losses) give their own ``r`` and row factors in place of ``w``
-(``fastcalc._estimator``), and "chi2" below is then their cost (``FitState.cost``). The Levenberg-Marquardt step
+(``fastcalc.fitting._estimator``), and "chi2" below is then their cost (``FitState.cost``). The Levenberg-Marquardt step
 solves ``min ||r - J dp||^2 + lam ||D dp||^2`` with MINPACK's scaling ``D`` (column norms of ``J``,
 never decreasing). It is solved from the normal equations by Cholesky when that is accurate (every
 pivot keeps at least 1e-8 of its diagonal) and otherwise by Householder QR of ``J`` followed by QR
@@ -41,8 +41,8 @@ from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from time import perf_counter
 
-from fastcalc._estimator cimport (Estimator, point_cost, pearson_term, COST_CHI2,
-                                  COST_POISSON)
+from fastcalc.fitting._estimator cimport (Estimator, point_cost, pearson_term, COST_CHI2,
+                                          COST_POISSON)
 from fastcalc._evaluate cimport UserFunction, model_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
 from fastcalc._parallel cimport resolve_threads
@@ -129,7 +129,7 @@ cdef struct FitState:
     double cost_restart # cost at the last fresh start
     int rejections      # consecutive rejected steps
     int data_exponent   # the weights were divided by 2**data_exponent (data_scale_exponent)
-    Estimator est       # what is minimised (fastcalc._estimator)
+    Estimator est       # what is minimised (fastcalc.fitting._estimator)
     double cost         # the estimator's cost at params (chi2 for least squares)
     double cost_trial
     double cost_eval    # the cost at the point evaluated last (set by residuals_at)
@@ -1596,7 +1596,7 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
 
     x is (1 or N, x_dim*m) (shared or per dataset), Y (N, m) with NaN for missing points, sigma
     None or (1 or N, m), p0 (N, nparams) (ignored for free parameters when use_guess);
-    ``estimator`` and ``f_scale`` say what is minimised (fastcalc._estimator).
+    ``estimator`` and ``f_scale`` say what is minimised (fastcalc.fitting._estimator).
     """
     cdef BatchInput inp
     cdef ModelKernel kernel
