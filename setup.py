@@ -1,8 +1,9 @@
 """Build fastcalc's Cython kernels.
 
-Every ``fastcalc/*.pyx`` is compiled with one set of directives. OpenMP is probed, not assumed:
-without it the ``prange`` loops run on one thread. ``FASTCALC_DEBUG=1`` turns on bounds checking
-and writes ``cython -a`` annotation HTML next to each source.
+Every ``fastcalc/**/*.pyx`` is compiled, as the module of its dotted path (``fastcalc/fitting/
+_kernel.pyx``: ``fastcalc.fitting._kernel``), with one set of directives. OpenMP is probed, not
+assumed: without it the ``prange`` loops run on one thread. ``FASTCALC_DEBUG=1`` turns on bounds
+checking and writes ``cython -a`` annotation HTML next to each source.
 """
 import os
 import sys
@@ -47,13 +48,13 @@ class BuildExtWithOpenMP(build_ext):
 
 extensions = [
     Extension(
-        f"fastcalc.{Path(path).stem}",
+        ".".join(Path(path).with_suffix("").parts),
         [path],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION")],
         extra_compile_args=["-O3"] if not DEBUG else ["-O0", "-g"],
     )
-    for path in sorted(glob("fastcalc/*.pyx"))
+    for path in sorted(glob("fastcalc/**/*.pyx", recursive=True))
 ]
 
 setup(

@@ -1,4 +1,4 @@
-# Built-in fit models: the C interface shared by _models.pyx (implementations) and _fitting.pyx
+# Built-in fit models: the C interface shared by _models.pyx (implementations) and fitting/_kernel.pyx
 # (the Levenberg-Marquardt / gradient-descent kernels that call them without the GIL).
 
 # Model values, and (when jac != NULL) the analytic Jacobian d model / d params.

@@ -339,9 +339,9 @@ def _batch_input(value, name, shared_ndim, rows, letters, per_dataset=None):
 
 
 def _is_python_model(model):
-    from fastcalc.fitting import _is_builtin
+    from fastcalc.fitting import is_builtin
     return (callable(model) and not isinstance(model, compiled)
-            and not _is_compiled_object(model) and not _is_builtin(model))
+            and not _is_compiled_object(model) and not is_builtin(model))
 
 
 def _check_known(array, name):
@@ -376,13 +376,8 @@ def _batch_fit_result(cls, values, param_names, residuals_of, method):
 def _residuals_block(Y, x, sigma, p0, params, *, model, options):
     # y - model(x, params) exactly as the in-memory BatchFitResult computes it, from the fitted
     # params: no refit
-    from fastcalc.fitting import _Problem
-    problem = _Problem(_local(model), x, Y, p0, sigma, options.get("bounds"),
-                       options.get("fixed"), options.get("method", "lm"),
-                       options.get("maxiter"), options.get("tol"), None, batch=True,
-                       absolute_sigma=options.get("absolute_sigma", False),
-                       x_per_dataset=options.get("x_per_dataset"))
-    return problem.residuals_of(params)
+    from fastcalc.fitting import batch_residuals
+    return batch_residuals(_local(model), x, Y, p0, params, sigma=sigma, **options)
 
 
 def _residuals_array(params, inputs, model, options):
@@ -395,17 +390,12 @@ def _residuals_array(params, inputs, model, options):
 
 def _param_names(model, p0):
     """Names of the fit parameters, known before anything runs (they fix the result shapes)."""
-    from fastcalc.fitting import _is_builtin, _python_param_names
-    if _is_builtin(model):
-        return tuple(model.param_names)
+    from fastcalc.fitting import param_names
     if isinstance(model, compiled) or _is_compiled_object(model):
         if p0 is None:
             raise ValueError("p0 is required for a compiled model")
         return tuple(f"p{k}" for k in range(np.shape(p0)[-1] if np.ndim(p0) else 1))
-    if callable(model):
-        return _python_param_names(model, p0)
-    raise TypeError(f"model must be a fastcalc.models model, a compiled model callable or a "
-                    f"Python callable, got {type(model).__name__}")
+    return param_names(model, p0)
 
 
 # The fields each chunk's fit returns (the BatchFitResult constructor's arrays), and those derived
@@ -610,8 +600,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
     if _is_python_model(model):
         # decided once from the whole Y, never per chunk (whose row count would change the
         # in-memory auto-detection), and passed to every chunk's fit and residuals
-        from fastcalc.fitting import _python_x_per_dataset
-        x_per_dataset = _python_x_per_dataset(np.shape(x), Y.shape[0], Y.shape[1], True,
+        from fastcalc.fitting import python_x_per_dataset
+        x_per_dataset = python_x_per_dataset(np.shape(x), Y.shape[0], Y.shape[1], True,
                                               x_per_dataset)
         kwargs = dict(kwargs, x_per_dataset=x_per_dataset)
     inputs += _batch_input(x, "x", 1 if getattr(model, "x_dim", 1) == 1 else 2, rows, letters,

@@ -13,12 +13,15 @@ import pytest
 import fastcalc
 
 PACKAGE = Path(fastcalc.__file__).parent
-COMPILED = sorted(p.stem for p in PACKAGE.glob("*.pyx"))
+# dotted names below fastcalc ("_roots", "fitting._kernel"), subpackages included
+COMPILED = sorted(".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+                  for p in PACKAGE.rglob("*.pyx"))
 
 
 def test_every_compiled_module_has_a_stub():
     assert COMPILED, "no Cython sources found next to the package"
-    missing = [name for name in COMPILED if not (PACKAGE / f"{name}.pyi").exists()]
+    missing = [name for name in COMPILED
+               if not (PACKAGE / name.replace(".", "/")).with_suffix(".pyi").exists()]
     assert not missing
     assert (PACKAGE / "py.typed").exists()
 

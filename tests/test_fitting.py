@@ -8,7 +8,8 @@ from scipy.optimize import curve_fit, least_squares
 
 from fastcalc import BatchFitResult, FitResult, Status, chi2, fit, fit_batch, linear_fit, models
 from fastcalc import polyfit
-from fastcalc import _fitting, fitting, nist
+from fastcalc import fitting, nist
+from fastcalc.fitting import _dispatch, _kernel
 from fastcalc._testfunctions import low_level
 
 # ---------------------------------------------------------------------------------------------
@@ -750,7 +751,7 @@ def test_python_model_groups_on_threads_are_bitwise_identical(rng, monkeypatch):
     """More than one group of datasets (at most 500 each here) runs on several threads; every field
     equals the single-thread run, with per-dataset x, sigma and a missing dataset in a later
     group."""
-    monkeypatch.setattr(fitting, "_PYTHON_CHUNK", 500)
+    monkeypatch.setattr(_dispatch, "PYTHON_CHUNK", 500)
     n = 1300
     x, Y, _ = gaussian_batch(rng, n, m=24)
     X = x + 0.01 * rng.uniform(size=(n, 24))
@@ -767,15 +768,15 @@ def test_python_model_groups_on_threads_are_bitwise_identical(rng, monkeypatch):
 
 @pytest.mark.parametrize("n", [0, 1, 2, 1279, 1280, 1281, 10_000, 100_000, 100_003])
 def test_python_model_groups_are_balanced_and_cover_every_dataset(n):
-    size = fitting._python_group_size(n)
+    size = _dispatch.python_group_size(n)
     groups = -(-n // size)
-    assert 1 <= size <= fitting._PYTHON_CHUNK
-    assert groups == 1 or groups % fitting._PYTHON_GROUPS_MULTIPLE == 0
+    assert 1 <= size <= _dispatch.PYTHON_CHUNK
+    assert groups == 1 or groups % _dispatch.PYTHON_GROUPS_MULTIPLE == 0
     assert size * (groups - 1) < n <= size * groups     # no empty group
 
 
 def test_python_model_exception_in_a_later_group_propagates_from_threads(rng, monkeypatch):
-    monkeypatch.setattr(fitting, "_PYTHON_CHUNK", 500)
+    monkeypatch.setattr(_dispatch, "PYTHON_CHUNK", 500)
     x, Y, _ = gaussian_batch(rng, 1200, m=16)
 
     def model(x, a, mu, s, c):
@@ -826,7 +827,7 @@ def test_householder_least_squares_matches_lapack(rng):
     for rows, cols in [(5, 5), (64, 4), (12, 7), (3, 1)]:
         A = rng.normal(size=(rows, cols)) * np.logspace(0, 6, cols)
         b = rng.normal(size=rows)
-        assert_allclose(_fitting._householder_lstsq(A, b), np.linalg.lstsq(A, b, rcond=None)[0],
+        assert_allclose(_kernel._householder_lstsq(A, b), np.linalg.lstsq(A, b, rcond=None)[0],
                         rtol=1e-9)
 
 
@@ -836,17 +837,17 @@ def test_householder_least_squares_at_extreme_scales(rng, scale):
     A = rng.normal(size=(9, 3))
     b = rng.normal(size=9)
     expected = np.linalg.lstsq(A, b, rcond=None)[0] / scale
-    assert_allclose(_fitting._householder_lstsq(A * scale, b), expected, rtol=1e-12)
+    assert_allclose(_kernel._householder_lstsq(A * scale, b), expected, rtol=1e-12)
 
 
 def test_cholesky_matches_lapack_and_rejects_ill_conditioned(rng):
     A = rng.normal(size=(20, 5))
     M = A.T @ A
     b = rng.normal(size=5)
-    assert_allclose(_fitting._cholesky_solve(M, b), np.linalg.solve(M, b), rtol=1e-10)
+    assert_allclose(_kernel._cholesky_solve(M, b), np.linalg.solve(M, b), rtol=1e-10)
     B = A.copy()
     B[:, 4] = B[:, 3] * (1 + 1e-9)
-    assert _fitting._cholesky_solve(B.T @ B, b) is None
+    assert _kernel._cholesky_solve(B.T @ B, b) is None
 
 
 @pytest.mark.parametrize("scale", [1e120, 1e-120, 1e200, 1e-200])
@@ -1341,6 +1342,40 @@ def test_subnormal_sigma_fits_like_the_rescaled_problem(model):
     np.testing.assert_allclose(batch.params[0], np.ldexp(batch.params[1], -1000), rtol=1e-6)
     np.testing.assert_allclose(batch.chi2[0], batch.chi2[1], rtol=1e-6)
     np.testing.assert_allclose(batch.cov[1], base.cov, rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["huber", "cauchy"])
+@pytest.mark.parametrize("model", [models.line, lambda x, a, b: a + b * x], ids=["builtin",
+                                                                                 "python"])
+def test_robust_loss_with_subnormal_sigma_fits_like_the_rescaled_problem(model, loss):
+    # robust losses refused sigma below 2**-1000 (its Python-side rescaling changed z / f_scale**2);
+    # the kernels' own weight scaling divides f_scale too: y * 2**-1000 with sigma 2**-1063
+    # (1/sigma overflows) is the problem y, sigma 2**-63, to rounding
+    from scipy.optimize import least_squares
+    x = np.arange(12.0)
+    y = 1.0 + 2.0 * x + 0.1 * np.cos(5 * x)
+    y[[3, 8]] += [3.0, -2.0]
+    # f_scale 2**60 sigmas = 0.125 in units of y
+    best = least_squares(lambda p: (y - model(x, *p)) / 0.125, [1.0, 1.0], loss=loss,
+                         xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    base = fit(model, x, y, p0=[1.0, 1.0], sigma=2.0 ** -63, loss=loss, f_scale=2.0 ** 60)
+    tiny = fit(model, x, np.ldexp(y, -1000), p0=np.ldexp([1.0, 1.0], -1000),
+               sigma=2.0 ** -1063, loss=loss, f_scale=2.0 ** 60)
+    assert base.status == 0 and tiny.status == 0
+    np.testing.assert_allclose(base.params, best.x, rtol=1e-7)
+    np.testing.assert_allclose(base.cost, np.ldexp(2 * best.cost, 120), rtol=1e-9)
+    # (finite differences of a Python model take steps of at least 1e-8-ish in absolute terms)
+    rtol = 1e-12 if model is models.line else 1e-6
+    np.testing.assert_allclose(np.ldexp(tiny.params, 1000), base.params, rtol=rtol)
+    np.testing.assert_allclose([tiny.cost, tiny.chi2], [base.cost, base.chi2], rtol=rtol)
+    batch = fit_batch(model, x, np.vstack([np.ldexp(y, -1000), y]),
+                      p0=[[2.0 ** -1000, 2.0 ** -1000], [1.0, 1.0]],
+                      sigma=np.vstack([np.full(12, 2.0 ** -1063), np.full(12, 2.0 ** -63)]),
+                      loss=loss, f_scale=2.0 ** 60)
+    np.testing.assert_array_equal(batch.status, [0, 0])
+    np.testing.assert_allclose(np.ldexp(batch.params[0], 1000), best.x, rtol=1e-6)
+    np.testing.assert_allclose(batch.params[1], best.x, rtol=1e-7)
+    np.testing.assert_allclose(batch.cost[0], batch.cost[1], rtol=rtol)
 
 
 def test_linear_fit_with_offsets_in_x_and_y_matches_exact_least_squares():

@@ -14,7 +14,7 @@ the algebra:
 Notation: weighted residuals ``r = w (y - f(p))`` with ``w = 1/sigma`` (0 for a missing point), and
 ``J = w df/dp`` (columns of the free parameters only, column-major). That is least squares; other
 estimators (Poisson, robust losses) give their own ``r`` and row factors in place of ``w``
-(``fastcalc._estimator``), and "chi2" below is then their cost (``FitState.cost``). The Levenberg-Marquardt step
+(``fastcalc.fitting._estimator``), and "chi2" below is then their cost (``FitState.cost``). The Levenberg-Marquardt step
 solves ``min ||r - J dp||^2 + lam ||D dp||^2`` with MINPACK's scaling ``D`` (column norms of ``J``,
 never decreasing). It is solved from the normal equations by Cholesky when that is accurate (every
 pivot keeps at least 1e-8 of its diagonal) and otherwise by Householder QR of ``J`` followed by QR
@@ -26,7 +26,9 @@ the steepest-descent step), so any representable scale of x works. Data of unusu
 (largest ``|w y|`` beyond 2^+-200) are fitted with their weights divided by a power of two near
 it (``data_scale_exponent``): the same problem with every quantity divided exactly, so chi2 ~
 ``(w y)^2`` neither underflows (y ~ 1e-170 used to end the fit at once with chi2 = 0) nor
-overflows; chi2 (and the covariance with ``absolute_sigma``) are scaled back at the end.
+overflows; chi2 (and the covariance with ``absolute_sigma``) are scaled back at the end. A sigma
+below 2^-1000, whose 1/sigma may overflow, is handled the same way: its dataset's weights are
+formed already divided by 2^128 (``weights_from_sigma``), and the 128 is added to the exponent.
 ``lam`` is not updated by a rule but chosen for a trust radius ``delta`` on ``||D dp||`` (MINPACK
 lmder/lmpar; see ``lm_step`` and the radius update in ``state_assess``).
 """
@@ -39,8 +41,8 @@ from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from time import perf_counter
 
-from fastcalc._estimator cimport (Estimator, point_cost, pearson_term, COST_CHI2,
-                                  COST_POISSON)
+from fastcalc.fitting._estimator cimport (Estimator, point_cost, pearson_term, COST_CHI2,
+                                          COST_POISSON)
 from fastcalc._evaluate cimport UserFunction, model_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
 from fastcalc._parallel cimport resolve_threads
@@ -127,7 +129,7 @@ cdef struct FitState:
     double cost_restart # cost at the last fresh start
     int rejections      # consecutive rejected steps
     int data_exponent   # the weights were divided by 2**data_exponent (data_scale_exponent)
-    Estimator est       # what is minimised (fastcalc._estimator)
+    Estimator est       # what is minimised (fastcalc.fitting._estimator)
     double cost         # the estimator's cost at params (chi2 for least squares)
     double cost_trial
     double cost_eval    # the cost at the point evaluated last (set by residuals_at)
@@ -403,6 +405,33 @@ cdef int data_scale_exponent(int m, const double *y, const double *w) noexcept n
     if biggest == -100000 or -DATA_EXPONENT_LIMIT <= biggest <= DATA_EXPONENT_LIMIT:
         return 0
     return biggest
+
+
+# 1/sigma overflows for sigma below about 2**-1024 (subnormal sigma). A dataset with a sigma
+# below SIGMA_TINY has its weights formed as 1 / (sigma * 2**SIGMA_SHIFT) instead, i.e. divided
+# by 2**SIGMA_SHIFT, which its data_exponent carries like any other data scale: 2**-1074 * 2**128
+# leaves every weight finite.
+cdef double SIGMA_TINY = 9.332636185032189e-302         # 2**-1000
+cdef int SIGMA_SHIFT = 128
+cdef double SIGMA_SHIFT_MAX = 2.5463949491650077e+269   # 2**(1023 - SIGMA_SHIFT)
+
+
+cdef int weights_from_sigma(int m, double *w) noexcept nogil:
+    """Turn ``w`` = sigma (0 at a missing point, left 0) into the weights 1/sigma in place,
+    divided by 2**k; returns k: SIGMA_SHIFT when some sigma is below SIGMA_TINY (and the
+    shift overflows no other sigma), else 0."""
+    cdef int i, k = 0
+    cdef double largest = 0.0
+    for i in range(m):
+        if w[i] != 0.0 and w[i] < SIGMA_TINY:
+            k = SIGMA_SHIFT
+        largest = fmax(largest, w[i])
+    if k != 0 and largest >= SIGMA_SHIFT_MAX:
+        k = 0
+    for i in range(m):
+        if w[i] != 0.0:
+            w[i] = 1.0 / (ldexp(w[i], k) if k != 0 else w[i])
+    return k
 
 
 cdef void scale_weights(int m, double *w, int e) noexcept nogil:
@@ -1415,7 +1444,7 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
     """Gather dataset d (missing points dropped), fit it, write its outputs."""
     cdef FitState s
     cdef Problem pr
-    cdef int m = inp.m, P = inp.nparams, i, r, nvalid = 0, rc, e
+    cdef int m = inp.m, P = inp.nparams, i, r, nvalid = 0, rc, e, shift
     cdef const double *x = inp.x + d * inp.x_stride
     cdef const double *y = inp.Y + d * <Py_ssize_t>m
     cdef const double *sig = inp.sigma + d * inp.sigma_stride if inp.sigma != NULL else NULL
@@ -1431,7 +1460,7 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
             for r in range(inp.x_dim):
                 pr.x[<Py_ssize_t>r * m + nvalid] = x[<Py_ssize_t>r * m + i]
             pr.y[nvalid] = y[i]
-            pr.w[nvalid] = 1.0 / sig[i] if sig != NULL else 1.0
+            pr.w[nvalid] = sig[i] if sig != NULL else 1.0     # weights_from_sigma below
             nvalid += 1
     # the x rows were laid out with stride m; compact them to stride nvalid
     if inp.x_dim > 1 and nvalid < m:
@@ -1439,10 +1468,12 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
             for i in range(nvalid):
                 pr.x[<Py_ssize_t>r * nvalid + i] = pr.x[<Py_ssize_t>r * m + i]
     pr.m = nvalid
+    shift = weights_from_sigma(nvalid, pr.w) if sig != NULL else 0
     # counts are never rescaled (their weights are not multipliers)
     e = data_scale_exponent(nvalid, pr.y, pr.w) if inp.est.kind != COST_POISSON else 0
     if e != 0:
         scale_weights(nvalid, pr.w, e)
+    e += shift
     pr.kind = inp.kind
     pr.builtin = inp.builtin
     pr.compiled = inp.compiled
@@ -1565,7 +1596,7 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
 
     x is (1 or N, x_dim*m) (shared or per dataset), Y (N, m) with NaN for missing points, sigma
     None or (1 or N, m), p0 (N, nparams) (ignored for free parameters when use_guess);
-    ``estimator`` and ``f_scale`` say what is minimised (fastcalc._estimator).
+    ``estimator`` and ``f_scale`` say what is minimised (fastcalc.fitting._estimator).
     """
     cdef BatchInput inp
     cdef ModelKernel kernel
@@ -1674,12 +1705,14 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
     evaluate(params (a, P), rows (a,)) -> (a, m) model values for the datasets ``rows``;
     jacobian(params, rows) -> (a, P, m), or None for forward differences (_fd_jacobians: one
     evaluate call per free parameter, or with ``fd_in_one_call`` one for all). Y (K, m) holds
-    any finite value at missing points, whose weight in W = 1/sigma (K, m) is 0; rows of data of
-    unusual scale have their W divided by a power of two in place (data_scale_exponent).
+    any finite value at missing points. W (K, m) holds sigma (1 where none is given) at the valid
+    points and 0 at the missing ones; it is turned into the weights 1/sigma in place, divided
+    by a power of two for a tiny sigma (weights_from_sigma) or data of unusual scale
+    (data_scale_exponent).
     Exceptions raised by the callables propagate.
     """
     cdef Py_ssize_t K = Y.shape[0], m = Y.shape[1], P = p0.shape[1], d, a, i, k, j, na
-    cdef int n = <int>free_index.shape[0], nvalid, rc
+    cdef int n = <int>free_index.shape[0], nvalid, rc, shift
     cdef Py_ssize_t size = state_size(<int>m, <int>P, n) + 8
     cdef double *blocks = <double *>malloc(<size_t>(K * size) * sizeof(double))
     cdef FitState *states = <FitState *>malloc(<size_t>(K if K > 0 else 1) * sizeof(FitState))
@@ -1704,10 +1737,12 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
                        &free_index[0] if n > 0 else NULL, &lower[0], &upper[0], has_bounds,
                        &cov_out[d, 0, 0], &stderr_out[d, 0])
             s.est.kind = estimator
+            shift = weights_from_sigma(<int>m, &W[d, 0])
             if estimator != COST_POISSON:     # counts are never rescaled
                 s.data_exponent = data_scale_exponent(<int>m, &Y[d, 0], &W[d, 0])
             if s.data_exponent != 0:
                 scale_weights(<int>m, &W[d, 0], s.data_exponent)
+            s.data_exponent += shift
             s.est.f_scale = ldexp(f_scale, -s.data_exponent)
             for j in range(P):
                 s.params[j] = p0[d, j]

@@ -1,6 +1,6 @@
 """What ``fit`` and ``fit_batch`` minimise: the estimator names, checked, as the kernels' codes.
 
-The kernels' side is :mod:`fastcalc._estimator` (one switch inside the Levenberg-Marquardt
+The kernels' side is ``fastcalc.fitting._estimator`` (one switch inside the Levenberg-Marquardt
 kernel). ``cost`` picks the likelihood (``"chi2"``: Gaussian noise; ``"poisson"``: counts);
 ``loss`` a robust loss of the chi-squared residuals, with the meaning of
 ``scipy.optimize.least_squares``'s ``loss`` and ``f_scale``.
@@ -10,11 +10,11 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import chdtrc
 
-from ._arrays import real_number
+from .._arrays import real_number
 
 __all__ = ["Estimator", "estimator", "goodness_of_fit"]
 
-# the codes of fastcalc/_estimator.pxd
+# the codes of fastcalc/fitting/_estimator.pxd
 _COSTS = {"chi2": 0, "poisson": 1}
 _LOSSES = {"linear": 0, "soft_l1": 2, "huber": 3, "cauchy": 4, "arctan": 5}
 

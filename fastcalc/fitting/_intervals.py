@@ -13,7 +13,7 @@ prediction ``p + C[:, k] / C[k, k] (t - p_k)``).
 import numpy as np
 from scipy.special import chdtri
 
-from ._status import Status
+from .._status import Status
 
 __all__ = ["Intervals", "profile_intervals"]
 

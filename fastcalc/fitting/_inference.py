@@ -7,9 +7,9 @@ fit itself hands over a :class:`FittedModel`, which evaluates the model as the f
 import numpy as np
 from scipy.special import ndtri
 
-from ._arrays import read_only, real_array
+from .._arrays import read_only, real_array
 from ._intervals import Intervals, profile_intervals
-from .propagate import propagate
+from ..propagate import propagate
 
 __all__ = ["FittedModel", "band", "conf_interval", "simulate"]
 
