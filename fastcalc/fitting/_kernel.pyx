@@ -601,15 +601,20 @@ cdef void cholesky_solve(int n, const double *L, int lda, const double *b, doubl
 # ---------------------------------------------------------------------------------------------
 # The state machine.
 
-cdef void state_fail(FitState *s, int status) noexcept nogil:
-    """Stop with a failure status: covariance and standard errors NaN, params as they are."""
+cdef void state_stop(FitState *s, int status, double uncertainty) noexcept nogil:
+    """Stop with ``status``, every covariance entry and standard error ``uncertainty``."""
     cdef int k
     s.status = status
     for k in range(s.nparams * s.nparams):
-        s.cov[k] = NAN
+        s.cov[k] = uncertainty
     for k in range(s.nparams):
-        s.stderr[k] = NAN
+        s.stderr[k] = uncertainty
     s.stage = DONE
+
+
+cdef void state_fail(FitState *s, int status) noexcept nogil:
+    """Stop with a failure status: covariance and standard errors NaN, params as they are."""
+    state_stop(s, status, NAN)
 
 
 cdef void state_begin(FitState *s, int eval_status) noexcept nogil:
@@ -1035,15 +1040,9 @@ cdef inline int full_rank(const FitState *s) noexcept nogil:
 
 
 cdef void state_singular(FitState *s) noexcept nogil:
-    """Singular Jacobian at the solution: covariance and standard errors inf, DONE."""
-    cdef int k
-    if s.status == SUCCESS:
-        s.status = SINGULAR
-    for k in range(s.nparams * s.nparams):
-        s.cov[k] = INFINITY
-    for k in range(s.nparams):
-        s.stderr[k] = INFINITY
-    s.stage = DONE
+    """Singular Jacobian at the solution: covariance and standard errors inf, DONE (a status
+    already set, such as MAX_ITERATIONS, is kept)."""
+    state_stop(s, s.status if s.status != SUCCESS else SINGULAR, INFINITY)
 
 
 # J^T J with its diagonal within 2**+-256 has an inverse that, times chi2 / dof (chi2 within
