@@ -533,7 +533,8 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         descent possible, 3 non-finite F or J), ``success``/``converged``, ``nit``, ``nfev``
         (evaluations of F, plus one per Jacobian evaluation), ``message`` (status 2 says which
         of the two and names the point, e.g. ``'singular Jacobian at x = [0., 1.]'``). With N
-        systems every field has a leading axis N (``message`` an object array of N messages).
+        systems every field has a leading axis N (``message`` an object array of N messages,
+        status 2 saying ``'... at this system's x'``: its row of ``x``).
 
     Raises
     ------
@@ -599,7 +600,7 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     else:
         x, fun, status, nit, nfev = _SystemSolver(
             F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter, per_system).solve()
-    message = _system_messages(x, status)
+    message = _system_messages(x, status, single)
     status[status == NO_DESCENT] = Status.SINGULAR
     if single:
         x, fun = x[0], fun[0]
@@ -609,15 +610,19 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
                           nit=nit, nfev=nfev, message=message)
 
 
-def _system_messages(X, status):
+def _system_messages(X, status, single):
     """Per-system messages; the two causes of status 2 (``status`` still holds the kernels'
-    NO_DESCENT code) are told apart and name the point where the iteration stopped."""
+    NO_DESCENT code) are told apart. One system's message names the point where the iteration
+    stopped; in a batch it is that system's row of ``x`` (formatting thousands of points cost
+    more than the solve)."""
     messages = messages_of(np.where(status == NO_DESCENT, Status.SINGULAR, status)).astype(object)
-    for i in np.flatnonzero(status == Status.SINGULAR):
-        messages[i] = f"singular Jacobian at x = {_point(X[i])}"
-    for i in np.flatnonzero(status == NO_DESCENT):
-        messages[i] = (f"no step along the Newton direction decreases ||F|| at x = "
-                       f"{_point(X[i])} (a local minimum of ||F|| that is no root)")
+    for code, text, after in ((Status.SINGULAR, "singular Jacobian", ""),
+                              (NO_DESCENT, "no step along the Newton direction decreases ||F||",
+                               " (a local minimum of ||F|| that is no root)")):
+        rows = status == code
+        if rows.any():
+            point = f"x = {_point(X[0])}" if single else "this system's x"
+            messages[rows] = f"{text} at {point}{after}"
     return messages
 
 
