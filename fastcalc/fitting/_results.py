@@ -1,4 +1,6 @@
 """FitResult and BatchFitResult: what fit and fit_batch return."""
+from functools import cached_property
+
 import numpy as np
 
 from .._status import Status, message_of, messages_of
@@ -8,7 +10,29 @@ from ._inference import band, conf_interval, simulate
 __all__ = ["BatchFitResult", "FitResult"]
 
 
-class FitResult:
+class _GoodnessOfFit:
+    """``aic``, ``bic`` and ``pvalue`` from ``cost``, ``dof``, ``nfree`` and ``estimator``,
+    computed when first asked for (most fits never are: computing them eagerly was a fifth of
+    a single fit's time)."""
+
+    @cached_property
+    def _goodness(self):
+        return goodness_of_fit(self.cost, self.dof, self.nfree, self.estimator)
+
+    @property
+    def aic(self):
+        return self._goodness[0]
+
+    @property
+    def bic(self):
+        return self._goodness[1]
+
+    @property
+    def pvalue(self):
+        return self._goodness[2]
+
+
+class FitResult(_GoodnessOfFit):
     """Result of one fit.
 
     Attributes
@@ -57,8 +81,7 @@ class FitResult:
         self.redchi2 = self.chi2 / self.dof if self.dof > 0 else float("nan")
         self.cost = self.chi2 if cost is None else float(cost)
         self.estimator = estimator
-        nfree = self.params.size if nfree is None else nfree
-        self.aic, self.bic, self.pvalue = goodness_of_fit(self.cost, self.dof, nfree, estimator)
+        self.nfree = self.params.size if nfree is None else nfree
         self.nit = int(nit)
         self.nfev = int(nfev)
         self.status = Status(int(status))
@@ -207,7 +230,7 @@ class FitResult:
         return "\n".join(lines)
 
 
-class BatchFitResult:
+class BatchFitResult(_GoodnessOfFit):
     """Results of N fits: the fields of :class:`FitResult` as arrays over datasets.
 
     ``len(result)`` is N; ``result[i]`` is the :class:`FitResult` of dataset ``i``;
@@ -234,7 +257,6 @@ class BatchFitResult:
         self.cost = chi2 if cost is None else cost
         self.estimator = estimator
         self.nfree = params.shape[1] if nfree is None else nfree
-        self.aic, self.bic, self.pvalue = goodness_of_fit(self.cost, dof, self.nfree, estimator)
         self.nit = nit
         self.nfev = nfev
         self.status = status
