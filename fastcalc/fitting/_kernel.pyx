@@ -148,6 +148,7 @@ cdef struct FitState:
     double *resid_trial
     double *rows        # row factors of J at params (w for chi2; see _estimator)
     double *rows_trial
+    double *row_store   # (2 m): where rows and rows_trial live unless they are w (chi2)
     double *jac
     double *jac_trial
     double *qr
@@ -192,8 +193,9 @@ cdef void state_bind(FitState *s, double *block, int m, int nparams, int nfree) 
     s.values_trial = take(&c, m)
     s.resid = take(&c, m)
     s.resid_trial = take(&c, m)
-    s.rows = take(&c, m)
-    s.rows_trial = take(&c, m)
+    s.row_store = take(&c, 2 * m)
+    s.rows = s.row_store
+    s.rows_trial = s.row_store + m
     s.jac = take(&c, m * nfree)
     s.jac_trial = take(&c, m * nfree)
     s.qr = take(&c, m * nfree)
@@ -245,8 +247,6 @@ cdef void state_init(FitState *s, int method, int maxiter, double ftol, double x
     s.cost_restart = INFINITY
     s.rejections = 0
     s.data_exponent = 0
-    s.est.kind = COST_CHI2
-    s.est.f_scale = 1.0
     s.cost = NAN
     s.cost_trial = NAN
     s.predicted = 0.0
@@ -421,17 +421,23 @@ cdef int weights_from_sigma(int m, double *w) noexcept nogil:
     divided by 2**k; returns k: SIGMA_SHIFT when some sigma is below SIGMA_TINY (and the
     shift overflows no other sigma), else 0."""
     cdef int i, k = 0
-    cdef double largest = 0.0
-    for i in range(m):
-        if w[i] != 0.0 and w[i] < SIGMA_TINY:
-            k = SIGMA_SHIFT
-        largest = fmax(largest, w[i])
-    if k != 0 and largest >= SIGMA_SHIFT_MAX:
-        k = 0
+    cdef double smallest = INFINITY, largest = 0.0, v
+    for i in range(m):          # (comparisons: fmin/fmax are calls without -ffast-math)
+        v = w[i]
+        if v > largest:
+            largest = v
+        if v < smallest and v != 0.0:
+            smallest = v
+    if smallest < SIGMA_TINY and largest < SIGMA_SHIFT_MAX:
+        k = SIGMA_SHIFT
+        for i in range(m):
+            if w[i] != 0.0:
+                w[i] = 1.0 / ldexp(w[i], k)
+        return k
     for i in range(m):
         if w[i] != 0.0:
-            w[i] = 1.0 / (ldexp(w[i], k) if k != 0 else w[i])
-    return k
+            w[i] = 1.0 / w[i]
+    return 0
 
 
 cdef void scale_weights(int m, double *w, int e) noexcept nogil:
@@ -474,17 +480,29 @@ cdef void final_costs(FitState *s, const double *y, const double *w, double *cos
     cost[0] = pearson[0] if s.est.kind == COST_CHI2 else ldexp(s.cost, 2 * e)
 
 
-cdef void residuals_at(FitState *s, const double *y, const double *values, const double *w,
-                       double *resid, double *rows) noexcept nogil:
-    """The estimator's residuals and J-row factors at one evaluated point, and its cost in
-    s.cost_eval. A non-finite value (at a point of non-zero weight) makes the cost non-finite,
+cdef void use_estimator(FitState *s, int kind, double *w) noexcept nogil:
+    """Minimise estimator ``kind``; for chi2 the J-row factors are the weights ``w``
+    themselves (no copy per evaluation: least squares runs as it did before estimators)."""
+    s.est.kind = kind
+    if kind == COST_CHI2:
+        s.rows = w
+        s.rows_trial = w
+    else:
+        s.rows = s.row_store
+        s.rows_trial = s.row_store + s.m
+
+
+cdef inline void residuals_at(FitState *s, const double *y, const double *values, const double *w,
+                              double *resid, double *rows) noexcept nogil:
+    """The estimator's residuals and J-row factors (for chi2: ``w`` itself, use_estimator) at
+    one evaluated point, and its cost in s.cost_eval. A non-finite value (at a point of
+    non-zero weight; a missing point's value is y, _residuals) makes the cost non-finite,
     which fails the start and rejects a trial."""
     cdef int i
     cdef double total = 0.0
     if s.est.kind == COST_CHI2:
         for i in range(s.m):
-            resid[i] = w[i] * (y[i] - values[i]) if w[i] != 0.0 else 0.0
-            rows[i] = w[i]
+            resid[i] = w[i] * (y[i] - values[i])
         s.cost_eval = dot(s.m, resid, resid)
         return
     for i in range(s.m):
@@ -1486,7 +1504,7 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
                inp.free_index, inp.lower, inp.upper, inp.has_bounds,
                inp.cov_out + d * P * P, inp.stderr_out + d * P)
     s.data_exponent = e
-    s.est = inp.est
+    use_estimator(&s, inp.est.kind, pr.w)
     s.est.f_scale = ldexp(inp.est.f_scale, -e)
     memcpy(s.params, inp.p0 + d * P, <size_t>P * sizeof(double))
     if nvalid < inp.nfree or nvalid == 0:
@@ -1514,12 +1532,14 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
     inp.status_out[d] = s.status
 
 
-cdef void restart(FitState *s, const BatchInput *inp, Py_ssize_t d, int estimator) noexcept nogil:
-    """A fresh iteration state from the current params, minimising ``estimator``."""
+cdef void restart(FitState *s, const BatchInput *inp, Py_ssize_t d, int estimator,
+                  double *w) noexcept nogil:
+    """A fresh iteration state from the current params, minimising ``estimator`` with the
+    weights ``w``."""
     state_init(s, inp.method, inp.maxiter, inp.ftol, inp.xtol, inp.gtol, inp.absolute_sigma,
                inp.free_index, inp.lower, inp.upper, inp.has_bounds,
                inp.cov_out + d * inp.nparams * inp.nparams, inp.stderr_out + d * inp.nparams)
-    s.est.kind = estimator
+    use_estimator(s, estimator, w)
 
 
 cdef void poisson_from_least_squares(FitState *s, Problem *pr, const BatchInput *inp,
@@ -1530,13 +1550,13 @@ cdef void poisson_from_least_squares(FitState *s, Problem *pr, const BatchInput 
     cdef int i, nit = s.nit, nfev = s.nfev
     for i in range(pr.m):
         pr.w[i] = 1.0 / sqrt(fmax(pr.y[i], 1.0))
-    restart(s, inp, d, COST_CHI2)
+    restart(s, inp, d, COST_CHI2, pr.w)
     fit_one(s, pr)
     nit += s.nit
     nfev += s.nfev
     for i in range(pr.m):
         pr.w[i] = 1.0
-    restart(s, inp, d, COST_POISSON)
+    restart(s, inp, d, COST_POISSON, pr.w)
     fit_one(s, pr)
     s.nit += nit
     s.nfev += nfev
@@ -1735,7 +1755,7 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
             state_init(s, method, maxiter, ftol, xtol, gtol, absolute_sigma,
                        &free_index[0] if n > 0 else NULL, &lower[0], &upper[0], has_bounds,
                        &cov_out[d, 0, 0], &stderr_out[d, 0])
-            s.est.kind = estimator
+            use_estimator(s, estimator, &W[d, 0])
             shift = weights_from_sigma(<int>m, &W[d, 0])
             if estimator != COST_POISSON:     # counts are never rescaled
                 s.data_exponent = data_scale_exponent(<int>m, &Y[d, 0], &W[d, 0])
@@ -1896,9 +1916,11 @@ cdef object _gather(FitState *states, object rows, Py_ssize_t P, bint trial):
 
 cdef int _residuals(FitState *s, const double *vals, const double *y, const double *w,
                     double *values, double *resid, double *rows) noexcept nogil:
-    """Copy a model call's values into the state, then residuals_at (a missing point's value,
-    of weight 0, may be anything: its residual and row factor are 0)."""
-    memcpy(values, vals, <size_t>s.m * sizeof(double))
+    """Copy a model call's values into the state, then residuals_at. A missing point's value
+    (of weight 0) may be anything, NaN included: it is replaced by y, so its residual is 0."""
+    cdef int i
+    for i in range(s.m):
+        values[i] = vals[i] if w[i] != 0.0 else y[i]
     residuals_at(s, y, values, w, resid, rows)
     return SUCCESS
 
