@@ -611,7 +611,7 @@ def bench_inference(bench):
         return BenchRow(area, "profile-likelihood intervals, gaussian fits (4 params x 2)",
                         f"N={n:,} x {points} pts", t_fc, "brute-force profile loop (brentq)",
                         t_ref * n / few, None, float(np.max(off)), 0.0,
-                        "max |limit - brute force| / stderr",
+                        "max abs(limit - brute force) / stderr",
                         f"brute force timed on {few} datasets and scaled; fastcalc limits found "
                         f"for {np.mean(ci.status == 0):.1%}")
 
