@@ -133,10 +133,9 @@ def propagate(f, params, cov, *, args=(), order=1, vectorized=False, n_out=None)
     """
     if order not in (1, 2) or isinstance(order, bool):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
-    P, C, single = _checked_inputs(params, cov)
+    P, C, single, bad = _checked_inputs(params, cov)
     function = resolve(f, args=args, vectorized=vectorized, name="f")
     N, k = P.shape
-    bad = ~(np.isfinite(P).all(axis=1) & np.isfinite(C).all(axis=(1, 2)))
     if single and bad[0]:
         raise ValueError("params and cov must be finite (no NaN or inf)")
     P_eval = np.where(bad[:, None], 0.0, P)           # a failed row is evaluated harmlessly
@@ -163,7 +162,8 @@ def propagate(f, params, cov, *, args=(), order=1, vectorized=False, n_out=None)
 
 
 def _checked_inputs(params, cov):
-    """``(P, C, single)``: params as ``(N, k)``, cov as ``(N, k, k)`` (symmetrised)."""
+    """``(P, C, single, bad)``: params as ``(N, k)``, cov as ``(N, k, k)`` (symmetrised), and
+    the rows where either is not finite (a failed fit)."""
     P = real_array(params, "params")
     C = real_array(cov, "cov")
     if P.ndim not in (1, 2) or P.shape[-1] == 0 or (P.ndim == 2 and P.shape[0] == 0):
@@ -184,7 +184,8 @@ def _checked_inputs(params, cov):
         raise ValueError("cov must be symmetric")
     if (np.diagonal(Cf, axis1=1, axis2=2) < 0).any():
         raise ValueError("cov must have a non-negative diagonal (variances)")
-    return np.ascontiguousarray(P), 0.5 * (C + C.transpose(0, 2, 1)), single
+    bad = ~(np.isfinite(P).all(axis=1) & finite)
+    return np.ascontiguousarray(P), 0.5 * (C + C.transpose(0, 2, 1)), single, bad
 
 
 def _output_kind(function, p, n_out):

@@ -9,6 +9,7 @@ from scipy.special import ndtri
 
 from .._arrays import read_only, real_array
 from ._intervals import Intervals, profile_intervals
+from ._validate import parameter_index
 from ..propagate import propagate
 
 __all__ = ["FittedModel", "band", "conf_interval", "simulate"]
@@ -17,7 +18,7 @@ __all__ = ["FittedModel", "band", "conf_interval", "simulate"]
 class FittedModel:
     """The model of a fit and its noise, as the fit saw them.
 
-    ``at(x_new, batch)`` returns the function of the parameters to propagate for the model at
+    ``at(x_new)`` returns the function of the parameters to propagate for the model at
     ``x_new`` and whether it is vectorized; ``values(params, rows)`` is the model at the fit's
     own x (NaN where the data were missing); ``sigma(rows)`` the fit's sigma ``(len(rows), m)``
     or None; ``estimator`` and ``absolute_sigma`` as given to the fit.
@@ -45,10 +46,10 @@ def _check_cl(cl):
 
 
 def _noise_scale(fitted, redchi2):
-    """The factor on sigma (or, without sigma, the noise's standard deviation) per dataset."""
-    if fitted.absolute_sigma:
-        return np.ones_like(redchi2)
-    return np.sqrt(redchi2)
+    """The factor on sigma (or, without sigma, the noise's standard deviation), a column of
+    one per dataset."""
+    redchi2 = np.asarray(redchi2, dtype=float).reshape(-1, 1)
+    return np.ones_like(redchi2) if fitted.absolute_sigma else np.sqrt(redchi2)
 
 
 def band(fitted, params, cov, redchi2, x_new, cl, kind, sigma):
@@ -76,7 +77,7 @@ def _noise_variance(fitted, value, redchi2, sigma):
             raise ValueError("sigma must not be given for a Poisson fit (the variance of a "
                              "count is its mean)")
         return np.maximum(value, 0.0)
-    scale = _noise_scale(fitted, np.asarray(redchi2, dtype=float).reshape(-1))[:, None]
+    scale = _noise_scale(fitted, redchi2)
     if sigma is None:
         fit_sigma = fitted.sigma(np.arange(value.shape[0]))
         if fit_sigma is not None:
@@ -110,7 +111,7 @@ def simulate(fitted, params, redchi2, n, rng, rows):
         toys = rng.poisson(np.broadcast_to(lam[:, None, :], shape)).astype(np.float64)
     else:
         sigma = fitted.sigma(rows)
-        scale = _noise_scale(fitted, np.asarray(redchi2, dtype=float).reshape(-1))[:, None]
+        scale = _noise_scale(fitted, redchi2)
         noise = scale * (1.0 if sigma is None else sigma)
         toys = mean[:, None, :] + rng.standard_normal(shape) * noise[:, None, :]
     toys[np.broadcast_to(missing[:, None, :], shape)] = np.nan
@@ -133,7 +134,7 @@ def python_model_at(model, x_new, nparams, batch):
 
 
 def conf_interval(fitted, params, cov, cost, dof, rows, cl, which):
-    """Profile-likelihood intervals (:mod:`fastcalc._intervals`) of the parameters ``which``
+    """Profile-likelihood intervals (:mod:`fastcalc.fitting._intervals`) of the parameters ``which``
     (names or indices; None: every free one) of the fits ``params`` of datasets ``rows``."""
     cl = _check_cl(cl)
     names = fitted.param_names
@@ -141,17 +142,10 @@ def conf_interval(fitted, params, cov, cost, dof, rows, cl, which):
         indices = [int(k) for k in fitted.free_index]
     else:
         items = [which] if isinstance(which, (str, int, np.integer)) else list(which)
-        indices = []
-        for item in items:
-            if isinstance(item, str) and item in names:
-                indices.append(names.index(item))
-            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) \
-                    and -len(names) <= item < len(names):
-                indices.append(int(item) % len(names))
-            else:
-                raise ValueError(f"params: unknown parameter {item!r}; parameters are {names}")
-            if indices[-1] not in fitted.free_index:
-                raise ValueError(f"params: {names[indices[-1]]!r} was fixed in the fit")
+        indices = [parameter_index(item, names, "params") for item in items]
+        for k in indices:
+            if k not in fitted.free_index:
+                raise ValueError(f"params: {names[k]!r} was fixed in the fit")
     cost = np.asarray(cost, dtype=float).reshape(-1)
     dof = np.asarray(dof).reshape(-1)
     if fitted.absolute_sigma or fitted.estimator == "poisson":

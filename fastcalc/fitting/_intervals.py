@@ -129,14 +129,11 @@ def _search(refit, k, rows, side, params, cov, cost, q, parabolic, lower, upper)
         # next trial: the secant (regula falsi once bracketed; extrapolation before)
         live = good[~stuck]
         bracketed = np.isfinite(t_out[live])
-        # before a bracket: secant through the minimum and the inner point, at least 1.5x out
-        a_t = np.where(bracketed, t_in[live], centre[live])
-        a_r = np.where(bracketed, r_in[live], -target[live])
-        b_t = np.where(bracketed, t_out[live], t_in[live])
-        b_r = np.where(bracketed, r_out[live], r_in[live])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(b_r != a_r, -a_r * (b_t - a_t) / (b_r - a_r), np.nan)
-        proposal = a_t + step
+        # before a bracket: secant through the minimum and the inner point, pushed outward
+        proposal = _secant_zero(np.where(bracketed, t_in[live], centre[live]),
+                                np.where(bracketed, r_in[live], -target[live]),
+                                np.where(bracketed, t_out[live], t_in[live]),
+                                np.where(bracketed, r_out[live], r_in[live]))
         # (strictly outward, at most 4x as far: a flat or noisy profile neither stalls nor
         # jumps away)
         reach = np.abs(t_in[live] - centre[live])
@@ -158,12 +155,16 @@ def _search(refit, k, rows, side, params, cov, cost, q, parabolic, lower, upper)
         state[finished] = Status.SUCCESS
         active[finished] = False
         t[live[~done]] = proposal[~done]
-    found[state != Status.SUCCESS] = np.nan
     return found, state, nfev
+
+
+def _secant_zero(t_a, r_a, t_b, r_b):
+    """The zero of the line through (t_a, r_a) and (t_b, r_b): not finite if it is flat."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return t_a - r_a * (t_b - t_a) / (r_b - r_a)
 
 
 def _interpolate(t_a, r_a, t_b, r_b):
     """The zero of the line through (t_a, r_a) and (t_b, r_b) (their mean if flat)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = t_a - r_a * (t_b - t_a) / (r_b - r_a)
+    t = _secant_zero(t_a, r_a, t_b, r_b)
     return np.where(np.isfinite(t), t, 0.5 * (t_a + t_b))

@@ -87,18 +87,23 @@ def fixed_mask(fixed, param_names):
         if isinstance(item, (bool, np.bool_)):
             raise ValueError(f"fixed: {item!r} mixed with indices or names (give a "
                              "boolean mask of every parameter, or indices/names)")
-        if isinstance(item, np.integer):
-            item = int(item)
-        if isinstance(item, str):
-            if item not in param_names:
-                raise ValueError(f"fixed: unknown parameter {item!r}; parameters "
-                                 f"are {tuple(param_names)}")
-            mask[param_names.index(item)] = True
-        elif isinstance(item, int) and -P <= item < P:
-            mask[item] = True
-        else:
-            raise ValueError(f"fixed: invalid parameter {item!r}")
+        mask[parameter_index(item, param_names, "fixed")] = True
     return mask
+
+
+def parameter_index(item, param_names, argument):
+    """The index of the parameter ``item`` (a name, or an index from the end if negative);
+    a ValueError naming ``argument`` otherwise."""
+    P = len(param_names)
+    if isinstance(item, str):
+        if item not in param_names:
+            raise ValueError(f"{argument}: unknown parameter {item!r}; parameters "
+                             f"are {tuple(param_names)}")
+        return list(param_names).index(item)
+    if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)) \
+            and -P <= item < P:
+        return int(item) % P
+    raise ValueError(f"{argument}: invalid parameter {item!r}")
 
 
 def maxiter_of(maxiter, method, nfree):
