@@ -131,7 +131,6 @@ cdef struct FitState:
     int data_exponent   # the weights were divided by 2**data_exponent (data_scale_exponent)
     Estimator est       # what is minimised (fastcalc.fitting._estimator)
     double cost         # the estimator's cost at params (chi2 for least squares)
-    double cost_trial
     double cost_eval    # the cost at the point evaluated last (set by residuals_at)
     double predicted
     double lam
@@ -248,7 +247,6 @@ cdef void state_init(FitState *s, int method, int maxiter, double ftol, double x
     s.rejections = 0
     s.data_exponent = 0
     s.cost = NAN
-    s.cost_trial = NAN
     s.predicted = 0.0
     s.lam = 0.0
     s.delta = 0.0
@@ -1007,7 +1005,6 @@ cdef void state_assess(FitState *s, int eval_status) noexcept nogil:
     cdef int accept, converged
     s.nfev += 1
     cost = s.cost_eval if eval_status == SUCCESS else NAN
-    s.cost_trial = cost
     actual = s.cost - cost if isfinite(cost) else -INFINITY
     # Cost test: the actual and the predicted relative reductions are both below ftol.
     converged = (isfinite(cost) and fabs(actual) <= s.ftol * s.cost
