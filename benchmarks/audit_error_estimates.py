@@ -1,7 +1,7 @@
 """Audit of the finite-difference error estimates: how often does status 0 come with an
 estimate below the actual error?
 
-Runs every case of :mod:`fastcalc._estimate_audit` (elementary functions with known
+Runs every case of :mod:`fastcalc.cli._estimate_audit` (elementary functions with known
 derivatives at points from 1e-8 to 1e8, with and without bounds) through derivative,
 gradient, jacobian and hessian with ``full_output=True``, for every method, and prints per
 routine and method: the components, how many have a non-zero status (honest: the routine
@@ -17,7 +17,7 @@ import warnings
 
 
 def main(argv=None):
-    from fastcalc._estimate_audit import audit, cases, format_tallies
+    from fastcalc.cli._estimate_audit import audit, cases, format_tallies
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=1,

@@ -21,7 +21,7 @@ import scipy.optimize as so
 
 from fastcalc import newton, newton_system
 from fastcalc._testfunctions import low_level
-from fastcalc._workloads import circle_exp_problem
+from fastcalc.cli._workloads import circle_exp_problem
 
 N_EQUATIONS = 1_000_000
 N_SYSTEMS = 100_000
@@ -89,7 +89,7 @@ def test_batch_newton_cube_roots(benchmark, cube_roots, solver):
 
 # ------------------------------------------------------------------- 2-D systems
 
-# The system of fastcalc._workloads (and of the compiled circle_exp_system), shared with
+# The system of fastcalc.cli._workloads (and of the compiled circle_exp_system), shared with
 # `python -m fastcalc bench`: its F and jac take one point (2,) or columns of points (2, k).
 _SYSTEM = circle_exp_problem(1)
 circle_exp = circle_exp_columns = _SYSTEM.F

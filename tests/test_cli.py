@@ -125,12 +125,12 @@ def test_validate_exits_1_when_a_check_fails():
     # A deliberately wrong "routine" injected as an extra area: its failure must set the status.
     script = (
         "import sys\n"
-        "from fastcalc import _validate\n"
+        "from fastcalc.cli import _validate\n"
         "def checks_broken():\n"
         "    yield ('one plus one', 'exact 2', 1e-12, lambda: abs((1 + 1.5) - 2))\n"
         "    yield ('raises', 'exact', 1e-12, lambda: 1 / 0)\n"
         "_validate.CHECKS = {'broken': checks_broken}\n"
-        "from fastcalc.__main__ import main\n"
+        "from fastcalc.cli import main\n"
         "sys.exit(main(['validate']))\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,

@@ -1,9 +1,9 @@
 """Error estimates of the finite differences (full_output=True) must bound the actual error.
 
-The audit (fastcalc._estimate_audit; full version: ``python benchmarks/audit_error_estimates.py``)
-differentiates elementary functions with known derivatives at points from 1e-8 to 1e8, with and
-without bounds. A status-0 component whose error exceeds its estimate is dishonest; a non-zero
-status is honest whatever the error.
+The audit (fastcalc.cli._estimate_audit; in full:
+``python benchmarks/audit_error_estimates.py``) differentiates elementary functions with known
+derivatives at points from 1e-8 to 1e8, with and without bounds. A status-0 component whose error
+exceeds its estimate is dishonest; a non-zero status is honest whatever the error.
 """
 import warnings
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastcalc as fc
-from fastcalc._estimate_audit import audit, cases, format_tallies
+from fastcalc.cli._estimate_audit import audit, cases, format_tallies
 
 
 @pytest.fixture(scope="module")

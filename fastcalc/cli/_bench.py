@@ -6,7 +6,7 @@ error of both against the exact answer (or against the reference when nothing is
 
 A SciPy loop over many problems (``root`` per system, ``curve_fit`` per dataset) is timed on a
 subset and scaled to the full size; the row's note says so. The problems themselves come from
-:mod:`fastcalc._workloads`, shared with the ``benchmarks/`` pytest-benchmark suites.
+:mod:`fastcalc.cli._workloads`, shared with the ``benchmarks/`` pytest-benchmark suites.
 """
 import json
 import os
@@ -765,7 +765,7 @@ def write_plot(path, rows, info, mode):
 
 def run_bench(args):
     """The ``bench`` command: run, print the table, write JSON/PNG; return the exit status."""
-    from ._usage_error import UsageError, check_image_format
+    from ._errors import UsageError, check_image_format
     if args.plot:
         try:
             import matplotlib  # noqa: F401

@@ -1,7 +1,7 @@
 """Reading datasets for ``python -m fastcalc fit``: CSV or ``.npy`` files, checked line by line.
 
 Every problem with a file (missing, empty, ragged, non-numeric, wrong layout) raises
-:class:`~fastcalc._usage_error.UsageError` with a message that names the file and, for CSV, the
+:class:`~fastcalc.cli._errors.UsageError` with a message that names the file and, for CSV, the
 line and column, so the command line can print one clear line and exit with status 2.
 """
 import csv
@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ._usage_error import UsageError
+from ._errors import UsageError
 
 __all__ = ["read_array", "split_datasets", "read_sigma"]
 

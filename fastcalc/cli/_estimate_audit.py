@@ -142,7 +142,7 @@ class Tally:
 def audit(routines=("derivative", "gradient", "jacobian", "hessian"), methods=METHODS,
           every=1):
     """Run the cases; returns a list of :class:`Tally`, one per routine and method."""
-    from .differentiate import derivative, gradient, hessian, jacobian
+    from ..differentiate import derivative, gradient, hessian, jacobian
     tallies = []
     all_cases = cases(every)
     for routine in routines:

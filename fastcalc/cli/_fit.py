@@ -1,10 +1,10 @@
 """``python -m fastcalc fit``: fit every dataset of a file with a built-in model.
 
-The file is read by :mod:`fastcalc._datafile`; all datasets are fitted in one ``fit_batch`` call;
-the table has one row per dataset: its name, each parameter and its standard error, chi2,
-reduced chi2, status and message. Exit status 1 when some dataset was not fitted (status != 0:
-too few points, no convergence, ...; as ``validate`` for a failed check): the table is still
-complete and a line on stderr names those datasets.
+The file is read by :mod:`fastcalc.cli._datafile`; all datasets are fitted in one ``fit_batch``
+call; the table has one row per dataset: its name, each parameter and its standard error, chi2,
+reduced chi2, status and message. Exit status 1 when some dataset was not fitted (status != 0: too
+few points, no convergence, ...; as ``validate`` for a failed check): the table is still complete
+and a line on stderr names those datasets.
 """
 import csv
 import re
@@ -15,7 +15,7 @@ import numpy as np
 
 from ._datafile import read_array, read_sigma, split_datasets
 from ._table import format_table
-from ._usage_error import UsageError, check_image_format
+from ._errors import UsageError, check_image_format
 
 __all__ = ["run_fit", "resolve_model", "fit_table"]
 
@@ -38,7 +38,7 @@ def _polynomial_degree(name):
 
 
 def _messages(result):
-    from ._status import messages_of
+    from .._status import messages_of
     message = getattr(result, "message", None)
     if message is None:
         return list(messages_of(np.asarray(result.status)))

@@ -81,9 +81,9 @@ def checks_differentiate():
            richardson_estimate_bounds_error)
 
     def dishonest_rate(method):
-        # status-0 components whose error exceeds their estimate (fastcalc._estimate_audit;
+        # status-0 components whose error exceeds their estimate (fastcalc.cli._estimate_audit;
         # a third of its cases, derivative and gradient)
-        from fastcalc._estimate_audit import audit
+        from fastcalc.cli._estimate_audit import audit
         tallies = audit(routines=("derivative", "gradient"), methods=(method,), every=3)
         return max(t.rate for t in tallies)
     for method in ("central", "richardson"):
@@ -450,7 +450,7 @@ def run_validate(args):
     """The ``validate`` command: print the table; exit status 1 if any check failed."""
     nist_dir = getattr(args, "nist_dir", None)
     if nist_dir is not None and not os.path.isdir(nist_dir):
-        from ._usage_error import UsageError
+        from ._errors import UsageError
         raise UsageError(f"--nist-dir {nist_dir}: no such directory")
     checks = run_checks(nist_dir=nist_dir)
     print(render_checks(checks))
