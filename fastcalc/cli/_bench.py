@@ -8,6 +8,7 @@ A SciPy loop over many problems (``root`` per system, ``curve_fit`` per dataset)
 subset and scaled to the full size; the row's note says so. The problems themselves come from
 :mod:`fastcalc.cli._workloads`, shared with the ``benchmarks/`` pytest-benchmark suites.
 """
+import argparse
 import json
 import os
 import platform
@@ -22,7 +23,7 @@ import numpy as np
 from . import _workloads as wl
 from ._table import format_number, format_seconds, format_table
 
-__all__ = ["AREAS", "SIZES", "BenchRow", "machine_info", "render_table", "run", "run_bench",
+__all__ = ["AREAS", "SIZES", "BenchRow", "machine_info", "render_table", "run_areas", "add_parser", "run",
            "write_json", "write_plot"]
 
 # Problem sizes per mode. "tiny" exists for the CLI's own tests (hidden option --sizes tiny).
@@ -683,7 +684,7 @@ def _version_of(package):
         return None
 
 
-def run(areas, mode, stream=sys.stderr, nist_dir=None):
+def run_areas(areas, mode, stream=sys.stderr, nist_dir=None):
     """Run the benchmark ``areas`` (names of :data:`AREAS`) at ``mode`` sizes; return the rows."""
     bench = Bench(SIZES[mode], stream=stream, nist_dir=nist_dir)
     with warnings.catch_warnings():
@@ -763,7 +764,36 @@ def write_plot(path, rows, info, mode):
     plt.close(fig)
 
 
-def run_bench(args):
+def _area_list(text):
+    areas = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in areas if a not in AREAS]
+    if unknown or not areas:
+        raise argparse.ArgumentTypeError(
+            f"unknown area {', '.join(unknown) or repr(text)}; choose from {', '.join(AREAS)}")
+    return areas
+
+
+def add_parser(commands):
+    """Add the ``bench`` subcommand to ``commands`` (argparse's subparsers)."""
+    bench = commands.add_parser(
+        "bench", help="time fastcalc against SciPy on the headline workloads",
+        description="Time fastcalc and SciPy (and numdifftools) side by side: median times, "
+                    "speed-up ratio and accuracy of both, per workload. Progress goes to stderr, "
+                    "the table to stdout.")
+    bench.add_argument("--quick", action="store_true",
+                       help="smaller problems and fewer repeats (under a minute on 2 cores)")
+    bench.add_argument("--only", type=_area_list, metavar="AREA[,AREA...]",
+                       help=f"run only these areas: {', '.join(AREAS)}")
+    bench.add_argument("--json", metavar="PATH", help="also write every row as JSON to PATH")
+    bench.add_argument("--plot", metavar="PATH",
+                       help="also write a PNG bar chart of the speed-up ratios (needs matplotlib)")
+    bench.add_argument("--nist-dir", metavar="DIR",
+                       help="folder of NIST StRD .dat files (default: fastcalc.nist's search)")
+    # Tiny sizes for the command's own tests; overrides --quick.
+    bench.add_argument("--sizes", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
+
+
+def run(args):
     """The ``bench`` command: run, print the table, write JSON/PNG; return the exit status."""
     from ._errors import UsageError, check_image_format
     if args.plot:
@@ -782,7 +812,7 @@ def run_bench(args):
     start = time.perf_counter()
     if args.nist_dir is not None and not os.path.isdir(args.nist_dir):
         raise UsageError(f"--nist-dir {args.nist_dir}: no such directory")
-    rows = run(areas, mode, nist_dir=args.nist_dir)
+    rows = run_areas(areas, mode, nist_dir=args.nist_dir)
     print(render_table(rows, info, mode))
     failed = sum(r.note.startswith("FAILED") for r in rows)
     print(f"[bench] done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

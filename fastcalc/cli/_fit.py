@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ._datafile import read_array, read_sigma, split_datasets
-from ._table import format_table
 from ._errors import UsageError, check_image_format
+from ._table import format_table
 
-__all__ = ["run_fit", "resolve_model", "fit_table"]
+__all__ = ["add_parser", "run", "resolve_model", "fit_table"]
 
 
 def resolve_model(name):
@@ -105,7 +105,43 @@ def _plot(path, index, name, model, x, y, sigma, params, model_name):
     plt.close(fig)
 
 
-def run_fit(args, parser=None):
+def add_parser(commands):
+    """Add the ``fit`` subcommand to ``commands`` (argparse's subparsers)."""
+    fit = commands.add_parser(
+        "fit", help="fit every dataset in a CSV or .npy file with a built-in model",
+        description="Fit every dataset of DATA with a built-in model (fit_batch) and print a "
+                    "table: dataset, each parameter and its standard error, chi2, redchi2, "
+                    "status, message. DATA is a CSV file (header row optional) or a .npy array. "
+                    "Without --x-column/--x-row, x is 0, 1, 2, ... and --by says whether each "
+                    "row (default) or each column is a dataset. Missing values (empty CSV "
+                    "cells, NaN) are skipped. Exit status 1 when a dataset could not be "
+                    "fitted (status != 0; the table still has every row).")
+    fit.add_argument("data", metavar="DATA", help="CSV or .npy file")
+    fit.add_argument("--model", required=True, metavar="NAME",
+                     help="built-in model: line, exponential, gaussian, lorentzian, logistic, "
+                          "power_law, sine, polynomial<DEG> (e.g. polynomial3)")
+    layout = fit.add_mutually_exclusive_group()
+    layout.add_argument("--x-column", action="store_true",
+                        help="the first column is x; every other column is a dataset")
+    layout.add_argument("--x-row", action="store_true",
+                        help="the first row is x; every other row is a dataset")
+    fit.add_argument("--by", choices=("rows", "columns"),
+                     help="datasets are rows (default) or columns; implied by --x-row/--x-column")
+    fit.add_argument("--sigma", metavar="VALUE_OR_FILE",
+                     help="uncertainty of every point (a number), or a CSV/.npy file: one value "
+                          "per point, or one per point and dataset laid out like DATA")
+    fit.add_argument("--absolute-sigma", action="store_true",
+                     help="sigma is absolute (curve_fit's absolute_sigma): stderr not rescaled")
+    fit.add_argument("--method", choices=("lm", "gd"), default="lm",
+                     help="Levenberg-Marquardt (default) or gradient descent on chi2")
+    fit.add_argument("--out", metavar="PATH", help="write the table as CSV to PATH")
+    fit.add_argument("--plot", type=int, metavar="N",
+                     help="draw dataset N (0-based) and its fitted curve (needs matplotlib)")
+    fit.add_argument("--plot-out", metavar="PNG",
+                     help="file for --plot (default: fit-dataset-N.png)")
+
+
+def run(args):
     """The ``fit`` command; returns the exit status, 0 or 1 when a dataset was not fitted (bad
     input raises UsageError)."""
     if args.plot is not None:

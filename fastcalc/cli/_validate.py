@@ -16,7 +16,7 @@ import numpy as np
 from . import _workloads as wl
 from ._table import format_number, format_table
 
-__all__ = ["Check", "CHECKS", "run_checks", "run_validate"]
+__all__ = ["Check", "CHECKS", "add_parser", "run", "run_checks"]
 
 
 class Unavailable(Exception):
@@ -446,7 +446,17 @@ def render_checks(checks):
                     f"{counts['SKIP']} skipped")
 
 
-def run_validate(args):
+def add_parser(commands):
+    """Add the ``validate`` subcommand to ``commands`` (argparse's subparsers)."""
+    validate = commands.add_parser(
+        "validate", help="check every routine's accuracy against SciPy and exact answers",
+        description="Check the accuracy of every public routine against exact answers and "
+                    "SciPy; print a pass/fail table; exit status 1 if any check fails.")
+    validate.add_argument("--nist-dir", metavar="DIR",
+                          help="folder of NIST StRD .dat files (default: fastcalc.nist's)")
+
+
+def run(args):
     """The ``validate`` command: print the table; exit status 1 if any check failed."""
     nist_dir = getattr(args, "nist_dir", None)
     if nist_dir is not None and not os.path.isdir(nist_dir):
