@@ -8,6 +8,7 @@
 """
 import importlib
 import json
+import os
 import re
 import runpy
 import shutil
@@ -110,8 +111,8 @@ def test_sphinx_build_is_warning_free(tmp_path):
     output = tmp_path / "html"
     run = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b",
                           "html", str(source), str(output)], capture_output=True, text=True,
-                         env={**__import__("os").environ, "FASTCALC_DOCS_SMALL": "1",
-                              "MPLBACKEND": "Agg"}, timeout=1200)
+                         env={**os.environ, "FASTCALC_DOCS_SMALL": "1", "MPLBACKEND": "Agg"},
+                         timeout=1200)
     assert run.returncode == 0, run.stderr[-5000:]
     # every public name has its page; every gallery example ran and drew
     for page, (module_name, _) in api_lists.MODULES.items():
