@@ -360,7 +360,7 @@ gaussian_2d = Model("gaussian_2d", ModelId.GAUSSIAN_2D, ("A", "x0", "y0", "sigma
 
 
 def polynomial(deg):
-    """The polynomial model ``c0 + c1*x + ... + c_deg*x**deg`` of degree ``deg``.
+    """The polynomial model of degree ``deg``: the sum of ``c_k*x**k`` for k = 0 to ``deg``.
 
     Parameters
     ----------

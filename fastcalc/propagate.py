@@ -70,10 +70,10 @@ def propagate(f, params, cov, *, args=(), order=1, vectorized=False, n_out=None)
     ----------
     f : callable or compiled callable
         The derived quantity ``f(p, *args)``, a scalar or a 1-D array of ``m`` values. The three
-        kinds of user function are accepted (see the README): a Python callable called once per
-        point, a vectorized one (``vectorized=True``) called with ``P`` of shape ``(k, n)``
-        whose column ``j`` is point ``j`` and returning ``(n,)`` or ``(m, n)``, or a compiled
-        scalar or vector field.
+        kinds of user function are accepted (docs/user_guide/functions.rst): a Python callable
+        called once per point, a vectorized one (``vectorized=True``) called with ``P`` of shape
+        ``(k, n)`` whose column ``j`` is point ``j`` and returning ``(n,)`` or ``(m, n)``, or a
+        compiled scalar or vector field.
     params : array_like, shape (k,) or (N, k)
         One parameter vector, or a batch of ``N`` (the ``params`` of a ``BatchFitResult``).
     cov : array_like, shape (k, k) or (N, k, k)
