@@ -5,6 +5,7 @@ Checks exit statuses, the shape of the printed tables, the JSON/PNG/CSV files wr
 and exit status 2, never a traceback.
 """
 import csv
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -393,3 +394,9 @@ def test_fit_huge_polynomial_degree_is_checked_before_the_model_is_built(good_cs
     # the 1e8 parameter names were built before the "N points but P parameters" check
     proc = run_cli("fit", good_csv, "--model", name, "--x-column", timeout=60)
     assert_usage_error(proc, "points per dataset", "need at least")
+
+
+def test_version_is_the_package_metadata():
+    proc = run_cli("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"fastcalc {importlib.metadata.version('fastcalc')}"
