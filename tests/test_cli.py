@@ -143,6 +143,16 @@ def test_validate_exits_1_when_a_check_fails():
     assert "0 passed, 2 failed" in proc.stdout
 
 
+def test_validate_fails_a_routine_that_is_not_implemented():
+    # in process: parallel development once reported NotImplementedError as a skip
+    from fastcalc.cli._validate import _run_one
+
+    def stub():
+        raise NotImplementedError("stub")
+    check = _run_one("area", "stub", "exact", 1e-12, stub)
+    assert check.outcome == "FAIL" and "NotImplementedError" in check.detail
+
+
 # ---------------------------------------------------------------------------------------------
 # fit: data files with known parameters
 
