@@ -6,14 +6,13 @@ multipliers and chi-squared fitting; SciPy is the reference every routine is tes
 from . import models, nist
 from ._parallel import get_num_threads, num_threads, set_num_threads
 from ._status import ConvergenceError, Status
+from ._version import __version__
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
 from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit, polyfit
 from .optimize import gradient_descent, lagrange
 from .propagate import Propagation, propagate
 from .roots import newton, newton_system
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BatchFitResult", "ConvergenceError", "DifferentiationResult", "FitResult", "Status",

@@ -130,13 +130,11 @@ class Model:
 
     def __init__(self, name, model_id, param_names, expression, x_domain=None):
         nparams, x_dim = _models.kernel_shape(int(model_id), len(param_names))
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "model_id", ModelId(model_id))
-        object.__setattr__(self, "param_names", tuple(param_names))
-        object.__setattr__(self, "nparams", nparams)
-        object.__setattr__(self, "x_dim", x_dim)
-        object.__setattr__(self, "expression", expression)
-        object.__setattr__(self, "x_domain", x_domain)
+        for key, value in (("name", name), ("model_id", ModelId(model_id)),
+                           ("param_names", tuple(param_names)), ("nparams", nparams),
+                           ("x_dim", x_dim), ("expression", expression),
+                           ("x_domain", x_domain)):
+            object.__setattr__(self, key, value)     # __setattr__ refuses: immutable
 
     def __setattr__(self, key, value):
         raise AttributeError(f"Model attributes are read-only (tried to set {key!r})")
@@ -156,30 +154,7 @@ class Model:
         # pickling (e.g. to dask workers) rebuilds the model by name
         return get_model, (self.name,)
 
-    # -- validation ---------------------------------------------------------------------
-
-    def _points(self, x, name="x"):
-        """x as a float64 array of shape (x_dim, m) plus the output shape."""
-        x = real_array(x, name)
-        if self.x_dim == 1:
-            return x.reshape(1, -1), x.shape
-        if x.ndim < 1 or x.shape[0] != self.x_dim:
-            raise ValueError(f"{name} must have shape (2, m) for {self.name} (rows x and y), "
-                             f"got shape {x.shape}")
-        return x.reshape(self.x_dim, -1), x.shape[1:]
-
-    def _params(self, params):
-        if len(params) == 1 and np.ndim(params[0]) == 1:
-            params = tuple(params[0])          # model(x, p) with p an array also works
-        if len(params) != self.nparams:
-            raise TypeError(f"{self.name} takes {self.nparams} parameters "
-                            f"({', '.join(self.param_names)}), got {len(params)}")
-        try:
-            p = np.array([float(v) for v in params], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"params of {self.name} must be real scalars "
-                            f"({', '.join(self.param_names)})") from None
-        return p
+    # -- domain -------------------------------------------------------------------------
 
     def outside_domain(self, x):
         """Where ``x`` (``(x_dim, m)`` or ``(N, x_dim * m)``) lies outside ``x_domain``, or None
@@ -234,13 +209,7 @@ class Model:
         >>> line([0.0, 1.0, 2.0], 1.0, 2.0)
         array([1., 3., 5.])
         """
-        p = self._params(params)
-        points, shape = self._points(x)
-        values, _, status = _models.evaluate(int(self.model_id), self.nparams, points, p,
-                                             per_point=True)
-        if status != 0:
-            values.fill(np.nan)
-        return values.reshape(shape)
+        return self._evaluate(x, params, want_jac=False)
 
     def jacobian(self, x, *params):
         """Analytic Jacobian d model / d params at ``x``.
@@ -279,13 +248,7 @@ class Model:
         array([[1., 0.],
                [1., 2.]])
         """
-        p = self._params(params)
-        points, shape = self._points(x)
-        _, jac, status = _models.evaluate(int(self.model_id), self.nparams, points, p, True,
-                                          per_point=True)
-        if status != 0:
-            jac.fill(np.nan)
-        return jac.reshape(tuple(shape) + (self.nparams,))
+        return self._evaluate(x, params, want_jac=True)
 
     def guess(self, x, y):
         """Initial parameters estimated from data (robust to noise; NaN y are ignored).
@@ -323,18 +286,7 @@ class Model:
         >>> line.guess(np.arange(4.0), [1.0, 3.0, np.nan, 7.0])
         array([1., 2.])
         """
-        points, _ = self._points(x)
-        y = real_array(y, "y")
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D, got shape {y.shape}")
-        if np.any(np.isinf(y)):
-            raise ValueError("y contains inf (use NaN for missing points)")
-        if not np.all(np.isfinite(points)):
-            raise ValueError("x contains NaN or inf")
-        if np.ndim(x) != (1 if self.x_dim == 1 else 2) or points.shape[1] != y.shape[0]:
-            want = "(m,)" if self.x_dim == 1 else "(2, m)"
-            raise ValueError(f"x must have shape {want} with m = len(y) = {y.shape[0]}, "
-                             f"got shape {np.shape(x)}")
+        points, y = _guess_data(self, x, y)
         p0, status = _models.guess(int(self.model_id), self.nparams, points, y)
         if status == _models.GUESS_STATUS_BAD_DOMAIN:
             raise ValueError(f"cannot guess {self.name} parameters: {self.domain_error()}")
@@ -343,6 +295,63 @@ class Model:
                              f"{self.nparams} finite points at enough distinct x "
                              f"(y has {int(np.isfinite(y).sum())} finite values)")
         return p0
+
+    def _evaluate(self, x, params, want_jac):
+        """Values at x, or the Jacobian (a trailing axis of nparams): all NaN when the
+        parameters give no finite value (the kernel's status)."""
+        p = _params(self, params)
+        points, shape = _points(self, x)
+        values, jac, status = _models.evaluate(int(self.model_id), self.nparams, points, p,
+                                               want_jac, per_point=True)
+        out, shape = (jac, tuple(shape) + (self.nparams,)) if want_jac else (values, shape)
+        if status != 0:
+            out.fill(np.nan)
+        return out.reshape(shape)
+
+
+# -- argument checks of Model's methods -------------------------------------------------
+
+def _points(model, x, name="x"):
+    """x as a float64 array of shape (x_dim, m) plus the output shape."""
+    x = real_array(x, name)
+    if model.x_dim == 1:
+        return x.reshape(1, -1), x.shape
+    if x.ndim < 1 or x.shape[0] != model.x_dim:
+        raise ValueError(f"{name} must have shape (2, m) for {model.name} (rows x and y), "
+                         f"got shape {x.shape}")
+    return x.reshape(model.x_dim, -1), x.shape[1:]
+
+
+def _params(model, params):
+    """The ``nparams`` parameters, given one by one or as one array, as float64."""
+    if len(params) == 1 and np.ndim(params[0]) == 1:
+        params = tuple(params[0])          # model(x, p) with p an array also works
+    if len(params) != model.nparams:
+        raise TypeError(f"{model.name} takes {model.nparams} parameters "
+                        f"({', '.join(model.param_names)}), got {len(params)}")
+    try:
+        return np.array([float(v) for v in params], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"params of {model.name} must be real scalars "
+                        f"({', '.join(model.param_names)})") from None
+
+
+def _guess_data(model, x, y):
+    """``(points, y)`` for the kernel's guess: x as (x_dim, m), y 1-D of length m, x finite
+    and y without inf (NaN marks a missing point); ValueError otherwise."""
+    points, _ = _points(model, x)
+    y = real_array(y, "y")
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+    if np.any(np.isinf(y)):
+        raise ValueError("y contains inf (use NaN for missing points)")
+    if not np.all(np.isfinite(points)):
+        raise ValueError("x contains NaN or inf")
+    if np.ndim(x) != (1 if model.x_dim == 1 else 2) or points.shape[1] != y.shape[0]:
+        want = "(m,)" if model.x_dim == 1 else "(2, m)"
+        raise ValueError(f"x must have shape {want} with m = len(y) = {y.shape[0]}, "
+                         f"got shape {np.shape(x)}")
+    return points, y
 
 
 line = Model("line", ModelId.LINE, ("a", "b"), "a + b*x")

@@ -184,18 +184,47 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     >>> r.status, r.message.split(": ")[0]
     (4, 'no sign change in the bracket [0.0, 1.0]')
     """
+    method = _newton_method(method, fprime2)
+    _check_tolerances(tol=tol, rtol=rtol, ftol=ftol)
+    maxiter = _check_maxiter(maxiter)
+    n_threads_for(n_threads)        # validated whatever the kind of f
+    if not isinstance(args, tuple):
+        args = tuple(args) if isinstance(args, list) else (args,)
+    f_user, fprime_user, fprime2_user = _elementwise_functions(f, fprime, fprime2)
+    x_start, shape, a_end, b_end = _starting_points(x0, bracket)
+    scalar = shape == ()
+
+    settings = (float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads)
+    if f_user.kind == FunctionKind.COMPILED:
+        x, fun, status, nit, nfev, end_values = _newton_compiled_f(
+            f_user, fprime_user, fprime2_user, x_start, args, shape, a_end, b_end, *settings,
+            details=full_output or scalar)
+    else:
+        x, fun, status, nit, nfev, end_values = _newton_python(
+            f_user.function, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
+            *settings)
+    messages, reasons = None, None
+    if end_values is not None:
+        messages, reasons = _bracket_messages(status, x_start, a_end, b_end, *end_values)
+    outcome = (x, fun, status, nit, nfev)
+    if scalar:
+        return _scalar_outcome(outcome, messages, full_output)
+    return _batch_outcome(outcome, shape, messages, reasons, full_output)
+
+
+def _newton_method(method, fprime2):
+    """The method's name: checked, or the default for the derivatives given."""
     if method is None:
         method = "halley" if fprime2 is not None else "newton"
     if method not in _METHODS:
         raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
     if method == "halley" and fprime2 is None:
         raise ValueError("method='halley' needs fprime2")
-    _check_tolerances(tol=tol, rtol=rtol, ftol=ftol)
-    maxiter = _check_maxiter(maxiter)
-    n_threads_for(n_threads)        # validated whatever the kind of f
-    if not isinstance(args, tuple):
-        args = tuple(args) if isinstance(args, list) else (args,)
+    return method
 
+
+def _elementwise_functions(f, fprime, fprime2):
+    """f, fprime and fprime2 resolved (None stays None); all compiled or none."""
     f_user = resolve(f, signatures=("elementwise",), name="f")
     derivatives = [resolve(g, signatures=("elementwise",), name=name) if g is not None else None
                    for g, name in ((fprime, "fprime"), (fprime2, "fprime2"))]
@@ -203,7 +232,12 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     for g in derivatives:
         if g is not None and (g.kind == FunctionKind.COMPILED) != compiled:
             raise TypeError(f"{g.name} must be compiled if and only if f is compiled")
+    return f_user, *derivatives
 
+
+def _starting_points(x0, bracket):
+    """``(x_start, shape, a_end, b_end)``: x0 (the bracket's midpoint when None) flattened to
+    float64, its shape, and the bracket's ends broadcast to it (empty without a bracket)."""
     if bracket is not None:
         try:
             a_end, b_end = bracket
@@ -219,56 +253,60 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
             raise ValueError(f"bracket ends of shapes {a_end.shape} and {b_end.shape} do not "
                              "broadcast together") from None
     x0_array = real_array(x0, "x0")
-    scalar = x0_array.ndim == 0
     shape = x0_array.shape
     x_start = np.ascontiguousarray(x0_array, dtype=np.float64).reshape(-1)
-    size = x_start.shape[0]
-
     if bracket is not None:
         a_end, b_end = (_broadcast_float(v, shape, "bracket") for v in (a_end, b_end))
     else:
         a_end = b_end = np.empty(0)
+    return x_start, shape, a_end, b_end
 
+
+def _newton_compiled_f(f_user, fprime_user, fprime2_user, x_start, args, shape, a_end, b_end,
+                       tol, rtol, ftol, maxiter, method, n_threads, details):
+    """Newton with compiled functions (no GIL, ``n_threads``); as :func:`_newton_python`, the
+    last item is f at the bracket's ends where an element has status 4, or None."""
+    size = x_start.shape[0]
+    params = _parameter_matrix(args, shape, size)
+    x, fun, status, nit, nfev = newton_compiled(
+        f_user, fprime_user, fprime2_user, x_start, params, a_end, b_end,
+        tol, rtol, ftol, maxiter, method, n_threads, details=details)
     end_values = None       # f at the bracket ends, for the messages of status 4
-    if compiled:
-        params = _parameter_matrix(args, shape, size)
-        x, fun, status, nit, nfev = newton_compiled(
-            f_user, derivatives[0], derivatives[1], x_start, params, a_end, b_end,
-            float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads,
-            details=full_output or scalar)
-        outside = np.flatnonzero(status == Status.OUT_OF_BOUNDS)
-        if outside.size:
-            end_values = np.full((2, size), np.nan)
-            for row, end in zip(end_values, (a_end, b_end)):
-                row[outside] = compiled_values(f_user, end, params, outside)
-    else:
-        x, fun, status, nit, nfev, end_values = _newton_python(
-            f_user.function, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
-            float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads)
-    messages, reasons = None, None
-    if end_values is not None:
-        messages, reasons = _bracket_messages(status, x_start, a_end, b_end, *end_values)
+    outside = np.flatnonzero(status == Status.OUT_OF_BOUNDS)
+    if outside.size:
+        end_values = np.full((2, size), np.nan)
+        for row, end in zip(end_values, (a_end, b_end)):
+            row[outside] = compiled_values(f_user, end, params, outside)
+    return x, fun, status, nit, nfev, end_values
 
-    if scalar:
-        x, fun, status, nit, nfev = (v[0].item() for v in (x, fun, status, nit, nfev))
-        message = messages[0] if messages is not None else message_of(status)
-        result = OptimizeResult(x=x, root=x, fun=fun, status=status, converged=status == 0,
-                                success=status == 0, nit=nit, nfev=nfev, message=message)
-        if full_output:
-            return result
-        if status == Status.OUT_OF_BOUNDS:
-            raise ConvergenceError(f"newton failed: {message}")
-        if status != Status.SUCCESS:
-            raise ConvergenceError(f"newton failed: {message} "
-                                   f"(x={x!r}, f(x)={fun!r}, {nit} iterations)")
-        return x
 
+def _scalar_outcome(outcome, messages, full_output):
+    """One equation: the root, or the OptimizeResult; ConvergenceError on failure without
+    ``full_output``."""
+    x, fun, status, nit, nfev = (v[0].item() for v in outcome)
+    message = messages[0] if messages is not None else message_of(status)
+    result = OptimizeResult(x=x, root=x, fun=fun, status=status, converged=status == 0,
+                            success=status == 0, nit=nit, nfev=nfev, message=message)
     if full_output:
-        x, fun, status, nit, nfev = (v.reshape(shape) for v in (x, fun, status, nit, nfev))
+        return result
+    if status == Status.OUT_OF_BOUNDS:
+        raise ConvergenceError(f"newton failed: {message}")
+    if status != Status.SUCCESS:
+        raise ConvergenceError(f"newton failed: {message} "
+                               f"(x={x!r}, f(x)={fun!r}, {nit} iterations)")
+    return x
+
+
+def _batch_outcome(outcome, shape, messages, reasons, full_output):
+    """A batch: the OptimizeResult of arrays shaped like x0, or the roots with a RuntimeWarning
+    counting the elements that failed, by reason."""
+    if full_output:
+        x, fun, status, nit, nfev = (v.reshape(shape) for v in outcome)
         converged = status == 0
         message = messages.reshape(shape) if messages is not None else messages_of(status)
         return OptimizeResult(x=x, root=x, fun=fun, status=status, converged=converged,
                               success=converged, nit=nit, nfev=nfev, message=message)
+    x, _, status, _, _ = outcome       # fun, nit, nfev: None from compiled f without details
     x, status = x.reshape(shape), status.reshape(shape)
     failed = np.count_nonzero(status)
     if failed:
@@ -277,7 +315,7 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
                           for k in dict.fromkeys(kinds[status.reshape(-1) != 0]))
         warnings.warn(f"newton: {failed} of {status.size} elements did not converge ({codes}); "
                       "use full_output=True for per-element status", RuntimeWarning,
-                      stacklevel=2)
+                      stacklevel=3)     # the caller of newton
     return x
 
 

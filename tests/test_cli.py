@@ -5,6 +5,7 @@ Checks exit statuses, the shape of the printed tables, the JSON/PNG/CSV files wr
 and exit status 2, never a traceback.
 """
 import csv
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -140,6 +141,16 @@ def test_validate_exits_1_when_a_check_fails():
     assert len(rows) == 2 and all(row.rstrip().endswith("FAIL") or "FAIL (" in row for row in rows)
     assert "ZeroDivisionError" in rows[1]
     assert "0 passed, 2 failed" in proc.stdout
+
+
+def test_validate_fails_a_routine_that_is_not_implemented():
+    # in process: parallel development once reported NotImplementedError as a skip
+    from fastcalc.cli._validate import _run_one
+
+    def stub():
+        raise NotImplementedError("stub")
+    check = _run_one("area", "stub", "exact", 1e-12, stub)
+    assert check.outcome == "FAIL" and "NotImplementedError" in check.detail
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,3 +404,9 @@ def test_fit_huge_polynomial_degree_is_checked_before_the_model_is_built(good_cs
     # the 1e8 parameter names were built before the "N points but P parameters" check
     proc = run_cli("fit", good_csv, "--model", name, "--x-column", timeout=60)
     assert_usage_error(proc, "points per dataset", "need at least")
+
+
+def test_version_is_the_package_metadata():
+    proc = run_cli("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"fastcalc {importlib.metadata.version('fastcalc')}"

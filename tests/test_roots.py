@@ -274,6 +274,15 @@ def test_batch_failure_warns_without_full_output():
     assert x[1] == 2.0
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_batch_failure_warning_points_at_the_caller(compiled):
+    f, fp = ((low_level("cube_root_eq"), low_level("cube_root_eq_prime")) if compiled
+             else (cube, cube_prime))
+    with pytest.warns(RuntimeWarning, match="1 of 2 elements") as record:
+        newton(f, np.array([0.0, 2.0]), fp, args=(np.array([1.0, 8.0]),))
+    assert record[0].filename == __file__
+
+
 def test_no_root_in_bracket_and_start_outside_bracket():
     a = np.array([8.0, 8.0, 8.0])
     r = newton(cube, np.array([1.0, 1.0, 5.0]), cube_prime, args=(a,),
