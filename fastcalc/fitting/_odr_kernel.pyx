@@ -117,6 +117,10 @@ cdef struct OdrState:
     double *dd          # (m,) D^2 of the corrections
     double *gp          # (nfree,) J^T (e, g), parameter part
     double *gd          # (m,) J^T (e, g), correction part
+    double *weight      # (m,) scratch of schur_solve
+    double *work        # (m,) scratch
+    double *tmp         # (m,) scratch
+    double *colnorm     # (nfree,) squared norms of the Jacobian's parameter columns
     double *normal      # (nfree, nfree) Schur complement, then its Cholesky factor
     double *step        # (nfree,)
     double *blocked     # (nfree,) 1.0 for a parameter held on a bound this step
@@ -125,13 +129,27 @@ cdef struct OdrState:
 
 
 cdef inline Py_ssize_t state_size(int m, int nparams, int nfree) noexcept nogil:
-    return 2 * nparams + 10 * <Py_ssize_t>m + <Py_ssize_t>m * nfree + 4 * nfree + nfree * nfree
+    return 2 * nparams + 13 * <Py_ssize_t>m + <Py_ssize_t>m * nfree + 5 * nfree + nfree * nfree
 
 
 cdef inline double *take(double **cursor, Py_ssize_t n) noexcept nogil:
     cdef double *p = cursor[0]
     cursor[0] = p + n
     return p
+
+
+cdef inline double min_(double a, double b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline double max_(double a, double b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef inline void swap(double **a, double **b) noexcept nogil:
+    cdef double *t = a[0]
+    a[0] = b[0]
+    b[0] = t
 
 
 cdef void state_bind(OdrState *s, double *block, int m, int nparams, int nfree) noexcept nogil:
@@ -149,7 +167,11 @@ cdef void state_bind(OdrState *s, double *block, int m, int nparams, int nfree) 
     s.fx = take(&c, m)
     s.dd = take(&c, m)
     s.gd = take(&c, m)
+    s.weight = take(&c, m)
+    s.work = take(&c, m)
+    s.tmp = take(&c, m)
     s.jb = take(&c, <Py_ssize_t>m * nfree)
+    s.colnorm = take(&c, nfree)
     s.dp = take(&c, nfree)
     s.gp = take(&c, nfree)
     s.step = take(&c, nfree)
@@ -181,7 +203,7 @@ cdef void state_init(OdrState *s, const double *x, const double *y, const double
     for i in range(s.m):
         s.delta[i] = 0.0
         s.dd[i] = 0.0
-        s.xscale = fmax(s.xscale, fabs(x[i]))
+        s.xscale = max_(s.xscale, fabs(x[i]))
         if w[i] != 0.0:
             s.n_valid += 1
     if s.xscale == 0.0:
@@ -264,7 +286,7 @@ cdef inline int central_in_bounds(const OdrState *s, int k, double h) noexcept n
 cdef inline double x_step(const OdrState *s, int i) noexcept nogil:
     """Central-difference step in x at point i, exactly representable at t_i."""
     cdef double t = s.x[i] + s.delta[i]
-    cdef double h = CBRT_EPS * fmax(fabs(t), s.xscale)
+    cdef double h = CBRT_EPS * max_(fabs(t), s.xscale)
     return (t + h) - t
 
 
@@ -286,28 +308,38 @@ cdef inline int pushes_out(const OdrState *s, int k, double step) noexcept nogil
                              or (step > 0.0 and s.params[j] >= s.upper[j]))
 
 
+cdef inline double dot(int n, const double *a, const double *b) noexcept nogil:
+    cdef int i
+    cdef double total = 0.0
+    for i in range(n):
+        total += a[i] * b[i]
+    return total
+
+
 cdef int schur_solve(OdrState *s, double lam) noexcept nogil:
     """The parameter step of damping lam (blocked parameters held): S step = rhs by
-    Cholesky (LAPACK). Returns 0, or non-zero when S is not positive definite."""
+    Cholesky (LAPACK). Returns 0, or non-zero when S is not positive definite.
+
+    Per point first (s.weight: the Schur weight; s.work: u = w^2 f_x g_d / denominator), then
+    every entry as one pass over a column pair (contiguous, no accumulation into memory)."""
     cdef int n = s.nfree, m = s.m, i, k, l, info = 0, one = 1
-    cdef double denom, weight, u, wi2
+    cdef double inverse, wi2, v2, damp
     cdef char uplo = b'L'
-    for k in range(n * n):
-        s.normal[k] = 0.0
-    for k in range(n):
-        s.step[k] = -s.gp[k]
+    cdef const double *jk
     for i in range(m):
         wi2 = s.w[i] * s.w[i]
-        if wi2 == 0.0:
-            continue
-        denom = wi2 * s.fx[i] * s.fx[i] + s.v[i] * s.v[i] + lam * s.dd[i]
-        weight = wi2 * (s.v[i] * s.v[i] + lam * s.dd[i]) / denom
-        u = wi2 * s.fx[i] * s.gd[i] / denom
-        for k in range(n):
-            s.step[k] += u * s.jb[i + <Py_ssize_t>k * m]
-            for l in range(k, n):
-                s.normal[l + k * n] += weight * s.jb[i + <Py_ssize_t>k * m] \
-                    * s.jb[i + <Py_ssize_t>l * m]
+        v2 = s.v[i] * s.v[i]
+        damp = lam * s.dd[i]
+        inverse = wi2 / (wi2 * s.fx[i] * s.fx[i] + v2 + damp)     # > 0 (v > 0) unless missing
+        s.weight[i] = inverse * (v2 + damp)
+        s.work[i] = inverse * s.fx[i] * s.gd[i]
+    for k in range(n):
+        jk = s.jb + <Py_ssize_t>k * m
+        s.step[k] = -s.gp[k] + dot(m, s.work, jk)
+        for i in range(m):
+            s.tmp[i] = s.weight[i] * jk[i]
+        for l in range(k, n):
+            s.normal[l + k * n] = dot(m, s.tmp, s.jb + <Py_ssize_t>l * m)
     for k in range(n):
         s.normal[k + k * n] += lam * s.dp[k]
         if s.blocked[k] != 0.0:
@@ -325,22 +357,13 @@ cdef int schur_solve(OdrState *s, double lam) noexcept nogil:
     return info
 
 
-cdef double correction_step(const OdrState *s, int i, double lam) noexcept nogil:
-    """The d_i step for the parameter step in s.step (back-substitution)."""
-    cdef int k
-    cdef double wi2 = s.w[i] * s.w[i], jstep = 0.0
-    for k in range(s.nfree):
-        jstep += s.jb[i + <Py_ssize_t>k * s.m] * s.step[k]
-    return -(s.gd[i] + wi2 * s.fx[i] * jstep) / (wi2 * s.fx[i] * s.fx[i] + s.v[i] * s.v[i]
-                                                   + lam * s.dd[i])
-
-
 cdef double propose(OdrState *s, double lam) noexcept nogil:
     """Trial parameters and corrections for damping lam (bounds: parameters on a bound that
     the step pushes out are held, the rest clipped). Sets dnorm and znorm; returns the
     predicted cost reduction of the linearised problem, or -1 when S is singular."""
-    cdef int n = s.nfree, k, j, i, again, rounds
-    cdef double dstep, jstep, e, g, linear = 0.0, t
+    cdef int n = s.nfree, m = s.m, k, j, i, again, rounds
+    cdef double dstep, wi2, e, g, linear = 0.0, t, dnorm = 0.0, znorm = 0.0
+    cdef const double *jk
     for k in range(n):
         s.blocked[k] = 0.0
     for rounds in range(n + 1):
@@ -354,33 +377,37 @@ cdef double propose(OdrState *s, double lam) noexcept nogil:
         if not again:
             break
     memcpy(s.trial, s.params, <size_t>s.nparams * sizeof(double))
-    s.dnorm = 0.0
-    s.znorm = 0.0
     for k in range(n):
         j = s.free_index[k]
         t = s.params[j] + s.step[k]
         if s.has_bounds:
-            t = fmax(s.lower[j], t) if t < s.upper[j] else s.upper[j]
+            t = max_(s.lower[j], t) if t < s.upper[j] else s.upper[j]
         s.trial[j] = t
         s.step[k] = t - s.params[j]     # the step actually taken
-        s.dnorm += s.dp[k] * s.step[k] * s.step[k]
-        s.znorm += s.dp[k] * s.params[j] * s.params[j]
-    for i in range(s.m):
-        dstep = correction_step(s, i, lam)
+        dnorm += s.dp[k] * s.step[k] * s.step[k]
+        znorm += s.dp[k] * s.params[j] * s.params[j]
+    # s.work = J_p step, one column at a time
+    for i in range(m):
+        s.work[i] = 0.0
+    for k in range(n):
+        jk = s.jb + <Py_ssize_t>k * m
+        for i in range(m):
+            s.work[i] += jk[i] * s.step[k]
+    for i in range(m):
+        # back-substitution of d_i; the linearised residuals (a missing point: w = 0 and its
+        # value is y, so e = 0)
+        wi2 = s.w[i] * s.w[i]
+        dstep = -(s.gd[i] + wi2 * s.fx[i] * s.work[i]) / (
+            wi2 * s.fx[i] * s.fx[i] + s.v[i] * s.v[i] + lam * s.dd[i])
         s.delta_trial[i] = s.delta[i] + dstep
-        s.dnorm += s.dd[i] * dstep * dstep
+        dnorm += s.dd[i] * dstep * dstep
         t = s.x[i] + s.delta[i]
-        s.znorm += s.dd[i] * t * t
+        znorm += s.dd[i] * t * t
         g = s.v[i] * s.delta_trial[i]
-        linear += g * g
-        if s.w[i] != 0.0:
-            jstep = s.fx[i] * dstep
-            for k in range(n):
-                jstep += s.jb[i + <Py_ssize_t>k * s.m] * s.step[k]
-            e = s.w[i] * (s.values[i] - s.y[i] + jstep)
-            linear += e * e
-    s.dnorm = sqrt(s.dnorm)
-    s.znorm = sqrt(s.znorm)
+        e = s.w[i] * (s.values[i] - s.y[i] + s.work[i] + s.fx[i] * dstep)
+        linear += g * g + e * e
+    s.dnorm = sqrt(dnorm)
+    s.znorm = sqrt(znorm)
     return s.cost - linear
 
 
@@ -388,7 +415,7 @@ cdef void next_trial(OdrState *s) noexcept nogil:
     """Propose a step (raising lam while S is singular) and wait for its values."""
     cdef double predicted = propose(s, s.lam)
     while predicted < 0.0 and predicted == -1.0 and s.lam < LAMBDA_MAX:
-        s.lam = fmax(s.lam, 1e-8) * 10.0
+        s.lam = max_(s.lam, 1e-8) * 10.0
         predicted = propose(s, s.lam)
     if predicted == -1.0:
         state_stop(s, SINGULAR)
@@ -399,21 +426,18 @@ cdef void next_trial(OdrState *s) noexcept nogil:
 
 cdef int gradient_small(OdrState *s) noexcept nogil:
     """Every Jacobian column (not pushing out of a bound) makes an angle with the residual
-    vector whose cosine is <= gtol."""
+    vector whose cosine is <= gtol (s.colnorm: the squared column norms)."""
     cdef int k, i
-    cdef double norm, c
+    cdef double limit2
     if s.cost == 0.0:
         return 1
-    norm = sqrt(s.cost)
+    limit2 = s.gtol * s.gtol * s.cost       # compared with squares: no square root per point
     for k in range(s.nfree):
-        c = 0.0
-        for i in range(s.m):
-            c += s.w[i] * s.w[i] * s.jb[i + <Py_ssize_t>k * s.m] * s.jb[i + <Py_ssize_t>k * s.m]
-        if c > 0.0 and fabs(s.gp[k]) > s.gtol * norm * sqrt(c) and not pushes_out(s, k, -s.gp[k]):
+        if s.gp[k] * s.gp[k] > limit2 * s.colnorm[k] and not pushes_out(s, k, -s.gp[k]):
             return 0
     for i in range(s.m):
-        c = s.w[i] * s.w[i] * s.fx[i] * s.fx[i] + s.v[i] * s.v[i]
-        if fabs(s.gd[i]) > s.gtol * norm * sqrt(c):
+        if s.gd[i] * s.gd[i] > limit2 * (s.w[i] * s.w[i] * s.fx[i] * s.fx[i]
+                                          + s.v[i] * s.v[i]):
             return 0
     return 1
 
@@ -468,27 +492,32 @@ cdef void odr_jacobian_ready(OdrState *s) noexcept nogil:
     """s.jb and s.fx hold the Jacobian at (params, delta): gradient, scaling, convergence by
     the gradient test, the covariance when finishing, else the next proposal."""
     cdef int m = s.m, n = s.nfree, i, k
-    cdef double r, c, wi2
+    cdef double wi2, c
+    cdef const double *jk
     s.jac_valid = 1
     if not jacobian_finite(s):
         state_stop(s, NON_FINITE)
         return
-    for k in range(n):
-        s.gp[k] = 0.0
-        c = 0.0
-        for i in range(m):
-            wi2 = s.w[i] * s.w[i]
-            c += wi2 * s.jb[i + <Py_ssize_t>k * m] * s.jb[i + <Py_ssize_t>k * m]
-            if wi2 != 0.0:
-                s.gp[k] += wi2 * s.jb[i + <Py_ssize_t>k * m] * (s.values[i] - s.y[i])
-        s.dp[k] = fmax(s.dp[k], c)
-        if s.dp[k] == 0.0:      # a parameter without effect: MINPACK's unit scale
-            s.dp[k] = 1.0
+    # s.work = w^2 (f - y) (0 at a missing point, whose value is y)
     for i in range(m):
         wi2 = s.w[i] * s.w[i]
-        r = (s.values[i] - s.y[i]) if wi2 != 0.0 else 0.0
-        s.gd[i] = wi2 * s.fx[i] * r + s.v[i] * s.v[i] * s.delta[i]
-        s.dd[i] = fmax(s.dd[i], wi2 * s.fx[i] * s.fx[i] + s.v[i] * s.v[i])
+        s.work[i] = wi2 * (s.values[i] - s.y[i])
+        s.tmp[i] = wi2
+        s.gd[i] = s.fx[i] * s.work[i] + s.v[i] * s.v[i] * s.delta[i]
+        c = wi2 * s.fx[i] * s.fx[i] + s.v[i] * s.v[i]
+        if c > s.dd[i]:
+            s.dd[i] = c
+    for k in range(n):
+        jk = s.jb + <Py_ssize_t>k * m
+        s.gp[k] = dot(m, s.work, jk)
+        c = 0.0
+        for i in range(m):
+            c += s.tmp[i] * jk[i] * jk[i]
+        s.colnorm[k] = c
+        if c > s.dp[k]:
+            s.dp[k] = c
+        if s.dp[k] == 0.0:      # a parameter without effect: MINPACK's unit scale
+            s.dp[k] = 1.0
     if not s.finishing and gradient_small(s):
         s.finishing = 1
         if not s.analytic:      # the covariance's Jacobian by central differences
@@ -524,13 +553,13 @@ cdef void odr_assess(OdrState *s, int rc) noexcept nogil:
         s.cost = s.cost_trial
         s.jac_valid = 0
         t = 2.0 * ratio - 1.0
-        s.lam *= fmax(1.0 / 3.0, 1.0 - t * t * t)
+        s.lam *= max_(1.0 / 3.0, 1.0 - t * t * t)
         s.nu = 2.0
     else:
         # a step too small to matter that still does not lower the cost: rounding level
         converged = (s.dnorm <= s.xtol * s.znorm
                      or (s.predicted <= s.ftol * s.cost and s.lam <= INITIAL_LAMBDA))
-        s.lam = fmin_(s.lam * s.nu, LAMBDA_MAX)
+        s.lam = min_(s.lam * s.nu, LAMBDA_MAX)
         s.nu *= 2.0
     if converged:
         s.finishing = 1
@@ -547,14 +576,6 @@ cdef void odr_assess(OdrState *s, int rc) noexcept nogil:
         next_trial(s)
 
 
-cdef inline double fmin_(double a, double b) noexcept nogil:
-    return a if a < b else b
-
-
-cdef inline void swap(double **a, double **b) noexcept nogil:
-    cdef double *t = a[0]
-    a[0] = b[0]
-    b[0] = t
 
 
 # ---------------------------------------------------------------------------------------------
@@ -750,7 +771,7 @@ cdef void odr_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
         else:
             for j in range(P):
                 if inp.has_bounds:
-                    s.params[j] = fmin_(fmax(s.params[j], inp.lower[j]), inp.upper[j])
+                    s.params[j] = min_(max_(s.params[j], inp.lower[j]), inp.upper[j])
                 if isfinite(inp.p0[d * P + j]):       # a fixed parameter's given value
                     s.params[j] = inp.p0[d * P + j]
     if s.stage != DONE:
