@@ -427,3 +427,25 @@ def test_pulls_have_unit_width_with_sigma_x_and_not_without(rng):
     plain = fit_batch(models.line, X, Y, sigma=0.2, absolute_sigma=True)
     plain_pulls = (plain.params - truth) / plain.stderr
     assert np.all(plain_pulls.std(axis=0) > 1.5), plain_pulls.std(axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# fastcalc.dask: sigma_x chunked like Y
+
+def test_dask_fit_batch_with_sigma_x_equals_in_memory(rng):
+    da = pytest.importorskip("dask.array", reason="fastcalc.dask needs dask")
+    import fastcalc.dask
+    X, Y, P = gaussian_odr_batch(rng, 7)
+    Y[2, 3] = np.nan
+    sigma_x = np.full_like(X, 0.03)
+    sigma_x[5] = 0.05
+    sigma_x[6, 0] = -1.0        # a bad row: its status, in its chunk
+    ref = fit_batch(models.gaussian, X, Y, p0=P, sigma=0.05, sigma_x=sigma_x)
+    lazy = fastcalc.dask.fit_batch(models.gaussian, da.from_array(X, chunks=(3, 32)),
+                                   da.from_array(Y, chunks=(3, 32)), p0=P, sigma=0.05,
+                                   sigma_x=da.from_array(sigma_x, chunks=(2, 32)))
+    assert_array_equal(lazy.delta.compute(scheduler="synchronous"), ref.delta)
+    r = lazy.compute(scheduler="synchronous")
+    for name in ("params", "cov", "chi2", "delta", "residuals", "status"):
+        assert_array_equal(getattr(r, name), getattr(ref, name))
+    assert r.status[6] == Status.NON_FINITE and "sigma_x" in r.input_error[6]
