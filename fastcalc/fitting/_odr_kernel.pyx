@@ -17,8 +17,11 @@ Jacobian, never decreasing) with Nielsen's update of ``lam`` from the gain ratio
 solution ``S`` with ``lam = 0`` is the parameters' block of the full normal matrix's inverse
 inverted (the covariance ODRPACK reports, scaled by ``cost / dof`` unless ``absolute_sigma``).
 
-``f_x`` is a central difference in x at ``t = x + d`` (step ``eps^(1/3) max(|t_i|, max|x|)``:
-relative error ~1e-10); ``J_p`` is the built-in model's analytic Jacobian, a compiled Jacobian
+``f_x`` of a built-in model follows exactly from its analytic Jacobian in the parameters
+(``builtin_x_derivative``: the models depend on x through ``x - x0`` or ``omega x + phi``, or
+are polynomials and powers), and each trial is then evaluated with its Jacobian: one model call
+per iteration. For other models ``f_x`` is a central difference in x at ``t = x + d`` (step
+``eps^(1/3) max(|t_i|, max|x|)``: relative error ~1e-10), and ``J_p`` is the built-in model's analytic Jacobian, a compiled Jacobian
 callable, or forward differences while iterating and central differences at the solution
 (``nfree`` more evaluations, once): the covariance then has errors ~1e-10 rather than ~1e-7
 for a sharp peak (forward differences are what ODRPACK uses, and its standard errors differ
@@ -290,17 +293,6 @@ cdef inline double x_step(const OdrState *s, int i) noexcept nogil:
     return (t + h) - t
 
 
-cdef int jacobian_finite(const OdrState *s) noexcept nogil:
-    cdef Py_ssize_t i, n = <Py_ssize_t>s.m * s.nfree
-    for i in range(n):
-        if not isfinite(s.jb[i]):
-            return 0
-    for i in range(s.m):
-        if not isfinite(s.fx[i]):
-            return 0
-    return 1
-
-
 cdef inline int pushes_out(const OdrState *s, int k, double step) noexcept nogil:
     """Free parameter k sits on a bound and ``step`` points out of the box."""
     cdef int j = s.free_index[k]
@@ -308,12 +300,35 @@ cdef inline int pushes_out(const OdrState *s, int k, double step) noexcept nogil
                              or (step > 0.0 and s.params[j] >= s.upper[j]))
 
 
+# Sums over the points in four interleaved partial sums: a single sum waits for each addition
+# (the compiler may not reorder them without -ffast-math); the order is fixed, so results do
+# not depend on anything but the data.
 cdef inline double dot(int n, const double *a, const double *b) noexcept nogil:
-    cdef int i
-    cdef double total = 0.0
-    for i in range(n):
-        total += a[i] * b[i]
-    return total
+    """sum a_i b_i."""
+    cdef int i, n4 = n - n % 4
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    for i in range(0, n4, 4):
+        s0 += a[i] * b[i]
+        s1 += a[i + 1] * b[i + 1]
+        s2 += a[i + 2] * b[i + 2]
+        s3 += a[i + 3] * b[i + 3]
+    for i in range(n4, n):
+        s0 += a[i] * b[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline double dot3(int n, const double *a, const double *b, const double *c) noexcept nogil:
+    """sum a_i b_i c_i."""
+    cdef int i, n4 = n - n % 4
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    for i in range(0, n4, 4):
+        s0 += a[i] * b[i] * c[i]
+        s1 += a[i + 1] * b[i + 1] * c[i + 1]
+        s2 += a[i + 2] * b[i + 2] * c[i + 2]
+        s3 += a[i + 3] * b[i + 3] * c[i + 3]
+    for i in range(n4, n):
+        s0 += a[i] * b[i] * c[i]
+    return (s0 + s1) + (s2 + s3)
 
 
 cdef int schur_solve(OdrState *s, double lam) noexcept nogil:
@@ -336,10 +351,8 @@ cdef int schur_solve(OdrState *s, double lam) noexcept nogil:
     for k in range(n):
         jk = s.jb + <Py_ssize_t>k * m
         s.step[k] = -s.gp[k] + dot(m, s.work, jk)
-        for i in range(m):
-            s.tmp[i] = s.weight[i] * jk[i]
         for l in range(k, n):
-            s.normal[l + k * n] = dot(m, s.tmp, s.jb + <Py_ssize_t>l * m)
+            s.normal[l + k * n] = dot3(m, s.weight, jk, s.jb + <Py_ssize_t>l * m)
     for k in range(n):
         s.normal[k + k * n] += lam * s.dp[k]
         if s.blocked[k] != 0.0:
@@ -491,33 +504,34 @@ cdef void finish(OdrState *s) noexcept nogil:
 cdef void odr_jacobian_ready(OdrState *s) noexcept nogil:
     """s.jb and s.fx hold the Jacobian at (params, delta): gradient, scaling, convergence by
     the gradient test, the covariance when finishing, else the next proposal."""
-    cdef int m = s.m, n = s.nfree, i, k
+    cdef int m = s.m, n = s.nfree, i, k, finite = 1
     cdef double wi2, c
     cdef const double *jk
     s.jac_valid = 1
-    if not jacobian_finite(s):
-        state_stop(s, NON_FINITE)
-        return
-    # s.work = w^2 (f - y) (0 at a missing point, whose value is y)
+    # s.work = w^2 (f - y) (0 at a missing point, whose value is y). A non-finite derivative
+    # at a valid point makes its c_i (f_x) or a column's norm (J_p) non-finite.
     for i in range(m):
         wi2 = s.w[i] * s.w[i]
         s.work[i] = wi2 * (s.values[i] - s.y[i])
         s.tmp[i] = wi2
         s.gd[i] = s.fx[i] * s.work[i] + s.v[i] * s.v[i] * s.delta[i]
         c = wi2 * s.fx[i] * s.fx[i] + s.v[i] * s.v[i]
+        finite &= isfinite(c) != 0
         if c > s.dd[i]:
             s.dd[i] = c
     for k in range(n):
         jk = s.jb + <Py_ssize_t>k * m
         s.gp[k] = dot(m, s.work, jk)
-        c = 0.0
-        for i in range(m):
-            c += s.tmp[i] * jk[i] * jk[i]
+        c = dot3(m, s.tmp, jk, jk)
+        finite &= isfinite(c) != 0
         s.colnorm[k] = c
         if c > s.dp[k]:
             s.dp[k] = c
         if s.dp[k] == 0.0:      # a parameter without effect: MINPACK's unit scale
             s.dp[k] = 1.0
+    if not finite:
+        state_stop(s, NON_FINITE)
+        return
     if not s.finishing and gradient_small(s):
         s.finishing = 1
         if not s.analytic:      # the covariance's Jacobian by central differences
@@ -581,8 +595,56 @@ cdef void odr_assess(OdrState *s, int rc) noexcept nogil:
 # ---------------------------------------------------------------------------------------------
 # Built-in and compiled models: one dataset at a time without the GIL, datasets in a prange.
 
+# the ids of fastcalc.models.ModelId (tests/test_odr.py checks them) whose x-derivative
+# builtin_x_derivative knows
+cdef enum:
+    LINE = 0
+    POLYNOMIAL = 1
+    EXPONENTIAL = 2
+    GAUSSIAN = 3
+    LORENTZIAN = 4
+    LOGISTIC = 5
+    POWER_LAW = 6
+    SINE = 7
+
+
+cdef int builtin_x_derivative(int model_id, int m, int P, const double *p, const double *t,
+                              const double *jac, double *fx) noexcept nogil:
+    """fx = df/dx at t from the analytic Jacobian ``jac`` (m, P) row-major of built-in model
+    ``model_id`` at (t, p); returns 0 when the model has no such rule (fx untouched)."""
+    cdef int i, k
+    cdef double total
+    if model_id == LINE:                                 # a + b x
+        for i in range(m):
+            fx[i] = p[1]
+    elif model_id == POLYNOMIAL:                         # sum c_k x^k, jac[:, k] = x^k
+        for i in range(m):
+            total = 0.0
+            for k in range(1, P):
+                total += k * p[k] * jac[<Py_ssize_t>i * P + k - 1]
+            fx[i] = total
+    elif model_id == EXPONENTIAL:                        # A exp(-x/tau) + c, jac[:, 0] = exp
+        for i in range(m):
+            fx[i] = -p[0] / p[1] * jac[<Py_ssize_t>i * P]
+    elif model_id == GAUSSIAN or model_id == LORENTZIAN or model_id == LOGISTIC:
+        for i in range(m):                               # functions of x - p[1]
+            fx[i] = -jac[<Py_ssize_t>i * P + 1]
+    elif model_id == POWER_LAW:                          # A x^k, jac[:, 0] = x^k (x > 0)
+        for i in range(m):
+            fx[i] = p[0] * p[1] * jac[<Py_ssize_t>i * P] / t[i]
+    elif model_id == SINE:                               # A sin(omega x + phi) + c
+        for i in range(m):
+            fx[i] = p[1] * jac[<Py_ssize_t>i * P + 2]
+    else:
+        return 0
+    return 1
+
+
 cdef struct Model:
     int kind
+    int model_id
+    int x_derivative    # builtin_x_derivative knows this model
+    int jacrow_at_params    # jacrow holds the Jacobian at the current params (the last trial)
     model_eval_t builtin
     model_t compiled
     model_t compiled_jac
@@ -603,12 +665,20 @@ cdef inline int model_values(const Model *md, int m, const double *t, int P, con
     return SUCCESS
 
 
-cdef int model_jacobian(OdrState *s, const Model *md) noexcept nogil:
-    """s.jb (analytic, compiled or forward differences) and s.fx (central differences) at
-    (params, delta)."""
+cdef int model_jacobian(OdrState *s, Model *md) noexcept nogil:
+    """s.jb (analytic, compiled or forward differences) and s.fx (analytic or central
+    differences) at (params, delta)."""
     cdef int m = s.m, P = s.nparams, i, k, j, rc, central
     cdef double h
     points_at(s, s.delta, s.t)
+    if md.jacrow_at_params:     # the accepted trial was evaluated with its Jacobian
+        md.jacrow_at_params = 0
+        for k in range(s.nfree):
+            j = s.free_index[k]
+            for i in range(m):
+                s.jb[i + <Py_ssize_t>k * m] = md.jacrow[<Py_ssize_t>i * P + j]
+        builtin_x_derivative(md.model_id, m, P, s.params, s.t, md.jacrow, s.fx)
+        return SUCCESS
     if md.kind == KIND_BUILTIN or md.compiled_jac != NULL:
         if md.kind == KIND_BUILTIN:
             rc = model_values(md, m, s.t, P, s.params, md.fd_values, md.jacrow)
@@ -623,6 +693,9 @@ cdef int model_jacobian(OdrState *s, const Model *md) noexcept nogil:
             j = s.free_index[k]
             for i in range(m):
                 s.jb[i + <Py_ssize_t>k * m] = md.jacrow[<Py_ssize_t>i * P + j]
+        if md.x_derivative:
+            builtin_x_derivative(md.model_id, m, P, s.params, s.t, md.jacrow, s.fx)
+            return SUCCESS
     else:
         memcpy(md.fd_params, s.params, <size_t>P * sizeof(double))
         for k in range(s.nfree):
@@ -664,9 +737,10 @@ cdef int model_jacobian(OdrState *s, const Model *md) noexcept nogil:
     return SUCCESS
 
 
-cdef void odr_run(OdrState *s, const Model *md) noexcept nogil:
+cdef void odr_run(OdrState *s, Model *md) noexcept nogil:
     """Run one dataset to completion (s.params holds the start)."""
     cdef int rc
+    md.jacrow_at_params = 0
     points_at(s, s.delta, s.t)
     odr_begin(s, model_values(md, s.m, s.t, s.nparams, s.params, s.values, NULL))
     while s.stage != DONE:
@@ -678,11 +752,16 @@ cdef void odr_run(OdrState *s, const Model *md) noexcept nogil:
             odr_jacobian_ready(s)
         else:
             points_at(s, s.delta_trial, s.t)
-            odr_assess(s, model_values(md, s.m, s.t, s.nparams, s.trial, s.values_trial, NULL))
+            rc = model_values(md, s.m, s.t, s.nparams, s.trial, s.values_trial,
+                              md.jacrow if md.x_derivative else NULL)
+            odr_assess(s, rc)
+            # accepted (its Jacobian is wanted next): the trial's is in jacrow already
+            md.jacrow_at_params = md.x_derivative and rc == SUCCESS and not s.jac_valid
 
 
 cdef struct BatchInput:
     int kind
+    int model_id
     model_eval_t builtin
     model_guess_t guess
     model_t compiled
@@ -752,6 +831,9 @@ cdef void odr_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
             vs[n] = 1.0 / sigx[i]
             n += 1
     md.kind = inp.kind
+    md.model_id = inp.model_id
+    md.x_derivative = inp.kind == KIND_BUILTIN and builtin_x_derivative(inp.model_id, 0, P,
+                                                                         NULL, NULL, NULL, NULL)
     md.builtin = inp.builtin
     md.compiled = inp.compiled
     md.compiled_jac = inp.compiled_jac
@@ -832,6 +914,7 @@ def odr_compiled(int kind, int model_id, object model, object model_jac,
     cdef Py_ssize_t d, size, P = p0.shape[1], m = Y.shape[1], lo, hi, chunk
     cdef double *scratch
     inp.kind = kind
+    inp.model_id = model_id
     inp.builtin = NULL
     inp.guess = NULL
     inp.compiled = NULL
