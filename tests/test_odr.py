@@ -390,6 +390,13 @@ def test_unsupported_options_are_refused(options, match):
         fit(models.exponential, x, exponential(x, 2.0, 1.5, 0.1), sigma_x=0.1, **options)
 
 
+def test_progress_says_it_shows_nothing():
+    x = np.linspace(0, 1, 10)
+    with pytest.warns(UserWarning, match="progress=True shows nothing with sigma_x"):
+        r = fit_batch(models.line, x, np.vstack([1 + x, 2 - x]), sigma_x=0.1, progress=True)
+    assert r.success.all()
+
+
 def test_models_of_two_variables_and_python_jac_are_refused():
     g = np.linspace(-2, 2, 5)
     X2 = np.array(np.meshgrid(g, g)).reshape(2, -1)

@@ -94,7 +94,10 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         parameters; a valid point outside a built-in model's ``x_domain`` (``x <= 0`` for
         ``power_law``); shapes of ``x``, ``sigma``, ``p0`` inconsistent with ``y``; ``p0`` missing
         (compiled models), not finite or outside ``bounds``; invalid ``method``, ``bounds``,
-        ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape.
+        ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape;
+        ``sigma_x`` not finite and > 0 or of the wrong shape, or given with what it does not
+        support (``method="gd"``, ``cost="poisson"``, a robust ``loss``, a model of two
+        variables, a Python ``jac``).
     TypeError
         ``model`` of an unsupported kind or wrong compiled signature; ``jac`` of the wrong
         kind (a compiled model needs a compiled ``jac``); ``x``, ``y``, ``sigma``, ``p0``,
