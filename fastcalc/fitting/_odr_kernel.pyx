@@ -121,8 +121,8 @@ cdef struct OdrState:
     double *gp          # (nfree,) J^T (e, g), parameter part
     double *gd          # (m,) J^T (e, g), correction part
     double *weight      # (m,) scratch of schur_solve
-    double *work        # (m,) scratch
-    double *tmp         # (m,) scratch
+    double *work        # (m,) scratch: u (schur_solve), J_p step (propose), w^2 (f - y)
+    double *tmp         # (m,) scratch: w^2 (odr_jacobian_ready)
     double *colnorm     # (nfree,) squared norms of the Jacobian's parameter columns
     double *normal      # (nfree, nfree) Schur complement, then its Cholesky factor
     double *step        # (nfree,)
@@ -132,7 +132,7 @@ cdef struct OdrState:
 
 
 cdef inline Py_ssize_t state_size(int m, int nparams, int nfree) noexcept nogil:
-    return 2 * nparams + 13 * <Py_ssize_t>m + <Py_ssize_t>m * nfree + 5 * nfree + nfree * nfree
+    return 2 * nparams + 11 * <Py_ssize_t>m + <Py_ssize_t>m * nfree + 5 * nfree + nfree * nfree
 
 
 cdef inline double *take(double **cursor, Py_ssize_t n) noexcept nogil:
