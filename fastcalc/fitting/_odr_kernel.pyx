@@ -17,15 +17,21 @@ Jacobian, never decreasing) with Nielsen's update of ``lam`` from the gain ratio
 solution ``S`` with ``lam = 0`` is the parameters' block of the full normal matrix's inverse
 inverted (the covariance ODRPACK reports, scaled by ``cost / dof`` unless ``absolute_sigma``).
 
-``f_x`` of a built-in model follows exactly from its analytic Jacobian in the parameters
-(``builtin_x_derivative``: the models depend on x through ``x - x0`` or ``omega x + phi``, or
-are polynomials and powers), and each trial is then evaluated with its Jacobian: one model call
-per iteration. For other models ``f_x`` is a central difference in x at ``t = x + d`` (step
-``eps^(1/3) max(|t_i|, max|x|)``: relative error ~1e-10), and ``J_p`` is the built-in model's analytic Jacobian, a compiled Jacobian
-callable, or forward differences while iterating and central differences at the solution
-(``nfree`` more evaluations, once): the covariance then has errors ~1e-10 rather than ~1e-7
-for a sharp peak (forward differences are what ODRPACK uses, and its standard errors differ
-from the exact ones by a few 1e-6 on scipy's Lorentz test problem).
+``J_p`` is the built-in model's analytic Jacobian, a compiled Jacobian callable, or forward
+differences while iterating and central differences at the solution (``nfree`` more
+evaluations, once): the covariance then has errors ~1e-10 rather than ~1e-7 for a sharp peak
+(forward differences are what ODRPACK uses; its standard errors differ from the exact ones by a
+few 1e-6 on scipy's Lorentz test problem). ``f_x`` of a built-in model follows exactly from its
+``J_p`` (``builtin_x_derivative``: the models depend on x through ``x - x0`` or
+``omega x + phi``, or are polynomials and powers), so each trial is evaluated with its Jacobian:
+one model call per iteration. For other models ``f_x`` is a central difference in x at
+``t = x + d`` (step ``eps^(1/3) max(|t_i|, max|x|)``: relative error ~1e-10).
+
+Stopping: the actual and predicted relative cost reductions both <= ftol, a scaled step
+``||D h|| <= xtol ||D z||``, or every cosine between the residual vector and a Jacobian column
+<= gtol; then, as in the LM kernel, a Gauss-Newton step from the point must not promise more
+than 1e-8 of the cost with a relative step above 1e-4, or the fit restarts (at most 3 times) and
+otherwise ends with status 1.
 
 As in the least-squares kernel (``_kernel``), the iteration is a state machine (``OdrState``:
 ``odr_begin``, ``odr_jacobian_ready``, ``odr_assess``) with two drivers: ``odr_compiled``
