@@ -349,10 +349,14 @@ def _check_known(array, name):
         raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
 
 
-def _fit_block(Y, x, sigma, p0, *, model, options):
+def _fit_block(Y, x, sigma, p0, sigma_x=None, *, model, options):
     from fastcalc.fitting import fit_batch as in_memory_fit_batch
-    result = in_memory_fit_batch(_local(model), x, Y, p0, sigma=sigma, **options)
+    result = in_memory_fit_batch(_local(model), x, Y, p0, sigma=sigma, sigma_x=sigma_x,
+                                 **options)
     fields = _fields_of_block(result, _FIT_CORE[:-2])
+    if sigma_x is not None:     # ODR: the x corrections, and residuals at x + delta
+        fields["delta"] = result.delta
+        fields["odr_residuals"] = result.residuals
     # what the fit minimised, per dataset (the same for all), for the derived statistics
     fields["nfree"] = np.full(len(result), result.nfree, dtype=np.intc)
     fields["estimator"] = np.full(len(result), result.estimator, dtype=object)
@@ -370,7 +374,8 @@ def _batch_fit_result(cls, values, param_names, residuals_of, method):
     """The in-memory BatchFitResult from the core fields (the arrays its constructor takes)."""
     return cls(*(values[n] for n in _FIT_CORE[:7]), param_names, residuals_of, method,
                values["input_error"], stderr=values["stderr"], cost=values["cost"],
-               estimator=values["estimator"][0], nfree=int(values["nfree"][0]))
+               estimator=values["estimator"][0], nfree=int(values["nfree"][0]),
+               delta=values.get("delta"))
 
 
 def _residuals_block(Y, x, sigma, p0, params, *, model, options):
@@ -425,7 +430,8 @@ class DaskBatchFitResult(_LazyBatchResult):
     Every field of a ``BatchFitResult`` is a Dask array over the datasets: ``params`` and
     ``stderr`` ``(N, p)``, ``cov`` ``(N, p, p)``, ``chi2``, ``redchi2``, ``cost``, ``aic``,
     ``bic``, ``pvalue``, ``dof``, ``nit``, ``nfev``, ``status``, ``success``, ``message``,
-    ``nfree``, ``estimator`` ``(N,)`` and ``residuals`` ``(N, m)``;
+    ``nfree``, ``estimator`` ``(N,)`` and ``residuals`` ``(N, m)`` (with ``sigma_x``, also
+    ``delta`` ``(N, m)``, and the residuals at ``x + delta`` come from the fits themselves);
     ``param_names`` and ``method`` are plain attributes. Computing any subset of fields runs
     each chunk's fit once. ``compute()`` returns the in-memory ``BatchFitResult``; ``persist()``
     keeps the fitted chunks in memory (or on the cluster) for repeated use.
@@ -447,10 +453,12 @@ class DaskBatchFitResult(_LazyBatchResult):
     zero derivative or singular matrix: too few points: 0 valid points for 2 free parameters
     """
 
-    def __init__(self, blocks, process_bound=(), *, param_names, method, residual_inputs):
+    def __init__(self, blocks, process_bound=(), *, param_names, method, residual_inputs,
+                 odr_points=None):
         self.param_names = tuple(param_names)
         self.method = method
         self._residual_inputs = residual_inputs     # (inputs, model, options)
+        self._odr_points = odr_points               # m with sigma_x, else None
         super().__init__(blocks, process_bound)
 
     def _fields_from(self, blocks):
@@ -459,12 +467,18 @@ class DaskBatchFitResult(_LazyBatchResult):
                   for name, (dtype, trailing) in _fit_core_specs(P).items()}
         fields.update({name: _field_array(blocks, name, dtype, trailing, _derived_fit_field)
                        for name, (dtype, trailing) in _fit_derived_specs(P).items()})
-        fields["residuals"] = _residuals_array(fields["params"], *self._residual_inputs)
+        if self._odr_points is None:
+            fields["residuals"] = _residuals_array(fields["params"], *self._residual_inputs)
+        else:
+            trailing = (self._odr_points,)
+            fields["delta"] = _field_array(blocks, "delta", np.float64, trailing)
+            fields["residuals"] = _field_array(blocks, "odr_residuals", np.float64, trailing)
         return fields
 
     def _with_blocks(self, blocks):
         return type(self)(blocks, self._process_bound, param_names=self.param_names,
-                          method=self.method, residual_inputs=self._residual_inputs)
+                          method=self.method, residual_inputs=self._residual_inputs,
+                          odr_points=self._odr_points)
 
     def compute(self, *, residuals=False, **compute_kwargs):
         """Run the graph and return the in-memory ``fastcalc.BatchFitResult``.
@@ -479,6 +493,10 @@ class DaskBatchFitResult(_LazyBatchResult):
             Passed to ``dask.compute`` (``scheduler=``, ``num_workers=``...).
         """
         from fastcalc.fitting import BatchFitResult
+        if self._odr_points is not None:    # the chunks return delta and residuals anyway
+            values, _ = self._fetch(_FIT_CORE + ("delta", "odr_residuals"), **compute_kwargs)
+            return _batch_fit_result(BatchFitResult, values, self.param_names,
+                                     _ComputedResiduals(values["odr_residuals"]), self.method)
         extra = (self._arrays["residuals"],) if residuals else ()
         values, others = self._fetch(_FIT_CORE, extra, **compute_kwargs)
         if residuals:
@@ -512,7 +530,7 @@ class _ResidualsFromGraph:
         return wanted.compute(**self.compute_kwargs)
 
 
-def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
+def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, sigma_x=None, **kwargs):
     """Fit ``model`` to every row of a Dask array ``Y``: one in-memory fit_batch call per chunk.
 
     The lazy counterpart of :func:`fastcalc.fit_batch`, with the same arguments and results:
@@ -537,6 +555,9 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
         dataset).
     sigma : array_like or dask array, optional
         ``(m,)`` shared or ``(N, m)`` per dataset.
+    sigma_x : array_like or dask array, optional
+        Errors in x: orthogonal distance regression (:func:`fastcalc.fit_batch`), a scalar,
+        ``(m,)`` shared or ``(N, m)`` per dataset (split like ``Y``). The result has ``delta``.
     n_threads : int or None, default 1
         Threads used by each chunk's kernel. The default 1 lets Dask run one chunk per core;
         ``None`` uses the worker's process-wide setting (:func:`fastcalc.get_num_threads`: every
@@ -608,6 +629,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
                            x_per_dataset)
     inputs += _batch_input(sigma, "sigma", 1, rows, letters)
     inputs += _batch_input(p0, "p0", 1, rows, letters)
+    if sigma_x is not None:     # _fit_block's fifth argument
+        inputs += _batch_input(sigma_x, "sigma_x", 1, rows, letters)
     model = _portable(model, "model")
     options = dict(kwargs, n_threads=n_threads)
     blocks = da.blockwise(
@@ -615,7 +638,8 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, n_threads=1, **kwargs):
         concatenate=True, token="fastcalc-fit-batch", model=model, options=options)
     return DaskBatchFitResult(blocks, _process_bound(model), param_names=param_names,
                               method=kwargs.get("method", "lm"),
-                              residual_inputs=(inputs, model, options))
+                              residual_inputs=(inputs, model, options),
+                              odr_points=None if sigma_x is None else Y.shape[1])
 
 
 class _ArraySlot:

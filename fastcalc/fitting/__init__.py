@@ -5,6 +5,8 @@ The subpackage: ``_fit`` (fit, fit_batch), ``_linear`` (chi2, linear_fit, polyfi
 (argument checks, per-dataset statuses) and ``_layout`` (data rows, x, sigma, p0); ``_dispatch``
 (groups, threads, kernel calls); ``_estimators``, ``_results``, ``_inference``, ``_intervals``.
 The kernels are ``_kernel`` (Cython; ``_estimator.pxd``: the estimator switch inside it).
+``sigma_x=`` (errors in x: orthogonal distance regression) runs ``_odr`` and its kernels
+``_odr_kernel`` (the corrections to x eliminated point by point; the notes are there).
 
 ``chi2``, ``linear_fit`` and ``polyfit`` are closed-form / linear least squares. ``fit`` and
 ``fit_batch`` minimise ``chi2 = sum(((y - model(x, *p)) / sigma) ** 2)`` for a built-in model

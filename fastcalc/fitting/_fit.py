@@ -11,7 +11,8 @@ __all__ = ["batch_residuals", "fit", "fit_batch"]
 
 
 def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", bounds=None,
-        fixed=None, maxiter=None, tol=None, jac=None, cost="chi2", loss="linear", f_scale=1.0):
+        fixed=None, maxiter=None, tol=None, jac=None, cost="chi2", loss="linear", f_scale=1.0,
+        sigma_x=None):
     """Fit ``model`` to one dataset by minimising chi-squared (or a Poisson or robust cost).
 
     Parameters
@@ -67,6 +68,18 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         ``absolute_sigma``), as ``curve_fit`` gives with a loss.
     f_scale : float
         The soft margin between inlier and outlier residuals, in units of ``sigma``.
+    sigma_x : array_like (m,) or scalar, optional
+        Standard deviations of ``x``: orthogonal distance regression (ODRPACK's problem, the
+        replacement of ``scipy.odr``). The fit minimises
+        ``sum(((y - f(x + delta)) / sigma)**2 + (delta / sigma_x)**2)`` over the parameters and
+        one x correction ``delta`` per point (``result.delta``), the corrections eliminated
+        point by point (see :mod:`fastcalc.fitting._odr_kernel`). ``chi2`` and ``cost`` are
+        that objective, ``residuals`` ``y - f(x + delta)``, ``cov`` ODRPACK's (the
+        parameters' block of the inverse normal matrix, scaled by ``chi2 / dof`` unless
+        ``absolute_sigma``). Models of one variable; ``method="lm"``, ``cost="chi2"`` and
+        ``loss="linear"`` only; ``bounds`` and ``fixed`` apply to the parameters. A Python
+        model gets x + delta, and a Python ``jac`` is not supported. ``band`` and
+        ``conf_interval`` work on the result, ``simulate`` does not.
 
     Returns
     -------
@@ -81,7 +94,10 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
         parameters; a valid point outside a built-in model's ``x_domain`` (``x <= 0`` for
         ``power_law``); shapes of ``x``, ``sigma``, ``p0`` inconsistent with ``y``; ``p0`` missing
         (compiled models), not finite or outside ``bounds``; invalid ``method``, ``bounds``,
-        ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape.
+        ``fixed``, ``maxiter`` or ``tol``; ``model`` or ``jac`` returning the wrong shape;
+        ``sigma_x`` not finite and > 0 or of the wrong shape, or given with what it does not
+        support (``method="gd"``, ``cost="poisson"``, a robust ``loss``, a model of two
+        variables, a Python ``jac``).
     TypeError
         ``model`` of an unsupported kind or wrong compiled signature; ``jac`` of the wrong
         kind (a compiled model needs a compiled ``jac``); ``x``, ``y``, ``sigma``, ``p0``,
@@ -108,22 +124,32 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     Examples
     --------
     >>> import numpy as np
-    >>> from fastcalc import fit
+    >>> from fastcalc import fit, models
     >>> x = np.linspace(0, 4, 20)
     >>> y = 3.0 * np.exp(-x / 1.5) + 0.5
     >>> r = fit(lambda x, a, tau, c: a * np.exp(-x / tau) + c, x, y, p0=[1.0, 1.0, 0.0])
     >>> r.params.round(6).tolist(), r.success
     ([3.0, 1.5, 0.5], True)
+
+    Errors in both coordinates (orthogonal distance regression):
+
+    >>> rng = np.random.default_rng(0)
+    >>> xt = np.linspace(0, 10, 30)
+    >>> xm, ym = xt + rng.normal(0, 0.2, 30), 1 + 2 * xt + rng.normal(0, 0.3, 30)
+    >>> r = fit(models.line, xm, ym, sigma=0.3, sigma_x=0.2)
+    >>> r.params.round(2).tolist(), r.delta.shape, r.success
+    ([1.12, 2.0], (30,), True)
     """
     problem = Problem(model, x, y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
                       batch=False, absolute_sigma=absolute_sigma, cost=cost, loss=loss,
-                      f_scale=f_scale)
+                      f_scale=f_scale, sigma_x=sigma_x)
     params, cov, stderr, cost_value, chi, dof, nit, nfev, status = problem.run(n_threads=1)
     residuals = problem.residuals_of(params)[0]
     result = FitResult(params[0], cov[0], chi[0], dof[0], nit[0], nfev[0], status[0], residuals,
                        problem.param_names, method, stderr=stderr[0], cost=cost_value[0],
                        estimator=problem.estimator.name, nfree=problem.free_index.size,
-                       fitted=problem.fitted_model())
+                       fitted=problem.fitted_model(),
+                       delta=None if problem.delta is None else problem.delta[0])
     if not result.success:
         warnings.warn(f"fit did not converge: {result.message} (status {int(result.status)})",
                       RuntimeWarning, stacklevel=2)
@@ -136,7 +162,8 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
 
 def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method="lm",
               bounds=None, fixed=None, maxiter=None, tol=None, n_threads=None, progress=False,
-              jac=None, x_per_dataset=None, cost="chi2", loss="linear", f_scale=1.0):
+              jac=None, x_per_dataset=None, cost="chi2", loss="linear", f_scale=1.0,
+              sigma_x=None):
     """Fit ``model`` to N datasets at once.
 
     Built-in and compiled models run in a ``nogil`` ``prange`` loop over datasets (results
@@ -178,6 +205,13 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
         shared as a whole (False) — needed for a Python model with N = 2 and ``x`` of shape
         ``(2, m)`` (two datasets, or one x of two variables?). For built-in and compiled models
         the layout follows from the shape, and a contradicting value raises ``ValueError``.
+    sigma_x : array_like (m,), (N, m) or scalar, optional
+        Standard deviations of ``x``: orthogonal distance regression, as in :func:`fit`
+        (``result.delta`` is ``(N, m)``, NaN at missing points). Built-in and compiled models
+        run in the nogil kernels over all threads; a Python model is called with x + delta as
+        ``(N_active, m)`` rows and parameters as ``(N_active, 1)`` columns. A row of
+        ``sigma_x`` that is not finite and > 0 gives its dataset status 3 (the reason in
+        ``input_error``); a shared one raises ValueError.
     cost, loss, f_scale : see :func:`fit`
         A dataset with a negative count (``cost="poisson"``) gets status 3 and the reason in
         ``input_error``, like other invalid inputs of its own.
@@ -224,13 +258,16 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     """
     problem = Problem(model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac,
                       batch=True, absolute_sigma=absolute_sigma, x_per_dataset=x_per_dataset,
-                      cost=cost, loss=loss, f_scale=f_scale)
+                      cost=cost, loss=loss, f_scale=f_scale, sigma_x=sigma_x)
+    if progress and sigma_x is not None:
+        warnings.warn("progress=True shows nothing with sigma_x", UserWarning, stacklevel=2)
     params, cov, stderr, cost_value, chi, dof, nit, nfev, status = problem.run(
         n_threads=n_threads, progress=progress)
     return BatchFitResult(params, cov, chi, dof, nit, nfev, status, problem.param_names,
                           problem.residuals_of, method, problem.input_error, stderr=stderr,
                           cost=cost_value, estimator=problem.estimator.name,
-                          nfree=problem.free_index.size, fitted=problem.fitted_model())
+                          nfree=problem.free_index.size, fitted=problem.fitted_model(),
+                          delta=problem.delta)
 
 
 def batch_residuals(model, x, Y, p0, params, *, sigma=None, **options):
@@ -243,4 +280,7 @@ def batch_residuals(model, x, Y, p0, params, *, sigma=None, **options):
                       x_per_dataset=options.get("x_per_dataset"),
                       cost=options.get("cost", "chi2"), loss=options.get("loss", "linear"),
                       f_scale=options.get("f_scale", 1.0))
+    if options.get("sigma_x") is not None:
+        raise ValueError("batch_residuals: with sigma_x the residuals are y - f(x + delta), "
+                         "which needs the fit's delta (result.residuals)")
     return problem.residuals_of(params)

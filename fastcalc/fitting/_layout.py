@@ -94,13 +94,13 @@ def x_rows(spec, x, N, m, batch, x_per_dataset, bad):
     return x, x_dim, x_shared
 
 
-def sigma_rows(sigma, N, m, batch, bad):
-    """sigma as (1, m) or (N, m) rows (None if not given)."""
+def sigma_rows(sigma, N, m, batch, bad, name="sigma"):
+    """sigma (or sigma_x: ``name``) as (1, m) or (N, m) rows (None if not given)."""
     if sigma is None:
         return None
-    s = real_array(sigma, "sigma")
+    s = real_array(sigma, name)
     if s.shape not in ((), (m,), (N, m)) and not (s.ndim == 2 and s.shape == (1, m)):
-        raise ValueError(mismatch("sigma", s.shape, (m,), N, batch, scalar=True))
+        raise ValueError(mismatch(name, s.shape, (m,), N, batch, scalar=True))
     # (1, m) is one row per dataset when there is one dataset (a Dask chunk of one row)
     shared = s.ndim < 2 or (s.shape[0] == 1 and N > 1)
     s = np.broadcast_to(s, (m,)) if s.ndim == 0 else s
@@ -108,8 +108,8 @@ def sigma_rows(sigma, N, m, batch, bad):
     with np.errstate(invalid="ignore"):
         invalid = ~(np.isfinite(s) & (s > 0)).all(axis=1)
     if shared and invalid[0]:
-        raise ValueError("sigma must be finite and > 0")
-    bad.add(invalid, "sigma must be finite and > 0")
+        raise ValueError(f"{name} must be finite and > 0")
+    bad.add(invalid, f"{name} must be finite and > 0")
     # (a sigma so small that 1/sigma overflows is the kernels' concern: weights_from_sigma)
     return np.ascontiguousarray(s)
 

@@ -4,7 +4,7 @@ import copy
 
 import numpy as np
 
-from . import _dispatch
+from . import _dispatch, _odr
 from ._estimators import estimator
 from ._inference import FittedModel
 from ._layout import (check_data, check_domain, data_rows, initial_values, sigma_rows,
@@ -21,7 +21,8 @@ class Problem:
     inputs are invalid (``bad``)."""
 
     def __init__(self, model, x, Y, p0, sigma, bounds, fixed, method, maxiter, tol, jac, batch,
-                 absolute_sigma, x_per_dataset=None, cost="chi2", loss="linear", f_scale=1.0):
+                 absolute_sigma, x_per_dataset=None, cost="chi2", loss="linear", f_scale=1.0,
+                 sigma_x=None):
         self.method_code = method_code(method)
         self.batch = batch
         self.estimator = estimator(cost, loss, f_scale, sigma)
@@ -34,6 +35,10 @@ class Problem:
         check_data(Y, self.estimator.name, bad)
         self.x, spec.x_dim, self.x_shared = x_rows(spec, x, N, m, batch, x_per_dataset, bad)
         self.sigma = sigma_rows(sigma, N, m, batch, bad)
+        # orthogonal distance regression when given (fastcalc.fitting._odr)
+        self.sigma_x = (None if sigma_x is None
+                        else _odr.check_odr(self, sigma_x, method, cost, loss))
+        self.delta = self.odr_residuals = None
         self.fixed = fixed_mask(fixed, spec.param_names)
         self.free_index = np.flatnonzero(~self.fixed).astype(np.intc)
         nfree = self.free_index.size
@@ -71,6 +76,9 @@ class Problem:
         if self.sigma is not None and self.sigma.shape[0] > 1:
             self.sigma = self.sigma.copy()
             self.sigma[bad] = 1.0
+        if self.sigma_x is not None and self.sigma_x.shape[0] > 1:
+            self.sigma_x = self.sigma_x.copy()
+            self.sigma_x[bad] = 1.0
         if not self.x_shared:
             self.x = np.array(self.x, dtype=np.float64)
             self.x[bad] = 0.0
@@ -79,10 +87,17 @@ class Problem:
             np.isfinite(self.lower), self.lower, np.where(np.isfinite(self.upper), self.upper, 0.0))
 
     def run(self, n_threads=None, progress=False):
-        """params, cov, stderr, cost, chi2, dof, nit, nfev, status of every dataset."""
-        out = _dispatch.run_kernels(self, n_threads, progress)
+        """params, cov, stderr, cost, chi2, dof, nit, nfev, status of every dataset (and,
+        with sigma_x, ``delta`` and ``odr_residuals`` (N, m) kept for the results)."""
+        if self.sigma_x is not None:
+            out, self.delta, self.odr_residuals = _odr.run_odr(self, n_threads)
+        else:
+            out = _dispatch.run_kernels(self, n_threads, progress)
         self.bad.add_too_few_points(out, self.free_index.size)
         self.bad.overwrite(out)
+        if self.delta is not None and self.bad.status is not None:
+            self.delta[self.bad.status != 0] = np.nan
+            self.odr_residuals[self.bad.status != 0] = np.nan
         return out
 
     def fitted_model(self):
@@ -93,6 +108,9 @@ class Problem:
             return np.broadcast_to(self.sigma, (self.N, self.m))[rows]
 
         def values(params, rows):
+            if self.sigma_x is not None:
+                raise NotImplementedError("simulate is not available with sigma_x (toy "
+                                          "datasets would need noise in x as well)")
             return self.Y[rows] - self.residuals_of(params, rows)
 
         return FittedModel(self.model_at, values, sigma, self.estimator.name,
@@ -113,6 +131,8 @@ class Problem:
             sub.x = self.x[rows]
         if self.sigma is not None and self.sigma.shape[0] > 1:
             sub.sigma = self.sigma[rows]
+        if self.sigma_x is not None and self.sigma_x.shape[0] > 1:
+            sub.sigma_x = self.sigma_x[rows]
         sub.p0 = np.ascontiguousarray(p0, dtype=np.float64)
         sub.use_guess = False
         sub.fixed = self.fixed.copy()
@@ -128,7 +148,11 @@ class Problem:
         return _dispatch.model_at(self, x_new)
 
     def residuals_of(self, params, rows=None):
-        """y - model(x, params) for datasets `rows` (all when None); NaN at missing points."""
+        """y - model(x, params) for datasets `rows` (all when None); NaN at missing points.
+        With sigma_x: y - model(x + delta) at the fitted params and delta (``params`` is then
+        the fit's own)."""
         if rows is None:
             rows = np.arange(self.N)
+        if self.odr_residuals is not None:
+            return self.odr_residuals[rows]
         return self.Y[rows] - _dispatch.model_values(self, params, rows)

@@ -65,11 +65,14 @@ class FitResult(_GoodnessOfFit):
     residuals : ndarray (m,)
         ``y - model(x, *params)`` (NaN at missing points).
     param_names : tuple of str
+    delta : ndarray (m,) or None
+        With ``sigma_x`` (orthogonal distance regression): the fitted x corrections (the
+        model is at ``x + delta``; NaN at missing points); None otherwise.
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, residuals, param_names,
                  method="lm", input_error="", stderr=None, cost=None, estimator="chi2",
-                 nfree=None, fitted=None, row=0):
+                 nfree=None, fitted=None, row=0, delta=None):
         self.params = np.asarray(params, dtype=np.float64)
         self.cov = np.asarray(cov, dtype=np.float64)
         if stderr is None:
@@ -92,6 +95,7 @@ class FitResult(_GoodnessOfFit):
         self.method = method
         self._fitted = fitted           # the model and noise of the fit (fit and fit_batch)
         self._row = row                 # this fit's dataset in the fit's data
+        self.delta = delta
 
     def band(self, x_new, cl=0.6827, kind="confidence", sigma=None):
         """The model's confidence (or prediction) band at ``x_new``: ``(lower, upper)``.
@@ -238,12 +242,13 @@ class BatchFitResult(_GoodnessOfFit):
     computed on first access. ``input_error`` (N,) says, for a dataset not fitted because its
     own inputs are invalid (status 3; 4 for ``p0`` outside the bounds; 2 for fewer valid points
     than free parameters, e.g. all NaN), what is wrong ("" for the others); ``message``
-    includes it. Such a dataset has NaN results and ``dof`` 0.
+    includes it. Such a dataset has NaN results and ``dof`` 0. ``delta`` (N, m): the x
+    corrections of a fit with ``sigma_x`` (None otherwise).
     """
 
     def __init__(self, params, cov, chi2, dof, nit, nfev, status, param_names, residuals_of,
                  method="lm", input_error=None, stderr=None, cost=None, estimator="chi2",
-                 nfree=None, fitted=None):
+                 nfree=None, fitted=None, delta=None):
         self.params = params
         self._fitted = fitted
         self.cov = cov
@@ -265,6 +270,7 @@ class BatchFitResult(_GoodnessOfFit):
         self.method = method
         self._residuals_of = residuals_of
         self._residuals = None
+        self.delta = delta              # (N, m) with sigma_x, else None
         self.input_error = (np.full(np.shape(status), "", dtype=object) if input_error is None
                             else np.asarray(input_error, dtype=object))
 
@@ -295,7 +301,8 @@ class BatchFitResult(_GoodnessOfFit):
                          self.nfev[i], self.status[i], residuals, self.param_names, self.method,
                          self.input_error[i], stderr=self.stderr[i], cost=self.cost[i],
                          estimator=self.estimator,
-                         nfree=self.nfree, fitted=self._fitted, row=i)
+                         nfree=self.nfree, fitted=self._fitted, row=i,
+                         delta=None if self.delta is None else self.delta[i])
 
     def band(self, x_new, cl=0.6827, kind="confidence", sigma=None):
         """Every dataset's band at the same ``x_new``: ``(lower, upper)``, each ``(N, m_new)``
