@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import least_squares
 from scipy.sparse import coo_matrix
+from threadpoolctl import threadpool_limits
 
 from fastcalc import fit_global, models
 from fastcalc._testfunctions import low_level
@@ -42,6 +43,7 @@ def split(z, N):
     return p
 
 
+@threadpool_limits.wrap(limits=1)     # BLAS threads on small dense matrices: only contention
 def reference(x, Y, sigma, p0, bounds=(-np.inf, np.inf)):
     """least_squares (trf, jac_sparsity) on the concatenated residuals; (params (N, 4),
     covariance of the global vector from the dense J^T J, scaled by redchi2, chi2).
@@ -89,12 +91,13 @@ def reference(x, Y, sigma, p0, bounds=(-np.inf, np.inf)):
     for _ in range(6):      # Gauss-Newton until the step is below 1e-9 of the stderr
         J = dense_jacobian(z)
         normal = J.T @ J
+        inverse = np.linalg.inv(normal)
         step = np.linalg.solve(normal[np.ix_(free, free)], -(J.T @ residuals(z))[free])
         z[free] += step
-        if np.all(np.abs(step) < 1e-9 * np.sqrt(np.diag(np.linalg.inv(normal)))[free]):
+        if np.all(np.abs(step) < 1e-9 * np.sqrt(np.diag(inverse))[free]):
             break
     chi2 = float(np.sum(residuals(z) ** 2))
-    cov = np.linalg.inv(normal) * chi2 / (int(valid.sum()) - J.shape[1])
+    cov = inverse * chi2 / (int(valid.sum()) - J.shape[1])
     near = 1e-5 if np.ndim(lb) == 0 else 1e-3
     np.testing.assert_array_less(np.abs(sol.x - z), near * np.sqrt(np.diag(cov)) + 1e-6 * ~free)
     return split(z, N), cov, chi2
@@ -104,9 +107,9 @@ def stderr_of(cov, N):
     return split(np.sqrt(np.diag(cov)), N)
 
 
-@pytest.mark.parametrize("N, missing", [(10, 0.0), (10, 0.2), (200, 0.1)])
-def test_equals_least_squares_on_concatenated_residuals(rng, N, missing):
-    x, Y, sigma = gaussian_data(rng, N, missing=missing)
+@pytest.mark.parametrize("N, m, missing", [(10, 40, 0.0), (10, 40, 0.2), (200, 24, 0.1)])
+def test_equals_least_squares_on_concatenated_residuals(rng, N, m, missing):
+    x, Y, sigma = gaussian_data(rng, N, m, missing=missing)
     p0 = np.tile([2.0, 0.0, 1.0, 0.0], (N, 1))
     r = fit_global(models.gaussian, x, Y, p0, shared=["mu", "sigma"], sigma=sigma)
     params, cov, chi2 = reference(x, Y, sigma, p0)
@@ -184,7 +187,8 @@ def test_model_kinds_agree(rng, kind):
 
 
 def test_thread_count_does_not_change_results(rng):
-    x, Y, sigma = gaussian_data(rng, 301, missing=0.1)
+    # 801 x 48 points: above the kernels' MIN_PARALLEL_WORK, so two threads really run
+    x, Y, sigma = gaussian_data(rng, 801, m=48, missing=0.1)
     one = fit_global(models.gaussian, x, Y, shared=["mu", "sigma"], sigma=sigma, n_threads=1)
     two = fit_global(models.gaussian, x, Y, shared=["mu", "sigma"], sigma=sigma, n_threads=2)
     for name in ("params", "shared_cov", "local_stderr"):
@@ -193,3 +197,194 @@ def test_thread_count_does_not_change_results(rng):
     compiled = [fit_global(low_level("gaussian_model"), x, Y, one.params, shared=[1, 2],
                            sigma=sigma, n_threads=n) for n in (1, 2)]
     np.testing.assert_array_equal(compiled[0].params, compiled[1].params)
+    python = [fit_global(_python_gaussian, x, Y, one.params, shared=[1, 2], sigma=sigma,
+                         n_threads=n) for n in (1, 2)]
+    np.testing.assert_array_equal(python[0].params, python[1].params)
+
+
+# Every built-in model: (model, truth, shared names, x, p0 offset). Local parameters vary by
+# dataset; the reference is least_squares (lm, dense) on the concatenated residuals.
+MODEL_CASES = {
+    "line": (models.line, [0.5, 2.0], ["b"], np.linspace(0, 2, 15)),
+    "polynomial": (models.polynomial(2), [1.0, -0.5, 0.3], ["c1", "c2"],
+                   np.linspace(-2, 2, 15)),
+    "exponential": (models.exponential, [3.0, 1.5, 0.5], ["tau"], np.linspace(0, 5, 20)),
+    "gaussian": (models.gaussian, [2.0, 0.3, 0.8, 0.1], ["mu", "sigma"],
+                 np.linspace(-3, 3, 25)),
+    "lorentzian": (models.lorentzian, [2.0, 0.2, 0.7, 0.1], ["x0", "gamma"],
+                   np.linspace(-4, 4, 25)),
+    "logistic": (models.logistic, [2.0, 0.5, 1.5, 0.2], ["x0", "k"], np.linspace(-4, 4, 25)),
+    "power_law": (models.power_law, [1.5, -0.7], ["k"], np.linspace(0.5, 5, 20)),
+    "sine": (models.sine, [1.5, 2.0, 0.3, 0.1], ["omega"], np.linspace(0, 6, 40)),
+    "gaussian_2d": (models.gaussian_2d, [2.0, 0.1, -0.2, 0.9, 0.1], ["x0", "y0", "sigma"],
+                    np.stack(np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-2, 2, 7)))
+                    .reshape(2, -1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_CASES))
+def test_every_builtin_model(rng, name):
+    model, truth, shared, x = MODEL_CASES[name]
+    N, P = 4, len(truth)
+    is_shared = np.isin(model.param_names, shared)
+    truths = np.tile(truth, (N, 1))
+    truths[:, ~is_shared] *= 1 + 0.15 * np.arange(N)[:, None]
+    Y = np.array([model(x, *t) for t in truths])
+    Y += 0.01 * rng.standard_normal(Y.shape)
+    p0 = truths * 1.02
+    r = fit_global(model, x, Y, p0, shared=shared, sigma=0.01)
+    assert r.status == 0, r.message
+    s, loc = np.flatnonzero(is_shared), np.flatnonzero(~is_shared)
+
+    def residuals(z):
+        params = np.empty((N, P))
+        params[:, s] = z[:s.size]
+        params[:, loc] = z[s.size:].reshape(N, -1)
+        return np.concatenate([(Y[i] - model(x, *params[i])) / 0.01 for i in range(N)])
+
+    z0 = np.concatenate([p0[0, s], p0[:, loc].ravel()])
+    ref = least_squares(residuals, z0, method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15).x
+    got = np.concatenate([r.shared[np.argsort(np.argsort(s))], r.local.ravel()])
+    stderr = np.concatenate([r.shared_stderr, r.local_stderr.ravel()])
+    np.testing.assert_array_less(np.abs(got - ref), 1e-6 * stderr)
+    np.testing.assert_allclose(r.params[:, s], np.tile(r.shared, (N, 1)))
+
+
+def test_start_from_guesses_with_missing_points(rng):
+    x, Y, sigma = gaussian_data(rng, 30, missing=0.2)
+    r = fit_global(models.gaussian, x, Y, shared=["mu", "sigma"], sigma=sigma)
+    p0 = np.tile([2.0, 0.0, 1.0, 0.0], (30, 1))
+    assert r.status == 0
+    other = fit_global(models.gaussian, x, Y, p0, shared=[1, 2], sigma=sigma)
+    # two starts, one minimum: each within ~sqrt(ftol) = 1e-6 standard errors of it
+    np.testing.assert_array_less(np.abs(r.params - other.params),
+                                 3e-6 * np.column_stack([r.local_stderr[:, 0], r.shared_stderr
+                                                         * np.ones((30, 1)),
+                                                         r.local_stderr[:, 1]]))
+    assert abs(r.shared[0] - 0.4) < 5 * r.shared_stderr[0]
+
+
+def test_fixed_parameter(rng):
+    x, Y, sigma = gaussian_data(rng, 10)
+    p0 = np.tile([2.0, 0.0, 1.0, 0.05], (10, 1))
+    r = fit_global(models.gaussian, x, Y, p0, shared=["mu", "sigma"], sigma=sigma,
+                   fixed=["c"])
+    assert r.status == 0
+    assert np.all(r.local[:, 1] == 0.05) and np.all(r.local_stderr[:, 1] == 0)
+    assert r.dof == Y.size - 2 - 10
+    free = fit_global(models.gaussian, x, Y, p0, shared=["mu", "sigma"], sigma=sigma)
+    assert r.chi2 > free.chi2
+
+
+def test_to_dataframe_and_report(rng):
+    x, Y, sigma = gaussian_data(rng, 5)
+    r = fit_global(models.gaussian, x, Y, shared=["mu", "sigma"], sigma=sigma)
+    frame = r.to_dataframe()
+    assert list(frame.columns) == ["A", "c", "stderr_A", "stderr_c", "chi2", "dataset_status",
+                                   "included"]
+    np.testing.assert_array_equal(frame["A"], r.local[:, 0])
+    assert frame["chi2"].sum() == pytest.approx(r.chi2)
+    assert frame.attrs["shared"] == {"mu": r.shared[0], "sigma": r.shared[1]}
+    text = r.report()
+    assert "mu" in text and f"dof = {r.dof}" in text and "status = 0" in text
+
+
+# ---- bad input and bad datasets ----
+
+@pytest.mark.parametrize("shared, match", [
+    ("width", "shared: unknown parameter 'width'"), ([], "shared is empty"),
+    (["A", "mu", "sigma", "c"], "shared names every parameter"), ([7], "shared: invalid"),
+    (None, "shared must name")])
+def test_bad_shared(shared, match):
+    x = np.linspace(0, 1, 10)
+    with pytest.raises(ValueError, match=match):
+        fit_global(models.gaussian, x, np.ones((3, 10)), shared=shared)
+
+
+def test_bad_shapes():
+    x = np.linspace(0, 1, 10)
+    with pytest.raises(ValueError, match="Y must be 2-D"):
+        fit_global(models.gaussian, x, np.ones(10), shared=["mu"])
+    with pytest.raises(ValueError, match="x has 9 points but Y has 10"):
+        fit_global(models.gaussian, x[:9], np.ones((3, 10)), shared=["mu"])
+    with pytest.raises(ValueError, match="sigma has 2 rows but Y has 3 datasets"):
+        fit_global(models.gaussian, x, np.ones((3, 10)), sigma=np.ones((2, 10)), shared=["mu"])
+    with pytest.raises(ValueError, match="p0 has shape"):
+        fit_global(models.gaussian, x, np.ones((3, 10)), p0=np.ones(3), shared=["mu"])
+    with pytest.raises(ValueError, match="p0 is required"):
+        fit_global(low_level("gaussian_model"), x, np.ones((3, 10)), shared=[1])
+
+
+def test_inputs_read_only_and_non_contiguous_are_not_modified(rng):
+    x, Y, sigma = gaussian_data(rng, 6, missing=0.1)
+    expected = fit_global(models.gaussian, x, Y, shared=["mu", "sigma"], sigma=sigma)
+    wide = np.repeat(Y, 2, axis=1)          # Y as a strided view
+    view = wide[:, ::2]
+    for array in (view, x, sigma):
+        array.flags.writeable = False
+    before = view.copy()
+    r = fit_global(models.gaussian, x, view, shared=["mu", "sigma"], sigma=sigma)
+    np.testing.assert_array_equal(view, before)
+    np.testing.assert_array_equal(r.params, expected.params)
+
+
+def test_bad_datasets_are_excluded_and_named(rng):
+    x, Y, sigma = gaussian_data(rng, 12)
+    good = np.ones(12, dtype=bool)
+    Y[2] = np.nan                       # no points
+    Y[5, 3] = np.inf                    # inf in Y
+    Y[7, 2:] = np.nan                   # 2 points for 2 local parameters: still usable
+    Y[8, 1:] = np.nan                   # 1 point for 2 local parameters: too few
+    sigma[9, 4] = -1.0                  # invalid sigma
+    good[[2, 5, 8, 9]] = False
+    with pytest.warns(RuntimeWarning, match=r"4 of 12 datasets excluded.*2 \(too few points"):
+        r = fit_global(models.gaussian, x, Y, np.tile([2, 0, 1, 0.0], (12, 1)),
+                       shared=["mu", "sigma"], sigma=sigma)
+    assert r.status == 0
+    assert r.dataset_status.tolist() == [0, 0, 2, 0, 0, 3, 0, 0, 2, 3, 0, 0]
+    np.testing.assert_array_equal(r.included, good)
+    assert np.all(np.isnan(r.params[~good])) and np.all(np.isnan(r.local_stderr[~good]))
+    assert "sigma must be finite" in r.input_error[9] and "datasets excluded" in r.message
+    alone = fit_global(models.gaussian, x, Y[good], np.tile([2, 0, 1, 0.0], (8, 1)),
+                       shared=["mu", "sigma"], sigma=sigma[good])
+    np.testing.assert_allclose(r.params[good], alone.params, rtol=1e-12)
+    np.testing.assert_allclose(r.shared_cov, alone.shared_cov, rtol=1e-12)
+    assert r.dof == alone.dof
+
+
+def _log_line(x, s, b):
+    with np.errstate(invalid="ignore"):
+        return s * x + np.log(b)
+
+
+def test_dataset_whose_model_fails_at_the_start_is_excluded(rng):
+    x = np.linspace(0, 1, 10)
+    b = np.array([1.0, 2.0, 3.0, 4.0])
+    Y = 1.5 * x + np.log(b)[:, None] + 0.01 * rng.standard_normal((4, 10))
+    p0 = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])   # log(-1): NaN
+    with pytest.warns(RuntimeWarning, match=r"datasets excluded.*2 \(model not finite"):
+        r = fit_global(_log_line, x, Y, p0, shared=["s"])
+    assert r.status == 0 and r.dataset_status.tolist() == [0, 0, 3, 0]
+    assert abs(r.shared[0] - 1.5) < 5 * r.shared_stderr[0]
+    compiled = [[1.0, 0.0, 1.0, 0.0]] * 3 + [[1.0, 0.0, 0.0, 0.0]]    # sigma 0: returns -1
+    with pytest.warns(RuntimeWarning, match=r"3 \(the model reported an error"):
+        r = fit_global(low_level("gaussian_model"), x, np.exp(-x ** 2) * np.ones((4, 1)),
+                       compiled, shared=[1])
+    assert r.dataset_status.tolist() == [0, 0, 0, 5]
+
+
+def test_every_dataset_bad_gives_a_status_not_a_crash():
+    x = np.linspace(0, 1, 10)
+    with pytest.warns(RuntimeWarning):
+        r = fit_global(models.gaussian, x, np.full((3, 10), np.nan), shared=["mu"])
+    assert r.status == 2 and not r.success
+    assert np.all(np.isnan(r.shared)) and np.all(r.dataset_status == 2)
+
+
+def test_no_convergence_is_not_success(rng):
+    x, Y, sigma = gaussian_data(rng, 10)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        r = fit_global(models.gaussian, x, Y, np.tile([1, -1.5, 2.0, 0], (10, 1)),
+                       shared=["mu", "sigma"], sigma=sigma, maxiter=2)
+    assert r.status == 1 and not r.success and r.nit == 2
+    assert np.all(r.dataset_status == 1)

@@ -33,6 +33,18 @@ cdef double FD_SCALE_FRACTION = 1e-3
 # A Cholesky pivot below this fraction of its diagonal entry: the matrix is taken as singular
 # (rank-deficient local block at the solution; damped systems are far from it).
 cdef double PIVOT_RATIO = 1e-13
+# Below this much work per call (points, or k^3 for the elimination) one thread: starting a
+# team costs more than it saves (0.3-0.6 s for a 12-dataset fit on a loaded 2-core machine,
+# 0.03 s on one thread).
+cdef Py_ssize_t MIN_PARALLEL_WORK = 32768
+
+
+cdef int team_size(object n_threads, Py_ssize_t N, Py_ssize_t work_per_dataset) except -1:
+    """The threads for a loop over N datasets (results never depend on it)."""
+    cdef int nt = resolve_threads(n_threads)
+    if N < 2 * nt or N * work_per_dataset < MIN_PARALLEL_WORK:
+        return 1
+    return nt
 
 
 cdef struct Data:
@@ -248,11 +260,9 @@ def costs(int kind, int model_id, object model, const double[:, ::1] x, int x_di
     the model fails)."""
     cdef Data dt
     cdef Py_ssize_t N = Y.shape[0], d
-    cdef int nt = resolve_threads(n_threads)
+    cdef int nt = team_size(n_threads, N, Y.shape[1])
     cdef double *scratch
     bind_data(&dt, kind, model_id, model, x, x_dim, Y, W, <int>params.shape[1])
-    if N < 2 * nt:
-        nt = 1
     with nogil, parallel(num_threads=nt):
         scratch = <double *>malloc(points_size(&dt) * sizeof(double))
         for d in prange(N, schedule="static"):
@@ -278,11 +288,10 @@ def blocks(int kind, int model_id, object model, const double[:, ::1] x, int x_d
     for a non-finite Jacobian entry)."""
     cdef Data dt
     cdef Py_ssize_t N = Y.shape[0], d
-    cdef int nt = resolve_threads(n_threads), P = <int>params.shape[1]
+    cdef int P = <int>params.shape[1]
+    cdef int nt = team_size(n_threads, N, Y.shape[1] * (P + 1))
     cdef double *scratch
     bind_data(&dt, kind, model_id, model, x, x_dim, Y, W, P)
-    if N < 2 * nt:
-        nt = 1
     with nogil, parallel(num_threads=nt):
         scratch = <double *>malloc(points_size(&dt) * sizeof(double))
         for d in prange(N, schedule="static"):
@@ -304,10 +313,9 @@ def jacobian_blocks(const double[:, :, ::1] J, const double[:, ::1] values,
     """A and g of each active dataset from the Jacobian ``J`` (N, P, m) (d model / d p, of a
     Python model) and the model ``values`` (N, m); missing points (NaN in Y) are skipped."""
     cdef Py_ssize_t N = J.shape[0], d, i
-    cdef int P = <int>J.shape[1], m = <int>J.shape[2], nt = resolve_threads(n_threads), a, b
+    cdef int P = <int>J.shape[1], m = <int>J.shape[2], a, b
+    cdef int nt = team_size(n_threads, N, m * P)
     cdef double wi, ri
-    if N < 2 * nt:
-        nt = 1
     for d in prange(N, nogil=True, num_threads=nt, schedule="static"):
         if not active[d]:
             continue
@@ -337,11 +345,9 @@ def guesses(int model_id, int P, const double[:, ::1] x, int x_dim, const double
     cdef ModelKernel kernel = model_kernel(model_id, P)
     cdef model_guess_t guess = kernel.guess
     cdef Py_ssize_t N = Y.shape[0], d, x_stride = x.shape[1] if x.shape[0] > 1 else 0
-    cdef int nt = resolve_threads(n_threads), m = <int>Y.shape[1]
+    cdef int m = <int>Y.shape[1], nt = team_size(n_threads, N, Y.shape[1])
     if guess == NULL:
         raise ValueError("this model has no initial guess; give p0")
-    if N < 2 * nt:
-        nt = 1
     for d in prange(N, nogil=True, num_threads=nt, schedule="static"):
         if active[d]:
             status_out[d] = SUCCESS if guess(m, &x[0, 0] + d * x_stride, &Y[d, 0], P,
@@ -454,12 +460,10 @@ def schur_step(const double[:, :, ::1] A, const double[:, ::1] g,
     Returns SUCCESS, or SINGULAR when the reduced matrix is singular."""
     cdef Py_ssize_t N = A.shape[0], d
     cdef int P = <int>A.shape[1], s = <int>shared.shape[0], l = <int>local.shape[0]
-    cdef int S1 = s + 1, a, b, nt = resolve_threads(n_threads)
+    cdef int S1 = s + 1, a, b, nt = team_size(n_threads, N, P * P * P)
     cdef double *M
     cdef const int *sh = &shared[0] if s > 0 else NULL
     cdef const int *lo = &local[0] if l > 0 else NULL
-    if N < 2 * nt:
-        nt = 1
     with nogil, parallel(num_threads=nt):
         M = <double *>malloc((l * l + 1) * sizeof(double))
         for d in prange(N, schedule="static"):
