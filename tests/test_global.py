@@ -362,7 +362,7 @@ def test_dataset_whose_model_fails_at_the_start_is_excluded(rng):
     b = np.array([1.0, 2.0, 3.0, 4.0])
     Y = 1.5 * x + np.log(b)[:, None] + 0.01 * rng.standard_normal((4, 10))
     p0 = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])   # log(-1): NaN
-    with pytest.warns(RuntimeWarning, match=r"datasets excluded.*2 \(model not finite"):
+    with pytest.warns(RuntimeWarning, match=r"excluded.*2 \(model \(or its Jacobian\) not fin"):
         r = fit_global(_log_line, x, Y, p0, shared=["s"])
     assert r.status == 0 and r.dataset_status.tolist() == [0, 0, 3, 0]
     assert abs(r.shared[0] - 1.5) < 5 * r.shared_stderr[0]

@@ -260,10 +260,8 @@ def fit_global(model, x, Y, p0=None, *, shared, sigma=None, absolute_sigma=False
     params = _starts(pb, status, reason, n_threads)
     evaluator = _Evaluator(pb, W, free, n_threads)
     active = (status == 0).astype(np.uint8)
-    chi2, st = evaluator.costs(params, active)
-    _exclude_failures(status, reason, st, active, "at the start")
     run = _Iteration(pb, evaluator, params, active, shared_free, local_free, n_threads)
-    _exclude_failures(status, reason, run.start_status, active, "(its Jacobian) at the start")
+    _exclude_failures(status, reason, run.start_status, active, "at the start")
     run.iterate()
     result = run.result(status, reason, is_shared)
     _warn(result, status)
@@ -291,8 +289,8 @@ def _starts(pb, status, reason, n_threads):
 
 def _exclude_failures(status, reason, model_status, active, when):
     for code in (Status.NON_FINITE, Status.CALLBACK_ERROR):
-        rows = (active == 1) & (model_status == code)
-        why = ("model not finite " if code == Status.NON_FINITE
+        rows = (status == 0) & (model_status == code)
+        why = ("model (or its Jacobian) not finite " if code == Status.NON_FINITE
                else "the model reported an error ") + when
         _exclude(status, reason, rows, code, why)
     active[status != 0] = 0
@@ -306,6 +304,7 @@ class _Iteration:
         self.shared, self.local = shared, local
         N, P = params.shape
         self.P = P
+        self.analytic = pb.spec.kind == KIND_BUILTIN
         good = np.flatnonzero(active)
         if good.size:   # the shared start: the median of the datasets' starts
             params[:, shared] = np.median(params[good][:, shared], axis=0)
@@ -325,8 +324,10 @@ class _Iteration:
         self.dof = (int(np.isfinite(pb.Y[act]).sum()) - shared.size
                     - int(act.sum()) * local.size)
 
-    def _jacobian(self, first=False):
-        self.A, self.g, chi2, st = self.ev.blocks(self.params, self.active, self.scale)
+    def _jacobian(self, first=False, blocks=None):
+        """A, g and chi2 at params (``blocks``: computed with the trial's values already)."""
+        self.A, self.g, chi2, st = blocks or self.ev.blocks(self.params, self.active,
+                                                            self.scale)
         if first:
             self.start_status = st
             self.active[st != 0] = 0
@@ -438,17 +439,21 @@ class _Iteration:
             predicted = float(2 * np.sum(step[a] * self.g[a])
                               - np.einsum("np,npq,nq->", step[a], self.A[a], step[a]))
             self.nit += 1
-            chi2, st = self.ev.costs(np.ascontiguousarray(trial), act)
+            trial = np.ascontiguousarray(trial)
+            # a built-in model's Jacobian costs little more than its values: at the trial
+            # point at once, ready if the step is accepted (as the fit kernel does)
+            blocks = self.ev.blocks(trial, act, self.scale) if self.analytic else None
+            chi2, st = blocks[2:] if self.analytic else self.ev.costs(trial, act)
             cost = float(np.sum(chi2[a])) if np.all(st[a] == 0) else np.nan
             actual = self.cost - cost if np.isfinite(cost) else -np.inf
             converged = (np.isfinite(cost) and abs(actual) <= pb.ftol * self.cost
                          and predicted <= pb.ftol * self.cost)
             ratio = actual / predicted if predicted > 0 else 0.0
             if ratio >= ACCEPT_RATIO:
-                self.params = np.ascontiguousarray(trial)
+                self.params = trial
                 lam *= max(1 / 3, 1 - (2 * ratio - 1) ** 3)
                 nu = 2.0
-                if not self._jacobian():
+                if not self._jacobian(blocks=blocks):
                     self.status = Status.NON_FINITE
                     return
                 if dnorm <= pb.xtol * pnorm or self._at_minimum():

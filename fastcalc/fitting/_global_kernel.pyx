@@ -68,11 +68,12 @@ cdef struct Points:
     double *values
     double *shifted
     double *jac         # (n, P) row-major
+    double *wjac        # (P, n): the weighted Jacobian's columns
     double *fd_params   # (P,)
 
 
 cdef inline Py_ssize_t points_size(const Data *dt) noexcept nogil:
-    return (<Py_ssize_t>dt.x_dim + 5) * dt.m + <Py_ssize_t>dt.m * dt.P + dt.P
+    return (<Py_ssize_t>dt.x_dim + 5) * dt.m + 2 * <Py_ssize_t>dt.m * dt.P + dt.P
 
 
 cdef void gather(const Data *dt, Py_ssize_t d, double *scratch, Points *pt) noexcept nogil:
@@ -88,7 +89,17 @@ cdef void gather(const Data *dt, Py_ssize_t d, double *scratch, Points *pt) noex
     pt.values = pt.w + m
     pt.shifted = pt.values + m
     pt.jac = pt.shifted + m
-    pt.fd_params = pt.jac + <Py_ssize_t>m * dt.P
+    pt.wjac = pt.jac + <Py_ssize_t>m * dt.P
+    pt.fd_params = pt.wjac + <Py_ssize_t>m * dt.P
+    for i in range(m):
+        if not isfinite(y[i]):
+            break
+    else:                   # no missing point: the data as they are
+        pt.x = <double *>x
+        pt.y = <double *>y
+        pt.w = <double *>w
+        pt.n = m
+        return
     for i in range(m):
         if isfinite(y[i]):
             pt.y[n] = y[i]
@@ -169,26 +180,28 @@ cdef int fd_jacobian(const Data *dt, Points *pt, const double *p, const unsigned
     return SUCCESS
 
 
-cdef void normal_blocks(int n, int P, const double *jac, const double *w, const double *y,
-                        const double *values, double *A, double *g) noexcept nogil:
-    """A = J^T J and g = J^T r of one dataset from the unweighted Jacobian (n, P) row-major."""
-    cdef int i, a, b
-    cdef double wi, ri
-    cdef const double *row
-    for a in range(P * P):
-        A[a] = 0.0
-    for a in range(P):
-        g[a] = 0.0
+cdef inline double dot(int n, const double *a, const double *b) noexcept nogil:
+    cdef int i
+    cdef double total = 0.0
     for i in range(n):
-        wi = w[i] * w[i]
-        ri = wi * (y[i] - values[i])
-        row = jac + <Py_ssize_t>i * P
+        total += a[i] * b[i]
+    return total
+
+
+cdef void normal_blocks(Points *pt, int P, double *A, double *g) noexcept nogil:
+    """A = J^T J and g = J^T r of one dataset from the unweighted Jacobian pt.jac (n, P)
+    row-major: its weighted columns are laid out contiguously (pt.wjac) so that every entry
+    is one dot product with its sum in a register."""
+    cdef int n = pt.n, i, a, b
+    cdef double *wr = pt.shifted
+    for i in range(n):
+        wr[i] = pt.w[i] * (pt.y[i] - pt.values[i])
         for a in range(P):
-            g[a] += row[a] * ri
-            for b in range(a + 1):
-                A[a * P + b] += wi * row[a] * row[b]
+            pt.wjac[<Py_ssize_t>a * n + i] = pt.w[i] * pt.jac[<Py_ssize_t>i * P + a]
     for a in range(P):
-        for b in range(a):
+        g[a] = dot(n, pt.wjac + <Py_ssize_t>a * n, wr)
+        for b in range(a + 1):
+            A[a * P + b] = dot(n, pt.wjac + <Py_ssize_t>a * n, pt.wjac + <Py_ssize_t>b * n)
             A[b * P + a] = A[a * P + b]
 
 
@@ -236,18 +249,16 @@ cdef int dataset_blocks(const Data *dt, Py_ssize_t d, double *scratch, const dou
     cdef Py_ssize_t i
     gather(dt, d, scratch, &pt)
     rc = values_at(dt, &pt, p, pt.values, pt.jac if dt.builtin != NULL else NULL)
-    if rc == SUCCESS and dt.builtin == NULL:
+    if rc == SUCCESS and dt.builtin == NULL:     # (a built-in model checks its own)
         rc = fd_jacobian(dt, &pt, p, free_, upper, scale)
-    if rc == SUCCESS:
         for i in range(<Py_ssize_t>pt.n * dt.P):
-            if not isfinite(pt.jac[i]):
+            if rc == SUCCESS and not isfinite(pt.jac[i]):
                 rc = NON_FINITE
-                break
     if rc != SUCCESS:
         chi2[0] = NAN
         return rc
     chi2[0] = weighted_chi2(&pt, pt.values)
-    normal_blocks(pt.n, dt.P, pt.jac, pt.w, pt.y, pt.values, A, g)
+    normal_blocks(&pt, dt.P, A, g)
     return SUCCESS
 
 
