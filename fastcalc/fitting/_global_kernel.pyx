@@ -181,11 +181,18 @@ cdef int fd_jacobian(const Data *dt, Points *pt, const double *p, const unsigned
 
 
 cdef inline double dot(int n, const double *a, const double *b) noexcept nogil:
-    cdef int i
-    cdef double total = 0.0
-    for i in range(n):
-        total += a[i] * b[i]
-    return total
+    """sum(a * b) in four interleaved partial sums (independent additions pipeline; the
+    order is fixed, so the result is too)."""
+    cdef int i, n4 = n - n % 4
+    cdef double t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0
+    for i in range(0, n4, 4):
+        t0 += a[i] * b[i]
+        t1 += a[i + 1] * b[i + 1]
+        t2 += a[i + 2] * b[i + 2]
+        t3 += a[i + 3] * b[i + 3]
+    for i in range(n4, n):
+        t0 += a[i] * b[i]
+    return (t0 + t1) + (t2 + t3)
 
 
 cdef void normal_blocks(Points *pt, int P, double *A, double *g) noexcept nogil:
