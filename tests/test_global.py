@@ -388,3 +388,19 @@ def test_no_convergence_is_not_success(rng):
                        shared=["mu", "sigma"], sigma=sigma, maxiter=2)
     assert r.status == 1 and not r.success and r.nit == 2
     assert np.all(r.dataset_status == 1)
+
+
+def test_dask_inputs_give_the_in_memory_result(rng):
+    da = pytest.importorskip("dask.array", reason="fastcalc.dask needs dask")
+    import fastcalc.dask as fdask
+    x, Y, sigma = gaussian_data(rng, 40, missing=0.1)
+    expected = fit_global(models.gaussian, x, Y, shared=["mu", "sigma"], sigma=sigma)
+    r = fdask.fit_global(models.gaussian, x, da.from_array(Y, chunks=(7, 20)),
+                         shared=["mu", "sigma"], sigma=da.from_array(sigma, chunks=13))
+    np.testing.assert_array_equal(r.params, expected.params)
+    np.testing.assert_array_equal(r.shared_cov, expected.shared_cov)
+    recipe = fdask.compiled(low_level, "gaussian_model")
+    r = fdask.fit_global(recipe, x, da.from_array(Y, chunks=9), expected.params, shared=[1, 2],
+                         sigma=sigma)
+    assert r.status == 0
+    np.testing.assert_allclose(r.shared, expected.shared, rtol=1e-6)
