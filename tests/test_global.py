@@ -404,3 +404,18 @@ def test_dask_inputs_give_the_in_memory_result(rng):
                          sigma=sigma)
     assert r.status == 0
     np.testing.assert_allclose(r.shared, expected.shared, rtol=1e-6)
+
+
+def test_first_dataset_excluded_with_a_shared_parameter_on_its_bound(rng):
+    # the shared values are read from an included dataset's row, never from row 0
+    x, Y, sigma = gaussian_data(rng, 9)
+    Y[0] = np.nan
+    options = dict(shared=["mu", "sigma"], sigma=sigma[1:],
+                   bounds=([-np.inf] * 4, [np.inf, 0.3, np.inf, np.inf]))
+    p0 = np.tile([2.0, 0.0, 1.0, 0.0], (9, 1))
+    with pytest.warns(RuntimeWarning, match="1 of 9 datasets excluded"):
+        r = fit_global(models.gaussian, x, Y, p0, **dict(options, sigma=sigma))
+    alone = fit_global(models.gaussian, x, Y[1:], p0[1:], **options)
+    assert r.status == 0 and r.shared[0] == 0.3
+    np.testing.assert_array_equal(r.params[1:], alone.params)
+    assert r.nit == alone.nit

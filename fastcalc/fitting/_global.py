@@ -323,6 +323,9 @@ class _Iteration:
         act = self.active == 1
         self.dof = (int(np.isfinite(pb.Y[act]).sum()) - shared.size
                     - int(act.sum()) * local.size)
+        # the included datasets: a slice (views, no copies) in the usual case of all
+        self.sel = slice(None) if act.all() else act
+        self.first = int(np.argmax(act))    # an included dataset: its row has the shared values
 
     def _jacobian(self, first=False, blocks=None):
         """A, g and chi2 at params (``blocks``: computed with the trial's values already)."""
@@ -331,21 +334,23 @@ class _Iteration:
         if first:
             self.start_status = st
             self.active[st != 0] = 0
-        elif np.any(st[self.active == 1] != 0):
+            self.sel = self.active == 1
+        elif np.any(st[self.sel] != 0):
             return False
-        act = self.active == 1
         self.chi2 = chi2
-        self.cost = float(np.sum(chi2[act]))
-        diag = np.diagonal(self.A, axis1=1, axis2=2)
+        self.cost = float(np.sum(chi2[self.sel]))
+        self.diag = diag = np.diagonal(self.A, axis1=1, axis2=2)
         self.D2 = np.maximum(self.D2, diag)
         self.scale = np.sqrt(self.D2)
-        self.D2_shared = np.maximum(self.D2_shared, diag[act][:, self.shared].sum(axis=0))
+        self.D2_shared = np.maximum(self.D2_shared, diag[self.sel][:, self.shared].sum(axis=0))
+        # the damping's scaling: a column that has always been zero gets 1
+        self.D2_safe = np.where(self.D2 > 0, self.D2, 1.0)
+        self.D2_shared_safe = np.where(self.D2_shared > 0, self.D2_shared, 1.0)
         return True
 
     def _gradient(self):
         """The gradient J^T r of the free shared (s,) and local (N, l) parameters."""
-        act = self.active == 1
-        return self.g[act][:, self.shared].sum(axis=0), self.g[:, self.local]
+        return self.g[self.sel][:, self.shared].sum(axis=0), self.g[:, self.local]
 
     def _blocked(self):
         """Free parameters on a bound with the gradient pushing outward (held there)."""
@@ -357,18 +362,20 @@ class _Iteration:
         p = self.params
         lo, up = pb.lower, pb.upper
         s, l = self.shared, self.local
-        blocked[:, s] = ((gs <= 0) & (p[:, s] <= lo[s])) | ((gs >= 0) & (p[:, s] >= up[s]))
+        ps = p[self.first, s]
+        blocked[:, s] = ((gs <= 0) & (ps <= lo[s])) | ((gs >= 0) & (ps >= up[s]))
         blocked[:, l] = ((gl <= 0) & (p[:, l] <= lo[l])) | ((gl >= 0) & (p[:, l] >= up[l]))
         return blocked
 
     def _gradient_small(self, blocked):
-        act = self.active == 1
+        act = self.sel
         gs, gl = self._gradient()
         rnorm = np.sqrt(self.cost)
-        norm_s = np.sqrt(np.diagonal(self.A, axis1=1, axis2=2)[act][:, self.shared].sum(axis=0))
-        norm_l = np.sqrt(np.diagonal(self.A, axis1=1, axis2=2)[act][:, self.local])
+        diag = self.diag[act]
+        norm_s = np.sqrt(diag[:, self.shared].sum(axis=0))
+        norm_l = np.sqrt(diag[:, self.local])
         gtol = self.pb.gtol
-        ok_s = (np.abs(gs) <= gtol * norm_s * rnorm) | (blocked[0, self.shared] == 1)
+        ok_s = (np.abs(gs) <= gtol * norm_s * rnorm) | (blocked[self.first, self.shared] == 1)
         ok_l = (np.abs(gl[act]) <= gtol * norm_l * rnorm) | (blocked[act][:, self.local] == 1)
         return bool(ok_s.all() and ok_l.all())
 
@@ -384,16 +391,13 @@ class _Iteration:
         step, rc, _ = self.solve(0.0, blocked)
         if rc != 0:
             return False
-        act = self.active == 1
-        decrement = float(np.sum(step[act] * self.g[act]))
+        decrement = float(np.sum(step[self.sel] * self.g[self.sel]))
         return decrement <= self.pb.ftol * self.cost / max(self.dof, 1)
 
     def _scaled_norm(self, v):
-        act = self.active == 1
-        D2 = np.where(self.D2 > 0, self.D2, 1.0)
-        D2s = np.where(self.D2_shared > 0, self.D2_shared, 1.0)
-        total = np.sum(D2s * v[0, self.shared] ** 2) if act.any() else 0.0
-        total += np.sum((D2[act][:, self.local] * v[act][:, self.local] ** 2))
+        act, local = self.sel, self.local
+        total = np.sum(self.D2_shared_safe * v[self.first, self.shared] ** 2)
+        total += np.sum((self.D2_safe[act][:, local] * v[act][:, local] ** 2))
         return float(np.sqrt(total))
 
     def solve(self, lam, blocked):
@@ -401,11 +405,10 @@ class _Iteration:
         N = self.params.shape[0]
         step = np.zeros((N, self.P))
         st = np.zeros(N, dtype=np.intc)
-        D2 = np.ascontiguousarray(np.where(self.D2 > 0, self.D2, 1.0))
-        D2s = np.ascontiguousarray(np.where(self.D2_shared > 0, self.D2_shared, 1.0))
         rc = _global_kernel.schur_step(self.A, self.g, self.active, self.shared, self.local,
-                                       blocked, D2, D2s, lam, self.n_threads, step, self.K,
-                                       self.S, self.contribution, st)
+                                       blocked, self.D2_safe, self.D2_shared_safe, lam,
+                                       self.n_threads, step, self.K, self.S, self.contribution,
+                                       st)
         return step, rc, st
 
     def iterate(self):
@@ -428,14 +431,16 @@ class _Iteration:
                     self.status = Status.SINGULAR
                     return
                 continue
-            trial = np.clip(self.params + step, pb.lower, pb.upper)
-            trial[act == 0] = np.nan
-            step = np.where(act[:, None] == 1, trial - self.params, 0.0)
+            trial = self.params + step
+            if pb.has_bounds:
+                trial = np.clip(trial, pb.lower, pb.upper)
+                step = trial - self.params
+            a = self.sel
+            step[~self.active.astype(bool)] = 0.0       # (NaN - NaN for excluded datasets)
             dnorm = self._scaled_norm(step)
-            pnorm = self._scaled_norm(np.where(act[:, None] == 1, self.params, 0.0))
+            pnorm = self._scaled_norm(self.params)
             if dnorm == 0.0:
                 return
-            a = act == 1
             predicted = float(2 * np.sum(step[a] * self.g[a])
                               - np.einsum("np,npq,nq->", step[a], self.A[a], step[a]))
             self.nit += 1

@@ -478,7 +478,8 @@ def schur_step(const double[:, :, ::1] A, const double[:, ::1] g,
     Returns SUCCESS, or SINGULAR when the reduced matrix is singular."""
     cdef Py_ssize_t N = A.shape[0], d
     cdef int P = <int>A.shape[1], s = <int>shared.shape[0], l = <int>local.shape[0]
-    cdef int S1 = s + 1, a, b, nt = team_size(n_threads, N, P * P * P)
+    # (a dataset's elimination costs about as much as P model values)
+    cdef int S1 = s + 1, a, b, nt = team_size(n_threads, N, P)
     cdef double *M
     cdef const int *sh = &shared[0] if s > 0 else NULL
     cdef const int *lo = &local[0] if l > 0 else NULL
@@ -528,7 +529,7 @@ def schur_step(const double[:, :, ::1] A, const double[:, ::1] g,
                 rc = SINGULAR
             else:
                 cholesky_solve(s, L, 1, dps)
-        for d in prange(N, num_threads=nt, schedule="static"):
+        for d in range(N):          # (a few operations per dataset: no thread team)
             back_substitute(P, s, l, sh, lo, &K_out[d, 0, 0], dps,
                             active[d] and status_out[d] == SUCCESS and rc == SUCCESS,
                             &step_out[d, 0])
