@@ -419,3 +419,43 @@ def test_first_dataset_excluded_with_a_shared_parameter_on_its_bound(rng):
     assert r.status == 0 and r.shared[0] == 0.3
     np.testing.assert_array_equal(r.params[1:], alone.params)
     assert r.nit == alone.nit
+
+
+def test_x_per_dataset(rng):
+    x, Y, sigma = gaussian_data(rng, 6)
+    shift = rng.uniform(-0.1, 0.1, (6, 1))
+    X = x + shift                                    # each dataset its own x
+    Y = np.array([models.gaussian(X[i], 2.0 + i, 0.4, 0.8, 0.1) for i in range(6)])
+    r = fit_global(models.gaussian, X, Y, shared=["mu", "sigma"])
+    python = fit_global(_python_gaussian, X, Y, r.params, shared=["mu", "sigma"])
+    assert r.status == 0 and python.status == 0
+    np.testing.assert_allclose(r.shared, [0.4, 0.8], rtol=1e-9)
+    np.testing.assert_allclose(python.local[:, 0], 2.0 + np.arange(6), rtol=1e-8)
+
+
+def test_every_shared_parameter_fixed_is_fit_batch_with_them_fixed(rng):
+    # no free shared parameter: the datasets decouple and each is fit_batch's fit
+    from fastcalc import fit_batch
+    x, Y, sigma = gaussian_data(rng, 5)
+    p0 = np.tile([2.0, 0.4, 0.8, 0.0], (5, 1))
+    r = fit_global(models.gaussian, x, Y, p0, shared=["mu", "sigma"], sigma=sigma,
+                   fixed=["mu", "sigma"])
+    batch = fit_batch(models.gaussian, x, Y, p0, sigma=sigma, fixed=["mu", "sigma"])
+    assert r.status == 0 and r.shared.tolist() == [0.4, 0.8]
+    assert np.all(r.shared_stderr == 0) and r.dof == Y.size - 2 * 5
+    np.testing.assert_array_less(np.abs(r.local - batch.params[:, [0, 3]]),
+                                 1e-6 * batch.stderr[:, [0, 3]])
+
+
+def test_every_local_parameter_fixed(rng):
+    x, Y, sigma = gaussian_data(rng, 5)
+    p0 = np.tile([2.0, 0.0, 1.0, 0.0], (5, 1))
+    r = fit_global(models.gaussian, x, Y, p0, shared=["mu", "sigma"], sigma=sigma,
+                   fixed=["A", "c"])
+    assert r.status == 0 and r.dof == Y.size - 2
+    assert np.all(r.local == p0[:, [0, 3]]) and np.all(r.local_stderr == 0)
+    # the reference: least_squares over (mu, sigma) alone
+    ref = least_squares(lambda z: ((Y - gaussian_values(x, np.column_stack(
+        [p0[:, 0], np.full(5, z[0]), np.full(5, z[1]), p0[:, 3]]))[0]) / sigma).ravel(),
+        [0.0, 1.0], method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15).x
+    np.testing.assert_array_less(np.abs(r.shared - ref), 1e-6 * r.shared_stderr)
