@@ -313,6 +313,20 @@ def test_bad_shapes():
         fit_global(models.gaussian, x, np.ones((3, 10)), p0=np.ones(3), shared=["mu"])
     with pytest.raises(ValueError, match="p0 is required"):
         fit_global(low_level("gaussian_model"), x, np.ones((3, 10)), shared=[1])
+    with pytest.raises(ValueError, match=r"Y has no datasets \(shape \(0, 10\)\)"):
+        fit_global(models.gaussian, x, np.ones((0, 10)), shared=["mu"])
+
+
+def test_python_model_errors_propagate_unchanged():
+    x = np.linspace(0, 1, 10)
+
+    def broken(x, a, b):
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        fit_global(broken, x, np.ones((3, 10)), shared=["a"])
+    with pytest.raises(ValueError, match="model returned shape"):
+        fit_global(lambda x, a, b: np.ones(5), x, np.ones((3, 10)), shared=["a"])
 
 
 def test_inputs_read_only_and_non_contiguous_are_not_modified(rng):
@@ -459,3 +473,16 @@ def test_every_local_parameter_fixed(rng):
         [p0[:, 0], np.full(5, z[0]), np.full(5, z[1]), p0[:, 3]]))[0]) / sigma).ravel(),
         [0.0, 1.0], method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15).x
     np.testing.assert_array_less(np.abs(r.shared - ref), 1e-6 * r.shared_stderr)
+
+
+def test_one_dataset_is_fit(rng):
+    from fastcalc import fit
+    x, Y, sigma = gaussian_data(rng, 1)
+    r = fit_global(models.gaussian, x, Y, shared=["mu", "sigma"], sigma=sigma)
+    params, cov, _ = reference(x, Y, sigma, r.params)
+    np.testing.assert_array_less(np.abs(r.params - params), 1e-6 * stderr_of(cov, 1))
+    # fit stops on the relative change of chi2: within ~sqrt(1e-12 chi2) = 6e-6 stderr here
+    single = fit(models.gaussian, x, Y[0], sigma=sigma[0])
+    assert r.status == 0 and r.dof == single.dof
+    np.testing.assert_array_less(np.abs(r.params[0] - single.params), 2e-5 * single.stderr)
+    np.testing.assert_allclose(r.cov_block(0), single.cov, rtol=1e-5)

@@ -241,6 +241,8 @@ def fit_global(model, x, Y, p0=None, *, shared, sigma=None, absolute_sigma=False
     """
     pb = Problem(model, x, Y, p0, sigma, bounds, fixed, "lm", maxiter, tol, None, batch=True,
                  absolute_sigma=absolute_sigma)
+    if pb.N == 0:
+        raise ValueError(f"Y has no datasets (shape {pb.Y.shape})")
     names = pb.param_names
     is_shared = shared_mask(shared, names)
     N, P = pb.N, pb.spec.nparams
