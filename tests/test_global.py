@@ -208,6 +208,9 @@ MODEL_CASES = {
     "line": (models.line, [0.5, 2.0], ["b"], np.linspace(0, 2, 15)),
     "polynomial": (models.polynomial(2), [1.0, -0.5, 0.3], ["c1", "c2"],
                    np.linspace(-2, 2, 15)),
+    # 7 parameters: the kernel's normal blocks for more than SMALL_P parameters
+    "polynomial_deg6": (models.polynomial(6), [1.0, -0.5, 0.3, 0.1, -0.05, 0.02, 0.01],
+                        ["c0", "c6"], np.linspace(-2, 2, 30)),
     "exponential": (models.exponential, [3.0, 1.5, 0.5], ["tau"], np.linspace(0, 5, 20)),
     "gaussian": (models.gaussian, [2.0, 0.3, 0.8, 0.1], ["mu", "sigma"],
                  np.linspace(-3, 3, 25)),

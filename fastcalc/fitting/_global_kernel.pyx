@@ -33,6 +33,11 @@ cdef double FD_SCALE_FRACTION = 1e-3
 # A Cholesky pivot below this fraction of its diagonal entry: the matrix is taken as singular
 # (rank-deficient local block at the solution; damped systems are far from it).
 cdef double PIVOT_RATIO = 1e-13
+# normal_blocks sums in a local array up to this many parameters (every built-in model but
+# polynomials of degree > 5)
+cdef enum:
+    SMALL_P = 6
+    SMALL_P_PAIRS = 21      # SMALL_P (SMALL_P + 1) / 2
 # Below this much work per call (points, or k^3 for the elimination) one thread: starting a
 # team costs more than it saves (0.3-0.6 s for a 12-dataset fit on a loaded 2-core machine,
 # 0.03 s on one thread).
@@ -197,10 +202,38 @@ cdef inline double dot(int n, const double *a, const double *b) noexcept nogil:
 
 cdef void normal_blocks(Points *pt, int P, double *A, double *g) noexcept nogil:
     """A = J^T J and g = J^T r of one dataset from the unweighted Jacobian pt.jac (n, P)
-    row-major: its weighted columns are laid out contiguously (pt.wjac) so that every entry
-    is one dot product with its sum in a register."""
-    cdef int n = pt.n, i, a, b
+    row-major, in one pass over the points with the sums in a local array (no aliasing with
+    the inputs, so they stay in registers or L1 for small P) when P <= SMALL_P."""
+    cdef int n = pt.n, i, a, b, k
+    cdef double wi, ri, ja
+    cdef double acc[SMALL_P_PAIRS]
+    cdef double gacc[SMALL_P]
+    cdef const double *row
     cdef double *wr = pt.shifted
+    if P <= SMALL_P:
+        for k in range(P * (P + 1) // 2):
+            acc[k] = 0.0
+        for a in range(P):
+            gacc[a] = 0.0
+        for i in range(n):
+            wi = pt.w[i] * pt.w[i]
+            ri = wi * (pt.y[i] - pt.values[i])
+            row = pt.jac + <Py_ssize_t>i * P
+            k = 0
+            for a in range(P):
+                ja = wi * row[a]
+                gacc[a] += row[a] * ri
+                for b in range(a + 1):
+                    acc[k] += ja * row[b]
+                    k += 1
+        k = 0
+        for a in range(P):
+            g[a] = gacc[a]
+            for b in range(a + 1):
+                A[a * P + b] = acc[k]
+                A[b * P + a] = acc[k]
+                k += 1
+        return
     for i in range(n):
         wr[i] = pt.w[i] * (pt.y[i] - pt.values[i])
         for a in range(P):
