@@ -9,6 +9,7 @@ for the figures in one run (interleaved, best of a few):
     python benchmarks/bench_global.py
     python -m pytest benchmarks/bench_global.py --benchmark-disable     # smoke test
 """
+import time
 import timeit
 
 import numpy as np
@@ -99,6 +100,22 @@ def main():
         print(f"fit_global{threads or ' (default threads)'}: N=10,000 / N=1,000 "
               f"{big / small:.1f}x (target <= 12x); least_squares / fit_global at N=1,000 "
               f"{ratio:.0f}x (target >= 50x)")
+    # CPU time of one-thread runs: robust to other processes sharing the cores, which
+    # inflate wall times (and ruin multi-thread ones) on a loaded machine
+    from threadpoolctl import threadpool_limits
+    cpu = {}
+    with threadpool_limits(1):
+        for _ in range(3):
+            for name in ("fit_global N=1,000, 1 thread", "fit_global N=10,000, 1 thread",
+                         "least_squares jac_sparsity N=1,000"):
+                start = time.process_time()
+                runs[name]()
+                cpu[name] = min(cpu.get(name, np.inf), time.process_time() - start)
+    for name, t in cpu.items():
+        print(f"CPU {name:<34} {t * 1e3:10.1f} ms")
+    small, big = cpu["fit_global N=1,000, 1 thread"], cpu["fit_global N=10,000, 1 thread"]
+    print(f"CPU: N=10,000 / N=1,000 {big / small:.1f}x; least_squares / fit_global at "
+          f"N=1,000 {cpu['least_squares jac_sparsity N=1,000'] / small:.0f}x")
     print(f"shared parameters vs least_squares: "
           f"{shared_error(fastcalc_global(x1, Y1, p1), least_squares_global(x1, Y1, p1)):.2e}"
           " stderr")
