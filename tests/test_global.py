@@ -489,3 +489,17 @@ def test_one_dataset_is_fit(rng):
     assert r.status == 0 and r.dof == single.dof
     np.testing.assert_array_less(np.abs(r.params[0] - single.params), 2e-5 * single.stderr)
     np.testing.assert_allclose(r.cov_block(0), single.cov, rtol=1e-5)
+
+
+def test_singular_problems_are_not_success():
+    x = np.linspace(0, 1, 10)
+    Y = np.array([2 * x + 1, -x + 3, x])
+    with pytest.warns(RuntimeWarning, match="did not converge"):     # s changes nothing
+        r = fit_global(lambda x, a, b, s: a * x + b + 0 * s, x, Y, shared=["s"])
+    assert r.status == 2 and not r.success and np.all(r.dataset_status == 2)
+    assert np.all(np.isinf(r.shared_stderr)) and np.all(np.isinf(r.local_stderr))
+    assert np.all(np.isinf(r.cov_block(0)))
+    with pytest.warns(RuntimeWarning, match="did not converge"):     # only a + b is defined
+        r = fit_global(lambda x, s, a, b: (a + b) * x + s, x, Y, shared=["s"])
+    assert r.status == 2 and np.all(r.dataset_status == 2)
+    assert np.all(np.isinf(r.local_stderr))

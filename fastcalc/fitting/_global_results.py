@@ -94,6 +94,8 @@ class GlobalFitResult:
             variance = (np.diagonal(self._Minv, axis1=1, axis2=2)
                         + np.einsum("nas,st,nat->na", self._K, self._Sinv, self._K))
             out[:, at] = np.sqrt(variance * self._factor)
+        # a singular normal matrix (inf in its inverse) gives inf, not inf * 0 = NaN
+        out[np.isnan(out) & self.included[:, None]] = np.inf
         out[~self.included] = np.nan
         return out
 
@@ -120,11 +122,14 @@ class GlobalFitResult:
             return np.full((P, P), np.nan)
         s, l = self._shared_free, self._local_free
         Sinv, Ki = self._Sinv, self._K[i]
-        cov[np.ix_(s, s)] = Sinv
-        cov[np.ix_(l, l)] = self._Minv[i] + Ki @ Sinv @ Ki.T
-        cov[np.ix_(l, s)] = -Ki @ Sinv
-        cov[np.ix_(s, l)] = cov[np.ix_(l, s)].T
-        return cov * self._factor
+        with np.errstate(invalid="ignore"):
+            cov[np.ix_(s, s)] = Sinv
+            cov[np.ix_(l, l)] = self._Minv[i] + Ki @ Sinv @ Ki.T
+            cov[np.ix_(l, s)] = -Ki @ Sinv
+            cov[np.ix_(s, l)] = cov[np.ix_(l, s)].T
+            cov = cov * self._factor
+        cov[np.isnan(cov)] = np.inf       # singular: inf, not inf * 0 = NaN
+        return cov
 
     def to_dataframe(self):
         """One row per dataset: local parameters, ``stderr_<name>``, ``chi2`` (its share),
