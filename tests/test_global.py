@@ -503,3 +503,14 @@ def test_singular_problems_are_not_success():
         r = fit_global(lambda x, s, a, b: (a + b) * x + s, x, Y, shared=["s"])
     assert r.status == 2 and np.all(r.dataset_status == 2)
     assert np.all(np.isinf(r.local_stderr))
+
+
+def test_python_model_groups_do_not_change_results(rng, monkeypatch):
+    import fastcalc.fitting._global as global_module
+    x, Y, sigma = gaussian_data(rng, 50, missing=0.1)
+    p0 = np.tile([2.0, 0.0, 1.0, 0.0], (50, 1))
+    whole = fit_global(_python_gaussian, x, Y, p0, shared=[1, 2], sigma=sigma)
+    monkeypatch.setattr(global_module, "PYTHON_GROUP", 7)
+    grouped = fit_global(_python_gaussian, x, Y, p0, shared=[1, 2], sigma=sigma)
+    np.testing.assert_array_equal(grouped.params, whole.params)
+    np.testing.assert_array_equal(grouped.shared_cov, whole.shared_cov)

@@ -27,6 +27,9 @@ FD_SCALE_FRACTION = 1e-3          # as the kernels' forward-difference floor (fd
 LAMBDA_START = 1e-3               # Marquardt's damping relative to D^2 = diag(J^T J)
 ACCEPT_RATIO = 1e-4               # accept a step that achieves this share of its prediction
 LAMBDA_MAX = 1e300
+# Datasets per finite-difference Jacobian of a Python model: bounds its memory (P x the
+# group's data) and keeps NumPy's calls large (as fit_batch's PYTHON_CHUNK)
+PYTHON_GROUP = 4096
 
 
 def shared_mask(shared, param_names):
@@ -70,7 +73,7 @@ class _Evaluator:
         self.nfev += 1
         if self.python:
             rows = np.flatnonzero(active)
-            values = self._values(params, rows)
+            values = self._values(params[rows], rows)
             chi2[rows], status[rows] = self._chi2(values, rows)
         else:
             _global_kernel.costs(*self.model_args, self.pb.Y, self.W, params, active,
@@ -88,11 +91,22 @@ class _Evaluator:
                                   self.free.astype(np.uint8), self.pb.upper, scale,
                                   self.n_threads, A, g, chi2, status)
             return A, g, chi2, status
-        rows = np.flatnonzero(active)
+        active_rows = np.flatnonzero(active)
+        # groups of datasets: the finite-difference Jacobian (P x the group's data) stays small
+        for start in range(0, active_rows.size, PYTHON_GROUP):
+            rows = active_rows[start:start + PYTHON_GROUP]
+            chi2[rows], status[rows], A[rows], g[rows] = self._python_blocks(params, rows,
+                                                                            scale)
+        return A, g, chi2, status
+
+    def _python_blocks(self, params, rows, scale):
+        """chi2, status, A and g of datasets ``rows`` of a Python model (forward differences
+        in one call per free parameter)."""
+        P, m = params.shape[1], self.pb.m
         p = params[rows]
-        values = self._values(params, rows)
-        chi2[rows], status[rows] = self._chi2(values, rows)
-        J = np.zeros((rows.size, P, self.pb.m))
+        values = self._values(p, rows)
+        chi2, status = self._chi2(values, rows)
+        J = np.zeros((rows.size, P, m))
         model_scale = np.sum(np.abs(p) * scale[rows], axis=1)
         for j in np.flatnonzero(self.free):
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -103,25 +117,22 @@ class _Evaluator:
             h = np.where(p[:, j] + h > self.pb.upper[j], -h, h)
             shifted = p.copy()
             shifted[:, j] += h
-            full = params.copy()
-            full[rows] = shifted
             step = (shifted[:, j] - p[:, j])[:, None]
-            J[:, j, :] = (self._values(full, rows) - values) / step
-        finite = np.all(np.isfinite(J) | ~self.valid[rows][:, None, :], axis=(1, 2))
-        status[rows[~finite & (status[rows] == 0)]] = Status.NON_FINITE
-        ok = np.zeros(N, dtype=np.uint8)
-        ok[rows[status[rows] == 0]] = 1
-        J_all = np.zeros((N, P, self.pb.m))
-        J_all[rows] = J
-        V_all = np.zeros((N, self.pb.m))
-        V_all[rows] = values
-        _global_kernel.jacobian_blocks(J_all, V_all, self.pb.Y, self.W, ok, self.n_threads,
-                                       A, g)
+            J[:, j, :] = (self._values(shifted, rows) - values) / step
+        valid = self.valid[rows]
+        finite = np.all(np.isfinite(J) | ~valid[:, None, :], axis=(1, 2))
+        status[~finite & (status == 0)] = Status.NON_FINITE
+        A, g = np.zeros((rows.size, P, P)), np.zeros((rows.size, P))
+        _global_kernel.jacobian_blocks(J, np.where(valid, values, 0.0),
+                                       np.ascontiguousarray(self.pb.Y[rows]),
+                                       np.ascontiguousarray(self.W[rows]),
+                                       (status == 0).astype(np.uint8), self.n_threads, A, g)
         chi2[status != 0] = np.nan
-        return A, g, chi2, status
+        return chi2, status, A, g
 
     def _values(self, params, rows):
-        return np.array(self.evaluate(np.ascontiguousarray(params[rows]), rows), dtype=float)
+        """The model (len(rows), m) at ``params`` (one row per dataset of ``rows``)."""
+        return np.array(self.evaluate(np.ascontiguousarray(params), rows), dtype=float)
 
     def _chi2(self, values, rows):
         valid = self.valid[rows]
