@@ -174,7 +174,8 @@ def fit_global(model, x, Y, p0=None, *, shared, sigma=None, absolute_sigma=False
     model : Model, compiled callable or callable
         As for :func:`fastcalc.fit_batch`: a built-in model of :mod:`fastcalc.models` (analytic
         Jacobian), a compiled model callable or a Python callable ``model(x, *params)`` called
-        with parameters as ``(N, 1)`` columns (Jacobians of these two by forward differences).
+        with parameters as ``(n, 1)`` columns for groups of up to 4096 datasets (Jacobians of
+        these two by forward differences).
     x : array_like
         ``(m,)`` shared or ``(N, m)`` per dataset (``(2, m)`` / ``(N, 2, m)`` for
         ``gaussian_2d``).
@@ -197,9 +198,14 @@ def fit_global(model, x, Y, p0=None, *, shared, sigma=None, absolute_sigma=False
     maxiter : int, optional
         Iteration budget (trial steps); default ``200 * (k_free + 1)``.
     tol : float or (ftol, xtol, gtol), optional
-        Stopping tolerances (default 1e-12 each): the relative reductions of chi2 (actual and
-        predicted), the scaled step relative to the scaled parameters, the cosine between the
-        residuals and any Jacobian column.
+        Stopping tolerances (default 1e-12 each). The fit has converged when the Gauss-Newton
+        step would lower chi2 by at most ``ftol * chi2 / dof`` (the parameters are then
+        within about ``sqrt(ftol)`` standard errors of the minimum, whatever N: a test on the
+        relative change of chi2, as in :func:`fastcalc.fit_batch`, would allow
+        ``sqrt(ftol * chi2)``, which grows with N), when the cosine between the residuals and
+        every Jacobian column is at most ``gtol``, when the scaled step is below ``xtol``
+        times the scaled parameters, or when a rejected step changes chi2 by less than
+        ``ftol`` relative, as predicted.
     n_threads : int, optional
         Threads (None: the process-wide setting).
 
