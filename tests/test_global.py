@@ -514,3 +514,55 @@ def test_python_model_groups_do_not_change_results(rng, monkeypatch):
     grouped = fit_global(_python_gaussian, x, Y, p0, shared=[1, 2], sigma=sigma)
     np.testing.assert_array_equal(grouped.params, whole.params)
     np.testing.assert_array_equal(grouped.shared_cov, whole.shared_cov)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3])
+def test_schur_step_solves_the_assembled_system(rng, lam):
+    """The kernel's block elimination against numpy.linalg.solve of the full damped matrix,
+    with a blocked local and a blocked shared parameter and a fixed one (not in either list)."""
+    from fastcalc.fitting import _global_kernel
+    N, P = 6, 5
+    shared, local = np.array([1, 3], np.intc), np.array([0, 2], np.intc)   # 4 is fixed
+    J = rng.standard_normal((N, 12, P))
+    A = np.ascontiguousarray(np.einsum("nip,niq->npq", J, J))
+    g = rng.standard_normal((N, P))
+    D2 = rng.uniform(0.5, 2.0, (N, P))
+    D2_shared = rng.uniform(0.5, 2.0, 2)
+    blocked = np.zeros((N, P), np.uint8)
+    blocked[2, 0] = 1                                  # dataset 2's first local held
+    if lam:
+        blocked[:, 3] = 1                              # the second shared held everywhere
+    active = np.ones(N, np.uint8)
+    active[4] = 0                                      # an excluded dataset
+    step, K = np.zeros((N, P)), np.zeros((N, 2, 3))
+    S, contribution, status = np.zeros((2, 2)), np.zeros((N, 2, 3)), np.zeros(N, np.intc)
+    rc = _global_kernel.schur_step(A, g, active, shared, local, blocked, D2, D2_shared, lam,
+                                   1, step, K, S, contribution, status)
+    assert rc == 0 and np.all(status == 0)
+    # the assembled system over (shared, local of each active dataset), blocked rows removed
+    included = np.flatnonzero(active)
+    index = [("s", k) for k in range(2)] + [(d, k) for d in included for k in range(2)]
+    n = len(index)
+    M, rhs = np.zeros((n, n)), np.zeros(n)
+    column = {key: i for i, key in enumerate(index)}
+    for d in included:
+        keys = [("s", 0), ("s", 1), (d, 0), (d, 1)]
+        params = [shared[0], shared[1], local[0], local[1]]
+        for a, ka in zip(params, keys):
+            rhs[column[ka]] += g[d, a]
+            for b, kb in zip(params, keys):
+                M[column[ka], column[kb]] += A[d, a, b]
+    for k in range(2):
+        M[k, k] += lam * D2_shared[k]
+    for d in included:
+        for k in range(2):
+            M[column[(d, k)], column[(d, k)]] += lam * D2[d, local[k]]
+    held = [column[("s", 1)]] * bool(lam) + [column[(2, 0)]]
+    keep = np.setdiff1d(np.arange(n), held)
+    solution = np.zeros(n)
+    solution[keep] = np.linalg.solve(M[np.ix_(keep, keep)], rhs[keep])
+    expected = np.zeros((N, P))
+    for d in included:
+        expected[d, shared] = solution[:2]
+        expected[d, local] = solution[[column[(d, 0)], column[(d, 1)]]]
+    np.testing.assert_allclose(step, expected, rtol=1e-10, atol=1e-12)
