@@ -318,6 +318,8 @@ def test_bad_shapes():
         fit_global(low_level("gaussian_model"), x, np.ones((3, 10)), shared=[1])
     with pytest.raises(ValueError, match=r"Y has no datasets \(shape \(0, 10\)\)"):
         fit_global(models.gaussian, x, np.ones((0, 10)), shared=["mu"])
+    with pytest.raises(ValueError, match="n_threads"):
+        fit_global(models.gaussian, x, np.full((3, 10), np.nan), shared=["mu"], n_threads=0)
 
 
 def test_python_model_errors_propagate_unchanged():

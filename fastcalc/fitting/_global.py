@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from .._parallel import n_threads_for
 from .._status import Status
 from . import _global_kernel
 from ._dispatch import python_callables
@@ -260,6 +261,7 @@ def fit_global(model, x, Y, p0=None, *, shared, sigma=None, absolute_sigma=False
                  absolute_sigma=absolute_sigma)
     if pb.N == 0:
         raise ValueError(f"Y has no datasets (shape {pb.Y.shape})")
+    n_threads_for(n_threads)          # a ValueError or TypeError before any work
     names = pb.param_names
     is_shared = shared_mask(shared, names)
     N, P = pb.N, pb.spec.nparams
