@@ -134,7 +134,18 @@ class GlobalFitResult:
     def to_dataframe(self):
         """One row per dataset: local parameters, ``stderr_<name>``, ``chi2`` (its share),
         ``dataset_status``, ``included``; the shared values are in ``DataFrame.attrs["shared"]``
-        (requires pandas)."""
+        (requires pandas).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastcalc import fit_global, models
+        >>> x = np.linspace(-3, 3, 40)
+        >>> Y = np.array([models.gaussian(x, a, 0.5, 0.8, 0.1) for a in (1.0, 2.0)])
+        >>> frame = fit_global(models.gaussian, x, Y, shared=["mu", "sigma"]).to_dataframe()
+        >>> frame["A"].round(6).tolist(), sorted(frame.attrs["shared"])
+        ([1.0, 2.0], ['mu', 'sigma'])
+        """
         import pandas as pd  # type: ignore[import-untyped]
         columns = {}
         for k, name in enumerate(self.local_names):
@@ -150,7 +161,17 @@ class GlobalFitResult:
         return frame
 
     def report(self):
-        """A readable table of the shared parameters and the fit statistics."""
+        """A readable table of the shared parameters and the fit statistics.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastcalc import fit_global, models
+        >>> x = np.linspace(-3, 3, 40)
+        >>> Y = np.array([models.gaussian(x, a, 0.5, 0.8, 0.1) for a in (1.0, 2.0)])
+        >>> print(fit_global(models.gaussian, x, Y, shared=["mu"]).report().splitlines()[2])
+        2 datasets (2 included), local parameters ('A', 'sigma', 'c')
+        """
         width = max([9] + [len(n) for n in self.shared_names])
         lines = [f"{'shared':<{width}} {'value':>14} {'stderr':>14}"]
         for name, value, err in zip(self.shared_names, self.shared, self.shared_stderr):
