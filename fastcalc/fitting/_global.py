@@ -59,6 +59,7 @@ class _Evaluator:
 
     def __init__(self, pb, W, free, n_threads):
         self.pb, self.W, self.free, self.n_threads = pb, W, free, n_threads
+        self.free_u8 = free.astype(np.uint8)
         spec = pb.spec
         self.python = spec.kind == KIND_PYTHON
         self.nfev = 0
@@ -89,7 +90,7 @@ class _Evaluator:
         self.nfev += 1 if analytic else 1 + int(self.free.sum())
         if not self.python:
             _global_kernel.blocks(*self.model_args, self.pb.Y, self.W, params, active,
-                                  self.free.astype(np.uint8), self.pb.upper, scale,
+                                  self.free_u8, self.pb.upper, scale,
                                   self.n_threads, A, g, chi2, status)
             return A, g, chi2, status
         active_rows = np.flatnonzero(active)
@@ -346,7 +347,6 @@ class _Iteration:
                     - int(act.sum()) * local.size)
         # the included datasets: a slice (views, no copies) in the usual case of all
         self.sel = slice(None) if act.all() else act
-        self.first = int(np.argmax(act))    # an included dataset: its row has the shared values
 
     def _jacobian(self, first=False, blocks=None):
         """A, g and chi2 at params (``blocks``: computed with the trial's values already)."""
@@ -356,6 +356,7 @@ class _Iteration:
             self.start_status = st
             self.active[st != 0] = 0
             self.sel = self.active == 1
+            self.first = int(np.argmax(self.sel))  # an included dataset: it has the shared values
         elif np.any(st[self.sel] != 0):
             return False
         self.chi2 = chi2
@@ -367,6 +368,7 @@ class _Iteration:
         # the damping's scaling: a column that has always been zero gets 1
         self.D2_safe = np.where(self.D2 > 0, self.D2, 1.0)
         self.D2_shared_safe = np.where(self.D2_shared > 0, self.D2_shared, 1.0)
+        self.blocked = self._blocked()        # (params and g change only here)
         return True
 
     def _gradient(self):
@@ -406,10 +408,9 @@ class _Iteration:
         the parameters are within about sqrt(ftol) standard errors of the minimum. (A test on
         the relative change of chi2 alone allows sqrt(ftol * chi2) standard errors, which
         grows with the number of datasets.)"""
-        blocked = self._blocked()
-        if self._gradient_small(blocked):
+        if self._gradient_small(self.blocked):
             return True
-        step, rc, _ = self.solve(0.0, blocked)
+        step, rc, _ = self.solve(0.0, self.blocked)
         if rc != 0:
             return False
         decrement = float(np.sum(step[self.sel] * self.g[self.sel]))
@@ -444,8 +445,7 @@ class _Iteration:
             if self.nit >= pb.maxiter:
                 self.status = Status.MAX_ITERATIONS
                 return
-            blocked = self._blocked()
-            step, rc, _ = self.solve(lam, blocked)
+            step, rc, _ = self.solve(lam, self.blocked)
             if rc != 0:
                 lam, nu = lam * nu, 2 * nu
                 if lam > LAMBDA_MAX:
@@ -457,7 +457,8 @@ class _Iteration:
                 trial = np.clip(trial, pb.lower, pb.upper)
                 step = trial - self.params
             a = self.sel
-            step[~self.active.astype(bool)] = 0.0       # (NaN - NaN for excluded datasets)
+            if not isinstance(a, slice):
+                step[~a] = 0.0                          # (NaN - NaN for excluded datasets)
             dnorm = self._scaled_norm(step)
             pnorm = self._scaled_norm(self.params)
             if dnorm == 0.0:
