@@ -12,7 +12,6 @@ Threads write per-dataset outputs only; every sum over datasets is a serial loop
 order after the parallel part, so results are bitwise independent of the thread count.
 """
 
-import numpy as np
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt, fabs, isfinite, NAN
 from libc.stdlib cimport malloc, free
@@ -23,8 +22,7 @@ from fastcalc._parallel cimport resolve_threads
 from fastcalc._status_codes cimport SUCCESS, SINGULAR, NON_FINITE, CALLBACK_ERROR
 
 cdef enum:
-    KIND_BUILTIN = 0
-    KIND_COMPILED = 1
+    KIND_BUILTIN = 0        # (any other kind: a compiled model callable)
 
 cdef double SQRT_EPS = 1.4901161193847656e-08
 # Forward-difference floor: the change of p_j that moves the model by this fraction of its size
@@ -38,9 +36,9 @@ cdef double PIVOT_RATIO = 1e-13
 cdef enum:
     SMALL_P = 6
     SMALL_P_PAIRS = 21      # SMALL_P (SMALL_P + 1) / 2
-# Below this much work per call (points, or k^3 for the elimination) one thread: starting a
-# team costs more than it saves (0.3-0.6 s for a 12-dataset fit on a loaded 2-core machine,
-# 0.03 s on one thread).
+# Below this much work per call (~ model values: points, or P per dataset for the elimination)
+# one thread: starting a team costs more than it saves (0.3-0.6 s for a 12-dataset fit on a
+# loaded 2-core machine, 0.03 s on one thread).
 cdef Py_ssize_t MIN_PARALLEL_WORK = 32768
 
 
