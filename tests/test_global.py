@@ -568,3 +568,24 @@ def test_schur_step_solves_the_assembled_system(rng, lam):
         expected[d, shared] = solution[:2]
         expected[d, local] = solution[[column[(d, 0)], column[(d, 1)]]]
     np.testing.assert_allclose(step, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_schur_step_threads_bitwise(rng):
+    # 9000 datasets: above the elimination's threading threshold
+    from fastcalc.fitting import _global_kernel
+    N, P = 9000, 4
+    J = rng.standard_normal((N, 8, P))
+    A = np.ascontiguousarray(np.einsum("nip,niq->npq", J, J))
+    g = rng.standard_normal((N, P))
+    shared, local = np.array([1, 2], np.intc), np.array([0, 3], np.intc)
+    out = []
+    for n_threads in (1, 2):
+        step, K = np.zeros((N, P)), np.zeros((N, 2, 3))
+        S, contribution, status = np.zeros((2, 2)), np.zeros((N, 2, 3)), np.zeros(N, np.intc)
+        rc = _global_kernel.schur_step(A, g, np.ones(N, np.uint8), shared, local,
+                                       np.zeros((N, P), np.uint8), np.ones((N, P)), np.ones(2),
+                                       1e-3, n_threads, step, K, S, contribution, status)
+        out.append((rc, step, S))
+    assert out[0][0] == out[1][0] == 0
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    np.testing.assert_array_equal(out[0][2], out[1][2])
