@@ -10,6 +10,7 @@ from ._version import __version__
 from .differentiate import (DifferentiationResult, check_grad, derivative, gradient, hessian,
                             jacobian, taylor)
 from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit, polyfit
+from .fitting import GlobalFitResult, fit_global
 from .optimize import gradient_descent, lagrange
 from .propagate import Propagation, propagate
 from .roots import newton, newton_system
@@ -20,4 +21,5 @@ __all__ = [
     "get_num_threads", "gradient", "gradient_descent", "hessian", "jacobian", "lagrange",
     "linear_fit", "models", "newton", "newton_system", "nist", "num_threads", "polyfit",
     "propagate", "set_num_threads", "taylor",
+    "GlobalFitResult", "fit_global",
 ]

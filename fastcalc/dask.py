@@ -6,6 +6,8 @@ per element of ``x0``) and build a lazy graph with ONE call of the in-memory rou
 every field of the lazy result is a Dask array, and ``result.compute()`` returns exactly the
 in-memory result object that the in-memory routine would give on the whole input. Datasets and
 equations are independent, so the answers do not depend on the chunking or the scheduler.
+:func:`fit_global` is the exception: its datasets share parameters, so it computes its Dask
+inputs and fits them all on one machine.
 
 This module needs Dask (``pip install fastcalc[dask]``, which also installs ``distributed``);
 the rest of fastcalc never imports it.
@@ -73,7 +75,8 @@ except ImportError as exc:  # tested by simulating a missing dask
     raise ImportError("fastcalc.dask requires dask; install it with "
                       "'pip install fastcalc[dask]'") from exc
 
-__all__ = ["DaskBatchFitResult", "DaskNewtonResult", "compiled", "fit_batch", "newton"]
+__all__ = ["DaskBatchFitResult", "DaskNewtonResult", "compiled", "fit_batch", "newton",
+           "fit_global"]
 
 # Datasets per chunk when a NumPy Y is given (see "Chunk size" in the module docstring).
 DEFAULT_FIT_CHUNK = 50_000
@@ -834,3 +837,37 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, bracket=None, n_threads
         bracket_layout=None if bracket_layout is None else tuple(bracket_layout),
         options=dict(kwargs, n_threads=n_threads))
     return DaskNewtonResult(blocks, _process_bound(f, fprime, fprime2))
+
+
+# --------------------------------------------------------------------------------------------
+# Global fits: every dataset in every iteration, so on one machine.
+
+def fit_global(model, x, Y, p0=None, *, sigma=None, **kwargs):
+    """:func:`fastcalc.fit_global` on Dask (or NumPy) inputs: computes them, then fits in this
+    process, and returns the in-memory :class:`fastcalc.fitting.GlobalFitResult`.
+
+    A global fit is not chunked: every iteration needs every dataset (the shared parameters'
+    normal equations sum over all of them), so a distributed version would gather the
+    per-chunk reductions once per iteration (tens of round trips), and its memory is small
+    anyway (the data plus O(N k^2)). The Dask arrays among ``x``, ``Y``, ``sigma`` and ``p0``
+    are computed together (one graph, on the active scheduler or ``distributed`` client), and
+    the fit runs on this machine's threads (``n_threads``); the result is exactly that of
+    :func:`fastcalc.fit_global` on the computed arrays. ``model`` may be a :class:`compiled`
+    recipe, built here.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> from fastcalc import models
+    >>> x = np.linspace(-3, 3, 30)
+    >>> Y = np.array([models.gaussian(x, a, 0.5, 0.8, 0.1) for a in (1.0, 2.0, 3.0, 4.0)])
+    >>> r = fit_global(models.gaussian, x, da.from_array(Y, chunks=2), shared=["mu", "sigma"])
+    >>> r.shared.round(6).tolist()
+    [0.5, 0.8]
+    """
+    import dask
+
+    from .fitting import fit_global as fit_global_in_memory
+    x, Y, p0, sigma = dask.compute(x, Y, p0, sigma)
+    return fit_global_in_memory(_local(model), x, Y, p0, sigma=sigma, **kwargs)

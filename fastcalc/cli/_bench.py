@@ -670,6 +670,69 @@ def bench_odr(bench):
 
     bench.attempt(area, "built-in model", builtin)
     bench.attempt(area, "Python model", python)
+def _global_problem(n, points, seed=15):
+    """x, Y, p0 of n gaussian datasets sharing mu = 0.4 and sigma = 0.8 (noise 0.05)."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(-3.0, 3.0, points)
+    A, c = rng.uniform(1.0, 3.0, n), rng.uniform(-0.5, 0.5, n)
+    Y = (A[:, None] * np.exp(-0.5 * ((x - 0.4) / 0.8) ** 2) + c[:, None]
+         + rng.normal(0.0, 0.05, (n, points)))
+    return x, Y, np.column_stack([A * 1.1, np.full(n, 0.3), np.full(n, 0.9), c + 0.05])
+
+
+def _least_squares_global(x, Y, p0):
+    """least_squares (trf, jac_sparsity) on the concatenated residuals of _global_problem;
+    z = (mu, sigma, A_0, c_0, A_1, c_1, ...)."""
+    from scipy.optimize import least_squares
+    from scipy.sparse import coo_matrix
+    n, points = Y.shape
+    rows = np.arange(n * points)
+    columns = np.column_stack([np.zeros_like(rows), np.ones_like(rows),
+                               2 + 2 * (rows // points), 3 + 2 * (rows // points)])
+    sparsity = coo_matrix((np.ones(columns.size), (np.repeat(rows, 4), columns.ravel())),
+                          shape=(rows.size, 2 + 2 * n))
+
+    def residuals(z):
+        A, c = z[2::2, None], z[3::2, None]
+        return ((Y - A * np.exp(-0.5 * ((x - z[0]) / z[1]) ** 2) - c) / 0.05).ravel()
+    z0 = np.concatenate([p0[0, 1:3], p0[:, [0, 3]].ravel()])
+    return least_squares(residuals, z0, jac_sparsity=sparsity, method="trf", x_scale="jac",
+                         ftol=1e-10, xtol=1e-10, gtol=1e-10).x
+
+
+def bench_global(bench):
+    """fit_global (2 shared + 2 local gaussian parameters) against least_squares with
+    jac_sparsity on the concatenated residuals, and its growth from N to 10 N datasets."""
+    s = bench.sizes
+    area, points = "global", s["fit_points"]
+    n = max(4, min(s["fit_n"] // 10, 1_000))      # least_squares' size: seconds, not minutes
+
+    def fit(x, Y, p0):
+        from fastcalc import fit_global, models
+        return fit_global(models.gaussian, x, Y, p0, shared=["mu", "sigma"], sigma=0.05)
+
+    def against_least_squares():
+        x, Y, p0 = _global_problem(n, points)
+        t_fc, r = bench.time(lambda: fit(x, Y, p0))
+        t_ref, z = bench.time(lambda: _least_squares_global(x, Y, p0))
+        error = float(np.max(np.abs(r.shared - z[:2]) / r.shared_stderr))
+        return BenchRow(area, "fit_global gaussian, mu and sigma shared",
+                        f"N={n:,} x {points} pts", t_fc, "least_squares(jac_sparsity)", t_ref,
+                        None, error, 0.0, "max |shared - least_squares| / stderr",
+                        f"status {int(r.status)}, {r.nit} iterations; least_squares trf with "
+                        "x_scale='jac', tolerances 1e-10")
+
+    def linear_growth():
+        x, Y, p0 = _global_problem(10 * n, points)
+        t_big, r = bench.time(lambda: fit(x, Y, p0))
+        t_small, _ = bench.time(lambda: fit(x, Y[:n], p0[:n]))
+        return BenchRow(area, "fit_global growth N -> 10 N (ratio > 0.83: within 12x)",
+                        f"N={10 * n:,} x {points} pts", t_big, f"10 x fit_global at N={n:,}",
+                        10 * t_small, None, None, None, "",
+                        f"status {int(r.status)}; linear growth gives ratio 1")
+
+    bench.attempt(area, "fit_global vs least_squares", against_least_squares)
+    bench.attempt(area, "fit_global growth", linear_growth)
 
 
 AREAS = {
@@ -682,6 +745,7 @@ AREAS = {
     "inference": bench_inference,
     "nist": bench_nist,
     "odr": bench_odr,
+    "global": bench_global,
 }
 
 

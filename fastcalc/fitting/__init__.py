@@ -92,11 +92,14 @@ Statuses (per dataset)
     start or in its Jacobian. (A trial step where the model is not finite is simply rejected.)
 """
 from ._fit import batch_residuals, fit, fit_batch
+from ._global import fit_global
+from ._global_results import GlobalFitResult
 from ._layout import python_x_per_dataset
 from ._linear import chi2, linear_fit, polyfit
 from ._model_spec import is_builtin, param_names
 from ._results import BatchFitResult, FitResult
 
-__all__ = ["BatchFitResult", "FitResult", "chi2", "fit", "fit_batch", "linear_fit", "polyfit"]
+__all__ = ["BatchFitResult", "FitResult", "chi2", "fit", "fit_batch", "linear_fit", "polyfit",
+           "GlobalFitResult", "fit_global"]
 # Not in __all__, the interface of fastcalc.dask: batch_residuals, is_builtin, param_names,
 # python_x_per_dataset.
