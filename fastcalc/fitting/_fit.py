@@ -18,8 +18,10 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     ----------
     model : Model, compiled callable or callable
         A built-in model from :mod:`fastcalc.models`; a compiled model callable
-        (``int f(int npts, double *x, int nparams, double *params, double *out, void *user_data)``);
-        or a Python callable ``model(x, *params)`` returning ``(m,)`` values (curve_fit
+        (``int f(int npts, double *x, int nparams, double *params, double *out, void *user_data)``,
+        or with ``double *jac`` before ``user_data``: values and, when ``jac`` is not NULL, the
+        row-major ``(npts, nparams)`` Jacobian in one call), named by
+        :func:`fastcalc.models.compiled`; or a Python callable ``model(x, *params)`` returning ``(m,)`` values (curve_fit
         convention); it gets read-only arrays (modifying ``x`` raises ValueError instead of
         changing the data).
     x : array_like

@@ -4,7 +4,8 @@ The iteration is a step-wise state machine (``FitState``) so that two drivers sh
 the algebra:
 
 * ``fit_one`` runs one dataset to completion without the GIL, calling a built-in model
-  (``fastcalc._models``) or a compiled model callable; ``fit_compiled`` runs it over datasets in a
+  (``fastcalc._models``) or a compiled model callable (values and analytic Jacobian in one call
+  for built-in models and compiled ones with the Jacobian signature, else forward differences); ``fit_compiled`` runs it over datasets in a
   ``prange`` loop with per-thread scratch.
 * ``fit_python`` drives many datasets of a Python-callable model in lock step: one broadcast model
   call per round for every dataset waiting for values, the finite-difference Jacobian columns
@@ -43,7 +44,7 @@ from time import perf_counter
 
 from fastcalc.fitting._estimator cimport (Estimator, point_cost, pearson_term, COST_CHI2,
                                           COST_POISSON)
-from fastcalc._evaluate cimport UserFunction, model_t
+from fastcalc._evaluate cimport UserFunction, model_t, model_jac_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
 from fastcalc._parallel cimport resolve_threads
 from fastcalc._status_codes cimport (SUCCESS, MAX_ITERATIONS, SINGULAR, NON_FINITE,
@@ -1278,6 +1279,7 @@ cdef struct Problem:
     model_eval_t builtin
     model_t compiled
     model_t compiled_jac
+    model_jac_t compiled_both   # a compiled model writing its own Jacobian (then compiled NULL)
     void *user_data
     void *jac_user_data
     int x_dim
@@ -1293,14 +1295,19 @@ cdef struct Problem:
 cdef int evaluate_point(FitState *s, Problem *pr, const double *params, double *values,
                         double *resid, double *rows, double *jac_out) noexcept nogil:
     """Model values, the estimator's residuals and row factors at params (residuals_at); the
-    free-column Jacobian, rows scaled, too when jac_out is not NULL (built-in models).
-    Returns a status code."""
+    free-column Jacobian, rows scaled, too when jac_out is not NULL (built-in models and
+    compiled models with a Jacobian). Returns a status code."""
     cdef int m = pr.m, P = s.nparams, n = s.nfree, i, k, j, rc
     if pr.kind == KIND_BUILTIN:
         # a built-in kernel returns non-zero unless every value and Jacobian entry is finite
         rc = pr.builtin(m, pr.x, P, params, values, pr.jacrow if jac_out != NULL else NULL)
         if rc != 0:
             return NON_FINITE
+    elif pr.compiled_both != NULL:
+        rc = pr.compiled_both(m, pr.x, P, <double *>params, values,
+                              pr.jacrow if jac_out != NULL else NULL, pr.user_data)
+        if rc != 0:
+            return CALLBACK_ERROR
     else:
         rc = pr.compiled(m, pr.x, P, <double *>params, values, pr.user_data)
         if rc != 0:
@@ -1384,7 +1391,7 @@ cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
 
 cdef void fit_one(FitState *s, Problem *pr) noexcept nogil:
     """Run one dataset to completion (s.params holds the start)."""
-    cdef int rc, analytic = pr.kind == KIND_BUILTIN
+    cdef int rc, analytic = pr.kind == KIND_BUILTIN or pr.compiled_both != NULL
     s.trial_has_jac = analytic
     rc = evaluate_point(s, pr, s.params, s.values, s.resid, s.rows,
                         s.jac_trial if analytic else NULL)
@@ -1415,6 +1422,7 @@ cdef struct BatchInput:
     model_guess_t guess
     model_t compiled
     model_t compiled_jac
+    model_jac_t compiled_both
     void *user_data
     void *jac_user_data
     int x_dim
@@ -1492,6 +1500,7 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
     pr.builtin = inp.builtin
     pr.compiled = inp.compiled
     pr.compiled_jac = inp.compiled_jac
+    pr.compiled_both = inp.compiled_both
     pr.user_data = inp.user_data
     pr.jac_user_data = inp.jac_user_data
     pr.x_dim = inp.x_dim
@@ -1608,7 +1617,8 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
                  double[:, :, ::1] cov_out, double[:, ::1] stderr_out, double[::1] cost_out,
                  double[::1] chi2_out, int[::1] dof_out, int[::1] nit_out, int[::1] nfev_out,
                  int[::1] status_out):
-    """Fit datasets start..stop-1 of a built-in (kind 0) or compiled (kind 1) model in parallel.
+    """Fit datasets start..stop-1 of a built-in (kind 0) or compiled (kind 1: a UserFunction of
+    role "model", or "model_jac" writing its own Jacobian) model in parallel.
 
     x is (1 or N, x_dim*m) (shared or per dataset), Y (N, m) with NaN for missing points, sigma
     None or (1 or N, m), p0 (N, nparams) (ignored for free parameters when use_guess);
@@ -1626,6 +1636,7 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
     inp.guess = NULL
     inp.compiled = NULL
     inp.compiled_jac = NULL
+    inp.compiled_both = NULL
     inp.user_data = NULL
     inp.jac_user_data = NULL
     if kind == KIND_BUILTIN:
@@ -1634,7 +1645,10 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
         inp.guess = kernel.guess
     else:
         fn = <UserFunction?>model
-        inp.compiled = <model_t>fn.c_function
+        if fn.signature == "model_jac":
+            inp.compiled_both = <model_jac_t>fn.c_function
+        else:
+            inp.compiled = <model_t>fn.c_function
         inp.user_data = fn.user_data
         if model_jac is not None:
             jac_fn = <UserFunction?>model_jac
@@ -1975,6 +1989,7 @@ def evaluate_model(int kind, int model_id, object model, const double[:, ::1] x,
     cdef ModelKernel kernel
     cdef model_eval_t builtin = NULL
     cdef model_t compiled = NULL
+    cdef model_jac_t compiled_both = NULL
     cdef void *user_data = NULL
     cdef UserFunction fn
     cdef int rc
@@ -1985,7 +2000,10 @@ def evaluate_model(int kind, int model_id, object model, const double[:, ::1] x,
         builtin = kernel.evaluate
     else:
         fn = <UserFunction?>model
-        compiled = <model_t>fn.c_function
+        if fn.signature == "model_jac":
+            compiled_both = <model_jac_t>fn.c_function
+        else:
+            compiled = <model_t>fn.c_function
         user_data = fn.user_data
     if m == 0:
         return out
@@ -1994,6 +2012,9 @@ def evaluate_model(int kind, int model_id, object model, const double[:, ::1] x,
             if builtin != NULL:
                 rc = builtin(<int>m, &x[0, 0] + d * x_stride, <int>P, &params[d, 0],
                              &view[d, 0], NULL)
+            elif compiled_both != NULL:
+                rc = compiled_both(<int>m, <double *>&x[0, 0] + d * x_stride, <int>P,
+                                   <double *>&params[d, 0], &view[d, 0], NULL, user_data)
             else:
                 rc = compiled(<int>m, <double *>&x[0, 0] + d * x_stride, <int>P,
                               <double *>&params[d, 0], &view[d, 0], user_data)
