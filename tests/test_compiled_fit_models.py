@@ -264,3 +264,23 @@ def test_compiled_model_over_dask(rng):
     assert lazy.param_names == ("A", "mu", "sigma", "c")
     direct = fc.fit_batch(model, X, Y, truth)
     np.testing.assert_array_equal(lazy.compute().params, direct.params)
+
+
+# ---- Python-model batches: the Jacobian's points in the call that evaluates the trial ------
+
+def test_python_batch_matches_one_fit_per_dataset(rng):
+    """fit_batch evaluates each trial point and its forward-difference points in one call and
+    takes the Jacobian from it when the step is accepted; fit calls the model once per point
+    and per parameter. Same steps, same columns: the same answers, also from a poor start
+    (rejected trials), with missing points and bounds."""
+    truth, Y = gaussian_data(rng, N=6)
+    Y[:, ::7] = np.nan
+    p0 = truth * np.array([0.5, 1.0, 2.0, 1.0]) + np.array([0.0, 0.8, 0.0, 0.3])
+    bounds = ([0.0, -3.0, 0.1, -1.0], [10.0, 3.0, 5.0, 1.0])
+    batch = fc.fit_batch(gaussian, X, Y, p0, bounds=bounds)
+    assert (batch.status == 0).all()
+    for i in range(len(Y)):
+        one = fc.fit(gaussian, X, Y[i], p0[i], bounds=bounds)
+        np.testing.assert_allclose(batch.params[i], one.params, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(batch.stderr[i], one.stderr, rtol=1e-10)
+        assert batch.nit[i] == one.nit

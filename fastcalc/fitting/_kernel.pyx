@@ -1321,8 +1321,9 @@ cdef int evaluate_point(FitState *s, Problem *pr, const double *params, double *
     return SUCCESS
 
 
-cdef double fd_step(FitState *s, int k) noexcept nogil:
-    """Forward-difference step of free parameter k: SQRT_EPS * max(|p_j|, its typical scale).
+cdef double fd_step(FitState *s, int k, const double *params) noexcept nogil:
+    """Forward-difference step of free parameter k at ``params`` (s.params, or a trial point
+    whose Jacobian is wanted should it be accepted): SQRT_EPS * max(|p_j|, its typical scale).
 
     The typical scale is FD_SCALE_FRACTION * ||w f|| / D_k (||w f|| ~ sum_j |p_j| D_j), the
     change of p_j that moves the model by a fixed fraction of its size: a parameter near 0 (an
@@ -1331,8 +1332,8 @@ cdef double fd_step(FitState *s, int k) noexcept nogil:
     cdef int l, j = s.free_index[k]
     cdef double model_scale = 0.0, typical, h
     for l in range(s.nfree):
-        model_scale += fabs(s.params[s.free_index[l]]) * s.scale[l]
-    h = fabs(s.params[j])
+        model_scale += fabs(params[s.free_index[l]]) * s.scale[l]
+    h = fabs(params[j])
     if s.scale[k] > 0.0 and model_scale > 0.0:
         typical = FD_SCALE_FRACTION * model_scale / s.scale[k]
         if typical > h:
@@ -1375,7 +1376,7 @@ cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
     memcpy(pr.fd_params, s.params, <size_t>P * sizeof(double))
     for k in range(s.nfree):
         j = s.free_index[k]
-        h = fd_step(s, k)
+        h = fd_step(s, k, s.params)
         if s.has_bounds and s.params[j] + h > s.upper[j]:
             h = -h
         pr.fd_params[j] = s.params[j] + h
@@ -1734,7 +1735,8 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
 
     evaluate(params (a, P), rows (a,)) -> (a, m) model values for the datasets ``rows``;
     jacobian(params, rows) -> (a, P, m), or None for forward differences (_fd_jacobians: one
-    evaluate call per free parameter, or with ``fd_in_one_call`` one for all). Y (K, m) holds
+    evaluate call per free parameter; with ``fd_in_one_call`` _points_with_jacobians: the
+    columns come from the call evaluating the point, one call per round). Y (K, m) holds
     any finite value at missing points. W (K, m) holds sigma (1 where none is given) at the valid
     points and 0 at the missing ones; it is turned into the weights 1/sigma in place, divided
     by a power of two for a tiny sigma (weights_from_sigma) or data of unusual scale
@@ -1750,6 +1752,8 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
     cdef const double[:, ::1] vals
     cdef const double[:, :, ::1] jvals
     cdef Py_ssize_t[::1] rview
+    # finite differences from the call that evaluates the point (_points_with_jacobians)
+    cdef bint speculative = jacobian is None and fd_in_one_call and n > 0
     if blocks == NULL or states == NULL:
         free(blocks)
         free(states)
@@ -1779,7 +1783,10 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
             if nvalid < n or nvalid == 0:
                 state_fail(s, SINGULAR)
         rows = _rows_at(states, K, NEED_JACOBIAN)
-        if rows.shape[0]:
+        if rows.shape[0] and speculative:
+            _points_with_jacobians(evaluate, states, rows, m, P, n, free_index, upper,
+                                   has_bounds, Y, W, True)
+        elif rows.shape[0]:
             rview = rows
             vals = _values(evaluate, _gather(states, rows, P, 0), rows, m)
             with nogil:
@@ -1821,6 +1828,10 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
             if na == 0:
                 if _rows_at(states, K, DONE).shape[0] == K:
                     break
+                continue
+            if speculative:
+                _points_with_jacobians(evaluate, states, rows, m, P, n, free_index, upper,
+                                       has_bounds, Y, W, False)
                 continue
             vals = _values(evaluate, _gather(states, rows, P, 1), rows, m)
             with nogil:
@@ -1876,7 +1887,7 @@ cdef void _fd_jacobians(object evaluate, FitState *states, object params, object
                 j = free_index[first + kk]
                 for a in range(na):
                     r = kk * na + a
-                    h = fd_step(&states[rview[a]], <int>(first + kk))
+                    h = fd_step(&states[rview[a]], <int>(first + kk), states[rview[a]].params)
                     if has_bounds and pview[a, j] + h > upper[j]:
                         h = -h
                     sview[r, j] = pview[a, j] + h
@@ -1897,6 +1908,70 @@ cdef void _fd_jacobians(object evaluate, FitState *states, object params, object
                             s.jac[i + k * m] = 0.0
                 if first + count == n:
                     state_jacobian_ready(s)
+
+
+cdef void _points_with_jacobians(object evaluate, FitState *states, object rows, Py_ssize_t m,
+                                 Py_ssize_t P, int n, const int[::1] free_index,
+                                 const double[::1] upper, bint has_bounds,
+                                 const double[:, ::1] Y, const double[:, ::1] W,
+                                 bint start) except *:
+    """One model call for the trial points of datasets ``rows`` (``start``: their starting
+    points) with, stacked below them, the forward-difference points of each free parameter
+    there (rows (k+1)*a..(k+2)*a shift free parameter k). The first a rows go to state_assess
+    (state_begin); a dataset that moves to its trial point (or starts) gets its Jacobian from
+    the same call: the columns _fd_jacobians would compute after the step, as the shifts depend
+    only on the point and the scaling, which accepting a step does not change. One Python call
+    per round instead of two; a rejected trial wastes its n shifted evaluations."""
+    cdef Py_ssize_t[::1] rview = rows
+    cdef Py_ssize_t na = rview.shape[0], a, d, i, k, r, jj
+    cdef int j, rc
+    cdef FitState *s
+    cdef const double *src
+    cdef double h
+    points = np.empty(((n + 1) * na, P))
+    steps = np.empty(n * na)
+    cdef double[:, ::1] pview = points
+    cdef double[::1] hview = steps
+    cdef const double[:, ::1] vals
+    with nogil:
+        for k in range(n + 1):
+            for a in range(na):
+                s = &states[rview[a]]
+                src = s.params if start else s.trial
+                r = k * na + a
+                for jj in range(P):
+                    pview[r, jj] = src[jj]
+                if k == 0:
+                    continue
+                j = free_index[k - 1]
+                h = fd_step(s, <int>(k - 1), src)
+                if has_bounds and src[j] + h > upper[j]:
+                    h = -h
+                pview[r, j] = src[j] + h
+                hview[(k - 1) * na + a] = pview[r, j] - src[j]     # the step actually taken
+    vals = _values(evaluate, points, np.tile(rows, n + 1), m)
+    with nogil:
+        for a in range(na):
+            d = rview[a]
+            s = &states[d]
+            if start:
+                rc = _residuals(s, &vals[a, 0], &Y[d, 0], &W[d, 0], s.values, s.resid, s.rows)
+                state_begin(s, rc)
+            else:
+                rc = _residuals(s, &vals[a, 0], &Y[d, 0], &W[d, 0], s.values_trial,
+                                s.resid_trial, s.rows_trial)
+                state_assess(s, rc)
+            s.nfev += n
+            if s.stage != NEED_JACOBIAN or s.jac_valid:
+                continue
+            for k in range(n):
+                # a missing point's weight is 0 (its value may be anything finite or not)
+                fd_column(<int>m, s.rows, &vals[(k + 1) * na + a, 0], s.values,
+                          hview[k * na + a], s.jac + k * m)
+                for i in range(m):
+                    if W[d, i] == 0.0:
+                        s.jac[i + k * m] = 0.0
+            state_jacobian_ready(s)     # while this J is in cache
 
 
 cdef object _rows_at(FitState *states, Py_ssize_t K, int stage):
