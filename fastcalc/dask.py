@@ -340,10 +340,10 @@ def _batch_input(value, name, shared_ndim, rows, letters, per_dataset=None):
 
 
 def _is_python_model(model):
-    from fastcalc.fitting import is_builtin
-    from fastcalc.models import CompiledModel
-    return (callable(model) and not isinstance(model, (compiled, CompiledModel))
-            and not _is_compiled_object(model) and not is_builtin(model))
+    from fastcalc.fitting import is_builtin, is_named_compiled
+    return (callable(model) and not isinstance(model, compiled)
+            and not _is_compiled_object(model) and not is_builtin(model)
+            and not is_named_compiled(model))
 
 
 def _check_known(array, name):

@@ -150,8 +150,11 @@ def numba_models():
     @numba.cfunc(sig)
     def failing(npts, x_, nparams, p_, out_, jac_, user_data):
         p, out = carray(p_, nparams), carray(out_, npts)
+        jac = carray(jac_, (npts, nparams))
         for i in range(npts):
             out[i] = p[0]
+            if jac.ctypes.data != 0:
+                jac[i, 0] = 1.0
         return 1 if p[0] < 0 else 0      # an error for a negative first parameter
 
     @numba.cfunc(sig)

@@ -94,9 +94,9 @@ Statuses (per dataset)
 from ._fit import batch_residuals, fit, fit_batch
 from ._layout import python_x_per_dataset
 from ._linear import chi2, linear_fit, polyfit
-from ._model_spec import is_builtin, param_names
+from ._model_spec import is_builtin, is_named_compiled, param_names
 from ._results import BatchFitResult, FitResult
 
 __all__ = ["BatchFitResult", "FitResult", "chi2", "fit", "fit_batch", "linear_fit", "polyfit"]
-# Not in __all__, the interface of fastcalc.dask: batch_residuals, is_builtin, param_names,
-# python_x_per_dataset.
+# Not in __all__, the interface of fastcalc.dask: batch_residuals, is_builtin,
+# is_named_compiled, param_names, python_x_per_dataset.

@@ -6,10 +6,9 @@ import numpy as np
 from scipy import LowLevelCallable  # type: ignore[import-untyped]
 
 from .._evaluate import resolve
-from ..models import CompiledModel
 
 __all__ = ["KIND_BUILTIN", "KIND_COMPILED", "KIND_PYTHON", "ModelSpec", "is_builtin",
-           "is_compiled", "model_spec", "param_names"]
+           "is_compiled", "is_named_compiled", "model_spec", "param_names"]
 
 # the roles of _evaluate._SIGNATURES a compiled model may have
 MODEL_SIGNATURES = ("model", "model_jac")
@@ -26,6 +25,13 @@ def is_compiled(model):
     """Whether ``model`` is a compiled callable (LowLevelCallable or Numba cfunc)."""
     return isinstance(model, LowLevelCallable) or (
         type(model).__module__.startswith("numba") and hasattr(model, "ctypes"))
+
+
+def is_named_compiled(model):
+    """Whether ``model`` is a compiled callable with named parameters
+    (:func:`fastcalc.models.compiled`)."""
+    return (is_compiled(getattr(model, "function", None))
+            and all(hasattr(model, a) for a in ("param_names", "x_dim", "guess")))
 
 
 def _python_param_names(model, p0):
@@ -65,7 +71,7 @@ def param_names(model, p0):
     >>> param_names(models.gaussian, None), param_names(lambda x, a, b: a * x + b, None)
     (('A', 'mu', 'sigma', 'c'), ('a', 'b'))
     """
-    if is_builtin(model) or isinstance(model, CompiledModel):
+    if is_builtin(model) or is_named_compiled(model):
         return tuple(model.param_names)
     if is_compiled(model):
         return _compiled_param_names(p0)
@@ -105,7 +111,7 @@ def model_spec(model, p0, jac):
         if jac is not None:
             raise ValueError("jac is not used with a built-in model (its Jacobian is analytic)")
         return ModelSpec(KIND_BUILTIN, model, model.param_names, x_dim=int(model.x_dim))
-    if isinstance(model, CompiledModel):
+    if is_named_compiled(model):
         if p0 is None and model.guess is None:
             raise ValueError("p0 is required for a compiled model without a guess "
                              "(see fastcalc.models.compiled)")
