@@ -5,12 +5,13 @@ the algebra:
 
 * ``fit_one`` runs one dataset to completion without the GIL, calling a built-in model
   (``fastcalc._models``) or a compiled model callable (values and analytic Jacobian in one call
-  for built-in models and compiled ones with the Jacobian signature, else forward differences); ``fit_compiled`` runs it over datasets in a
-  ``prange`` loop with per-thread scratch.
+  for built-in models and compiled ones with the Jacobian signature, else forward
+  differences); ``fit_compiled`` runs it over datasets in a ``prange`` loop with per-thread
+  scratch.
 * ``fit_python`` drives many datasets of a Python-callable model in lock step: one broadcast model
-  call per round for every dataset waiting for values, the finite-difference Jacobian columns
-  from one call (``fit_batch``) or one call per free parameter (``fit``, whose model need not
-  broadcast), and the algebra per dataset in C.
+  call per round for every dataset waiting for values, with the finite-difference points of
+  its Jacobian stacked in the same call (``fit_batch``), or one call per free parameter
+  (``fit``, whose model need not broadcast), and the algebra per dataset in C.
 
 Notation: weighted residuals ``r = w (y - f(p))`` with ``w = 1/sigma`` (0 for a missing point), and
 ``J = w df/dp`` (columns of the free parameters only, column-major). That is least squares; other
