@@ -287,3 +287,19 @@ def test_python_batch_matches_one_fit_per_dataset(rng):
         np.testing.assert_allclose(batch.params[i], one.params, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(batch.stderr[i], one.stderr, rtol=1e-10)
         assert batch.nit[i] == one.nit
+
+
+@pytest.mark.parametrize("options", [dict(cost="poisson"), dict(loss="huber", f_scale=2.0)],
+                         ids=["poisson", "huber"])
+def test_estimators_with_a_compiled_jacobian(rng, options):
+    truth = np.column_stack([rng.uniform(10, 30, 4), rng.uniform(-1, 1, 4),
+                             rng.uniform(0.8, 1.5, 4), rng.uniform(1, 3, 4)])
+    Y = rng.poisson(gaussian(X, *truth.T[:, :, None])).astype(float)
+    if "loss" in options:
+        Y[:, ::9] += 25.0                           # outliers
+        options = dict(options, sigma=np.sqrt(np.maximum(Y, 1.0)))
+    compiled = fc.fit_batch(low_level("gaussian_model_and_jac"), X, Y, truth, **options)
+    python = fc.fit_batch(gaussian, X, Y, truth, jac=gaussian_jac, **options)
+    assert (compiled.status == 0).all()
+    np.testing.assert_allclose(compiled.params, python.params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(compiled.cost, python.cost, rtol=1e-10)
