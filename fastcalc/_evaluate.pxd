@@ -6,6 +6,9 @@ ctypedef int (*vector_field_t)(int n, double *x, int m, double *out, void *user_
 ctypedef double (*elementwise_t)(double x, int k, double *p, void *user_data) noexcept nogil
 ctypedef int (*model_t)(int npts, double *x, int nparams, double *params, double *out,
                         void *user_data) noexcept nogil
+# a fit model that also writes its Jacobian, row-major (npts, nparams), when jac is not NULL
+ctypedef int (*model_jac_t)(int npts, double *x, int nparams, double *params, double *out,
+                            double *jac, void *user_data) noexcept nogil
 
 cpdef enum FunctionKind:
     PYTHON = 0
@@ -14,7 +17,7 @@ cpdef enum FunctionKind:
 
 cdef class UserFunction:
     cdef readonly int kind           # a FunctionKind
-    cdef readonly str signature      # "scalar", "vector", "elementwise" or "model" for compiled
+    cdef readonly str signature      # a role of _SIGNATURES (compiled only)
     cdef readonly object function    # the callable as given (numba cfuncs: the LowLevelCallable)
     cdef readonly tuple args
     cdef readonly str name           # argument name used in error messages

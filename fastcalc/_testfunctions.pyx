@@ -176,3 +176,44 @@ cdef api int reciprocal_system(int n, double *x, int m, double *out,
     for i in range(n):
         out[i] = 1.0 / x[i]
     return 0
+
+
+# Fit models that also write their Jacobian (row-major (npts, nparams)) when jac is not NULL:
+# one exponential per point serves the values and every column.
+cdef api int gaussian_model_and_jac(int npts, double *x, int nparams, double *params,
+                                    double *out, double *jac, void *user_data) noexcept nogil:
+    """gaussian_model and, when jac != NULL, its Jacobian; -1 unless nparams == 4, s != 0."""
+    cdef int i
+    cdef double d, e, a = params[0] if nparams == 4 else 0.0, inverse
+    if nparams != 4 or params[2] == 0.0:
+        return -1
+    inverse = 1.0 / params[2]
+    for i in range(npts):
+        d = (x[i] - params[1]) * inverse
+        e = exp(-0.5 * d * d)
+        out[i] = a * e + params[3]
+        if jac != NULL:
+            jac[4 * i] = e
+            jac[4 * i + 1] = a * e * d * inverse
+            jac[4 * i + 2] = a * e * d * d * inverse
+            jac[4 * i + 3] = 1.0
+    return 0
+
+
+cdef api int exponential_model_and_jac(int npts, double *x, int nparams, double *params,
+                                       double *out, double *jac, void *user_data) noexcept nogil:
+    """A exp(-x / tau) + c, params (A, tau, c), and when jac != NULL its Jacobian; -1 unless
+    nparams == 3 and tau != 0."""
+    cdef int i
+    cdef double e, inverse
+    if nparams != 3 or params[1] == 0.0:
+        return -1
+    inverse = 1.0 / params[1]
+    for i in range(npts):
+        e = exp(-x[i] * inverse)
+        out[i] = params[0] * e + params[2]
+        if jac != NULL:
+            jac[3 * i] = e
+            jac[3 * i + 1] = params[0] * e * x[i] * inverse * inverse
+            jac[3 * i + 2] = 1.0
+    return 0

@@ -185,7 +185,8 @@ def _portable(value, name):
     """Wrap compiled callables so they travel safely through a Dask graph."""
     if isinstance(value, compiled):
         return value
-    if _is_compiled_object(value):
+    if _is_compiled_object(value) or _is_compiled_object(getattr(value, "function", None)):
+        # (a models.compiled model holds one too)
         return _ThisProcessOnly(value, name)
     return value
 
@@ -342,9 +343,10 @@ def _batch_input(value, name, shared_ndim, rows, letters, per_dataset=None):
 
 
 def _is_python_model(model):
-    from fastcalc.fitting import is_builtin
+    from fastcalc.fitting import is_builtin, is_named_compiled
     return (callable(model) and not isinstance(model, compiled)
-            and not _is_compiled_object(model) and not is_builtin(model))
+            and not _is_compiled_object(model) and not is_builtin(model)
+            and not is_named_compiled(model))
 
 
 def _check_known(array, name):
@@ -399,7 +401,9 @@ def _residuals_array(params, inputs, model, options):
 def _param_names(model, p0):
     """Names of the fit parameters, known before anything runs (they fix the result shapes)."""
     from fastcalc.fitting import param_names
-    if isinstance(model, compiled) or _is_compiled_object(model):
+    if isinstance(model, compiled):
+        model = model.build()     # (once per process; a models.compiled model names them)
+    if _is_compiled_object(model):
         if p0 is None:
             raise ValueError("p0 is required for a compiled model")
         return tuple(f"p{k}" for k in range(np.shape(p0)[-1] if np.ndim(p0) else 1))

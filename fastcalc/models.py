@@ -81,6 +81,8 @@ __all__ = [
     "polynomial",
     "power_law",
     "sine",
+    "CompiledModel",
+    "compiled",
 ]
 
 
@@ -450,3 +452,159 @@ def get_model(name):
         return polynomial(int(match.group(1)))
     known = ", ".join(sorted(_FIXED_MODELS)) + ", polynomialN (polyN)"
     raise ValueError(f"unknown model name {name!r}; built-in models: {known}")
+
+
+# -- compiled models of the user's own -------------------------------------------------------
+
+class CompiledModel:
+    """A compiled fit model with named parameters (made by :func:`compiled`).
+
+    Attributes
+    ----------
+    function : scipy.LowLevelCallable or numba cfunc
+        The compiled model, with or without its Jacobian (see :func:`compiled`).
+    param_names : tuple of str
+    nparams : int
+    x_dim : int
+        Rows of the independent variable (x of shape ``(m,)`` or ``(x_dim, m)``).
+    guess : callable or None
+        ``guess(x, y) -> p0`` used by fit and fit_batch when ``p0`` is omitted.
+    has_jacobian : bool
+        Whether the function writes its own Jacobian.
+    """
+
+    __slots__ = ("function", "param_names", "nparams", "x_dim", "guess", "has_jacobian")
+
+    def __init__(self, function, param_names, x_dim, guess, has_jacobian):
+        for key, value in (("function", function), ("param_names", param_names),
+                           ("nparams", len(param_names)), ("x_dim", x_dim), ("guess", guess),
+                           ("has_jacobian", has_jacobian)):
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"CompiledModel attributes are read-only (tried to set {key!r})")
+
+    def __repr__(self):
+        kind = "values and Jacobian" if self.has_jacobian else "values"
+        return f"CompiledModel({kind}; params: {', '.join(self.param_names)})"
+
+    def __call__(self, x, *params):
+        """Model values at ``x`` (``(m,)``, or ``(x_dim, m)``) for the parameters, in the
+        order of ``param_names`` (one array of them is accepted too); NaN where the function
+        reports an error."""
+        from .fitting import _kernel
+        from ._evaluate import resolve
+        if len(params) == 1 and np.ndim(params[0]) == 1:
+            params = tuple(params[0])
+        if len(params) != self.nparams:
+            raise TypeError(f"this model takes {self.nparams} parameters "
+                            f"({', '.join(self.param_names)}), got {len(params)}")
+        p = real_array(params, "params").reshape(1, -1)
+        x = real_array(x, "x")
+        m = x.shape[-1] if x.ndim else 1
+        if (self.x_dim == 1 and x.ndim > 1) or (self.x_dim > 1 and x.shape[:1] != (self.x_dim,)):
+            raise ValueError(f"x must have shape {'(m,)' if self.x_dim == 1 else (self.x_dim, 'm')}"
+                             f", got shape {x.shape}")
+        function = resolve(self.function, signatures=("model", "model_jac"), name="model")
+        row = np.ascontiguousarray(x, dtype=np.float64).reshape(1, -1)
+        return _kernel.evaluate_model(1, 0, function, row, self.x_dim,
+                                      np.ascontiguousarray(p), m)[0]
+
+
+def compiled(func, param_names, *, x_dim=1, guess=None):
+    """Name the parameters of a compiled fit model (and give it an initial guess).
+
+    Parameters
+    ----------
+    func : scipy.LowLevelCallable or numba cfunc
+        A compiled model with one of the C signatures::
+
+            int f(int npts, double *x, int nparams, double *params, double *out,
+                  void *user_data)
+            int f(int npts, double *x, int nparams, double *params, double *out,
+                  double *jac, void *user_data)
+
+        The second also writes the Jacobian ``d out[i] / d params[k]`` to ``jac[i * nparams
+        + k]`` (row-major ``(npts, nparams)``) when ``jac`` is not NULL; the fit then calls it
+        once per iteration instead of ``nparams + 1`` times for forward differences. ``x``
+        holds ``x_dim`` rows of ``npts`` values. Return 0, or non-zero for an error (status 5).
+    param_names : sequence of str
+        The names of the parameters, in order (reports, ``to_dataframe``, ``fixed=`` and
+        ``conf_interval(params=)`` use them).
+    x_dim : int
+        Rows of the independent variable: 1 (x of shape ``(m,)``) or more (``(x_dim, m)``).
+    guess : callable, optional
+        ``guess(x, y) -> p0``, called for each dataset (its valid points only) when
+        ``fit``/``fit_batch`` get no ``p0``; a Python call per dataset.
+
+    Returns
+    -------
+    CompiledModel
+        Accepted as ``model`` by :func:`fastcalc.fit`, :func:`fastcalc.fit_batch` and
+        :func:`fastcalc.dask.fit_batch`; also callable as ``model(x, *params)``.
+
+    Raises
+    ------
+    TypeError
+        ``func`` not a compiled callable of a fit-model signature; ``guess`` not callable;
+        ``param_names`` not strings.
+    ValueError
+        ``param_names`` empty or repeated; ``x_dim`` below 1.
+
+    Examples
+    --------
+    A numba ``cfunc`` writing the values and the Jacobian of ``A exp(-x / tau) + c`` (the same
+    model ships in Cython, used here when numba is not installed):
+
+    >>> import numpy as np
+    >>> from fastcalc import fit_batch, models
+    >>> def numba_decay():
+    ...     from numba import carray, cfunc, types
+    ...     sig = types.intc(types.intc, types.CPointer(types.double), types.intc,
+    ...                      types.CPointer(types.double), types.CPointer(types.double),
+    ...                      types.CPointer(types.double), types.voidptr)
+    ...     @cfunc(sig)
+    ...     def decay(npts, x_, nparams, p_, out_, jac_, user_data):
+    ...         x, p, out = carray(x_, npts), carray(p_, nparams), carray(out_, npts)
+    ...         jac = carray(jac_, (npts, nparams))    # jac_ is NULL: values only
+    ...         want_jac = jac.ctypes.data != 0
+    ...         for i in range(npts):
+    ...             e = np.exp(-x[i] / p[1])
+    ...             out[i] = p[0] * e + p[2]
+    ...             if want_jac:
+    ...                 jac[i, 0], jac[i, 1], jac[i, 2] = e, p[0] * e * x[i] / p[1]**2, 1.0
+    ...         return 0
+    ...     return decay
+    >>> try:
+    ...     decay = numba_decay()
+    ... except ImportError:
+    ...     from fastcalc._testfunctions import low_level
+    ...     decay = low_level("exponential_model_and_jac")
+    >>> model = models.compiled(decay, ["A", "tau", "c"])
+    >>> x = np.linspace(0.0, 5.0, 30)
+    >>> Y = np.array([2.0 * np.exp(-x / 1.5) + 0.5, 1.0 * np.exp(-x / 0.7) - 0.2])
+    >>> r = fit_batch(model, x, Y, p0=[1.0, 1.0, 0.0])
+    >>> r.param_names, r.params.round(6).tolist()
+    (('A', 'tau', 'c'), [[2.0, 1.5, 0.5], [1.0, 0.7, -0.2]])
+    """
+    from ._evaluate import resolve
+    function = resolve(func, signatures=("model", "model_jac"), name="func")
+    if not function.is_compiled:
+        raise TypeError("func must be a compiled callable (scipy.LowLevelCallable or numba "
+                        f"cfunc) with a fit-model signature, got {type(func).__name__}")
+    if isinstance(param_names, str):
+        param_names = (param_names,)
+    names = tuple(param_names)
+    if not names:
+        raise ValueError("param_names must name at least one parameter")
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"param_names must be strings, got {names!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"param_names must be distinct, got {names!r}")
+    if isinstance(x_dim, (bool, np.bool_)) or not isinstance(x_dim, (int, np.integer)):
+        raise TypeError(f"x_dim must be an integer, got {x_dim!r}")
+    if x_dim < 1:
+        raise ValueError(f"x_dim must be >= 1, got {x_dim}")
+    if guess is not None and not callable(guess):
+        raise TypeError(f"guess must be callable guess(x, y) -> p0, got {type(guess).__name__}")
+    return CompiledModel(func, names, int(x_dim), guess, function.signature == "model_jac")

@@ -95,7 +95,8 @@ def test_bench_runs_every_area_at_tiny_sizes(tmp_path):
     rows = json.loads((tmp_path / "all.json").read_text())["rows"]
     assert {r["area"] for r in rows} == {"derivatives", "hessian", "newton", "systems", "fitting",
                                          "gaussian_2d", "inference", "nist", "odr",
-                                         "global"}
+                                         "global",
+                                         "compiled_models"}
     assert not [r for r in rows if r["note"].startswith("FAILED")]
 
 

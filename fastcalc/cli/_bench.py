@@ -31,17 +31,17 @@ SIZES = {
     "tiny": dict(repeats=1, derivative_points=1_000, gradient_n=20, python_n=6, hessian_n=10,
                  hessian_ndt_n=10, hessian_scipy_n=6, newton_n=2_000, systems_n=200,
                  systems_subset=20, fit_n=40, fit_subset=10, fit_points=32, g2d_n=40,
-                 nist_problems=2, interval_n=20, interval_subset=2),
+                 nist_problems=2, interval_n=20, interval_subset=2, numba_reference=False),
     "quick": dict(repeats=3, derivative_points=100_000, gradient_n=100, python_n=10,
                   hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=20, newton_n=200_000,
                   systems_n=20_000, systems_subset=200, fit_n=10_000, fit_subset=200,
                   fit_points=64, g2d_n=10_000, nist_problems=None, interval_n=2_000,
-                  interval_subset=10),
+                  interval_subset=10, numba_reference=True),
     "full": dict(repeats=7, derivative_points=1_000_000, gradient_n=100, python_n=10,
                  hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=30, newton_n=1_000_000,
                  systems_n=100_000, systems_subset=1_000, fit_n=100_000, fit_subset=1_000,
                  fit_points=64, g2d_n=100_000, nist_problems=None, interval_n=10_000,
-                 interval_subset=20),
+                 interval_subset=20, numba_reference=True),
 }
 
 
@@ -76,38 +76,41 @@ class Bench:
     def progress(self, text):
         print(f"[bench] {text}", file=self.stream, flush=True)
 
-    def time(self, call):
+    def time(self, call, clock=None):
         """Return (median seconds per call, result of the last call) of ``call()``.
 
         The first call warms up. A fast call (< 10 ms) is then timed in batches of calls lasting
         about 20 ms each (like ``timeit``), so microsecond timings are not clock noise; a slow
-        one (> 0.5 s) is timed fewer times so that full mode stays within minutes.
+        one (> 0.5 s) is timed fewer times so that full mode stays within minutes. ``clock``:
+        ``time.process_time`` times single-threaded work in CPU time, which other processes on
+        a busy machine do not inflate (default: ``time.perf_counter``, wall time).
         """
-        start = time.perf_counter()
+        clock = clock or time.perf_counter
+        start = clock()
         result = call()
-        first = time.perf_counter() - start
+        first = clock() - start
         if self.repeats <= 1:
             return first, result
         if first >= 0.5:
             samples = [first]
             for _ in range(max(1, self.repeats // 3) - 1):
-                start = time.perf_counter()
+                start = clock()
                 result = call()
-                samples.append(time.perf_counter() - start)
+                samples.append(clock() - start)
             return statistics.median(samples), result
         number = max(1, int(0.02 / first)) if first < 0.01 else 1
         samples = []
         for _ in range(self.repeats):
-            start = time.perf_counter()
+            start = clock()
             for _ in range(number):
                 result = call()
-            samples.append((time.perf_counter() - start) / number)
+            samples.append((clock() - start) / number)
         return statistics.median(samples), result
 
-    def reference(self, key, call):
+    def reference(self, key, call, clock=None):
         """Time a reference once per run, even when several rows compare against it."""
         if key not in self._cache:
-            self._cache[key] = self.time(call)
+            self._cache[key] = self.time(call, clock)
         return self._cache[key]
 
     def add(self, row):
@@ -733,6 +736,97 @@ def bench_global(bench):
 
     bench.attempt(area, "fit_global vs least_squares", against_least_squares)
     bench.attempt(area, "fit_global growth", linear_growth)
+def _numba_lm():
+    """benchmarks/numba_lm.py (the numba prange LM reference; a source checkout only)."""
+    import importlib.util
+    from pathlib import Path
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        raise Skip("numba not installed") from None
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "numba_lm.py"
+    if not path.exists():
+        raise Skip("benchmarks/numba_lm.py is not here (not a source checkout)")
+    spec = importlib.util.spec_from_file_location("fastcalc_bench_numba_lm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_compiled_models(bench):
+    """Compiled models with their Jacobian (numba cfunc) against the built-in model and a
+    numba prange Levenberg-Marquardt per dataset (benchmarks/numba_lm.py), and the built-in
+    models against that LM; every fit from the same p0, everything on one thread, timed in
+    CPU time."""
+    s = bench.sizes
+    area = "compiled_models"
+    compiled = {}       # numba compiles each LM and cfunc once per run (seconds each)
+
+    def numba_parts(name, x2, p, maxiter):
+        if not s.get("numba_reference", True):
+            raise Skip("numba compiles its reference for a minute or more; not at tiny sizes")
+        if name not in compiled:
+            lm = _numba_lm()
+            fitter = lm.make_fitter(name)
+            fitter(x2, p.Y[:2], p.sigma, p.p0[:2], maxiter, 1e-12, 1e-12, 1e-12)
+            compiled[name] = fitter, lm.cfunc_model(name)
+        return compiled[name]
+
+    def problem_of(name):
+        if name == "gaussian_2d":
+            return wl.gaussian_2d_problem(s["g2d_n"])
+        return wl.peak_fit_problem(name, s["fit_n"], points=s["fit_points"])
+
+    def row(name, kind, threads):
+        from fastcalc import models
+        from fastcalc.fitting import fit_batch
+        import numba
+        cpu = time.process_time     # one thread: CPU time, robust to a busy machine
+        p = problem_of(name)
+        x2 = np.atleast_2d(p.x)
+        builtin = models.get_model(name)
+        options = dict(sigma=p.sigma, absolute_sigma=True, n_threads=threads)
+        maxiter = 200 * (p.p0.shape[1] + 1)
+        fitter, cfunc = numba_parts(name, x2, p, maxiter)
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            t_lm, ref = bench.reference(("numba_lm", name, threads), lambda: fitter(
+                x2, p.Y, p.sigma, p.p0, maxiter, 1e-12, 1e-12, 1e-12), cpu)
+        finally:
+            numba.set_num_threads(previous)
+        t_builtin, r_builtin = bench.reference(("builtin", name, threads), lambda: fit_batch(
+            builtin, p.x, p.Y, p.p0, **options), cpu)
+        if kind == "builtin":
+            t_fc, r, against, t_ref = t_builtin, r_builtin, "numba prange LM", t_lm
+            label = f"fit_batch {name}, built-in model, one thread"
+        else:
+            model = models.compiled(cfunc, p.param_names, x_dim=x2.shape[0])
+            t_fc, r = bench.reference(("cfunc", name, threads), lambda: fit_batch(
+                model, p.x, p.Y, p.p0, **options), cpu)
+            label = f"fit_batch {name}, numba cfunc model with Jacobian, one thread"
+            against, t_ref = (("built-in model", t_builtin) if kind == "vs_builtin"
+                              else ("numba prange LM", t_lm))
+        scale = r_builtin.stderr
+        err_fc = float(np.nanmax(np.abs(r.params - r_builtin.params) / scale))
+        err_ref = (0.0 if against == "built-in model"
+                   else float(np.nanmax(np.abs(ref[0] - r_builtin.params) / scale)))
+        return BenchRow(area, label, f"N={p.Y.shape[0]:,} x {p.Y.shape[1]} pts", t_fc, against,
+                        t_ref, None, err_fc, err_ref,
+                        "max |params - built-in's| / stderr",
+                        f"the same p0 near the truth for all; status 0 for "
+                        f"{np.mean(r.status == 0):.1%} (numba LM {np.mean(ref[4] == 0):.1%}); "
+                        "CPU time")
+
+    # One thread each: on a shared machine two-thread timings of either side mostly measure
+    # the other processes (both scale alike: prange over independent datasets).
+    for name in ("exponential", "gaussian"):
+        for kind in ("vs_builtin", "vs_numba"):
+            bench.attempt(area, f"{name} cfunc {kind}",
+                          lambda name=name, kind=kind: row(name, kind, 1))
+    for name in ("gaussian", "gaussian_2d"):
+        bench.attempt(area, f"{name} built-in vs numba LM",
+                      lambda name=name: row(name, "builtin", 1))
 
 
 AREAS = {
@@ -743,6 +837,7 @@ AREAS = {
     "fitting": bench_fitting,
     "gaussian_2d": bench_gaussian_2d,
     "inference": bench_inference,
+    "compiled_models": bench_compiled_models,
     "nist": bench_nist,
     "odr": bench_odr,
     "global": bench_global,

@@ -60,10 +60,12 @@ Bounds
     reduction is that of the clipped step. The covariance is that of the unconstrained problem at
     the solution.
 Python-callable models
-    ``fit_batch`` advances groups of at most 1280 datasets in lock step: one broadcast model
-    call per round for every dataset waiting for a trial value, and one for the forward-difference
-    Jacobians (each free parameter shifted in its own block of rows; or one ``jac`` call), the
-    algebra per dataset in C. Groups run
+    ``fit_batch`` advances groups of at most 1280 datasets in lock step (fewer for large
+    models, so that one call's values stay in cache): one broadcast model call per round
+    evaluates every dataset's trial point and, stacked below, its forward-difference points
+    (each free parameter shifted in its own block of rows), whose columns become the Jacobian
+    when the step is accepted (with ``jac``: one model call and one ``jac`` call), the algebra
+    per dataset in C. Groups run
     on ``n_threads`` threads (NumPy and the algebra release the GIL), each computed exactly as on
     one thread, so a Python model must be thread-safe there (pure NumPy functions are); use
     ``n_threads=1`` for one that is not.
@@ -96,10 +98,10 @@ from ._global import fit_global
 from ._global_results import GlobalFitResult
 from ._layout import python_x_per_dataset
 from ._linear import chi2, linear_fit, polyfit
-from ._model_spec import is_builtin, param_names
+from ._model_spec import is_builtin, is_named_compiled, param_names
 from ._results import BatchFitResult, FitResult
 
 __all__ = ["BatchFitResult", "FitResult", "chi2", "fit", "fit_batch", "linear_fit", "polyfit",
            "GlobalFitResult", "fit_global"]
-# Not in __all__, the interface of fastcalc.dask: batch_residuals, is_builtin, param_names,
-# python_x_per_dataset.
+# Not in __all__, the interface of fastcalc.dask: batch_residuals, is_builtin,
+# is_named_compiled, param_names, python_x_per_dataset.

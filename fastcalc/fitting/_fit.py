@@ -19,8 +19,10 @@ def fit(model, x, y, p0=None, *, sigma=None, absolute_sigma=False, method="lm", 
     ----------
     model : Model, compiled callable or callable
         A built-in model from :mod:`fastcalc.models`; a compiled model callable
-        (``int f(int npts, double *x, int nparams, double *params, double *out, void *user_data)``);
-        or a Python callable ``model(x, *params)`` returning ``(m,)`` values (curve_fit
+        (``int f(int npts, double *x, int nparams, double *params, double *out, void *user_data)``,
+        or with ``double *jac`` before ``user_data``: values and, when ``jac`` is not NULL, the
+        row-major ``(npts, nparams)`` Jacobian in one call), named by
+        :func:`fastcalc.models.compiled`; or a Python callable ``model(x, *params)`` returning ``(m,)`` values (curve_fit
         convention); it gets read-only arrays (modifying ``x`` raises ValueError instead of
         changing the data).
     x : array_like
@@ -169,9 +171,10 @@ def fit_batch(model, x, Y, p0=None, *, sigma=None, absolute_sigma=False, method=
     Built-in and compiled models run in a ``nogil`` ``prange`` loop over datasets (results
     identical for any ``n_threads``). A Python model is called once per round for all active
     datasets with parameters as ``(N_active, 1)`` columns — ``model(x, *columns)`` must broadcast
-    to ``(N_active, m)`` — plus once with ``n_free * N_active`` rows for the finite-difference
-    Jacobians; groups of at most 1280 datasets run on ``n_threads`` threads (identical results
-    for any count; the model must then be thread-safe, as pure NumPy functions are).
+    to ``(N_active, m)`` — with the finite-difference points of the Jacobians stacked in the
+    same call (``(n_free + 1) * N_active`` rows); groups of at most 1280 datasets run on
+    ``n_threads`` threads (identical results for any count; the model must then be
+    thread-safe, as pure NumPy functions are).
 
     Parameters
     ----------

@@ -4,12 +4,14 @@ The iteration is a step-wise state machine (``FitState``) so that two drivers sh
 the algebra:
 
 * ``fit_one`` runs one dataset to completion without the GIL, calling a built-in model
-  (``fastcalc._models``) or a compiled model callable; ``fit_compiled`` runs it over datasets in a
-  ``prange`` loop with per-thread scratch.
+  (``fastcalc._models``) or a compiled model callable (values and analytic Jacobian in one call
+  for built-in models and compiled ones with the Jacobian signature, else forward
+  differences); ``fit_compiled`` runs it over datasets in a ``prange`` loop with per-thread
+  scratch.
 * ``fit_python`` drives many datasets of a Python-callable model in lock step: one broadcast model
-  call per round for every dataset waiting for values, the finite-difference Jacobian columns
-  from one call (``fit_batch``) or one call per free parameter (``fit``, whose model need not
-  broadcast), and the algebra per dataset in C.
+  call per round for every dataset waiting for values, with the finite-difference points of
+  its Jacobian stacked in the same call (``fit_batch``), or one call per free parameter
+  (``fit``, whose model need not broadcast), and the algebra per dataset in C.
 
 Notation: weighted residuals ``r = w (y - f(p))`` with ``w = 1/sigma`` (0 for a missing point), and
 ``J = w df/dp`` (columns of the free parameters only, column-major). That is least squares; other
@@ -43,7 +45,7 @@ from time import perf_counter
 
 from fastcalc.fitting._estimator cimport (Estimator, point_cost, pearson_term, COST_CHI2,
                                           COST_POISSON)
-from fastcalc._evaluate cimport UserFunction, model_t
+from fastcalc._evaluate cimport UserFunction, model_t, model_jac_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
 from fastcalc._parallel cimport resolve_threads
 from fastcalc._status_codes cimport (SUCCESS, MAX_ITERATIONS, SINGULAR, NON_FINITE,
@@ -1278,6 +1280,7 @@ cdef struct Problem:
     model_eval_t builtin
     model_t compiled
     model_t compiled_jac
+    model_jac_t compiled_both   # a compiled model writing its own Jacobian (then compiled NULL)
     void *user_data
     void *jac_user_data
     int x_dim
@@ -1293,14 +1296,19 @@ cdef struct Problem:
 cdef int evaluate_point(FitState *s, Problem *pr, const double *params, double *values,
                         double *resid, double *rows, double *jac_out) noexcept nogil:
     """Model values, the estimator's residuals and row factors at params (residuals_at); the
-    free-column Jacobian, rows scaled, too when jac_out is not NULL (built-in models).
-    Returns a status code."""
+    free-column Jacobian, rows scaled, too when jac_out is not NULL (built-in models and
+    compiled models with a Jacobian). Returns a status code."""
     cdef int m = pr.m, P = s.nparams, n = s.nfree, i, k, j, rc
     if pr.kind == KIND_BUILTIN:
         # a built-in kernel returns non-zero unless every value and Jacobian entry is finite
         rc = pr.builtin(m, pr.x, P, params, values, pr.jacrow if jac_out != NULL else NULL)
         if rc != 0:
             return NON_FINITE
+    elif pr.compiled_both != NULL:
+        rc = pr.compiled_both(m, pr.x, P, <double *>params, values,
+                              pr.jacrow if jac_out != NULL else NULL, pr.user_data)
+        if rc != 0:
+            return CALLBACK_ERROR
     else:
         rc = pr.compiled(m, pr.x, P, <double *>params, values, pr.user_data)
         if rc != 0:
@@ -1314,8 +1322,9 @@ cdef int evaluate_point(FitState *s, Problem *pr, const double *params, double *
     return SUCCESS
 
 
-cdef double fd_step(FitState *s, int k) noexcept nogil:
-    """Forward-difference step of free parameter k: SQRT_EPS * max(|p_j|, its typical scale).
+cdef double fd_step(FitState *s, int k, const double *params) noexcept nogil:
+    """Forward-difference step of free parameter k at ``params`` (s.params, or a trial point
+    whose Jacobian is wanted should it be accepted): SQRT_EPS * max(|p_j|, its typical scale).
 
     The typical scale is FD_SCALE_FRACTION * ||w f|| / D_k (||w f|| ~ sum_j |p_j| D_j), the
     change of p_j that moves the model by a fixed fraction of its size: a parameter near 0 (an
@@ -1324,8 +1333,8 @@ cdef double fd_step(FitState *s, int k) noexcept nogil:
     cdef int l, j = s.free_index[k]
     cdef double model_scale = 0.0, typical, h
     for l in range(s.nfree):
-        model_scale += fabs(s.params[s.free_index[l]]) * s.scale[l]
-    h = fabs(s.params[j])
+        model_scale += fabs(params[s.free_index[l]]) * s.scale[l]
+    h = fabs(params[j])
     if s.scale[k] > 0.0 and model_scale > 0.0:
         typical = FD_SCALE_FRACTION * model_scale / s.scale[k]
         if typical > h:
@@ -1368,7 +1377,7 @@ cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
     memcpy(pr.fd_params, s.params, <size_t>P * sizeof(double))
     for k in range(s.nfree):
         j = s.free_index[k]
-        h = fd_step(s, k)
+        h = fd_step(s, k, s.params)
         if s.has_bounds and s.params[j] + h > s.upper[j]:
             h = -h
         pr.fd_params[j] = s.params[j] + h
@@ -1384,7 +1393,7 @@ cdef int compiled_jacobian(FitState *s, Problem *pr) noexcept nogil:
 
 cdef void fit_one(FitState *s, Problem *pr) noexcept nogil:
     """Run one dataset to completion (s.params holds the start)."""
-    cdef int rc, analytic = pr.kind == KIND_BUILTIN
+    cdef int rc, analytic = pr.kind == KIND_BUILTIN or pr.compiled_both != NULL
     s.trial_has_jac = analytic
     rc = evaluate_point(s, pr, s.params, s.values, s.resid, s.rows,
                         s.jac_trial if analytic else NULL)
@@ -1415,6 +1424,7 @@ cdef struct BatchInput:
     model_guess_t guess
     model_t compiled
     model_t compiled_jac
+    model_jac_t compiled_both
     void *user_data
     void *jac_user_data
     int x_dim
@@ -1492,6 +1502,7 @@ cdef void fit_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
     pr.builtin = inp.builtin
     pr.compiled = inp.compiled
     pr.compiled_jac = inp.compiled_jac
+    pr.compiled_both = inp.compiled_both
     pr.user_data = inp.user_data
     pr.jac_user_data = inp.jac_user_data
     pr.x_dim = inp.x_dim
@@ -1608,7 +1619,8 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
                  double[:, :, ::1] cov_out, double[:, ::1] stderr_out, double[::1] cost_out,
                  double[::1] chi2_out, int[::1] dof_out, int[::1] nit_out, int[::1] nfev_out,
                  int[::1] status_out):
-    """Fit datasets start..stop-1 of a built-in (kind 0) or compiled (kind 1) model in parallel.
+    """Fit datasets start..stop-1 of a built-in (kind 0) or compiled (kind 1: a UserFunction of
+    role "model", or "model_jac" writing its own Jacobian) model in parallel.
 
     x is (1 or N, x_dim*m) (shared or per dataset), Y (N, m) with NaN for missing points, sigma
     None or (1 or N, m), p0 (N, nparams) (ignored for free parameters when use_guess);
@@ -1626,6 +1638,7 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
     inp.guess = NULL
     inp.compiled = NULL
     inp.compiled_jac = NULL
+    inp.compiled_both = NULL
     inp.user_data = NULL
     inp.jac_user_data = NULL
     if kind == KIND_BUILTIN:
@@ -1634,7 +1647,10 @@ def fit_compiled(int kind, int model_id, object model, object model_jac,
         inp.guess = kernel.guess
     else:
         fn = <UserFunction?>model
-        inp.compiled = <model_t>fn.c_function
+        if fn.signature == "model_jac":
+            inp.compiled_both = <model_jac_t>fn.c_function
+        else:
+            inp.compiled = <model_t>fn.c_function
         inp.user_data = fn.user_data
         if model_jac is not None:
             jac_fn = <UserFunction?>model_jac
@@ -1720,7 +1736,8 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
 
     evaluate(params (a, P), rows (a,)) -> (a, m) model values for the datasets ``rows``;
     jacobian(params, rows) -> (a, P, m), or None for forward differences (_fd_jacobians: one
-    evaluate call per free parameter, or with ``fd_in_one_call`` one for all). Y (K, m) holds
+    evaluate call per free parameter; with ``fd_in_one_call`` _points_with_jacobians: the
+    columns come from the call evaluating the point, one call per round). Y (K, m) holds
     any finite value at missing points. W (K, m) holds sigma (1 where none is given) at the valid
     points and 0 at the missing ones; it is turned into the weights 1/sigma in place, divided
     by a power of two for a tiny sigma (weights_from_sigma) or data of unusual scale
@@ -1736,6 +1753,8 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
     cdef const double[:, ::1] vals
     cdef const double[:, :, ::1] jvals
     cdef Py_ssize_t[::1] rview
+    # finite differences from the call that evaluates the point (_points_with_jacobians)
+    cdef bint speculative = jacobian is None and fd_in_one_call and n > 0
     if blocks == NULL or states == NULL:
         free(blocks)
         free(states)
@@ -1765,7 +1784,10 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
             if nvalid < n or nvalid == 0:
                 state_fail(s, SINGULAR)
         rows = _rows_at(states, K, NEED_JACOBIAN)
-        if rows.shape[0]:
+        if rows.shape[0] and speculative:
+            _points_with_jacobians(evaluate, states, rows, m, P, n, free_index, upper,
+                                   has_bounds, Y, W, True)
+        elif rows.shape[0]:
             rview = rows
             vals = _values(evaluate, _gather(states, rows, P, 0), rows, m)
             with nogil:
@@ -1807,6 +1829,10 @@ def fit_python(object evaluate, object jacobian, const double[:, ::1] Y, double[
             if na == 0:
                 if _rows_at(states, K, DONE).shape[0] == K:
                     break
+                continue
+            if speculative:
+                _points_with_jacobians(evaluate, states, rows, m, P, n, free_index, upper,
+                                       has_bounds, Y, W, False)
                 continue
             vals = _values(evaluate, _gather(states, rows, P, 1), rows, m)
             with nogil:
@@ -1862,7 +1888,7 @@ cdef void _fd_jacobians(object evaluate, FitState *states, object params, object
                 j = free_index[first + kk]
                 for a in range(na):
                     r = kk * na + a
-                    h = fd_step(&states[rview[a]], <int>(first + kk))
+                    h = fd_step(&states[rview[a]], <int>(first + kk), states[rview[a]].params)
                     if has_bounds and pview[a, j] + h > upper[j]:
                         h = -h
                     sview[r, j] = pview[a, j] + h
@@ -1883,6 +1909,70 @@ cdef void _fd_jacobians(object evaluate, FitState *states, object params, object
                             s.jac[i + k * m] = 0.0
                 if first + count == n:
                     state_jacobian_ready(s)
+
+
+cdef void _points_with_jacobians(object evaluate, FitState *states, object rows, Py_ssize_t m,
+                                 Py_ssize_t P, int n, const int[::1] free_index,
+                                 const double[::1] upper, bint has_bounds,
+                                 const double[:, ::1] Y, const double[:, ::1] W,
+                                 bint start) except *:
+    """One model call for the trial points of datasets ``rows`` (``start``: their starting
+    points) with, stacked below them, the forward-difference points of each free parameter
+    there (rows (k+1)*a..(k+2)*a shift free parameter k). The first a rows go to state_assess
+    (state_begin); a dataset that moves to its trial point (or starts) gets its Jacobian from
+    the same call: the columns _fd_jacobians would compute after the step, as the shifts depend
+    only on the point and the scaling, which accepting a step does not change. One Python call
+    per round instead of two; a rejected trial wastes its n shifted evaluations."""
+    cdef Py_ssize_t[::1] rview = rows
+    cdef Py_ssize_t na = rview.shape[0], a, d, i, k, r, jj
+    cdef int j, rc
+    cdef FitState *s
+    cdef const double *src
+    cdef double h
+    points = np.empty(((n + 1) * na, P))
+    steps = np.empty(n * na)
+    cdef double[:, ::1] pview = points
+    cdef double[::1] hview = steps
+    cdef const double[:, ::1] vals
+    with nogil:
+        for k in range(n + 1):
+            for a in range(na):
+                s = &states[rview[a]]
+                src = s.params if start else s.trial
+                r = k * na + a
+                for jj in range(P):
+                    pview[r, jj] = src[jj]
+                if k == 0:
+                    continue
+                j = free_index[k - 1]
+                h = fd_step(s, <int>(k - 1), src)
+                if has_bounds and src[j] + h > upper[j]:
+                    h = -h
+                pview[r, j] = src[j] + h
+                hview[(k - 1) * na + a] = pview[r, j] - src[j]     # the step actually taken
+    vals = _values(evaluate, points, np.tile(rows, n + 1), m)
+    with nogil:
+        for a in range(na):
+            d = rview[a]
+            s = &states[d]
+            if start:
+                rc = _residuals(s, &vals[a, 0], &Y[d, 0], &W[d, 0], s.values, s.resid, s.rows)
+                state_begin(s, rc)
+            else:
+                rc = _residuals(s, &vals[a, 0], &Y[d, 0], &W[d, 0], s.values_trial,
+                                s.resid_trial, s.rows_trial)
+                state_assess(s, rc)
+            s.nfev += n
+            if s.stage != NEED_JACOBIAN or s.jac_valid:
+                continue
+            for k in range(n):
+                # a missing point's weight is 0 (its value may be anything finite or not)
+                fd_column(<int>m, s.rows, &vals[(k + 1) * na + a, 0], s.values,
+                          hview[k * na + a], s.jac + k * m)
+                for i in range(m):
+                    if W[d, i] == 0.0:
+                        s.jac[i + k * m] = 0.0
+            state_jacobian_ready(s)     # while this J is in cache
 
 
 cdef object _rows_at(FitState *states, Py_ssize_t K, int stage):
@@ -1975,6 +2065,7 @@ def evaluate_model(int kind, int model_id, object model, const double[:, ::1] x,
     cdef ModelKernel kernel
     cdef model_eval_t builtin = NULL
     cdef model_t compiled = NULL
+    cdef model_jac_t compiled_both = NULL
     cdef void *user_data = NULL
     cdef UserFunction fn
     cdef int rc
@@ -1985,7 +2076,10 @@ def evaluate_model(int kind, int model_id, object model, const double[:, ::1] x,
         builtin = kernel.evaluate
     else:
         fn = <UserFunction?>model
-        compiled = <model_t>fn.c_function
+        if fn.signature == "model_jac":
+            compiled_both = <model_jac_t>fn.c_function
+        else:
+            compiled = <model_t>fn.c_function
         user_data = fn.user_data
     if m == 0:
         return out
@@ -1994,6 +2088,9 @@ def evaluate_model(int kind, int model_id, object model, const double[:, ::1] x,
             if builtin != NULL:
                 rc = builtin(<int>m, &x[0, 0] + d * x_stride, <int>P, &params[d, 0],
                              &view[d, 0], NULL)
+            elif compiled_both != NULL:
+                rc = compiled_both(<int>m, <double *>&x[0, 0] + d * x_stride, <int>P,
+                                   <double *>&params[d, 0], &view[d, 0], NULL, user_data)
             else:
                 rc = compiled(<int>m, <double *>&x[0, 0] + d * x_stride, <int>P,
                               <double *>&params[d, 0], &view[d, 0], user_data)

@@ -8,8 +8,8 @@ from .._status import Status
 from ._model_spec import KIND_BUILTIN, KIND_PYTHON
 from ._validate import mismatch
 
-__all__ = ["check_data", "check_domain", "data_rows", "initial_values", "python_x_per_dataset", "sigma_rows",
-           "x_rows"]
+__all__ = ["check_data", "check_domain", "compiled_guesses", "data_rows", "initial_values",
+           "python_x_per_dataset", "sigma_rows", "x_rows"]
 
 def data_rows(Y, batch):
     """Y as (N, m) rows."""
@@ -161,3 +161,24 @@ def check_domain(model, x, x_dim, Y, bad):
         reason = model.domain_error()
         bad.add(rows, reason, f"{reason}: {int(points.sum())} of the "
                 f"{int(np.isfinite(Y).sum())} valid points")
+
+
+def compiled_guesses(spec, x, x_shared, Y, lower, upper, bad):
+    """p0 from a compiled model's ``guess(x, y)`` (:func:`fastcalc.models.compiled`), called
+    for each dataset with its valid points: (N, P) rows, or (P,) for one dataset. Datasets
+    that are already bad or have fewer valid points than parameters are not guessed (a finite
+    start inside the bounds: the kernels then give them their status)."""
+    N, m = Y.shape
+    P, x_dim = spec.nparams, spec.x_dim
+    p0 = np.empty((N, P))
+    p0[:] = np.where(np.isfinite(lower), lower, np.where(np.isfinite(upper), upper, 0.0))
+    for d in range(N):
+        valid = np.isfinite(Y[d])
+        if np.count_nonzero(valid) < P or (bad.status is not None and bad.status[d] != 0):
+            continue
+        xd = (x[0] if x_shared else x[d]).reshape(x_dim, m)[:, valid]
+        guess = real_array(spec.guess(xd[0] if x_dim == 1 else xd, Y[d, valid]), "guess")
+        if guess.shape != (P,):
+            raise ValueError(f"guess returned shape {guess.shape}, expected ({P},)")
+        p0[d] = guess
+    return p0 if N > 1 or bad.batch else p0[0]

@@ -7,8 +7,8 @@ import numpy as np
 from . import _dispatch, _odr
 from ._estimators import estimator
 from ._inference import FittedModel
-from ._layout import (check_data, check_domain, data_rows, initial_values, sigma_rows,
-                      x_rows)
+from ._layout import (check_data, check_domain, compiled_guesses, data_rows, initial_values,
+                      sigma_rows, x_rows)
 from ._model_spec import KIND_BUILTIN, KIND_PYTHON, model_spec
 from ._validate import BadRows, bounds_of, fixed_mask, maxiter_of, method_code, tolerances
 
@@ -43,6 +43,8 @@ class Problem:
         self.free_index = np.flatnonzero(~self.fixed).astype(np.intc)
         nfree = self.free_index.size
         self.lower, self.upper, self.has_bounds = bounds_of(bounds, spec.nparams)
+        if p0 is None and spec.guess is not None:
+            p0 = compiled_guesses(spec, self.x, self.x_shared, Y, self.lower, self.upper, bad)
         self.p0, self.use_guess = initial_values(p0, spec, N, batch, self.lower, self.upper,
                                                  self.has_bounds, bad)
         if spec.kind == KIND_BUILTIN and spec.model.x_domain is not None:
