@@ -1009,7 +1009,8 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
 
 
 def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args=(),
-             vectorized=False, full_output=False, n_out=None, n_threads=None):
+             vectorized=False, full_output=False, n_out=None, n_threads=None, sparsity=None,
+             groups=None, check=False):
     """Jacobian matrix of a vector field by finite differences.
 
     Parameters
@@ -1055,6 +1056,12 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     array([[5., 2.],
            [1., 3.]])
     """
+    if sparsity is not None or groups is not None:
+        from .sparse import sparse_jacobian    # (sparse builds on this module)
+        return sparse_jacobian(f, x, sparsity=sparsity, groups=groups, check=check,
+                               method=method, accuracy=accuracy, step=step, bounds=bounds,
+                               args=args, vectorized=vectorized, full_output=full_output,
+                               n_out=n_out, n_threads=n_threads)
     x = _check_point(x)
     accuracy = _check_method(method, accuracy)
     n_threads_for(n_threads)    # validated for every kind of f, not only compiled ones

@@ -1,0 +1,223 @@
+"""Sparse Jacobians and Hessians by column grouping, matrix-free products, sparse Newton.
+
+References: the dense finite-difference routines (themselves tested against SciPy), analytic
+derivatives, and SciPy's ``group_columns`` and ``approx_derivative``.
+"""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.optimize._numdiff import approx_derivative
+from scipy.optimize._numdiff import group_columns as scipy_group_columns
+
+from fastcalc import group_columns, jacobian
+
+
+def tridiagonal(n):
+    ones = np.ones(n)
+    return sp.diags_array([ones[1:], ones, ones[1:]], offsets=[-1, 0, 1], format="csr")
+
+
+def chain(x):
+    """A vector field with a tridiagonal Jacobian (also works on (n, k) columns)."""
+    y = x ** 3
+    y[1:] += np.sin(x[:-1])
+    y[:-1] += x[1:] ** 2 * x[:-1]
+    return y
+
+
+def chain_jacobian(x):
+    n = x.size
+    J = np.diag(3 * x ** 2)
+    J[np.arange(n - 1), np.arange(n - 1)] += x[1:] ** 2
+    J[np.arange(1, n), np.arange(n - 1)] = np.cos(x[:-1])
+    J[np.arange(n - 1), np.arange(1, n)] = 2 * x[1:] * x[:-1]
+    return J
+
+
+class Counting:
+    """A function that counts its evaluation points (columns of a vectorized call)."""
+
+    def __init__(self, f, vectorized=False):
+        self.f, self.vectorized, self.points = f, vectorized, 0
+
+    def __call__(self, x):
+        self.points += x.shape[1] if self.vectorized else 1
+        return self.f(x)
+
+
+PATTERNS = {
+    "tridiagonal": lambda: tridiagonal(300),
+    "banded-5": lambda: sp.diags_array([np.ones(300 - abs(k)) for k in range(-2, 3)],
+                                       offsets=list(range(-2, 3))),
+    "block-diagonal": lambda: sp.block_diag([np.ones((6, 6))] * 50),
+    "random-1%": lambda: sp.random_array((1000, 1000), density=0.01,
+                                         rng=np.random.default_rng(3)) + sp.eye_array(1000),
+    "random-1%-rectangular": lambda: sp.random_array((1500, 1000), density=0.01,
+                                                     rng=np.random.default_rng(4)),
+}
+
+
+@pytest.mark.parametrize("name", PATTERNS)
+def test_groups_are_valid_and_never_more_than_scipys(name):
+    S = sp.csr_array(PATTERNS[name]())
+    groups = group_columns(S)
+    dense = S.toarray() != 0
+    for g in range(groups.max() + 1):       # no two columns of a group share a row
+        assert (dense[:, groups == g].sum(axis=1) <= 1).all()
+    assert groups.max() + 1 <= scipy_group_columns(S).max() + 1
+    assert np.array_equal(group_columns(dense), groups)   # dense boolean input alike
+
+
+def test_banded_patterns_get_the_optimal_count():
+    assert group_columns(tridiagonal(10_000)).max() + 1 == 3
+    assert group_columns(PATTERNS["banded-5"]()).max() + 1 == 5
+
+
+@pytest.mark.parametrize("method, accuracy, tol", [
+    ("central", 2, 1e-9), ("central", 4, 1e-11), ("forward", 1, 1e-6), ("forward", 2, 1e-8),
+    ("backward", 1, 1e-6), ("backward", 3, 1e-9), ("complex", 2, 1e-13)])
+@pytest.mark.parametrize("vectorized", [False, True])
+def test_sparse_equals_dense_to_the_methods_accuracy(method, accuracy, tol, vectorized):
+    n = 40
+    x = np.linspace(0.2, 1.5, n)
+    f = Counting(chain, vectorized)
+    r = jacobian(f, x, sparsity=tridiagonal(n), method=method, accuracy=accuracy,
+                 vectorized=vectorized, full_output=True)
+    assert isinstance(r.df, sp.csr_array)
+    exact = chain_jacobian(x)
+    assert np.abs(r.df.toarray() - exact).max() <= tol * np.abs(exact).max()
+    # exactly the pattern: 3n - 2 stored entries at the tridiagonal positions
+    assert r.df.nnz == 3 * n - 2 and (r.df.toarray() != 0).sum() == 3 * n - 2
+    assert (r.status == 0).all()
+    # the error estimate bounds the actual error (not for complex: rounding only)
+    if method != "complex":
+        assert (np.abs(r.df.toarray() - exact) <= r.error.toarray() + 1e-300).all()
+
+
+@pytest.mark.parametrize("method, per_group", [("forward", 1), ("backward", 1), ("central", 2),
+                                               ("complex", 1)])
+@pytest.mark.parametrize("vectorized", [False, True])
+def test_evaluations_are_groups_times_stencil_plus_one(method, per_group, vectorized):
+    n = 50
+    f = Counting(chain, vectorized)
+    J = jacobian(f, np.linspace(0.2, 1.5, n), sparsity=tridiagonal(n), method=method,
+                 vectorized=vectorized, accuracy=1 if method in ("forward", "backward") else 2)
+    assert f.points == 3 * per_group + 1
+    assert J.shape == (n, n)
+
+
+def test_a_vectorized_f_gets_one_call_with_every_group_point():
+    calls = []
+
+    def f(X):
+        calls.append(X.shape)
+        return chain(X)
+
+    jacobian(f, np.linspace(0.2, 1.5, 30), sparsity=tridiagonal(30), vectorized=True)
+    assert calls == [(30, 7)]
+
+
+def test_matches_scipy_approx_derivative_with_sparsity():
+    n = 500
+    x = np.linspace(0.2, 1.5, n)
+    S = tridiagonal(n)
+    ours = jacobian(chain, x, sparsity=S, method="forward")
+    scipy = approx_derivative(chain, x, sparsity=S, method="2-point")
+    assert abs(ours - scipy).max() < 1e-6
+
+
+def test_groups_are_reusable_and_checked():
+    n = 30
+    S = tridiagonal(n)
+    x = np.linspace(0.2, 1.5, n)
+    groups = group_columns(S)
+    assert abs(jacobian(chain, x, sparsity=S, groups=groups) - chain_jacobian(x)).max() < 1e-8
+    # a numbering that skips groups is fine
+    assert abs(jacobian(chain, x, sparsity=S, groups=3 * groups + 7)
+               - chain_jacobian(x)).max() < 1e-8
+    with pytest.raises(ValueError, match="groups puts two columns that share row"):
+        jacobian(chain, x, sparsity=S, groups=np.zeros(n, dtype=int))
+    with pytest.raises(ValueError, match="groups must be an integer array of shape"):
+        jacobian(chain, x, sparsity=S, groups=groups[:-1])
+    with pytest.raises(ValueError, match="groups needs sparsity"):
+        jacobian(chain, x, groups=groups)
+
+
+def test_compiled_vector_field():
+    from scipy import LowLevelCallable
+
+    from fastcalc import _testfunctions
+    f = LowLevelCallable.from_cython(_testfunctions, "vector_field")
+    x = np.array([0.3, -0.7, 1.1])
+    dense = jacobian(f, x)
+    pattern = np.abs(dense) > 0
+    assert abs(jacobian(f, x, sparsity=pattern) - dense).max() < 1e-12
+
+
+def test_bounds_are_respected_one_sided_per_column():
+    n = 20
+    x = np.linspace(0.0, 1.0, n)          # x[0] on the lower bound, x[-1] on the upper
+
+    def f(x):
+        if (x < 0).any() or (x > 1).any():
+            raise AssertionError("evaluated outside the bounds")
+        return chain(x)
+
+    r = jacobian(f, x, sparsity=tridiagonal(n), bounds=(0.0, 1.0), full_output=True)
+    assert np.abs(r.df.toarray() - chain_jacobian(x)).max() < 1e-7
+    assert (r.status == 0).all()
+    # one-sided columns are grouped apart: 3 central groups, 2 one-sided columns
+    assert r.nfev <= 1 + 5 * (3 * 2 + 2 * 2)
+
+
+def test_wrong_patterns_are_named():
+    x = np.linspace(0.2, 1.5, 10)
+    with pytest.raises(ValueError, match="sparsity must have one column per component"):
+        jacobian(chain, x, sparsity=tridiagonal(11))
+    with pytest.raises(ValueError, match="sparsity must have one row per output"):
+        jacobian(chain, x, sparsity=np.ones((9, 10)))
+    with pytest.raises(ValueError, match="sparsity must be 2-D"):
+        jacobian(chain, x, sparsity=np.ones(10))
+    with pytest.raises(TypeError, match="sparsity must be a boolean or numeric"):
+        jacobian(chain, x, sparsity=np.full((10, 10), "a"))
+    with pytest.raises(ValueError, match="richardson"):
+        jacobian(chain, x, sparsity=tridiagonal(10), method="richardson")
+
+
+def test_a_pattern_missing_a_non_zero_is_caught_by_check():
+    n = 10
+    x = np.linspace(0.2, 1.5, n)
+    diagonal = sp.eye_array(n)
+    # not computed: the Jacobian has only the diagonal (and it is wrong there)
+    J = jacobian(chain, x, sparsity=diagonal)
+    assert J.nnz == n
+    with pytest.raises(ValueError, match=r"sparsity misses 18 non-zero entries.*\(0, 1\)"):
+        jacobian(chain, x, sparsity=diagonal, check=True)
+    # a right pattern passes the check
+    jacobian(chain, x, sparsity=tridiagonal(n), check=True)
+
+
+def test_explicit_zeros_are_not_structural_and_input_is_not_modified():
+    n = 12
+    S = tridiagonal(n).astype(float)
+    S.data[0] = 0.0                  # explicit zero at (0, 0)
+    before = S.copy()
+    x = np.linspace(0.2, 1.5, n)
+    x.flags.writeable = False
+    J = jacobian(chain, x, sparsity=S)
+    assert J.nnz == 3 * n - 3 and J[0, 0] == 0
+    assert (S != before).nnz == 0 and S.nnz == before.nnz
+
+
+def test_non_finite_values_give_nan_and_status_3():
+    n = 10
+    x = np.linspace(0.2, 1.5, n)
+
+    def f(x):
+        y = chain(x)
+        y[4] = np.nan if x[4] != np.linspace(0.2, 1.5, n)[4] else y[4]
+        return y
+
+    r = jacobian(f, x, sparsity=tridiagonal(n), full_output=True)
+    assert np.isnan(r.df[4, 4]) and r.status[4] == 3 and not r.success
+    assert np.isfinite(r.df[5, 5])
