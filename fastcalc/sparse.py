@@ -229,15 +229,16 @@ class GroupedStencil:
                 shift_points(points, x, step, columns, local, offsets, row + level * per, count)
         return points
 
-    def entries(self, values, h, level=0, sizes=False):
+    def entries(self, values, h, level=0, sizes=False, shift=0):
         """``(data, magnitude, bad)`` of the pattern's entries at one level's step ``h`` from
-        the values ``(K, m)`` at :meth:`points`: ``magnitude`` (``sum |w f| / h``, for the
-        rounding error) only with ``sizes``, ``bad`` (non-finite entries) None if there are
-        none."""
+        the values ``(K, m)`` at :meth:`points` (without their first ``shift`` rows: a central
+        stencil does not use ``f(x)``): ``magnitude`` (``sum |w f| / h``, for the rounding
+        error) only with ``sizes``, ``bad`` (non-finite entries) None if there are none."""
         data = np.empty(self.pattern.nnz)
         magnitude = np.empty(self.pattern.nnz) if sizes else None
         count = grouped_entries(values, 0, self.pattern.row_ptr, self.pattern.row_cols,
-                                self.column_row + level * (self.rows - 1), self.column_kind,
+                                self.column_row + (level * (self.rows - 1) - shift),
+                                self.column_kind,
                                 self.kind_stride, self.kind_weights, self.center_weight,
                                 self.kind_offsets, h, data, magnitude)
         return data, magnitude, (~np.isfinite(data) if count else None)

@@ -221,3 +221,91 @@ def test_non_finite_values_give_nan_and_status_3():
     r = jacobian(f, x, sparsity=tridiagonal(n), full_output=True)
     assert np.isnan(r.df[4, 4]) and r.status[4] == 3 and not r.success
     assert np.isfinite(r.df[5, 5])
+
+
+# --------------------------------------------------------------------------------------------
+# newton_system(sparsity=)
+
+def bratu(n, lam=1.0):
+    """-u'' = lam exp(u) on (0, 1), u(0) = u(1) = 0, central differences on n inner points."""
+    h2 = 1.0 / (n + 1) ** 2
+
+    def F(U):
+        out = 2.0 * U
+        out[1:] -= U[:-1]
+        out[:-1] -= U[1:]
+        out /= h2
+        out -= lam * np.exp(U)
+        return out
+
+    def J(u):
+        ones = np.ones(u.size - 1)
+        return sp.diags_array([-ones / h2, 2.0 / h2 - lam * np.exp(u), -ones / h2],
+                              offsets=[-1, 0, 1], format="csr")
+    return F, J
+
+
+@pytest.mark.parametrize("vectorized", [True, False])
+def test_bratu_solves_with_sparsity(vectorized):
+    from fastcalc import newton_system
+    n = 2000
+    F, J = bratu(n)
+    counted = Counting(F, vectorized)
+    r = newton_system(counted, np.zeros(n), sparsity=tridiagonal(n), vectorized=vectorized)
+    assert r.status == 0 and r.success and r.converged and r.message == "converged"
+    assert np.abs(F(r.x)).max() < 1e-6 and np.array_equal(r.fun, F(r.x))
+    # the lower Bratu branch at lambda = 1: max u = 0.1405 (converged in the grid size)
+    assert abs(r.x.max() - 0.140539) < 1e-5
+    # every evaluation counted: 6 grouped points per Jacobian, one per line-search trial
+    assert r.nfev == counted.points and r.nfev >= 1 + 7 * r.nit and r.nit <= 6
+    # the same as with the analytic sparse Jacobian and as the dense path on a small grid
+    r_jac = newton_system(F, np.zeros(n), J, sparsity=tridiagonal(n), vectorized=vectorized)
+    assert r_jac.status == 0 and np.abs(r_jac.x - r.x).max() < 1e-9
+    small = 60
+    Fs, _ = bratu(small)
+    dense = newton_system(Fs, np.zeros(small))
+    sparse = newton_system(Fs, np.zeros(small), sparsity=tridiagonal(small))
+    assert np.abs(dense.x - sparse.x).max() < 1e-10 and dense.nit == sparse.nit
+
+
+def test_sparse_newton_general_pattern_uses_superlu():
+    from fastcalc import newton_system
+    n = 200
+    rng = np.random.default_rng(0)
+    A = sp.random_array((n, n), density=0.02, rng=rng) + 4 * sp.eye_array(n)
+    A = sp.csr_array(A)
+    b = rng.normal(size=n)
+    F = lambda x: A @ x + 0.1 * x ** 3 - b       # noqa: E731
+    r = newton_system(F, np.zeros(n), sparsity=A)
+    assert r.status == 0 and np.abs(F(r.x)).max() < 1e-9
+
+
+def test_sparse_newton_failures_are_statuses():
+    from fastcalc import newton_system
+    n = 50
+    # singular Jacobian at the start: F = x**2 - 1 elementwise, x0 = 0
+    r = newton_system(lambda x: x ** 2 - 1.0, np.zeros(n), sparsity=sp.eye_array(n))
+    assert r.status == 2 and not r.success and "singular Jacobian" in r.message
+    # no root: x**2 + 1, the iteration stalls at x = 0 (status 2: no descent) or maxiter
+    r = newton_system(lambda x: x ** 2 + 1.0, np.full(n, 0.5), sparsity=sp.eye_array(n))
+    assert r.status in (1, 2) and not r.success
+    with np.errstate(invalid="ignore"):
+        r = newton_system(lambda x: np.log(x) - 1.0, np.full(n, -1.0), sparsity=sp.eye_array(n))
+    assert r.status == 3
+    r = newton_system(lambda x: x - 2.0, np.zeros(n), sparsity=sp.eye_array(n), maxiter=0)
+    assert r.status == 1
+
+
+def test_sparse_newton_bad_input():
+    from fastcalc import newton_system
+    F, _ = bratu(10)
+    with pytest.raises(ValueError, match="sparsity= solves one large system"):
+        newton_system(F, np.zeros((3, 10)), sparsity=tridiagonal(10), vectorized=True)
+    with pytest.raises(ValueError, match=r"sparsity must have shape \(n, n\)"):
+        newton_system(F, np.zeros(10), sparsity=tridiagonal(11), vectorized=True)
+    with pytest.raises(ValueError, match="jac returned non-zero entries outside sparsity"):
+        newton_system(F, np.zeros(10), lambda x: np.ones((10, 10)), sparsity=tridiagonal(10),
+                      vectorized=True)
+    x0 = np.zeros(10)
+    x0.flags.writeable = False
+    newton_system(F, x0, sparsity=tridiagonal(10), vectorized=True)   # read-only x0 is fine
