@@ -12,6 +12,7 @@ from .fitting import BatchFitResult, FitResult, chi2, fit, fit_batch, linear_fit
 from .optimize import gradient_descent, lagrange
 from .propagate import Propagation, propagate
 from .roots import newton, newton_system
+from .matrix_free import hessian_operator, hvp, jacobian_operator, jvp
 from .sparse import group_columns
 
 __version__ = "0.1.0"
@@ -22,5 +23,5 @@ __all__ = [
     "get_num_threads", "gradient", "gradient_descent", "hessian", "jacobian", "lagrange",
     "linear_fit", "models", "newton", "newton_system", "nist", "num_threads", "polyfit",
     "propagate", "set_num_threads", "taylor",
-    "group_columns",
+    "group_columns", "hessian_operator", "hvp", "jacobian_operator", "jvp",
 ]

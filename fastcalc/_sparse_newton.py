@@ -15,7 +15,7 @@ from scipy.sparse import csr_array, issparse
 from scipy.sparse.linalg import splu
 
 from ._arrays import real_array
-from ._evaluate import FunctionKind, real_values, resolve
+from ._evaluate import real_values, resolve
 from ._roots import NO_DESCENT
 from ._status import Status
 from .differentiate import _steps

@@ -244,13 +244,6 @@ class GroupedStencil:
         return data, magnitude, (~np.isfinite(data) if count else None)
 
 
-def _output_size(pattern, function, n_out):
-    m = pattern.shape[0]
-    if n_out is not None and n_out != m:
-        raise ValueError(f"n_out = {n_out} does not match sparsity's {m} rows")
-    return m
-
-
 def sparse_jacobian(f, x, *, sparsity, groups=None, check=False, method="central", accuracy=2,
                     step=None, bounds=None, args=(), vectorized=False, full_output=False,
                     n_out=None, n_threads=None):
@@ -273,7 +266,9 @@ def sparse_jacobian(f, x, *, sparsity, groups=None, check=False, method="central
     if n_out is not None and (isinstance(n_out, bool) or not isinstance(n_out, (int, np.integer))
                               or n_out < 1):
         raise ValueError(f"n_out must be a positive int, got {n_out!r}")
-    m = _output_size(pattern, function, n_out)
+    m = pattern.shape[0]
+    if n_out is not None and n_out != m:
+        raise ValueError(f"n_out = {n_out} does not match sparsity's {m} rows")
     groups, count = _greedy(pattern) if groups is None else _checked_groups(groups, pattern)
     if method == "complex":
         df, error, status, nfev = _complex_jacobian(function, x, pattern, groups, count, step, m)

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from scipy.optimize._numdiff import approx_derivative
 from scipy.optimize._numdiff import group_columns as scipy_group_columns
 
-from fastcalc import group_columns, jacobian
+from fastcalc import group_columns, hessian_operator, hvp, jacobian, jacobian_operator, jvp
 
 
 def tridiagonal(n):
@@ -309,3 +309,127 @@ def test_sparse_newton_bad_input():
     x0 = np.zeros(10)
     x0.flags.writeable = False
     newton_system(F, x0, sparsity=tridiagonal(10), vectorized=True)   # read-only x0 is fine
+
+
+# --------------------------------------------------------------------------------------------
+# jvp, hvp and the operators
+
+def relative_error(a, b):
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+@pytest.mark.parametrize("method, tol", [("central", 1e-9), ("forward", 1e-6),
+                                         ("complex", 1e-13)])
+def test_jvp_equals_analytic_products(method, tol):
+    n = 30
+    rng = np.random.default_rng(1)
+    x = np.linspace(0.2, 1.5, n)
+    V = rng.normal(size=(n, 4))
+    exact = chain_jacobian(x) @ V
+    assert relative_error(jvp(chain, x, V, method=method), exact) < tol
+    assert relative_error(jvp(chain, x, V[:, 0], method=method), exact[:, 0]) < tol
+    # a linear map: the products are exact but for rounding
+    A = rng.normal(size=(7, n))
+    assert relative_error(jvp(lambda x: A @ x, x, V, method=method), A @ V) < 1e-7
+
+
+@pytest.mark.parametrize("method, per_column, base", [("central", 2, 0), ("forward", 1, 1)])
+def test_jvp_evaluations_and_one_vectorized_call(method, per_column, base):
+    n, k = 20, 3
+    x = np.linspace(0.2, 1.5, n)
+    V = np.random.default_rng(2).normal(size=(n, k))
+    calls = []
+
+    def f(X):
+        calls.append(X.shape[1])
+        return chain(X)
+
+    out = jvp(f, x, V, method=method, vectorized=True)
+    # the output size comes from f(x) (one point); then one call with every product point
+    assert calls == [1, per_column * k]
+    assert relative_error(out, chain_jacobian(x) @ V) < 1e-6
+    counted = Counting(chain)
+    jvp(counted, x, V, method=method)
+    assert counted.points == 1 + per_column * k
+    assert np.array_equal(jvp(chain, x, np.zeros(n), method=method), np.zeros(n))
+
+
+def test_hvp_equals_rosenbrock_hessian_products():
+    from scipy.optimize import rosen, rosen_der, rosen_hess_prod
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1.5, 1.5, 12)
+    V = rng.normal(size=(12, 3))
+    exact = np.stack([rosen_hess_prod(x, V[:, k]) for k in range(3)], axis=1)
+    assert relative_error(hvp(rosen, x, V, grad=rosen_der), exact) < 1e-7
+    assert relative_error(hvp(rosen, x, V[:, 1], grad=rosen_der), exact[:, 1]) < 1e-7
+    # from values of f only (4 n evaluations per vector): a looser, documented accuracy
+    assert relative_error(hvp(rosen, x, V), exact) < 1e-6
+    # a compiled scalar field (fastcalc's own Rosenbrock)
+    from scipy import LowLevelCallable
+
+    from fastcalc import _testfunctions
+    compiled = LowLevelCallable.from_cython(_testfunctions, "rosenbrock")
+    assert relative_error(hvp(compiled, x, V), exact) < 1e-6
+
+
+def test_non_finite_or_misshapen_v_is_named():
+    x = np.linspace(0.2, 1.5, 5)
+    for function, kwargs in ((jvp, {}), (hvp, dict(grad=chain))):
+        f = chain if function is jvp else (lambda x: float(x @ x))
+        with pytest.raises(ValueError, match="v must be finite"):
+            function(f, x, np.array([1.0, np.nan, 0, 0, 0]), **kwargs)
+        with pytest.raises(ValueError, match=r"v must have shape \(5,\) or \(5, k\)"):
+            function(f, x, np.ones(4), **kwargs)
+        with pytest.raises(TypeError, match="v must be real"):
+            function(f, x, np.ones(5) * 1j, **kwargs)
+    with pytest.raises(ValueError, match="method must be one of"):
+        jvp(chain, x, np.ones(5), method="richardson")
+
+
+def test_jacobian_operator_in_a_newton_krylov_iteration():
+    from scipy.sparse.linalg import gmres
+    n = 40
+    ones = np.ones(n)
+    A = sp.diags_array([-ones[1:], 4 * ones, -ones[1:]], offsets=[-1, 0, 1])
+    b = np.linspace(1.0, 3.0, n)
+
+    def F(x):
+        return A @ x + x ** 3 / 3.0 - b
+
+    x = np.zeros(n)
+    for _ in range(10):
+        J = jacobian_operator(F, x)
+        step, info = gmres(J, -F(x), rtol=1e-10, atol=0.0)
+        assert info == 0
+        x = x + step
+    assert np.abs(F(x)).max() < 1e-9
+    # the same root as the dense Newton solver
+    from fastcalc import newton_system
+    assert np.abs(x - newton_system(F, np.zeros(n)).x).max() < 1e-9
+
+
+def test_jacobian_operator_products_and_rmatvec():
+    n = 25
+    x = np.linspace(0.2, 1.5, n)
+    rng = np.random.default_rng(4)
+    exact = chain_jacobian(x)
+    J = jacobian_operator(chain, x, method="forward", sparsity=tridiagonal(n))
+    assert J.shape == (n, n) and J.nfev == 1        # f(x), once
+    v, U = rng.normal(size=n), rng.normal(size=(n, 2))
+    assert relative_error(J @ v, exact @ v) < 1e-6 and J.nfev == 2
+    assert relative_error(J @ U, exact @ U) < 1e-6
+    assert relative_error(J.rmatvec(v), exact.T @ v) < 1e-8     # from the sparse Jacobian
+    assert relative_error(J.T @ U, exact.T @ U) < 1e-8
+    assert J.nfev == 1 + 1 + 2 + 7                  # + one sparse central Jacobian
+
+
+def test_hessian_operator_with_cg():
+    from scipy.optimize import rosen, rosen_der, rosen_hess
+    from scipy.sparse.linalg import cg
+    x = np.array([1.0, 1.0, 1.0, 1.0, 1.0])         # the minimum: H positive definite
+    H = hessian_operator(rosen, x, grad=rosen_der)
+    g = np.arange(1.0, 6.0)
+    s, info = cg(H, g, rtol=1e-10, atol=0.0)
+    assert info == 0 and relative_error(s, np.linalg.solve(rosen_hess(x), g)) < 1e-6
+    assert relative_error(H.rmatvec(g), rosen_hess(x) @ g) < 1e-7
+    assert H.nfev > 0
