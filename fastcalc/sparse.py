@@ -399,3 +399,134 @@ def _check_pattern(f, x, pattern, method, accuracy, step, bounds, args, vectoriz
         more = f" and {rows.size - 5} more" if rows.size > 5 else ""
         raise ValueError(f"sparsity misses {rows.size} non-zero entries of the Jacobian: "
                          f"{shown}{more} (a dense estimate differs from zero there)")
+
+
+# --------------------------------------------------------------------------------------------
+# Hessians
+
+# Rows of points per chunk of a Python f's evaluation (chunk * n doubles, 32 MB at most).
+_POINTS_PER_CHUNK = 1 << 22
+
+
+def sparse_hessian(f, x, *, sparsity, method="central", accuracy=2, step=None, grad=None,
+                   args=(), vectorized=False, full_output=False, n_threads=None):
+    """:func:`fastcalc.hessian` with ``sparsity=`` (see its documentation)."""
+    x = _check_point(x)
+    n = x.size
+    pattern = sparsity if isinstance(sparsity, Pattern) else Pattern(sparsity)
+    if pattern.shape != (n, n):
+        raise ValueError(f"sparsity must have shape (n, n) = ({n}, {n}), got {pattern.shape}")
+    pattern = _symmetric_pattern(pattern)
+    if grad is not None:
+        from .differentiate import jacobian
+        result = jacobian(grad, x, sparsity=pattern, method=method, accuracy=accuracy,
+                          step=step, args=args, vectorized=vectorized, full_output=True,
+                          n_out=n, n_threads=n_threads) if full_output else None
+        J = result.df if full_output else jacobian(
+            grad, x, sparsity=pattern, method=method, accuracy=accuracy, step=step, args=args,
+            vectorized=vectorized, n_out=n, n_threads=n_threads)
+        order = pattern.transpose_order()
+        df = pattern.matrix(0.5 * (J.data + J.data[order]))
+        if not full_output:
+            return df
+        error = pattern.matrix(0.5 * (result.error.data + result.error.data[order]))
+        return _result(df, error, result.status, result.nfev)
+    if method != "central" or accuracy != 2:
+        raise ValueError("a sparse Hessian from values of f supports method='central' with "
+                         "accuracy 2 (pass grad= for the other methods)")
+    n_threads_for(n_threads)
+    function = resolve(f, args=_check_args(args), vectorized=vectorized, signatures=("scalar",))
+    h = np.array(_steps(x, step, "central", 2, 2))
+    entries, error, status, nfev = _pair_stencil(function, x, h, pattern, full_output, n_threads)
+    df = pattern.matrix(entries)
+    if full_output:
+        return _result(df, pattern.matrix(error), status, nfev)
+    return df
+
+
+def _symmetric_pattern(pattern):
+    """``pattern`` or, if it is not symmetric, its union with its transpose."""
+    structure = pattern.matrix(np.ones(pattern.nnz))
+    union = structure + structure.T
+    if union.nnz == pattern.nnz:
+        return pattern
+    return Pattern(union)
+
+
+def _pair_stencil(function, x, h, pattern, full_output, n_threads):
+    """The pattern's entries from the symmetric 2-D stencil of :func:`fastcalc.hessian` on the
+    diagonal and the pattern's pairs ``i < j`` only: ``1 + 2 n + 2 p`` points (``p`` pairs)."""
+    from ._differentiate import combine
+    from .differentiate import _values
+    n = x.size
+    rows = np.repeat(np.arange(n), np.diff(pattern.row_ptr))
+    cols = pattern.row_cols
+    upper = rows < cols
+    ui, uj = rows[upper], cols[upper]
+    pairs = ui.size
+    diagonal = np.arange(n)
+    plus, minus = 1 + diagonal, 1 + n + diagonal
+    pair = np.arange(pairs)
+    both_plus, both_minus = 1 + 2 * n + pair, 1 + 2 * n + pairs + pair
+    zeros_n, zeros_p = np.zeros(n, dtype=np.intp), np.zeros(pairs, dtype=np.intp)
+    output = np.concatenate([np.repeat(diagonal, 3), np.repeat(n + pair, 7)]).astype(np.intp)
+    point = np.concatenate([
+        np.stack([plus, minus, zeros_n], axis=1).ravel(),
+        np.stack([both_plus, both_minus, plus[ui], minus[ui], plus[uj], minus[uj], zeros_p],
+                 axis=1).ravel()]).astype(np.intp)
+    coefficient = np.concatenate([np.tile([1.0, 1.0, -2.0], n),
+                                  np.tile([1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 2.0], pairs)])
+    side = np.concatenate([np.tile(np.array([1, -1, 0], dtype=np.int8), n),
+                           np.tile(np.array([1, -1, 1, -1, 1, -1, 0], dtype=np.int8), pairs)])
+    first_index = np.concatenate([[-1], diagonal, diagonal, ui, ui]).astype(np.intp)
+    second_index = np.concatenate([[-1], np.full(2 * n, -1), uj, uj]).astype(np.intp)
+    npoints = first_index.size
+    factors = _CHECK_STEPS if full_output else (1.0,)
+    levels = []
+    for factor in factors:
+        step = h * factor
+        with _quiet():
+            up, down = x + step, x - step
+        first_value = np.concatenate([[0.0], up, down, up[ui], down[ui]])
+        second_value = np.concatenate([[0.0], np.zeros(2 * n), up[uj], down[uj]])
+        chunk = max(1, _POINTS_PER_CHUNK // n)
+        values = np.concatenate([
+            _values(function, x, first_index[s:s + chunk], first_value[s:s + chunk],
+                    second_index[s:s + chunk], second_value[s:s + chunk], n_threads=n_threads)
+            for s in range(0, npoints, chunk)])
+        scale = np.concatenate([step ** -2, 0.5 / (step[ui] * step[uj])])
+        value, magnitude, bad = combine(values, output, point, coefficient, side, scale)
+        size = np.maximum(np.abs(x)[np.concatenate([diagonal, ui])],
+                          np.abs(x)[np.concatenate([diagonal, uj])])
+        with _quiet():
+            rounding = _ROUNDING_ULPS * _EPS * magnitude[:, 0] + _argument_rounding(
+                value, size, np.sqrt(np.abs(scale)))[:, 0]
+        levels.append((value[:, 0], rounding, bad))
+    nfev = npoints * len(factors)
+    unique = levels[0][0]
+    failed = levels[0][2] != 0
+    status = np.where(failed, Status.NON_FINITE, 0).astype(np.int8)
+    error = levels[0][1]
+    if full_output:
+        estimates = np.stack([v for v, _, _ in levels])[:, :, None]
+        rounding = np.stack([r for _, r, _ in levels])[:, :, None]
+        bad = np.stack([b for _, _, b in levels])
+        _, error, flags = _checked(estimates, rounding, bad, "central", 2)
+        error = error[:, 0]
+        status[((flags & _UNCONVERGED) != 0) & ~failed] = Status.MAX_ITERATIONS
+    unique = np.where(failed, np.nan, unique)
+    error = np.where(failed, np.nan, error)
+    # unique entries -> the pattern's CSR order: (i, i) from the diagonal, (i, j) from its pair
+    position = np.empty(pattern.nnz, dtype=np.intp)
+    on_diagonal = rows == cols
+    position[on_diagonal] = rows[on_diagonal]
+    position[upper] = n + pair
+    lower = rows > cols
+    if lower.any():      # (i, j) below the diagonal: the pair of its transpose (j, i)
+        pair_of_upper = np.cumsum(upper) - 1
+        position[lower] = n + pair_of_upper[pattern.transpose_order()[lower]]
+    column_status = np.zeros(n, dtype=np.int8)
+    entry_status = status[position]
+    if entry_status.any():
+        np.maximum.at(column_status, cols, entry_status)
+    return unique[position], error[position], column_status, nfev

@@ -433,3 +433,56 @@ def test_hessian_operator_with_cg():
     assert info == 0 and relative_error(s, np.linalg.solve(rosen_hess(x), g)) < 1e-6
     assert relative_error(H.rmatvec(g), rosen_hess(x) @ g) < 1e-7
     assert H.nfev > 0
+
+
+# --------------------------------------------------------------------------------------------
+# sparse Hessians
+
+def test_sparse_hessian_equals_dense_and_exact():
+    from scipy import LowLevelCallable
+    from scipy.optimize import rosen, rosen_der, rosen_hess
+
+    from fastcalc import _testfunctions, hessian
+    n = 12
+    x = np.random.default_rng(0).uniform(-1.2, 1.2, n)
+    S = tridiagonal(n)
+    exact = rosen_hess(x)
+    counted = Counting(rosen)
+    r = hessian(counted, x, sparsity=S, full_output=True)
+    H = r.df
+    assert isinstance(H, sp.csr_array) and H.nnz == 3 * n - 2
+    assert relative_error(H.toarray(), exact) < 1e-7
+    assert np.array_equal(H.toarray(), H.toarray().T)
+    assert np.abs(H.toarray() - hessian(rosen, x)).max() < 1e-6 * np.abs(exact).max()
+    # the error estimate bounds the error; evaluations: 5 steps x (1 + 2 n + 2 pairs)
+    assert (np.abs(H.toarray() - exact) <= r.error.toarray()).all() and r.success
+    assert r.nfev == counted.points == 5 * (1 + 2 * n + 2 * (n - 1))
+    counted.points = 0
+    hessian(counted, x, sparsity=S)
+    assert counted.points == 1 + 2 * n + 2 * (n - 1)
+    # from the gradient: grouped central differences of grad, symmetrized
+    counted_grad = Counting(rosen_der)
+    Hg = hessian(None, x, grad=counted_grad, sparsity=S)
+    assert relative_error(Hg.toarray(), exact) < 1e-9
+    assert np.array_equal(Hg.toarray(), Hg.toarray().T)
+    assert counted_grad.points == 1 + 2 * 3
+    # vectorized and compiled f alike
+    Hv = hessian(lambda X: rosen(X), x, sparsity=S, vectorized=True)
+    assert relative_error(Hv.toarray(), exact) < 1e-6
+    compiled = LowLevelCallable.from_cython(_testfunctions, "rosenbrock")
+    assert relative_error(hessian(compiled, x, sparsity=S).toarray(), exact) < 1e-7
+
+
+def test_sparse_hessian_pattern_is_symmetrized_and_checked():
+    from scipy.optimize import rosen, rosen_hess
+
+    from fastcalc import hessian
+    n = 8
+    x = np.linspace(-0.5, 0.9, n)
+    upper = sp.triu(tridiagonal(n))                # the upper half only
+    H = hessian(rosen, x, sparsity=upper)
+    assert H.nnz == 3 * n - 2 and relative_error(H.toarray(), rosen_hess(x)) < 1e-7
+    with pytest.raises(ValueError, match=r"sparsity must have shape \(n, n\)"):
+        hessian(rosen, x, sparsity=tridiagonal(n + 1))
+    with pytest.raises(ValueError, match="accuracy 2"):
+        hessian(rosen, x, sparsity=upper, accuracy=4)
