@@ -47,7 +47,7 @@ def build_parser():
                        help="smaller problems and fewer repeats (under a minute on 2 cores)")
     bench.add_argument("--only", type=_area_list, metavar="AREA[,AREA...]",
                        help="run only these areas: derivatives, hessian, newton, systems, "
-                            "fitting, gaussian_2d, inference, nist")
+                            "fitting, gaussian_2d, inference, nist, sparse")
     bench.add_argument("--json", metavar="PATH", help="also write every row as JSON to PATH")
     bench.add_argument("--plot", metavar="PATH",
                        help="also write a PNG bar chart of the speed-up ratios (needs matplotlib)")
