@@ -13,6 +13,8 @@ Jacobian without it, and its column group's other columns absorb its contributio
 values in the rows it touches). ``jacobian(..., check=True)`` compares the pattern against a
 dense estimate (n or 2n more evaluations) and raises a ValueError naming the missed entries.
 """
+from functools import lru_cache
+
 import numpy as np
 from scipy.sparse import csr_array, issparse
 
@@ -162,15 +164,20 @@ def _checked_groups(groups, pattern, name="groups"):
     return array, count
 
 
+@lru_cache(maxsize=32)
 def _kinds_stencils(method, accuracy):
-    """Per stencil kind: ``(moved offsets, their weights, weight of f(x))``."""
+    """Per stencil kind: ``(moved offsets, their weights, weight of f(x))`` (read-only)."""
     table = {}
     for kind in _KINDS:
         kind_accuracy = accuracy + (accuracy % 2 if kind == "central" else 0)
         offsets, weights, _ = stencil(kind, kind_accuracy, 1)
         offsets, weights = np.array(offsets), np.array(weights)
         moved = offsets != 0
-        table[kind] = (offsets[moved], weights[moved], float(weights[~moved].sum()))
+        center = float(weights[~moved].sum())
+        offsets, weights = offsets[moved], weights[moved]
+        offsets.setflags(write=False)
+        weights.setflags(write=False)
+        table[kind] = (offsets, weights, center)
     return table
 
 
