@@ -1035,8 +1035,9 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
         ``"backward"`` (accuracy 1-4), ``"central"`` (2-8), ``"complex"``; not
         ``"richardson"``. ``bounds`` make the columns near a bound one-sided (grouped apart).
         Entries outside the pattern are NOT computed (and a missed non-zero corrupts the
-        entries of its group's columns in its row): see ``check``. A stencil value that is
-        not finite makes its entry NaN with status 3 (no one-sided fallback on this path).
+        entries of its group's columns in its row): see ``check``. A column with a
+        non-finite stencil value is recomputed alone with the one-sided fallback below (its
+        points evaluate all ``m`` outputs).
     groups : array_like of int, shape (n,), optional
         Column groups of ``sparsity`` (from :func:`fastcalc.group_columns`, to reuse them);
         checked against the pattern.

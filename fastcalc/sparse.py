@@ -309,11 +309,12 @@ def _real_jacobian(function, x, pattern, groups, count, method, accuracy, step, 
     nfev = 1 + len(factors) * (plan.rows - 1)
     if not full_output:
         df, _, bad = plan.entries(values, h)
-        status = np.zeros(x.size, dtype=np.int8)
-        if bad is not None:     # no one-sided fallback here: the entry is NaN, status 3
-            df[bad] = np.nan
-            status[np.unique(pattern.row_cols[bad])] = Status.NON_FINITE
-        return df, None, status, nfev
+        if bad is None:
+            return df, None, np.zeros(x.size, dtype=np.int8), nfev
+        status_of_entry = np.zeros(pattern.nnz, dtype=np.int8)
+        nfev += _one_sided_repair(function, x, h, pattern, bad, df, None, status_of_entry,
+                                  bounds, m)
+        return df, None, _column_status(status_of_entry, pattern.row_cols, x.size), nfev
     columns = pattern.row_cols
     levels = [plan.entries(values, h * factor, level, sizes=True)
               for level, factor in enumerate(factors)]
@@ -336,11 +337,54 @@ def _real_jacobian(function, x, pattern, groups, count, method, accuracy, step, 
             error[mine], flags[mine] = e[:, 0], fl
     status_of_entry = np.zeros(pattern.nnz, dtype=np.int8)
     status_of_entry[(flags & _UNCONVERGED) != 0] = Status.MAX_ITERATIONS
+    df = estimates[0, :, 0].copy()
     failed = bad[0] != 0
-    status_of_entry[failed] = Status.NON_FINITE
-    df = np.where(failed, np.nan, estimates[0, :, 0])
-    error = np.where(failed, np.nan, error)
+    if failed.any():
+        nfev += _one_sided_repair(function, x, h, pattern, failed, df, error, status_of_entry,
+                                  bounds, m)
     return df, error, _column_status(status_of_entry, columns, x.size), nfev
+
+
+def _one_sided_repair(function, x, h, pattern, failed, df, error, status_of_entry, bounds, m):
+    """Recompute the columns holding a non-finite entry as the dense path does: extrapolated
+    accuracy-2 one-sided differences, forward first, then backward (each such column costs
+    its own points: ``m`` values each). Columns that still fail are NaN with status 3.
+    Updates the entry arrays in place; returns the extra evaluations."""
+    from .differentiate import _one_sided_kinds, _stage
+    n = x.size
+    rows = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.row_ptr))
+    remaining = np.unique(pattern.row_cols[failed])
+    nfev = 0
+    for side in ("forward", "backward"):
+        kinds = _one_sided_kinds(
+            x[remaining], h[remaining], [np.full(remaining.size, side, dtype=object)], 2,
+            None if bounds is None else (bounds[0][remaining], bounds[1][remaining]))
+        usable = np.flatnonzero(kinds != None)  # noqa: E711 (object array)
+        if not usable.size:
+            continue
+        targets = remaining[usable]
+        column_df, column_error, column_bad, extra, _ = _stage(
+            function, x, targets, h[targets], kinds[usable], True, 2, m, None)
+        nfev += extra
+        ok = (column_bad & ~np.uint8(_UNCONVERGED)) == 0
+        local = np.full(n, -1, dtype=np.intp)
+        local[targets[ok]] = np.flatnonzero(ok)
+        mine = local[pattern.row_cols] >= 0
+        where = local[pattern.row_cols[mine]], rows[mine]
+        df[mine] = column_df[where]
+        if error is not None:
+            error[mine] = column_error[where]
+        status_of_entry[mine] = np.where((column_bad[where[0]] & _UNCONVERGED) != 0,
+                                         Status.MAX_ITERATIONS, 0)
+        remaining = np.setdiff1d(remaining, targets[ok])
+        if not remaining.size:
+            break
+    lost = np.isin(pattern.row_cols, remaining)
+    df[lost] = np.nan
+    if error is not None:
+        error[lost] = np.nan
+    status_of_entry[lost] = Status.NON_FINITE
+    return nfev
 
 
 def _column_status(status_of_entry, columns, n):

@@ -486,3 +486,29 @@ def test_sparse_hessian_pattern_is_symmetrized_and_checked():
         hessian(rosen, x, sparsity=tridiagonal(n + 1))
     with pytest.raises(ValueError, match="accuracy 2"):
         hessian(rosen, x, sparsity=upper, accuracy=4)
+
+
+def test_non_finite_values_switch_the_column_to_one_sided():
+    n = 10
+    x = np.linspace(0.2, 1.5, n)
+    x[3] = 2e-6                   # below the central step: sqrt(x[3] - h) is NaN
+
+    def f(x):
+        y = chain(x)
+        with np.errstate(invalid="ignore"):
+            y[3] += np.sqrt(x[3])
+        return y
+
+    exact = chain_jacobian(x)
+    exact[3, 3] += 0.5 / np.sqrt(x[3])
+    dense = jacobian(f, x, full_output=True)
+    for full_output in (False, True):
+        r = jacobian(f, x, sparsity=tridiagonal(n), full_output=full_output)
+        J = (r.df if full_output else r).toarray()
+        # as the dense path: column 3 by extrapolated forward differences, the rest central
+        inside = tridiagonal(n).toarray() != 0
+        assert np.abs(J - dense.df)[inside].max() <= 1e-10 * np.abs(dense.df).max()
+        assert np.abs(J - exact).max() < 1e-6 * np.abs(exact).max()
+        if full_output:
+            assert np.array_equal(r.status, dense.status)
+            assert (np.abs(J - exact) <= r.error.toarray()).all()
