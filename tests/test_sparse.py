@@ -512,3 +512,32 @@ def test_non_finite_values_switch_the_column_to_one_sided():
         if full_output:
             assert np.array_equal(r.status, dense.status)
             assert (np.abs(J - exact) <= r.error.toarray()).all()
+
+
+def test_inputs_read_only_non_contiguous_and_thread_count():
+    from scipy import LowLevelCallable
+
+    from fastcalc import _testfunctions
+    n = 12
+    base = np.linspace(0.2, 1.5, 2 * n)
+    x = base[::2]                                   # non-contiguous
+    pattern = tridiagonal(n).toarray() != 0
+    pattern.flags.writeable = False
+    x_ro = np.array(x)
+    x_ro.flags.writeable = False
+    J = jacobian(chain, x, sparsity=pattern)
+    assert np.abs(J.toarray() - chain_jacobian(x_ro)).max() < 1e-8
+    assert np.array_equal(jacobian(chain, x_ro, sparsity=pattern).toarray(), J.toarray())
+    v = np.linspace(-1.0, 1.0, 2 * n)[::2]
+    v_ro = np.array(v)
+    v_ro.flags.writeable = False
+    assert np.array_equal(jvp(chain, x, v), jvp(chain, x_ro, v_ro))
+    assert np.array_equal(base, np.linspace(0.2, 1.5, 2 * n))       # nothing written
+    # compiled f: the result does not depend on the thread count
+    f = LowLevelCallable.from_cython(_testfunctions, "vector_field")
+    x3 = np.array([0.3, -0.7, 1.1])
+    S = np.ones((3, 3), dtype=bool)
+    one = jacobian(f, x3, sparsity=S, n_threads=1, full_output=True)
+    two = jacobian(f, x3, sparsity=S, n_threads=2, full_output=True)
+    assert np.array_equal(one.df.toarray(), two.df.toarray())
+    assert np.array_equal(one.error.toarray(), two.error.toarray())
