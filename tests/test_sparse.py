@@ -541,3 +541,15 @@ def test_inputs_read_only_non_contiguous_and_thread_count():
     two = jacobian(f, x3, sparsity=S, n_threads=2, full_output=True)
     assert np.array_equal(one.df.toarray(), two.df.toarray())
     assert np.array_equal(one.error.toarray(), two.error.toarray())
+
+
+def test_sparse_newton_with_a_compiled_F_matches_the_dense_path():
+    from scipy import LowLevelCallable
+
+    from fastcalc import _testfunctions, newton_system
+    F = LowLevelCallable.from_cython(_testfunctions, "vector_field")   # cyclic: dense pattern
+    x0 = np.array([0.3, -0.7, 1.1])
+    dense = newton_system(F, x0)
+    sparse = newton_system(F, x0, sparsity=np.ones((3, 3)))
+    assert dense.status == sparse.status == 0 and dense.nit == sparse.nit
+    assert np.abs(dense.x - sparse.x).max() < 1e-12
