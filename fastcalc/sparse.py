@@ -8,6 +8,12 @@ size and for one-sided stencils). :func:`group_columns` computes the groups once
 colouring), :func:`fastcalc.jacobian` and :func:`fastcalc.hessian` use them with
 ``sparsity=`` (and ``groups=``, to reuse them).
 
+All the points of one Jacobian are evaluated in one batch: one call of a vectorized ``f``
+(``X`` of shape ``(n, K)``), ``K`` calls of a plain one, and a ``nogil`` loop on one thread for
+a compiled vector field (``n_threads`` is validated but not used: the grouped batches are a
+handful of points). A column whose stencil meets a non-finite value is recomputed alone with
+the dense path's one-sided fallback.
+
 Entries outside the pattern are not computed: a pattern that misses a real non-zero gives a
 Jacobian without it, and its column group's other columns absorb its contribution (wrong
 values in the rows it touches). ``jacobian(..., check=True)`` compares the pattern against a
