@@ -125,6 +125,8 @@ def jvp(f, x, v, *, method="central", step=None, args=(), vectorized=False, n_ou
     Returns
     -------
     ndarray, shape (m,) or (m, k)
+        (A Python scalar field counts as ``m = 1``: the directional derivative ``grad f . v``
+        has shape ``(1,)`` or ``(1, k)``.)
 
     Raises
     ------
