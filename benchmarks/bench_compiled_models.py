@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from fastcalc import fit_batch, models
-from fastcalc import _workloads as wl
+from fastcalc.cli import _workloads as wl
 
 numba = pytest.importorskip("numba", reason="the reference is written in numba")
 sys.path.insert(0, str(Path(__file__).parent))

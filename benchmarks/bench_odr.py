@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from fastcalc import fit_batch, models
-from fastcalc._bench import odr_problem
+from fastcalc.cli._bench import odr_problem
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)     # scipy.odr is deprecated in 1.17

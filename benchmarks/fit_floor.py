@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from fastcalc import fit_batch, models
-from fastcalc import _workloads as wl
+from fastcalc.cli import _workloads as wl
 
 C_SOURCE = r"""
 /* The floor of a Levenberg-Marquardt gaussian (64 points) / gaussian_2d (5x5) fit: per

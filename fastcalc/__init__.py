@@ -14,6 +14,8 @@ from .fitting import GlobalFitResult, fit_global
 from .optimize import gradient_descent, lagrange
 from .propagate import Propagation, propagate
 from .roots import newton, newton_system
+from .matrix_free import hessian_operator, hvp, jacobian_operator, jvp
+from .sparse import group_columns
 
 __all__ = [
     "BatchFitResult", "ConvergenceError", "DifferentiationResult", "FitResult", "Status",
@@ -22,4 +24,5 @@ __all__ = [
     "linear_fit", "models", "newton", "newton_system", "nist", "num_threads", "polyfit",
     "propagate", "set_num_threads", "taylor",
     "GlobalFitResult", "fit_global",
+    "group_columns", "hessian_operator", "hvp", "jacobian_operator", "jvp",
 ]

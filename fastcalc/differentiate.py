@@ -1009,7 +1009,8 @@ def gradient(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
 
 
 def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args=(),
-             vectorized=False, full_output=False, n_out=None, n_threads=None):
+             vectorized=False, full_output=False, n_out=None, n_threads=None, sparsity=None,
+             groups=None, check=False):
     """Jacobian matrix of a vector field by finite differences.
 
     Parameters
@@ -1025,10 +1026,29 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     n_out : int, optional
         Output size ``m`` of a compiled vector field, which cannot tell it; default ``n``.
         For Python callables it is checked when given and inferred otherwise.
+    sparsity : array_like or scipy.sparse matrix, shape (m, n), optional
+        Non-zero pattern of the Jacobian (boolean/numeric, non-zero = structural; explicit
+        zeros of a sparse matrix are not). Columns that share no row are perturbed together
+        (:func:`fastcalc.group_columns`): ``groups * len(stencil) + 1`` evaluations (a
+        vectorized ``f`` gets them in ONE call), and the result is a
+        ``scipy.sparse.csr_array`` with exactly this pattern. Methods: ``"forward"``,
+        ``"backward"`` (accuracy 1-4), ``"central"`` (2-8), ``"complex"``; not
+        ``"richardson"``. ``bounds`` make the columns near a bound one-sided (grouped apart).
+        Entries outside the pattern are NOT computed (and a missed non-zero corrupts the
+        entries of its group's columns in its row): see ``check``. A column with a
+        non-finite stencil value is recomputed alone with the one-sided fallback below (its
+        points evaluate all ``m`` outputs).
+    groups : array_like of int, shape (n,), optional
+        Column groups of ``sparsity`` (from :func:`fastcalc.group_columns`, to reuse them);
+        checked against the pattern.
+    check : bool, optional
+        With ``sparsity``: also compute the dense Jacobian (with ``full_output``, its cost
+        times 5) and raise a ValueError naming the entries outside the pattern where it is
+        non-zero beyond its error estimate. For tests of a pattern, not production.
 
     Returns
     -------
-    ndarray, shape (m, n), or DifferentiationResult
+    ndarray, shape (m, n), or scipy.sparse.csr_array, or DifferentiationResult
         ``J[i, j] = d f_i / d x_j``; ``status`` in the result is per column (input component).
 
     Raises
@@ -1055,6 +1075,12 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
     array([[5., 2.],
            [1., 3.]])
     """
+    if sparsity is not None or groups is not None:
+        from .sparse import sparse_jacobian    # (sparse builds on this module)
+        return sparse_jacobian(f, x, sparsity=sparsity, groups=groups, check=check,
+                               method=method, accuracy=accuracy, step=step, bounds=bounds,
+                               args=args, vectorized=vectorized, full_output=full_output,
+                               n_out=n_out, n_threads=n_threads)
     x = _check_point(x)
     accuracy = _check_method(method, accuracy)
     n_threads_for(n_threads)    # validated for every kind of f, not only compiled ones
@@ -1161,7 +1187,7 @@ def _symmetric(entries, n):
 
 
 def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=(),
-            vectorized=False, full_output=False, n_threads=None):
+            vectorized=False, full_output=False, n_threads=None, sparsity=None):
     """Hessian matrix of a scalar field by finite differences.
 
     Without ``grad``, the n(n+1)/2 unique entries come from a symmetric 2-D stencil on values
@@ -1193,10 +1219,19 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
         vector field with ``m = n``).
     args, vectorized, full_output, n_threads
         As for :func:`gradient`; ``vectorized`` applies to ``f`` or ``grad``, whichever is used.
+    sparsity : array_like or scipy.sparse matrix, shape (n, n), optional
+        Non-zero pattern of the Hessian (made symmetric: its union with its transpose); the
+        result is then a ``scipy.sparse.csr_array`` with that pattern, ``status`` per column.
+        With ``grad``: the grouped sparse Jacobian of ``grad`` (:func:`jacobian` with
+        ``sparsity``, ``2 groups + 1`` evaluations of ``grad``), symmetrized. Without: the
+        symmetric stencil above on the diagonal and the pattern's pairs only, ``1 + 2 n + 2
+        p`` evaluations of ``f`` (``p`` pairs ``i < j``; accuracy 2, ``method="central"``):
+        linear in ``n`` for a banded pattern, but each point is an n-vector: for large
+        ``n`` pass ``grad``.
 
     Returns
     -------
-    ndarray, shape (n, n), or DifferentiationResult
+    ndarray, shape (n, n), or scipy.sparse.csr_array, or DifferentiationResult
         ``status`` in the result is per entry ``(n, n)``. An entry whose stencil meets a
         non-finite value is recomputed with one-sided stencils (accuracy 2, the first
         forward/backward combination of its two axes whose points are finite),
@@ -1230,6 +1265,11 @@ def hessian(f, x, *, method="central", accuracy=2, step=None, grad=None, args=()
     array([[12.,  3.],
            [ 3.,  0.]])
     """
+    if sparsity is not None:
+        from .sparse import sparse_hessian    # (sparse builds on this module)
+        return sparse_hessian(f, x, sparsity=sparsity, method=method, accuracy=accuracy,
+                              step=step, grad=grad, args=args, vectorized=vectorized,
+                              full_output=full_output, n_threads=n_threads)
     x = _check_point(x)
     accuracy = _check_method(method, accuracy, ("central", "richardson"))
     n_threads_for(n_threads)

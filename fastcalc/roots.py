@@ -514,7 +514,7 @@ def _values(value, n, name, scalar=False):
 
 
 def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=0.0,
-                  maxiter=100, vectorized=False, n_threads=None, per_system=None):
+                  maxiter=100, vectorized=False, n_threads=None, per_system=None, sparsity=None):
     """Solve ``F(x) = 0``, ``x`` in R^n, by damped Newton-Raphson; or N such systems at once.
 
     Each step solves ``J(x) s = -F(x)`` (LAPACK ``dgesv``) and backtracks ``x + t s`` with
@@ -563,6 +563,14 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         Which of ``args`` are per-system (N systems only): one flag per argument, or one for
         all. A per-system argument must be an ndarray whose last axis has length N. None
         (default): the ndarrays whose last axis has length N.
+    sparsity : array_like or scipy.sparse matrix, shape (n, n), optional
+        Non-zero pattern of the Jacobian of ONE large system (``x0`` of shape ``(n,)``):
+        the Jacobian is then a grouped central-difference estimate (``2 * groups``
+        evaluations of F per step, :func:`fastcalc.group_columns`; a vectorized F gets them
+        in one call) or ``jac(x, *args)`` returning a scipy.sparse (or dense) matrix, and
+        each step is solved by SuperLU (:func:`scipy.sparse.linalg.splu`); same line
+        search, stopping rules, statuses and fields. ``n_threads`` and ``per_system`` are
+        not used; a compiled ``jac`` is not supported.
 
     Returns
     -------
@@ -617,6 +625,10 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     n_threads_for(n_threads)        # validated whatever the kind of F
     if not isinstance(args, tuple):
         args = tuple(args) if isinstance(args, list) else (args,)
+    if sparsity is not None:
+        from ._sparse_newton import newton_sparse_system   # (it builds on this module)
+        return newton_sparse_system(F, x0, jac, sparsity=sparsity, args=args, tol=tol,
+                                    rtol=rtol, ftol=ftol, maxiter=maxiter, vectorized=vectorized)
     x0_array = real_array(x0, "x0")
     if x0_array.ndim not in (1, 2):
         raise ValueError(f"x0 must have shape (n,) or (N, n), got {x0_array.shape}")

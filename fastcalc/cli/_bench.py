@@ -31,17 +31,20 @@ SIZES = {
     "tiny": dict(repeats=1, derivative_points=1_000, gradient_n=20, python_n=6, hessian_n=10,
                  hessian_ndt_n=10, hessian_scipy_n=6, newton_n=2_000, systems_n=200,
                  systems_subset=20, fit_n=40, fit_subset=10, fit_points=32, g2d_n=40,
-                 nist_problems=2, interval_n=20, interval_subset=2, numba_reference=False),
+                 nist_problems=2, interval_n=20, interval_subset=2, numba_reference=False,
+                 sparse_n=2_000, bratu_reference_n=500),
     "quick": dict(repeats=3, derivative_points=100_000, gradient_n=100, python_n=10,
                   hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=20, newton_n=200_000,
                   systems_n=20_000, systems_subset=200, fit_n=10_000, fit_subset=200,
                   fit_points=64, g2d_n=10_000, nist_problems=None, interval_n=2_000,
-                  interval_subset=10, numba_reference=True),
+                  interval_subset=10, numba_reference=True,
+                  sparse_n=100_000, bratu_reference_n=10_000),
     "full": dict(repeats=7, derivative_points=1_000_000, gradient_n=100, python_n=10,
                  hessian_n=100, hessian_ndt_n=100, hessian_scipy_n=30, newton_n=1_000_000,
                  systems_n=100_000, systems_subset=1_000, fit_n=100_000, fit_subset=1_000,
                  fit_points=64, g2d_n=100_000, nist_problems=None, interval_n=10_000,
-                 interval_subset=20, numba_reference=True),
+                 interval_subset=20, numba_reference=True,
+                 sparse_n=100_000, bratu_reference_n=10_000),
 }
 
 
@@ -827,6 +830,58 @@ def bench_compiled_models(bench):
     for name in ("gaussian", "gaussian_2d"):
         bench.attempt(area, f"{name} built-in vs numba LM",
                       lambda name=name: row(name, "builtin", 1))
+def bench_sparse(bench):
+    """Sparse Jacobians by column grouping and newton_system(sparsity=) (issue 16)."""
+    from scipy.optimize import root
+    from scipy.optimize._numdiff import approx_derivative
+    from scipy.sparse.linalg import LinearOperator
+
+    from .differentiate import jacobian
+    from .roots import newton_system
+    area = "sparse"
+    n, n_ref = bench.sizes["sparse_n"], bench.sizes["bratu_reference_n"]
+
+    def jacobian_row(label, options, scipy_method, points):
+        p = wl.tridiagonal_jacobian_problem(n)
+
+        def error(J):
+            return max(float(np.abs(J.diagonal(k) - d).max())
+                       for k, d in zip((-1, 0, 1), p.diagonals))
+
+        def row():
+            block = np.ascontiguousarray(np.repeat(p.x[:, None], points, axis=1))
+            t_ref, J_ref = bench.time(lambda: approx_derivative(p.f, p.x, method=scipy_method,
+                                                                sparsity=p.sparsity))
+            t_fc, J = bench.time(lambda: jacobian(p.f, p.x, sparsity=p.sparsity,
+                                                  vectorized=True, **options))
+            t_floor, _ = bench.time(lambda: p.f(block))
+            return BenchRow(area, f"tridiagonal jacobian, vectorized f, {label}", f"n={n:,}",
+                            t_fc, f"approx_derivative({scipy_method!r}, sparsity)", t_ref,
+                            None, error(J), error(J_ref), "max abs. error vs exact J",
+                            f"floor (f on the (n, {points}) block of points): "
+                            f"{format_seconds(t_floor)}, fastcalc {t_fc / t_floor:.2g}x it")
+        bench.attempt(area, f"tridiagonal jacobian {label}", row)
+
+    jacobian_row("forward", dict(method="forward", accuracy=1), "2-point", 4)
+    jacobian_row("central", dict(method="central"), "3-point", 7)
+
+    def bratu_row():
+        p, q = wl.bratu_problem(n), wl.bratu_problem(n_ref)
+        t_fc, r = bench.time(lambda: newton_system(p.F, p.x0, sparsity=p.sparsity,
+                                                   vectorized=True))
+        t_small, r_small = bench.time(lambda: newton_system(q.F, q.x0, sparsity=q.sparsity,
+                                                            vectorized=True))
+        M = LinearOperator((n_ref, n_ref), matvec=q.laplacian_solve)
+        t_ref, r_ref = bench.time(lambda: root(q.F, q.x0, method="krylov",
+                                               options={"jac_options": {"inner_M": M}}))
+        return BenchRow(area, "Bratu 1-D, newton_system(sparsity=), vectorized F",
+                        f"n={n_ref:,}", t_small, "root(krylov), Laplacian preconditioner",
+                        t_ref, None, float(np.abs(r_small.fun).max()),
+                        float(np.abs(r_ref.fun).max()), "max |F| at the solution",
+                        f"at n={n:,} fastcalc takes {format_seconds(t_fc)} (status "
+                        f"{r.status}, max|F| {np.abs(r.fun).max():.1e}); root(krylov) did not "
+                        "finish in 100 s at n=50,000 on the development VM")
+    bench.attempt(area, "Bratu 1-D", bratu_row)
 
 
 AREAS = {
@@ -841,6 +896,7 @@ AREAS = {
     "nist": bench_nist,
     "odr": bench_odr,
     "global": bench_global,
+    "sparse": bench_sparse,
 }
 
 

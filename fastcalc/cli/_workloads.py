@@ -295,3 +295,70 @@ def gaussian_2d_problem(size, side=5, noise=0.02, seed=SEED):
     p0 = params * (1.0 + 0.1 * rng.uniform(-1.0, 1.0, params.shape))
     names = ("A", "x0", "y0", "sigma", "b")
     return FitProblem("gaussian_2d", _gaussian_2d, names, xy, Y, params, sigma, p0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Large sparse problems (issue 16): a tridiagonal vector field and the 1-D Bratu problem.
+
+def _tridiagonal_pattern(n):
+    from scipy.sparse import diags_array
+    ones = np.ones(n)
+    return diags_array([ones[1:], ones, ones[1:]], offsets=[-1, 0, 1], format="csr")
+
+
+def _chain(x):
+    """``f_i = x_i**3 + sin(x_{i-1}) + x_{i+1}**2 x_i``: tridiagonal Jacobian; ``x`` of shape
+    ``(n,)`` or ``(n, k)`` (columns are points)."""
+    y = x ** 3
+    y[1:] += np.sin(x[:-1])
+    y[:-1] += x[1:] ** 2 * x[:-1]
+    return y
+
+
+@dataclass
+class SparseJacobianProblem:
+    """A vector field with a tridiagonal Jacobian, its pattern and the exact Jacobian's
+    diagonals (sub, main, super)."""
+
+    f: Callable
+    x: np.ndarray
+    sparsity: object
+    diagonals: tuple
+
+
+def tridiagonal_jacobian_problem(n):
+    x = np.linspace(0.2, 1.5, n)
+    diagonals = (np.cos(x[:-1]), 3 * x ** 2 + np.append(x[1:] ** 2, 0.0), 2 * x[1:] * x[:-1])
+    return SparseJacobianProblem(_chain, x, _tridiagonal_pattern(n), diagonals)
+
+
+@dataclass
+class BratuProblem:
+    """``-u'' = lam exp(u)`` on (0, 1), ``u(0) = u(1) = 0``, central differences on ``n`` inner
+    points: ``F(U)`` (``U`` of shape ``(n,)`` or ``(n, k)``), the Jacobian's pattern, the
+    inverse of its linear part (a preconditioner for Krylov solvers) and ``max u`` of the
+    lower solution at lam = 1 (0.14053921 in the grid limit)."""
+
+    F: Callable
+    x0: np.ndarray
+    sparsity: object
+    laplacian_solve: Callable
+    max_u: float = 0.14053921
+
+
+def bratu_problem(n, lam=1.0):
+    from scipy.linalg import solve_banded
+    h2 = 1.0 / (n + 1) ** 2
+
+    def F(U):
+        out = 2.0 * U
+        out[1:] -= U[:-1]
+        out[:-1] -= U[1:]
+        out /= h2
+        out -= lam * np.exp(U)
+        return out
+
+    band = np.zeros((3, n))
+    band[0, 1:], band[1], band[2, :-1] = -1.0 / h2, 2.0 / h2, -1.0 / h2
+    return BratuProblem(F, np.zeros(n), _tridiagonal_pattern(n),
+                        lambda v: solve_banded((1, 1), band, v))
