@@ -169,11 +169,12 @@ def _python_gaussian(x, A, mu, sigma, c):
     return A * np.exp(-0.5 * ((x - mu) / sigma) ** 2) + c
 
 
-@pytest.mark.parametrize("kind", ["builtin", "compiled", "python"])
+@pytest.mark.parametrize("kind", ["builtin", "compiled", "compiled_with_jac", "python"])
 def test_model_kinds_agree(rng, kind):
     N = 12
     x, Y, sigma = gaussian_data(rng, N, missing=0.1)
     model = {"builtin": models.gaussian, "compiled": low_level("gaussian_model"),
+             "compiled_with_jac": low_level("gaussian_model_and_jac"),
              "python": _python_gaussian}[kind]
     p0 = np.tile([2.0, 0.0, 1.0, 0.0], (N, 1))
     r = fit_global(model, x, Y, p0, shared=[1, 2], sigma=sigma)
@@ -183,7 +184,7 @@ def test_model_kinds_agree(rng, kind):
     # forward-difference Jacobians: the same minimum, stderr to finite-difference accuracy
     np.testing.assert_array_less(np.abs(r.params - params), 1e-6 * stderr)
     np.testing.assert_allclose(r.shared_stderr, stderr[0, SHARED],
-                               rtol=1e-6 if kind == "builtin" else 1e-4)
+                               rtol=1e-6 if kind in ("builtin", "compiled_with_jac") else 1e-4)
 
 
 def test_thread_count_does_not_change_results(rng):

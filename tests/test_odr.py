@@ -273,11 +273,12 @@ def test_batch_equals_single_fits_and_thread_counts_agree_bitwise(rng):
     assert_allclose(alone.params, one.params[3], rtol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["compiled", "compiled_jac", "python"])
+@pytest.mark.parametrize("kind", ["compiled", "compiled_jac", "compiled_with_jac", "python"])
 def test_model_kinds_agree_with_the_builtin_model(rng, kind):
     X, Y, P = gaussian_odr_batch(rng, 12)
     ref = fit_batch(models.gaussian, X, Y, p0=P, sigma=0.05, sigma_x=0.03)
-    model = python_gaussian if kind == "python" else low_level("gaussian_model")
+    model = {"python": python_gaussian, "compiled_with_jac": low_level("gaussian_model_and_jac")
+             }.get(kind, low_level("gaussian_model"))
     jac = low_level("gaussian_model_jac") if kind == "compiled_jac" else None
     r = fit_batch(model, X, Y, p0=P, sigma=0.05, sigma_x=0.03, jac=jac)
     assert r.success.all()

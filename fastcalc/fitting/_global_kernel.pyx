@@ -16,7 +16,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt, fabs, isfinite, NAN
 from libc.stdlib cimport malloc, free
 
-from fastcalc._evaluate cimport UserFunction, model_t
+from fastcalc._evaluate cimport UserFunction, model_jac_t, model_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
 from fastcalc._parallel cimport resolve_threads
 from fastcalc._status_codes cimport SUCCESS, SINGULAR, NON_FINITE, CALLBACK_ERROR
@@ -53,6 +53,7 @@ cdef int team_size(object n_threads, Py_ssize_t N, Py_ssize_t work_per_dataset) 
 cdef struct Data:
     model_eval_t builtin
     model_t compiled
+    model_jac_t compiled_both   # a compiled model writing its own Jacobian (then compiled NULL)
     void *user_data
     int x_dim
     int m               # points per dataset, missing ones included
@@ -130,7 +131,10 @@ cdef int values_at(const Data *dt, Points *pt, const double *p, double *out,
         if dt.builtin(pt.n, pt.x, dt.P, p, out, jac) != 0:
             return NON_FINITE
         return SUCCESS
-    rc = dt.compiled(pt.n, pt.x, dt.P, <double *>p, out, dt.user_data)
+    if dt.compiled_both != NULL:
+        rc = dt.compiled_both(pt.n, pt.x, dt.P, <double *>p, out, jac, dt.user_data)
+    else:
+        rc = dt.compiled(pt.n, pt.x, dt.P, <double *>p, out, dt.user_data)
     if rc != 0:
         return CALLBACK_ERROR
     for i in range(pt.n):
@@ -249,13 +253,17 @@ cdef int bind_data(Data *dt, int kind, int model_id, object model, const double[
     cdef UserFunction fn
     dt.builtin = NULL
     dt.compiled = NULL
+    dt.compiled_both = NULL
     dt.user_data = NULL
     if kind == KIND_BUILTIN:
         kernel = model_kernel(model_id, P)
         dt.builtin = kernel.evaluate
     else:
         fn = <UserFunction?>model
-        dt.compiled = <model_t>fn.c_function
+        if fn.signature == "model_jac":
+            dt.compiled_both = <model_jac_t>fn.c_function
+        else:
+            dt.compiled = <model_t>fn.c_function
         dt.user_data = fn.user_data
     dt.x_dim = x_dim
     dt.m = <int>Y.shape[1]
@@ -285,10 +293,12 @@ cdef int dataset_blocks(const Data *dt, Py_ssize_t d, double *scratch, const dou
     cdef Points pt
     cdef int rc
     cdef Py_ssize_t i
+    cdef bint analytic = dt.builtin != NULL or dt.compiled_both != NULL
     gather(dt, d, scratch, &pt)
-    rc = values_at(dt, &pt, p, pt.values, pt.jac if dt.builtin != NULL else NULL)
-    if rc == SUCCESS and dt.builtin == NULL:     # (a built-in model checks its own)
+    rc = values_at(dt, &pt, p, pt.values, pt.jac if analytic else NULL)
+    if rc == SUCCESS and not analytic:
         rc = fd_jacobian(dt, &pt, p, free_, upper, scale)
+    if dt.builtin == NULL:      # (a built-in model checks its own Jacobian)
         for i in range(<Py_ssize_t>pt.n * dt.P):
             if rc == SUCCESS and not isfinite(pt.jac[i]):
                 rc = NON_FINITE

@@ -47,7 +47,7 @@ from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from scipy.linalg.cython_lapack cimport dpotrf, dpotrs, dpotri
 
-from fastcalc._evaluate cimport UserFunction, model_t
+from fastcalc._evaluate cimport UserFunction, model_jac_t, model_t
 from fastcalc._models cimport ModelKernel, model_kernel, model_eval_t, model_guess_t
 from fastcalc._parallel cimport resolve_threads
 from fastcalc._status_codes cimport (SUCCESS, MAX_ITERATIONS, SINGULAR, NON_FINITE,
@@ -654,6 +654,7 @@ cdef struct Model:
     model_eval_t builtin
     model_t compiled
     model_t compiled_jac
+    model_jac_t compiled_both   # a compiled model writing its own Jacobian (then compiled NULL)
     void *user_data
     void *jac_user_data
     double *jacrow      # (m, P) scratch
@@ -664,11 +665,14 @@ cdef struct Model:
 
 cdef inline int model_values(const Model *md, int m, const double *t, int P, const double *p,
                              double *out, double *jac) noexcept nogil:
+    cdef int rc
     if md.kind == KIND_BUILTIN:
         return NON_FINITE if md.builtin(m, t, P, p, out, jac) != 0 else SUCCESS
-    if md.compiled(m, <double *>t, P, <double *>p, out, md.user_data) != 0:
-        return CALLBACK_ERROR
-    return SUCCESS
+    if md.compiled_both != NULL:
+        rc = md.compiled_both(m, <double *>t, P, <double *>p, out, jac, md.user_data)
+    else:
+        rc = md.compiled(m, <double *>t, P, <double *>p, out, md.user_data)
+    return CALLBACK_ERROR if rc != 0 else SUCCESS
 
 
 cdef int model_jacobian(OdrState *s, Model *md) noexcept nogil:
@@ -685,8 +689,8 @@ cdef int model_jacobian(OdrState *s, Model *md) noexcept nogil:
                 s.jb[i + <Py_ssize_t>k * m] = md.jacrow[<Py_ssize_t>i * P + j]
         builtin_x_derivative(md.model_id, m, P, s.params, s.t, md.jacrow, s.fx)
         return SUCCESS
-    if md.kind == KIND_BUILTIN or md.compiled_jac != NULL:
-        if md.kind == KIND_BUILTIN:
+    if md.kind == KIND_BUILTIN or md.compiled_jac != NULL or md.compiled_both != NULL:
+        if md.kind == KIND_BUILTIN or md.compiled_both != NULL:
             rc = model_values(md, m, s.t, P, s.params, md.fd_values, md.jacrow)
         elif md.compiled_jac(m, s.t, P, s.params, md.jacrow, md.jac_user_data) != 0:
             rc = CALLBACK_ERROR
@@ -772,6 +776,7 @@ cdef struct BatchInput:
     model_guess_t guess
     model_t compiled
     model_t compiled_jac
+    model_jac_t compiled_both
     void *user_data
     void *jac_user_data
     int m
@@ -843,13 +848,14 @@ cdef void odr_dataset(const BatchInput *inp, Py_ssize_t d, double *scratch) noex
     md.builtin = inp.builtin
     md.compiled = inp.compiled
     md.compiled_jac = inp.compiled_jac
+    md.compiled_both = inp.compiled_both
     md.user_data = inp.user_data
     md.jac_user_data = inp.jac_user_data
     state_bind(&s, c, n, P, inp.nfree)
     state_init(&s, xs, ys, ws, vs, inp.maxiter, inp.ftol, inp.xtol, inp.gtol,
                inp.absolute_sigma, inp.free_index, inp.lower, inp.upper, inp.has_bounds,
                inp.cov_out + d * P * P, inp.stderr_out + d * P)
-    s.analytic = inp.kind == KIND_BUILTIN or inp.compiled_jac != NULL
+    s.analytic = inp.kind == KIND_BUILTIN or inp.compiled_jac != NULL or inp.compiled_both != NULL
     memcpy(s.params, inp.p0 + d * P, <size_t>P * sizeof(double))
     if n < inp.nfree or n == 0:
         state_stop(&s, SINGULAR)
@@ -925,6 +931,7 @@ def odr_compiled(int kind, int model_id, object model, object model_jac,
     inp.guess = NULL
     inp.compiled = NULL
     inp.compiled_jac = NULL
+    inp.compiled_both = NULL
     inp.user_data = NULL
     inp.jac_user_data = NULL
     if kind == KIND_BUILTIN:
@@ -933,7 +940,10 @@ def odr_compiled(int kind, int model_id, object model, object model_jac,
         inp.guess = kernel.guess
     else:
         fn = <UserFunction?>model
-        inp.compiled = <model_t>fn.c_function
+        if fn.signature == "model_jac":
+            inp.compiled_both = <model_jac_t>fn.c_function
+        else:
+            inp.compiled = <model_t>fn.c_function
         inp.user_data = fn.user_data
         if model_jac is not None:
             jac_fn = <UserFunction?>model_jac
