@@ -8,7 +8,7 @@ Used by tests/test_systems_mgh.py and the bench's ``systems`` area.
 """
 import numpy as np
 
-__all__ = ["PROBLEMS", "cases"]
+__all__ = ["PROBLEMS", "cases", "batches", "hybr_solves"]
 
 
 def rosenbrock(x):
@@ -183,3 +183,26 @@ def cases(factors=(1.0, 10.0, 100.0)):
                 x0 = np.full(n, factor) if name == "watson" and factor != 1.0 else factor * base
                 out.append((f"{name}(n={n}) {factor:g}x0", F, x0))
     return out
+
+
+def batches(factors=(1.0, 10.0, 100.0)):
+    """``(label, F, X0)`` per problem and dimension, X0 ``(len(factors), n)``: its starts, one
+    batch for ``newton_system(F, X0, vectorized=True)``."""
+    out = {}
+    for label, F, x0 in cases(factors):
+        key = label.split(" ")[0]
+        out.setdefault(key, (key, F, []))[2].append(x0)
+    return [(key, F, np.array(starts)) for key, F, starts in out.values()]
+
+
+def hybr_solves(F, x0, ftol, maxfev=0):
+    """Whether ``scipy.optimize.root(F, x0, method="hybr")`` ends with ``max|F| <= ftol``
+    (whatever its success flag says: it stops on a small step, and flags some roots as
+    failures)."""
+    import warnings
+
+    from scipy.optimize import root
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = root(F, x0, method="hybr", options={"maxfev": maxfev})
+    return bool(np.abs(F(ref.x)).max() <= ftol)
