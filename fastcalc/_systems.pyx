@@ -237,6 +237,7 @@ cdef struct Trust:
     bint first          # no step accepted yet (delta is cut to the first step's length)
     bint need_jacobian
     bint closing        # the proposed step is a Gauss-Newton step below the tolerance
+    bint have_descent   # A.sd, A.jsd, gnorm, sgnorm are those of the current Jacobian
 
 # One system's arrays (n each unless said): x, F(x), the Jacobian (n^2, column-major), its LU
 # factors (n^2) and pivots, the Gauss-Newton step p and J p, the steepest-descent direction
@@ -260,7 +261,7 @@ cdef inline void trust_start(Trust *T, const TrustArrays *A, const SystemSetting
     """State at x0 (F(x0) in A.fx)."""
     T.delta = T.xnorm = T.pnorm = T.linear_norm = T.qnorm = T.gnorm = T.sgnorm = 0.0
     T.ncsuc = T.ncfail = T.nslow = T.nit = 0
-    T.scaled = T.closing = False
+    T.scaled = T.closing = T.have_descent = False
     T.first = T.need_jacobian = True
     T.fnorm = norm2(A.fx, s.n)
     if not all_finite(A.fx, s.n):
@@ -286,11 +287,11 @@ cdef inline void matvec(int n, const double *a, const double *v, double *out) no
 cdef inline void trust_factor(Trust *T, const TrustArrays *A,
                               const SystemSettings *s) noexcept nogil:
     """From the Jacobian at x (A.jac, column-major): D (the largest column norms of J so far, 1
-    for a zero column: MINPACK's mode 1), the Gauss-Newton step and the steepest-descent
-    direction with its Cauchy length. They do not depend on delta, so a rejected step costs
-    the next proposal O(n)."""
+    for a zero column: MINPACK's mode 1) and the Gauss-Newton step (the steepest-descent
+    direction follows when needed). Neither depends on delta, so a rejected step costs the
+    next proposal O(n)."""
     cdef int n = s.n, i, j, one = 1, info
-    cdef double c, total, pivot
+    cdef double c, pivot
     for j in range(n):
         c = norm2(A.jac + j * n, n)
         if not T.scaled:
@@ -301,24 +302,7 @@ cdef inline void trust_factor(Trust *T, const TrustArrays *A,
         T.xnorm = scaled_norm2(A.diag, A.x, n)
         T.delta = INITIAL_FACTOR * T.xnorm if T.xnorm != 0.0 else INITIAL_FACTOR
         T.scaled = True
-    # Steepest descent: D^-1 J^T F, normalised, D^-1 again; sgnorm = the model's minimiser
-    # along it.
-    for j in range(n):
-        total = 0.0
-        for i in range(n):
-            total += A.jac[i + j * n] * A.fx[i]
-        A.sd[j] = total / A.diag[j]
-    T.gnorm = norm2(A.sd, n)
-    T.sgnorm = 0.0
-    if T.gnorm != 0.0:
-        for j in range(n):
-            A.sd[j] = (A.sd[j] / T.gnorm) / A.diag[j]
-        matvec(n, A.jac, A.sd, A.jsd)
-        c = norm2(A.jsd, n)
-        T.sgnorm = (T.gnorm / c) / c
-    else:
-        for j in range(n):
-            A.sd[j] = A.jsd[j] = 0.0
+    T.have_descent = False
     # Gauss-Newton step J p = F by LU (one dgesv call: OpenBLAS's dgetrf + dgetrs cost twice
     # its overhead, which dominates at n = 2). An exactly zero pivot (dgesv stops before the
     # solve) becomes eps times its column's largest entry of U (or eps), as MINPACK does with
@@ -350,6 +334,31 @@ cdef inline void trust_factor(Trust *T, const TrustArrays *A,
     T.need_jacobian = False
 
 
+cdef inline void steepest_descent(Trust *T, const TrustArrays *A, int n) noexcept nogil:
+    """The steepest-descent direction D^-1 (D^-1 J^T F) / ||D^-1 J^T F|| into A.sd, J times it
+    into A.jsd, and the length sgnorm of the model's minimiser along it. Formed only when the
+    Gauss-Newton step does not fit the region (near a regular root it always does)."""
+    cdef int i, j
+    cdef double total, c
+    for j in range(n):
+        total = 0.0
+        for i in range(n):
+            total += A.jac[i + j * n] * A.fx[i]
+        A.sd[j] = total / A.diag[j]
+    T.gnorm = norm2(A.sd, n)
+    T.sgnorm = 0.0
+    if T.gnorm != 0.0:
+        for j in range(n):
+            A.sd[j] = (A.sd[j] / T.gnorm) / A.diag[j]
+        matvec(n, A.jac, A.sd, A.jsd)
+        c = norm2(A.jsd, n)
+        T.sgnorm = (T.gnorm / c) / c
+    else:
+        for j in range(n):
+            A.sd[j] = A.jsd[j] = 0.0
+    T.have_descent = True
+
+
 cdef inline void trust_propose(Trust *T, const TrustArrays *A,
                                const SystemSettings *s) noexcept nogil:
     """MINPACK's dogleg step within delta into A.step and A.trial: the Gauss-Newton step if it
@@ -360,6 +369,8 @@ cdef inline void trust_propose(Trust *T, const TrustArrays *A,
     if T.qnorm <= delta:
         alpha, cauchy = 1.0, 0.0
     else:
+        if not T.have_descent:
+            steepest_descent(T, A, n)
         alpha = delta / T.qnorm if isfinite(T.qnorm) else 0.0
         if T.gnorm != 0.0:
             alpha = 0.0
