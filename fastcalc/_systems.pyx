@@ -21,10 +21,11 @@ by ``TrustRegionBatch``, which the Python driver in ``roots.py`` feeds with F an
 
 Status 0 needs evidence: ``max|F| <= ftol``, or a full Gauss-Newton (Newton) step below
 ``tol + rtol * max|x|`` -- it estimates the distance to a root where J is regular, and is
-long where J is (nearly) singular away from a root. Kernel-only codes, reported by the wrapper as status 2 with
-their own messages: NO_DESCENT (no Newton step decreases ``||F||``) and STALLED (the trust
-region shrank to rounding level, or ten steps in a row reduced ``||F||`` by under 0.1%: a
-stationary point of ``||F||`` that is no root). Results never depend on the thread count.
+long where J is (nearly) singular away from a root. Kernel-only codes, reported by the
+wrapper as status 2 with their own messages: NO_DESCENT (no Newton step decreases ``||F||``)
+and STALLED (the trust region shrank to rounding level, or ten steps in a row reduced
+``||F||`` by under 0.1%: a stationary point of ``||F||`` that is no root). Results never
+depend on the thread count.
 """
 import numpy as np
 from cython.parallel cimport parallel, prange, threadid
@@ -257,7 +258,8 @@ cdef struct TrustArrays:
     double *trial
 
 
-cdef inline void trust_start(Trust *T, const TrustArrays *A, const SystemSettings *s) noexcept nogil:
+cdef inline void trust_start(Trust *T, const TrustArrays *A,
+                             const SystemSettings *s) noexcept nogil:
     """State at x0 (F(x0) in A.fx)."""
     T.delta = T.xnorm = T.pnorm = T.linear_norm = T.qnorm = T.gnorm = T.sgnorm = 0.0
     T.ncsuc = T.ncfail = T.nslow = T.nit = 0

@@ -163,3 +163,18 @@ def test_maxiter_counts_trial_steps_and_read_only_starts_are_untouched():
     r = newton_system(F, X0, vectorized=True)
     assert np.all(r.status == 0)
     np.testing.assert_allclose(r.x, 1.0, rtol=1e-14)
+
+
+def test_trial_points_outside_the_domain_shrink_the_region():
+    # log(x0) = 1, x1 = x0 from x0 = 100: the Newton step lands at x0 < 0 (F is NaN there);
+    # the dogleg rejects it, shrinks the region and converges to (e, e)
+    def F(x):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.array([np.log(x[0]) - 1.0, x[1] - x[0]])
+
+    newton_point = np.array([100.0, 0.0]) - np.linalg.solve([[0.01, 0.0], [-1.0, 1.0]],
+                                                            F(np.array([100.0, 0.0])))
+    assert newton_point[0] < 0
+    r = newton_system(F, [100.0, 0.0])
+    assert r.status == 0
+    np.testing.assert_allclose(r.x, [np.e, np.e], rtol=1e-15)
