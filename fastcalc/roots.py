@@ -522,9 +522,10 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         shared coefficient vector of length N (e.g. ``n == N``) would be cut up too: pass
         ``per_system`` then.
     tol, rtol : float, optional
-        Converged when the full Newton step ``s`` has ``max|s| <= tol + rtol * max|x_new|``
-        (``x_new = x + s`` if it does not increase ``||F||``, else ``x``; x and ``fun =
-        F(x)`` belong together). A small damped step ``t s`` or a small trust region is not
+        Converged when the full Newton step ``s`` from x has ``max|s| <= tol + rtol *
+        max|x_new|``, ``x_new`` the point returned (``newton``: the line search's;
+        ``dogleg``: ``x + s``, or x if F is no smaller there). ``x`` and ``fun = F(x)``
+        belong together. A small damped step ``t s`` or a small trust region is not
         convergence: near a minimum of ``||F||`` that is no root the iteration ends with
         status 2 (no descent possible) or 1. Neither is a singular Jacobian's step, which is
         long.
@@ -551,13 +552,13 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     -------
     result : scipy.optimize.OptimizeResult
         ``x``, ``fun`` (F at x), ``status`` (0 converged, 1 maxiter, 2 singular Jacobian or no
-        descent possible (``newton``), or ``||F||`` stopped decreasing (``dogleg``: a local
-        minimum of ``||F||`` that is no root), 3 non-finite F or J), ``success``/``converged``,
-        ``nit``, ``nfev`` (evaluations of F, plus one per Jacobian evaluation), ``message``
-        (status 2 says which and names the point, e.g. ``'singular Jacobian at x = [0.,
-        1.]'``). With N
-        systems every field has a leading axis N (``message`` an object array of N messages,
-        status 2 saying ``'... at this system's x'``: its row of ``x``).
+        descent possible (``newton``), or ``||F||`` stopped decreasing (``dogleg``: a
+        stationary point of ``||F||`` that is no root), 3 non-finite F or J),
+        ``success``/``converged``, ``nit``, ``nfev`` (evaluations of F, plus one per analytic
+        Jacobian or 2 n per finite-difference one), ``message`` (status 2 says which and names
+        the point, e.g. ``'singular Jacobian at x = [0., 1.]'``). With N systems every field
+        has a leading axis N (``message`` an object array of N messages, status 2 saying
+        ``'... at this system's x'``: its row of ``x``).
 
     Raises
     ------
