@@ -9,11 +9,6 @@ from typing_extensions import disjoint_base
 # x, fun, status, nit, nfev (fun, nit, nfev None unless details)
 _CompiledArrays = tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray[np.intp],
                         NDArray[np.intp] | None, NDArray[np.intp] | None]
-_Arrays5 = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp], NDArray[np.intp],
-                 NDArray[np.intp]]
-
-# newton_system kernels' status for "no step decreases ||F||" (reported as status 2)
-NO_DESCENT: int
 
 class Method(enum.IntEnum):
     NEWTON = 0
@@ -117,18 +112,3 @@ class NewtonBatch:
 def compiled_values(
     f: Any, x: NDArray[np.float64], params: NDArray[np.float64], elements: NDArray[np.intp]
 ) -> NDArray[np.float64]: ...
-
-def newton_system_compiled(
-    F: Any,
-    jac: Any | None,
-    x0: NDArray[np.float64],
-    tol: float,
-    rtol: float,
-    ftol: float,
-    maxiter: int,
-    n_threads: int | None,
-) -> _Arrays5: ...
-
-def solve_linear_systems(
-    matrices: NDArray[np.float64], rhs: NDArray[np.float64]
-) -> NDArray[np.intc]: ...

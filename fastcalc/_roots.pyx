@@ -1,4 +1,4 @@
-"""Newton-Raphson kernels: elementwise batches of scalar equations and batches of small systems.
+"""Newton-Raphson kernels: elementwise batches of scalar equations (systems: ``_systems.pyx``).
 
 The per-element logic (when an element has converged, failed, or takes which step) lives in two
 ``noexcept nogil`` functions, ``after_value`` and ``after_derivative``. They drive
@@ -14,11 +14,7 @@ The per-element logic (when an element has converged, failed, or takes which ste
   ``NewtonBatch`` (one pass per round with stable compaction; decisions written out as in
   ``solve_block_plain``).
 
-Systems (``newton_system_compiled``; the Python driver in ``roots.py`` uses
-``solve_linear_systems``) use damped Newton-Raphson with a backtracking line search on
-``||F||^2`` and LAPACK ``dgesv``.
-
-Kernels never raise on a numerical failure: every element or system ends with a status code from
+Kernels never raise on a numerical failure: every element ends with a status code from
 ``fastcalc._status``. Per-element results never depend on the thread count or on the order in
 which elements are processed.
 """
@@ -29,9 +25,8 @@ from libc.math cimport fabs, isfinite, fmax, fmin, copysign, NAN, INFINITY
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.limits cimport INT_MAX
-from scipy.linalg.cython_lapack cimport dgesv
 
-from fastcalc._evaluate cimport UserFunction, elementwise_t, vector_field_t
+from fastcalc._evaluate cimport UserFunction, elementwise_t
 from fastcalc._parallel cimport resolve_threads
 from fastcalc._status_codes cimport (SUCCESS, MAX_ITERATIONS, SINGULAR, NON_FINITE,
                                      OUT_OF_BOUNDS, CALLBACK_ERROR)
@@ -63,7 +58,6 @@ cdef extern from "Python.h":
 
 cdef enum:
     SIGNAL_ROUNDS = 16384   # rounds (elementwise) between two checks
-    SIGNAL_SYSTEM_ROUNDS = 256  # Newton iterations (systems) between two checks
 
 
 cdef bint interrupted(int *flag, bint calling_thread) noexcept nogil:
@@ -1268,254 +1262,3 @@ cdef class NewtonBatch:
 cdef double *_double_ptr(cnp.ndarray array):
     # Only arrays this module created (C-contiguous float64) are passed here.
     return <double*>cnp.PyArray_DATA(array)
-
-
-
-
-
-# --------------------------------------------------------------------------------------------
-# Systems F(x) = 0, x in R^n: damped Newton-Raphson, LAPACK dgesv, FD Jacobian if none given.
-
-# The system kernels' second reason for status 2 (SINGULAR: the Jacobian at x is singular):
-# no step along the Newton direction decreases ||F||. The wrapper reports it as SINGULAR with
-# its own message.
-cdef enum:
-    NO_DESCENT_CODE = -2
-NO_DESCENT = NO_DESCENT_CODE
-
-cdef struct SystemSettings:
-    double tol, rtol, ftol
-    int maxiter
-    int n
-    bint fd_jacobian
-
-
-cdef inline double half_norm2(const double *v, int n) noexcept nogil:
-    cdef double total = 0.0
-    cdef int i
-    for i in range(n):
-        total += v[i] * v[i]
-    return 0.5 * total
-
-
-cdef inline double norm_inf(const double *v, int n) noexcept nogil:
-    cdef double m = 0.0
-    cdef int i
-    for i in range(n):
-        if fabs(v[i]) > m or v[i] != v[i]:
-            m = fabs(v[i])
-    return m
-
-
-cdef inline bint all_finite(const double *v, int n) noexcept nogil:
-    cdef int i
-    for i in range(n):
-        if not isfinite(v[i]):
-            return False
-    return True
-
-
-cdef inline int evaluate_field(vector_field_t F, void *data, int n, double *x,
-                               double *out) noexcept nogil:
-    """F(x) into out; non-zero return or non-finite values give 1."""
-    if F(n, x, n, out, data) != 0:
-        return 1
-    return 0 if all_finite(out, n) else 1
-
-
-cdef inline int solve_compiled_system(
-        vector_field_t F, void *F_data, vector_field_t J, void *J_data,
-        const SystemSettings *s, double *x, double *fx, double *work, int *ipiv,
-        int *nit_out, int *nfev_out, int *stop_flag, bint calling_thread) noexcept nogil:
-    """Solve one system F(x) = 0 in place from x; return its status.
-
-    work holds 2 n^2 + 4 n doubles: the column-major Jacobian (factored by dgesv), the row-major
-    analytic Jacobian, the step, the trial point and F there, and one FD column.
-    """
-    cdef int n = s.n, i, j, info, one = 1, nit = 0, nfev = 0, halvings
-    cdef double *jac = work                       # column-major n x n (LAPACK)
-    cdef double *jac_rows = work + n * n          # row-major n x n (user's analytic Jacobian)
-    cdef double *step = work + 2 * n * n
-    cdef double *trial = step + n
-    cdef double *ftrial = trial + n
-    cdef double *column = ftrial + n
-    cdef double phi, phi_trial, t, h, saved, step_norm
-    if F(n, x, n, fx, F_data) != 0:
-        nit_out[0] = 0
-        nfev_out[0] = 1
-        return NON_FINITE
-    nfev = 1
-    if not all_finite(fx, n):
-        nit_out[0] = 0
-        nfev_out[0] = nfev
-        return NON_FINITE
-    phi = half_norm2(fx, n)
-    while True:
-        if norm_inf(fx, n) <= s.ftol:
-            break
-        if nit >= s.maxiter:
-            nit_out[0] = nit
-            nfev_out[0] = nfev
-            return MAX_ITERATIONS
-        if nit % SIGNAL_SYSTEM_ROUNDS == SIGNAL_SYSTEM_ROUNDS - 1 \
-                and interrupted(stop_flag, calling_thread):
-            nit_out[0] = nit
-            nfev_out[0] = nfev
-            return MAX_ITERATIONS
-        # Jacobian, column-major for dgesv.
-        if s.fd_jacobian:
-            for j in range(n):
-                saved = x[j]
-                h = fd_step(saved)
-                x[j] = saved + h
-                info = evaluate_field(F, F_data, n, x, trial)
-                x[j] = saved - h
-                info += evaluate_field(F, F_data, n, x, column)
-                x[j] = saved
-                nfev += 2
-                if info != 0:
-                    nit_out[0] = nit
-                    nfev_out[0] = nfev
-                    return NON_FINITE
-                for i in range(n):
-                    jac[i + j * n] = (trial[i] - column[i]) / (2.0 * h)
-        else:
-            info = J(n, x, n * n, jac_rows, J_data)
-            nfev += 1
-            if info != 0 or not all_finite(jac_rows, n * n):
-                nit_out[0] = nit
-                nfev_out[0] = nfev
-                return NON_FINITE
-            for i in range(n):
-                for j in range(n):
-                    jac[i + j * n] = jac_rows[i * n + j]
-        for i in range(n):
-            step[i] = -fx[i]
-        dgesv(&n, &one, jac, &n, ipiv, step, &n, &info)
-        if info != 0 or not all_finite(step, n):
-            nit_out[0] = nit
-            nfev_out[0] = nfev
-            return SINGULAR
-        # Backtracking on ||F||^2 (Armijo, the Newton direction is a descent direction).
-        t = 1.0
-        halvings = 0
-        while True:
-            for i in range(n):
-                trial[i] = x[i] + t * step[i]
-            nfev += 1
-            if evaluate_field(F, F_data, n, trial, ftrial) == 0:
-                phi_trial = half_norm2(ftrial, n)
-                if phi_trial <= (1.0 - 2e-4 * t) * phi:
-                    break
-            halvings += 1
-            if halvings > 40:
-                break
-            t *= 0.5
-        nit += 1
-        if halvings > 40:
-            # No decrease along the Newton direction: a local minimum of ||F|| that is no root.
-            nit_out[0] = nit
-            nfev_out[0] = nfev
-            return NO_DESCENT_CODE
-        # The full Newton step, not the damped t * step: near a minimum of ||F|| that is no
-        # root, the step is large but t * step tiny, and that must not count as convergence.
-        step_norm = norm_inf(step, n)
-        for i in range(n):
-            x[i] = trial[i]
-            fx[i] = ftrial[i]
-        phi = phi_trial
-        if step_norm <= s.tol + s.rtol * norm_inf(x, n):
-            break
-    nit_out[0] = nit
-    nfev_out[0] = nfev
-    return SUCCESS
-
-
-def newton_system_compiled(UserFunction F, UserFunction jac, const double[:, ::1] x0,
-                           double tol, double rtol, double ftol, int maxiter,
-                           object n_threads):
-    """Solve ``F(x) = 0`` from every row of ``x0`` (shape ``(N, n)``); compiled F (and jac).
-
-    Returns ``(x, fun, status, nit, nfev)``.
-    """
-    cdef Py_ssize_t N = x0.shape[0], i
-    cdef int n = <int>x0.shape[1]
-    cdef int nt = resolve_threads(n_threads)
-    cdef SystemSettings s
-    cdef vector_field_t Fn = <vector_field_t>F.c_function
-    cdef vector_field_t Jn = NULL
-    cdef void *F_data = F.user_data
-    cdef void *J_data = NULL
-    cdef double *work
-    cdef int *ipiv
-    cdef int nit, nfev
-    cdef int stop_flag = 0
-    if jac is not None:
-        Jn = <vector_field_t>jac.c_function
-        J_data = jac.user_data
-    s.tol = tol
-    s.rtol = rtol
-    s.ftol = ftol
-    s.maxiter = maxiter
-    s.n = n
-    s.fd_jacobian = Jn == NULL
-    x_out = np.array(x0, dtype=np.float64, order="C")
-    fun_out = np.full((N, n), np.nan)
-    status_out = np.empty(N, dtype=np.intp)
-    nit_out = np.empty(N, dtype=np.intp)
-    nfev_out = np.empty(N, dtype=np.intp)
-    cdef double[:, ::1] xv = x_out, fv = fun_out
-    cdef Py_ssize_t[::1] sv = status_out, itv = nit_out, fev = nfev_out
-    if N == 0 or n == 0:
-        status_out[:] = SUCCESS
-        nit_out[:] = 0
-        nfev_out[:] = 0
-        return x_out, fun_out, status_out, nit_out, nfev_out
-    if N < 2 * nt:
-        nt = 1              # a small batch: no threads to start (same results)
-    with nogil, parallel(num_threads=nt):
-        work = <double*>malloc((2 * n * n + 4 * n) * sizeof(double))
-        ipiv = <int*>malloc(n * sizeof(int))
-        for i in prange(N, schedule="static"):
-            if work == NULL or ipiv == NULL:
-                sv[i] = NON_FINITE
-                continue
-            if flag_read(&stop_flag):
-                continue
-            nit = 0
-            nfev = 0
-            sv[i] = solve_compiled_system(Fn, F_data, Jn, J_data, &s, &xv[i, 0], &fv[i, 0],
-                                          work, ipiv, &nit, &nfev, &stop_flag,
-                                          threadid() == 0)
-            itv[i] = nit
-            fev[i] = nfev
-        free(work)
-        free(ipiv)
-    if stop_flag:
-        raise_pending_error()
-    return x_out, fun_out, status_out, nit_out, nfev_out
-
-
-def solve_linear_systems(double[:, :, ::1] matrices, double[:, ::1] rhs):
-    """Solve ``matrices[i].T @ s = rhs[i]`` in place for every i with LAPACK dgesv.
-
-    ``matrices[i]`` holds A_i in column-major order (i.e. ``matrices[i] = A_i.T`` row-major) and
-    is overwritten by its LU factors; ``rhs[i]`` is overwritten by the solution. Returns the
-    per-system ``info`` (0 solved, > 0 singular).
-    """
-    cdef Py_ssize_t N = matrices.shape[0], i
-    cdef int n = <int>matrices.shape[1], one = 1, info
-    cdef int *ipiv
-    info_out = np.zeros(N, dtype=np.intc)
-    cdef int[::1] iv = info_out
-    if N == 0 or n == 0:
-        return info_out
-    ipiv = <int*>malloc(n * sizeof(int))
-    if ipiv == NULL:
-        raise MemoryError()
-    with nogil:
-        for i in range(N):
-            dgesv(&n, &one, &matrices[i, 0, 0], &n, ipiv, &rhs[i, 0], &n, &info)
-            iv[i] = info
-    free(ipiv)
-    return info_out

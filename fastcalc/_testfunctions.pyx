@@ -216,4 +216,30 @@ cdef api int exponential_model_and_jac(int npts, double *x, int nparams, double 
             jac[3 * i] = e
             jac[3 * i + 1] = params[0] * e * x[i] * inverse * inverse
             jac[3 * i + 2] = 1.0
+# ---- More-Garbow-Hillstrom systems (fastcalc._mgh_systems), the same arithmetic ----
+from libc.math cimport sqrt
+
+cdef api int powell_singular_system(int n, double *x, int m, double *out,
+                                    void *user_data) noexcept nogil:
+    """Powell's singular function, n == m == 4 (else -1): J is singular at the root 0."""
+    if n != 4 or m != 4:
+        return -1
+    out[0] = x[0] + 10.0 * x[1]
+    out[1] = sqrt(5.0) * (x[2] - x[3])
+    out[2] = (x[1] - 2.0 * x[2]) * (x[1] - 2.0 * x[2])
+    out[3] = sqrt(10.0) * ((x[0] - x[3]) * (x[0] - x[3]))
+    return 0
+
+
+cdef api int wood_system(int n, double *x, int m, double *out, void *user_data) noexcept nogil:
+    """Wood's function as a system, n == m == 4 (else -1)."""
+    cdef double t1, t2
+    if n != 4 or m != 4:
+        return -1
+    t1 = x[1] - x[0] * x[0]
+    t2 = x[3] - x[2] * x[2]
+    out[0] = -200.0 * x[0] * t1 - (1.0 - x[0])
+    out[1] = 200.0 * t1 + 20.2 * (x[1] - 1.0) + 19.8 * (x[3] - 1.0)
+    out[2] = -180.0 * x[2] * t2 - (1.0 - x[2])
+    out[3] = 180.0 * t2 + 20.2 * (x[3] - 1.0) + 19.8 * (x[1] - 1.0)
     return 0

@@ -35,8 +35,9 @@ from scipy.optimize import OptimizeResult
 from ._arrays import read_only, real_array, real_number
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
-from ._roots import NO_DESCENT, ElementwiseBatch, Method, NewtonBatch, compiled_values, \
-    newton_compiled, newton_system_compiled, solve_linear_systems
+from ._roots import ElementwiseBatch, Method, NewtonBatch, compiled_values, newton_compiled
+from ._systems import NO_DESCENT, STALLED, TrustRegionBatch, solve_linear_systems, \
+    solve_systems_compiled
 from ._status import ConvergenceError, Status, message_of, messages_of
 from ._threads import run_on_threads
 
@@ -48,6 +49,7 @@ _EPS = np.finfo(np.float64).eps
 # measured alike (1e6 cube roots: 135-144 ns/equation in one piece, 91-100 chunked).
 _NEWTON_CHUNK = 65_536
 _METHODS = {"newton": Method.NEWTON, "halley": Method.HALLEY, "secant": Method.SECANT}
+_SYSTEM_METHODS = ("dogleg", "newton")
 
 
 def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _EPS, ftol=0.0,
@@ -514,11 +516,25 @@ def _values(value, n, name, scalar=False):
 
 
 def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=0.0,
-                  maxiter=100, vectorized=False, n_threads=None, per_system=None, sparsity=None):
-    """Solve ``F(x) = 0``, ``x`` in R^n, by damped Newton-Raphson; or N such systems at once.
+                  maxiter=100, vectorized=False, n_threads=None, per_system=None,
+                  method="dogleg", sparsity=None):
+    """Solve ``F(x) = 0``, ``x`` in R^n, by Newton-Raphson globalised by a trust region (or a
+    line search); or N such systems at once.
 
-    Each step solves ``J(x) s = -F(x)`` (LAPACK ``dgesv``) and backtracks ``x + t s`` with
-    ``t = 1, 1/2, 1/4, ...`` until ``||F||^2`` decreases (Armijo condition).
+    ``method="dogleg"`` (default): Powell's dogleg trust region of MINPACK's hybrj
+    (``scipy.optimize.root(method="hybr")``), with the exact or finite-difference Jacobian
+    at every accepted point instead of Broyden updates. Each step minimises ``||F + J s||``
+    within a region ``||D s|| <= delta`` (D: the largest column norms of J so far) on the path
+    between the steepest-descent and the Newton step (LU by LAPACK ``dgesv``); ``delta``
+    grows or shrinks with the ratio of the actual to the predicted reduction of ``||F||``. A
+    singular or ill-conditioned Jacobian (at ``x0`` or on the way) does not end the solve: the
+    step turns towards steepest descent of ``||F||^2``. Near a regular root the steps are
+    Newton steps. ``method="newton"``: each step solves ``J(x) s = -F(x)`` (LAPACK ``dgesv``)
+    and backtracks ``x + t s`` with ``t = 1, 1/2, 1/4, ...`` until ``||F||^2`` decreases
+    (Armijo condition); a singular Jacobian ends the solve (status 2). Cheaper per step, but
+    a bad start or a singular J is fatal more often: on the More-Garbow-Hillstrom problems
+    from x0, 10 x0 and 100 x0 (``tests/test_systems_mgh.py``) the dogleg solves more (see
+    ``python -m fastcalc bench``, area ``systems``).
 
     Parameters
     ----------
@@ -544,15 +560,18 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         shared coefficient vector of length N (e.g. ``n == N``) would be cut up too: pass
         ``per_system`` then.
     tol, rtol : float, optional
-        Converged when the Newton step ``s`` (before damping) has
-        ``max|s| <= tol + rtol * max|x_new|`` (F is evaluated at ``x_new`` by the line search,
-        so ``x`` and ``fun`` belong together). A small damped step ``t s`` is not
+        Converged when the full Newton step ``s`` from x has ``max|s| <= tol + rtol *
+        max|x_new|``, ``x_new`` the point returned (``newton``: the line search's;
+        ``dogleg``: ``x + s``, or x if F is no smaller there). ``x`` and ``fun = F(x)``
+        belong together. A small damped step ``t s`` or a small trust region is not
         convergence: near a minimum of ``||F||`` that is no root the iteration ends with
-        status 2 (no descent possible) or 1.
+        status 2 (no descent possible) or 1. Neither is a singular Jacobian's step, which is
+        long.
     ftol : float, optional
         Also converged when ``max|F(x)| <= ftol`` (default 0: only an exact zero).
     maxiter : int, optional
-        Maximum number of Newton steps per system.
+        Maximum number of steps per system (Newton: line searches; dogleg: trial steps,
+        accepted or not).
     vectorized : bool, optional
         Whether a Python ``F`` (and ``jac``) takes all points at once, as above.
     n_threads : int, optional
@@ -563,30 +582,37 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         Which of ``args`` are per-system (N systems only): one flag per argument, or one for
         all. A per-system argument must be an ndarray whose last axis has length N. None
         (default): the ndarrays whose last axis has length N.
+    method : {"dogleg", "newton"}, optional
+        Globalisation: Powell's dogleg trust region (default) or a backtracking line search
+        along the Newton step, as above.
     sparsity : array_like or scipy.sparse matrix, shape (n, n), optional
         Non-zero pattern of the Jacobian of ONE large system (``x0`` of shape ``(n,)``):
         the Jacobian is then a grouped central-difference estimate (``2 * groups``
         evaluations of F per step, :func:`fastcalc.group_columns`; a vectorized F gets them
         in one call) or ``jac(x, *args)`` returning a scipy.sparse (or dense) matrix, and
-        each step is solved by SuperLU (:func:`scipy.sparse.linalg.splu`); same line
-        search, stopping rules, statuses and fields. ``n_threads`` and ``per_system`` are
+        each step is solved by SuperLU (:func:`scipy.sparse.linalg.splu`) or LAPACK's banded
+        solver; the globalisation is the line search of ``method="newton"`` whatever
+        ``method`` says, with the same stopping rules, statuses and fields. ``n_threads`` and ``per_system`` are
         not used; a compiled ``jac`` is not supported.
 
     Returns
     -------
     result : scipy.optimize.OptimizeResult
         ``x``, ``fun`` (F at x), ``status`` (0 converged, 1 maxiter, 2 singular Jacobian or no
-        descent possible, 3 non-finite F or J), ``success``/``converged``, ``nit``, ``nfev``
-        (evaluations of F, plus one per Jacobian evaluation), ``message`` (status 2 says which
-        of the two and names the point, e.g. ``'singular Jacobian at x = [0., 1.]'``). With N
-        systems every field has a leading axis N (``message`` an object array of N messages,
-        status 2 saying ``'... at this system's x'``: its row of ``x``).
+        descent possible (``newton``), or ``||F||`` stopped decreasing (``dogleg``: a
+        stationary point of ``||F||`` that is no root), 3 non-finite F or J),
+        ``success``/``converged``, ``nit``, ``nfev`` (evaluations of F, plus one per analytic
+        Jacobian or 2 n per finite-difference one), ``message`` (status 2 says which and names
+        the point, e.g. ``'singular Jacobian at x = [0., 1.]'``). With N systems every field
+        has a leading axis N (``message`` an object array of N messages, status 2 saying
+        ``'... at this system's x'``: its row of ``x``).
 
     Raises
     ------
     ValueError
         ``x0`` not of shape ``(n,)`` or ``(N, n)``; invalid tolerances or ``maxiter``; ``F`` or
-        ``jac`` returning the wrong shape; ``n_threads`` below 1 (other than -1).
+        ``jac`` returning the wrong shape; ``n_threads`` below 1 (other than -1); an unknown
+        ``method``.
     TypeError
         ``x0`` or a tolerance not real numbers (a bool is not a tolerance); ``F``/``jac``
         mixing compiled and Python callables or of the wrong compiled signature;
@@ -597,9 +623,12 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
     Notes
     -----
     Failure behaviour: never raises for a numerical failure: ``status`` 1 (``maxiter``),
-    2 (singular Jacobian or no descent possible), 3 (non-finite ``x0``, ``F`` or ``J``; a
-    compiled ``F`` returning non-zero counts as non-finite). With N systems each has its own
-    status and a failing system never affects the others.
+    2 (``newton``: singular Jacobian or no descent possible; ``dogleg``: ``||F||`` stopped
+    decreasing -- the trust region shrank to rounding level, or ten steps in a row reduced
+    ``||F||`` by less than 0.1% -- away from a root), 3 (non-finite ``x0``, ``F`` or
+    ``J``; a compiled ``F`` returning non-zero counts as non-finite; a non-finite F at a
+    trial point only shrinks the trust region or the line search step). With N systems each
+    has its own status and a failing system never affects the others.
 
     Examples
     --------
@@ -616,13 +645,19 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
            [-1.816264,  0.837368]])
     >>> F = lambda x: np.array([x[0] * x[1], x[0] - 1.0])
     >>> J = lambda x: np.array([[x[1], x[0]], [1.0, 0.0]])     # singular where x[0] = 0
-    >>> r = newton_system(F, [0.0, 2.0], J)
+    >>> r = newton_system(F, [0.0, 2.0], J)                    # the dogleg gets past it
+    >>> r.status, np.round(r.x, 6)
+    (0, array([1., 0.]))
+    >>> r = newton_system(F, [0.0, 2.0], J, method="newton")
     >>> r.status, r.message
     (2, 'singular Jacobian at x = [0., 2.]')
     """
     _check_tolerances(tol=tol, rtol=rtol, ftol=ftol)
     maxiter = _check_maxiter(maxiter)
     n_threads_for(n_threads)        # validated whatever the kind of F
+    if not (isinstance(method, str) and method in _SYSTEM_METHODS):
+        raise ValueError(f"method must be one of {_SYSTEM_METHODS}, got {method!r}")
+    trust_region = method == "dogleg"
     if not isinstance(args, tuple):
         args = tuple(args) if isinstance(args, list) else (args,)
     if sparsity is not None:
@@ -645,13 +680,15 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
         raise TypeError("jac must be compiled if and only if F is compiled")
     per_system = _per_system_flags(per_system, args, single, X0.shape[0])
     if compiled:
-        x, fun, status, nit, nfev = newton_system_compiled(
-            F_user, jac_user, X0, float(tol), float(rtol), float(ftol), maxiter, n_threads)
+        x, fun, status, nit, nfev = solve_systems_compiled(
+            F_user, jac_user, X0, float(tol), float(rtol), float(ftol), maxiter, n_threads,
+            trust_region)
     else:
-        x, fun, status, nit, nfev = _SystemSolver(
-            F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter, per_system).solve()
+        solver = _SystemSolver(F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter,
+                               per_system)
+        x, fun, status, nit, nfev = solver.trust_region() if trust_region else solver.solve()
     message = _system_messages(x, status, single)
-    status[status == NO_DESCENT] = Status.SINGULAR
+    status[(status == NO_DESCENT) | (status == STALLED)] = Status.SINGULAR
     if single:
         x, fun = x[0], fun[0]
         status, nit, nfev, message = int(status[0]), int(nit[0]), int(nfev[0]), message[0]
@@ -661,14 +698,18 @@ def newton_system(F, x0, jac=None, *, args=(), tol=1.48e-8, rtol=4 * _EPS, ftol=
 
 
 def _system_messages(X, status, single):
-    """Per-system messages; the two causes of status 2 (``status`` still holds the kernels'
-    NO_DESCENT code) are told apart. One system's message names the point where the iteration
-    stopped; in a batch it is that system's row of ``x`` (formatting thousands of points cost
-    more than the solve)."""
-    messages = messages_of(np.where(status == NO_DESCENT, Status.SINGULAR, status)).astype(object)
+    """Per-system messages; the three causes of status 2 (``status`` still holds the kernels'
+    NO_DESCENT and STALLED codes) are told apart. One system's message names the point where
+    the iteration stopped; in a batch it is that system's row of ``x`` (formatting thousands
+    of points cost more than the solve)."""
+    kernel_codes = (status == NO_DESCENT) | (status == STALLED)
+    messages = messages_of(np.where(kernel_codes, Status.SINGULAR, status)).astype(object)
     for code, text, after in ((Status.SINGULAR, "singular Jacobian", ""),
                               (NO_DESCENT, "no step along the Newton direction decreases ||F||",
-                               " (a local minimum of ||F|| that is no root)")):
+                               " (a local minimum of ||F|| that is no root)"),
+                              (STALLED, "||F|| stopped decreasing",
+                               " (a stationary point of ||F||, e.g. a local minimum, that is "
+                               "no root)")):
         rows = status == code
         if rows.any():
             point = f"x = {_point(X[0])}" if single else "this system's x"
@@ -682,8 +723,9 @@ def _point(x):
 
 
 class _SystemSolver:
-    """Damped Newton-Raphson on the active systems, Python F (vectorized or one call per
-    system); the linear solves run in the compiled LAPACK loop."""
+    """Damped Newton-Raphson (``solve``) or the dogleg (``trust_region``) on the active
+    systems, Python F (vectorized or one call per system); the linear algebra runs in the
+    compiled kernels (one LAPACK loop; the dogleg's per-system algorithm)."""
 
     def __init__(self, F, jac, X0, args, single, vectorized, tol, rtol, ftol, maxiter,
                  per_system):
@@ -743,6 +785,24 @@ class _SystemSolver:
 
     def finish(self, systems, code):
         self.status[systems] = code
+
+    def trust_region(self):
+        """The dogleg: the kernel's TrustRegionBatch decides, this loop evaluates F and J
+        (all systems that need them in one call each)."""
+        f0 = np.ascontiguousarray(self.values(self.X, np.arange(self.N)), dtype=np.float64)
+        batch = TrustRegionBatch(self.X, f0, self.tol, self.rtol, self.ftol, self.maxiter)
+        while True:
+            systems = batch.jacobians_needed()
+            if systems.size:
+                points = batch.x[systems]
+                J, cost = self.jacobians(points, None, systems)
+                batch.factor(systems, np.ascontiguousarray(J, dtype=np.float64), cost)
+            systems, trials = batch.propose()
+            if not systems.size:
+                break
+            batch.assess(systems, np.ascontiguousarray(self.values(trials, systems),
+                                                       dtype=np.float64))
+        return batch.x, batch.fun, batch.status, batch.nit, batch.nfev
 
     def solve(self):
         n = self.n

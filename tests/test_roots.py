@@ -651,15 +651,20 @@ def test_single_system_result_and_a_larger_system():
     assert np.abs(ours.fun).max() < 1e-13
 
 
-def test_system_statuses_per_system():
+@pytest.mark.parametrize("method", ["newton", "dogleg"])
+def test_system_statuses_per_system(method):
+    # J is singular at the origin: it ends Newton's solve; the dogleg gets past it (the
+    # origin is a stationary point of ||F|| with singular J: it follows J's null direction)
     X0 = np.array([[1.0, -1.5], [0.0, 0.0], [np.nan, 1.0], [-2.0, 1.0]])
+    at_origin = Status.SINGULAR if method == "newton" else Status.SUCCESS
     for kw in (dict(F=circle_exp), dict(F=low_level("circle_exp_system"))):
-        r = newton_system(x0=X0, **kw)
-        np.testing.assert_array_equal(r.status, [Status.SUCCESS, Status.SINGULAR,
+        r = newton_system(x0=X0, method=method, **kw)
+        np.testing.assert_array_equal(r.status, [Status.SUCCESS, at_origin,
                                                  Status.NON_FINITE, Status.SUCCESS])
-        good = newton_system(x0=X0[[0, 3]], **kw)
+        good = newton_system(x0=X0[[0, 3]], method=method, **kw)
         np.testing.assert_array_equal(r.x[[0, 3]], good.x)
-    r = newton_system(circle_exp, [1.0, -1.5], maxiter=1)
+        assert np.abs(r.fun[[0, 1, 3] if method == "dogleg" else [0, 3]]).max() < 1e-14
+    r = newton_system(circle_exp, [1.0, -1.5], maxiter=1, method=method)
     assert r.status == Status.MAX_ITERATIONS and r.nit == 1
 
 
@@ -1092,6 +1097,7 @@ def test_singular_jacobian_is_named_with_its_point(kind):
         F, x0 = (lambda x: np.array([x[0] * x[1], x[0] - 1.0])), np.array([[0.0, 2.0],
                                                                            [2.0, 3.0]])
         kw = dict(jac=lambda x: np.array([[x[1], x[0]], [1.0, 0.0]]))
+    kw["method"] = "newton"        # (the default dogleg gets past a singular Jacobian)
     r = newton_system(F, x0, **kw)
     np.testing.assert_array_equal(r.status, [Status.SINGULAR, Status.SUCCESS])
     # in a batch the point is the system's row of x (not formatted into thousands of messages)
@@ -1108,8 +1114,14 @@ def test_singular_jacobian_is_named_with_its_point(kind):
 
 
 def test_no_descent_is_told_apart_from_a_singular_jacobian():
-    r = newton_system(lambda x: np.array([x[0] ** 2 + 1.0, x[1] ** 2 + 1.0]), [0.5, 0.7],
-                      maxiter=200)
+    F = lambda x: np.array([x[0] ** 2 + 1.0, x[1] ** 2 + 1.0])       # noqa: E731
+    r = newton_system(F, [0.5, 0.7], maxiter=200, method="newton")
     assert r.status == Status.SINGULAR
     assert r.message.startswith("no step along the Newton direction decreases ||F|| at x = [")
     assert "singular Jacobian" not in r.message
+    # the dogleg ends near the minimum ||F|| = sqrt(2) at the origin, and says so
+    r = newton_system(F, [0.5, 0.7], maxiter=200)
+    assert r.status == Status.SINGULAR and np.abs(r.x).max() < 1e-3
+    assert r.message.startswith("||F|| stopped decreasing at x = [")
+    assert r.message.endswith("(a stationary point of ||F||, e.g. a local minimum, that is "
+                              "no root)")

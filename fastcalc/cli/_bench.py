@@ -356,6 +356,36 @@ def bench_systems(bench):
                "max abs. error vs exact root")
     system_row("newton_system 2-D, compiled F and jac", compiled,
                "max abs. error vs the root (hybr, xtol 1e-15)", "x^2 + y^2 = 4, exp(x) + y = 1; ")
+    bench.attempt(area, "newton_system MGH systems from x0, 10 x0, 100 x0 (dogleg)",
+                  lambda: _mgh_row(bench, area))
+
+
+def _mgh_row(bench, area):
+    """The More-Garbow-Hillstrom systems (Python F, finite-difference J) from bad starts:
+    cases solved by newton_system's default dogleg (one vectorized batch per problem) and by
+    a root(hybr) loop, each with 1000 (n + 1) evaluations of F allowed."""
+    from ._mgh_systems import batches, hybr_solves
+    from .roots import newton_system
+    # tiny sizes (the CLI's own tests): the starts x0 only
+    factors = (1.0,) if bench.sizes["systems_n"] < 1_000 else (1.0, 10.0, 100.0)
+    problems = batches(factors)
+    n_cases = sum(len(X0) for _, _, X0 in problems)
+
+    def ours():
+        return sum(int(np.sum(newton_system(F, X0, vectorized=True, maxiter=1000).status == 0))
+                   for _, F, X0 in problems)
+
+    def hybr():
+        return sum(hybr_solves(F, x0, 1e-8, maxfev=1000 * (x0.size + 1))
+                   for _, F, X0 in problems for x0 in X0)
+
+    t_sp, solved_sp = bench.time(hybr)
+    t_fc, solved_fc = bench.time(ours)
+    return BenchRow(area, "newton_system MGH systems from x0, 10 x0, 100 x0 (dogleg)",
+                    f"{n_cases} cases", t_fc, "scipy.optimize.root(hybr) loop", t_sp, None,
+                    float(n_cases - solved_fc), float(n_cases - solved_sp),
+                    "cases not solved", "14 More-Garbow-Hillstrom systems, Python F, FD "
+                    "Jacobians; solved: status 0 (max|F| <= 1e-10 there) / hybr max|F| <= 1e-8")
 
 
 BUILTIN_STARTS = "fastcalc from the model's own guess (no p0), curve_fit from p0 near the truth"
