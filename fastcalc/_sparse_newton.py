@@ -16,7 +16,7 @@ from scipy.sparse.linalg import splu
 
 from ._arrays import real_array
 from ._evaluate import real_values, resolve
-from ._roots import NO_DESCENT
+from ._systems import NO_DESCENT
 from ._status import Status
 from .differentiate import _steps
 from .roots import _system_messages

@@ -263,7 +263,7 @@ def test_bratu_solves_with_sparsity(vectorized):
     assert r_jac.status == 0 and np.abs(r_jac.x - r.x).max() < 1e-9
     small = 60
     Fs, _ = bratu(small)
-    dense = newton_system(Fs, np.zeros(small))
+    dense = newton_system(Fs, np.zeros(small), method="newton")   # the same line search
     sparse = newton_system(Fs, np.zeros(small), sparsity=tridiagonal(small))
     assert np.abs(dense.x - sparse.x).max() < 1e-10 and dense.nit == sparse.nit
 
@@ -549,7 +549,7 @@ def test_sparse_newton_with_a_compiled_F_matches_the_dense_path():
     from fastcalc import _testfunctions, newton_system
     F = LowLevelCallable.from_cython(_testfunctions, "vector_field")   # cyclic: dense pattern
     x0 = np.array([0.3, -0.7, 1.1])
-    dense = newton_system(F, x0)
+    dense = newton_system(F, x0, method="newton")     # the line search of the sparse path
     sparse = newton_system(F, x0, sparsity=np.ones((3, 3)))
     assert dense.status == sparse.status == 0 and dense.nit == sparse.nit
     assert np.abs(dense.x - sparse.x).max() < 1e-12
