@@ -25,7 +25,7 @@ from libc.string cimport memcpy
 from cpython.float cimport PyFloat_Check, PyFloat_AS_DOUBLE
 
 from fastcalc._evaluate cimport (UserFunction, scalar_field_t, vector_field_t, elementwise_t,
-                                 COMPILED)
+                                 block_equations_t, COMPILED)
 from fastcalc._evaluate import real_values
 from fastcalc._parallel cimport resolve_threads
 
@@ -454,8 +454,8 @@ def elementwise_values(UserFunction function, points, parameters=None):
     ``parameters`` is None or ``(N, k)``: the ``k`` parameters of each element, shared by all
     leading indices of ``points``. Returns an array of the shape of ``points``.
     """
-    if function.kind != COMPILED or function.signature != "elementwise":
-        raise TypeError("elementwise_values needs a compiled elementwise callable")
+    if function.kind != COMPILED or function.signature not in ("elementwise", "block"):
+        raise TypeError("elementwise_values needs a compiled elementwise or block callable")
     cdef cnp.ndarray flat = np.ascontiguousarray(points, dtype=np.float64).reshape(-1)
     cdef Py_ssize_t total = flat.shape[0], i, elements, width = 0
     cdef const double[:, ::1] params
@@ -474,12 +474,40 @@ def elementwise_values(UserFunction function, points, parameters=None):
     cdef const double *x = <const double*>cnp.PyArray_DATA(flat)
     cdef elementwise_t fn = <elementwise_t>function.c_function
     cdef void *user_data = function.user_data
+    if function.signature == "block":
+        with nogil:
+            _block_values(<block_equations_t>function.c_function, user_data, x, &out_view[0],
+                          total, elements, <int>width,
+                          &params[0, 0] if width > 0 else &no_parameters)
+        return out.reshape(np.shape(points))
     with nogil:
         for i in range(total):
             if width > 0:
                 p = <double*>&params[i % elements, 0]
             out_view[i] = fn(x[i], <int>width, p, user_data)
     return out.reshape(np.shape(points))
+
+
+cdef enum:
+    VALUE_BLOCK = 512       # points per call of a block function (its buffers stay in cache)
+
+
+cdef void _block_values(block_equations_t fn, void *user_data, const double *x, double *out,
+                        Py_ssize_t total, Py_ssize_t elements, int width,
+                        const double *params) noexcept nogil:
+    """``out[i] = f(x[i]; params[i % elements])`` by calls of a block function on at most
+    VALUE_BLOCK points, none straddling the end of the element axis (so that each call's
+    parameter rows are consecutive); a failed call's values are NaN."""
+    cdef Py_ssize_t start = 0, n, e = 0, i
+    while start < total:
+        n = min(<Py_ssize_t>VALUE_BLOCK, total - start)
+        if width > 0:
+            e = start % elements
+            n = min(n, elements - e)
+        if fn(<int>n, x + start, width, params + e * width, out + start, NULL, user_data) != 0:
+            for i in range(n):
+                out[start + i] = NAN
+        start += n
 
 
 def romberg(const double[:, ::1] estimates, const double[:, ::1] rounding,

@@ -6,6 +6,10 @@ ctypedef int (*vector_field_t)(int n, double *x, int m, double *out, void *user_
 ctypedef double (*elementwise_t)(double x, int k, double *p, void *user_data) noexcept nogil
 ctypedef int (*model_t)(int npts, double *x, int nparams, double *params, double *out,
                         void *user_data) noexcept nogil
+# A block of n elementwise equations: fx[i] = f(x[i]; p[i*k:(i+1)*k]) and (dfx not NULL) its
+# derivative; 0 = success, non-zero = the block failed.
+ctypedef int (*block_equations_t)(int n, const double *x, int k, const double *p, double *fx,
+                                  double *dfx, void *user_data) noexcept nogil
 
 cpdef enum FunctionKind:
     PYTHON = 0
@@ -14,7 +18,7 @@ cpdef enum FunctionKind:
 
 cdef class UserFunction:
     cdef readonly int kind           # a FunctionKind
-    cdef readonly str signature      # "scalar", "vector", "elementwise" or "model" for compiled
+    cdef readonly str signature      # "scalar", "vector", "elementwise", "model" or "block"
     cdef readonly object function    # the callable as given (numba cfuncs: the LowLevelCallable)
     cdef readonly tuple args
     cdef readonly str name           # argument name used in error messages

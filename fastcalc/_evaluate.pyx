@@ -27,12 +27,15 @@ _SIGNATURES = {
     "vector": ("int(int,double*,int,double*,void*)",),
     "elementwise": ("double(double,int,double*,void*)",),
     "model": ("int(int,double*,int,double*,double*,void*)",),
+    "block": ("int(int,double*,int,double*,double*,double*,void*)",),
 }
 _SIGNATURE_TEXT = {
     "scalar": "double f(int n, double *x, void *user_data)",
     "vector": "int f(int n, double *x, int m, double *out, void *user_data)",
     "elementwise": "double f(double x, int k, double *p, void *user_data)",
     "model": "int f(int npts, double *x, int nparams, double *params, double *out, void *user_data)",
+    "block": ("int f(int n, const double *x, int k, const double *p, double *fx, double *dfx, "
+              "void *user_data)"),
 }
 
 

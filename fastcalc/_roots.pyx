@@ -31,7 +31,7 @@ from libc.string cimport memcpy
 from libc.limits cimport INT_MAX
 from scipy.linalg.cython_lapack cimport dgesv
 
-from fastcalc._evaluate cimport UserFunction, elementwise_t, vector_field_t
+from fastcalc._evaluate cimport UserFunction, block_equations_t, elementwise_t, vector_field_t
 from fastcalc._parallel cimport resolve_threads
 from fastcalc._status_codes cimport (SUCCESS, MAX_ITERATIONS, SINGULAR, NON_FINITE,
                                      OUT_OF_BOUNDS, CALLBACK_ERROR)
@@ -525,6 +525,32 @@ cdef extern from "float.h":
     const double DBL_MAX
 
 
+cdef inline int plain_newton_step(double x, double f, double d, bint small, bint more,
+                                  double ftol, double tol, double rtol, double *x_new,
+                                  bint *small_new) noexcept nogil:
+    """The decisions of after_value + after_derivative for plain Newton with an exact f' and
+    no bracket, from f and f' at x: RUNNING with the next iterate in x_new (small_new: its
+    step was below tolerance), or the element's final status. ``small``: the step to x was
+    below tolerance; ``more``: a step is left."""
+    cdef double af = fabs(f), step, xn
+    # step unless f is non-finite, |f| <= ftol (covers f == 0), the last step was below
+    # tolerance or no step is left
+    if more and not small and af > ftol and af <= DBL_MAX:
+        step = f / d
+        xn = x - step
+        # a zero f' gives an infinite step; an infinite f' a zero one
+        if fabs(xn) <= DBL_MAX and fabs(d) <= DBL_MAX:
+            x_new[0] = xn
+            small_new[0] = fabs(step) <= tol + rtol * fabs(xn)
+            return RUNNING
+        return SINGULAR if d == 0.0 else NON_FINITE
+    if small:
+        return SUCCESS if af <= DBL_MAX else NON_FINITE
+    if not isfinite(f):
+        return NON_FINITE
+    return SUCCESS if af <= ftol else MAX_ITERATIONS
+
+
 cdef struct PlainLanes:
     # State of the lanes of solve_block_plain. lim[lane] is maxiter, or -1 once a step was
     # below tolerance (so "nit < lim" is the one test of "take another step").
@@ -733,6 +759,310 @@ def compiled_values(UserFunction f, const double[::1] x, const double[:, ::1] pa
             if k > 0:
                 p = <double*>&params[i, 0]
             ov[j] = func(x[i], k, p, data)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Block-compiled elementwise equations: one call evaluates f and f' at a block of elements, so
+# the user's loop over the block can vectorize. Threads take whole blocks; within a block the
+# active elements are compacted after every call (finished ones are never evaluated again).
+# Each element's arithmetic is that of solving it alone, so results do not depend on the block
+# size or the thread count -- unless a block call fails (non-zero return): then every element
+# still active in that block ends with CALLBACK_ERROR.
+
+cdef enum:
+    SIGNAL_BLOCK_CALLS = 256    # block calls between two checks for signals
+
+
+cdef struct BlockProblem:
+    # Everything a block of a batch needs, shared read-only by the threads.
+    block_equations_t f
+    void *f_data
+    int k                       # parameters per element
+    const double *params        # (n, k) row-major
+    const double *x0
+    const double *a             # bracket ends (when bracketed)
+    const double *b
+    Settings s
+    # outputs (fun_out, nit_out, nfev_out: NULL when not wanted)
+    double *x_out
+    double *fun_out
+    Py_ssize_t *status_out
+    Py_ssize_t *nit_out
+    Py_ssize_t *nfev_out
+    int *interrupted            # shared flag: a signal handler raised, stop every thread
+
+
+cdef struct BlockScratch:
+    # One thread's buffers for the active elements of its current block (capacity: the block
+    # size), compacted in place after each call of f.
+    double *x
+    double *fx
+    double *dfx
+    double *fa                  # f at the bracket's first ends (bracketed)
+    double *p                   # the active elements' parameter rows, k per element
+    Py_ssize_t *idx             # index in the batch (plain: ~index once a step was small)
+    Element *e                  # per-element state (bracketed only)
+    int calls                   # calls of f since the last check for signals
+    bint calling_thread
+
+
+cdef inline void block_output(const BlockProblem *P, Py_ssize_t i, double x, double fx,
+                              int status, int nit, int nfev) noexcept nogil:
+    P.x_out[i] = x
+    P.status_out[i] = status
+    if P.fun_out != NULL:
+        P.fun_out[i] = fx
+        P.nit_out[i] = nit
+        P.nfev_out[i] = nfev
+
+
+cdef inline int block_call(const BlockProblem *P, BlockScratch *w, Py_ssize_t n,
+                           double *fx, double *dfx) noexcept nogil:
+    """f (and f' unless dfx is NULL) at the n points w.x; non-zero: the call failed, or a
+    signal handler raised (then P.interrupted is set)."""
+    w.calls += 1
+    if w.calls == SIGNAL_BLOCK_CALLS:
+        w.calls = 0
+        if interrupted(P.interrupted, w.calling_thread):
+            return 1
+    return P.f(<int>n, w.x, P.k, w.p, fx, dfx, P.f_data)
+
+
+cdef inline void block_move_params(BlockScratch *w, int k, Py_ssize_t src,
+                                   Py_ssize_t dst) noexcept nogil:
+    cdef int r
+    if k == 1:          # the common case, without a loop
+        w.p[dst] = w.p[src]
+    else:
+        for r in range(k):
+            w.p[dst * k + r] = w.p[src * k + r]
+
+
+cdef void block_solve_plain(const BlockProblem *P, BlockScratch *w, Py_ssize_t start,
+                            Py_ssize_t stop) noexcept nogil:
+    """Plain Newton on elements [start, stop): one call of f per round for all active ones,
+    then plain_newton_step decides each and the running ones move up (stable compaction)."""
+    cdef Py_ssize_t n = stop - start, i, j, e
+    cdef int k = P.k, nit = 0, status
+    cdef bint small
+    cdef double xn, ftol = P.s.ftol, tol = P.s.tol, rtol = P.s.rtol
+    memcpy(w.x, P.x0 + start, n * sizeof(double))
+    memcpy(w.p, P.params + start * k, n * k * sizeof(double))
+    for i in range(n):
+        w.idx[i] = start + i
+    while n > 0:
+        if block_call(P, w, n, w.fx, w.dfx) != 0:
+            for i in range(n):
+                e = w.idx[i]
+                block_output(P, e if e >= 0 else ~e, w.x[i], NAN, CALLBACK_ERROR, nit, nit + 1)
+            return
+        j = 0
+        for i in range(n):
+            e = w.idx[i]
+            status = plain_newton_step(w.x[i], w.fx[i], w.dfx[i], e < 0, nit < P.s.maxiter,
+                                       ftol, tol, rtol, &xn, &small)
+            if status == RUNNING:       # (then e >= 0: a small step ends the element)
+                w.x[j] = xn
+                w.idx[j] = ~e if small else e
+                if j != i:
+                    block_move_params(w, k, i, j)
+                j += 1
+            else:
+                block_output(P, e if e >= 0 else ~e, w.x[i], w.fx[i], status, nit, nit + 1)
+        n = j
+        nit += 1
+
+
+cdef Py_ssize_t block_start_bracketed(const BlockProblem *P, BlockScratch *w, Py_ssize_t start,
+                                      Py_ssize_t stop) noexcept nogil:
+    """Evaluate f at both bracket ends of elements [start, stop) and set up their state;
+    finished elements are written out. Returns the number left active (-1: interrupted)."""
+    cdef Py_ssize_t n = stop - start, i, j = 0
+    cdef int k = P.k, status, failed
+    memcpy(w.p, P.params + start * k, n * k * sizeof(double))
+    memcpy(w.x, P.a + start, n * sizeof(double))
+    failed = block_call(P, w, n, w.fa, NULL)
+    if failed == 0:
+        memcpy(w.x, P.b + start, n * sizeof(double))
+        failed = block_call(P, w, n, w.fx, NULL)
+    if failed != 0:
+        if flag_read(P.interrupted):
+            return -1
+        for i in range(n):
+            block_output(P, start + i, P.x0[start + i], NAN, CALLBACK_ERROR, 0, 2)
+        return 0
+    for i in range(n):
+        start_element(&w.e[j], P.x0[start + i], &P.s)
+        w.e[j].nfev = 2
+        status = RUNNING
+        if bracket_start(&w.e[j], P.a[start + i], P.b[start + i], w.fa[i], w.fx[i], &status):
+            block_output(P, start + i, w.e[j].x, w.e[j].fx, status, 0, 2)
+            continue
+        w.idx[j] = start + i
+        if j != i:
+            block_move_params(w, k, i, j)
+        j += 1
+    return j
+
+
+cdef void block_solve_bracketed(const BlockProblem *P, BlockScratch *w, Py_ssize_t start,
+                                Py_ssize_t stop) noexcept nogil:
+    """Bracketed Newton on elements [start, stop): each round one call of f and f' at the
+    active iterates, then after_value and (unless f is wanted at a probe first)
+    after_derivative decide each element, as for the other kinds of f."""
+    cdef Py_ssize_t n = block_start_bracketed(P, w, start, stop), i, j
+    cdef int status
+    while n > 0:
+        for i in range(n):
+            w.x[i] = w.e[i].x
+        if block_call(P, w, n, w.fx, w.dfx) != 0:
+            for i in range(n):
+                block_output(P, w.idx[i], w.e[i].x, NAN, CALLBACK_ERROR, w.e[i].nit,
+                             w.e[i].nfev + 1)
+            return
+        j = 0
+        for i in range(n):
+            status = after_value(&w.e[i], w.fx[i], &P.s)
+            if status == RUNNING and w.e[i].pending != PROBING:
+                status = after_derivative(&w.e[i], w.dfx[i], 0.0, &P.s)
+            if status != RUNNING:
+                block_output(P, w.idx[i], w.e[i].x, w.e[i].fx, status, w.e[i].nit,
+                             w.e[i].nfev)
+                continue
+            if j != i:
+                w.e[j] = w.e[i]
+                w.idx[j] = w.idx[i]
+                block_move_params(w, P.k, i, j)
+            j += 1
+        n = j
+
+
+cdef BlockScratch *block_scratch_new(Py_ssize_t size, int k, bint bracketed) noexcept nogil:
+    """A thread's buffers for blocks of ``size`` elements (NULL if out of memory)."""
+    cdef BlockScratch *w = <BlockScratch*>malloc(sizeof(BlockScratch))
+    if w == NULL:
+        return NULL
+    w.x = <double*>malloc(4 * size * sizeof(double))
+    w.p = <double*>malloc(size * (k if k > 0 else 1) * sizeof(double))
+    w.idx = <Py_ssize_t*>malloc(size * sizeof(Py_ssize_t))
+    w.e = <Element*>malloc(size * sizeof(Element)) if bracketed else NULL
+    w.calls = 0
+    w.calling_thread = False
+    if w.x == NULL or w.p == NULL or w.idx == NULL or (w.e == NULL and bracketed):
+        block_scratch_free(w)
+        return NULL
+    w.fx = w.x + size
+    w.dfx = w.fx + size
+    w.fa = w.dfx + size
+    return w
+
+
+cdef void block_scratch_free(BlockScratch *w) noexcept nogil:
+    if w != NULL:
+        free(w.x)
+        free(w.p)
+        free(w.idx)
+        free(w.e)
+        free(w)
+
+
+def newton_block(UserFunction f, const double[::1] x0, const double[:, ::1] params,
+                 const double[::1] a, const double[::1] b, double tol, double rtol, double ftol,
+                 int maxiter, object n_threads, bint details=True,
+                 Py_ssize_t block_size=512):
+    """Solve ``f(x_i; params[i]) = 0`` for every element i by Newton's method (bracketed when
+    ``a``/``b`` are not empty), ``f`` a compiled block function giving f and f' in one call,
+    on ``n_threads`` threads over blocks of ``block_size`` elements. Returns ``(x, fun, status,
+    nit, nfev)`` as :func:`newton_compiled`; ``nfev`` counts the calls (each gives f and f')."""
+    cdef Py_ssize_t n = x0.shape[0], blocks, block
+    cdef int nt = resolve_threads(n_threads), stop_flag = 0, out_of_memory = 0
+    cdef int *no_memory = &out_of_memory      # (assigned in the parallel block: via a pointer)
+    cdef BlockProblem P
+    cdef BlockScratch *w
+    cdef double dummy = 0.0
+    if block_size < 1 or block_size > INT_MAX:
+        raise ValueError("block_size must be between 1 and INT_MAX")
+    if f.signature != "block":
+        raise TypeError("newton_block needs a compiled block function")
+    P.f = <block_equations_t>f.c_function
+    P.f_data = f.user_data
+    P.k = <int>params.shape[1]
+    P.params = &params[0, 0] if P.k > 0 and n > 0 else &dummy
+    P.x0 = &x0[0] if n > 0 else &dummy
+    settings_init(&P.s, tol, rtol, ftol, maxiter, NEWTON, a.shape[0] > 0, False)
+    P.a = &a[0] if P.s.bracketed and n > 0 else &dummy
+    P.b = &b[0] if P.s.bracketed and n > 0 else &dummy
+    P.interrupted = &stop_flag
+    x_out, fun_out, status_out, nit_out, nfev_out = _outputs(n, details)
+    P.x_out = <double*>cnp.PyArray_DATA(x_out)
+    P.status_out = <Py_ssize_t*>cnp.PyArray_DATA(status_out)
+    P.fun_out = <double*>cnp.PyArray_DATA(fun_out) if details else NULL
+    P.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(nit_out) if details else NULL
+    P.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(nfev_out) if details else NULL
+    if n == 0:
+        return x_out, fun_out, status_out, nit_out, nfev_out
+    block_size = min(block_size, n)
+    blocks = (n + block_size - 1) // block_size
+    if blocks < nt:
+        nt = <int>blocks    # no idle threads to start (same results)
+    with nogil, parallel(num_threads=nt):
+        # (a pointer assigned here is private to each thread; a struct whose address is
+        # taken would be shared)
+        w = block_scratch_new(block_size, P.k, P.s.bracketed)
+        if w == NULL:
+            no_memory[0] = 1
+        else:
+            w.calling_thread = threadid() == 0
+        # blocks dealt round-robin: neighbouring blocks often need alike numbers of rounds
+        for block in prange(blocks, schedule="static", chunksize=1):
+            if flag_read(no_memory) or flag_read(&stop_flag):
+                continue
+            if P.s.bracketed:
+                block_solve_bracketed(&P, w, block * block_size,
+                                      min(n, (block + 1) * block_size))
+            else:
+                block_solve_plain(&P, w, block * block_size, min(n, (block + 1) * block_size))
+        block_scratch_free(w)
+    if stop_flag:
+        raise_pending_error()
+    if out_of_memory:
+        raise MemoryError("newton: no memory for the threads' block buffers")
+    return x_out, fun_out, status_out, nit_out, nfev_out
+
+
+def _outputs(Py_ssize_t n, bint details):
+    """Output arrays of a compiled batch: x, fun, status, nit, nfev (fun, nit, nfev None
+    unless ``details``)."""
+    x_out = np.empty(n, dtype=np.float64)
+    status_out = np.empty(n, dtype=np.intp)
+    if not details:
+        return x_out, None, status_out, None, None
+    return (x_out, np.empty(n, dtype=np.float64), status_out, np.empty(n, dtype=np.intp),
+            np.empty(n, dtype=np.intp))
+
+
+def block_values(UserFunction f, const double[::1] x, const double[:, ::1] params,
+                 const Py_ssize_t[::1] elements):
+    """``f(x[i]; params[i])`` for i in ``elements`` (one call), compiled block f; NaN if the
+    call fails (the bracket ends of the elements that failed at the start, for messages)."""
+    cdef Py_ssize_t j, n = elements.shape[0]
+    cdef int k = <int>params.shape[1], r
+    cdef block_equations_t func = <block_equations_t>f.c_function
+    points = np.empty(n)
+    rows = np.empty((n, max(k, 1)))
+    out = np.empty(n)
+    cdef double[::1] pv = points, ov = out
+    cdef double[:, ::1] rv = rows
+    if n == 0:
+        return out
+    for j in range(n):
+        pv[j] = x[elements[j]]
+        for r in range(k):
+            rv[j, r] = params[elements[j], r]
+    with nogil:
+        if func(<int>n, &pv[0], k, &rv[0, 0], &ov[0], NULL, f.user_data) != 0:
+            ov[:] = NAN
     return out
 
 

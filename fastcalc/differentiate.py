@@ -1629,7 +1629,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     f : callable, scipy.LowLevelCallable or numba cfunc
         ``f(x, *args)`` returning an array of the shape of ``x``; or a compiled elementwise
         ``double f(double x, int k, double *p, void *user_data)``, whose per-element
-        parameters are given as ``args=(p,)`` with ``p`` of shape ``x.shape + (k,)``.
+        parameters are given as ``args=(p,)`` with ``p`` of shape ``x.shape + (k,)``; or a
+        compiled block function ``int f(int n, const double *x, int k, const double *p,
+        double *fx, double *dfx, void *user_data)`` (see :func:`fastcalc.newton`; called with
+        dfx NULL on blocks of up to 512 stencil points; a failed call makes its values NaN).
     x : float or array_like
         Points of differentiation (finite; never modified).
     order : {1, 2, 3, 4}
@@ -1690,7 +1693,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     >>> round(derivative(np.exp, 1.0, order=2, method="richardson"), 10)
     2.7182818285
     """
-    function = resolve(f, signatures=("elementwise",))
+    function = resolve(f, signatures=("elementwise", "block"))
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) \
             or not 1 <= order <= 4:
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
@@ -1903,7 +1906,7 @@ def taylor(f, x0, order, *, args=()):
     args = _check_args(args)
     center = float(x0[0])
     # f(x0) through the same layer as the derivatives (compiled callables included)
-    function = resolve(f, signatures=("elementwise",))
+    function = resolve(f, signatures=("elementwise", "block"))
     if function.kind == FunctionKind.COMPILED:
         call, call_args = _compiled_elementwise(function, args, (), "richardson")
     else:

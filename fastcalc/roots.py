@@ -35,8 +35,8 @@ from scipy.optimize import OptimizeResult
 from ._arrays import read_only, real_array, real_number
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
-from ._roots import NO_DESCENT, ElementwiseBatch, Method, NewtonBatch, compiled_values, \
-    newton_compiled, newton_system_compiled, solve_linear_systems
+from ._roots import NO_DESCENT, ElementwiseBatch, Method, NewtonBatch, block_values, \
+    compiled_values, newton_block, newton_compiled, newton_system_compiled, solve_linear_systems
 from ._status import ConvergenceError, Status, message_of, messages_of
 from ._threads import run_on_threads
 
@@ -47,6 +47,9 @@ _EPS = np.finfo(np.float64).eps
 # 512 kB per array of x, parameters, values and NumPy temporaries, mostly in L2; 32k and 64k
 # measured alike (1e6 cube roots: 135-144 ns/equation in one piece, 91-100 chunked).
 _NEWTON_CHUNK = 65_536
+# Elements per call of a compiled block function: its x, f, f' and parameters (32 bytes an
+# element with one parameter) stay in L1/L2 between the call and the update pass.
+_BLOCK_SIZE = 512
 _METHODS = {"newton": Method.NEWTON, "halley": Method.HALLEY, "secant": Method.SECANT}
 
 
@@ -71,6 +74,15 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         ``double f(double x, int k, double *p, void *user_data)``: ``p`` points to this element's
         ``k`` parameters, i.e. the values of ``args`` for this element, in order (row i of a
         C-contiguous ``(N, k)`` array); compiled functions run without the GIL on ``n_threads``.
+        A compiled *block* function ``int f(int n, const double *x, int k, const double *p,
+        double *fx, double *dfx, void *user_data)`` evaluates n elements per call (p: their
+        rows of the ``(N, k)`` parameters; fx, dfx: f and f' at each, dfx NULL when f' is not
+        wanted; return 0, non-zero = the call failed): its loop can vectorize. Newton then
+        takes f' from the same call (no ``fprime``; plain or bracketed, method "newton"),
+        threads work on blocks of 512 elements and a block's finished elements leave it.
+        Results equal the per-element signature's (and do not depend on the block size or
+        threads), except that a failed call ends every element still active in its block
+        with status 5; ``nfev`` counts calls. NaN in fx gives that element status 3.
     x0 : float or array_like
         Starting point(s). May be None when ``bracket`` is given (start at its midpoint).
     fprime : callable, optional
@@ -180,6 +192,13 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     >>> r = newton(lambda x: (x - 1.0)**3, 2.0, maxiter=100, full_output=True)  # f' by FD
     >>> r.status, abs(r.x - 1.0) <= 1.48e-8
     (0, True)
+
+    A compiled block function (here Cython's, shipped for tests; numba example in the
+    docs) gives f and f' for many elements per call:
+
+    >>> from fastcalc._testfunctions import low_level
+    >>> newton(low_level("cube_root_block"), np.ones(3), args=(a,))
+    array([1., 2., 3.])
     >>> r = newton(np.cos, None, bracket=(0.0, 1.0), full_output=True)
     >>> r.status, r.message.split(": ")[0]
     (4, 'no sign change in the bracket [0.0, 1.0]')
@@ -196,10 +215,13 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     if not isinstance(args, tuple):
         args = tuple(args) if isinstance(args, list) else (args,)
 
-    f_user = resolve(f, signatures=("elementwise",), name="f")
+    f_user = resolve(f, signatures=("elementwise", "block"), name="f")
     derivatives = [resolve(g, signatures=("elementwise",), name=name) if g is not None else None
                    for g, name in ((fprime, "fprime"), (fprime2, "fprime2"))]
     compiled = f_user.kind == FunctionKind.COMPILED
+    block = f_user.signature == "block"
+    if block:
+        _check_block_call(fprime, fprime2, method)
     for g in derivatives:
         if g is not None and (g.kind == FunctionKind.COMPILED) != compiled:
             raise TypeError(f"{g.name} must be compiled if and only if f is compiled")
@@ -232,15 +254,21 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     end_values = None       # f at the bracket ends, for the messages of status 4
     if compiled:
         params = _parameter_matrix(args, shape, size)
-        x, fun, status, nit, nfev = newton_compiled(
-            f_user, derivatives[0], derivatives[1], x_start, params, a_end, b_end,
-            float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads,
-            details=full_output or scalar)
+        if block:
+            x, fun, status, nit, nfev = newton_block(
+                f_user, x_start, params, a_end, b_end, float(tol), float(rtol), float(ftol),
+                maxiter, n_threads, full_output or scalar, _BLOCK_SIZE)
+        else:
+            x, fun, status, nit, nfev = newton_compiled(
+                f_user, derivatives[0], derivatives[1], x_start, params, a_end, b_end,
+                float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads,
+                details=full_output or scalar)
         outside = np.flatnonzero(status == Status.OUT_OF_BOUNDS)
         if outside.size:
             end_values = np.full((2, size), np.nan)
+            values_at = block_values if block else compiled_values
             for row, end in zip(end_values, (a_end, b_end)):
-                row[outside] = compiled_values(f_user, end, params, outside)
+                row[outside] = values_at(f_user, end, params, outside)
     else:
         x, fun, status, nit, nfev, end_values = _newton_python(
             f_user.function, fprime, fprime2, x_start, args, shape, scalar, a_end, b_end,
@@ -279,6 +307,16 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
                       "use full_output=True for per-element status", RuntimeWarning,
                       stacklevel=2)
     return x
+
+
+def _check_block_call(fprime, fprime2, method):
+    """A block function gives f and f' in one call: plain (or bracketed) Newton only."""
+    if fprime is not None or fprime2 is not None:
+        raise TypeError("fprime and fprime2 must be None when f is a compiled block function "
+                        "(it computes the derivative itself, into dfx)")
+    if method != "newton":
+        raise ValueError(f"method={method!r} is not available for a compiled block function "
+                         "f: it gives f and f', for method='newton'")
 
 
 _NO_SIGN_CHANGE = "no sign change in the bracket"
