@@ -842,11 +842,9 @@ cdef inline void block_move_params(BlockScratch *w, int k, Py_ssize_t src,
 cdef void block_solve_plain(const BlockProblem *P, BlockScratch *w, Py_ssize_t start,
                             Py_ssize_t stop) noexcept nogil:
     """Plain Newton on elements [start, stop): one call of f per round for all active ones,
-    then plain_newton_step decides each and the running ones move up (stable compaction)."""
-    cdef Py_ssize_t n = stop - start, i, j, e
-    cdef int k = P.k, nit = 0, status
-    cdef bint small
-    cdef double xn, ftol = P.s.ftol, tol = P.s.tol, rtol = P.s.rtol
+    then block_plain_round steps them (plain_newton_step's decisions)."""
+    cdef Py_ssize_t n = stop - start, i, e
+    cdef int k = P.k, nit = 0
     memcpy(w.x, P.x0 + start, n * sizeof(double))
     memcpy(w.p, P.params + start * k, n * k * sizeof(double))
     for i in range(n):
@@ -857,21 +855,50 @@ cdef void block_solve_plain(const BlockProblem *P, BlockScratch *w, Py_ssize_t s
                 e = w.idx[i]
                 block_output(P, e if e >= 0 else ~e, w.x[i], NAN, CALLBACK_ERROR, nit, nit + 1)
             return
-        j = 0
-        for i in range(n):
-            e = w.idx[i]
-            status = plain_newton_step(w.x[i], w.fx[i], w.dfx[i], e < 0, nit < P.s.maxiter,
-                                       ftol, tol, rtol, &xn, &small)
-            if status == RUNNING:       # (then e >= 0: a small step ends the element)
-                w.x[j] = xn
-                w.idx[j] = ~e if small else e
-                if j != i:
-                    block_move_params(w, k, i, j)
-                j += 1
-            else:
-                block_output(P, e if e >= 0 else ~e, w.x[i], w.fx[i], status, nit, nit + 1)
-        n = j
+        n = block_plain_round(P, w, n, nit)
         nit += 1
+
+
+cdef inline Py_ssize_t block_plain_round(const BlockProblem *P, BlockScratch *w, Py_ssize_t n,
+                                         int nit) noexcept nogil:
+    """Step the n active elements from f and f' at w.x, write out the finished ones and move
+    the running ones up (stable compaction); returns how many run on.
+
+    The common case -- a step is taken -- is one branch on conditions combined without
+    short-circuits (f finite and above ftol, the step and f' finite, the last step not below
+    tolerance, steps left), the step computed before knowing it is wanted; the rest (once
+    per element) goes to plain_newton_step, whose decisions these are."""
+    cdef Py_ssize_t i, j = 0, e
+    cdef int k = P.k, status
+    cdef bint more = nit < P.s.maxiter, small
+    cdef double f, d, xi, step, xn, af, ftol = P.s.ftol, tol = P.s.tol, rtol = P.s.rtol
+    cdef double *x = w.x
+    cdef double *p = w.p
+    cdef Py_ssize_t *idx = w.idx
+    cdef const double *fx = w.fx
+    cdef const double *dfx = w.dfx
+    for i in range(n):
+        f = fx[i]
+        d = dfx[i]
+        xi = x[i]
+        e = idx[i]
+        af = fabs(f)
+        step = f / d
+        xn = xi - step
+        if more & (e >= 0) & (af > ftol) & (af <= DBL_MAX) & (fabs(xn) <= DBL_MAX) \
+                & (fabs(d) <= DBL_MAX):
+            small = fabs(step) <= tol + rtol * fabs(xn)
+            x[j] = xn
+            idx[j] = e ^ -(<Py_ssize_t>small)       # ~e once the step was below tolerance
+            if k == 1:
+                p[j] = p[i]
+            elif j != i:
+                block_move_params(w, k, i, j)
+            j += 1
+        else:
+            status = plain_newton_step(xi, f, d, e < 0, more, ftol, tol, rtol, &xn, &small)
+            block_output(P, e if e >= 0 else ~e, xi, f, status, nit, nit + 1)
+    return j
 
 
 cdef Py_ssize_t block_start_bracketed(const BlockProblem *P, BlockScratch *w, Py_ssize_t start,
