@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange
-from libc.math cimport fabs, isfinite, INFINITY, NAN
+from libc.math cimport fabs, isfinite, pow, INFINITY, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.float cimport PyFloat_Check, PyFloat_AS_DOUBLE
@@ -558,3 +558,91 @@ def romberg(const double[:, ::1] estimates, const double[:, ::1] rounding,
             value[e] = best_value
             error[e] = best
     return value_arr, error_arr
+
+
+def elementwise_combine(const double[:, :, ::1] values, const double[::1] x,
+                        const double[::1] h, const double[::1] offsets,
+                        const double[::1] weights, const double[::1] factors, int order,
+                        double ulps, const double[:, ::1] shift=None, Py_ssize_t inner_a=0,
+                        Py_ssize_t inner_b=0):
+    """The differences of an elementwise stencil at several steps, in one pass over the values.
+
+    ``values[l, j, i]``: f at ``x[i] + offsets[j] * h[i] * factors[l]``. Returns
+    ``(estimates (L, N), rounding (L, N), bad (L, N) uint8)``: the difference quotients, their
+    rounding error (``ulps * eps * sum |w f| / step**order`` plus that of the points: for
+    order 1 ``4 eps |x| |estimate| / step``; above, ``|f(inner_a) - f(inner_b)|`` scaled
+    (twice) to a slope times ``shift[l, i] / step**order``) and non-finite flags (1: a point
+    above x, 2: below, 4: at x). The arithmetic is that of differentiate._elementwise_combine
+    (same operations in the same order), without its temporaries.
+    """
+    cdef Py_ssize_t L = values.shape[0], S = values.shape[1], N = values.shape[2]
+    cdef Py_ssize_t l, j, i
+    if x.shape[0] != N or h.shape[0] != N or offsets.shape[0] != S or weights.shape[0] != S \
+            or factors.shape[0] != L or (order > 1 and shift is None):
+        raise ValueError("internal: elementwise_combine arrays of inconsistent shapes")
+    estimates = np.empty((L, N))
+    rounding = np.empty((L, N))
+    bad = np.zeros((L, N), dtype=np.uint8)
+    cdef double[:, ::1] est = estimates, rnd = rounding
+    cdef unsigned char[:, ::1] flags = bad
+    cdef double eps = 2.220446049250313e-16, step, scale, total, size, v, pair
+    cdef double pair_factor = 0.0
+    cdef unsigned char flag
+    if order > 1:
+        pair_factor = 2.0 / (offsets[inner_a] - offsets[inner_b])
+    with nogil:
+        for l in range(L):
+            for i in range(N):
+                step = h[i] * factors[l]
+                scale = 1.0 / step if order == 1 else pow(step, -order)
+                total = 0.0
+                size = 0.0
+                flag = 0
+                for j in range(S):
+                    v = values[l, j, i]
+                    total = total + weights[j] * v
+                    size = size + fabs(weights[j]) * fabs(v)
+                    if not isfinite(v):
+                        flag |= 1 if offsets[j] > 0 else (2 if offsets[j] < 0 else 4)
+                total = total * scale
+                size = size * scale * (ulps * eps)
+                if order == 1:
+                    size = size + fabs(total) * scale * ((4.0 * eps) * fabs(x[i]))
+                else:
+                    pair = fabs(values[l, inner_a, i] - values[l, inner_b, i]) * scale
+                    size = size + pair * pair_factor / step * shift[l, i]
+                est[l, i] = total
+                rnd[l, i] = size
+                flags[l, i] = flag
+    return estimates, rounding, bad
+
+
+def unconverged_columns(const double[:, ::1] estimates, const double[:, ::1] rounding,
+                        double rate, double fastest):
+    """differentiate._unconverged for 2-D tables ``(L, N)`` (L >= 3), in one pass: True where
+    some difference of consecutive estimates neither is at rounding level (10x the two
+    roundings) nor shrinks by a factor between ``rate`` and ``fastest`` into the next."""
+    cdef Py_ssize_t L = estimates.shape[0], N = estimates.shape[1], i, k
+    cdef double d0, d1, r0, r1
+    cdef bint ok
+    if L < 3 or rounding.shape[0] != L or rounding.shape[1] != N:
+        raise ValueError("internal: unconverged_columns takes (L >= 3, N) tables")
+    out = np.empty(N, dtype=bool)
+    cdef unsigned char[::1] result = out.view(np.uint8)
+    with nogil:
+        for i in range(N):
+            ok = True
+            d1 = fabs(estimates[1, i] - estimates[0, i])
+            r1 = rounding[1, i]
+            for k in range(1, L - 1):
+                d0 = d1
+                d1 = fabs(estimates[k + 1, i] - estimates[k, i])
+                r0 = r1
+                r1 = rounding[k + 1, i]
+                # quiet: the later difference at rounding level (numpy: quiet[1:])
+                if not (d1 <= 10.0 * (r1 + r0)
+                        or (d0 >= d1 * rate and d0 <= d1 * fastest)):
+                    ok = False
+                    break
+            result[i] = not ok
+    return out
