@@ -672,6 +672,14 @@ cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
             active = live
 
 
+cdef inline void solve_compiled_block(const CompiledProblem *P, bint plain, Py_ssize_t block,
+                                      Py_ssize_t n, bint calling_thread) noexcept nogil:
+    if plain:
+        solve_block_plain(P, block * BLOCK, min(n, (block + 1) * BLOCK), calling_thread)
+    else:
+        solve_block(P, block * BLOCK, min(n, (block + 1) * BLOCK), calling_thread)
+
+
 def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
                     const double[::1] x0, const double[:, ::1] params,
                     const double[::1] a, const double[::1] b,
@@ -729,13 +737,14 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     if blocks < nt:
         nt = <int>blocks    # a small batch: no idle threads to start (same results)
     plain = P.s.method == NEWTON and P.fprime != NULL and not P.s.bracketed
-    with nogil, parallel(num_threads=nt):
-        for block in prange(blocks, schedule="static"):
-            if plain:
-                solve_block_plain(&P, block * BLOCK, min(n, (block + 1) * BLOCK),
-                                  threadid() == 0)
-            else:
-                solve_block(&P, block * BLOCK, min(n, (block + 1) * BLOCK), threadid() == 0)
+    if nt == 1:         # (a team of one still costs microseconds to start)
+        with nogil:
+            for block in range(blocks):
+                solve_compiled_block(&P, plain, block, n, True)
+    else:
+        with nogil, parallel(num_threads=nt):
+            for block in prange(blocks, schedule="static"):
+                solve_compiled_block(&P, plain, block, n, threadid() == 0)
     if stop_flag:
         raise_pending_error()
     return x_out, fun_out, status_out, nit_out, nfev_out
@@ -994,6 +1003,16 @@ cdef void block_scratch_free(BlockScratch *w) noexcept nogil:
         free(w)
 
 
+cdef inline void solve_equation_block(const BlockProblem *P, BlockScratch *w, Py_ssize_t block,
+                                      Py_ssize_t size, Py_ssize_t n) noexcept nogil:
+    if flag_read(P.interrupted):
+        return
+    if P.s.bracketed:
+        block_solve_bracketed(P, w, block * size, min(n, (block + 1) * size))
+    else:
+        block_solve_plain(P, w, block * size, min(n, (block + 1) * size))
+
+
 def newton_block(UserFunction f, const double[::1] x0, const double[:, ::1] params,
                  const double[::1] a, const double[::1] b, double tol, double rtol, double ftol,
                  int maxiter, object n_threads, bint details=True,
@@ -1033,24 +1052,29 @@ def newton_block(UserFunction f, const double[::1] x0, const double[:, ::1] para
     blocks = (n + block_size - 1) // block_size
     if blocks < nt:
         nt = <int>blocks    # no idle threads to start (same results)
-    with nogil, parallel(num_threads=nt):
-        # (a pointer assigned here is private to each thread; a struct whose address is
-        # taken would be shared)
+    if nt == 1:         # (a team of one still costs microseconds to start)
         w = block_scratch_new(block_size, P.k, P.s.bracketed)
         if w == NULL:
-            no_memory[0] = 1
-        else:
-            w.calling_thread = threadid() == 0
-        # blocks dealt round-robin: neighbouring blocks often need alike numbers of rounds
-        for block in prange(blocks, schedule="static", chunksize=1):
-            if flag_read(no_memory) or flag_read(&stop_flag):
-                continue
-            if P.s.bracketed:
-                block_solve_bracketed(&P, w, block * block_size,
-                                      min(n, (block + 1) * block_size))
-            else:
-                block_solve_plain(&P, w, block * block_size, min(n, (block + 1) * block_size))
+            raise MemoryError("newton: no memory for the block buffers")
+        w.calling_thread = True
+        with nogil:
+            for block in range(blocks):
+                solve_equation_block(&P, w, block, block_size, n)
         block_scratch_free(w)
+    else:
+        with nogil, parallel(num_threads=nt):
+            # (a pointer assigned here is private to each thread; a struct whose address is
+            # taken would be shared)
+            w = block_scratch_new(block_size, P.k, P.s.bracketed)
+            if w == NULL:
+                no_memory[0] = 1
+            else:
+                w.calling_thread = threadid() == 0
+            # blocks dealt round-robin: neighbouring blocks often need alike numbers of rounds
+            for block in prange(blocks, schedule="static", chunksize=1):
+                if not flag_read(no_memory):
+                    solve_equation_block(&P, w, block, block_size, n)
+            block_scratch_free(w)
     if stop_flag:
         raise_pending_error()
     if out_of_memory:

@@ -263,8 +263,8 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
                 f_user, derivatives[0], derivatives[1], x_start, params, a_end, b_end,
                 float(tol), float(rtol), float(ftol), maxiter, _METHODS[method], n_threads,
                 details=full_output or scalar)
-        outside = np.flatnonzero(status == Status.OUT_OF_BOUNDS)
-        if outside.size:
+        outside = np.flatnonzero(status == Status.OUT_OF_BOUNDS) if bracket is not None else ()
+        if len(outside):
             end_values = np.full((2, size), np.nan)
             values_at = block_values if block else compiled_values
             for row, end in zip(end_values, (a_end, b_end)):
@@ -343,8 +343,9 @@ def _bracket_messages(status, x0, a, b, fa, fb):
 
 def _check_tolerances(**values):
     for name, value in values.items():
-        value = real_number(value, name)
-        if not np.isfinite(value) or value < 0:
+        if type(value) is not float:        # (the common case needs no ABC check)
+            value = real_number(value, name)
+        if not 0.0 <= value < np.inf:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
@@ -355,6 +356,8 @@ def _check_maxiter(maxiter):
 
 
 def _broadcast_float(value, shape, name):
+    if type(value) is np.ndarray and value.dtype == np.float64 and value.shape == shape:
+        return np.ascontiguousarray(value).reshape(-1)      # (small batches: no broadcast_to)
     array = real_array(value, name)
     try:
         array = np.broadcast_to(array, shape)
