@@ -672,6 +672,18 @@ cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
             active = live
 
 
+cdef enum:
+    MIN_BLOCKS_PER_THREAD = 4   # of BLOCK elements: less work per thread than that (~0.1 ms)
+                                # costs more in waking threads than it saves
+
+
+cdef inline int team_for(Py_ssize_t blocks, int nt) noexcept nogil:
+    """The threads worth starting for ``blocks`` blocks of BLOCK elements: ``nt`` at most, one
+    per MIN_BLOCKS_PER_THREAD blocks (results do not depend on it)."""
+    cdef Py_ssize_t useful = blocks // MIN_BLOCKS_PER_THREAD
+    return <int>max(1, min(<Py_ssize_t>nt, useful))
+
+
 cdef inline void solve_compiled_block(const CompiledProblem *P, bint plain, Py_ssize_t block,
                                       Py_ssize_t n, bint calling_thread) noexcept nogil:
     if plain:
@@ -734,8 +746,7 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     P.x_out = <double*>cnp.PyArray_DATA(x_out)
     P.status_out = <Py_ssize_t*>cnp.PyArray_DATA(status_out)
     blocks = (n + BLOCK - 1) // BLOCK
-    if blocks < nt:
-        nt = <int>blocks    # a small batch: no idle threads to start (same results)
+    nt = team_for(blocks, nt)
     plain = P.s.method == NEWTON and P.fprime != NULL and not P.s.bracketed
     if nt == 1:         # (a team of one still costs microseconds to start)
         with nogil:
@@ -1050,8 +1061,7 @@ def newton_block(UserFunction f, const double[::1] x0, const double[:, ::1] para
         return x_out, fun_out, status_out, nit_out, nfev_out
     block_size = min(block_size, n)
     blocks = (n + block_size - 1) // block_size
-    if blocks < nt:
-        nt = <int>blocks    # no idle threads to start (same results)
+    nt = team_for((n + BLOCK - 1) // BLOCK, nt)
     if nt == 1:         # (a team of one still costs microseconds to start)
         w = block_scratch_new(block_size, P.k, P.s.bracketed)
         if w == NULL:
