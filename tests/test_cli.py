@@ -93,7 +93,7 @@ def test_bench_runs_every_area_at_tiny_sizes(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads((tmp_path / "all.json").read_text())["rows"]
     assert {r["area"] for r in rows} == {"derivatives", "hessian", "newton", "systems", "fitting",
-                                         "gaussian_2d", "inference", "nist"}
+                                         "gaussian_2d", "inference", "nist", "block_newton"}
     assert not [r for r in rows if r["note"].startswith("FAILED")]
 
 
