@@ -1481,6 +1481,61 @@ cdef struct FinishedElement:
     int status
 
 
+cdef struct PlainRound:
+    # A NewtonBatch round: where the active elements' state is read and written.
+    const double *x_src         # iterates (round 0: the caller's x0)
+    const double **row_src      # parameter rows (round 0: the caller's)
+    double *x                   # compacted iterates (the batch's buffer)
+    double *params              # compacted parameter rows, (rows, capacity)
+    int *idx                    # output index; ~index once the step to x was small
+    FinishedElement *done       # records of finished elements, by output index
+    Py_ssize_t rows, capacity
+    int nit
+    bint first, more
+
+
+cdef inline Py_ssize_t plain_round(const PlainRound *R, const double *fx, const double *df,
+                                   Py_ssize_t n, double tol, double rtol,
+                                   double ftol) noexcept nogil:
+    """Decide the n active elements from f and f' (plain_newton_step), step the running ones
+    into the batch's buffers (stable compaction) and record the finished ones; returns how
+    many run on."""
+    # R's fields in locals: the extension is built with -fno-strict-aliasing, so each store
+    # through a pointer would otherwise reload them all
+    cdef const double *x_src = R.x_src
+    cdef const double **row_src = R.row_src
+    cdef const double *row0 = R.row_src[0] if R.rows > 0 else NULL
+    cdef double *x = R.x
+    cdef double *params = R.params
+    cdef int *idx = R.idx
+    cdef FinishedElement *done = R.done
+    cdef Py_ssize_t rows = R.rows, capacity = R.capacity, i, j = 0, r
+    cdef bint first = R.first, more = R.more, small
+    cdef int nit = R.nit, e, status
+    cdef double xn
+    for i in range(n):
+        e = <int>i if first else idx[i]
+        status = plain_newton_step(x_src[i], fx[i], df[i], e < 0, more, ftol, tol, rtol, &xn,
+                                   &small)
+        if status == RUNNING:
+            x[j] = xn
+            idx[j] = ~e if small else e
+            if j != i or first:
+                if rows == 1:       # the common case, without a loop
+                    params[j] = row0[i]
+                else:
+                    for r in range(rows):
+                        params[r * capacity + j] = row_src[r][i]
+            j += 1
+            continue
+        e = ~e if e < 0 else e
+        done[e].x = x_src[i]
+        done[e].fun = fx[i]
+        done[e].nit = nit
+        done[e].status = status
+    return j
+
+
 cdef class NewtonBatch:
     """Plain Newton steps for a batch with vectorized f and f' (no bracket, not Halley/secant).
 
@@ -1553,85 +1608,45 @@ cdef class NewtonBatch:
 
     def iterate(self, const double[::1] fx, const double[::1] df):
         """One round from f and f' at the active iterates; returns the number still active."""
-        cdef Py_ssize_t n = self.n_active, rows = self.params.shape[0], capacity = self.x.shape[0]
-        cdef Py_ssize_t i, j = 0, r
-        cdef int e
-        cdef bint first = self.nit == 0
-        cdef int nit = self.nit, status
-        cdef double f, af, d, step, xi, xn
-        cdef double tol = self.tol, rtol = self.rtol, ftol = self.ftol
-        cdef bint more = nit < self.maxiter
-        cdef double *x = _double_ptr(self.x)
-        cdef const double *x_src = x
-        cdef double *params = _double_ptr(self.params)
-        cdef int *idx = <int*>cnp.PyArray_DATA(self.idx)
-        cdef FinishedElement *done = <FinishedElement*>cnp.PyArray_DATA(self.records)
+        cdef Py_ssize_t n = self.n_active, rows = self.params.shape[0], j, r
         cdef const double[::1] x_view
         cdef const double[::1] row_view
-        cdef const double **row_src = NULL
-        cdef const double *row0
+        cdef PlainRound R
         if fx.shape[0] != n or df.shape[0] != n:
             raise ValueError("internal: values of the wrong length")
         if n == 0:
             return 0
-        row_src = <const double**>malloc(max(rows, 1) * sizeof(double*))
-        if row_src == NULL:
+        R.rows = rows
+        R.capacity = self.x.shape[0]
+        R.first = self.nit == 0
+        R.nit = self.nit
+        R.more = self.nit < self.maxiter
+        R.x = _double_ptr(self.x)
+        R.params = _double_ptr(self.params)
+        R.idx = <int*>cnp.PyArray_DATA(self.idx)
+        R.done = <FinishedElement*>cnp.PyArray_DATA(self.records)
+        R.row_src = <const double**>malloc(max(rows, 1) * sizeof(double*))
+        if R.row_src == NULL:
             raise MemoryError()
         try:
-            if first:
+            # round 0 reads the caller's arrays, later rounds the batch's compacted copies
+            R.x_src = R.x
+            if R.first:
                 x_view = self.x_first
-                x_src = &x_view[0]
-                for r in range(rows):
+                R.x_src = &x_view[0]
+            for r in range(rows):
+                if R.first:
                     row_view = self.rows_first[r]
-                    row_src[r] = &row_view[0]
-            else:
-                for r in range(rows):
-                    row_src[r] = params + r * capacity
-            row0 = row_src[0] if rows > 0 else NULL
+                    R.row_src[r] = &row_view[0]
+                else:
+                    R.row_src[r] = R.params + r * R.capacity
             with nogil:
-                for i in range(n):
-                    f = fx[i]
-                    xi = x_src[i]
-                    e = <int>i if first else idx[i]
-                    af = fabs(f)
-                    # step unless f is non-finite, |f| <= ftol (covers f == 0), the last step
-                    # was below tolerance (e < 0) or maxiter steps were taken
-                    if more and e >= 0 and af > ftol and af <= DBL_MAX:
-                        d = df[i]
-                        step = f / d
-                        xn = xi - step
-                        # a zero f' gives an infinite step; an infinite f' a zero one
-                        if fabs(xn) <= DBL_MAX and fabs(d) <= DBL_MAX:
-                            x[j] = xn
-                            idx[j] = e if fabs(step) > tol + rtol * fabs(xn) else ~e
-                            if j != i or first:
-                                if rows == 1:       # the common case, without a loop
-                                    params[j] = row0[i]
-                                else:
-                                    for r in range(rows):
-                                        params[r * capacity + j] = row_src[r][i]
-                            j += 1
-                            continue
-                        status = SINGULAR if d == 0.0 else NON_FINITE
-                    else:
-                        if e < 0:
-                            e = ~e
-                            status = SUCCESS if af <= DBL_MAX else NON_FINITE
-                        elif not isfinite(f):
-                            status = NON_FINITE
-                        elif af <= ftol:
-                            status = SUCCESS
-                        else:
-                            status = MAX_ITERATIONS
-                    done[e].x = xi
-                    done[e].fun = f
-                    done[e].nit = nit
-                    done[e].status = status
+                j = plain_round(&R, &fx[0], &df[0], n, self.tol, self.rtol, self.ftol)
         finally:
-            free(row_src)
-        self.nit = nit + 1
+            free(R.row_src)
+        self.nit += 1
         self.n_active = j
-        if first:
+        if R.first:
             self.x_first = self.rows_first = None
         return j
 
