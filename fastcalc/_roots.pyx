@@ -1280,28 +1280,32 @@ cdef class ElementwiseBatch:
         settings_init(&self.s, tol, rtol, ftol, maxiter, method, bracketed, fd)
         self.n_active = n
         self.x = np.array(x0, dtype=np.float64)
-        nb = n if bracketed else 1
-        ns = n if method == SECANT else 1
-        nd = n if bracketed or fd else 1
-        nv = n if self.s.verify else 1
-        bracket = [np.zeros(nb) for _ in range(3)]
-        steps = [np.full(nd, np.inf) for _ in range(2)]     # no step yet (see start_element)
-        secant = [np.zeros(ns) for _ in range(2)]
-        probe = [np.zeros(nv) for _ in range(3)]
-        nit = np.zeros(n, dtype=np.intc)
-        nfev = np.zeros(n, dtype=np.intc)
-        pending = np.zeros(n, dtype=np.int8)
-        idx = np.arange(n, dtype=np.intp)
         self.params = np.array(params, dtype=np.float64, order="C")
         if self.params.ndim != 2 or self.params.shape[1] != n:
             raise ValueError("internal: params must have shape (rows, n)")
         self.x_out = self.fun_out = self.status_out = self.nit_out = self.nfev_out = None
-        self._done = (np.empty(n, dtype=np.intp), np.empty(n), np.empty(n),
-                      np.empty(n, dtype=np.int8), np.empty(n, dtype=np.intc),
-                      np.empty(n, dtype=np.intc))
-        holes = np.empty(n, dtype=np.intp)
-        self._owned = (bracket, steps, secant, probe, nit, nfev, pending, idx, holes)
+        self._owned = self._state_arrays(n)
+        self._done = self._log_arrays(n)
         self.A.x = _double_ptr(self.x)
+        self.A.params = _double_ptr(self.params)
+        self.A.rows = self.params.shape[0]
+        self.A.capacity = n
+        self.A.deriv_cost = deriv_cost
+
+    cdef tuple _state_arrays(self, Py_ssize_t n):
+        """The per-element state beside x (those a method does not use: one element) and the
+        hole list, pointed to by self.A; returns them, for the batch to own."""
+        cdef const Settings *s = &self.s
+        bracket = [np.zeros(n if s.bracketed else 1) for _ in range(3)]
+        # no step yet (see start_element)
+        steps = [np.full(n if s.bracketed or s.fd else 1, np.inf) for _ in range(2)]
+        secant = [np.zeros(n if s.method == SECANT else 1) for _ in range(2)]
+        probe = [np.zeros(n if s.verify else 1) for _ in range(3)]
+        nit = np.zeros(n, dtype=np.intc)
+        nfev = np.zeros(n, dtype=np.intc)
+        pending = np.zeros(n, dtype=np.int8)
+        idx = np.arange(n, dtype=np.intp)
+        holes = np.empty(n, dtype=np.intp)
         self.A.a = _double_ptr(bracket[0])
         self.A.b = _double_ptr(bracket[1])
         self.A.fa = _double_ptr(bracket[2])
@@ -1317,17 +1321,20 @@ cdef class ElementwiseBatch:
         self.A.pending = <signed char*>cnp.PyArray_DATA(pending)
         self.A.idx = <Py_ssize_t*>cnp.PyArray_DATA(idx)
         self.A.holes = <Py_ssize_t*>cnp.PyArray_DATA(holes)
-        self.A.params = _double_ptr(self.params)
-        self.A.rows = self.params.shape[0]
-        self.A.capacity = n
-        self.A.deriv_cost = deriv_cost
+        return bracket, steps, secant, probe, nit, nfev, pending, idx, holes
+
+    cdef tuple _log_arrays(self, Py_ssize_t n):
+        """The done-log (finished elements in finishing order), pointed to by self.A."""
+        log = (np.empty(n, dtype=np.intp), np.empty(n), np.empty(n), np.empty(n, dtype=np.int8),
+               np.empty(n, dtype=np.intc), np.empty(n, dtype=np.intc))
         self.A.n_done = 0
-        self.A.done_idx = <Py_ssize_t*>cnp.PyArray_DATA(self._done[0])
-        self.A.done_x = _double_ptr(self._done[1])
-        self.A.done_fun = _double_ptr(self._done[2])
-        self.A.done_status = <signed char*>cnp.PyArray_DATA(self._done[3])
-        self.A.done_nit = <int*>cnp.PyArray_DATA(self._done[4])
-        self.A.done_nfev = <int*>cnp.PyArray_DATA(self._done[5])
+        self.A.done_idx = <Py_ssize_t*>cnp.PyArray_DATA(log[0])
+        self.A.done_x = _double_ptr(log[1])
+        self.A.done_fun = _double_ptr(log[2])
+        self.A.done_status = <signed char*>cnp.PyArray_DATA(log[3])
+        self.A.done_nit = <int*>cnp.PyArray_DATA(log[4])
+        self.A.done_nfev = <int*>cnp.PyArray_DATA(log[5])
+        return log
 
     def start_bracket(self, const double[::1] a, const double[::1] b, const double[::1] fa,
                       const double[::1] fb):
