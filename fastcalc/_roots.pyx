@@ -6,13 +6,17 @@ The per-element logic (when an element has converged, failed, or takes which ste
 * the compiled path (``newton_compiled``): elements are solved start to finish in a ``prange``
   loop over blocks, each thread advancing 4 elements in lockstep so that their latency-bound
   iterations overlap (``solve_block_plain``, with the two functions' decisions written out,
-  serves plain Newton with f'); and
+  serves plain Newton with f');
 * the Python path (``ElementwiseBatch``): the wrapper calls the user's vectorized functions on
   the still-active elements, one pass updates them all, finished elements are logged and their
   slots refilled from the end (so they are never evaluated again), and ``finish`` scatters the
   log to the outputs. Plain Newton with f' (the common case) has its own leaner batch,
-  ``NewtonBatch`` (one pass per round with stable compaction; decisions written out as in
-  ``solve_block_plain``).
+  ``NewtonBatch`` (one pass per round with stable compaction, ``plain_round``); and
+* the block-compiled path (``newton_block``): one call of the user's block function gives f
+  and f' at all active elements of a block of 512; threads take blocks, and each block's
+  active elements are compacted after every call (``block_solve_plain``,
+  ``block_solve_bracketed``). Plain Newton's decisions there and in ``NewtonBatch`` are
+  ``plain_newton_step``'s (those of ``solve_block_plain``, written out once).
 
 Systems (``newton_system_compiled``; the Python driver in ``roots.py`` uses
 ``solve_linear_systems``) use damped Newton-Raphson with a backtracking line search on
