@@ -147,3 +147,84 @@ def test_scipy_root_loop(benchmark, system_starts, method):
 
     result = benchmark.pedantic(loop, rounds=3, iterations=1, warmup_rounds=1)
     _record(benchmark, result, _exact_roots(starts), len(starts), "us_per_system", 1e6)
+
+
+# ------------------------------------------------------------------- block-compiled equations
+# newton with a numba block function (f and f' of many elements per call) against the
+# per-element compiled path, the whole-array floor (JAX's jitted fixed-iteration loop when jax
+# is installed, else NumPy's) and, for thread scaling, a numba prange loop.
+
+from fastcalc.cli import _workloads as wl  # noqa: E402
+
+try:
+    CUBE_BLOCK, KEPLER_BLOCK = wl.numba_block_equations()
+except ImportError:     # numba is optional
+    CUBE_BLOCK = KEPLER_BLOCK = None
+needs_numba = pytest.mark.skipif(CUBE_BLOCK is None, reason="numba not installed")
+try:
+    import jax
+    jax.config.update("jax_enable_x64", True)
+except ImportError:     # optional reference (pip install jax)
+    jax = None
+
+
+@pytest.fixture(scope="module", params=["cube", "kepler"])
+def block_problem(request):
+    if request.param == "cube":
+        a = np.random.default_rng(5).uniform(0.0, 1000.0, N_EQUATIONS)
+        return ("x^3 = a", CUBE_BLOCK, low_level("cube_root_eq"), low_level("cube_root_eq_prime"),
+                np.ones(N_EQUATIONS), (a,), wl.cube_and_prime,
+                lambda x: np.abs(x - np.cbrt(a)).max())
+    k = wl.kepler_problem(N_EQUATIONS)
+    return ("Kepler", KEPLER_BLOCK, low_level("kepler_eq"), low_level("kepler_eq_prime"),
+            k.x0, (k.e, k.m), wl.kepler_and_prime,
+            lambda x: np.abs(wl.kepler_and_prime(x, k.e, k.m)[0]).max())
+
+
+def _floor(problem):
+    """The whole-array floor for this problem: (name, call) with the block solve's max steps."""
+    label, block, _, _, x0, args, f_and_prime, _ = problem
+    steps = int(newton(block, x0, args=args, full_output=True).nit.max())
+    if jax is None:
+        return "numpy", lambda: wl.numpy_newton_floor(f_and_prime, x0, args, steps)
+    from fastcalc.cli._bench import _jax_floor
+    solve = _jax_floor(jax, f_and_prime, steps)
+    jargs = [jax.numpy.asarray(v) for v in (x0, *args)]
+    return "jax", lambda: np.asarray(solve(*jargs).block_until_ready())
+
+
+@needs_numba
+@pytest.mark.parametrize("solver", ["block_numba", "per_element_compiled", "whole_array_floor"])
+def test_block_newton(benchmark, block_problem, solver):
+    label, block, f, fprime, x0, args, _, error = block_problem
+    benchmark.group = f"newton 1e6 {label}: block f vs per-element f and the whole-array floor"
+    if solver == "block_numba":
+        call = lambda: newton(block, x0, args=args)     # noqa: E731
+    elif solver == "per_element_compiled":
+        call = lambda: newton(f, x0, fprime, args=args)     # noqa: E731
+    else:
+        name, call = _floor(block_problem)
+        benchmark.extra_info["floor"] = name
+    result = benchmark.pedantic(call, rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["max_error"] = float(error(result))
+    assert error(result) < 1e-11
+
+
+@needs_numba
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("solver", ["fastcalc_compiled", "fastcalc_block_numba", "numba_prange"])
+def test_newton_thread_scaling(benchmark, threads, solver):
+    import numba
+    p = wl.cube_root_problem(N_EQUATIONS)
+    benchmark.group = f"newton 1e6 x^3 = a thread scaling: {solver}"
+    if solver == "numba_prange":
+        solve = wl.numba_prange_newton()
+        numba.set_num_threads(threads)
+        call = lambda: solve(p.x0, p.a, 1.48e-8, 50)    # noqa: E731
+    elif solver == "fastcalc_block_numba":
+        call = lambda: newton(CUBE_BLOCK, p.x0, args=(p.a,), n_threads=threads)   # noqa: E731
+    else:
+        call = lambda: newton(low_level("cube_root_eq"), p.x0,     # noqa: E731
+                              low_level("cube_root_eq_prime"), args=(p.a,), n_threads=threads)
+    result = benchmark.pedantic(call, rounds=5, iterations=1, warmup_rounds=1)
+    assert np.max(np.abs(result - p.root)) < 1e-11

@@ -36,9 +36,8 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-# _incoming/ holds sections other changes add for the lead to fold into the user guide;
 # *.inc are generated fragments included by the benchmark page.
-exclude_patterns = ["_build", "_incoming", "**/*.inc", "auto_examples/*.ipynb",
+exclude_patterns = ["_build", "**/*.inc", "auto_examples/*.ipynb",
                     "auto_examples/*.py", "auto_examples/*.zip"]
 
 write_api_pages(DOCS / "api" / "modules")

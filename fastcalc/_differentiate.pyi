@@ -60,3 +60,20 @@ def romberg(
     powers: NDArray[np.float64],
     safety: float,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+
+def elementwise_combine(
+    values: NDArray[np.float64],
+    x: NDArray[np.float64],
+    h: NDArray[np.float64],
+    offsets: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    factors: NDArray[np.float64],
+    order: int,
+    ulps: float,
+    shift: NDArray[np.float64] | None = ...,
+    inner_a: int = ...,
+    inner_b: int = ...,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]]: ...
+def unconverged_columns(
+    estimates: NDArray[np.float64], rounding: NDArray[np.float64], rate: float, fastest: float
+) -> NDArray[np.bool_]: ...

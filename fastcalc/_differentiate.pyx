@@ -19,13 +19,13 @@ from functools import lru_cache
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange
-from libc.math cimport fabs, isfinite, INFINITY, NAN
+from libc.math cimport fabs, isfinite, pow, INFINITY, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.float cimport PyFloat_Check, PyFloat_AS_DOUBLE
 
 from fastcalc._evaluate cimport (UserFunction, scalar_field_t, vector_field_t, elementwise_t,
-                                 COMPILED)
+                                 block_equations_t, COMPILED)
 from fastcalc._evaluate import real_values
 from fastcalc._parallel cimport resolve_threads
 
@@ -454,8 +454,8 @@ def elementwise_values(UserFunction function, points, parameters=None):
     ``parameters`` is None or ``(N, k)``: the ``k`` parameters of each element, shared by all
     leading indices of ``points``. Returns an array of the shape of ``points``.
     """
-    if function.kind != COMPILED or function.signature != "elementwise":
-        raise TypeError("elementwise_values needs a compiled elementwise callable")
+    if function.kind != COMPILED or function.signature not in ("elementwise", "block"):
+        raise TypeError("elementwise_values needs a compiled elementwise or block callable")
     cdef cnp.ndarray flat = np.ascontiguousarray(points, dtype=np.float64).reshape(-1)
     cdef Py_ssize_t total = flat.shape[0], i, elements, width = 0
     cdef const double[:, ::1] params
@@ -474,12 +474,40 @@ def elementwise_values(UserFunction function, points, parameters=None):
     cdef const double *x = <const double*>cnp.PyArray_DATA(flat)
     cdef elementwise_t fn = <elementwise_t>function.c_function
     cdef void *user_data = function.user_data
+    if function.signature == "block":
+        with nogil:
+            _block_values(<block_equations_t>function.c_function, user_data, x, &out_view[0],
+                          total, elements, <int>width,
+                          &params[0, 0] if width > 0 else &no_parameters)
+        return out.reshape(np.shape(points))
     with nogil:
         for i in range(total):
             if width > 0:
                 p = <double*>&params[i % elements, 0]
             out_view[i] = fn(x[i], <int>width, p, user_data)
     return out.reshape(np.shape(points))
+
+
+cdef enum:
+    VALUE_BLOCK = 512       # points per call of a block function (its buffers stay in cache)
+
+
+cdef void _block_values(block_equations_t fn, void *user_data, const double *x, double *out,
+                        Py_ssize_t total, Py_ssize_t elements, int width,
+                        const double *params) noexcept nogil:
+    """``out[i] = f(x[i]; params[i % elements])`` by calls of a block function on at most
+    VALUE_BLOCK points, none straddling the end of the element axis (so that each call's
+    parameter rows are consecutive); a failed call's values are NaN."""
+    cdef Py_ssize_t start = 0, n, e = 0, i
+    while start < total:
+        n = min(<Py_ssize_t>VALUE_BLOCK, total - start)
+        if width > 0:
+            e = start % elements
+            n = min(n, elements - e)
+        if fn(<int>n, x + start, width, params + e * width, out + start, NULL, user_data) != 0:
+            for i in range(n):
+                out[start + i] = NAN
+        start += n
 
 
 def romberg(const double[:, ::1] estimates, const double[:, ::1] rounding,
@@ -530,3 +558,91 @@ def romberg(const double[:, ::1] estimates, const double[:, ::1] rounding,
             value[e] = best_value
             error[e] = best
     return value_arr, error_arr
+
+
+def elementwise_combine(const double[:, :, ::1] values, const double[::1] x,
+                        const double[::1] h, const double[::1] offsets,
+                        const double[::1] weights, const double[::1] factors, int order,
+                        double ulps, const double[:, ::1] shift=None, Py_ssize_t inner_a=0,
+                        Py_ssize_t inner_b=0):
+    """The differences of an elementwise stencil at several steps, in one pass over the values.
+
+    ``values[l, j, i]``: f at ``x[i] + offsets[j] * h[i] * factors[l]``. Returns
+    ``(estimates (L, N), rounding (L, N), bad (L, N) uint8)``: the difference quotients, their
+    rounding error (``ulps * eps * sum |w f| / step**order`` plus that of the points: for
+    order 1 ``4 eps |x| |estimate| / step``; above, ``|f(inner_a) - f(inner_b)|`` scaled
+    (twice) to a slope times ``shift[l, i] / step**order``) and non-finite flags (1: a point
+    above x, 2: below, 4: at x). The arithmetic is that of differentiate._elementwise_combine
+    (same operations in the same order), without its temporaries.
+    """
+    cdef Py_ssize_t L = values.shape[0], S = values.shape[1], N = values.shape[2]
+    cdef Py_ssize_t l, j, i
+    if x.shape[0] != N or h.shape[0] != N or offsets.shape[0] != S or weights.shape[0] != S \
+            or factors.shape[0] != L or (order > 1 and shift is None):
+        raise ValueError("internal: elementwise_combine arrays of inconsistent shapes")
+    estimates = np.empty((L, N))
+    rounding = np.empty((L, N))
+    bad = np.zeros((L, N), dtype=np.uint8)
+    cdef double[:, ::1] est = estimates, rnd = rounding
+    cdef unsigned char[:, ::1] flags = bad
+    cdef double eps = 2.220446049250313e-16, step, scale, total, size, v, pair
+    cdef double pair_factor = 0.0
+    cdef unsigned char flag
+    if order > 1:
+        pair_factor = 2.0 / (offsets[inner_a] - offsets[inner_b])
+    with nogil:
+        for l in range(L):
+            for i in range(N):
+                step = h[i] * factors[l]
+                scale = 1.0 / step if order == 1 else pow(step, -order)
+                total = 0.0
+                size = 0.0
+                flag = 0
+                for j in range(S):
+                    v = values[l, j, i]
+                    total = total + weights[j] * v
+                    size = size + fabs(weights[j]) * fabs(v)
+                    if not isfinite(v):
+                        flag |= 1 if offsets[j] > 0 else (2 if offsets[j] < 0 else 4)
+                total = total * scale
+                size = size * scale * (ulps * eps)
+                if order == 1:
+                    size = size + fabs(total) * scale * ((4.0 * eps) * fabs(x[i]))
+                else:
+                    pair = fabs(values[l, inner_a, i] - values[l, inner_b, i]) * scale
+                    size = size + pair * pair_factor / step * shift[l, i]
+                est[l, i] = total
+                rnd[l, i] = size
+                flags[l, i] = flag
+    return estimates, rounding, bad
+
+
+def unconverged_columns(const double[:, ::1] estimates, const double[:, ::1] rounding,
+                        double rate, double fastest):
+    """differentiate._unconverged for 2-D tables ``(L, N)`` (L >= 3), in one pass: True where
+    some difference of consecutive estimates neither is at rounding level (10x the two
+    roundings) nor shrinks by a factor between ``rate`` and ``fastest`` into the next."""
+    cdef Py_ssize_t L = estimates.shape[0], N = estimates.shape[1], i, k
+    cdef double d0, d1, r0, r1
+    cdef bint ok
+    if L < 3 or rounding.shape[0] != L or rounding.shape[1] != N:
+        raise ValueError("internal: unconverged_columns takes (L >= 3, N) tables")
+    out = np.empty(N, dtype=bool)
+    cdef unsigned char[::1] result = out.view(np.uint8)
+    with nogil:
+        for i in range(N):
+            ok = True
+            d1 = fabs(estimates[1, i] - estimates[0, i])
+            r1 = rounding[1, i]
+            for k in range(1, L - 1):
+                d0 = d1
+                d1 = fabs(estimates[k + 1, i] - estimates[k, i])
+                r0 = r1
+                r1 = rounding[k + 1, i]
+                # quiet: the later difference at rounding level (numpy: quiet[1:])
+                if not (d1 <= 10.0 * (r1 + r0)
+                        or (d0 >= d1 * rate and d0 <= d1 * fastest)):
+                    ok = False
+                    break
+            result[i] = not ok
+    return out

@@ -9,6 +9,10 @@ ctypedef int (*model_t)(int npts, double *x, int nparams, double *params, double
 # a fit model that also writes its Jacobian, row-major (npts, nparams), when jac is not NULL
 ctypedef int (*model_jac_t)(int npts, double *x, int nparams, double *params, double *out,
                             double *jac, void *user_data) noexcept nogil
+# A block of n elementwise equations: fx[i] = f(x[i]; p[i*k:(i+1)*k]) and (dfx not NULL) its
+# derivative; 0 = success, non-zero = the block failed.
+ctypedef int (*block_equations_t)(int n, const double *x, int k, const double *p, double *fx,
+                                  double *dfx, void *user_data) noexcept nogil
 
 cpdef enum FunctionKind:
     PYTHON = 0

@@ -28,6 +28,7 @@ _SIGNATURES = {
     "elementwise": ("double(double,int,double*,void*)",),
     "model": ("int(int,double*,int,double*,double*,void*)",),
     "model_jac": ("int(int,double*,int,double*,double*,double*,void*)",),
+    "block": ("int(int,double*,int,double*,double*,double*,void*)",),
 }
 _SIGNATURE_TEXT = {
     "scalar": "double f(int n, double *x, void *user_data)",
@@ -36,6 +37,8 @@ _SIGNATURE_TEXT = {
     "model": "int f(int npts, double *x, int nparams, double *params, double *out, void *user_data)",
     "model_jac": ("int f(int npts, double *x, int nparams, double *params, double *out, "
                   "double *jac, void *user_data)"),
+    "block": ("int f(int n, const double *x, int k, const double *p, double *fx, double *dfx, "
+              "void *user_data)"),
 }
 
 

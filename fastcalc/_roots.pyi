@@ -32,6 +32,25 @@ def newton_compiled(
     details: bool = ...,
 ) -> _CompiledArrays: ...
 
+def newton_block(
+    f: Any,
+    x0: NDArray[np.float64],
+    params: NDArray[np.float64],
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    tol: float,
+    rtol: float,
+    ftol: float,
+    maxiter: int,
+    n_threads: int | None,
+    details: bool = ...,
+    block_size: int = ...,
+) -> _CompiledArrays: ...
+
+def block_values(
+    f: Any, x: NDArray[np.float64], params: NDArray[np.float64], elements: NDArray[np.intp]
+) -> NDArray[np.float64]: ...
+
 @disjoint_base
 class ElementwiseBatch:
     n_active: int

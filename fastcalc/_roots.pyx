@@ -6,13 +6,17 @@ The per-element logic (when an element has converged, failed, or takes which ste
 * the compiled path (``newton_compiled``): elements are solved start to finish in a ``prange``
   loop over blocks, each thread advancing 4 elements in lockstep so that their latency-bound
   iterations overlap (``solve_block_plain``, with the two functions' decisions written out,
-  serves plain Newton with f'); and
+  serves plain Newton with f');
 * the Python path (``ElementwiseBatch``): the wrapper calls the user's vectorized functions on
   the still-active elements, one pass updates them all, finished elements are logged and their
   slots refilled from the end (so they are never evaluated again), and ``finish`` scatters the
   log to the outputs. Plain Newton with f' (the common case) has its own leaner batch,
-  ``NewtonBatch`` (one pass per round with stable compaction; decisions written out as in
-  ``solve_block_plain``).
+  ``NewtonBatch`` (one pass per round with stable compaction, ``plain_round``); and
+* the block-compiled path (``newton_block``): one call of the user's block function gives f
+  and f' at all active elements of a block of 512; threads take blocks, and each block's
+  active elements are compacted after every call (``block_solve_plain``,
+  ``block_solve_bracketed``). Plain Newton's decisions there and in ``NewtonBatch`` are
+  ``plain_newton_step``'s (those of ``solve_block_plain``, written out once).
 
 Kernels never raise on a numerical failure: every element ends with a status code from
 ``fastcalc._status``. Per-element results never depend on the thread count or on the order in
@@ -26,7 +30,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.limits cimport INT_MAX
 
-from fastcalc._evaluate cimport UserFunction, elementwise_t
+from fastcalc._evaluate cimport UserFunction, block_equations_t, elementwise_t
 from fastcalc._parallel cimport resolve_threads
 from fastcalc._status_codes cimport (SUCCESS, MAX_ITERATIONS, SINGULAR, NON_FINITE,
                                      OUT_OF_BOUNDS, CALLBACK_ERROR)
@@ -519,6 +523,32 @@ cdef extern from "float.h":
     const double DBL_MAX
 
 
+cdef inline int plain_newton_step(double x, double f, double d, bint small, bint more,
+                                  double ftol, double tol, double rtol, double *x_new,
+                                  bint *small_new) noexcept nogil:
+    """The decisions of after_value + after_derivative for plain Newton with an exact f' and
+    no bracket, from f and f' at x: RUNNING with the next iterate in x_new (small_new: its
+    step was below tolerance), or the element's final status. ``small``: the step to x was
+    below tolerance; ``more``: a step is left."""
+    cdef double af = fabs(f), step, xn
+    # step unless f is non-finite, |f| <= ftol (covers f == 0), the last step was below
+    # tolerance or no step is left
+    if more and not small and af > ftol and af <= DBL_MAX:
+        step = f / d
+        xn = x - step
+        # a zero f' gives an infinite step; an infinite f' a zero one
+        if fabs(xn) <= DBL_MAX and fabs(d) <= DBL_MAX:
+            x_new[0] = xn
+            small_new[0] = fabs(step) <= tol + rtol * fabs(xn)
+            return RUNNING
+        return SINGULAR if d == 0.0 else NON_FINITE
+    if small:
+        return SUCCESS if af <= DBL_MAX else NON_FINITE
+    if not isfinite(f):
+        return NON_FINITE
+    return SUCCESS if af <= ftol else MAX_ITERATIONS
+
+
 cdef struct PlainLanes:
     # State of the lanes of solve_block_plain. lim[lane] is maxiter, or -1 once a step was
     # below tolerance (so "nit < lim" is the one test of "take another step").
@@ -640,6 +670,26 @@ cdef void solve_block_plain(const CompiledProblem *shared, Py_ssize_t start,
             active = live
 
 
+cdef enum:
+    MIN_BLOCKS_PER_THREAD = 4   # of BLOCK elements: less work per thread than that (~0.1 ms)
+                                # costs more in waking threads than it saves
+
+
+cdef inline int team_for(Py_ssize_t blocks, int nt) noexcept nogil:
+    """The threads worth starting for ``blocks`` blocks of BLOCK elements: ``nt`` at most, one
+    per MIN_BLOCKS_PER_THREAD blocks (results do not depend on it)."""
+    cdef Py_ssize_t useful = blocks // MIN_BLOCKS_PER_THREAD
+    return <int>max(1, min(<Py_ssize_t>nt, useful))
+
+
+cdef inline void solve_compiled_block(const CompiledProblem *P, bint plain, Py_ssize_t block,
+                                      Py_ssize_t n, bint calling_thread) noexcept nogil:
+    if plain:
+        solve_block_plain(P, block * BLOCK, min(n, (block + 1) * BLOCK), calling_thread)
+    else:
+        solve_block(P, block * BLOCK, min(n, (block + 1) * BLOCK), calling_thread)
+
+
 def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
                     const double[::1] x0, const double[:, ::1] params,
                     const double[::1] a, const double[::1] b,
@@ -694,16 +744,16 @@ def newton_compiled(UserFunction f, UserFunction fprime, UserFunction fprime2,
     P.x_out = <double*>cnp.PyArray_DATA(x_out)
     P.status_out = <Py_ssize_t*>cnp.PyArray_DATA(status_out)
     blocks = (n + BLOCK - 1) // BLOCK
-    if blocks < nt:
-        nt = <int>blocks    # a small batch: no idle threads to start (same results)
+    nt = team_for(blocks, nt)
     plain = P.s.method == NEWTON and P.fprime != NULL and not P.s.bracketed
-    with nogil, parallel(num_threads=nt):
-        for block in prange(blocks, schedule="static"):
-            if plain:
-                solve_block_plain(&P, block * BLOCK, min(n, (block + 1) * BLOCK),
-                                  threadid() == 0)
-            else:
-                solve_block(&P, block * BLOCK, min(n, (block + 1) * BLOCK), threadid() == 0)
+    if nt == 1:         # (a team of one still costs microseconds to start)
+        with nogil:
+            for block in range(blocks):
+                solve_compiled_block(&P, plain, block, n, True)
+    else:
+        with nogil, parallel(num_threads=nt):
+            for block in prange(blocks, schedule="static"):
+                solve_compiled_block(&P, plain, block, n, threadid() == 0)
     if stop_flag:
         raise_pending_error()
     return x_out, fun_out, status_out, nit_out, nfev_out
@@ -727,6 +777,351 @@ def compiled_values(UserFunction f, const double[::1] x, const double[:, ::1] pa
             if k > 0:
                 p = <double*>&params[i, 0]
             ov[j] = func(x[i], k, p, data)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Block-compiled elementwise equations: one call evaluates f and f' at a block of elements, so
+# the user's loop over the block can vectorize. Threads take whole blocks; within a block the
+# active elements are compacted after every call (finished ones are never evaluated again).
+# Each element's arithmetic is that of solving it alone, so results do not depend on the block
+# size or the thread count -- unless a block call fails (non-zero return): then every element
+# still active in that block ends with CALLBACK_ERROR.
+
+cdef enum:
+    SIGNAL_BLOCK_CALLS = 256    # block calls between two checks for signals
+
+
+cdef struct BlockProblem:
+    # Everything a block of a batch needs, shared read-only by the threads.
+    block_equations_t f
+    void *f_data
+    int k                       # parameters per element
+    const double *params        # (n, k) row-major
+    const double *x0
+    const double *a             # bracket ends (when bracketed)
+    const double *b
+    Settings s
+    # outputs (fun_out, nit_out, nfev_out: NULL when not wanted)
+    double *x_out
+    double *fun_out
+    Py_ssize_t *status_out
+    Py_ssize_t *nit_out
+    Py_ssize_t *nfev_out
+    int *interrupted            # shared flag: a signal handler raised, stop every thread
+
+
+cdef struct BlockScratch:
+    # One thread's buffers for the active elements of its current block (capacity: the block
+    # size), compacted in place after each call of f.
+    double *x
+    double *fx
+    double *dfx
+    double *fa                  # f at the bracket's first ends (bracketed)
+    double *p                   # the active elements' parameter rows, k per element
+    Py_ssize_t *idx             # index in the batch (plain: ~index once a step was small)
+    Element *e                  # per-element state (bracketed only)
+    int calls                   # calls of f since the last check for signals
+    bint calling_thread
+
+
+cdef inline void block_output(const BlockProblem *P, Py_ssize_t i, double x, double fx,
+                              int status, int nit, int nfev) noexcept nogil:
+    P.x_out[i] = x
+    P.status_out[i] = status
+    if P.fun_out != NULL:
+        P.fun_out[i] = fx
+        P.nit_out[i] = nit
+        P.nfev_out[i] = nfev
+
+
+cdef inline int block_call(const BlockProblem *P, BlockScratch *w, Py_ssize_t n,
+                           double *fx, double *dfx) noexcept nogil:
+    """f (and f' unless dfx is NULL) at the n points w.x; non-zero: the call failed, or a
+    signal handler raised (then P.interrupted is set)."""
+    w.calls += 1
+    if w.calls == SIGNAL_BLOCK_CALLS:
+        w.calls = 0
+        if interrupted(P.interrupted, w.calling_thread):
+            return 1
+    return P.f(<int>n, w.x, P.k, w.p, fx, dfx, P.f_data)
+
+
+cdef inline void block_move_params(BlockScratch *w, int k, Py_ssize_t src,
+                                   Py_ssize_t dst) noexcept nogil:
+    cdef int r
+    if k == 1:          # the common case, without a loop
+        w.p[dst] = w.p[src]
+    else:
+        for r in range(k):
+            w.p[dst * k + r] = w.p[src * k + r]
+
+
+cdef void block_solve_plain(const BlockProblem *P, BlockScratch *w, Py_ssize_t start,
+                            Py_ssize_t stop) noexcept nogil:
+    """Plain Newton on elements [start, stop): one call of f per round for all active ones,
+    then block_plain_round steps them (plain_newton_step's decisions)."""
+    cdef Py_ssize_t n = stop - start, i, e
+    cdef int k = P.k, nit = 0
+    memcpy(w.x, P.x0 + start, n * sizeof(double))
+    memcpy(w.p, P.params + start * k, n * k * sizeof(double))
+    for i in range(n):
+        w.idx[i] = start + i
+    while n > 0:
+        if block_call(P, w, n, w.fx, w.dfx) != 0:
+            for i in range(n):
+                e = w.idx[i]
+                block_output(P, e if e >= 0 else ~e, w.x[i], NAN, CALLBACK_ERROR, nit, nit + 1)
+            return
+        n = block_plain_round(P, w, n, nit)
+        nit += 1
+
+
+cdef inline Py_ssize_t block_plain_round(const BlockProblem *P, BlockScratch *w, Py_ssize_t n,
+                                         int nit) noexcept nogil:
+    """Step the n active elements from f and f' at w.x, write out the finished ones and move
+    the running ones up (stable compaction); returns how many run on.
+
+    The common case -- a step is taken -- is one branch on conditions combined without
+    short-circuits (f finite and above ftol, the step and f' finite, the last step not below
+    tolerance, steps left), the step computed before knowing it is wanted; the rest (once
+    per element) goes to plain_newton_step, whose decisions these are."""
+    cdef Py_ssize_t i, j = 0, e
+    cdef int k = P.k, status
+    cdef bint more = nit < P.s.maxiter, small
+    cdef double f, d, xi, step, xn, af, ftol = P.s.ftol, tol = P.s.tol, rtol = P.s.rtol
+    cdef double *x = w.x
+    cdef double *p = w.p
+    cdef Py_ssize_t *idx = w.idx
+    cdef const double *fx = w.fx
+    cdef const double *dfx = w.dfx
+    for i in range(n):
+        f = fx[i]
+        d = dfx[i]
+        xi = x[i]
+        e = idx[i]
+        af = fabs(f)
+        step = f / d
+        xn = xi - step
+        if more & (e >= 0) & (af > ftol) & (af <= DBL_MAX) & (fabs(xn) <= DBL_MAX) \
+                & (fabs(d) <= DBL_MAX):
+            small = fabs(step) <= tol + rtol * fabs(xn)
+            x[j] = xn
+            idx[j] = e ^ -(<Py_ssize_t>small)       # ~e once the step was below tolerance
+            if k == 1:
+                p[j] = p[i]
+            elif j != i:
+                block_move_params(w, k, i, j)
+            j += 1
+        else:
+            status = plain_newton_step(xi, f, d, e < 0, more, ftol, tol, rtol, &xn, &small)
+            block_output(P, e if e >= 0 else ~e, xi, f, status, nit, nit + 1)
+    return j
+
+
+cdef Py_ssize_t block_start_bracketed(const BlockProblem *P, BlockScratch *w, Py_ssize_t start,
+                                      Py_ssize_t stop) noexcept nogil:
+    """Evaluate f at both bracket ends of elements [start, stop) and set up their state;
+    finished elements are written out. Returns the number left active (-1: interrupted)."""
+    cdef Py_ssize_t n = stop - start, i, j = 0
+    cdef int k = P.k, status, failed
+    memcpy(w.p, P.params + start * k, n * k * sizeof(double))
+    memcpy(w.x, P.a + start, n * sizeof(double))
+    failed = block_call(P, w, n, w.fa, NULL)
+    if failed == 0:
+        memcpy(w.x, P.b + start, n * sizeof(double))
+        failed = block_call(P, w, n, w.fx, NULL)
+    if failed != 0:
+        if flag_read(P.interrupted):
+            return -1
+        for i in range(n):
+            block_output(P, start + i, P.x0[start + i], NAN, CALLBACK_ERROR, 0, 2)
+        return 0
+    for i in range(n):
+        start_element(&w.e[j], P.x0[start + i], &P.s)
+        w.e[j].nfev = 2
+        status = RUNNING
+        if bracket_start(&w.e[j], P.a[start + i], P.b[start + i], w.fa[i], w.fx[i], &status):
+            block_output(P, start + i, w.e[j].x, w.e[j].fx, status, 0, 2)
+            continue
+        w.idx[j] = start + i
+        if j != i:
+            block_move_params(w, k, i, j)
+        j += 1
+    return j
+
+
+cdef void block_solve_bracketed(const BlockProblem *P, BlockScratch *w, Py_ssize_t start,
+                                Py_ssize_t stop) noexcept nogil:
+    """Bracketed Newton on elements [start, stop): each round one call of f and f' at the
+    active iterates, then after_value and (unless f is wanted at a probe first)
+    after_derivative decide each element, as for the other kinds of f."""
+    cdef Py_ssize_t n = block_start_bracketed(P, w, start, stop), i, j
+    cdef int status
+    while n > 0:
+        for i in range(n):
+            w.x[i] = w.e[i].x
+        if block_call(P, w, n, w.fx, w.dfx) != 0:
+            for i in range(n):
+                block_output(P, w.idx[i], w.e[i].x, NAN, CALLBACK_ERROR, w.e[i].nit,
+                             w.e[i].nfev + 1)
+            return
+        j = 0
+        for i in range(n):
+            status = after_value(&w.e[i], w.fx[i], &P.s)
+            if status == RUNNING and w.e[i].pending != PROBING:
+                status = after_derivative(&w.e[i], w.dfx[i], 0.0, &P.s)
+            if status != RUNNING:
+                block_output(P, w.idx[i], w.e[i].x, w.e[i].fx, status, w.e[i].nit,
+                             w.e[i].nfev)
+                continue
+            if j != i:
+                w.e[j] = w.e[i]
+                w.idx[j] = w.idx[i]
+                block_move_params(w, P.k, i, j)
+            j += 1
+        n = j
+
+
+cdef BlockScratch *block_scratch_new(Py_ssize_t size, int k, bint bracketed) noexcept nogil:
+    """A thread's buffers for blocks of ``size`` elements (NULL if out of memory)."""
+    cdef BlockScratch *w = <BlockScratch*>malloc(sizeof(BlockScratch))
+    if w == NULL:
+        return NULL
+    w.x = <double*>malloc(4 * size * sizeof(double))
+    w.p = <double*>malloc(size * (k if k > 0 else 1) * sizeof(double))
+    w.idx = <Py_ssize_t*>malloc(size * sizeof(Py_ssize_t))
+    w.e = <Element*>malloc(size * sizeof(Element)) if bracketed else NULL
+    w.calls = 0
+    w.calling_thread = False
+    if w.x == NULL or w.p == NULL or w.idx == NULL or (w.e == NULL and bracketed):
+        block_scratch_free(w)
+        return NULL
+    w.fx = w.x + size
+    w.dfx = w.fx + size
+    w.fa = w.dfx + size
+    return w
+
+
+cdef void block_scratch_free(BlockScratch *w) noexcept nogil:
+    if w != NULL:
+        free(w.x)
+        free(w.p)
+        free(w.idx)
+        free(w.e)
+        free(w)
+
+
+cdef inline void solve_equation_block(const BlockProblem *P, BlockScratch *w, Py_ssize_t block,
+                                      Py_ssize_t size, Py_ssize_t n) noexcept nogil:
+    if flag_read(P.interrupted):
+        return
+    if P.s.bracketed:
+        block_solve_bracketed(P, w, block * size, min(n, (block + 1) * size))
+    else:
+        block_solve_plain(P, w, block * size, min(n, (block + 1) * size))
+
+
+def newton_block(UserFunction f, const double[::1] x0, const double[:, ::1] params,
+                 const double[::1] a, const double[::1] b, double tol, double rtol, double ftol,
+                 int maxiter, object n_threads, bint details=True,
+                 Py_ssize_t block_size=512):
+    """Solve ``f(x_i; params[i]) = 0`` for every element i by Newton's method (bracketed when
+    ``a``/``b`` are not empty), ``f`` a compiled block function giving f and f' in one call,
+    on ``n_threads`` threads over blocks of ``block_size`` elements. Returns ``(x, fun, status,
+    nit, nfev)`` as :func:`newton_compiled`; ``nfev`` counts the calls (each gives f and f')."""
+    cdef Py_ssize_t n = x0.shape[0], blocks, block
+    cdef int nt = resolve_threads(n_threads), stop_flag = 0, out_of_memory = 0
+    cdef int *no_memory = &out_of_memory      # (assigned in the parallel block: via a pointer)
+    cdef BlockProblem P
+    cdef BlockScratch *w
+    cdef double dummy = 0.0
+    if block_size < 1 or block_size > INT_MAX:
+        raise ValueError("block_size must be between 1 and INT_MAX")
+    if f.signature != "block":
+        raise TypeError("newton_block needs a compiled block function")
+    P.f = <block_equations_t>f.c_function
+    P.f_data = f.user_data
+    P.k = <int>params.shape[1]
+    P.params = &params[0, 0] if P.k > 0 and n > 0 else &dummy
+    P.x0 = &x0[0] if n > 0 else &dummy
+    settings_init(&P.s, tol, rtol, ftol, maxiter, NEWTON, a.shape[0] > 0, False)
+    P.a = &a[0] if P.s.bracketed and n > 0 else &dummy
+    P.b = &b[0] if P.s.bracketed and n > 0 else &dummy
+    P.interrupted = &stop_flag
+    x_out, fun_out, status_out, nit_out, nfev_out = _outputs(n, details)
+    P.x_out = <double*>cnp.PyArray_DATA(x_out)
+    P.status_out = <Py_ssize_t*>cnp.PyArray_DATA(status_out)
+    P.fun_out = <double*>cnp.PyArray_DATA(fun_out) if details else NULL
+    P.nit_out = <Py_ssize_t*>cnp.PyArray_DATA(nit_out) if details else NULL
+    P.nfev_out = <Py_ssize_t*>cnp.PyArray_DATA(nfev_out) if details else NULL
+    if n == 0:
+        return x_out, fun_out, status_out, nit_out, nfev_out
+    block_size = min(block_size, n)
+    blocks = (n + block_size - 1) // block_size
+    nt = team_for((n + BLOCK - 1) // BLOCK, nt)
+    if nt == 1:         # (a team of one still costs microseconds to start)
+        w = block_scratch_new(block_size, P.k, P.s.bracketed)
+        if w == NULL:
+            raise MemoryError("newton: no memory for the block buffers")
+        w.calling_thread = True
+        with nogil:
+            for block in range(blocks):
+                solve_equation_block(&P, w, block, block_size, n)
+        block_scratch_free(w)
+    else:
+        with nogil, parallel(num_threads=nt):
+            # (a pointer assigned here is private to each thread; a struct whose address is
+            # taken would be shared)
+            w = block_scratch_new(block_size, P.k, P.s.bracketed)
+            if w == NULL:
+                no_memory[0] = 1
+            else:
+                w.calling_thread = threadid() == 0
+            # blocks dealt round-robin: neighbouring blocks often need alike numbers of rounds
+            for block in prange(blocks, schedule="static", chunksize=1):
+                if not flag_read(no_memory):
+                    solve_equation_block(&P, w, block, block_size, n)
+            block_scratch_free(w)
+    if stop_flag:
+        raise_pending_error()
+    if out_of_memory:
+        raise MemoryError("newton: no memory for the threads' block buffers")
+    return x_out, fun_out, status_out, nit_out, nfev_out
+
+
+def _outputs(Py_ssize_t n, bint details):
+    """Output arrays of a compiled batch: x, fun, status, nit, nfev (fun, nit, nfev None
+    unless ``details``)."""
+    x_out = np.empty(n, dtype=np.float64)
+    status_out = np.empty(n, dtype=np.intp)
+    if not details:
+        return x_out, None, status_out, None, None
+    return (x_out, np.empty(n, dtype=np.float64), status_out, np.empty(n, dtype=np.intp),
+            np.empty(n, dtype=np.intp))
+
+
+def block_values(UserFunction f, const double[::1] x, const double[:, ::1] params,
+                 const Py_ssize_t[::1] elements):
+    """``f(x[i]; params[i])`` for i in ``elements`` (one call), compiled block f; NaN if the
+    call fails (the bracket ends of the elements that failed at the start, for messages)."""
+    cdef Py_ssize_t j, n = elements.shape[0]
+    cdef int k = <int>params.shape[1], r
+    cdef block_equations_t func = <block_equations_t>f.c_function
+    points = np.empty(n)
+    rows = np.empty((n, max(k, 1)))
+    out = np.empty(n)
+    cdef double[::1] pv = points, ov = out
+    cdef double[:, ::1] rv = rows
+    if n == 0:
+        return out
+    for j in range(n):
+        pv[j] = x[elements[j]]
+        for r in range(k):
+            rv[j, r] = params[elements[j], r]
+    with nogil:
+        if func(<int>n, &pv[0], k, &rv[0, 0], &ov[0], NULL, f.user_data) != 0:
+            ov[:] = NAN
     return out
 
 
@@ -883,28 +1278,32 @@ cdef class ElementwiseBatch:
         settings_init(&self.s, tol, rtol, ftol, maxiter, method, bracketed, fd)
         self.n_active = n
         self.x = np.array(x0, dtype=np.float64)
-        nb = n if bracketed else 1
-        ns = n if method == SECANT else 1
-        nd = n if bracketed or fd else 1
-        nv = n if self.s.verify else 1
-        bracket = [np.zeros(nb) for _ in range(3)]
-        steps = [np.full(nd, np.inf) for _ in range(2)]     # no step yet (see start_element)
-        secant = [np.zeros(ns) for _ in range(2)]
-        probe = [np.zeros(nv) for _ in range(3)]
-        nit = np.zeros(n, dtype=np.intc)
-        nfev = np.zeros(n, dtype=np.intc)
-        pending = np.zeros(n, dtype=np.int8)
-        idx = np.arange(n, dtype=np.intp)
         self.params = np.array(params, dtype=np.float64, order="C")
         if self.params.ndim != 2 or self.params.shape[1] != n:
             raise ValueError("internal: params must have shape (rows, n)")
         self.x_out = self.fun_out = self.status_out = self.nit_out = self.nfev_out = None
-        self._done = (np.empty(n, dtype=np.intp), np.empty(n), np.empty(n),
-                      np.empty(n, dtype=np.int8), np.empty(n, dtype=np.intc),
-                      np.empty(n, dtype=np.intc))
-        holes = np.empty(n, dtype=np.intp)
-        self._owned = (bracket, steps, secant, probe, nit, nfev, pending, idx, holes)
+        self._owned = self._state_arrays(n)
+        self._done = self._log_arrays(n)
         self.A.x = _double_ptr(self.x)
+        self.A.params = _double_ptr(self.params)
+        self.A.rows = self.params.shape[0]
+        self.A.capacity = n
+        self.A.deriv_cost = deriv_cost
+
+    cdef tuple _state_arrays(self, Py_ssize_t n):
+        """The per-element state beside x (those a method does not use: one element) and the
+        hole list, pointed to by self.A; returns them, for the batch to own."""
+        cdef const Settings *s = &self.s
+        bracket = [np.zeros(n if s.bracketed else 1) for _ in range(3)]
+        # no step yet (see start_element)
+        steps = [np.full(n if s.bracketed or s.fd else 1, np.inf) for _ in range(2)]
+        secant = [np.zeros(n if s.method == SECANT else 1) for _ in range(2)]
+        probe = [np.zeros(n if s.verify else 1) for _ in range(3)]
+        nit = np.zeros(n, dtype=np.intc)
+        nfev = np.zeros(n, dtype=np.intc)
+        pending = np.zeros(n, dtype=np.int8)
+        idx = np.arange(n, dtype=np.intp)
+        holes = np.empty(n, dtype=np.intp)
         self.A.a = _double_ptr(bracket[0])
         self.A.b = _double_ptr(bracket[1])
         self.A.fa = _double_ptr(bracket[2])
@@ -920,17 +1319,20 @@ cdef class ElementwiseBatch:
         self.A.pending = <signed char*>cnp.PyArray_DATA(pending)
         self.A.idx = <Py_ssize_t*>cnp.PyArray_DATA(idx)
         self.A.holes = <Py_ssize_t*>cnp.PyArray_DATA(holes)
-        self.A.params = _double_ptr(self.params)
-        self.A.rows = self.params.shape[0]
-        self.A.capacity = n
-        self.A.deriv_cost = deriv_cost
+        return bracket, steps, secant, probe, nit, nfev, pending, idx, holes
+
+    cdef tuple _log_arrays(self, Py_ssize_t n):
+        """The done-log (finished elements in finishing order), pointed to by self.A."""
+        log = (np.empty(n, dtype=np.intp), np.empty(n), np.empty(n), np.empty(n, dtype=np.int8),
+               np.empty(n, dtype=np.intc), np.empty(n, dtype=np.intc))
         self.A.n_done = 0
-        self.A.done_idx = <Py_ssize_t*>cnp.PyArray_DATA(self._done[0])
-        self.A.done_x = _double_ptr(self._done[1])
-        self.A.done_fun = _double_ptr(self._done[2])
-        self.A.done_status = <signed char*>cnp.PyArray_DATA(self._done[3])
-        self.A.done_nit = <int*>cnp.PyArray_DATA(self._done[4])
-        self.A.done_nfev = <int*>cnp.PyArray_DATA(self._done[5])
+        self.A.done_idx = <Py_ssize_t*>cnp.PyArray_DATA(log[0])
+        self.A.done_x = _double_ptr(log[1])
+        self.A.done_fun = _double_ptr(log[2])
+        self.A.done_status = <signed char*>cnp.PyArray_DATA(log[3])
+        self.A.done_nit = <int*>cnp.PyArray_DATA(log[4])
+        self.A.done_nfev = <int*>cnp.PyArray_DATA(log[5])
+        return log
 
     def start_bracket(self, const double[::1] a, const double[::1] b, const double[::1] fa,
                       const double[::1] fb):
@@ -1084,6 +1486,61 @@ cdef struct FinishedElement:
     int status
 
 
+cdef struct PlainRound:
+    # A NewtonBatch round: where the active elements' state is read and written.
+    const double *x_src         # iterates (round 0: the caller's x0)
+    const double **row_src      # parameter rows (round 0: the caller's)
+    double *x                   # compacted iterates (the batch's buffer)
+    double *params              # compacted parameter rows, (rows, capacity)
+    int *idx                    # output index; ~index once the step to x was small
+    FinishedElement *done       # records of finished elements, by output index
+    Py_ssize_t rows, capacity
+    int nit
+    bint first, more
+
+
+cdef inline Py_ssize_t plain_round(const PlainRound *R, const double *fx, const double *df,
+                                   Py_ssize_t n, double tol, double rtol,
+                                   double ftol) noexcept nogil:
+    """Decide the n active elements from f and f' (plain_newton_step), step the running ones
+    into the batch's buffers (stable compaction) and record the finished ones; returns how
+    many run on."""
+    # R's fields in locals: the extension is built with -fno-strict-aliasing, so each store
+    # through a pointer would otherwise reload them all
+    cdef const double *x_src = R.x_src
+    cdef const double **row_src = R.row_src
+    cdef const double *row0 = R.row_src[0] if R.rows > 0 else NULL
+    cdef double *x = R.x
+    cdef double *params = R.params
+    cdef int *idx = R.idx
+    cdef FinishedElement *done = R.done
+    cdef Py_ssize_t rows = R.rows, capacity = R.capacity, i, j = 0, r
+    cdef bint first = R.first, more = R.more, small
+    cdef int nit = R.nit, e, status
+    cdef double xn
+    for i in range(n):
+        e = <int>i if first else idx[i]
+        status = plain_newton_step(x_src[i], fx[i], df[i], e < 0, more, ftol, tol, rtol, &xn,
+                                   &small)
+        if status == RUNNING:
+            x[j] = xn
+            idx[j] = ~e if small else e
+            if j != i or first:
+                if rows == 1:       # the common case, without a loop
+                    params[j] = row0[i]
+                else:
+                    for r in range(rows):
+                        params[r * capacity + j] = row_src[r][i]
+            j += 1
+            continue
+        e = ~e if e < 0 else e
+        done[e].x = x_src[i]
+        done[e].fun = fx[i]
+        done[e].nit = nit
+        done[e].status = status
+    return j
+
+
 cdef class NewtonBatch:
     """Plain Newton steps for a batch with vectorized f and f' (no bracket, not Halley/secant).
 
@@ -1156,85 +1613,45 @@ cdef class NewtonBatch:
 
     def iterate(self, const double[::1] fx, const double[::1] df):
         """One round from f and f' at the active iterates; returns the number still active."""
-        cdef Py_ssize_t n = self.n_active, rows = self.params.shape[0], capacity = self.x.shape[0]
-        cdef Py_ssize_t i, j = 0, r
-        cdef int e
-        cdef bint first = self.nit == 0
-        cdef int nit = self.nit, status
-        cdef double f, af, d, step, xi, xn
-        cdef double tol = self.tol, rtol = self.rtol, ftol = self.ftol
-        cdef bint more = nit < self.maxiter
-        cdef double *x = _double_ptr(self.x)
-        cdef const double *x_src = x
-        cdef double *params = _double_ptr(self.params)
-        cdef int *idx = <int*>cnp.PyArray_DATA(self.idx)
-        cdef FinishedElement *done = <FinishedElement*>cnp.PyArray_DATA(self.records)
+        cdef Py_ssize_t n = self.n_active, rows = self.params.shape[0], j, r
         cdef const double[::1] x_view
         cdef const double[::1] row_view
-        cdef const double **row_src = NULL
-        cdef const double *row0
+        cdef PlainRound R
         if fx.shape[0] != n or df.shape[0] != n:
             raise ValueError("internal: values of the wrong length")
         if n == 0:
             return 0
-        row_src = <const double**>malloc(max(rows, 1) * sizeof(double*))
-        if row_src == NULL:
+        R.rows = rows
+        R.capacity = self.x.shape[0]
+        R.first = self.nit == 0
+        R.nit = self.nit
+        R.more = self.nit < self.maxiter
+        R.x = _double_ptr(self.x)
+        R.params = _double_ptr(self.params)
+        R.idx = <int*>cnp.PyArray_DATA(self.idx)
+        R.done = <FinishedElement*>cnp.PyArray_DATA(self.records)
+        R.row_src = <const double**>malloc(max(rows, 1) * sizeof(double*))
+        if R.row_src == NULL:
             raise MemoryError()
         try:
-            if first:
+            # round 0 reads the caller's arrays, later rounds the batch's compacted copies
+            R.x_src = R.x
+            if R.first:
                 x_view = self.x_first
-                x_src = &x_view[0]
-                for r in range(rows):
+                R.x_src = &x_view[0]
+            for r in range(rows):
+                if R.first:
                     row_view = self.rows_first[r]
-                    row_src[r] = &row_view[0]
-            else:
-                for r in range(rows):
-                    row_src[r] = params + r * capacity
-            row0 = row_src[0] if rows > 0 else NULL
+                    R.row_src[r] = &row_view[0]
+                else:
+                    R.row_src[r] = R.params + r * R.capacity
             with nogil:
-                for i in range(n):
-                    f = fx[i]
-                    xi = x_src[i]
-                    e = <int>i if first else idx[i]
-                    af = fabs(f)
-                    # step unless f is non-finite, |f| <= ftol (covers f == 0), the last step
-                    # was below tolerance (e < 0) or maxiter steps were taken
-                    if more and e >= 0 and af > ftol and af <= DBL_MAX:
-                        d = df[i]
-                        step = f / d
-                        xn = xi - step
-                        # a zero f' gives an infinite step; an infinite f' a zero one
-                        if fabs(xn) <= DBL_MAX and fabs(d) <= DBL_MAX:
-                            x[j] = xn
-                            idx[j] = e if fabs(step) > tol + rtol * fabs(xn) else ~e
-                            if j != i or first:
-                                if rows == 1:       # the common case, without a loop
-                                    params[j] = row0[i]
-                                else:
-                                    for r in range(rows):
-                                        params[r * capacity + j] = row_src[r][i]
-                            j += 1
-                            continue
-                        status = SINGULAR if d == 0.0 else NON_FINITE
-                    else:
-                        if e < 0:
-                            e = ~e
-                            status = SUCCESS if af <= DBL_MAX else NON_FINITE
-                        elif not isfinite(f):
-                            status = NON_FINITE
-                        elif af <= ftol:
-                            status = SUCCESS
-                        else:
-                            status = MAX_ITERATIONS
-                    done[e].x = xi
-                    done[e].fun = f
-                    done[e].nit = nit
-                    done[e].status = status
+                j = plain_round(&R, &fx[0], &df[0], n, self.tol, self.rtol, self.ftol)
         finally:
-            free(row_src)
-        self.nit = nit + 1
+            free(R.row_src)
+        self.nit += 1
         self.n_active = j
-        if first:
+        if R.first:
             self.x_first = self.rows_first = None
         return j
 

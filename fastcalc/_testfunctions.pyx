@@ -242,4 +242,53 @@ cdef api int wood_system(int n, double *x, int m, double *out, void *user_data) 
     out[1] = 200.0 * t1 + 20.2 * (x[1] - 1.0) + 19.8 * (x[3] - 1.0)
     out[2] = -180.0 * x[2] * t2 - (1.0 - x[2])
     out[3] = 180.0 * t2 + 20.2 * (x[3] - 1.0) + 19.8 * (x[1] - 1.0)
+# ---- blocks of elementwise equations (fastcalc.roots.newton, fastcalc.derivative) ----
+# Block signature: int f(int n, const double *x, int k, const double *p, double *fx,
+# double *dfx, void *user_data): element i's parameters are p[i*k:(i+1)*k] and dfx is NULL
+# when the derivative is not wanted. Loops free of calls and branches vectorize.
+
+cdef api int cube_root_block(int n, const double *x, int k, const double *p, double *fx,
+                             double *dfx, void *user_data) noexcept nogil:
+    """fx = x^3 - p[0], dfx = 3 x^2 for a block of elements (k == 1, else failure: 1)."""
+    cdef int i
+    if k != 1:
+        return 1
+    for i in range(n):
+        fx[i] = x[i] * x[i] * x[i] - p[i]
+    if dfx != NULL:
+        for i in range(n):
+            dfx[i] = 3.0 * x[i] * x[i]
+    return 0
+
+
+cdef api int kepler_block(int n, const double *x, int k, const double *p, double *fx,
+                          double *dfx, void *user_data) noexcept nogil:
+    """Kepler's equation E - e sin E - M (p = (e, M)) and its derivative 1 - e cos E for a
+    block of elements (k == 2, else failure: 1)."""
+    cdef int i
+    if k != 2:
+        return 1
+    for i in range(n):
+        fx[i] = x[i] - p[2 * i] * sin(x[i]) - p[2 * i + 1]
+    if dfx != NULL:
+        for i in range(n):
+            dfx[i] = 1.0 - p[2 * i] * cos(x[i])
+    return 0
+
+
+cdef api int log_block(int n, const double *x, int k, const double *p, double *fx,
+                       double *dfx, void *user_data) noexcept nogil:
+    """log(x) - p[0] and 1 / x; reports failure (1) for the whole block if any x <= 0 (status
+    tests: Newton from far away steps below 0)."""
+    cdef int i
+    if k != 1:
+        return 1
+    for i in range(n):
+        if not x[i] > 0.0:
+            return 1
+    for i in range(n):
+        fx[i] = log(x[i]) - p[i]
+    if dfx != NULL:
+        for i in range(n):
+            dfx[i] = 1.0 / x[i]
     return 0

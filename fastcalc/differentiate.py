@@ -92,8 +92,8 @@ from scipy.optimize import OptimizeResult
 
 from ._arrays import read_only, real_array
 from ._differentiate import (axis_differences, build_points, combine, compiled_values,
-                             elementwise_values, point_shifts, relative_steps, romberg,
-                             stencil)
+                             elementwise_combine, elementwise_values, point_shifts,
+                             relative_steps, romberg, stencil, unconverged_columns)
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
 from ._status import Status, messages_of
@@ -537,12 +537,17 @@ def _unconverged(estimates, rounding, kind, base=2):
     the value and error estimate of such a table cannot be trusted."""
     if estimates.shape[0] < 3:
         return np.zeros(estimates.shape[1:], dtype=bool)
+    fastest = 2.0 ** (base + (2 if kind == "central" else 1)) * 1.5
+    if estimates.ndim == 3 and estimates.shape[2] == 1:
+        # elementwise tables (L, N, 1): one compiled pass, the same tests as below
+        return unconverged_columns(
+            np.ascontiguousarray(estimates[:, :, 0]), np.ascontiguousarray(rounding[:, :, 0]),
+            2.0 ** base / _SLOWEST, fastest)[:, None]
     difference = np.abs(np.diff(estimates, axis=0))
     quiet = difference <= 10.0 * (rounding[1:] + rounding[:-1])
     # Nor may they shrink much faster than the next term allows (2**(base + 2) central,
     # 2**(base + 1) one-sided): that is a step far beyond the scale of f (exp(300 x) at
     # h = 1/8), whose table looks converged long before it is.
-    fastest = 2.0 ** (base + (2 if kind == "central" else 1)) * 1.5
     ratio_ok = ((difference[:-1] >= difference[1:] * (2.0 ** base / _SLOWEST))
                 & (difference[:-1] <= difference[1:] * fastest))
     shrinking = quiet[1:] | ratio_ok
@@ -1547,53 +1552,15 @@ def _elementwise_levels(f, x, h, offsets, weights, factors, order, args, shape):
                          np.ascontiguousarray(offsets, dtype=np.float64),
                          np.ascontiguousarray(weights, dtype=np.float64),
                          np.ascontiguousarray(factors, dtype=np.float64)) if order > 1 else None
-    values = _call_elementwise(f, points.reshape((-1,) + shape),
-                               args).reshape(points.shape).astype(np.float64)
-    with _quiet():
-        return _elementwise_combine(values, x, h, offsets, weights, factors, order, shift)
-
-
-def _elementwise_combine(values, x, h, offsets, weights, factors, order, shift=None):
-    """The differences of :func:`_elementwise_levels` from the values ``(L, offsets, N)``;
-    ``shift`` (orders above 1): ``sum |w_j| |rounded point_j - (x + offset_j h)|``."""
-    steps = h[None, :] * factors[:, None]
-    scale = steps ** -order
-    inverse_h = scale if order == 1 else 1.0 / steps
-    # Accumulate the stencil points one at a time, in a fixed order: each element's sum is then
-    # the same whatever the other elements of the call (einsum's order depends on the shape).
-    estimates = np.zeros(values.shape[::2])
-    rounding = np.zeros(values.shape[::2])      # first the magnitude sum |w| |f|
-    for j, weight in enumerate(weights):
-        estimates += weight * values[:, j, :]
-        rounding += abs(weight) * np.abs(values[:, j, :])
-    finite = np.isfinite(rounding)              # every value of the element finite
-    estimates *= scale
-    rounding *= scale
-    rounding *= _ROUNDING_ULPS * _EPS
-    # + the rounding of the points x + s h: each value is off by |f'| times its point's shift
-    if order == 1:
-        argument = np.abs(estimates)            # the estimate is f'; shifts below eps |x|
-        argument *= inverse_h
-        argument *= (4.0 * _EPS) * np.abs(x)
-    else:
-        # |f'| (from the two innermost points) times sum |w| * shift / h**order, with the
-        # shift of each point computed exactly. |f^(order)| h**(1 - order) in place of |f'|
-        # (as for order 1) underestimated the error by |f'| / (|f^(order)| h**(order - 1)),
-        # 100x and more at large |x| (sin at 1e6, order 3: estimates 10x below the error).
-        a, b = _innermost_pair(offsets)
-        argument = np.abs(values[:, a, :] - values[:, b, :])
-        argument *= scale
-        argument *= 2.0 / (offsets[a] - offsets[b])       # safety factor 2
-        argument /= steps
-        argument *= shift
-    rounding += argument
-    bad = np.zeros(estimates.shape, dtype=np.uint8)
-    if not finite.all():
-        finite_values = np.isfinite(values)
-        for mask, flag in ((offsets > 0, 1), (offsets < 0, 2), (offsets == 0, 4)):
-            if mask.any():
-                bad |= np.where((~finite_values[:, mask]).any(axis=1), flag, 0).astype(np.uint8)
-    return estimates, rounding, bad, values.size
+    values = np.ascontiguousarray(_call_elementwise(f, points.reshape((-1,) + shape),
+                                                    args).reshape(points.shape))
+    a, b = _innermost_pair(offsets) if order > 1 else (0, 0)
+    # one compiled pass: the differences, their rounding error and the non-finite flags
+    return (*elementwise_combine(values, np.ascontiguousarray(x), np.ascontiguousarray(h),
+                                 np.ascontiguousarray(offsets, dtype=np.float64),
+                                 np.ascontiguousarray(weights, dtype=np.float64),
+                                 np.ascontiguousarray(factors, dtype=np.float64), order,
+                                 _ROUNDING_ULPS, shift, a, b), values.size)
 
 
 def _innermost_pair(offsets):
@@ -1669,7 +1636,10 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     f : callable, scipy.LowLevelCallable or numba cfunc
         ``f(x, *args)`` returning an array of the shape of ``x``; or a compiled elementwise
         ``double f(double x, int k, double *p, void *user_data)``, whose per-element
-        parameters are given as ``args=(p,)`` with ``p`` of shape ``x.shape + (k,)``.
+        parameters are given as ``args=(p,)`` with ``p`` of shape ``x.shape + (k,)``; or a
+        compiled block function ``int f(int n, const double *x, int k, const double *p,
+        double *fx, double *dfx, void *user_data)`` (see :func:`fastcalc.newton`; called with
+        dfx NULL on blocks of up to 512 stencil points; a failed call makes its values NaN).
     x : float or array_like
         Points of differentiation (finite; never modified).
     order : {1, 2, 3, 4}
@@ -1730,7 +1700,7 @@ def derivative(f, x, *, order=1, method="central", accuracy=2, step=None, args=(
     >>> round(derivative(np.exp, 1.0, order=2, method="richardson"), 10)
     2.7182818285
     """
-    function = resolve(f, signatures=("elementwise",))
+    function = resolve(f, signatures=("elementwise", "block"))
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) \
             or not 1 <= order <= 4:
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
@@ -1943,7 +1913,7 @@ def taylor(f, x0, order, *, args=()):
     args = _check_args(args)
     center = float(x0[0])
     # f(x0) through the same layer as the derivatives (compiled callables included)
-    function = resolve(f, signatures=("elementwise",))
+    function = resolve(f, signatures=("elementwise", "block"))
     if function.kind == FunctionKind.COMPILED:
         call, call_args = _compiled_elementwise(function, args, (), "richardson")
     else:

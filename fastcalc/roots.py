@@ -35,7 +35,8 @@ from scipy.optimize import OptimizeResult
 from ._arrays import read_only, real_array, real_number
 from ._evaluate import FunctionKind, real_values, resolve
 from ._parallel import n_threads_for
-from ._roots import ElementwiseBatch, Method, NewtonBatch, compiled_values, newton_compiled
+from ._roots import ElementwiseBatch, Method, NewtonBatch, block_values, compiled_values, \
+    newton_block, newton_compiled
 from ._systems import NO_DESCENT, STALLED, TrustRegionBatch, solve_linear_systems, \
     solve_systems_compiled
 from ._status import ConvergenceError, Status, message_of, messages_of
@@ -48,6 +49,9 @@ _EPS = np.finfo(np.float64).eps
 # 512 kB per array of x, parameters, values and NumPy temporaries, mostly in L2; 32k and 64k
 # measured alike (1e6 cube roots: 135-144 ns/equation in one piece, 91-100 chunked).
 _NEWTON_CHUNK = 65_536
+# Elements per call of a compiled block function: its x, f, f' and parameters (32 bytes an
+# element with one parameter) stay in L1/L2 between the call and the update pass.
+_BLOCK_SIZE = 512
 _METHODS = {"newton": Method.NEWTON, "halley": Method.HALLEY, "secant": Method.SECANT}
 _SYSTEM_METHODS = ("dogleg", "newton")
 
@@ -73,6 +77,15 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
         ``double f(double x, int k, double *p, void *user_data)``: ``p`` points to this element's
         ``k`` parameters, i.e. the values of ``args`` for this element, in order (row i of a
         C-contiguous ``(N, k)`` array); compiled functions run without the GIL on ``n_threads``.
+        A compiled *block* function ``int f(int n, const double *x, int k, const double *p,
+        double *fx, double *dfx, void *user_data)`` evaluates n elements per call (p: their
+        rows of the ``(N, k)`` parameters; fx, dfx: f and f' at each, dfx NULL when f' is not
+        wanted; return 0, non-zero = the call failed): its loop can vectorize. Newton then
+        takes f' from the same call (no ``fprime``; plain or bracketed, method "newton"),
+        threads work on blocks of 512 elements and a block's finished elements leave it.
+        Results equal the per-element signature's (and do not depend on the block size or
+        threads), except that a failed call ends every element still active in its block
+        with status 5; ``nfev`` counts calls. NaN in fx gives that element status 3.
     x0 : float or array_like
         Starting point(s). May be None when ``bracket`` is given (start at its midpoint).
     fprime : callable, optional
@@ -182,6 +195,13 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     >>> r = newton(lambda x: (x - 1.0)**3, 2.0, maxiter=100, full_output=True)  # f' by FD
     >>> r.status, abs(r.x - 1.0) <= 1.48e-8
     (0, True)
+
+    A compiled block function (here Cython's, shipped for tests; numba example in the
+    docs) gives f and f' for many elements per call:
+
+    >>> from fastcalc._testfunctions import low_level
+    >>> newton(low_level("cube_root_block"), np.ones(3), args=(a,))
+    array([1., 2., 3.])
     >>> r = newton(np.cos, None, bracket=(0.0, 1.0), full_output=True)
     >>> r.status, r.message.split(": ")[0]
     (4, 'no sign change in the bracket [0.0, 1.0]')
@@ -192,7 +212,7 @@ def newton(f, x0, fprime=None, *, args=(), fprime2=None, tol=1.48e-8, rtol=4 * _
     n_threads_for(n_threads)        # validated whatever the kind of f
     if not isinstance(args, tuple):
         args = tuple(args) if isinstance(args, list) else (args,)
-    f_user, fprime_user, fprime2_user = _elementwise_functions(f, fprime, fprime2)
+    f_user, fprime_user, fprime2_user = _elementwise_functions(f, fprime, fprime2, method)
     x_start, shape, a_end, b_end = _starting_points(x0, bracket)
     scalar = shape == ()
 
@@ -225,9 +245,11 @@ def _newton_method(method, fprime2):
     return method
 
 
-def _elementwise_functions(f, fprime, fprime2):
+def _elementwise_functions(f, fprime, fprime2, method):
     """f, fprime and fprime2 resolved (None stays None); all compiled or none."""
-    f_user = resolve(f, signatures=("elementwise",), name="f")
+    f_user = resolve(f, signatures=("elementwise", "block"), name="f")
+    if f_user.signature == "block":
+        _check_block_call(fprime, fprime2, method)
     derivatives = [resolve(g, signatures=("elementwise",), name=name) if g is not None else None
                    for g, name in ((fprime, "fprime"), (fprime2, "fprime2"))]
     compiled = f_user.kind == FunctionKind.COMPILED
@@ -235,6 +257,16 @@ def _elementwise_functions(f, fprime, fprime2):
         if g is not None and (g.kind == FunctionKind.COMPILED) != compiled:
             raise TypeError(f"{g.name} must be compiled if and only if f is compiled")
     return f_user, *derivatives
+
+
+def _check_block_call(fprime, fprime2, method):
+    """A block function gives f and f' in one call: plain (or bracketed) Newton only."""
+    if fprime is not None or fprime2 is not None:
+        raise TypeError("fprime and fprime2 must be None when f is a compiled block function "
+                        "(it computes the derivative itself, into dfx)")
+    if method != "newton":
+        raise ValueError(f"method={method!r} is not available for a compiled block function "
+                         "f: it gives f and f', for method='newton'")
 
 
 def _starting_points(x0, bracket):
@@ -270,15 +302,22 @@ def _newton_compiled_f(f_user, fprime_user, fprime2_user, x_start, args, shape, 
     last item is f at the bracket's ends where an element has status 4, or None."""
     size = x_start.shape[0]
     params = _parameter_matrix(args, shape, size)
-    x, fun, status, nit, nfev = newton_compiled(
-        f_user, fprime_user, fprime2_user, x_start, params, a_end, b_end,
-        tol, rtol, ftol, maxiter, method, n_threads, details=details)
+    block = f_user.signature == "block"
+    if block:
+        x, fun, status, nit, nfev = newton_block(
+            f_user, x_start, params, a_end, b_end, tol, rtol, ftol, maxiter, n_threads,
+            details, _BLOCK_SIZE)
+    else:
+        x, fun, status, nit, nfev = newton_compiled(
+            f_user, fprime_user, fprime2_user, x_start, params, a_end, b_end,
+            tol, rtol, ftol, maxiter, method, n_threads, details=details)
     end_values = None       # f at the bracket ends, for the messages of status 4
-    outside = np.flatnonzero(status == Status.OUT_OF_BOUNDS)
-    if outside.size:
+    outside = np.flatnonzero(status == Status.OUT_OF_BOUNDS) if a_end.size else ()
+    if len(outside):
         end_values = np.full((2, size), np.nan)
+        values_at = block_values if block else compiled_values
         for row, end in zip(end_values, (a_end, b_end)):
-            row[outside] = compiled_values(f_user, end, params, outside)
+            row[outside] = values_at(f_user, end, params, outside)
     return x, fun, status, nit, nfev, end_values
 
 
@@ -345,8 +384,9 @@ def _bracket_messages(status, x0, a, b, fa, fb):
 
 def _check_tolerances(**values):
     for name, value in values.items():
-        value = real_number(value, name)
-        if not np.isfinite(value) or value < 0:
+        if type(value) is not float:        # (the common case needs no ABC check)
+            value = real_number(value, name)
+        if not 0.0 <= value < np.inf:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
@@ -357,6 +397,8 @@ def _check_maxiter(maxiter):
 
 
 def _broadcast_float(value, shape, name):
+    if type(value) is np.ndarray and value.dtype == np.float64 and value.shape == shape:
+        return np.ascontiguousarray(value).reshape(-1)      # (small batches: no broadcast_to)
     array = real_array(value, name)
     try:
         array = np.broadcast_to(array, shape)

@@ -96,7 +96,8 @@ def test_bench_runs_every_area_at_tiny_sizes(tmp_path):
     assert {r["area"] for r in rows} == {"derivatives", "hessian", "newton", "systems", "fitting",
                                          "gaussian_2d", "inference", "nist", "odr",
                                          "global",
-                                         "compiled_models", "sparse"}
+                                         "compiled_models", "sparse",
+                                         "block_newton"}
     assert not [r for r in rows if r["note"].startswith("FAILED")]
 
 

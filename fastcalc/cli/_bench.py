@@ -311,6 +311,121 @@ def bench_newton(bench):
     bench.attempt(area, "newton x^3 = a, compiled f", compiled)
 
 
+def bench_block_newton(bench):
+    """newton with block-compiled f (numba) against the per-element compiled path, the
+    whole-array floor (JAX's jitted loop when installed, else NumPy), and 1 -> 2 threads."""
+    s = bench.sizes
+    area = "block_newton"
+    size = s["newton_n"]
+    metric = "max abs. error vs exact / |f|"
+
+    def blocks():
+        try:
+            return wl.numba_block_equations()
+        except ImportError:
+            raise Skip("numba not installed") from None
+
+    def problems():
+        from fastcalc._testfunctions import low_level
+        cube_block, kepler_block = blocks()
+        a = wl.cube_root_problem(size).a
+        k = wl.kepler_problem(size)
+        return [("x^3 = a", cube_block, low_level("cube_root_eq"),
+                 low_level("cube_root_eq_prime"), np.ones(size), (a,), wl.cube_and_prime,
+                 lambda x: np.abs(x - np.cbrt(a)).max()),
+                ("Kepler", kepler_block, low_level("kepler_eq"), low_level("kepler_eq_prime"),
+                 k.x0, (k.e, k.m), wl.kepler_and_prime,
+                 lambda x: np.abs(wl.kepler_and_prime(x, k.e, k.m)[0]).max())]
+
+    def per_element_row(index):
+        def row():
+            from fastcalc.roots import newton
+            label, block, f, fprime, x0, args, _, error = problems()[index]
+            t_ref, x_ref = bench.time(lambda: newton(f, x0, fprime, args=args))
+            t_fc, x_fc = bench.time(lambda: newton(block, x0, args=args))
+            return BenchRow(area, f"newton {label}, numba block f", f"N={size:,}", t_fc,
+                            "per-element compiled f, f'", t_ref, None, error(x_fc),
+                            error(x_ref), metric)
+        return row
+
+    def floor_row(index):
+        def row():
+            from fastcalc.roots import newton
+            label, block, _, _, x0, args, f_and_prime, error = problems()[index]
+            r = newton(block, x0, args=args, full_output=True)
+            iterations = int(r.nit.max())
+            t_fc, x_fc = bench.time(lambda: newton(block, x0, args=args))
+            try:
+                import jax
+                jax.config.update("jax_enable_x64", True)
+                floor = _jax_floor(jax, f_and_prime, iterations)
+                jargs = [jax.numpy.asarray(v) for v in (x0, *args)]
+                t_ref, x_ref = bench.time(lambda: np.asarray(floor(*jargs).block_until_ready()))
+                reference = f"JAX jit whole-array loop, {iterations} steps"
+            except ImportError:
+                t_ref, x_ref = bench.time(
+                    lambda: wl.numpy_newton_floor(f_and_prime, x0, args, iterations))
+                reference = f"NumPy whole-array loop, {iterations} steps (JAX not installed)"
+            return BenchRow(area, f"newton {label}, numba block f", f"N={size:,}", t_fc,
+                            reference, t_ref, None, error(x_fc), error(x_ref), metric,
+                            "the floor runs every element for the slowest one's steps")
+        return row
+
+    def scaling_row(which):
+        def row():
+            from fastcalc._testfunctions import low_level
+            from fastcalc.roots import newton
+            p = wl.cube_root_problem(size)
+            if which == "numba":
+                try:
+                    import numba
+                    solve = wl.numba_prange_newton()
+                except ImportError:
+                    raise Skip("numba not installed") from None
+
+                def run(threads):
+                    numba.set_num_threads(threads)
+                    return solve(p.x0, p.a, 1.48e-8, 50)
+                label, how = "numba prange loop", "numba"
+            else:
+                f, fprime = low_level("cube_root_eq"), low_level("cube_root_eq_prime")
+
+                def run(threads):
+                    return newton(f, p.x0, fprime, args=(p.a,), n_threads=threads)
+                label, how = "newton x^3 = a, compiled f", "fastcalc"
+            run(1)      # (numba compiles on the first call)
+            t1, x1 = bench.time(lambda: run(1))
+            t2, x2 = bench.time(lambda: run(2))
+            return BenchRow(area, f"{label}, 2 threads", f"N={size:,}", t2,
+                            f"{how} on 1 thread", t1, None, _max_rel_error(x2, p.root),
+                            _max_rel_error(x1, p.root), "max rel. error vs cbrt",
+                            "ratio = thread scaling 1 -> 2")
+        return row
+
+    bench.attempt(area, "newton x^3 = a, numba block f", per_element_row(0))
+    bench.attempt(area, "newton Kepler, numba block f", per_element_row(1))
+    bench.attempt(area, "newton x^3 = a vs whole-array floor", floor_row(0))
+    bench.attempt(area, "newton Kepler vs whole-array floor", floor_row(1))
+    bench.attempt(area, "newton thread scaling", scaling_row("fastcalc"))
+    bench.attempt(area, "numba thread scaling", scaling_row("numba"))
+
+
+def _jax_floor(jax, f_and_prime, iterations):
+    """A jitted fixed-iteration whole-array Newton loop (the f_and_prime formulas in jax.numpy)."""
+    jnp = jax.numpy
+    if f_and_prime is wl.cube_and_prime:
+        def step(x, a):
+            return x - (x * x * x - a) / (3.0 * x * x)
+    else:
+        def step(x, e, m):
+            return x - (x - e * jnp.sin(x) - m) / (1.0 - e * jnp.cos(x))
+
+    @jax.jit
+    def solve(x, *params):
+        return jax.lax.fori_loop(0, iterations, lambda _, x: step(x, *params), x)
+    return solve
+
+
 def bench_systems(bench):
     s = bench.sizes
     area = "systems"
@@ -927,6 +1042,7 @@ AREAS = {
     "odr": bench_odr,
     "global": bench_global,
     "sparse": bench_sparse,
+    "block_newton": bench_block_newton,
 }
 
 

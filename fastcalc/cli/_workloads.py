@@ -18,7 +18,8 @@ __all__ = [
     "rosenbrock", "rosenbrock_gradient", "rosenbrock_hessian", "rosenbrock_problem",
     "exp_sin_problem", "exp_sin_elementwise", "exp_sin_elementwise_derivative",
     "cube_root_problem", "circle_line_problem", "circle_exp_problem", "peak_fit_problem",
-    "gaussian_2d_problem", "SEED",
+    "gaussian_2d_problem", "SEED", "kepler_problem", "numba_block_equations",
+    "numpy_newton_floor", "cube_and_prime", "kepler_and_prime", "numba_prange_newton",
 ]
 
 SEED = 20261124
@@ -362,3 +363,117 @@ def bratu_problem(n, lam=1.0):
     band[0, 1:], band[1], band[2, :-1] = -1.0 / h2, 2.0 / h2, -1.0 / h2
     return BratuProblem(F, np.zeros(n), _tridiagonal_pattern(n),
                         lambda v: solve_banded((1, 1), band, v))
+# Block-compiled equations (newton with a block function): Kepler's equation, numba block
+# functions and the references they are timed against. numba is optional: ImportError without.
+
+def kepler_problem(size, seed=SEED):
+    """Kepler's equation ``E - e sin E = M`` for ``size`` pairs (e in [0, 0.9], M in [0, 2 pi]),
+    started at ``E = M``; ``params`` is the ``(size, 2)`` matrix of ``(e, M)``.
+
+    >>> p = kepler_problem(3)
+    >>> p.params.shape, bool(np.all(p.e < 1))
+    ((3, 2), True)
+    """
+    rng = np.random.default_rng(seed)
+    e, m = rng.uniform(0.0, 0.9, size), rng.uniform(0.0, 2 * np.pi, size)
+    return KeplerProblem(e, m, m.copy(), np.ascontiguousarray(np.stack([e, m], axis=1)))
+
+
+@dataclass
+class KeplerProblem:
+    e: np.ndarray
+    m: np.ndarray
+    x0: np.ndarray
+    params: np.ndarray
+
+
+def numba_block_equations():
+    """``(cube, kepler)``: numba ``cfunc`` block functions ``x^3 - a`` (k = 1) and Kepler's
+    ``E - e sin E - M`` (k = 2, p = (e, M)), each with its derivative into dfx when dfx is not
+    NULL (raises ImportError without numba)."""
+    global _NUMBA_BLOCKS
+    if _NUMBA_BLOCKS is None:
+        _NUMBA_BLOCKS = _compile_numba_blocks()
+    return _NUMBA_BLOCKS
+
+
+_NUMBA_BLOCKS = None
+
+
+def _compile_numba_blocks():
+    import numba
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def is_null(typingctx, pointer):
+        def codegen(context, builder, signature, args):
+            return cgutils.is_null(builder, args[0])
+        return types.boolean(pointer), codegen
+
+    double_p = types.CPointer(types.double)
+    signature = types.intc(types.intc, double_p, types.intc, double_p, double_p, double_p,
+                           types.voidptr)
+
+    @numba.cfunc(signature)
+    def cube(n, x, k, p, fx, dfx, user_data):
+        for i in range(n):
+            fx[i] = x[i] * x[i] * x[i] - p[i]
+        if not is_null(dfx):
+            for i in range(n):
+                dfx[i] = 3.0 * x[i] * x[i]
+        return 0
+
+    @numba.cfunc(signature)
+    def kepler(n, x, k, p, fx, dfx, user_data):
+        for i in range(n):
+            fx[i] = x[i] - p[2 * i] * np.sin(x[i]) - p[2 * i + 1]
+        if not is_null(dfx):
+            for i in range(n):
+                dfx[i] = 1.0 - p[2 * i] * np.cos(x[i])
+        return 0
+
+    return cube, kepler
+
+
+def numpy_newton_floor(f_and_prime, x0, params, iterations):
+    """The whole-array floor: ``iterations`` Newton steps on every element in NumPy (no
+    convergence test, no compaction), ``f_and_prime(x, *params) -> (f, f')``."""
+    x = x0.copy()
+    for _ in range(iterations):
+        f, d = f_and_prime(x, *params)
+        x -= f / d
+    return x
+
+
+def cube_and_prime(x, a):
+    return x * x * x - a, 3.0 * x * x
+
+
+def kepler_and_prime(x, e, m):
+    return x - e * np.sin(x) - m, 1.0 - e * np.cos(x)
+
+
+def numba_prange_newton():
+    """A numba ``prange`` loop of per-element Newton on ``x^3 = a`` (the reference for thread
+    scaling): ``solve(x0, a, tol, maxiter)``. It stops after a step below ``tol`` (fastcalc
+    evaluates f once more there, so this loop does a little less work)."""
+    import numba
+
+    @numba.njit(parallel=True, cache=False)
+    def solve(x0, a, tol, maxiter):
+        x = np.empty_like(x0)
+        for i in numba.prange(x0.shape[0]):
+            xi = x0[i]
+            for _ in range(maxiter):
+                f = xi * xi * xi - a[i]
+                if f == 0.0:
+                    break
+                step = f / (3.0 * xi * xi)
+                xi -= step
+                if abs(step) <= tol + 8.9e-16 * abs(xi):
+                    break
+            x[i] = xi
+        return x
+    return solve
