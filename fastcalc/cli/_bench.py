@@ -479,8 +479,8 @@ def _mgh_row(bench, area):
     """The More-Garbow-Hillstrom systems (Python F, finite-difference J) from bad starts:
     cases solved by newton_system's default dogleg (one vectorized batch per problem) and by
     a root(hybr) loop, each with 1000 (n + 1) evaluations of F allowed."""
-    from ._mgh_systems import batches, hybr_solves
-    from .roots import newton_system
+    from .._mgh_systems import batches, hybr_solves
+    from ..roots import newton_system
     # tiny sizes (the CLI's own tests): the starts x0 only
     factors = (1.0,) if bench.sizes["systems_n"] < 1_000 else (1.0, 10.0, 100.0)
     problems = batches(factors)
@@ -981,8 +981,8 @@ def bench_sparse(bench):
     from scipy.optimize._numdiff import approx_derivative
     from scipy.sparse.linalg import LinearOperator
 
-    from .differentiate import jacobian
-    from .roots import newton_system
+    from ..differentiate import jacobian
+    from ..roots import newton_system
     area = "sparse"
     n, n_ref = bench.sizes["sparse_n"], bench.sizes["bratu_reference_n"]
 
