@@ -1,7 +1,7 @@
 # Ctrl-C inside nogil kernels: every few rounds the calling thread (OpenMP thread 0) takes the
 # GIL and runs Python's signal handlers; an exception they raise (KeyboardInterrupt) stays set
 # on that thread and a shared flag tells every thread to stop. The checks never change the
-# arithmetic, so results stay identical. (_roots.pyx still has its own copy of these lines.)
+# arithmetic, so results stay identical.
 
 cdef extern from *:
     """
