@@ -1049,6 +1049,9 @@ register_input_variants("fit_batch", _fit_batch, Y_BATCH, "Y", nan=_batch_nan_ro
 def _():
     r = quiet(fc.fit_batch, models.gaussian, X_DATA, np.empty((0, X_DATA.size)))
     assert np.shape(r.params) == (0, 4), np.shape(r.params)
+    # with one p0 for every dataset too (it was indexed as if there were a first dataset)
+    r = quiet(fc.fit_batch, models.gaussian, X_DATA, np.empty((0, X_DATA.size)), p0=GAUSS_P0)
+    assert np.shape(r.params) == (0, 4), np.shape(r.params)
 
 
 @case("fit_batch", "one_diverging_dataset_isolated")

@@ -134,7 +134,7 @@ def initial_values(p0, spec, N, batch, lower, upper, has_bounds, bad):
         raise ValueError(f"p0 has shape {p0.shape}, expected ({P},)"
                          + (f" or ({N}, {P})" if batch else "") + " for this model")
     if not use_guess:
-        shared = p0.strides[0] == 0     # (p,) broadcast: wrong for every dataset
+        shared = p0.strides[0] == 0 and N > 0    # (p,) broadcast: wrong for every dataset
         invalid = ~np.isfinite(p0).all(axis=1)
         if shared and invalid[0]:
             raise ValueError("p0 contains NaN or inf")
