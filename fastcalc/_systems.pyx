@@ -385,13 +385,18 @@ cdef inline void trust_propose(Trust *T, const TrustArrays *A,
                     + (1.0 - ratio * ratio) * (1.0 - sratio * sratio))
                 alpha = ratio * (1.0 - sratio * sratio) / temp
         cauchy = (1.0 - alpha) * fmin(T.sgnorm, delta)
-    # s = -(cauchy sd + alpha p), so F + J s = F - cauchy J sd - alpha J p
-    for i in range(n):
-        A.step[i] = -(cauchy * A.sd[i] + alpha * A.gn[i])
-        A.trial[i] = A.x[i] + A.step[i]
+    # s = -(cauchy sd + alpha p), so F + J s = F - cauchy J sd - alpha J p. Without a Cauchy
+    # part sd and J sd are not read: until the first one is formed they hold whatever the
+    # allocation held, and 0 * NaN would poison the step.
     temp = 0.0
     for i in range(n):
-        ratio = A.fx[i] - cauchy * A.jsd[i] - alpha * A.jgn[i]
+        if cauchy == 0.0:
+            A.step[i] = -(alpha * A.gn[i])
+            ratio = A.fx[i] - alpha * A.jgn[i]
+        else:
+            A.step[i] = -(cauchy * A.sd[i] + alpha * A.gn[i])
+            ratio = A.fx[i] - cauchy * A.jsd[i] - alpha * A.jgn[i]
+        A.trial[i] = A.x[i] + A.step[i]
         temp += ratio * ratio
     T.linear_norm = sqrt(temp)
     T.pnorm = scaled_norm2(A.diag, A.step, n)

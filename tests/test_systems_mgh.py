@@ -198,3 +198,26 @@ def test_compiled_mgh_systems_solve_like_the_python_ones(name):
     for key in ("x", "fun", "status", "nit", "nfev"):
         np.testing.assert_array_equal(one[key], two[key])
         np.testing.assert_array_equal(one[key][::40], compiled[key])
+
+
+def test_dogleg_does_not_read_memory_it_has_not_written():
+    # The compiled kernel's scratch comes from malloc. Poison freed chunks of every small size
+    # with NaN so that the next allocations start as NaN: a step that multiplied a not yet
+    # formed steepest-descent direction by 0 took NaN from there (status 2 at x0).
+    import ctypes
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    F = low_level("circle_exp_system")
+    x0 = np.array([1.0, -1.5])
+    clean = newton_system(F, x0, n_threads=1)
+    assert clean.status == 0
+    for size in range(8, 512, 8):
+        chunks = [libc.malloc(size) for _ in range(64)]
+        nan = np.full(size // 8, np.nan)
+        for chunk in chunks:
+            ctypes.memmove(chunk, nan.ctypes.data, size)
+        for chunk in chunks:
+            libc.free(chunk)
+        r = newton_system(F, x0, n_threads=1)
+        assert r.status == 0 and np.array_equal(r.x, clean.x), (size, r.status, r.x)
