@@ -75,6 +75,12 @@ def test_richardson_one_sided_table_not_converging_reports_status_1():
 
 
 _INTERRUPT_CHILD = """
+import signal, sys
+# what the test runner left (reported on failure), then the interpreter's own Ctrl-C handling
+inherited = (signal.getsignal(signal.SIGINT), sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+print("inherited SIGINT handler and blocked signals:", inherited, file=sys.stderr, flush=True)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 import sys, numpy as np, fastcalc as fc
 from fastcalc._testfunctions import low_level
 try:
@@ -104,7 +110,12 @@ def test_keyboard_interrupt_during_long_compiled_newton_system():
         time.sleep(1.0)
         assert child.poll() is None, "the workload finished before the interrupt"
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=3.0)
+        try:
+            out, err = child.communicate(timeout=3.0)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            out, err = child.communicate()
+            raise AssertionError(f"not interrupted within 3 s of SIGINT; stderr: {err[-2000:]}")
     finally:
         if child.poll() is None:
             child.kill()

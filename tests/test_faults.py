@@ -328,6 +328,12 @@ def test_fit_batch_one_dataset_model_nan_isolated():
 
 # ---------------------------------------------------------------------------- Ctrl-C
 _CHILD_PRELUDE = """
+import signal, sys
+# what the test runner left (reported on failure), then the interpreter's own Ctrl-C handling
+inherited = (signal.getsignal(signal.SIGINT), sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+print("inherited SIGINT handler and blocked signals:", inherited, file=sys.stderr, flush=True)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 import sys, time, numpy as np, fastcalc as fc
 from fastcalc import models
 from fastcalc._testfunctions import low_level
@@ -388,8 +394,9 @@ def _interrupt_child(work):
             out, err = child.communicate(timeout=PROMPT_SECONDS)
         except subprocess.TimeoutExpired:
             child.kill()
-            child.communicate()
-            raise AssertionError(f"not interrupted within {PROMPT_SECONDS} s of SIGINT")
+            _, err = child.communicate()
+            raise AssertionError(f"not interrupted within {PROMPT_SECONDS} s of SIGINT; "
+                                 f"child's stderr: {err[-2000:]}")
         elapsed = time.perf_counter() - sent
     finally:
         if child.poll() is None:
