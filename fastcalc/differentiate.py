@@ -1111,7 +1111,14 @@ def jacobian(f, x, *, method="central", accuracy=2, step=None, bounds=None, args
 
 @lru_cache(maxsize=32)
 def _hessian_template(n):
-    """Terms of the second differences for the n(n+1)/2 unique entries (diagonal first).
+    """Terms of the second differences for the n(n+1)/2 unique entries (diagonal first):
+    :func:`_pair_template` of every pair i < j."""
+    return _pair_template(n, *np.triu_indices(n, 1))
+
+
+def _pair_template(n, upper_i, upper_j):
+    """Terms of the second differences for the n diagonal entries and the pairs
+    ``(upper_i[k], upper_j[k])``, ``upper_i < upper_j`` (diagonal first).
 
     Points: 0 = x; 1+i = x + h_i e_i; 1+n+i = x - h_i e_i; then x + h_i e_i + h_j e_j and
     x - h_i e_i - h_j e_j for each pair i < j. With ``u = h_i e_i``, ``v = h_j e_j``:
@@ -1119,7 +1126,6 @@ def _hessian_template(n):
     ``H_ij = (f(x+u+v) + f(x-u-v) - f(x+u) - f(x-u) - f(x+v) - f(x-v) + 2 f(x)) / (2 h_i h_j)``,
     both with O(h^2) truncation error.
     """
-    upper_i, upper_j = np.triu_indices(n, 1)
     pairs = upper_i.size
     diagonal = np.arange(n)
     plus, minus = 1 + diagonal, 1 + n + diagonal

@@ -516,30 +516,16 @@ def _pair_stencil(function, x, h, pattern, full_output, n_threads):
     """The pattern's entries from the symmetric 2-D stencil of :func:`fastcalc.hessian` on the
     diagonal and the pattern's pairs ``i < j`` only: ``1 + 2 n + 2 p`` points (``p`` pairs)."""
     from ._differentiate import combine
-    from .differentiate import _values
+    from .differentiate import _pair_template, _values
     n = x.size
     rows = np.repeat(np.arange(n), np.diff(pattern.row_ptr))
     cols = pattern.row_cols
     upper = rows < cols
     ui, uj = rows[upper], cols[upper]
-    pairs = ui.size
     diagonal = np.arange(n)
-    plus, minus = 1 + diagonal, 1 + n + diagonal
-    pair = np.arange(pairs)
-    both_plus, both_minus = 1 + 2 * n + pair, 1 + 2 * n + pairs + pair
-    zeros_n, zeros_p = np.zeros(n, dtype=np.intp), np.zeros(pairs, dtype=np.intp)
-    output = np.concatenate([np.repeat(diagonal, 3), np.repeat(n + pair, 7)]).astype(np.intp)
-    point = np.concatenate([
-        np.stack([plus, minus, zeros_n], axis=1).ravel(),
-        np.stack([both_plus, both_minus, plus[ui], minus[ui], plus[uj], minus[uj], zeros_p],
-                 axis=1).ravel()]).astype(np.intp)
-    coefficient = np.concatenate([np.tile([1.0, 1.0, -2.0], n),
-                                  np.tile([1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 2.0], pairs)])
-    side = np.concatenate([np.tile(np.array([1, -1, 0], dtype=np.int8), n),
-                           np.tile(np.array([1, -1, 1, -1, 1, -1, 0], dtype=np.int8), pairs)])
-    first_index = np.concatenate([[-1], diagonal, diagonal, ui, ui]).astype(np.intp)
-    second_index = np.concatenate([[-1], np.full(2 * n, -1), uj, uj]).astype(np.intp)
-    npoints = first_index.size
+    t = _pair_template(n, ui, uj)
+    output, point, coefficient, side = t["output"], t["point"], t["coefficient"], t["side"]
+    first_index, second_index, npoints = t["first_index"], t["second_index"], t["npoints"]
     factors = _CHECK_STEPS if full_output else (1.0,)
     levels = []
     for factor in factors:
@@ -579,7 +565,7 @@ def _pair_stencil(function, x, h, pattern, full_output, n_threads):
     position = np.empty(pattern.nnz, dtype=np.intp)
     on_diagonal = rows == cols
     position[on_diagonal] = rows[on_diagonal]
-    position[upper] = n + pair
+    position[upper] = n + np.arange(ui.size)
     lower = rows > cols
     if lower.any():      # (i, j) below the diagonal: the pair of its transpose (j, i)
         pair_of_upper = np.cumsum(upper) - 1
